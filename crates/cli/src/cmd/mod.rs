@@ -1,0 +1,10 @@
+//! One module per subcommand; each owns its flags (`Args`) and its `run`.
+
+pub mod bench;
+pub mod decay;
+pub mod inspect;
+pub mod merge;
+pub mod ocr;
+pub mod render;
+pub mod report;
+pub mod sweep;

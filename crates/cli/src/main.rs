@@ -1,0 +1,67 @@
+//! `compress-bench`: the only binary of the toolkit (ripgrep-style thin CLI).
+//!
+//! Every subcommand lives in its own module under `cmd/`, parses its flags with clap derive and calls
+//! into the library crates. This crate is the only one that reads environment variables, formats
+//! user-facing output, draws progress bars or writes the `--json` stream (docs/cli-json.md).
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+mod cmd;
+mod output;
+
+use output::Output;
+
+/// Render long text into images, read it back with an OCR model, and measure how much survives.
+#[derive(Debug, Parser)]
+#[command(name = "compress-bench", version, about, long_about = None)]
+struct Cli {
+    #[command(flatten)]
+    output: output::OutputArgs,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Render text to a page image at a target compression ratio, with its metadata JSON.
+    Render(cmd::render::Args),
+    /// Read page images with DeepSeek-OCR.
+    Ocr(cmd::ocr::Args),
+    /// Compression sweep: render corpora at many ratios and modes, read back, score, report.
+    Sweep(cmd::sweep::Args),
+    /// Plots, tables and the HTML report of a sweep run.
+    Report(cmd::report::Args),
+    /// Join the outputs of `--shard K/N` runs into one run.
+    Merge(cmd::merge::Args),
+    /// Optical-memory decay sweep over a synthetic conversation.
+    Decay(cmd::decay::Args),
+    /// Speed benchmark of the DeepSeek-OCR engine (tok/s, pages/s, stage times, peak memory).
+    Bench(cmd::bench::Args),
+    /// Config, checkpoint tensor list and vision tokens per mode for an image size.
+    Inspect(cmd::inspect::Args),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let out = Output::new(&cli.output);
+    out.init_tracing();
+    let result = match cli.command {
+        Command::Render(args) => cmd::render::run(args, &out),
+        Command::Ocr(args) => cmd::ocr::run(args, &out),
+        Command::Sweep(args) => cmd::sweep::run(args, &out),
+        Command::Report(args) => cmd::report::run(args, &out),
+        Command::Merge(args) => cmd::merge::run(args, &out),
+        Command::Decay(args) => cmd::decay::run(args, &out),
+        Command::Bench(args) => cmd::bench::run(args, &out),
+        Command::Inspect(args) => cmd::inspect::run(args, &out),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            out.error(&err);
+            ExitCode::FAILURE
+        }
+    }
+}

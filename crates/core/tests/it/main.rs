@@ -1,0 +1,3 @@
+//! Integration tests of occ-core.
+
+mod tokenizer;

@@ -1,0 +1,65 @@
+//! occ-render: deterministic text → page rendering with exact compression-ratio targeting.
+//!
+//! Every experiment of compress-bench starts here: text becomes an RGB page whose size fixes the
+//! vision-token budget of a DeepSeek-OCR mode, together with **the exact ground truth that is on the
+//! page**.
+//!
+//! - [`render_page`]: text + [`RenderSpec`] (page size, DPI, font chain, font size, line height,
+//!   margins, alignment, colours, newline and tab handling) → [`RenderedPage`] (image, ground truth,
+//!   [`LineBox`]es, overflow, [`MissingGlyphs`]).
+//! - [`fit`]: put `round(r · vision tokens)` text tokens on a page at the largest font that fits
+//!   ([`fit::fit_to_ratio`]), and split long text into such pages ([`fit::paginate`]).
+//! - [`degrade`]: blur, JPEG, noise and downscaling of a page.
+//! - [`normalize()`]: the one function deciding which characters go onto a page (tabs, newline policy,
+//!   control characters).
+//! - [`FontSet`]: DejaVu Sans and Droid Sans Fallback (CJK), embedded, with per-glyph fallback.
+//!
+//! # Invariants
+//! - occ-render knows nothing about models. It counts text tokens (through `occ_core::TextTokenizer`)
+//!   and vision tokens (through `occ_core::Mode::vision_tokens`) only in [`fit`], and never recomputes
+//!   either.
+//! - The same text, [`RenderSpec`] and font bytes give byte-identical pixels and metadata: layout is
+//!   sequential, no output depends on hash-map order, and blending is integer arithmetic.
+//! - `page.text + page.overflow == normalize(input)`; every line box lies inside the margins, lines do
+//!   not overlap, and no ink is drawn outside the margins (glyph ink is clipped to the text area).
+//! - Nothing panics on data: bad specs and inputs are [`RenderError`]s.
+//!
+//! # Documented behaviour on odd input
+//! - Empty text: [`render_page`] gives a blank page with no lines; [`fit::fit_to_ratio`] returns
+//!   [`RenderError::EmptyText`]; [`fit::paginate`] returns no pages.
+//! - Characters no font has (emoji, …) are drawn as the primary font's `.notdef` box, kept in the
+//!   ground truth and listed in [`RenderedPage::missing_glyphs`].
+//! - Right-to-left scripts (Arabic, Hebrew) are drawn in **logical order, left to right**, one isolated
+//!   glyph per character: no bidi reordering and no Arabic shaping is done.
+//! - Control characters other than `\n`, `\r` and `\t` become U+FFFD (see [`normalize()`]).
+//!
+//! # Example
+//! ```
+//! use occ_core::Mode;
+//! use occ_render::{render_page, Lang, RenderSpec};
+//!
+//! let spec = RenderSpec::for_mode(Mode::Tiny, Lang::En).with_font_px(14.0);
+//! let page = render_page("Call me Ishmael. 滚滚长江东逝水", &spec)?;
+//! assert_eq!(page.image.dimensions(), (512, 512));
+//! assert_eq!(page.text, "Call me Ishmael. 滚滚长江东逝水");
+//! assert!(page.overflow.is_empty() && page.missing_glyphs.is_empty());
+//! # Ok::<(), occ_render::RenderError>(())
+//! ```
+
+pub mod degrade;
+mod error;
+pub mod fit;
+mod font;
+mod layout;
+mod normalize;
+mod page;
+mod raster;
+mod spec;
+
+pub use error::{RenderError, Result};
+pub use fit::{fit_to_ratio, paginate, FitOptions, FittedPage, Ratios};
+pub use font::{BuiltinFont, Face, FaceInfo, FontSet};
+pub use layout::is_cjk;
+pub use normalize::{normalize, REPLACEMENT};
+pub use page::{render_page, LineBox, MissingGlyph, MissingGlyphs, RenderedPage};
+pub use spec::{Align, Lang, Margins, NewlinePolicy, RenderSpec};
