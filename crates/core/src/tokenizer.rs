@@ -83,6 +83,7 @@ impl TextTokenizer {
 
     /// Token ids with the byte offsets (into `text`) where each token ends, for cutting text at a
     /// token boundary.
+    #[allow(clippy::type_complexity)] // (ids, byte ranges) exactly as tokenizers' Encoding gives them
     pub fn encode_with_offsets(&self, text: &str) -> Result<(Vec<u32>, Vec<(usize, usize)>), TokenizerError> {
         let enc = self.inner.encode(text, false).map_err(|e| TokenizerError::Encode(e.to_string()))?;
         Ok((enc.get_ids().to_vec(), enc.get_offsets().to_vec()))

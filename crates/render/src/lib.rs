@@ -61,5 +61,5 @@ pub use fit::{fit_to_ratio, paginate, FitOptions, FittedPage, Ratios};
 pub use font::{BuiltinFont, Face, FaceInfo, FontSet};
 pub use layout::is_cjk;
 pub use normalize::{normalize, REPLACEMENT};
-pub use page::{render_page, LineBox, MissingGlyph, MissingGlyphs, RenderedPage};
+pub use page::{lines_needed, render_page, LineBox, MissingGlyph, MissingGlyphs, RenderedPage};
 pub use spec::{Align, Lang, Margins, NewlinePolicy, RenderSpec};

@@ -1,11 +1,261 @@
 //! `compress-bench render`: text → page PNG + metadata JSON.
+//!
+//! With `--ratio R` (the default, R = 10) the page holds `round(R · vision tokens)` text tokens of the
+//! input at the largest font that fits (`occ_render::fit::fit_to_ratio`); with `--font-size PX` the text
+//! is set at that size and whatever does not fit is reported as overflow.
+
+use std::io::Read;
+use std::path::{Path, PathBuf};
+
+use anyhow::Context;
+use occ_core::{Mode, TextTokenizer, VisionTokens};
+use occ_render::fit::{fit_to_ratio_with, FitOptions, Ratios};
+use occ_render::{render_page, Align, Margins, NewlinePolicy, RenderSpec};
+use serde_json::json;
 
 use crate::output::Output;
 
+/// Language of the text (selects the default spec).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum LangArg {
+    En,
+    Zh,
+}
+
+/// Horizontal alignment.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum AlignArg {
+    Left,
+    Center,
+    Right,
+    Justify,
+}
+
+/// What a newline of the input becomes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum NewlineArg {
+    /// A line break.
+    Keep,
+    /// The visible `--newline-marker` character, inline.
+    Marker,
+    /// A space.
+    Space,
+}
+
 /// Render text to a page image.
 #[derive(Debug, clap::Args)]
-pub struct Args {}
+pub struct Args {
+    /// UTF-8 text file to render (`-` reads stdin).
+    #[arg(long, value_name = "FILE")]
+    pub text_file: PathBuf,
+    /// DeepSeek-OCR mode: tiny, small, base, large, gundam or custom:<base>x<image>[:crop].
+    #[arg(long, default_value = "tiny")]
+    pub mode: Mode,
+    /// Target compression ratio (text tokens per nominal vision token); the font size is fitted.
+    #[arg(long, conflicts_with = "font_size")]
+    pub ratio: Option<f64>,
+    /// Render at this font size (em px) instead of fitting a ratio.
+    #[arg(long, value_name = "PX")]
+    pub font_size: Option<f32>,
+    /// Language of the text.
+    #[arg(long, value_enum, default_value = "en")]
+    pub lang: LangArg,
+    /// Margin on all four sides in pixels [default: 3% of the page width].
+    #[arg(long, value_name = "PX")]
+    pub margin: Option<u32>,
+    /// Page width in pixels [default: the mode's canvas].
+    #[arg(long, value_name = "PX")]
+    pub width: Option<u32>,
+    /// Page height in pixels [default: the mode's canvas].
+    #[arg(long, value_name = "PX")]
+    pub height: Option<u32>,
+    /// Line pitch as a multiple of the font size.
+    #[arg(long, default_value_t = 1.2)]
+    pub line_height: f32,
+    /// Horizontal alignment.
+    #[arg(long, value_enum, default_value = "left")]
+    pub align: AlignArg,
+    /// What a newline becomes.
+    #[arg(long, value_enum, default_value = "keep")]
+    pub newline: NewlineArg,
+    /// Marker character for `--newline marker`.
+    #[arg(long, default_value_t = '¶')]
+    pub newline_marker: char,
+    /// Tab stops every N characters.
+    #[arg(long, default_value_t = 4)]
+    pub tab_width: u32,
+    /// DPI written into the metadata.
+    #[arg(long, default_value_t = 96)]
+    pub dpi: u32,
+    /// Smallest font size the fitting may choose (em px).
+    #[arg(long, default_value_t = 3.0)]
+    pub min_font_size: f32,
+    /// Output PNG.
+    #[arg(long, value_name = "PNG")]
+    pub out: PathBuf,
+    /// Metadata JSON [default: the PNG path with extension .json].
+    #[arg(long, value_name = "PATH")]
+    pub meta: Option<PathBuf>,
+}
 
-pub fn run(_args: Args, _out: &Output) -> anyhow::Result<()> {
-    anyhow::bail!("render is being built (issue 2)")
+pub fn run(args: Args, out: &Output) -> anyhow::Result<()> {
+    let text = read_text(&args.text_file)?;
+    let spec = build_spec(&args);
+    let tok = TextTokenizer::deepseek_ocr().context("loading the DeepSeek-OCR tokenizer")?;
+    let vision = args
+        .mode
+        .vision_tokens(spec.width, spec.height)
+        .with_context(|| format!("vision tokens of mode {} for a {}x{} page", args.mode, spec.width, spec.height))?;
+    let (page, font_px, text_tokens, target_ratio, target_tokens, used_spec) = match args.font_size {
+        Some(px) => {
+            let spec = spec.with_font_px(px);
+            let page = render_page(&text, &spec).context("rendering the page")?;
+            let n = tok.count(&page.text).context("counting text tokens")?;
+            (page, px, n, None, None, spec)
+        }
+        None => {
+            let ratio = args.ratio.unwrap_or(10.0);
+            let opts = FitOptions { min_px: args.min_font_size, ..FitOptions::default() };
+            let fitted = fit_to_ratio_with(&text, &tok, args.mode, ratio, &spec, &opts).with_context(|| {
+                format!("fitting {} to ratio {ratio} in mode {}", args.text_file.display(), args.mode)
+            })?;
+            let used = spec.with_font_px(fitted.font_px);
+            (fitted.page, fitted.font_px, fitted.text_tokens, Some(ratio), Some(fitted.target_tokens), used)
+        }
+    };
+    let ratios = Ratios::new(text_tokens, &vision);
+    let meta_path = args.meta.clone().unwrap_or_else(|| args.out.with_extension("json"));
+    for path in [&args.out, &meta_path] {
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+        }
+    }
+    page.image
+        .save_with_format(&args.out, image::ImageFormat::Png)
+        .with_context(|| format!("writing {}", args.out.display()))?;
+    let overflow_chars = page.overflow.chars().count();
+    let meta = json!({
+        "image": args.out.display().to_string(),
+        "source": args.text_file.display().to_string(),
+        "mode": args.mode,
+        "spec": used_spec,
+        "font_px": font_px,
+        "target_ratio": target_ratio,
+        "target_tokens": target_tokens,
+        "text_tokens": text_tokens,
+        "vision_tokens": vision_json(&vision),
+        "ratio": ratios,
+        "ground_truth": page.text,
+        "chars": page.chars,
+        "lines": page.lines,
+        "missing_glyphs": page.missing_glyphs,
+        "overflow_chars": overflow_chars,
+        "overflow_bytes": page.overflow.len(),
+    });
+    let body = serde_json::to_string_pretty(&meta)?;
+    std::fs::write(&meta_path, body + "\n").with_context(|| format!("writing {}", meta_path.display()))?;
+    if !page.missing_glyphs.is_empty() {
+        let chars: String =
+            page.missing_glyphs.chars.iter().map(|g| g.codepoint.as_str()).collect::<Vec<_>>().join(" ");
+        out.warn(&format!(
+            "{} characters have no glyph in any font (drawn as boxes): {chars}",
+            page.missing_glyphs.count
+        ));
+    }
+    if args.font_size.is_some() && !page.overflow.is_empty() {
+        out.warn(&format!("{overflow_chars} characters did not fit the page at {font_px} px"));
+    }
+    out.json_message("render", &meta)?;
+    out.result(&format!(
+        "wrote {} ({}x{}, {} lines, font {font_px} px, {text_tokens} text tokens, ratio {:.3} nominal / {:.3} valid / \
+         {:.3} slots) and {}",
+        args.out.display(),
+        page.width,
+        page.height,
+        page.lines.len(),
+        ratios.nominal,
+        ratios.valid,
+        ratios.slots,
+        meta_path.display()
+    ));
+    Ok(())
+}
+
+fn vision_json(v: &VisionTokens) -> serde_json::Value {
+    json!({
+        "nominal": v.nominal,
+        "valid": v.valid,
+        "valid_floor": v.valid_floor,
+        "slots": v.slots,
+        "grid": [v.grid.across, v.grid.down],
+    })
+}
+
+fn build_spec(args: &Args) -> RenderSpec {
+    let lang = match args.lang {
+        LangArg::En => occ_render::Lang::En,
+        LangArg::Zh => occ_render::Lang::Zh,
+    };
+    let mut spec = RenderSpec::for_mode(args.mode, lang);
+    if let Some(w) = args.width {
+        spec.width = w;
+        spec.margins = Margins::uniform((w * 3).div_ceil(100));
+    }
+    if let Some(h) = args.height {
+        spec.height = h;
+    }
+    if let Some(m) = args.margin {
+        spec.margins = Margins::uniform(m);
+    }
+    spec.line_height = args.line_height;
+    spec.align = match args.align {
+        AlignArg::Left => Align::Left,
+        AlignArg::Center => Align::Center,
+        AlignArg::Right => Align::Right,
+        AlignArg::Justify => Align::Justify,
+    };
+    spec.newline = match args.newline {
+        NewlineArg::Keep => NewlinePolicy::Keep,
+        NewlineArg::Marker => NewlinePolicy::Marker(args.newline_marker),
+        NewlineArg::Space => NewlinePolicy::Space,
+    };
+    spec.tab_width = args.tab_width;
+    spec.dpi = args.dpi;
+    spec
+}
+
+/// Reads UTF-8 text from a file or stdin (`-`); invalid UTF-8 is an error naming the byte offset.
+fn read_text(path: &Path) -> anyhow::Result<String> {
+    let (bytes, name) = if path == Path::new("-") {
+        let mut b = Vec::new();
+        std::io::stdin().read_to_end(&mut b).context("reading text from stdin")?;
+        (b, "<stdin>".to_string())
+    } else {
+        (std::fs::read(path).with_context(|| format!("reading {}", path.display()))?, path.display().to_string())
+    };
+    String::from_utf8(bytes).map_err(|e| {
+        let at = e.utf8_error().valid_up_to();
+        anyhow::anyhow!("{name}: invalid UTF-8 at byte offset {at} (the text file must be UTF-8)")
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn invalid_utf8_is_an_error_naming_the_file_and_byte_offset() {
+        let path = std::env::temp_dir().join(format!("occ-render-cli-bad-utf8-{}.txt", std::process::id()));
+        std::fs::write(&path, b"whale \xe9\xff tail").unwrap();
+        let err = read_text(&path).unwrap_err().to_string();
+        let _ = std::fs::remove_file(&path);
+        assert!(err.contains(&path.display().to_string()), "{err}");
+        assert!(err.contains("invalid UTF-8 at byte offset 6"), "{err}");
+    }
+
+    #[test]
+    fn a_missing_file_is_an_error_naming_it() {
+        let err = read_text(Path::new("/nonexistent/occ-text.txt")).unwrap_err();
+        assert!(format!("{err:#}").contains("/nonexistent/occ-text.txt"), "{err:#}");
+    }
 }

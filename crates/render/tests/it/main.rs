@@ -1,0 +1,11 @@
+//! Integration tests of occ-render (one binary, ripgrep style).
+
+mod bad_input;
+mod common;
+mod degrade;
+mod determinism;
+mod fit;
+mod fonts;
+mod layout;
+mod legibility;
+mod props;
