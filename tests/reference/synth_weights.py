@@ -65,6 +65,7 @@ def fill_module(module, seed: int = 0, prefix: str = "") -> int:
 
     `prefix` is prepended to the module's own state-dict names to form checkpoint names (e.g. the
     reference's `DeepseekOCRForCausalLM` already uses the checkpoint names, so prefix is "").
+    Integer buffers (e.g. CLIP's `embeddings.position_ids`) are left untouched.
     Returns the number of tensors filled.
     """
     import torch
@@ -72,6 +73,9 @@ def fill_module(module, seed: int = 0, prefix: str = "") -> int:
     count = 0
     with torch.no_grad():
         for name, tensor in module.state_dict(keep_vars=True).items():
+            if not tensor.dtype.is_floating_point:
+                # Integer buffers (CLIP's `position_ids`) are indices, not weights.
+                continue
             full = prefix + name
             values = synth_values(full, tuple(tensor.shape), seed)
             tensor.data.copy_(torch.from_numpy(values).to(tensor.dtype))

@@ -3,6 +3,28 @@
 //!
 //! Module map (one component per file, named after its checkpoint prefix):
 //! - [`synth`]: the synthetic-weights recipe shared with `tests/reference/synth_weights.py`.
+//! - [`config`]: `config.json` ([`config::HfConfig`]) and the typed vision configs with presets
+//!   (`VisionConfig::deepseek_ocr()`, `VisionConfig::tiny()`).
+//! - [`preprocess`]: image loading (EXIF), Pillow-exact bicubic resize, `ImageOps.pad`, Gundam tiling,
+//!   normalisation — bit-identical to the reference.
+//! - [`sam`] (`model.sam_model.*`), [`clip`] (`model.vision_model.*`), [`projector`]
+//!   (`model.projector.*`), [`layout`] (newline / separator rows), [`encoder`] (the DeepEncoder).
+//! - [`nn`]: shared layers (attention, LayerNorm2d, position-table resampling, window partition).
+//!
+//! # Vision API
+//! ```no_run
+//! # use occ_model::{config::VisionConfig, encoder::DeepEncoder, preprocess};
+//! # fn main() -> candle_core::Result<()> {
+//! # let device = candle_core::Device::Cpu;
+//! # let vb = occ_model::synth::synth_var_builder(0, candle_core::DType::F32, &device);
+//! let encoder = DeepEncoder::new(&VisionConfig::deepseek_ocr(), vb)?; // vb at the checkpoint root
+//! let page = preprocess::load_image(std::path::Path::new("page.png"))?;
+//! let prepared = preprocess::prepare(&page, occ_core::Mode::Gundam)?; // global view, tiles, grid
+//! let rows = encoder.encode(&[prepared], &device)?; // per image: (slots, 1280), batched over views
+//! # Ok(()) }
+//! ```
+//! `rows[i].dim(0)` equals `Mode::vision_tokens(w, h).slots`: the rows replace the `<image>`
+//! placeholder embeddings in order.
 //!
 //! # Invariants
 //! - No file is read except the weights and config handed in; no environment variable is read,
@@ -10,6 +32,19 @@
 //! - One forward path for every dtype; sensitive ops upcast locally.
 //! - No `unwrap`/`expect`/`panic!` on data: errors are `candle_core::Error` naming the tensor or stage.
 
+pub mod clip;
 pub mod config;
+pub mod decoder;
+pub mod encoder;
+pub mod generate;
+pub mod grounding;
+pub mod layout;
+pub mod load;
+pub mod ngram;
+pub mod nn;
+pub mod pipeline;
 pub mod preprocess;
+pub mod projector;
+pub mod prompt;
+pub mod sam;
 pub mod synth;

@@ -3,7 +3,7 @@
 //! Parity with the PyTorch reference is proven on these weights, since the real checkpoint cannot be
 //! downloaded on our machines. The recipe is defined here and mirrored in
 //! `tests/reference/synth_weights.py`; both must change together (the golden test of
-//! [`tests::recipe_golden_values`] pins the first values of a few tensors on both sides).
+//! `tests::recipe_golden_values` pins the first values of a few tensors on both sides).
 //!
 //! # Recipe (version 1)
 //! For a tensor `name` of `shape`, with a global `seed` (default 0):
@@ -141,7 +141,7 @@ mod tests {
         ];
         for (name, dims, want) in golden {
             let n = dims.iter().product::<usize>().min(3);
-            let first: Vec<u32> = synth_values(name, &dims[..], 0)[..n].iter().map(|v| v.to_bits()).collect();
+            let first: Vec<u32> = synth_values(name, dims, 0)[..n].iter().map(|v| v.to_bits()).collect();
             assert_eq!(first, want, "{name}");
         }
     }

@@ -1,11 +1,243 @@
 //! `compress-bench inspect`: config, tensor list and vision tokens per mode for an image size.
+//!
+//! ```text
+//! compress-bench inspect --image-size 1240x1754
+//! compress-bench inspect --image page.png --tensors --checkpoint model-00001-of-000001.safetensors
+//! compress-bench inspect --config config.json --json
+//! ```
+
+use std::io::Read;
+use std::path::PathBuf;
+
+use anyhow::Context;
+use occ_core::{Mode, VisionTokens};
+use occ_model::config::{HfConfig, VisionConfig};
+use serde::Serialize;
+use serde_json::Value;
 
 use crate::output::Output;
 
-/// config, tensor list and vision tokens per mode for an image size.
+/// Config, checkpoint tensor list and vision tokens per mode for an image size.
 #[derive(Debug, clap::Args)]
-pub struct Args {}
+pub struct Args {
+    /// `config.json` of the checkpoint (default: the embedded deepseek-ai/DeepSeek-OCR one).
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Image size for the vision-token table, `WxH` (default 1024x1024).
+    #[arg(long, value_name = "WxH", conflicts_with = "image", value_parser = parse_size)]
+    pub image_size: Option<(u32, u32)>,
+    /// Image whose (EXIF-oriented) size is used for the vision-token table.
+    #[arg(long, value_name = "FILE")]
+    pub image: Option<PathBuf>,
+    /// Modes to tabulate (default: the five official ones).
+    #[arg(long, value_delimiter = ',')]
+    pub modes: Vec<Mode>,
+    /// List the encoder's checkpoint tensors with their expected shapes.
+    #[arg(long)]
+    pub tensors: bool,
+    /// With --tensors: a `.safetensors` file whose header is checked against the expected shapes.
+    #[arg(long, value_name = "FILE", requires = "tensors")]
+    pub checkpoint: Option<PathBuf>,
+    /// With --tensors: a `model.safetensors.index.json` whose names are checked for the encoder's.
+    #[arg(long, value_name = "FILE", requires = "tensors")]
+    pub index: Option<PathBuf>,
+}
 
-pub fn run(_args: Args, _out: &Output) -> anyhow::Result<()> {
-    anyhow::bail!("`compress-bench inspect` is not built yet (issue 3)")
+fn parse_size(s: &str) -> Result<(u32, u32), String> {
+    let (w, h) = s.split_once(['x', 'X']).ok_or_else(|| format!("expected WxH, got {s:?}"))?;
+    let w: u32 = w.trim().parse().map_err(|_| format!("bad width in {s:?}"))?;
+    let h: u32 = h.trim().parse().map_err(|_| format!("bad height in {s:?}"))?;
+    if w == 0 || h == 0 {
+        return Err(format!("image size {s:?} has an empty side"));
+    }
+    Ok((w, h))
+}
+
+#[derive(Debug, Serialize)]
+struct ModeRow {
+    mode: String,
+    base_size: u32,
+    image_size: u32,
+    crop: bool,
+    #[serde(flatten)]
+    tokens: VisionTokens,
+}
+
+#[derive(Debug, Serialize)]
+struct TensorRow {
+    name: String,
+    expected_shape: Vec<usize>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    checkpoint_shape: Option<Vec<usize>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    checkpoint_dtype: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    in_index: Option<bool>,
+}
+
+/// `(dtype, shape)` of every tensor in a safetensors header (the file is not loaded).
+fn read_safetensors_header(path: &PathBuf) -> anyhow::Result<serde_json::Map<String, Value>> {
+    let mut f = std::fs::File::open(path).with_context(|| format!("opening {}", path.display()))?;
+    let mut len = [0u8; 8];
+    f.read_exact(&mut len).with_context(|| format!("reading the header length of {}", path.display()))?;
+    let len = u64::from_le_bytes(len);
+    anyhow::ensure!(len < 100 << 20, "{}: header of {len} bytes is not plausible", path.display());
+    let mut header = vec![0u8; len as usize];
+    f.read_exact(&mut header).with_context(|| format!("reading the header of {}", path.display()))?;
+    let v: Value =
+        serde_json::from_slice(&header).with_context(|| format!("parsing the header of {}", path.display()))?;
+    match v {
+        Value::Object(map) => Ok(map),
+        _ => anyhow::bail!("{}: header is not a JSON object", path.display()),
+    }
+}
+
+fn count(shape: &[usize]) -> usize {
+    shape.iter().product()
+}
+
+pub fn run(args: Args, out: &Output) -> anyhow::Result<()> {
+    let hf = match &args.config {
+        Some(path) => {
+            let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+            HfConfig::from_json(&text).with_context(|| format!("parsing {}", path.display()))?
+        }
+        None => HfConfig::deepseek_ocr()?,
+    };
+    let vision = VisionConfig::try_from(&hf).context("validating the vision config")?;
+    let (width, height) = match (&args.image, args.image_size) {
+        (Some(path), _) => {
+            let img = occ_model::preprocess::load_image(path).with_context(|| format!("reading {}", path.display()))?;
+            img.dimensions()
+        }
+        (None, Some(size)) => size,
+        (None, None) => (1024, 1024),
+    };
+    let modes = if args.modes.is_empty() { Mode::OFFICIAL.to_vec() } else { args.modes.clone() };
+
+    let expected = occ_model::encoder::expected_tensors(&vision)?;
+    let params =
+        |prefix: &str| expected.iter().filter(|(n, _)| n.starts_with(prefix)).map(|(_, s)| count(s)).sum::<usize>();
+    let text_key = |k: &str| hf.text.get(k).cloned().unwrap_or(Value::Null);
+    let summary = serde_json::json!({
+        "model_type": hf.model_type,
+        "sam": { "width": vision.sam.width, "depth": vision.sam.depth, "heads": vision.sam.heads,
+                 "window": vision.sam.window_size, "global_blocks": vision.sam.global_attn_indexes,
+                 "compressor_channels": vision.sam.downsample_channels,
+                 "parameters": params("model.sam_model.") },
+        "clip": { "width": vision.clip.width, "layers": vision.clip.layers, "heads": vision.clip.heads,
+                  "position_grid": vision.clip.pos_grid(),
+                  "parameters_loaded": params("model.vision_model.") },
+        "projector": { "input_dim": vision.projector.input_dim, "n_embed": vision.projector.n_embed,
+                       "parameters": params("model.projector.") },
+        "decoder": { "hidden_size": text_key("hidden_size"), "num_hidden_layers": text_key("num_hidden_layers"),
+                     "n_routed_experts": text_key("n_routed_experts"), "num_experts_per_tok": text_key("num_experts_per_tok"),
+                     "vocab_size": text_key("vocab_size"), "use_mla": text_key("use_mla") },
+    });
+    let rows: Vec<ModeRow> = modes
+        .iter()
+        .map(|&m| {
+            Ok(ModeRow {
+                mode: m.to_string(),
+                base_size: m.base_size(),
+                image_size: m.image_size(),
+                crop: m.crop(),
+                tokens: m.vision_tokens(width, height)?,
+            })
+        })
+        .collect::<Result<_, occ_core::ModeError>>()?;
+
+    out.json_message("config", &summary)?;
+    out.json_message("vision_tokens", &serde_json::json!({ "width": width, "height": height, "modes": rows }))?;
+    out.result(&format!(
+        "config: {}  SAM {}x{} ({} heads, window {}, global {:?})  CLIP {}x{} ({} heads)  projector {}->{}",
+        hf.model_type,
+        vision.sam.width,
+        vision.sam.depth,
+        vision.sam.heads,
+        vision.sam.window_size,
+        vision.sam.global_attn_indexes,
+        vision.clip.width,
+        vision.clip.layers,
+        vision.clip.heads,
+        vision.projector.input_dim,
+        vision.projector.n_embed
+    ));
+    out.result(&format!(
+        "decoder: hidden {}  layers {}  experts {} (top {})  vocab {}",
+        text_key("hidden_size"),
+        text_key("num_hidden_layers"),
+        text_key("n_routed_experts"),
+        text_key("num_experts_per_tok"),
+        text_key("vocab_size")
+    ));
+    out.result(&format!("\nvision tokens for a {width}x{height} image:"));
+    out.result(&format!(
+        "{:<22} {:>8} {:>6} {:>11} {:>6} {:>5}",
+        "mode", "nominal", "valid", "valid_floor", "slots", "grid"
+    ));
+    for r in &rows {
+        out.result(&format!(
+            "{:<22} {:>8} {:>6} {:>11} {:>6} {:>5}",
+            r.mode,
+            r.tokens.nominal,
+            r.tokens.valid,
+            r.tokens.valid_floor,
+            r.tokens.slots,
+            format!("{}x{}", r.tokens.grid.across, r.tokens.grid.down)
+        ));
+    }
+
+    if args.tensors {
+        let header = args.checkpoint.as_ref().map(read_safetensors_header).transpose()?;
+        let index: Option<Value> = match &args.index {
+            Some(p) => {
+                let text = std::fs::read_to_string(p).with_context(|| format!("reading {}", p.display()))?;
+                Some(serde_json::from_str(&text).with_context(|| format!("parsing {}", p.display()))?)
+            }
+            None => None,
+        };
+        let mut mismatches = 0usize;
+        let tensors: Vec<TensorRow> = expected
+            .iter()
+            .map(|(name, shape)| {
+                let entry = header.as_ref().and_then(|h| h.get(name));
+                let checkpoint_shape = header.as_ref().map(|_| {
+                    entry
+                        .and_then(|e| e.get("shape"))
+                        .and_then(Value::as_array)
+                        .map(|a| a.iter().filter_map(Value::as_u64).map(|v| v as usize).collect::<Vec<_>>())
+                        .unwrap_or_default()
+                });
+                if checkpoint_shape.as_ref().is_some_and(|s| s != shape) {
+                    mismatches += 1;
+                }
+                TensorRow {
+                    name: name.clone(),
+                    expected_shape: shape.clone(),
+                    checkpoint_shape,
+                    checkpoint_dtype: entry.and_then(|e| e.get("dtype")).and_then(Value::as_str).map(str::to_string),
+                    in_index: index.as_ref().map(|i| i["weight_map"].get(name).is_some()),
+                }
+            })
+            .collect();
+        let missing_from_index = tensors.iter().filter(|t| t.in_index == Some(false)).count();
+        out.json_message("tensors", &serde_json::json!({ "tensors": tensors, "shape_mismatches": mismatches, "missing_from_index": missing_from_index }))?;
+        out.result(&format!(
+            "\nencoder tensors ({}, {} parameters):",
+            tensors.len(),
+            expected.iter().map(|(_, s)| count(s)).sum::<usize>()
+        ));
+        for t in &tensors {
+            let extra = match (&t.checkpoint_shape, t.in_index) {
+                (Some(s), _) if s != &t.expected_shape => format!("  MISMATCH: checkpoint {s:?}"),
+                (_, Some(false)) => "  MISSING from index".to_string(),
+                _ => String::new(),
+            };
+            out.result(&format!("{:<70} {:?}{extra}", t.name, t.expected_shape));
+        }
+        anyhow::ensure!(mismatches == 0, "{mismatches} encoder tensors have a different shape in the checkpoint");
+        anyhow::ensure!(missing_from_index == 0, "{missing_from_index} encoder tensors are missing from the index");
+    }
+    Ok(())
 }

@@ -1,0 +1,151 @@
+//! CLIP-L as DeepSeek-OCR uses it (`model.vision_model.*`, spec §4).
+//!
+//! The SAM features replace the patch embeddings (the checkpoint's `patch_embedding` conv is never
+//! run, so it is not loaded); a class token is prepended; the 16×16 position table is resized by
+//! antialiased bicubic when the grid differs; `pre_layrnorm`; pre-norm blocks with `quick_gelu`; no
+//! post-norm.
+
+use candle_core::{Module, Result, Tensor};
+use candle_nn::{layer_norm, linear, LayerNorm, Linear, VarBuilder};
+
+use crate::config::ClipConfig;
+use crate::nn::attention::sdpa;
+use crate::nn::interpolate::resize_grid_bicubic_aa;
+use crate::nn::{no_probe, quick_gelu, Probe};
+
+/// `transformer.layers.N.self_attn`.
+#[derive(Debug, Clone)]
+pub struct Attention {
+    qkv_proj: Linear,
+    out_proj: Linear,
+    heads: usize,
+    head_dim: usize,
+}
+
+impl Attention {
+    pub fn new(cfg: &ClipConfig, vb: VarBuilder<'_>) -> Result<Self> {
+        Ok(Attention {
+            qkv_proj: linear(cfg.width, 3 * cfg.width, vb.pp("qkv_proj"))?,
+            out_proj: linear(cfg.width, cfg.width, vb.pp("out_proj"))?,
+            heads: cfg.heads,
+            head_dim: cfg.head_dim(),
+        })
+    }
+
+    /// # Shapes
+    /// `x`: (b, t, dim) → (b, t, dim).
+    pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        let (b, t, dim) = x.dims3()?;
+        let qkv = self.qkv_proj.forward(x)?.reshape((b, t, 3, self.heads, self.head_dim))?.permute((2, 0, 3, 1, 4))?; // (3, b, nh, t, hd)
+        let q = qkv.get(0)?.contiguous()?;
+        let k = qkv.get(1)?.contiguous()?;
+        let v = qkv.get(2)?.contiguous()?;
+        let out = sdpa(&q, &k, &v, None, (self.head_dim as f64).powf(-0.5))?; // (b, nh, t, hd)
+        self.out_proj.forward(&out.transpose(1, 2)?.reshape((b, t, dim))?)
+    }
+}
+
+/// `transformer.layers.N`.
+#[derive(Debug, Clone)]
+pub struct Layer {
+    layer_norm1: LayerNorm,
+    self_attn: Attention,
+    layer_norm2: LayerNorm,
+    fc1: Linear,
+    fc2: Linear,
+}
+
+impl Layer {
+    pub fn new(cfg: &ClipConfig, vb: VarBuilder<'_>) -> Result<Self> {
+        Ok(Layer {
+            layer_norm1: layer_norm(cfg.width, cfg.eps, vb.pp("layer_norm1"))?,
+            self_attn: Attention::new(cfg, vb.pp("self_attn"))?,
+            layer_norm2: layer_norm(cfg.width, cfg.eps, vb.pp("layer_norm2"))?,
+            fc1: linear(cfg.width, cfg.ffn_dim, vb.pp("mlp").pp("fc1"))?,
+            fc2: linear(cfg.ffn_dim, cfg.width, vb.pp("mlp").pp("fc2"))?,
+        })
+    }
+
+    /// # Shapes
+    /// `x`: (b, t, dim) → (b, t, dim).
+    pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        let h = (x + self.self_attn.forward(&self.layer_norm1.forward(x)?)?)?;
+        let m = self.fc2.forward(&quick_gelu(&self.fc1.forward(&self.layer_norm2.forward(&h)?)?)?)?;
+        &h + m
+    }
+}
+
+/// CLIP-L vision tower over SAM features (`model.vision_model`).
+#[derive(Debug, Clone)]
+pub struct Clip {
+    class_embedding: Tensor,
+    position_embedding: Tensor,
+    pre_layrnorm: LayerNorm,
+    layers: Vec<Layer>,
+    cfg: ClipConfig,
+}
+
+impl Clip {
+    /// `vb` points at `model.vision_model`.
+    pub fn new(cfg: &ClipConfig, vb: VarBuilder<'_>) -> Result<Self> {
+        let emb = vb.pp("embeddings");
+        let g = cfg.pos_grid();
+        let layers = (0..cfg.layers)
+            .map(|i| Layer::new(cfg, vb.pp("transformer").pp("layers").pp(i)))
+            .collect::<Result<Vec<_>>>()?;
+        Ok(Clip {
+            class_embedding: emb.get(cfg.width, "class_embedding")?,
+            position_embedding: emb.pp("position_embedding").get((g * g + 1, cfg.width), "weight")?,
+            pre_layrnorm: layer_norm(cfg.width, cfg.pre_eps, vb.pp("pre_layrnorm"))?,
+            layers,
+            cfg: cfg.clone(),
+        })
+    }
+
+    /// Position embeddings for `tokens` tokens (class token included), as `get_abs_pos`: the grid
+    /// side is `⌊√tokens⌋`; the class row is kept, the grid rows resized when the side differs.
+    ///
+    /// # Shapes
+    /// → (1, tokens, dim).
+    pub fn pos_embed(&self, tokens: usize) -> Result<Tensor> {
+        let src = self.cfg.pos_grid();
+        let tgt = (tokens as f64).sqrt() as usize;
+        if tgt == src {
+            return self.position_embedding.unsqueeze(0);
+        }
+        if tgt * tgt + 1 != tokens {
+            candle_core::bail!("clip position embeddings: {tokens} tokens are not a square grid plus a class token");
+        }
+        let dim = self.cfg.width;
+        let cls = self.position_embedding.narrow(0, 0, 1)?;
+        let grid = self.position_embedding.narrow(0, 1, src * src)?.reshape((src, src, dim))?;
+        let grid = resize_grid_bicubic_aa(&grid, tgt, tgt)?.reshape((tgt * tgt, dim))?;
+        Tensor::cat(&[&cls, &grid], 0)?.unsqueeze(0)
+    }
+
+    /// # Shapes
+    /// `features`: (b, dim, h, w) SAM output → (b, 1 + h·w, dim).
+    pub fn forward(&self, features: &Tensor) -> Result<Tensor> {
+        self.forward_probed(features, &mut no_probe)
+    }
+
+    /// [`Clip::forward`], reporting `clip.embeddings`, `clip.pre_layrnorm` and `clip.layers.N`.
+    pub fn forward_probed(&self, features: &Tensor, probe: Probe<'_>) -> Result<Tensor> {
+        let (b, dim, h, w) = features.dims4()?;
+        if dim != self.cfg.width {
+            candle_core::bail!("clip input: expected {} channels (SAM output), got {dim}", self.cfg.width);
+        }
+        let patches = features.flatten_from(2)?.transpose(1, 2)?; // (b, h·w, dim)
+        let cls = self.class_embedding.reshape((1, 1, dim))?.broadcast_as((b, 1, dim))?;
+        let x = Tensor::cat(&[&cls, &patches], 1)?; // (b, 1 + h·w, dim)
+        let x = x.broadcast_add(&self.pos_embed(1 + h * w)?)?;
+        probe("clip.embeddings", &x)?;
+        let mut x = self.pre_layrnorm.forward(&x)?;
+        probe("clip.pre_layrnorm", &x)?;
+        for (i, layer) in self.layers.iter().enumerate() {
+            x = layer.forward(&x)?;
+            probe(&format!("clip.layers.{i}"), &x)?;
+        }
+        Ok(x)
+    }
+}

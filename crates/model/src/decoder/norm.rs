@@ -1,0 +1,31 @@
+//! RMSNorm with float32 statistics (`DeepseekV2RMSNorm`, spec §5.2).
+
+use candle_core::{DType, Module, Result, Tensor, D};
+use candle_nn::VarBuilder;
+
+/// `weight · cast(x · rsqrt(mean(x²) + eps))`, the statistics and the scaling in float32, the result
+/// cast back to the input dtype *before* the weight is applied (as the reference does; candle's fused
+/// `rms_norm` applies the weight in float32, which differs in bf16).
+#[derive(Debug, Clone)]
+pub struct RmsNorm {
+    weight: Tensor,
+    eps: f64,
+}
+
+impl RmsNorm {
+    pub fn new(size: usize, eps: f64, vb: VarBuilder<'_>) -> Result<RmsNorm> {
+        Ok(RmsNorm { weight: vb.get(size, "weight")?, eps })
+    }
+}
+
+impl Module for RmsNorm {
+    /// # Shapes
+    /// `(…, hidden)` → `(…, hidden)`, same dtype.
+    fn forward(&self, xs: &Tensor) -> Result<Tensor> {
+        let dtype = xs.dtype();
+        let x = xs.to_dtype(DType::F32)?;
+        let var = x.sqr()?.mean_keepdim(D::Minus1)?;
+        let inv = (var + self.eps)?.sqrt()?.recip()?;
+        x.broadcast_mul(&inv)?.to_dtype(dtype)?.broadcast_mul(&self.weight)
+    }
+}

@@ -1,0 +1,313 @@
+//! The whole DeepSeek-OCR path, image → text: preprocessing, DeepEncoder, prompt with the vision
+//! rows spliced in place of the `<image>` slots, batched generation, decoding and post-processing.
+//!
+//! [`DeepseekOcr::ocr`] is the one call; [`DeepseekOcr`] also implements [`occ_core::OcrEngine`]
+//! (batched, `preferred_batch` = [`DeepseekOcr::max_batch`]).
+
+use std::time::{Duration, Instant};
+
+use candle_core::{DType, Device, Result, Tensor};
+use candle_nn::VarBuilder;
+use image::RgbImage;
+use occ_core::{
+    EngineError, EngineInfo, Mode, OcrEngine, OcrOptions, OcrOutput, OcrPage, Prompt, TextTokenizer, Timings,
+    VisionTokens,
+};
+
+use crate::config::VisionConfig;
+use crate::decoder::{DecoderConfig, DecoderModel};
+use crate::encoder::DeepEncoder;
+use crate::generate::{generate, GenerationConfig, PromptInput, Sampling};
+use crate::grounding::{parse_grounding, postprocess, GroundedBlock};
+use crate::load::{expected_tensors, LoadError, WeightsDir};
+use crate::preprocess::{prepare, PreparedImage};
+use crate::prompt::{build_prompt, PromptTokens};
+
+/// Sizes of synthetic-weight engines.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SyntheticSize {
+    /// The real architecture (3.3 B parameters).
+    Full,
+    /// The full encoder and the reduced decoder of the CI goldens ([`DecoderConfig::reduced`]).
+    Reduced,
+    /// Toy encoder and decoder ([`VisionConfig::tiny`], [`DecoderConfig::tiny`]).
+    Tiny,
+}
+
+/// Where the weights came from, for manifests.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WeightsIdentity {
+    /// A path, or `synthetic:recipe-v1:seed-N:<size>`.
+    pub id: String,
+    pub synthetic: bool,
+}
+
+/// What one page gave.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PageOutput {
+    /// Decoded with special tokens kept, trailing EOS removed, trimmed (spec §8.4).
+    pub text: String,
+    /// `<|ref|>/<|det|>` blocks of `text` (empty without the grounding prompt).
+    pub blocks: Vec<GroundedBlock>,
+    /// Generated ids, the stopping EOS included when there was one.
+    pub token_ids: Vec<u32>,
+    pub n_prompt_tokens: usize,
+    pub stopped_at_eos: bool,
+    pub vision_tokens: VisionTokens,
+    pub timings: Timings,
+}
+
+/// Encoder + decoder + tokenizer.
+#[derive(Debug)]
+pub struct DeepseekOcr {
+    encoder: DeepEncoder,
+    decoder: DecoderModel,
+    tokenizer: TextTokenizer,
+    weights: WeightsIdentity,
+    /// Pages per batch of [`OcrEngine::ocr`].
+    pub max_batch: usize,
+    /// Settings the engine trait starts from (its options override budget, sampling and EOS).
+    pub generation: GenerationConfig,
+}
+
+impl DeepseekOcr {
+    /// Builds the model from a [`VarBuilder`] at the checkpoint root.
+    pub fn new(
+        vision: &VisionConfig,
+        decoder: &DecoderConfig,
+        vb: VarBuilder<'_>,
+        tokenizer: TextTokenizer,
+        weights: WeightsIdentity,
+    ) -> Result<DeepseekOcr> {
+        if vision.projector.n_embed != decoder.hidden_size {
+            candle_core::bail!(
+                "projector width {} differs from the decoder hidden size {}",
+                vision.projector.n_embed,
+                decoder.hidden_size
+            )
+        }
+        Ok(DeepseekOcr {
+            encoder: DeepEncoder::new(vision, vb.clone())?,
+            decoder: DecoderModel::new(decoder, vb)?,
+            tokenizer,
+            weights,
+            max_batch: 8,
+            generation: GenerationConfig::default(),
+        })
+    }
+
+    /// An engine on synthetic weights (recipe [`crate::synth::RECIPE_VERSION`]) and the embedded
+    /// tokenizer. Its outputs are meaningless text; it exists for tests, benchmarks and parity.
+    pub fn synthetic(size: SyntheticSize, seed: u64, dtype: DType, device: &Device) -> Result<DeepseekOcr> {
+        let (vision, decoder, name) = match size {
+            SyntheticSize::Full => (VisionConfig::deepseek_ocr(), DecoderConfig::deepseek_ocr(), "full"),
+            SyntheticSize::Reduced => (VisionConfig::deepseek_ocr(), DecoderConfig::reduced(), "reduced"),
+            SyntheticSize::Tiny => (VisionConfig::tiny(), DecoderConfig::tiny(), "tiny"),
+        };
+        let vb = crate::synth::synth_var_builder(seed, dtype, device);
+        let tokenizer = TextTokenizer::deepseek_ocr().map_err(|e| candle_core::Error::Msg(e.to_string()))?;
+        let id = format!("synthetic:recipe-v{}:seed-{seed}:{name}", crate::synth::RECIPE_VERSION);
+        DeepseekOcr::new(&vision, &decoder, vb, tokenizer, WeightsIdentity { id, synthetic: true })
+    }
+
+    /// The real model from an HF snapshot folder; every tensor name and shape is validated first.
+    pub fn from_weights_dir(
+        dir: &WeightsDir,
+        dtype: DType,
+        device: &Device,
+    ) -> std::result::Result<DeepseekOcr, LoadError> {
+        let (vision, decoder) = dir.configs()?;
+        dir.validate(&expected_tensors(&vision, &decoder))?;
+        let tokenizer = TextTokenizer::from_file(&dir.tokenizer)
+            .map_err(|e| LoadError::Corrupt { path: dir.tokenizer.clone(), problem: e.to_string() })?;
+        let vb = dir.var_builder(dtype, device)?;
+        let id = WeightsIdentity { id: dir.root.display().to_string(), synthetic: false };
+        Ok(DeepseekOcr::new(&vision, &decoder, vb, tokenizer, id)?)
+    }
+
+    pub fn encoder(&self) -> &DeepEncoder {
+        &self.encoder
+    }
+
+    pub fn decoder(&self) -> &DecoderModel {
+        &self.decoder
+    }
+
+    pub fn tokenizer(&self) -> &TextTokenizer {
+        &self.tokenizer
+    }
+
+    pub fn weights(&self) -> &WeightsIdentity {
+        &self.weights
+    }
+
+    /// Prompt embeddings: token embeddings with the vision rows written over the image slots, in
+    /// order (the reference's `masked_scatter`; nothing is added).
+    ///
+    /// # Shapes
+    /// `rows`: `(slots, hidden)` → `(len(ids), hidden)`.
+    pub fn splice(&self, tokens: &PromptTokens, rows: &Tensor) -> Result<Tensor> {
+        let (n_rows, _) = rows.dims2()?;
+        if n_rows != tokens.slots() {
+            candle_core::bail!("the prompt has {} image slots but the encoder gave {n_rows} rows", tokens.slots())
+        }
+        // Slot ids are looked up as id 0: their embeddings are overwritten anyway.
+        let ids: Vec<u32> = tokens.ids.iter().zip(&tokens.image_mask).map(|(&id, &m)| if m { 0 } else { id }).collect();
+        let n = ids.len();
+        let text = self.decoder.embed(&Tensor::from_vec(ids, (1, n), self.decoder.device())?)?.squeeze(0)?;
+        let rows = rows.to_dtype(text.dtype())?.to_device(text.device())?;
+        let mut parts = Vec::new();
+        let (mut i, mut used) = (0usize, 0usize);
+        while i < n {
+            let is_img = tokens.image_mask[i];
+            let mut j = i;
+            while j < n && tokens.image_mask[j] == is_img {
+                j += 1;
+            }
+            if is_img {
+                parts.push(rows.narrow(0, used, j - i)?);
+                used += j - i;
+            } else {
+                parts.push(text.narrow(0, i, j - i)?);
+            }
+            i = j;
+        }
+        Tensor::cat(&parts, 0)
+    }
+
+    /// Reads every page (each in its own mode) with one prompt; outputs are in input order.
+    pub fn ocr(&self, pages: &[(&RgbImage, Mode)], prompt: &Prompt, cfg: &GenerationConfig) -> Result<Vec<PageOutput>> {
+        let n = pages.len();
+        if n == 0 {
+            return Ok(Vec::new());
+        }
+        let mut prepared: Vec<PreparedImage> = Vec::with_capacity(n);
+        let mut pre_times = Vec::with_capacity(n);
+        let mut tokens = Vec::with_capacity(n);
+        let mut counts = Vec::with_capacity(n);
+        for (img, mode) in pages {
+            let t = Instant::now();
+            let p = prepare(img, *mode)?;
+            let vt = mode
+                .vision_tokens(img.width(), img.height())
+                .map_err(|e| candle_core::Error::Msg(format!("vision tokens: {e}")))?;
+            let toks = build_prompt(&self.tokenizer, prompt, &[vt.slots as usize])
+                .map_err(|e| candle_core::Error::Msg(e.to_string()))?;
+            pre_times.push(t.elapsed());
+            prepared.push(p);
+            tokens.push(toks);
+            counts.push(vt);
+        }
+        let t = Instant::now();
+        let rows = self.encoder.encode(&prepared, self.decoder.device())?;
+        let vision = t.elapsed();
+        let inputs = tokens
+            .iter()
+            .zip(&rows)
+            .map(|(tok, r)| Ok(PromptInput { embeds: self.splice(tok, r)?, ids: tok.ids.clone() }))
+            .collect::<Result<Vec<_>>>()?;
+        let out = generate(&self.decoder, &inputs, cfg)?;
+        let share = |d: Duration| d / n as u32;
+        out.rows
+            .into_iter()
+            .enumerate()
+            .map(|(i, g)| {
+                let decoded = self
+                    .tokenizer
+                    .decode(&g.tokens, false)
+                    .map_err(|e| candle_core::Error::Msg(format!("decoding page {i}: {e}")))?;
+                let text = postprocess(&decoded);
+                Ok(PageOutput {
+                    blocks: parse_grounding(&text),
+                    text,
+                    token_ids: g.tokens,
+                    n_prompt_tokens: tokens[i].ids.len(),
+                    stopped_at_eos: g.stopped_at_eos,
+                    vision_tokens: counts[i],
+                    timings: Timings {
+                        preprocess: pre_times[i],
+                        vision: share(vision),
+                        prefill: share(out.prefill),
+                        decode: share(out.decode),
+                    },
+                })
+            })
+            .collect()
+    }
+
+    /// The generation settings of an engine-trait call.
+    pub fn generation_for(&self, options: &OcrOptions) -> GenerationConfig {
+        let sampling = if options.temperature > 0.0 {
+            Sampling::TopP { temperature: options.temperature, top_p: 1.0, seed: options.seed }
+        } else {
+            Sampling::Greedy
+        };
+        GenerationConfig {
+            max_new_tokens: options.max_new_tokens,
+            ignore_eos: options.ignore_eos,
+            sampling,
+            ..self.generation.clone()
+        }
+    }
+}
+
+/// `cpu` or `cuda:N`.
+pub fn device_name(device: &Device) -> String {
+    match device.location() {
+        candle_core::DeviceLocation::Cpu => "cpu".into(),
+        candle_core::DeviceLocation::Cuda { gpu_id } => format!("cuda:{gpu_id}"),
+        candle_core::DeviceLocation::Metal { gpu_id } => format!("metal:{gpu_id}"),
+    }
+}
+
+/// `f32`, `bf16`, `f16`, …
+pub fn dtype_name(dtype: DType) -> String {
+    format!("{dtype:?}").to_lowercase()
+}
+
+impl OcrEngine for DeepseekOcr {
+    fn info(&self) -> EngineInfo {
+        EngineInfo {
+            name: "deepseek-ocr".into(),
+            version: env!("CARGO_PKG_VERSION").into(),
+            weights: Some(self.weights.id.clone()),
+            synthetic_weights: self.weights.synthetic,
+            device: device_name(self.decoder.device()),
+            dtype: dtype_name(self.decoder.dtype()),
+        }
+    }
+
+    fn preferred_batch(&self) -> usize {
+        self.max_batch.max(1)
+    }
+
+    fn ocr(
+        &mut self,
+        pages: &[OcrPage],
+        prompt: &Prompt,
+        options: &OcrOptions,
+    ) -> std::result::Result<Vec<OcrOutput>, EngineError> {
+        let cfg = self.generation_for(options);
+        let mut outputs = Vec::with_capacity(pages.len());
+        for chunk in pages.chunks(self.preferred_batch()) {
+            let batch: Vec<(&RgbImage, Mode)> = chunk.iter().map(|p| (&p.image, p.mode)).collect();
+            let res = DeepseekOcr::ocr(self, &batch, prompt, &cfg).map_err(|e| EngineError::Backend {
+                engine: "deepseek-ocr".into(),
+                message: format!("pages {}: {e}", chunk.iter().map(|p| p.id.as_str()).collect::<Vec<_>>().join(", ")),
+            })?;
+            for (page, r) in chunk.iter().zip(res) {
+                let n_gen = r.token_ids.len();
+                outputs.push(OcrOutput {
+                    id: page.id.clone(),
+                    text: r.text,
+                    token_ids: Some(r.token_ids),
+                    n_prompt_tokens: Some(r.n_prompt_tokens),
+                    n_generated_tokens: Some(n_gen),
+                    hit_max_tokens: !r.stopped_at_eos,
+                    timings: r.timings,
+                });
+            }
+        }
+        Ok(outputs)
+    }
+}

@@ -1,0 +1,26 @@
+//! The linear projector (`model.projector.layers`, spec §4): concatenated CLIP + SAM features
+//! (2048) → decoder width (1280).
+
+use candle_core::{Module, Result, Tensor};
+use candle_nn::{linear, Linear, VarBuilder};
+
+use crate::config::ProjectorConfig;
+
+/// `MlpProjector` with `projector_type = "linear"`: one `Linear(input_dim → n_embed, bias)`.
+#[derive(Debug, Clone)]
+pub struct Projector {
+    layers: Linear,
+}
+
+impl Projector {
+    /// `vb` points at `model.projector`.
+    pub fn new(cfg: &ProjectorConfig, vb: VarBuilder<'_>) -> Result<Self> {
+        Ok(Projector { layers: linear(cfg.input_dim, cfg.n_embed, vb.pp("layers"))? })
+    }
+
+    /// # Shapes
+    /// `x`: (b, n, input_dim) → (b, n, n_embed).
+    pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        self.layers.forward(x)
+    }
+}
