@@ -1,1 +1,36 @@
-//! Placeholder: filled by its issue.
+//! Compression sweeps over OCR engines: metrics, statistics, experiment specs, the sweep runner
+//! and its Parquet results. No candle: engines come in through `occ_core::OcrEngine`.
+//!
+//! - [`metrics`], [`normalize`], [`stats`]: one documented definition per score;
+//! - [`spec`], [`corpus`], [`probes`], [`plan`]: what to run, deterministically from a seed;
+//! - [`render`], [`truncation`]: pages at a target ratio and the text-only baseline;
+//! - [`tesseract`], [`oracle`]: engines that live here (DeepSeek-OCR lives in occ-model);
+//! - [`runner`], [`journal`], [`schema`], [`summary`], [`results`]: the run and its files.
+//!
+//! # Invariants
+//! - The sample list is a pure function of the spec and the corpora; results are written in its
+//!   order whatever the sharding, batching or resuming.
+//! - Every column of every result file is declared once, in [`schema`].
+//! - Nothing here prints, reads environment variables or draws progress: the CLI does, through
+//!   [`runner::Observer`].
+
+pub mod corpus;
+pub mod journal;
+pub mod metrics;
+pub mod normalize;
+pub mod oracle;
+pub mod plan;
+pub mod probes;
+pub mod render;
+pub mod results;
+pub mod rng;
+pub mod runner;
+pub mod schema;
+pub mod spec;
+pub mod stats;
+pub mod summary;
+pub mod tesseract;
+pub mod truncation;
+
+pub use normalize::{Lang, Normalization};
+pub use spec::{ExperimentSpec, SpecFile, SpecOverrides};

@@ -1,1 +1,181 @@
-//! Placeholder: filled by its issue.
+//! Reports of sweep runs: SVG charts (plotters), Markdown and self-contained HTML with the tables.
+//!
+//! Reads only the run's files (`manifest.json`, `samples.parquet`); statistics are recomputed with
+//! `occ_eval::summary`, the same code that wrote `summary.csv`. The model is never in the loop.
+//!
+//! Outputs in the run directory: `plots/<corpus>_<metric>.svg` (curves),
+//! `plots/<corpus>_scatter_char_precision.svg`, `report.md` (links the SVGs) and `report.html`
+//! (SVGs inlined, no external files).
+
+pub mod charts;
+pub mod paper;
+pub mod tables;
+
+use std::path::{Path, PathBuf};
+
+use occ_eval::results::{self, Manifest, ResultsError};
+use occ_eval::schema::{SampleRow, SummaryRow};
+
+/// Errors of report generation.
+#[derive(Debug, thiserror::Error)]
+pub enum ReportError {
+    #[error(transparent)]
+    Results(#[from] ResultsError),
+    #[error("{path}: {source}")]
+    Io { path: String, source: std::io::Error },
+    #[error("chart {name}: {message}")]
+    Chart { name: String, message: String },
+}
+
+/// Metrics drawn as curves.
+pub const CURVE_METRICS: [&str; 4] = ["char_precision", "word_f1", "fox_precision_gt_words", "fox_precision_out_words"];
+
+/// The warning shown for runs on synthetic weights.
+pub const SYNTHETIC_WARNING: &str = "synthetic weights — scores are meaningless";
+
+/// What a report is made from.
+#[derive(Debug, Clone)]
+pub struct ReportInput {
+    pub manifest: Manifest,
+    pub samples: Vec<SampleRow>,
+    pub summary: Vec<SummaryRow>,
+}
+
+impl ReportInput {
+    /// Loads a run directory.
+    pub fn load(dir: &Path) -> Result<ReportInput, ReportError> {
+        let manifest = Manifest::load(dir)?;
+        let samples = results::read_samples(dir)?;
+        let summary = occ_eval::summary::summarize(&samples, manifest.spec.seed);
+        Ok(ReportInput { manifest, samples, summary })
+    }
+
+    fn synthetic(&self) -> bool {
+        self.manifest.synthetic_weights || self.samples.iter().any(|s| s.synthetic_weights)
+    }
+}
+
+/// One chart.
+#[derive(Debug, Clone)]
+pub struct Chart {
+    pub file: String,
+    pub title: String,
+    pub svg: String,
+}
+
+/// Every chart of a report.
+pub fn charts(input: &ReportInput) -> Result<Vec<Chart>, ReportError> {
+    let mut out = Vec::new();
+    let mut corpora: Vec<String> = Vec::new();
+    for r in &input.summary {
+        if !corpora.contains(&r.corpus) {
+            corpora.push(r.corpus.clone());
+        }
+    }
+    let engine = input.manifest.engines.first().map(|e| e.name.clone()).unwrap_or_default();
+    let tag = if input.synthetic() { " [SYNTHETIC WEIGHTS]" } else { "" };
+    for corpus in &corpora {
+        for metric in CURVE_METRICS {
+            let title = format!("{engine} on {corpus}: {metric} (mean, 95% CI){tag}");
+            let svg = charts::curve_svg(&input.summary, corpus, metric, &title)
+                .map_err(|message| ReportError::Chart { name: format!("{corpus}_{metric}"), message })?;
+            out.push(Chart { file: format!("{corpus}_{metric}.svg"), title, svg });
+        }
+        let title = format!("{engine} on {corpus}: char_precision per page{tag}");
+        let svg = charts::scatter_svg(&input.samples, corpus, "char_precision", &title)
+            .map_err(|message| ReportError::Chart { name: format!("{corpus}_scatter"), message })?;
+        out.push(Chart { file: format!("{corpus}_scatter_char_precision.svg"), title, svg });
+    }
+    Ok(out)
+}
+
+/// The Markdown body shared by `report.md` (without images).
+pub fn tables_markdown(input: &ReportInput) -> String {
+    tables::tables(&input.summary).iter().map(tables::TextTable::markdown).collect::<Vec<_>>().join("\n")
+}
+
+fn notes() -> &'static str {
+    "Metrics are defined in `occ_eval::metrics` (docs/SWEEPS.md): character precision = 1 − normalised \
+     edit distance; word F1 over word multisets; the paper's undefined \"precision\" is reported in both \
+     readings of Fox's set precision. The truncation baseline keeps as many text tokens as the page has \
+     nominal vision tokens (1/r of the text). Cells show mean [bootstrap 95% CI] in percent."
+}
+
+/// Written files.
+#[derive(Debug, Clone)]
+pub struct ReportFiles {
+    pub markdown: PathBuf,
+    pub html: PathBuf,
+    pub plots: Vec<PathBuf>,
+}
+
+/// Writes `plots/*.svg`, `report.md` and `report.html` into the run directory.
+pub fn write_report(dir: &Path) -> Result<ReportFiles, ReportError> {
+    let input = ReportInput::load(dir)?;
+    let charts = charts(&input)?;
+    let io = |p: &Path, e| ReportError::Io { path: p.display().to_string(), source: e };
+    let plots_dir = dir.join("plots");
+    std::fs::create_dir_all(&plots_dir).map_err(|e| io(&plots_dir, e))?;
+    let mut plots = Vec::new();
+    for c in &charts {
+        let p = plots_dir.join(&c.file);
+        std::fs::write(&p, &c.svg).map_err(|e| io(&p, e))?;
+        plots.push(p);
+    }
+    let m = &input.manifest;
+    let facts = tables::run_facts(m);
+    let tables = tables::tables(&input.summary);
+    let synthetic = input.synthetic();
+
+    let mut md = format!("# Compression sweep: {}\n\n", m.experiment);
+    if synthetic {
+        md.push_str(&format!("> **Warning: {SYNTHETIC_WARNING}.** This run checks the plumbing only.\n\n"));
+    }
+    for (k, v) in &facts {
+        md.push_str(&format!("- **{k}**: {v}\n"));
+    }
+    md.push_str(&format!("\n{}\n\n## Curves\n\n", notes()));
+    for c in &charts {
+        md.push_str(&format!("![{}](plots/{})\n\n", c.title, c.file));
+    }
+    md.push_str("## Tables\n\n");
+    md.push_str(&tables.iter().map(tables::TextTable::markdown).collect::<Vec<_>>().join("\n"));
+    let md_path = dir.join("report.md");
+    std::fs::write(&md_path, &md).map_err(|e| io(&md_path, e))?;
+
+    let mut html = String::from(
+        "<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\">\n<style>body{font-family:sans-serif;max-width:1000px;margin:auto}\
+         table{border-collapse:collapse;margin:8px 0}td,th{border:1px solid #bbb;padding:2px 6px;font-size:13px}\
+         .warn{background:#fdd;border:2px solid #c00;padding:8px;font-weight:bold}</style>\n",
+    );
+    html.push_str(&format!("<title>{}</title></head><body>\n", tables::escape(&m.experiment)));
+    html.push_str(&format!("<h1>Compression sweep: {}</h1>\n", tables::escape(&m.experiment)));
+    if synthetic {
+        html.push_str(&format!(
+            "<p class=\"warn\">Warning: {SYNTHETIC_WARNING}. This run checks the plumbing only.</p>\n"
+        ));
+    }
+    html.push_str("<ul>\n");
+    for (k, v) in &facts {
+        html.push_str(&format!("<li><b>{}</b>: {}</li>\n", tables::escape(k), tables::escape(v)));
+    }
+    html.push_str(&format!("</ul>\n<p>{}</p>\n<h2>Curves</h2>\n", tables::escape(notes())));
+    for c in &charts {
+        html.push_str(&format!("<figure>{}</figure>\n", strip_xml_prolog(&c.svg)));
+    }
+    html.push_str("<h2>Tables</h2>\n");
+    for t in &tables {
+        html.push_str(&t.html());
+    }
+    html.push_str("</body></html>\n");
+    let html_path = dir.join("report.html");
+    std::fs::write(&html_path, &html).map_err(|e| io(&html_path, e))?;
+    Ok(ReportFiles { markdown: md_path, html: html_path, plots })
+}
+
+fn strip_xml_prolog(svg: &str) -> &str {
+    match svg.find("<svg") {
+        Some(i) => &svg[i..],
+        None => svg,
+    }
+}

@@ -1,11 +1,40 @@
-//! `compress-bench report`: plots, tables and HTML report of a sweep run.
+//! `compress-bench report`: plots, tables and the HTML report of a sweep run.
+
+use std::path::PathBuf;
+
+use anyhow::Context;
+use serde::Serialize;
 
 use crate::output::Output;
 
-/// plots, tables and HTML report of a sweep run.
+/// Plots, tables and the HTML report of a sweep run.
 #[derive(Debug, clap::Args)]
-pub struct Args {}
+pub struct Args {
+    /// Run directory (results/<experiment>/<run_id>).
+    pub run_dir: PathBuf,
+}
 
-pub fn run(_args: Args, _out: &Output) -> anyhow::Result<()> {
-    anyhow::bail!("`compress-bench report` is not built yet (issue 5)")
+#[derive(Serialize)]
+struct ReportMessage {
+    run_dir: String,
+    markdown: String,
+    html: String,
+    plots: Vec<String>,
+}
+
+pub fn run(args: Args, out: &Output) -> anyhow::Result<()> {
+    let files = occ_report::write_report(&args.run_dir)
+        .with_context(|| format!("writing the report of {}", args.run_dir.display()))?;
+    out.json_message(
+        "report",
+        &ReportMessage {
+            run_dir: args.run_dir.display().to_string(),
+            markdown: files.markdown.display().to_string(),
+            html: files.html.display().to_string(),
+            plots: files.plots.iter().map(|p| p.display().to_string()).collect(),
+        },
+    )?;
+    out.result(&files.html.display().to_string());
+    out.info(&format!("{} and {} plots", files.markdown.display(), files.plots.len()));
+    Ok(())
 }

@@ -1,0 +1,4 @@
+//! End-to-end tests of the `compress-bench` binary. One module per subcommand family.
+
+mod decay;
+mod sweep;

@@ -1,0 +1,312 @@
+//! `compress-bench sweep / report / merge` end to end: the fake engine for bookkeeping (files,
+//! determinism, resume after a crash, shards), Tesseract for a real reader, and every bad input
+//! failing before any work.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use occ_eval::results::{self, Manifest};
+use occ_eval::schema::{self, SampleRow};
+
+const BIN: &str = env!("CARGO_BIN_EXE_compress-bench");
+
+fn datasets() -> String {
+    format!("{}/../../datasets", env!("CARGO_MANIFEST_DIR"))
+}
+
+/// A fresh scratch folder per test.
+fn scratch(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("occ-cli-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+fn sweep(out: &Path, extra: &[&str]) -> Output {
+    let ds = datasets();
+    let mut args = vec!["sweep", "--datasets", &ds, "--out", out.to_str().unwrap(), "--name", "e2e"];
+    args.extend_from_slice(extra);
+    Command::new(BIN).args(&args).output().expect("running compress-bench")
+}
+
+const SMALL_GRID: [&str; 8] =
+    ["--engine", "fake-perfect", "--ratios", "8,12,16", "--modes", "tiny,small", "--pages", "2"];
+
+/// The single run directory under `out/e2e`.
+fn run_dirs(out: &Path) -> Vec<PathBuf> {
+    let mut v: Vec<PathBuf> = std::fs::read_dir(out.join("e2e")).unwrap().map(|e| e.unwrap().path()).collect();
+    v.sort();
+    v
+}
+
+/// samples.parquet of two runs, volatile columns dropped, compared cell by cell (nulls equal).
+fn stable_frames_equal(a: &Path, b: &Path) -> bool {
+    let read = |d: &Path| schema::without_volatile(&schema::read_parquet(&d.join(results::SAMPLES_FILE)).unwrap());
+    read(a).equals_missing(&read(b))
+}
+
+fn stable_rows(dir: &Path) -> Vec<SampleRow> {
+    let mut rows = results::read_samples(dir).unwrap();
+    for r in &mut rows {
+        r.run_id.clear();
+        r.render_ms = 0.0;
+        r.ocr_ms = 0.0;
+        r.preprocess_ms = 0.0;
+        r.vision_ms = 0.0;
+        r.prefill_ms = 0.0;
+        r.decode_ms = 0.0;
+    }
+    rows
+}
+
+fn assert_ok(o: &Output) {
+    assert!(
+        o.status.success(),
+        "exit {:?}\nstdout:\n{}\nstderr:\n{}",
+        o.status,
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    );
+}
+
+#[test]
+fn fake_sweep_writes_every_file_and_a_json_stream() {
+    let out = scratch("files");
+    let o = sweep(&out, &[&SMALL_GRID[..], &["--json"]].concat());
+    assert_ok(&o);
+    let stdout = String::from_utf8(o.stdout).unwrap();
+    let msgs: Vec<serde_json::Value> = stdout.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let types: Vec<&str> = msgs.iter().map(|m| m["type"].as_str().unwrap()).collect();
+    assert_eq!(types.first(), Some(&"run_start"));
+    assert_eq!(types.last(), Some(&"summary"));
+    assert_eq!(types.iter().filter(|t| **t == "sample").count(), 12, "3 ratios x 2 modes x 2 pages");
+    assert_eq!(msgs[0]["data"]["schema_version"], 1);
+    assert_eq!(msgs[0]["data"]["n_samples"], 12);
+    let dirs = run_dirs(&out);
+    assert_eq!(dirs.len(), 1);
+    let dir = &dirs[0];
+    for f in [
+        "samples.parquet",
+        "predictions.parquet",
+        "summary.csv",
+        "manifest.json",
+        "journal.jsonl",
+        "report.md",
+        "report.html",
+    ] {
+        assert!(dir.join(f).is_file(), "{f} missing");
+    }
+    assert!(dir.join("plots/en_char_precision.svg").is_file());
+    let rows = results::read_samples(dir).unwrap();
+    assert_eq!(rows.len(), 12);
+    for (i, r) in rows.iter().enumerate() {
+        assert_eq!(r.sample_index, i as u64);
+        assert_eq!(r.status, "ok", "{:?}", r.error);
+        assert_eq!(r.char_precision, 1.0, "the fake engine reads perfectly");
+        assert!(r.exact_match);
+        assert_eq!(r.n_vision_tokens_nominal, if r.mode == "tiny" { 64 } else { 100 });
+        let want = (r.target_ratio * f64::from(r.n_vision_tokens_nominal)).round();
+        assert!((f64::from(r.n_text_tokens) - want).abs() <= 2.0, "{} tokens for target {want}", r.n_text_tokens);
+        assert!(r.truncation_char_precision < 0.2, "truncation reads ~1/r: {}", r.truncation_char_precision);
+        assert!(r.font_px > 0.0 && r.page_w_px == r.base_size_px);
+    }
+    let m = Manifest::load(dir).unwrap();
+    assert_eq!((m.status.as_str(), m.n_samples_done, m.n_failed), ("complete", 12, 0));
+    assert_eq!(m.engines[0].name, "fake-perfect");
+    let html = std::fs::read_to_string(dir.join("report.html")).unwrap();
+    assert!(html.contains("<svg") && html.contains("<table>") && !html.contains("synthetic weights"));
+    let csv = std::fs::read_to_string(dir.join("summary.csv")).unwrap();
+    assert!(csv.starts_with("corpus,mode,target_ratio,metric,n,"));
+}
+
+#[test]
+fn same_command_twice_gives_identical_samples() {
+    let out = scratch("twice");
+    assert_ok(&sweep(&out, &SMALL_GRID));
+    assert_ok(&sweep(&out, &SMALL_GRID));
+    let dirs = run_dirs(&out);
+    assert_eq!(dirs.len(), 2, "runs are immutable: a second run gets a new directory");
+    assert_ne!(dirs[0], dirs[1]);
+    assert_eq!(stable_rows(&dirs[0]), stable_rows(&dirs[1]));
+    assert!(stable_frames_equal(&dirs[0], &dirs[1]));
+}
+
+#[test]
+fn crash_then_resume_equals_an_uninterrupted_run() {
+    let out = scratch("resume");
+    let grid = ["--engine", "fake-perfect", "--ratios", "8,12,16", "--modes", "tiny,small", "--pages", "3"];
+    assert_ok(&sweep(&out, &grid));
+    let crashed = sweep(&out, &[&grid[..], &["--crash-after", "5"]].concat());
+    assert!(!crashed.status.success(), "the crash hook aborts the process");
+    let dirs = run_dirs(&out);
+    let crashed_dir = dirs.iter().find(|d| !d.join("samples.parquet").exists()).unwrap().clone();
+    let full_dir = dirs.iter().find(|d| d.join("samples.parquet").exists()).unwrap().clone();
+    // Simulate a torn write as well: half a line at the end of the journal.
+    let journal = crashed_dir.join("journal.jsonl");
+    let before = std::fs::read_to_string(&journal).unwrap();
+    let done = before.lines().count();
+    assert!((5..18).contains(&done), "journal holds {done} samples at the crash");
+    std::fs::write(&journal, before.clone() + "{\"sample\": {\"experiment\": \"e2").unwrap();
+    let ds = datasets();
+    let resumed = Command::new(BIN)
+        .args(["sweep", "--datasets", &ds, "--resume", crashed_dir.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert_ok(&resumed);
+    let m = Manifest::load(&crashed_dir).unwrap();
+    assert_eq!((m.status.as_str(), m.n_samples_done, m.sessions.len()), ("complete", 18, 1));
+    assert_eq!(stable_rows(&crashed_dir), stable_rows(&full_dir));
+    assert!(stable_frames_equal(&crashed_dir, &full_dir));
+    let again = Command::new(BIN).args(["sweep", "--resume", crashed_dir.to_str().unwrap()]).output().unwrap();
+    assert!(!again.status.success(), "a complete run cannot be resumed");
+}
+
+#[test]
+fn two_shards_merged_equal_the_single_run() {
+    let out = scratch("shards");
+    assert_ok(&sweep(&out, &SMALL_GRID));
+    let single = run_dirs(&out)[0].clone();
+    let shard_out = out.join("shards");
+    for k in ["1/2", "2/2"] {
+        assert_ok(&sweep(&shard_out, &[&SMALL_GRID[..], &["--shard", k, "--no-report"]].concat()));
+    }
+    let shards = run_dirs(&shard_out);
+    assert_eq!(shards.len(), 2);
+    assert_eq!(results::read_samples(&shards[0]).unwrap().len(), 6);
+    let merged_out = out.join("merged");
+    let o = Command::new(BIN)
+        .args([
+            "merge",
+            shards[0].to_str().unwrap(),
+            shards[1].to_str().unwrap(),
+            "--out",
+            merged_out.to_str().unwrap(),
+        ])
+        .output()
+        .unwrap();
+    assert_ok(&o);
+    let merged = run_dirs(&merged_out)[0].clone();
+    assert_eq!(stable_rows(&merged), stable_rows(&single));
+    assert!(stable_frames_equal(&merged, &single));
+    assert!(merged.join("report.html").is_file());
+    let m = Manifest::load(&merged).unwrap();
+    assert_eq!(m.merged_from.len(), 2);
+    let one = Command::new(BIN)
+        .args(["merge", shards[0].to_str().unwrap(), "--out", merged_out.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(!one.status.success());
+    assert!(String::from_utf8_lossy(&one.stderr).contains("missing shards 2/2"));
+}
+
+#[test]
+fn bad_input_fails_before_any_work() {
+    let out = scratch("bad");
+    let file = out.join("a-file");
+    std::fs::write(&file, "not a folder").unwrap();
+    let unwritable = file.join("results");
+    let cases: Vec<(Vec<&str>, &str)> = vec![
+        (vec!["--modes", "tiny,huge", "--engine", "fake-perfect"], "unknown mode \"huge\""),
+        (vec!["--ratios", "25..5", "--engine", "fake-perfect"], "is empty"),
+        (vec!["--ratios", "0,10", "--engine", "fake-perfect"], "must be greater than 0"),
+        (vec!["--ratios", "-3..5", "--engine", "fake-perfect"], "greater than 0"),
+        (vec!["--pages", "100000", "--engine", "fake-perfect"], "pages per cell were asked for"),
+        (vec!["--corpora", "klingon", "--engine", "fake-perfect"], "klingon"),
+        (vec!["--engine", "deepseek-ocr", "--weights", "/nonexistent/deepseek-ocr"], "opening DeepSeek-OCR weights"),
+        (vec!["--shard", "3/2", "--engine", "fake-perfect"], "--shard"),
+    ];
+    for (args, want) in cases {
+        let o = sweep(&out, &args);
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert!(!o.status.success(), "{args:?} should fail");
+        assert!(err.contains(want), "{args:?}: expected {want:?} in:\n{err}");
+        assert!(!out.join("e2e").exists(), "{args:?} created a run directory");
+    }
+    let ds = datasets();
+    let o = Command::new(BIN)
+        .args([
+            "sweep",
+            "--datasets",
+            &ds,
+            "--out",
+            unwritable.to_str().unwrap(),
+            "--engine",
+            "fake-perfect",
+            "--pages",
+            "1",
+        ])
+        .output()
+        .unwrap();
+    assert!(!o.status.success());
+    assert!(String::from_utf8_lossy(&o.stderr).contains("is not writable"), "{}", String::from_utf8_lossy(&o.stderr));
+}
+
+#[test]
+fn tesseract_sweep_reads_large_print_and_fails_at_small_print() {
+    let out = scratch("tesseract");
+    let o = sweep(&out, &["--engine", "tesseract", "--ratios", "5,20", "--modes", "tiny,base", "--pages", "2"]);
+    assert_ok(&o);
+    let dir = run_dirs(&out)[0].clone();
+    let rows = results::read_samples(&dir).unwrap();
+    assert_eq!(rows.len(), 8);
+    let mean = |mode: &str, ratio: f64| {
+        let v: Vec<f64> =
+            rows.iter().filter(|r| r.mode == mode && r.target_ratio == ratio).map(|r| r.char_precision).collect();
+        v.iter().sum::<f64>() / v.len() as f64
+    };
+    // Base at 5x: 1280 tokens on a 1024² page, ~11 px type: Tesseract reads it.
+    assert!(mean("base", 5.0) > 0.8, "base 5x: {}", mean("base", 5.0));
+    // Tiny at 20x: 1280 tokens on 512², ~4 px type: illegible to Tesseract.
+    assert!(mean("tiny", 20.0) < 0.5, "tiny 20x: {}", mean("tiny", 20.0));
+    assert!(rows.iter().all(|r| r.engine == "tesseract" && r.engine_version.contains("-l eng --psm 6")));
+}
+
+#[test]
+fn report_subcommand_rewrites_the_report() {
+    let out = scratch("report");
+    assert_ok(&sweep(&out, &[&SMALL_GRID[..], &["--no-report"]].concat()));
+    let dir = run_dirs(&out)[0].clone();
+    assert!(!dir.join("report.md").exists());
+    let o = Command::new(BIN).args(["report", dir.to_str().unwrap(), "--json"]).output().unwrap();
+    assert_ok(&o);
+    let line: serde_json::Value = serde_json::from_str(String::from_utf8_lossy(&o.stdout).trim()).unwrap();
+    assert_eq!(line["type"], "report");
+    let md = std::fs::read_to_string(dir.join("report.md")).unwrap();
+    assert!(md.contains("character precision") && md.contains("truncation"));
+}
+
+#[test]
+fn deepseek_engine_on_tiny_synthetic_weights_runs_end_to_end() {
+    let out = scratch("deepseek");
+    let o = sweep(
+        &out,
+        &[
+            "--engine",
+            "deepseek-ocr",
+            "--synthetic-weights",
+            "tiny",
+            "--ratios",
+            "10",
+            "--modes",
+            "tiny,small",
+            "--pages",
+            "1",
+            "--max-new-tokens",
+            "16",
+        ],
+    );
+    assert_ok(&o);
+    let dir = run_dirs(&out)[0].clone();
+    let rows = results::read_samples(&dir).unwrap();
+    assert_eq!(rows.len(), 2);
+    for r in &rows {
+        assert_eq!((r.engine.as_str(), r.status.as_str()), ("deepseek-ocr", "ok"));
+        assert!(r.synthetic_weights && r.weights.as_deref().is_some_and(|w| w.starts_with("synthetic:")));
+        assert!(r.n_generated_tokens.is_some_and(|n| n <= 16));
+        assert!((0.0..=1.0).contains(&r.char_precision));
+    }
+    let m = Manifest::load(&dir).unwrap();
+    assert!(m.synthetic_weights);
+    let md = std::fs::read_to_string(dir.join("report.md")).unwrap();
+    assert!(md.contains("synthetic weights — scores are meaningless"), "{md}");
+}

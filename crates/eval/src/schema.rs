@@ -1,0 +1,485 @@
+//! The result tables, defined once: each row struct below generates its Parquet schema (column
+//! names, dtypes, docs), its DataFrame conversion both ways and its JSON form (the journal).
+//!
+//! Conventions (style guide §4.6): one tidy row per page × setting, snake_case names with units
+//! (`_px`, `_ms`), counts prefixed `n_`. [`VOLATILE_COLUMNS`] are the columns that legitimately
+//! differ between two runs of the same spec (run id and wall-clock timings); everything else is
+//! reproducible bit for bit.
+
+use std::fs::File;
+use std::path::Path;
+
+use polars::prelude::*;
+use serde::{Deserialize, Serialize};
+
+/// Errors of table conversion and Parquet I/O.
+#[derive(Debug, thiserror::Error)]
+pub enum SchemaError {
+    #[error("{path}: {source}")]
+    Io { path: String, source: std::io::Error },
+    #[error("{context}: {source}")]
+    Polars { context: String, source: PolarsError },
+    #[error("column {column}: {message}")]
+    Column { column: String, message: String },
+}
+
+fn polars_err(context: impl Into<String>) -> impl FnOnce(PolarsError) -> SchemaError {
+    let context = context.into();
+    move |source| SchemaError::Polars { context, source }
+}
+
+/// One column of a table: name, dtype, meaning.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ColumnDef {
+    pub name: &'static str,
+    pub dtype: DataType,
+    pub doc: &'static str,
+}
+
+/// A Rust type stored in one Parquet column.
+pub trait ColumnValue: Sized + Clone {
+    fn dtype() -> DataType;
+    fn to_column(name: &str, values: Vec<Self>) -> Column;
+    fn from_column(col: &Column) -> Result<Vec<Self>, SchemaError>;
+}
+
+fn missing(col: &Column) -> SchemaError {
+    SchemaError::Column { column: col.name().to_string(), message: "null in a non-nullable column".into() }
+}
+
+macro_rules! column_value {
+    ($ty:ty, $dtype:expr, $getter:ident, |$v:ident| $conv:expr) => {
+        impl ColumnValue for $ty {
+            fn dtype() -> DataType {
+                $dtype
+            }
+            fn to_column(name: &str, values: Vec<Self>) -> Column {
+                Column::new(name.into(), values)
+            }
+            fn from_column(col: &Column) -> Result<Vec<Self>, SchemaError> {
+                let ca = col.$getter().map_err(polars_err(format!("column {}", col.name())))?;
+                ca.iter().map(|o| o.map(|$v| $conv).ok_or_else(|| missing(col))).collect()
+            }
+        }
+        impl ColumnValue for Option<$ty> {
+            fn dtype() -> DataType {
+                $dtype
+            }
+            fn to_column(name: &str, values: Vec<Self>) -> Column {
+                Column::new(name.into(), values)
+            }
+            fn from_column(col: &Column) -> Result<Vec<Self>, SchemaError> {
+                let ca = col.$getter().map_err(polars_err(format!("column {}", col.name())))?;
+                Ok(ca.iter().map(|o| o.map(|$v| $conv)).collect())
+            }
+        }
+    };
+}
+
+column_value!(String, DataType::String, str, |v| v.to_string());
+column_value!(u32, DataType::UInt32, u32, |v| v);
+column_value!(u64, DataType::UInt64, u64, |v| v);
+column_value!(f64, DataType::Float64, f64, |v| v);
+column_value!(bool, DataType::Boolean, bool, |v| v);
+
+/// A row type with a generated schema.
+pub trait Table: Sized {
+    /// The columns, in order.
+    fn columns() -> Vec<ColumnDef>;
+    /// Rows → DataFrame.
+    fn to_frame(rows: &[Self]) -> Result<DataFrame, SchemaError>;
+    /// DataFrame → rows (columns found by name; extra columns ignored).
+    fn from_frame(df: &DataFrame) -> Result<Vec<Self>, SchemaError>;
+}
+
+macro_rules! table {
+    ($(#[$meta:meta])* pub struct $name:ident { $( #[doc = $doc:literal] pub $field:ident : $ty:ty, )* }) => {
+        $(#[$meta])*
+        pub struct $name { $( #[doc = $doc] pub $field: $ty, )* }
+
+        impl Table for $name {
+            fn columns() -> Vec<ColumnDef> {
+                vec![$( ColumnDef { name: stringify!($field), dtype: <$ty as ColumnValue>::dtype(), doc: $doc.trim() } ),*]
+            }
+
+            fn to_frame(rows: &[Self]) -> Result<DataFrame, SchemaError> {
+                let columns = vec![$(
+                    <$ty as ColumnValue>::to_column(stringify!($field), rows.iter().map(|r| r.$field.clone()).collect())
+                ),*];
+                DataFrame::new(rows.len(), columns).map_err(polars_err(stringify!($name)))
+            }
+
+            fn from_frame(df: &DataFrame) -> Result<Vec<Self>, SchemaError> {
+                $(
+                    let col = df.column(stringify!($field)).map_err(polars_err(concat!("reading ", stringify!($name))))?;
+                    let mut $field = <$ty as ColumnValue>::from_column(col)?.into_iter();
+                )*
+                let mut rows = Vec::with_capacity(df.height());
+                for _ in 0..df.height() {
+                    rows.push($name { $( $field: $field.next().ok_or_else(|| SchemaError::Column {
+                        column: stringify!($field).into(),
+                        message: "shorter than the frame".into(),
+                    })?, )* });
+                }
+                Ok(rows)
+            }
+        }
+    };
+}
+
+table! {
+    /// One page read in one setting: the row of `samples.parquet`.
+    #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+    pub struct SampleRow {
+        /// Experiment name (the spec's `name`).
+        pub experiment: String,
+        /// Run id (`<UTC time>-<spec hash>[-sK of N]`); volatile.
+        pub run_id: String,
+        /// Position of the sample in the experiment's deterministic sample list.
+        pub sample_index: u64,
+        /// `<corpus>/<passage_id>/<mode>/r<target_ratio>`.
+        pub sample_id: String,
+        /// `ok`, `render_error` or `engine_error` (metrics are 0 and excluded from statistics unless `ok`).
+        pub status: String,
+        /// Error message when status is not `ok`.
+        pub error: Option<String>,
+        /// Corpus name (`en`, `zh`, `probes`).
+        pub corpus: String,
+        /// Language of the corpus (`en`, `zh`).
+        pub lang: String,
+        /// Passage the page text starts with (later passages follow when one is too short).
+        pub passage_id: String,
+        /// DeepSeek-OCR mode name.
+        pub mode: String,
+        /// Global view side of the mode, px.
+        pub base_size_px: u32,
+        /// Tile side of the mode, px.
+        pub image_size_px: u32,
+        /// Whether the mode tiles (Gundam).
+        pub crop_mode: bool,
+        /// Local tiles of the page (0 = global view only).
+        pub n_tiles: u32,
+        /// Requested compression ratio (text tokens per nominal vision token).
+        pub target_ratio: f64,
+        /// Ground-truth text tokens (DeepSeek-OCR tokenizer, no BOS).
+        pub n_text_tokens: u32,
+        /// Nominal vision tokens (paper Table 1).
+        pub n_vision_tokens_nominal: u32,
+        /// Valid vision tokens (paper Eq. 1, ceil).
+        pub n_vision_tokens_valid: u32,
+        /// Valid vision tokens, HF code's floor variant.
+        pub n_vision_tokens_valid_floor: u32,
+        /// Decoder placeholder slots (newline and separator rows included).
+        pub n_vision_slots: u32,
+        /// n_text_tokens / n_vision_tokens_nominal.
+        pub ratio_nominal: f64,
+        /// n_text_tokens / n_vision_tokens_valid.
+        pub ratio_valid: f64,
+        /// n_text_tokens / n_vision_slots.
+        pub ratio_slots: f64,
+        /// Font size (em) chosen by the ratio fitting, px.
+        pub font_px: f64,
+        /// Page width, px.
+        pub page_w_px: u32,
+        /// Page height, px.
+        pub page_h_px: u32,
+        /// Characters of the normalised ground truth.
+        pub n_chars_gt: u32,
+        /// Characters of the normalised output.
+        pub n_chars_out: u32,
+        /// Words of the normalised ground truth.
+        pub n_words_gt: u32,
+        /// Words of the normalised output.
+        pub n_words_out: u32,
+        /// 1 − Levenshtein ÷ max length, characters.
+        pub char_precision: f64,
+        /// Levenshtein distance, characters.
+        pub edit_distance: u32,
+        /// Word multiset precision.
+        pub word_precision: f64,
+        /// Word multiset recall.
+        pub word_recall: f64,
+        /// Word multiset F1.
+        pub word_f1: f64,
+        /// Fox set precision, reading 1: unique GT words found in the output ÷ unique GT words.
+        pub fox_precision_gt_words: f64,
+        /// Fox set precision, reading 2: unique output words found in the GT ÷ unique output words.
+        pub fox_precision_out_words: f64,
+        /// Normalised output equals normalised ground truth.
+        pub exact_match: bool,
+        /// Runaway generation (hit max tokens or a repetition loop).
+        pub runaway: bool,
+        /// `max_tokens`, `repetition` or empty.
+        pub runaway_reason: String,
+        /// Generation stopped at max_new_tokens.
+        pub hit_max_tokens: bool,
+        /// Generated tokens, for engines that have tokens.
+        pub n_generated_tokens: Option<u32>,
+        /// Truncation baseline (first n_vision_tokens_nominal text tokens): char_precision.
+        pub truncation_char_precision: f64,
+        /// Truncation baseline: word_precision.
+        pub truncation_word_precision: f64,
+        /// Truncation baseline: word_recall.
+        pub truncation_word_recall: f64,
+        /// Truncation baseline: word_f1.
+        pub truncation_word_f1: f64,
+        /// Truncation baseline: fox_precision_gt_words.
+        pub truncation_fox_precision_gt_words: f64,
+        /// Truncation baseline: fox_precision_out_words.
+        pub truncation_fox_precision_out_words: f64,
+        /// Truncation baseline: exact_match (0/1).
+        pub truncation_exact_match: f64,
+        /// Engine name (`tesseract`, `deepseek-ocr`, `fake-perfect`).
+        pub engine: String,
+        /// Engine or program version.
+        pub engine_version: String,
+        /// Weights identity, if any.
+        pub weights: Option<String>,
+        /// The weights are synthetic: scores are meaningless.
+        pub synthetic_weights: bool,
+        /// Device of the engine.
+        pub device: String,
+        /// Compute dtype of the engine.
+        pub dtype: String,
+        /// `git rev-parse HEAD` of the toolkit, or `unknown`.
+        pub git_commit: String,
+        /// Rendering time of the page, ms; volatile.
+        pub render_ms: f64,
+        /// Engine wall time per page (batch time ÷ batch size), ms; volatile.
+        pub ocr_ms: f64,
+        /// Engine preprocessing time, ms; volatile.
+        pub preprocess_ms: f64,
+        /// Vision encoder time, ms; volatile.
+        pub vision_ms: f64,
+        /// Prefill time, ms; volatile.
+        pub prefill_ms: f64,
+        /// Decode time, ms; volatile.
+        pub decode_ms: f64,
+    }
+}
+
+table! {
+    /// The text of one sample: the row of `predictions.parquet`, keyed like `samples.parquet`.
+    #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+    pub struct PredictionRow {
+        /// Run id; volatile.
+        pub run_id: String,
+        /// Position in the sample list (join key).
+        pub sample_index: u64,
+        /// Sample id (join key).
+        pub sample_id: String,
+        /// Mode name.
+        pub mode: String,
+        /// The text drawn on the page, exactly.
+        pub ground_truth: String,
+        /// The engine's output, unnormalised.
+        pub prediction: String,
+    }
+}
+
+table! {
+    /// One cell × metric of `summary.csv` (long format).
+    #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+    pub struct SummaryRow {
+        /// Corpus name.
+        pub corpus: String,
+        /// Mode name.
+        pub mode: String,
+        /// Requested compression ratio.
+        pub target_ratio: f64,
+        /// Metric column of samples.parquet (`truncation_*` = the baseline, `runaway` = share flagged).
+        pub metric: String,
+        /// Samples with status ok.
+        pub n: u32,
+        /// Samples that failed (not in the statistics).
+        pub n_failed: u32,
+        /// Mean ratio_nominal of the cell's samples.
+        pub mean_ratio_nominal: f64,
+        /// Mean of the metric.
+        pub mean: f64,
+        /// Median of the metric.
+        pub median: f64,
+        /// Bootstrap 95% CI of the mean, low end.
+        pub ci_low: f64,
+        /// Bootstrap 95% CI of the mean, high end.
+        pub ci_high: f64,
+    }
+}
+
+/// Columns of `samples.parquet` that differ between two runs of the same spec.
+pub const VOLATILE_COLUMNS: [&str; 7] =
+    ["run_id", "render_ms", "ocr_ms", "preprocess_ms", "vision_ms", "prefill_ms", "decode_ms"];
+
+/// Writes a frame as Parquet (zstd).
+pub fn write_parquet(df: &mut DataFrame, path: &Path) -> Result<(), SchemaError> {
+    let display = path.display().to_string();
+    let file = File::create(path).map_err(|e| SchemaError::Io { path: display.clone(), source: e })?;
+    ParquetWriter::new(file)
+        .with_compression(ParquetCompression::Zstd(None))
+        .finish(df)
+        .map_err(polars_err(format!("writing {display}")))?;
+    Ok(())
+}
+
+/// Reads a Parquet file.
+pub fn read_parquet(path: &Path) -> Result<DataFrame, SchemaError> {
+    let display = path.display().to_string();
+    let file = File::open(path).map_err(|e| SchemaError::Io { path: display.clone(), source: e })?;
+    ParquetReader::new(file).finish().map_err(polars_err(format!("reading {display}")))
+}
+
+/// Writes a frame as CSV with a header.
+pub fn write_csv(df: &mut DataFrame, path: &Path) -> Result<(), SchemaError> {
+    let display = path.display().to_string();
+    let mut file = File::create(path).map_err(|e| SchemaError::Io { path: display.clone(), source: e })?;
+    CsvWriter::new(&mut file).include_header(true).finish(df).map_err(polars_err(format!("writing {display}")))
+}
+
+/// The frame without its volatile columns (for comparing two runs).
+pub fn without_volatile(df: &DataFrame) -> DataFrame {
+    df.drop_many(VOLATILE_COLUMNS)
+}
+
+/// Markdown table of a row type's columns (for results/README.md).
+pub fn columns_markdown<T: Table>() -> String {
+    let mut s = String::from("| column | type | meaning |\n| --- | --- | --- |\n");
+    for c in T::columns() {
+        s.push_str(&format!("| `{}` | {} | {} |\n", c.name, c.dtype, c.doc));
+    }
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    pub(crate) fn sample_row(i: u64) -> SampleRow {
+        SampleRow {
+            experiment: "t".into(),
+            run_id: "r".into(),
+            sample_index: i,
+            sample_id: format!("en/p{i}/tiny/r10"),
+            status: "ok".into(),
+            error: if i % 2 == 0 { None } else { Some("boom".into()) },
+            corpus: "en".into(),
+            lang: "en".into(),
+            passage_id: format!("p{i}"),
+            mode: "tiny".into(),
+            base_size_px: 512,
+            image_size_px: 512,
+            crop_mode: false,
+            n_tiles: 0,
+            target_ratio: 10.5,
+            n_text_tokens: 672,
+            n_vision_tokens_nominal: 64,
+            n_vision_tokens_valid: 64,
+            n_vision_tokens_valid_floor: 64,
+            n_vision_slots: 73,
+            ratio_nominal: 10.5,
+            ratio_valid: 10.5,
+            ratio_slots: 672.0 / 73.0,
+            font_px: 9.25,
+            page_w_px: 512,
+            page_h_px: 512,
+            n_chars_gt: 3000,
+            n_chars_out: 2900,
+            n_words_gt: 500,
+            n_words_out: 480,
+            char_precision: 0.9,
+            edit_distance: 300,
+            word_precision: 0.8,
+            word_recall: 0.7,
+            word_f1: 0.75,
+            fox_precision_gt_words: 0.85,
+            fox_precision_out_words: 0.95,
+            exact_match: false,
+            runaway: i == 3,
+            runaway_reason: if i == 3 { "repetition".into() } else { String::new() },
+            hit_max_tokens: false,
+            n_generated_tokens: if i % 2 == 0 { Some(700) } else { None },
+            truncation_char_precision: 0.095,
+            truncation_word_precision: 1.0,
+            truncation_word_recall: 0.095,
+            truncation_word_f1: 0.17,
+            truncation_fox_precision_gt_words: 0.2,
+            truncation_fox_precision_out_words: 1.0,
+            truncation_exact_match: 0.0,
+            engine: "fake-perfect".into(),
+            engine_version: "0".into(),
+            weights: None,
+            synthetic_weights: false,
+            device: "cpu".into(),
+            dtype: "n/a".into(),
+            git_commit: "abc".into(),
+            render_ms: 1.5,
+            ocr_ms: 2.5,
+            preprocess_ms: 0.0,
+            vision_ms: 0.0,
+            prefill_ms: 0.0,
+            decode_ms: 2.5,
+        }
+    }
+
+    #[test]
+    fn sample_table_round_trips_through_parquet() {
+        let rows: Vec<SampleRow> = (0..5).map(sample_row).collect();
+        let mut df = SampleRow::to_frame(&rows).unwrap();
+        assert_eq!(df.width(), SampleRow::columns().len());
+        let dir = std::env::temp_dir().join(format!("occ-schema-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("samples.parquet");
+        write_parquet(&mut df, &path).unwrap();
+        let back = read_parquet(&path).unwrap();
+        assert_eq!(back.dtypes(), SampleRow::columns().into_iter().map(|c| c.dtype).collect::<Vec<_>>());
+        assert_eq!(SampleRow::from_frame(&back).unwrap(), rows);
+        // An empty table keeps its schema too.
+        let mut empty = SampleRow::to_frame(&[]).unwrap();
+        write_parquet(&mut empty, &path).unwrap();
+        let back = read_parquet(&path).unwrap();
+        assert_eq!((back.height(), back.width()), (0, SampleRow::columns().len()));
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn column_names_are_snake_case_and_unique() {
+        let cols = SampleRow::columns();
+        let mut names: Vec<&str> = cols.iter().map(|c| c.name).collect();
+        assert!(names.iter().all(|n| n.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')));
+        names.sort_unstable();
+        names.dedup();
+        assert_eq!(names.len(), cols.len());
+        for v in VOLATILE_COLUMNS {
+            assert!(names.contains(&v), "{v}");
+        }
+        assert!(cols.iter().all(|c| !c.doc.is_empty()));
+    }
+
+    #[test]
+    fn prediction_and_summary_tables_round_trip() {
+        let p = vec![PredictionRow {
+            run_id: "r".into(),
+            sample_index: 0,
+            sample_id: "s".into(),
+            mode: "tiny".into(),
+            ground_truth: "滚滚长江".into(),
+            prediction: "长江".into(),
+        }];
+        let df = PredictionRow::to_frame(&p).unwrap();
+        assert_eq!(PredictionRow::from_frame(&df).unwrap(), p);
+        let s = vec![SummaryRow {
+            corpus: "en".into(),
+            mode: "tiny".into(),
+            target_ratio: 10.0,
+            metric: "char_precision".into(),
+            n: 3,
+            n_failed: 0,
+            mean_ratio_nominal: 10.0,
+            mean: 0.5,
+            median: 0.5,
+            ci_low: 0.4,
+            ci_high: 0.6,
+        }];
+        let df = SummaryRow::to_frame(&s).unwrap();
+        assert_eq!(SummaryRow::from_frame(&df).unwrap(), s);
+    }
+}

@@ -1,0 +1,153 @@
+//! Report tests: the table golden (refresh with `UPDATE_GOLDEN=1`) and a full report on a run
+//! directory with synthetic weights.
+
+use std::path::{Path, PathBuf};
+
+use occ_core::EngineInfo;
+use occ_eval::journal::{JournalEntry, JournalWriter, JOURNAL_FILE};
+use occ_eval::results::{self, Manifest};
+use occ_eval::schema::{PredictionRow, SampleRow};
+use occ_eval::spec::{ExperimentSpec, SpecFile, SpecOverrides};
+
+/// A deterministic run: en, tiny at the paper's first two Tiny ratios and small at its first
+/// Small ratio, four pages each, with hand-set scores.
+fn rows() -> Vec<SampleRow> {
+    let cells = [("tiny", 10.5, 64u32), ("tiny", 11.8, 64), ("small", 6.7, 100)];
+    let mut out = Vec::new();
+    for (c, (mode, ratio, vt)) in cells.iter().enumerate() {
+        for page in 0..4u32 {
+            let i = out.len() as u64;
+            let k = f64::from(page);
+            out.push(SampleRow {
+                experiment: "golden".into(),
+                run_id: "run".into(),
+                sample_index: i,
+                sample_id: format!("en/p{page}/{mode}/r{ratio}"),
+                status: if c == 1 && page == 3 { "render_error".into() } else { "ok".into() },
+                corpus: "en".into(),
+                lang: "en".into(),
+                mode: (*mode).into(),
+                target_ratio: *ratio,
+                n_text_tokens: (ratio * f64::from(*vt)).round() as u32,
+                n_vision_tokens_nominal: *vt,
+                ratio_nominal: (ratio * f64::from(*vt)).round() / f64::from(*vt),
+                char_precision: 0.9 - 0.1 * c as f64 + 0.01 * k,
+                word_f1: 0.8 - 0.1 * c as f64 + 0.02 * k,
+                fox_precision_gt_words: 0.95 - 0.05 * c as f64 - 0.01 * k,
+                fox_precision_out_words: 0.97 - 0.02 * k,
+                runaway: page == 0 && c == 0,
+                truncation_char_precision: 1.0 / ratio,
+                truncation_word_f1: 1.5 / ratio,
+                truncation_fox_precision_gt_words: 1.2 / ratio,
+                truncation_fox_precision_out_words: 1.0,
+                engine: "fake-perfect".into(),
+                ..SampleRow::default()
+            });
+        }
+    }
+    out
+}
+
+fn golden_path() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/golden/tables.md")
+}
+
+#[test]
+fn report_tables_match_golden() {
+    let summary = occ_eval::summary::summarize(&rows(), 0);
+    let got = occ_report::tables::tables(&summary).iter().map(|t| t.markdown()).collect::<Vec<_>>().join("\n");
+    let path = golden_path();
+    if std::env::var_os("UPDATE_GOLDEN").is_some() {
+        std::fs::write(&path, &got).unwrap();
+    }
+    let want = std::fs::read_to_string(&path)
+        .unwrap_or_else(|e| panic!("{}: {e}; run with UPDATE_GOLDEN=1 to create it", path.display()));
+    assert_eq!(got, want, "report tables changed; review and refresh with UPDATE_GOLDEN=1");
+}
+
+#[test]
+fn paper_comparison_appears_only_at_the_papers_ratios() {
+    let summary = occ_eval::summary::summarize(&rows(), 0);
+    let tables = occ_report::tables::tables(&summary);
+    let paper = tables.iter().find(|t| t.title.contains("paper Table 2")).expect("paper table");
+    // Bins 600-700 (tiny 10.5 and small 6.7) and 700-800 (tiny 11.8) are in the run.
+    assert_eq!(paper.rows.len(), 2);
+    assert_eq!(paper.rows[0][0], "600–700");
+    assert_eq!(paper.rows[0][1], "96.5");
+}
+
+fn write_run(dir: &Path, synthetic: bool) {
+    std::fs::create_dir_all(dir).unwrap();
+    let mut w = JournalWriter::open(&dir.join(JOURNAL_FILE), 0).unwrap();
+    for r in rows() {
+        let prediction = PredictionRow {
+            run_id: r.run_id.clone(),
+            sample_index: r.sample_index,
+            sample_id: r.sample_id.clone(),
+            mode: r.mode.clone(),
+            ground_truth: "gt".into(),
+            prediction: "out".into(),
+        };
+        w.append(&JournalEntry { sample: r, prediction }).unwrap();
+    }
+    w.flush().unwrap();
+    let spec = ExperimentSpec::resolve(
+        SpecFile::default(),
+        SpecOverrides { name: Some("golden".into()), ..Default::default() },
+    )
+    .unwrap();
+    let m = Manifest {
+        manifest_version: results::MANIFEST_VERSION,
+        tool: "compress-bench".into(),
+        tool_version: "0".into(),
+        git_commit: "abc".into(),
+        experiment: "golden".into(),
+        run_id: "run".into(),
+        created_utc: "2025-01-01T00:00:00Z".into(),
+        status: "complete".into(),
+        spec_fingerprint: spec.fingerprint(),
+        spec,
+        shard: None,
+        merged_from: vec![],
+        engines: vec![EngineInfo {
+            name: "deepseek-ocr".into(),
+            version: "0".into(),
+            weights: Some("synthetic:tiny".into()),
+            synthetic_weights: synthetic,
+            device: "cpu".into(),
+            dtype: "f32".into(),
+        }],
+        synthetic_weights: synthetic,
+        renderer: "test".into(),
+        tokenizer: "test".into(),
+        host: "test".into(),
+        n_samples_planned: 12,
+        n_samples_done: 12,
+        n_failed: 1,
+        sessions: vec![],
+        wall_time_s: 1.0,
+    };
+    m.save(dir).unwrap();
+    results::write_outputs(dir, 0).unwrap();
+}
+
+#[test]
+fn full_report_is_self_contained_and_flags_synthetic_weights() {
+    let dir = std::env::temp_dir().join(format!("occ-report-it-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    write_run(&dir, true);
+    let files = occ_report::write_report(&dir).unwrap();
+    let html = std::fs::read_to_string(&files.html).unwrap();
+    let md = std::fs::read_to_string(&files.markdown).unwrap();
+    assert!(html.contains(occ_report::SYNTHETIC_WARNING) && md.contains(occ_report::SYNTHETIC_WARNING));
+    assert_eq!(html.matches("<svg").count(), files.plots.len(), "every chart inlined");
+    assert!(!html.contains("src=\""), "no external files");
+    assert_eq!(files.plots.len(), occ_report::CURVE_METRICS.len() + 1);
+    let curve = std::fs::read_to_string(dir.join("plots/en_fox_precision_gt_words.svg")).unwrap();
+    assert!(curve.contains("paper Table 2, tiny") && curve.contains("truncation baseline"));
+    std::fs::remove_dir_all(&dir).unwrap();
+    write_run(&dir, false);
+    let files = occ_report::write_report(&dir).unwrap();
+    assert!(!std::fs::read_to_string(&files.html).unwrap().contains(occ_report::SYNTHETIC_WARNING));
+    std::fs::remove_dir_all(&dir).unwrap();
+}
