@@ -1,11 +1,221 @@
-//! `compress-bench decay`: optical-memory decay sweep.
+//! `compress-bench decay`: the optical-memory decay sweep (docs/MEMORY.md).
+//!
+//! Builds a synthetic conversation from a corpus with planted needles, holds it under each schedule
+//! (`occ_memory`), reads every round back through the engine and writes
+//! `results/decay/<run_id>/{decay.parquet, needles.parquet, manifest.json, report.md, report.html,
+//! plots/*.svg}`. The work is `occ_memory::sweep`; this file parses flags, builds the engine, draws
+//! progress and prints the summary.
 
-use crate::output::Output;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
 
-/// optical-memory decay sweep.
+use anyhow::{bail, Context as _};
+use occ_core::{OcrEngine, TextTokenizer};
+use occ_eval::corpus::Corpus;
+use occ_eval::tesseract::Tesseract;
+use occ_memory::schedule::file;
+use occ_memory::sweep::{self, output, DecayConfig, DecayFile};
+use occ_memory::ScheduleSpec;
+
+use crate::output::{Output, JSON_SCHEMA_VERSION};
+
+/// Engines the decay sweep can read with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum DecayEngine {
+    /// Debian's Tesseract on the memory's page images.
+    Tesseract,
+    /// Answers with the ground truth of each page (tests of the machinery).
+    FakePerfect,
+    /// DeepSeek-OCR (candle; needs issue 4's engine).
+    DeepseekOcr,
+}
+
+/// Optical-memory decay sweep over a synthetic conversation.
 #[derive(Debug, clap::Args)]
-pub struct Args {}
+pub struct Args {
+    /// Experiment file with a [decay] table and [[schedule]] tables (experiments/decay/*.toml).
+    #[arg(long)]
+    pub spec: Option<PathBuf>,
+    /// Schedule to sweep (repeatable; replaces the file's). Grammar: `paper`, `paper:ages=1/2/4/8/16/32`,
+    /// `paper-time`, `step:width=4`, `exp:first=2,factor=2`, `hybrid:k=4,width=4`,
+    /// `ladder:levels=text@0/base@4/dropped@20`, `budget:tokens=4000`, `text`; ladder kinds also take
+    /// `modes=a/b/..`, `policy=rerender|downsample`, `drop=AGE|never` (docs/MEMORY.md).
+    #[arg(long = "schedule", value_name = "SPEC")]
+    pub schedules: Vec<String>,
+    /// Rounds in the conversation [default: 50].
+    #[arg(long)]
+    pub rounds: Option<usize>,
+    /// Tokens per round (corpus passages cut to this length) [default: 600].
+    #[arg(long)]
+    pub round_tokens: Option<usize>,
+    /// Corpus name: <datasets>/<corpus>.jsonl [default: en].
+    #[arg(long)]
+    pub corpus: Option<String>,
+    /// Folder of the corpora.
+    #[arg(long, default_value = "datasets")]
+    pub datasets: PathBuf,
+    /// Seed of passage order and needle codes [default: 7].
+    #[arg(long)]
+    pub seed: Option<u64>,
+    /// Needles planted at evenly spaced ages [default: 10].
+    #[arg(long)]
+    pub needles: Option<usize>,
+    /// Text tokens per nominal vision token of a full page [default: 10].
+    #[arg(long)]
+    pub page_ratio: Option<f64>,
+    /// Engine that reads the rounds back.
+    #[arg(long, value_enum, default_value = "tesseract")]
+    pub engine: DecayEngine,
+    /// Tesseract: pages read in parallel [default: available cores].
+    #[arg(long)]
+    pub threads: Option<usize>,
+    /// Tesseract page segmentation mode.
+    #[arg(long, default_value_t = 6)]
+    pub psm: u32,
+    /// Results root; the run goes to <out>/decay/<run_id>/.
+    #[arg(long, default_value = "results")]
+    pub out: PathBuf,
+    /// Run id [default: UTC time, e.g. 20250131T120000Z].
+    #[arg(long)]
+    pub run_id: Option<String>,
+}
 
-pub fn run(_args: Args, _out: &Output) -> anyhow::Result<()> {
-    anyhow::bail!("`compress-bench decay` is not built yet (issue 7)")
+fn config(args: &Args) -> anyhow::Result<DecayConfig> {
+    let file = match &args.spec {
+        Some(p) => DecayFile::load(p)?,
+        None => DecayFile::default(),
+    };
+    let d = DecayConfig::default();
+    let t = &file.decay;
+    let schedules: Vec<ScheduleSpec> = if !args.schedules.is_empty() {
+        args.schedules
+            .iter()
+            .map(|s| s.parse::<ScheduleSpec>().with_context(|| format!("--schedule {s:?}")))
+            .collect::<anyhow::Result<_>>()?
+    } else if !file.schedule.is_empty() {
+        let path = args.spec.as_deref().map(|p| p.display().to_string()).unwrap_or_default();
+        file::resolve_all(&file.schedule, &path)?
+    } else {
+        d.schedules.clone()
+    };
+    let cfg = DecayConfig {
+        rounds: args.rounds.or(t.rounds).unwrap_or(d.rounds),
+        round_tokens: args.round_tokens.or(t.round_tokens).unwrap_or(d.round_tokens),
+        corpus: args.corpus.clone().or_else(|| t.corpus.clone()).unwrap_or(d.corpus),
+        datasets: args.datasets.clone(),
+        seed: args.seed.or(t.seed).unwrap_or(d.seed),
+        needles: args.needles.or(t.needles).unwrap_or(d.needles),
+        page_ratio: args.page_ratio.or(t.page_ratio).unwrap_or(d.page_ratio),
+        schedules,
+        normalization: d.normalization,
+    };
+    cfg.validate()?;
+    Ok(cfg)
+}
+
+fn engine(args: &Args, cfg: &DecayConfig) -> anyhow::Result<(Box<dyn OcrEngine>, Option<occ_eval::oracle::TruthTap>)> {
+    match args.engine {
+        DecayEngine::Tesseract => {
+            let lang = Corpus::load(&cfg.corpus, &cfg.datasets)?.lang;
+            let threads =
+                args.threads.unwrap_or_else(|| std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1));
+            Ok((Box::new(Tesseract::new("tesseract", lang, args.psm, threads)?), None))
+        }
+        DecayEngine::FakePerfect => {
+            let (oracle, tap) = occ_eval::oracle::Oracle::perfect();
+            Ok((Box::new(oracle), Some(tap)))
+        }
+        DecayEngine::DeepseekOcr => bail!(
+            "engine deepseek-ocr is unavailable: the candle DeepSeek-OCR engine (issue 4) is not in this build yet; \
+             use --engine tesseract meanwhile"
+        ),
+    }
+}
+
+/// `<out>/decay/<run_id>`, or `<run_id>-2`, `-3`, … when taken (not created here).
+fn run_dir(out: &Path, run_id: &str) -> anyhow::Result<PathBuf> {
+    let base = out.join("decay");
+    for k in 1..1000 {
+        let name = if k == 1 { run_id.to_string() } else { format!("{run_id}-{k}") };
+        let dir = base.join(&name);
+        if !dir.exists() {
+            return Ok(dir);
+        }
+    }
+    bail!("could not find a fresh run directory under {} for run id {run_id}", base.display())
+}
+
+pub fn run(args: Args, out: &Output) -> anyhow::Result<()> {
+    let t0 = Instant::now();
+    let cfg = config(&args)?;
+    let (mut engine, tap) = engine(&args, &cfg)?;
+    let info = engine.info();
+    let tokenizer = TextTokenizer::deepseek_ocr().context("loading the embedded tokenizer")?;
+    let (created, compact) = occ_eval::results::utc_now();
+    let dir = run_dir(&args.out, args.run_id.as_deref().unwrap_or(&compact))?;
+    let run_id = dir.file_name().map(|n| n.to_string_lossy().to_string()).unwrap_or(compact);
+    let names: Vec<String> = cfg.schedules.iter().map(ScheduleSpec::name).collect();
+    out.json_message(
+        "run_start",
+        &serde_json::json!({
+            "schema_version": JSON_SCHEMA_VERSION, "command": "decay", "run_id": run_id, "dir": dir,
+            "engine": info, "schedules": names, "rounds": cfg.rounds, "round_tokens": cfg.round_tokens,
+        }),
+    )?;
+    out.info(&format!("decay run {run_id}: {} rounds × {} schedules with {info}", cfg.rounds, names.len()));
+    let bar = if out.progress_enabled() {
+        let b = indicatif::ProgressBar::new((cfg.rounds * cfg.schedules.len()) as u64);
+        b.set_style(
+            indicatif::ProgressStyle::with_template("{msg:>32} [{bar:40}] {pos}/{len} {elapsed}")
+                .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+        );
+        Some(b)
+    } else {
+        None
+    };
+    let results = sweep::run(&cfg, &run_id, &tokenizer, engine.as_mut(), tap.as_ref(), &mut |schedule, _, _| {
+        if let Some(b) = &bar {
+            b.set_message(schedule.to_string());
+            b.inc(1);
+        }
+    })?;
+    if let Some(b) = bar {
+        b.finish_and_clear();
+    }
+    let command = std::env::args().collect::<Vec<_>>().join(" ");
+    let meta = output::RunMeta {
+        run_id: run_id.clone(),
+        created_utc: created,
+        command,
+        engine: info,
+        tokenizer: tokenizer.source().to_string(),
+        wall_s: t0.elapsed().as_secs_f64(),
+    };
+    // The directory is created only now, so a run that fails leaves nothing behind.
+    std::fs::create_dir_all(&dir).with_context(|| format!("creating run directory {}", dir.display()))?;
+    output::write_all(&dir, &cfg, &results, &meta)?;
+    for s in &results.summaries {
+        out.json_message("summary", s)?;
+    }
+    if !out.json {
+        out.result(&format!(
+            "{:<44} {:>8} {:>8} {:>7} {:>9} {:>9} {:>8}",
+            "schedule", "tokens", "as text", "saving", "char prec", "baseline", "needles"
+        ));
+        for s in &results.summaries {
+            out.result(&format!(
+                "{:<44} {:>8} {:>8} {:>6.2}× {:>9.3} {:>9.3} {:>5}/{:<2}",
+                s.schedule,
+                s.context_tokens,
+                s.all_text_tokens,
+                s.saving,
+                s.mean_char_precision,
+                s.baseline_mean_char_precision,
+                s.needles_retrieved,
+                s.needles
+            ));
+        }
+        out.result(&format!("wrote {} ({:.1} s)", dir.display(), t0.elapsed().as_secs_f64()));
+    }
+    Ok(())
 }
