@@ -67,7 +67,12 @@ impl OcrEngine for FakeOcr {
         4
     }
 
-    fn ocr(&mut self, pages: &[OcrPage], _prompt: &Prompt, _options: &OcrOptions) -> Result<Vec<OcrOutput>, EngineError> {
+    fn ocr(
+        &mut self,
+        pages: &[OcrPage],
+        _prompt: &Prompt,
+        _options: &OcrOptions,
+    ) -> Result<Vec<OcrOutput>, EngineError> {
         self.calls += 1;
         pages
             .iter()
