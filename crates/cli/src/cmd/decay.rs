@@ -26,13 +26,15 @@ pub enum DecayEngine {
     Tesseract,
     /// Answers with the ground truth of each page (tests of the machinery).
     FakePerfect,
-    /// DeepSeek-OCR (candle; needs issue 4's engine).
+    /// DeepSeek-OCR (candle): `--weights DIR`, or `--synthetic-weights` for plumbing runs.
     DeepseekOcr,
 }
 
 /// Optical-memory decay sweep over a synthetic conversation.
 #[derive(Debug, clap::Args)]
 pub struct Args {
+    #[command(flatten)]
+    pub model: super::sweep::ModelArgs,
     /// Experiment file with a [decay] table and [[schedule]] tables (experiments/decay/*.toml).
     #[arg(long)]
     pub spec: Option<PathBuf>,
@@ -113,7 +115,11 @@ fn config(args: &Args) -> anyhow::Result<DecayConfig> {
     Ok(cfg)
 }
 
-fn engine(args: &Args, cfg: &DecayConfig) -> anyhow::Result<(Box<dyn OcrEngine>, Option<occ_eval::oracle::TruthTap>)> {
+fn engine(
+    args: &Args,
+    cfg: &DecayConfig,
+    out: &Output,
+) -> anyhow::Result<(Box<dyn OcrEngine>, Option<occ_eval::oracle::TruthTap>)> {
     match args.engine {
         DecayEngine::Tesseract => {
             let lang = Corpus::load(&cfg.corpus, &cfg.datasets)?.lang;
@@ -125,10 +131,7 @@ fn engine(args: &Args, cfg: &DecayConfig) -> anyhow::Result<(Box<dyn OcrEngine>,
             let (oracle, tap) = occ_eval::oracle::Oracle::perfect();
             Ok((Box::new(oracle), Some(tap)))
         }
-        DecayEngine::DeepseekOcr => bail!(
-            "engine deepseek-ocr is unavailable: the candle DeepSeek-OCR engine (issue 4) is not in this build yet; \
-             use --engine tesseract meanwhile"
-        ),
+        DecayEngine::DeepseekOcr => Ok((Box::new(super::ocr::load_engine(&args.model.to_ocr(), out)?), None)),
     }
 }
 
@@ -148,7 +151,7 @@ fn run_dir(out: &Path, run_id: &str) -> anyhow::Result<PathBuf> {
 pub fn run(args: Args, out: &Output) -> anyhow::Result<()> {
     let t0 = Instant::now();
     let cfg = config(&args)?;
-    let (mut engine, tap) = engine(&args, &cfg)?;
+    let (mut engine, tap) = engine(&args, &cfg, out)?;
     let info = engine.info();
     let tokenizer = TextTokenizer::deepseek_ocr().context("loading the embedded tokenizer")?;
     let (created, compact) = occ_eval::results::utc_now();

@@ -72,7 +72,7 @@ pub struct ModelArgs {
 }
 
 impl ModelArgs {
-    fn to_ocr(&self) -> ocr::ModelArgs {
+    pub(crate) fn to_ocr(&self) -> ocr::ModelArgs {
         ocr::ModelArgs {
             weights: self.weights.clone(),
             offline: self.offline,
