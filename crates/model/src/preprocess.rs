@@ -14,6 +14,7 @@
 
 use std::path::Path;
 
+use crate::nn::interpolate::cubic_kernel;
 use candle_core::{Device, Result, Tensor};
 use image::{ImageDecoder, ImageReader, Rgb, RgbImage};
 use occ_core::mode::{gundam_grid, GUNDAM_MAX_TILES, GUNDAM_MIN_TILES};
@@ -44,19 +45,6 @@ pub fn load_image(path: &Path) -> Result<RgbImage> {
     Ok(img.to_rgb8())
 }
 
-/// The cubic convolution kernel of Pillow (`bicubic_filter`, a = −0.5), support 2.
-fn bicubic_filter(x: f64) -> f64 {
-    const A: f64 = -0.5;
-    let x = x.abs();
-    if x < 1.0 {
-        ((A + 2.0) * x - (A + 3.0)) * x * x + 1.0
-    } else if x < 2.0 {
-        (((x - 5.0) * x + 8.0) * x - 4.0) * A
-    } else {
-        0.0
-    }
-}
-
 /// Fixed-point resampling coefficients of one axis (Pillow `precompute_coeffs` +
 /// `normalize_coeffs_8bpc`): for each output index, the first input index and its weights.
 struct Coeffs {
@@ -84,7 +72,7 @@ fn precompute_coeffs(in_size: usize, out_size: usize) -> Coeffs {
         let count = xmax.saturating_sub(xmin).min(ksize);
         let mut ww = 0.0;
         for (x, kx) in k.iter_mut().enumerate().take(count) {
-            let w = bicubic_filter((x as f64 + xmin as f64 - center + 0.5) * ss);
+            let w = cubic_kernel((x as f64 + xmin as f64 - center + 0.5) * ss);
             *kx = w;
             ww += w;
         }
@@ -320,12 +308,12 @@ mod tests {
 
     #[test]
     fn bicubic_kernel_values() {
-        assert_eq!(bicubic_filter(0.0), 1.0);
-        assert_eq!(bicubic_filter(1.0), 0.0);
-        assert_eq!(bicubic_filter(2.0), 0.0);
+        assert_eq!(cubic_kernel(0.0), 1.0);
+        assert_eq!(cubic_kernel(1.0), 0.0);
+        assert_eq!(cubic_kernel(2.0), 0.0);
         // a = −0.5: k(0.5) = 0.5625, k(1.5) = −0.0625.
-        assert!((bicubic_filter(0.5) - 0.5625).abs() < 1e-15);
-        assert!((bicubic_filter(-1.5) + 0.0625).abs() < 1e-15);
+        assert!((cubic_kernel(0.5) - 0.5625).abs() < 1e-15);
+        assert!((cubic_kernel(-1.5) + 0.0625).abs() < 1e-15);
     }
 
     #[test]

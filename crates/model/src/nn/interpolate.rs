@@ -12,7 +12,9 @@
 
 use candle_core::{DType, Device, Result, Tensor};
 
-fn cubic_aa(x: f64) -> f64 {
+/// Keys' cubic convolution kernel with a = −0.5, support 2: the kernel of both Pillow's BICUBIC
+/// (`bicubic_filter`) and PyTorch's antialiased bicubic interpolation.
+pub(crate) fn cubic_kernel(x: f64) -> f64 {
     const A: f64 = -0.5;
     let x = x.abs();
     if x < 1.0 {
@@ -36,7 +38,7 @@ pub fn bicubic_aa_matrix(input: usize, output: usize) -> Vec<f32> {
         let xmin = ((center - support + 0.5) as i64).max(0) as usize;
         let xmax = ((center + support + 0.5) as i64).min(input as i64).max(xmin as i64) as usize;
         w.clear();
-        w.extend((xmin..xmax).map(|j| cubic_aa((j as f64 - center + 0.5) * invscale)));
+        w.extend((xmin..xmax).map(|j| cubic_kernel((j as f64 - center + 0.5) * invscale)));
         let total: f64 = w.iter().sum();
         for (j, wj) in (xmin..xmax).zip(&w) {
             m[i * input + j] = if total != 0.0 { (wj / total) as f32 } else { *wj as f32 };
@@ -128,7 +130,7 @@ mod tests {
     fn halving_is_a_symmetric_eight_tap_filter() {
         // 16 → 8, output 3: centre 7, support 4, taps j = 3..=10 at (j − 7 + 0.5) / 2 = ±0.25 … ±1.75.
         let m = bicubic_aa_matrix(16, 8);
-        let k = [cubic_aa(1.75), cubic_aa(1.25), cubic_aa(0.75), cubic_aa(0.25)];
+        let k = [cubic_kernel(1.75), cubic_kernel(1.25), cubic_kernel(0.75), cubic_kernel(0.25)];
         let total = 2.0 * k.iter().sum::<f64>();
         let taps = [k[0], k[1], k[2], k[3], k[3], k[2], k[1], k[0]];
         let mut want = [0f32; 16];
