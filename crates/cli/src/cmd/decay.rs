@@ -50,6 +50,9 @@ pub struct Args {
     /// Tokens per round (corpus passages cut to this length) [default: 600].
     #[arg(long)]
     pub round_tokens: Option<usize>,
+    /// Upper bound of generated tokens per page read back [default: 4096].
+    #[arg(long)]
+    pub max_new_tokens: Option<usize>,
     /// Corpus name: <datasets>/<corpus>.jsonl [default: en].
     #[arg(long)]
     pub corpus: Option<String>,
@@ -103,6 +106,7 @@ fn config(args: &Args) -> anyhow::Result<DecayConfig> {
     let cfg = DecayConfig {
         rounds: args.rounds.or(t.rounds).unwrap_or(d.rounds),
         round_tokens: args.round_tokens.or(t.round_tokens).unwrap_or(d.round_tokens),
+        max_new_tokens: args.max_new_tokens.unwrap_or(d.max_new_tokens),
         corpus: args.corpus.clone().or_else(|| t.corpus.clone()).unwrap_or(d.corpus),
         datasets: args.datasets.clone(),
         seed: args.seed.or(t.seed).unwrap_or(d.seed),

@@ -29,7 +29,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Instant;
 
-use occ_core::{OcrEngine, TextTokenizer};
+use occ_core::{OcrEngine, OcrOptions, TextTokenizer};
 use occ_eval::corpus::Corpus;
 use occ_eval::metrics::{char_precision, score};
 use occ_eval::normalize::{Lang, Normalization};
@@ -100,6 +100,8 @@ pub struct DecayConfig {
     pub seed: u64,
     pub needles: usize,
     pub page_ratio: f64,
+    /// Upper bound of generated tokens per page read back (engines that generate).
+    pub max_new_tokens: usize,
     #[serde(skip)]
     pub schedules: Vec<ScheduleSpec>,
     pub normalization: Normalization,
@@ -115,6 +117,7 @@ impl Default for DecayConfig {
             seed: 7,
             needles: 10,
             page_ratio: 10.0,
+            max_new_tokens: MemoryConfig::default().ocr.max_new_tokens,
             schedules: vec![ScheduleSpec::default()],
             normalization: Normalization::default(),
         }
@@ -256,7 +259,9 @@ pub fn run(
         Lang::En => occ_render::Lang::En,
         Lang::Zh => occ_render::Lang::Zh,
     };
-    let mem_config = MemoryConfig { page_ratio: config.page_ratio, lang: render_lang, ..MemoryConfig::default() };
+    let defaults = MemoryConfig::default();
+    let ocr = OcrOptions { max_new_tokens: config.max_new_tokens, ..defaults.ocr.clone() };
+    let mem_config = MemoryConfig { page_ratio: config.page_ratio, lang: render_lang, ocr, ..defaults };
     let mut memory = OpticalMemory::with_parts(mem_config, tokenizer.clone(), Arc::new(ManualClock::at(0)))?;
     for r in &conv.rounds {
         memory.push(r.clone())?;
