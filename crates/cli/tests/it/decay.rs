@@ -1,19 +1,14 @@
 //! `compress-bench decay` end to end: Tesseract on a small conversation (files exist and are well
 //! formed), the oracle engine under `--json`, and bad schedules failing before any work.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Output};
+
+use crate::util::{assert_ok, scratch};
 
 use occ_eval::schema::read_parquet;
 
 const BIN: &str = env!("CARGO_BIN_EXE_compress-bench");
-
-fn scratch(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("occ-cli-decay-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
-}
 
 fn decay(out: &Path, extra: &[&str]) -> Output {
     let ds = format!("{}/../../datasets", env!("CARGO_MANIFEST_DIR"));
@@ -22,19 +17,9 @@ fn decay(out: &Path, extra: &[&str]) -> Output {
     Command::new(BIN).args(&args).output().expect("running compress-bench")
 }
 
-fn ok(o: &Output) {
-    assert!(
-        o.status.success(),
-        "exit {:?}\nstdout:\n{}\nstderr:\n{}",
-        o.status,
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    );
-}
-
 #[test]
 fn decay_paper_tesseract_writes_parquet_manifest_and_report() {
-    let out = scratch("tess");
+    let out = scratch("decay-tess");
     let o = decay(
         &out,
         &[
@@ -51,7 +36,7 @@ fn decay_paper_tesseract_writes_parquet_manifest_and_report() {
             "--quiet",
         ],
     );
-    ok(&o);
+    assert_ok(&o);
     let dir = out.join("decay/e2e");
     for f in ["decay.parquet", "needles.parquet", "manifest.json", "report.md", "report.html"] {
         assert!(dir.join(f).is_file(), "{f} missing");
@@ -82,7 +67,7 @@ fn decay_paper_tesseract_writes_parquet_manifest_and_report() {
     let md = std::fs::read_to_string(dir.join("report.md")).unwrap();
     assert!(md.contains("| `paper` |") && md.contains("plots/accuracy_vs_age.svg"), "{md}");
     // The next run with the same id gets a fresh directory.
-    ok(&decay(
+    assert_ok(&decay(
         &out,
         &["--schedule", "text", "--engine", "fake-perfect", "--rounds", "2", "--round-tokens", "20", "--quiet"],
     ));
@@ -92,7 +77,7 @@ fn decay_paper_tesseract_writes_parquet_manifest_and_report() {
 
 #[test]
 fn decay_json_stream_has_run_start_and_summaries() {
-    let out = scratch("json");
+    let out = scratch("decay-json");
     let o = decay(
         &out,
         &[
@@ -111,7 +96,7 @@ fn decay_json_stream_has_run_start_and_summaries() {
             "hybrid:k=2,width=1,modes=base/tiny",
         ],
     );
-    ok(&o);
+    assert_ok(&o);
     let msgs: Vec<serde_json::Value> =
         String::from_utf8_lossy(&o.stdout).lines().map(|l| serde_json::from_str(l).unwrap()).collect();
     let kinds: Vec<&str> = msgs.iter().map(|m| m["type"].as_str().unwrap()).collect();
@@ -126,7 +111,7 @@ fn decay_json_stream_has_run_start_and_summaries() {
 
 #[test]
 fn decay_rejects_bad_schedules_and_budgets() {
-    let out = scratch("bad");
+    let out = scratch("decay-bad");
     let cases: [(&[&str], &str); 4] = [
         (&["--schedule", "paper:ages=-1/2/4/8/16"], "is negative"),
         (&["--schedule", "ladder:levels="], "has no levels"),

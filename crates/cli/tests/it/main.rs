@@ -2,3 +2,4 @@
 
 mod decay;
 mod sweep;
+mod util;

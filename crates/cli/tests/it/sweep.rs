@@ -5,6 +5,8 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
+use crate::util::{assert_ok, scratch};
+
 use occ_eval::results::{self, Manifest};
 use occ_eval::schema::{self, SampleRow};
 
@@ -12,14 +14,6 @@ const BIN: &str = env!("CARGO_BIN_EXE_compress-bench");
 
 fn datasets() -> String {
     format!("{}/../../datasets", env!("CARGO_MANIFEST_DIR"))
-}
-
-/// A fresh scratch folder per test.
-fn scratch(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("occ-cli-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
 }
 
 fn sweep(out: &Path, extra: &[&str]) -> Output {
@@ -57,16 +51,6 @@ fn stable_rows(dir: &Path) -> Vec<SampleRow> {
         r.decode_ms = 0.0;
     }
     rows
-}
-
-fn assert_ok(o: &Output) {
-    assert!(
-        o.status.success(),
-        "exit {:?}\nstdout:\n{}\nstderr:\n{}",
-        o.status,
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    );
 }
 
 #[test]
