@@ -112,6 +112,7 @@ def main():
     torch.backends.cudnn.allow_tf32 = False
     torch.backends.cuda.matmul.allow_tf32 = False
     import transformers
+    import PIL
     from PIL import Image
     from safetensors.numpy import save_file
 
@@ -172,7 +173,37 @@ def main():
                       "prompt_len": len(ids), "prefill_s": prefill_s, "decode_tok_s": (args.steps - 1) / decode_s,
                       "min_gap": min(gaps)})
         print(cases[-1], file=sys.stderr)
+    # bf16 yardstick: the reference itself in bf16, teacher-forced on its own f32 greedy sequence. Its
+    # argmax agreement with the f32 logits is what "two correct bf16 implementations" can reach on these
+    # weights (OUT/<case>_bf16.safetensors: logits_bf16 float32 [STEPS, vocab]).
+    model = model.to(torch.bfloat16)
+    for c in cases:
+        name = c["name"]
+        base, size, crop, page = MODES[name]
+        image = ocr.load_image(os.path.join(args.pages, page)).convert("RGB")
+        g, tiles, ratio = views(ocr, image, base, size, crop)
+        ids, mask = prompt_ids(tokenizer, base, size, crop, ratio)
+        x = transform(g).unsqueeze(0).to(dev, torch.bfloat16)
+        crops = (torch.stack([transform(t) for t in tiles]).to(dev, torch.bfloat16) if tiles
+                 else torch.zeros(1, 3, base, base, device=dev, dtype=torch.bfloat16))
+        from safetensors.numpy import load_file
+        greedy = load_file(os.path.join(args.out, f"{name}.safetensors"))["greedy"].tolist()
+        full = ids + greedy[:-1]
+        full_mask = mask + [False] * (len(greedy) - 1)
+        with torch.no_grad():
+            out = model(input_ids=torch.tensor([full], device=dev), images=[(crops, x)],
+                        images_seq_mask=torch.tensor([full_mask], device=dev, dtype=torch.bool),
+                        images_spatial_crop=torch.tensor([list(ratio)]), use_cache=False, return_dict=True)
+            lb = out.logits[0, len(ids) - 1: len(ids) - 1 + len(greedy)].float().cpu().numpy()
+        f32 = load_file(os.path.join(args.out, f"{name}.safetensors"))["logits"]
+        c["ref_bf16_vs_f32_argmax_agreement"] = float(np.mean(lb.argmax(1) == f32.argmax(1)))
+        cos = (lb * f32).sum(1) / (np.linalg.norm(lb, axis=1) * np.linalg.norm(f32, axis=1))
+        c["ref_bf16_vs_f32_min_cosine"] = float(cos.min())
+        save_file({"logits_bf16": lb.astype(np.float32)}, os.path.join(args.out, f"{name}_bf16.safetensors"))
+        print(name, "reference bf16 vs f32:", c["ref_bf16_vs_f32_argmax_agreement"], c["ref_bf16_vs_f32_min_cosine"],
+              file=sys.stderr)
     meta = {"torch": torch.__version__, "transformers": transformers.__version__, "python": platform.python_version(),
+            "pil": PIL.__version__,
             "recipe_version": synth_weights.RECIPE_VERSION, "seed": 0, "dtype": "float32", "steps": args.steps,
             "device": torch.cuda.get_device_name(0) if dev.type == "cuda" else "cpu", "build_seconds": build_s,
             "cases": cases}

@@ -48,7 +48,8 @@ def main():
     dev = torch.device(args.device)
     sam, clip, projector, newline, separator, _ = g.build_encoder(enc)
     transform = ocr.BasicImageTransform(mean=(0.5, 0.5, 0.5), std=(0.5, 0.5, 0.5), normalize=True)
-    summary = {"torch": torch.__version__, "device": torch.cuda.get_device_name(0) if dev.type == "cuda" else "cpu",
+    import PIL
+    summary = {"torch": torch.__version__, "pil": PIL.__version__, "device": torch.cuda.get_device_name(0) if dev.type == "cuda" else "cpu",
                "reference_commit": g.REFERENCE_COMMIT, "recipe_version": g.synth_weights.RECIPE_VERSION,
                "seed": g.SEED, "cases": []}
     for dtype_name, dtype in [("f32", torch.float32), ("bf16", torch.bfloat16)]:

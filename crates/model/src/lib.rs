@@ -32,6 +32,7 @@
 //! - One forward path for every dtype; sensitive ops upcast locally.
 //! - No `unwrap`/`expect`/`panic!` on data: errors are `candle_core::Error` naming the tensor or stage.
 
+pub mod batcher;
 pub mod clip;
 pub mod config;
 pub mod decoder;
@@ -42,6 +43,7 @@ pub mod layout;
 pub mod load;
 pub mod ngram;
 pub mod nn;
+pub mod ops;
 pub mod pipeline;
 pub mod preprocess;
 pub mod projector;

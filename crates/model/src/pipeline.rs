@@ -14,10 +14,11 @@ use occ_core::{
     VisionTokens,
 };
 
+use crate::batcher::{generate_queue, BatcherConfig};
 use crate::config::VisionConfig;
 use crate::decoder::{DecoderConfig, DecoderModel};
 use crate::encoder::DeepEncoder;
-use crate::generate::{generate, GenerationConfig, PromptInput, Sampling};
+use crate::generate::{GenerationConfig, PromptInput, Sampling};
 use crate::grounding::{parse_grounding, postprocess, GroundedBlock};
 use crate::load::{expected_tensors, LoadError, WeightsDir};
 use crate::preprocess::{prepare, PreparedImage};
@@ -206,7 +207,10 @@ impl DeepseekOcr {
             .zip(&rows)
             .map(|(tok, r)| Ok(PromptInput { embeds: self.splice(tok, r)?, ids: tok.ids.clone() }))
             .collect::<Result<Vec<_>>>()?;
-        let out = generate(&self.decoder, &inputs, cfg)?;
+        // continuous batching: every page in its own slot; the same tokens as `generate` (tests),
+        // with the decode step replayed as a CUDA graph on the GPU
+        let bc = BatcherConfig { slots: n, prefill_batch: n.min(8), cuda_graph: true };
+        let out = generate_queue(&self.decoder, &inputs, cfg, &bc)?;
         let share = |d: Duration| d / n as u32;
         out.rows
             .into_iter()

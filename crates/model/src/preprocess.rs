@@ -1,16 +1,37 @@
 //! Image preprocessing, bit-identical to the reference (spec §2).
 //!
 //! - [`load_image`]: decode, apply the EXIF orientation (`ImageOps.exif_transpose`), convert to RGB.
-//! - [`resize_bicubic`]: Pillow's `Image.resize(..., BICUBIC)` for 8-bit RGB, reproduced exactly
-//!   (separable: horizontal pass then vertical pass, or vertical first when it removes more than
-//!   twice as many rows as the horizontal pass removes columns; cubic kernel a = −0.5, support scaled by the
-//!   downscale factor, coefficients normalised in f64 then quantised to 22 fractional bits, each pass
-//!   rounded and clamped to u8).
-//! - [`pad_to_square`]: `ImageOps.pad(image, (s, s), color=(127, 127, 127))` (`contain` with
+//! - [`resize_bicubic_with`]: Pillow's `Image.resize(..., BICUBIC)` for 8-bit RGB, reproduced exactly
+//!   (separable passes in the [`ResizeOrder`] of a Pillow version; cubic kernel a = −0.5, support
+//!   scaled by the downscale factor, coefficients normalised in f64 then quantised to 22 fractional
+//!   bits, each pass rounded and clamped to u8). [`resize_bicubic`] uses the default order.
+//! - [`pad_to_square_with`]: `ImageOps.pad(image, (s, s), color=(127, 127, 127))` (`contain` with
 //!   Python's half-to-even `round`, then centred paste).
-//! - [`prepare`]: the views of one image for a [`Mode`]: the global view and, in crop modes, the
-//!   Gundam tiles (`dynamic_preprocess`), with the grid from [`occ_core::mode::gundam_grid`].
+//! - [`prepare_with_options`]: the views of one image for a [`Mode`]: the global view and, in crop
+//!   modes, the Gundam tiles (`dynamic_preprocess`), with the grid from
+//!   [`occ_core::mode::gundam_grid`]; [`prepare`] and [`prepare_with_tiles`] are shorthands.
 //! - [`normalize_chw`]: `ToTensor` + `Normalize(0.5, 0.5)` → f32 CHW in [−1, 1].
+//!
+//! # Pass order: which Pillow is reproduced
+//!
+//! A BICUBIC resize is two 1-D passes, and each pass rounds to u8, so the order of the passes
+//! changes pixels (600×848 → 512×512: 8 % of the u8 values differ, three quarters of them by 1, up to
+//! 24 at sharp edges). Pillow changed the order in 13.0 (python-pillow/Pillow#9549), so
+//! "bit-identical to the reference" depends on the Pillow the reference runs with. Every resize of this module (direct Tiny/Small stretch, `ImageOps.pad`'s
+//! `contain` in Base/Large and the Gundam global view, the Gundam tile canvas) follows one
+//! [`ResizeOrder`]:
+//!
+//! - [`ResizeOrder::Pillow12`]: horizontal pass first, always — Pillow ≤ 12.x (checked bit for bit
+//!   against Pillow 12.0.0 and 11.3.0). DeepSeek-OCR predates Pillow 13, so it was trained with this
+//!   order.
+//! - [`ResizeOrder::Pillow13`] (the default): vertical pass first when it removes more than twice as
+//!   many rows as the horizontal pass removes columns (`max(0, h − h') > 2·max(0, w − w')`),
+//!   horizontal first otherwise — Pillow ≥ 13 (checked against 13.0.0).
+//!
+//! The orders agree unless both passes run and the Pillow 13 rule picks vertical first: of the
+//! committed page × mode cases only the portrait page stretched to 512² / 640² (Tiny / Small)
+//! differs; the padded and tiled views of the test pages do not. Pick the order from the reference's `PIL.__version__` with
+//! [`ResizeOrder::for_pillow_version`].
 
 use std::path::Path;
 
@@ -43,6 +64,72 @@ pub fn load_image(path: &Path) -> Result<RgbImage> {
     let mut img = image::DynamicImage::from_decoder(decoder).map_err(context)?;
     img.apply_orientation(orientation);
     Ok(img.to_rgb8())
+}
+
+/// Order of the two separable passes of a BICUBIC resize, as in a given Pillow version (see the
+/// module docs). Parses from and displays as `pillow12` / `pillow13` (also in serde).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ResizeOrder {
+    /// Horizontal pass first, always (Pillow ≤ 12.x).
+    Pillow12,
+    /// Vertical pass first when it removes more than twice as many rows as the horizontal pass
+    /// removes columns, horizontal first otherwise (Pillow ≥ 13).
+    #[default]
+    Pillow13,
+}
+
+impl ResizeOrder {
+    /// Every order, oldest Pillow first.
+    pub const ALL: [ResizeOrder; 2] = [ResizeOrder::Pillow12, ResizeOrder::Pillow13];
+
+    /// The name used by [`Display`](std::fmt::Display), [`FromStr`](std::str::FromStr) and serde.
+    pub fn name(self) -> &'static str {
+        match self {
+            ResizeOrder::Pillow12 => "pillow12",
+            ResizeOrder::Pillow13 => "pillow13",
+        }
+    }
+
+    /// The order of the Pillow whose `PIL.__version__` is `version` (e.g. `"12.1.0"`,
+    /// `"11.3.0.post1"`, `"13.0.0"`): major ≤ 12 → [`Pillow12`](Self::Pillow12), ≥ 13 →
+    /// [`Pillow13`](Self::Pillow13). Errors when the major version is not a number.
+    pub fn for_pillow_version(version: &str) -> Result<ResizeOrder> {
+        let major = version.trim().split('.').next().unwrap_or_default();
+        let major: u32 = major.parse().map_err(|_| {
+            err(format!("Pillow version {version:?}: expected MAJOR.MINOR.PATCH with a numeric major, e.g. \"12.1.0\""))
+        })?;
+        Ok(if major <= 12 { ResizeOrder::Pillow12 } else { ResizeOrder::Pillow13 })
+    }
+
+    /// Whether a `w × h → ow × oh` resize runs the vertical pass first in this order.
+    pub fn vertical_first(self, (w, h): (u32, u32), (ow, oh): (u32, u32)) -> bool {
+        match self {
+            ResizeOrder::Pillow12 => false,
+            // Pillow 13 (found empirically against 13.0.0: 650 random and boundary cases, plus the
+            // boundary resizes of the committed goldens).
+            ResizeOrder::Pillow13 => u64::from(h.saturating_sub(oh)) > 2 * u64::from(w.saturating_sub(ow)),
+        }
+    }
+}
+
+impl std::fmt::Display for ResizeOrder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl std::str::FromStr for ResizeOrder {
+    type Err = candle_core::Error;
+
+    /// `pillow12` or `pillow13` (case-insensitive, surrounding spaces ignored).
+    fn from_str(s: &str) -> Result<ResizeOrder> {
+        let lower = s.trim().to_ascii_lowercase();
+        ResizeOrder::ALL.into_iter().find(|o| o.name() == lower).ok_or_else(|| {
+            let names: Vec<&str> = ResizeOrder::ALL.iter().map(|o| o.name()).collect();
+            err(format!("unknown resize order {s:?}: expected one of {}", names.join(", ")))
+        })
+    }
 }
 
 /// Fixed-point resampling coefficients of one axis (Pillow `precompute_coeffs` +
@@ -128,19 +215,22 @@ fn resample_vertical(src: &[u8], w: usize, h: usize, out_h: usize) -> Vec<u8> {
     out
 }
 
-/// Pillow `Image.resize((width, height), Resampling.BICUBIC)` of an RGB image, bit for bit.
+/// [`resize_bicubic_with`] in the default order ([`ResizeOrder::Pillow13`]).
 pub fn resize_bicubic(img: &RgbImage, width: u32, height: u32) -> Result<RgbImage> {
+    resize_bicubic_with(img, width, height, ResizeOrder::default())
+}
+
+/// Pillow `Image.resize((width, height), Resampling.BICUBIC)` of an RGB image, bit for bit, with
+/// the pass order of the Pillow version `order` stands for.
+pub fn resize_bicubic_with(img: &RgbImage, width: u32, height: u32, order: ResizeOrder) -> Result<RgbImage> {
     let (w, h) = (img.width() as usize, img.height() as usize);
     let (ow, oh) = (width as usize, height as usize);
     if w == 0 || h == 0 || ow == 0 || oh == 0 {
         return Err(err(format!("cannot resize an image of {w}x{h} to {ow}x{oh}: empty side")));
     }
     let mut data = img.as_raw().clone();
-    // Pillow 13 (the goldens' version) runs the vertical pass first when it removes more than twice
-    // as many rows as the horizontal pass removes columns (found empirically: 650 random and
-    // boundary cases; each pass rounds to u8, so the order changes pixels).
-    let vertical_first = h.saturating_sub(oh) > 2 * w.saturating_sub(ow);
-    if vertical_first {
+    // Each pass rounds to u8, so the order changes pixels (module docs).
+    if order.vertical_first(img.dimensions(), (width, height)) {
         if oh != h {
             data = resample_vertical(&data, w, h, oh);
         }
@@ -163,9 +253,14 @@ fn round_half_even(x: f64) -> u32 {
     x.round_ties_even().max(0.0) as u32
 }
 
-/// `ImageOps.pad(img, (size, size), BICUBIC, color=(127,)*3)`: fit the long side to `size`
-/// (`contain`), always resampling, then paste centred on a grey canvas.
+/// [`pad_to_square_with`] in the default order ([`ResizeOrder::Pillow13`]).
 pub fn pad_to_square(img: &RgbImage, size: u32) -> Result<RgbImage> {
+    pad_to_square_with(img, size, ResizeOrder::default())
+}
+
+/// `ImageOps.pad(img, (size, size), BICUBIC, color=(127,)*3)`: fit the long side to `size`
+/// (`contain`), always resampling (in `order`), then paste centred on a grey canvas.
+pub fn pad_to_square_with(img: &RgbImage, size: u32, order: ResizeOrder) -> Result<RgbImage> {
     let (w, h) = (img.width(), img.height());
     if w == 0 || h == 0 || size == 0 {
         return Err(err(format!("cannot pad an image of {w}x{h} to {size}x{size}")));
@@ -183,7 +278,7 @@ pub fn pad_to_square(img: &RgbImage, size: u32) -> Result<RgbImage> {
         // `contain` returns an empty image; `pad` then gives the bare canvas.
         return Ok(RgbImage::from_pixel(size, size, Rgb([PAD_GREY; 3])));
     }
-    let resized = resize_bicubic(img, nw, nh)?;
+    let resized = resize_bicubic_with(img, nw, nh, order)?;
     if (nw, nh) == (size, size) {
         return Ok(resized);
     }
@@ -211,10 +306,12 @@ pub struct PreparedImage {
     pub grid: GundamGrid,
 }
 
-/// Preprocessing options beyond the mode.
+/// Allowed tile counts of the Gundam grid (`dynamic_preprocess`'s `min_num` / `max_num`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct TileRange {
+    /// Fewest tiles of a grid.
     pub min: u32,
+    /// Most tiles of a grid.
     pub max: u32,
 }
 
@@ -225,30 +322,49 @@ impl Default for TileRange {
     }
 }
 
-/// [`prepare_with_tiles`] with the default tile range (2..=9).
-pub fn prepare(image: &RgbImage, mode: Mode) -> Result<PreparedImage> {
-    prepare_with_tiles(image, mode, TileRange::default())
+/// Preprocessing options beyond the mode: the Gundam tile range and the resize pass order.
+/// `PrepareOptions::default()` is what [`prepare`] uses (2..=9 tiles, [`ResizeOrder::Pillow13`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct PrepareOptions {
+    /// Allowed tile counts of the Gundam grid.
+    pub tiles: TileRange,
+    /// Pass order of every resize (match the reference's Pillow version).
+    pub order: ResizeOrder,
 }
 
-/// The views the reference's `infer` builds for `image` in `mode`.
+/// [`prepare_with_options`] with the default options (2..=9 tiles, [`ResizeOrder::Pillow13`]).
+pub fn prepare(image: &RgbImage, mode: Mode) -> Result<PreparedImage> {
+    prepare_with_options(image, mode, PrepareOptions::default())
+}
+
+/// [`prepare_with_options`] with the tile range `tiles` and the default [`ResizeOrder`].
+pub fn prepare_with_tiles(image: &RgbImage, mode: Mode, tiles: TileRange) -> Result<PreparedImage> {
+    prepare_with_options(image, mode, PrepareOptions { tiles, ..PrepareOptions::default() })
+}
+
+/// The views the reference's `infer` builds for `image` in `mode`; every resize runs in
+/// `options.order`.
 ///
 /// - Non-crop modes of at most 640 px (Tiny, Small): `resize((s, s))`, aspect ratio destroyed.
 /// - Other non-crop modes (Base, Large): `ImageOps.pad` to `image_size`.
 /// - Crop modes: global view `ImageOps.pad` to `base_size`; if either side exceeds `image_size`,
-///   the whole image is resized to `(image_size·across, image_size·down)` and cut into tiles.
-pub fn prepare_with_tiles(image: &RgbImage, mode: Mode, tiles: TileRange) -> Result<PreparedImage> {
+///   the whole image is resized to `(image_size·across, image_size·down)` and cut into tiles
+///   (grid within `options.tiles`).
+pub fn prepare_with_options(image: &RgbImage, mode: Mode, options: PrepareOptions) -> Result<PreparedImage> {
+    let PrepareOptions { tiles, order } = options;
     let (w, h) = image.dimensions();
     if w == 0 || h == 0 {
         return Err(err(format!("cannot preprocess an empty image of {w}x{h}")));
     }
     let s = mode.global_view_size();
-    let global = if mode.stretches() { resize_bicubic(image, s, s)? } else { pad_to_square(image, s)? };
+    let global =
+        if mode.stretches() { resize_bicubic_with(image, s, s, order)? } else { pad_to_square_with(image, s, order)? };
     let mut views = Vec::new();
     let grid = if mode.crop() {
         let t = mode.image_size();
         let grid = gundam_grid(w, h, t, tiles.min, tiles.max).map_err(|e| err(format!("gundam tiling: {e}")))?;
         if grid.has_tiles() {
-            let big = resize_bicubic(image, t * grid.across, t * grid.down)?;
+            let big = resize_bicubic_with(image, t * grid.across, t * grid.down, order)?;
             for k in 0..grid.across * grid.down {
                 let (col, row) = (k % grid.across, k / grid.across);
                 views.push(image::imageops::crop_imm(&big, col * t, row * t, t, t).to_image());
@@ -349,6 +465,57 @@ mod tests {
         let first = (0..64).find(|&x| out.get_pixel(x, 0).0[0] == 0).unwrap();
         let count = (0..64).filter(|&x| out.get_pixel(x, 0).0[0] == 0).count();
         assert_eq!((first, count), (22, 21));
+    }
+
+    #[test]
+    fn resize_order_for_pillow_version() {
+        for (version, want) in [
+            ("12.1.0", ResizeOrder::Pillow12),
+            ("12.0.0", ResizeOrder::Pillow12),
+            ("11.3.0.post1", ResizeOrder::Pillow12),
+            ("9.5.0", ResizeOrder::Pillow12),
+            ("12", ResizeOrder::Pillow12),
+            ("13.0.0", ResizeOrder::Pillow13),
+            (" 13.1.0.dev0 ", ResizeOrder::Pillow13),
+            ("14.0.0", ResizeOrder::Pillow13),
+        ] {
+            assert_eq!(ResizeOrder::for_pillow_version(version).unwrap(), want, "{version:?}");
+        }
+        for bad in ["", "abc", "v12.0.0", "12a.0", ".12", "-1.0"] {
+            let e = ResizeOrder::for_pillow_version(bad).unwrap_err().to_string();
+            assert!(e.contains(&format!("{bad:?}")), "{bad:?}: {e}");
+        }
+    }
+
+    #[test]
+    fn resize_order_names_parse_display_and_serde() {
+        assert_eq!(ResizeOrder::default(), ResizeOrder::Pillow13);
+        for order in ResizeOrder::ALL {
+            assert_eq!(order.to_string().parse::<ResizeOrder>().unwrap(), order);
+            let json = serde_json::to_string(&order).unwrap();
+            assert_eq!(json, format!("\"{order}\""));
+            assert_eq!(serde_json::from_str::<ResizeOrder>(&json).unwrap(), order);
+        }
+        assert_eq!(" Pillow12 ".parse::<ResizeOrder>().unwrap(), ResizeOrder::Pillow12);
+        let e = "pillow11".parse::<ResizeOrder>().unwrap_err().to_string();
+        assert!(e.contains("\"pillow11\"") && e.contains("pillow12, pillow13"), "{e}");
+        assert!(serde_json::from_str::<ResizeOrder>("\"12\"").is_err());
+    }
+
+    #[test]
+    fn pass_order_rule_at_the_boundary() {
+        let v = |w, h, ow, oh| ResizeOrder::Pillow13.vertical_first((w, h), (ow, oh));
+        // 37×23 → 28×5 removes 9 columns and 18 rows (exactly twice): horizontal first.
+        assert!(!v(37, 23, 28, 5));
+        // 37×23 → 29×5 removes 8 columns and 18 rows: vertical first.
+        assert!(v(37, 23, 29, 5));
+        // Upscaling the width removes no columns: any removed row puts the vertical pass first.
+        assert!(v(37, 23, 60, 22));
+        assert!(!v(37, 23, 60, 23));
+        assert!(v(600, 848, 512, 512) && v(600, 848, 640, 640));
+        for (w, h, ow, oh) in [(37, 23, 29, 5), (600, 848, 512, 512), (1, 1000, 1, 1)] {
+            assert!(!ResizeOrder::Pillow12.vertical_first((w, h), (ow, oh)));
+        }
     }
 
     #[test]

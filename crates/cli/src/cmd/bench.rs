@@ -1,11 +1,270 @@
-//! `compress-bench bench`: GPU/CPU speed benchmark of the DeepSeek-OCR engine.
+//! `compress-bench bench`: speed benchmark of the DeepSeek-OCR engine (issue 6).
+//!
+//! For every mode × batch size: a page of real text rendered for the mode (Moby-Dick, chapter 1,
+//! 12 px), `--pages` copies of it (default: the batch size) encoded by the vision encoder, then
+//! decoded through the continuous-batching decoder with `--batch` slots, exactly `--new-tokens`
+//! tokens per page (EOS suppressed), greedy, repetition blocker `--ngram` (default none, like the
+//! reference benchmark). One warm-up run per configuration is not timed. Reported: pages/s,
+//! generated tok/s, decode tok/s per sequence, prefill and encoder time per page, and the peak
+//! device memory seen between stages (driver view: total − free, so it includes the allocator's
+//! pool and the CUDA context). A run that fails with an out-of-memory error is retried at half the
+//! batch.
 
+use std::time::Instant;
+
+use anyhow::Context;
+use candle_core::Device;
+use occ_core::{Mode, Prompt};
+use occ_model::batcher::{generate_queue, BatcherConfig};
+use occ_model::generate::{GenerationConfig, PromptInput};
+use occ_model::ngram::NgramBlocker;
+use occ_model::pipeline::{device_name, dtype_name, DeepseekOcr};
+use occ_model::preprocess::prepare;
+use occ_model::prompt::build_prompt;
+use serde::Serialize;
+
+use crate::cmd::ocr::{load_engine, ModelArgs, NgramArg};
 use crate::output::Output;
 
-/// GPU/CPU speed benchmark of the DeepSeek-OCR engine.
-#[derive(Debug, clap::Args)]
-pub struct Args {}
+/// The text every benchmark page shows.
+const PAGE_TEXT: &str = include_str!("../../../../datasets/samples/moby-dick-ch1.txt");
 
-pub fn run(_args: Args, _out: &Output) -> anyhow::Result<()> {
-    anyhow::bail!("`compress-bench bench` is not built yet (issue 6)")
+/// Speed benchmark of the DeepSeek-OCR engine (tok/s, pages/s, stage times, peak memory).
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// Modes to run (comma-separated).
+    #[arg(long, value_delimiter = ',', default_value = "small")]
+    pub modes: Vec<Mode>,
+    /// Decoder batch sizes (slots) to run (comma-separated).
+    #[arg(long, value_delimiter = ',', default_value = "1")]
+    pub batch: Vec<usize>,
+    /// Pages per run [default: the batch size].
+    #[arg(long)]
+    pub pages: Option<usize>,
+    /// Tokens generated per page (EOS suppressed).
+    #[arg(long, default_value_t = 512)]
+    pub new_tokens: usize,
+    /// Repetition blocker.
+    #[arg(long, value_enum, default_value = "none")]
+    pub ngram: NgramArg,
+    /// Untimed warm-up runs per configuration.
+    #[arg(long, default_value_t = 1)]
+    pub warmup: usize,
+    /// Also time the vision encoder alone on this many pages in one batch (0: skip).
+    #[arg(long, default_value_t = 32)]
+    pub encoder_batch: usize,
+    /// Decode eagerly instead of replaying a captured CUDA graph.
+    #[arg(long)]
+    pub no_cuda_graph: bool,
+    #[command(flatten)]
+    pub model: ModelArgs,
+}
+
+/// One timed configuration.
+#[derive(Debug, Clone, Serialize)]
+pub struct Run {
+    pub mode: String,
+    pub batch: usize,
+    pub pages: usize,
+    pub new_tokens: usize,
+    pub prompt_tokens: usize,
+    pub wall_s: f64,
+    pub pages_per_s: f64,
+    /// Generated tokens per second of wall time (all pages).
+    pub tok_s: f64,
+    /// Decode tokens per second per sequence (decode time only).
+    pub decode_tok_s: f64,
+    /// Decode tokens per second, all slots together.
+    pub decode_tok_s_total: f64,
+    pub encode_s_per_page: f64,
+    pub prefill_s: f64,
+    pub decode_steps: usize,
+    pub cuda_graph: bool,
+    pub peak_gpu_gb: Option<f64>,
+    pub oom_retries: usize,
+}
+
+/// The vision encoder alone.
+#[derive(Debug, Clone, Serialize)]
+pub struct EncoderRun {
+    pub mode: String,
+    pub batch: usize,
+    pub s_per_page: f64,
+}
+
+/// The `bench` message.
+#[derive(Debug, Clone, Serialize)]
+pub struct Report {
+    pub engine: String,
+    pub device: String,
+    pub dtype: String,
+    pub weights: String,
+    pub runs: Vec<Run>,
+    pub encoder: Vec<EncoderRun>,
+}
+
+struct Peak {
+    device: Device,
+    bytes: Option<u64>,
+}
+
+impl Peak {
+    fn sample(&mut self) {
+        if let Some(b) = occ_model::ops::device_memory_used(&self.device) {
+            self.bytes = Some(self.bytes.unwrap_or(0).max(b));
+        }
+    }
+
+    fn gb(&self) -> Option<f64> {
+        self.bytes.map(|b| b as f64 / 1e9)
+    }
+}
+
+fn page_for(mode: Mode) -> anyhow::Result<image::RgbImage> {
+    let spec = occ_render::RenderSpec::for_mode(mode, occ_render::Lang::En);
+    let page = occ_render::render_page(PAGE_TEXT, &spec).context("rendering the benchmark page")?;
+    Ok(page.image)
+}
+
+fn is_oom(e: &anyhow::Error) -> bool {
+    let s = format!("{e:#}").to_lowercase();
+    s.contains("out of memory") || s.contains("out_of_memory")
+}
+
+fn generation(args: &Args) -> GenerationConfig {
+    let (ngram, no_repeat) = match args.ngram {
+        NgramArg::Deepseek => (Some(NgramBlocker::deepseek_default()), None),
+        NgramArg::Hf => (None, Some(20)),
+        NgramArg::None => (None, None),
+    };
+    GenerationConfig {
+        max_new_tokens: args.new_tokens,
+        ignore_eos: true,
+        ngram,
+        no_repeat_ngram_size: no_repeat,
+        ..GenerationConfig::default()
+    }
+}
+
+/// Encodes `pages` copies of the mode's page and returns the prompts and the seconds taken.
+fn encode(engine: &DeepseekOcr, mode: Mode, pages: usize) -> anyhow::Result<(Vec<PromptInput>, f64)> {
+    let image = page_for(mode)?;
+    let vt = mode.vision_tokens(image.width(), image.height())?;
+    let tokens = build_prompt(engine.tokenizer(), &Prompt::FreeOcr, &[vt.slots as usize])?;
+    let prepared = prepare(&image, mode)?;
+    let device = engine.decoder().device();
+    let t = Instant::now();
+    let rows = engine.encoder().encode(&vec![prepared; pages], device)?;
+    device.synchronize()?;
+    let seconds = t.elapsed().as_secs_f64();
+    let inputs = rows
+        .iter()
+        .map(|r| Ok(PromptInput { embeds: engine.splice(&tokens, r)?, ids: tokens.ids.clone() }))
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    Ok((inputs, seconds))
+}
+
+fn run_one(engine: &DeepseekOcr, args: &Args, mode: Mode, batch: usize, peak: &mut Peak) -> anyhow::Result<Run> {
+    let pages = args.pages.unwrap_or(batch).max(1);
+    let cfg = generation(args);
+    let bc = BatcherConfig { slots: batch, prefill_batch: batch.min(8), cuda_graph: !args.no_cuda_graph };
+    for _ in 0..args.warmup {
+        let (inputs, _) = encode(engine, mode, batch.min(pages))?;
+        let warm = GenerationConfig { max_new_tokens: cfg.max_new_tokens.min(16), ..cfg.clone() };
+        generate_queue(engine.decoder(), &inputs, &warm, &bc)?;
+    }
+    let t = Instant::now();
+    let (inputs, encode_s) = encode(engine, mode, pages)?;
+    peak.sample();
+    let q = generate_queue(engine.decoder(), &inputs, &cfg, &bc)?;
+    engine.decoder().device().synchronize()?;
+    let wall = t.elapsed().as_secs_f64();
+    peak.sample();
+    let generated: usize = q.rows.iter().map(|r| r.tokens.len()).sum();
+    let decode_s = q.decode.as_secs_f64();
+    // tokens produced by decode steps (each page's first token comes from its prefill)
+    let decode_tokens = generated.saturating_sub(pages) as f64;
+    let slots = batch.min(pages).max(1) as f64;
+    let per_s = |n: f64, s: f64| if s > 0.0 { n / s } else { 0.0 };
+    Ok(Run {
+        mode: mode.to_string(),
+        batch,
+        pages,
+        new_tokens: args.new_tokens,
+        prompt_tokens: inputs.first().map_or(0, |p| p.ids.len()),
+        wall_s: wall,
+        pages_per_s: per_s(pages as f64, wall),
+        tok_s: per_s(generated as f64, wall),
+        decode_tok_s: per_s(decode_tokens, decode_s) / slots,
+        decode_tok_s_total: per_s(decode_tokens, decode_s),
+        encode_s_per_page: encode_s / pages as f64,
+        prefill_s: q.prefill.as_secs_f64() / pages as f64,
+        decode_steps: q.decode_steps,
+        cuda_graph: q.graph,
+        peak_gpu_gb: peak.gb(),
+        oom_retries: 0,
+    })
+}
+
+pub fn run(args: Args, out: &Output) -> anyhow::Result<()> {
+    if args.batch.contains(&0) || args.new_tokens == 0 {
+        anyhow::bail!("--batch sizes and --new-tokens must be at least 1")
+    }
+    let engine = load_engine(&args.model, out)?;
+    let device = engine.decoder().device().clone();
+    let mut peak = Peak { device: device.clone(), bytes: None };
+    peak.sample();
+    let mut report = Report {
+        engine: "compress-bench".into(),
+        device: device_name(&device),
+        dtype: dtype_name(engine.decoder().dtype()),
+        weights: engine.weights().id.clone(),
+        runs: Vec::new(),
+        encoder: Vec::new(),
+    };
+    for &mode in &args.modes {
+        for &batch in &args.batch {
+            let mut b = batch;
+            let mut retries = 0;
+            let run = loop {
+                match run_one(&engine, &args, mode, b, &mut peak) {
+                    Ok(r) => break r,
+                    Err(e) if is_oom(&e) && b > 1 => {
+                        out.warn(&format!("{mode} batch {b}: out of device memory, retrying at batch {}", b / 2));
+                        b /= 2;
+                        retries += 1;
+                    }
+                    Err(e) => return Err(e).with_context(|| format!("benchmark {mode}, batch {b}")),
+                }
+            };
+            let run = Run { oom_retries: retries, ..run };
+            out.info(&format!(
+                "{:<8} batch {:>3}  {:>7.2} pages/s  {:>8.1} tok/s  decode {:>7.1} tok/s/seq  prefill {:>7.1} ms/page  encode {:>7.1} ms/page  graph {}  peak {}",
+                run.mode,
+                run.batch,
+                run.pages_per_s,
+                run.tok_s,
+                run.decode_tok_s,
+                run.prefill_s * 1e3,
+                run.encode_s_per_page * 1e3,
+                run.cuda_graph,
+                run.peak_gpu_gb.map_or("-".into(), |g| format!("{g:.2} GB")),
+            ));
+            report.runs.push(run);
+        }
+        if args.encoder_batch > 0 {
+            let n = args.encoder_batch;
+            encode(&engine, mode, n.min(2))?; // warm-up
+            let (_, s) = encode(&engine, mode, n)?;
+            peak.sample();
+            let e = EncoderRun { mode: mode.to_string(), batch: n, s_per_page: s / n as f64 };
+            out.info(&format!("{:<8} encoder batch {:>3}  {:>7.2} ms/page", e.mode, e.batch, e.s_per_page * 1e3));
+            report.encoder.push(e);
+        }
+    }
+    out.json_message("bench", &report)?;
+    if !out.json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    }
+    Ok(())
 }

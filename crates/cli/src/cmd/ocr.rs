@@ -139,7 +139,7 @@ pub struct Args {
 pub fn device_and_dtype(m: &ModelArgs) -> anyhow::Result<(Device, DType)> {
     let device = match m.device {
         DeviceArg::Cpu => Device::Cpu,
-        DeviceArg::Cuda => Device::new_cuda(0)
+        DeviceArg::Cuda => occ_model::ops::cuda_device(0)
             .context("opening CUDA device 0 (is this binary built with `--features cuda` and is a GPU visible?)")?,
     };
     let dtype = match (m.dtype, m.device) {

@@ -47,6 +47,23 @@ impl Rotary {
         let sin = Tensor::from_vec(sin, (batch, q_len, half), device)?.to_dtype(dtype)?;
         Ok((cos, sin))
     }
+
+    /// `(cos, sin)`, each `(slots, 1, head_dim / 2)` in `dtype`, computed on the device from
+    /// `pos` `(slots,)` u32 and `inv_freq` (the float32 [`Self::inv_freq`] on that device). The
+    /// same float32 angles as [`Self::cos_sin`], with no host round trip.
+    pub fn cos_sin_on_device(pos: &Tensor, inv_freq: &Tensor, dtype: DType) -> Result<(Tensor, Tensor)> {
+        let slots = pos.dim(0)?;
+        let angles = pos.to_dtype(DType::F32)?.unsqueeze(1)?.broadcast_mul(&inv_freq.unsqueeze(0)?)?; // (S, half)
+        let half = angles.dim(1)?;
+        let cos = angles.cos()?.reshape((slots, 1, half))?.to_dtype(dtype)?;
+        let sin = angles.sin()?.reshape((slots, 1, half))?.to_dtype(dtype)?;
+        Ok((cos, sin))
+    }
+
+    /// The float32 inverse frequencies as a tensor on `device`.
+    pub fn inv_freq(&self, device: &Device) -> Result<Tensor> {
+        Tensor::new(self.inv_freq.as_slice(), device)
+    }
 }
 
 /// Multi-head attention with optional grouped key/value heads (`num_key_value_heads`).
@@ -108,6 +125,37 @@ impl Attention {
         let out = probs.matmul(&v.contiguous()?)?; // (b, h, q, d)
         let out = out.transpose(1, 2)?.reshape((b, q_len, h * d))?;
         self.o_proj.forward(&out)
+    }
+}
+
+impl Attention {
+    /// One decode step of every slot of a [`SlotCache`](super::slots::SlotCache) layer: the new
+    /// key/value columns are written at each slot's position and each query attends to the slot's
+    /// columns `0..=pos` (fused [`ops::decode_attention`](crate::ops::decode_attention); scores
+    /// and softmax in float32).
+    ///
+    /// # Shapes
+    /// - `xs`: `(slots, 1, hidden)`; `cos`, `sin`: `(slots, 1, head_dim / 2)`; `pos`: `(slots,)` u32;
+    /// - `cache`: `(2, slots, kv_heads, capacity, head_dim)`; returns `(slots, 1, hidden)`.
+    pub fn forward_slots(
+        &self,
+        xs: &Tensor,
+        cos: &Tensor,
+        sin: &Tensor,
+        pos: &Tensor,
+        cache: &Tensor,
+    ) -> Result<Tensor> {
+        let (slots, _, _) = xs.dims3()?;
+        let (h, kv, d) = (self.num_heads, self.num_kv_heads, self.head_dim);
+        let q = self.q_proj.forward(xs)?.reshape((slots, h, 1, d))?;
+        let k = self.k_proj.forward(xs)?.reshape((slots, kv, 1, d))?;
+        let v = self.v_proj.forward(xs)?.reshape((slots, kv, 1, d))?;
+        let q = candle_nn::rotary_emb::rope(&q, cos, sin)?;
+        let k = candle_nn::rotary_emb::rope(&k, cos, sin)?;
+        let new = Tensor::stack(&[k.reshape((slots, kv, d))?, v.reshape((slots, kv, d))?], 0)?; // (2, S, kv, d)
+        crate::ops::kv_write(cache, &new, pos)?;
+        let out = crate::ops::decode_attention(&q.reshape((slots, h, d))?, cache, pos, 1.0 / (d as f32).sqrt())?;
+        self.o_proj.forward(&out.reshape((slots, 1, h * d))?)
     }
 }
 

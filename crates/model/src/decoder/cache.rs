@@ -139,6 +139,21 @@ impl KvCache {
         self.len += q_len;
     }
 
+    /// The real (unpadded) keys and values of `row` in `layer`: `(kv_heads, len, head_dim)` each.
+    pub fn row_kv(&self, layer: usize, row: usize) -> Result<(Tensor, Tensor)> {
+        let pad = *self
+            .left_pad
+            .get(row)
+            .ok_or_else(|| candle_core::Error::Msg(format!("kv cache: row {row} of {}", self.batch())))?;
+        let kv = self
+            .layers
+            .get(layer)
+            .and_then(|l| l.as_ref())
+            .ok_or_else(|| candle_core::Error::Msg(format!("kv cache: layer {layer} holds nothing")))?;
+        let take = |t: &Tensor| t.get(row)?.narrow(1, pad, self.len - pad);
+        Ok((take(&kv.k)?, take(&kv.v)?))
+    }
+
     /// Keeps only the rows `keep` (in that order), e.g. to drop finished sequences.
     pub fn retain(&mut self, keep: &[usize]) -> Result<()> {
         if let Some(&bad) = keep.iter().find(|&&r| r >= self.batch()) {

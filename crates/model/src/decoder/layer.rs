@@ -70,4 +70,19 @@ impl DecoderLayer {
         let h = (xs + self.self_attn.forward(&self.input_layernorm.forward(xs)?, cos, sin, mask, cache)?)?;
         &h + self.mlp.forward(&self.post_attention_layernorm.forward(&h)?)?
     }
+
+    /// One decode step of every slot (see [`Attention::forward_slots`]).
+    pub fn forward_slots(
+        &self,
+        xs: &Tensor,
+        cos: &Tensor,
+        sin: &Tensor,
+        pos: &Tensor,
+        cache: &Tensor,
+    ) -> Result<Tensor> {
+        let _span = tracing::trace_span!("decoder_layer_slots").entered();
+        let a = self.self_attn.forward_slots(&self.input_layernorm.forward(xs)?, cos, sin, pos, cache)?;
+        let h = (xs + a)?;
+        &h + self.mlp.forward(&self.post_attention_layernorm.forward(&h)?)?
+    }
 }

@@ -9,6 +9,7 @@
 //! - [`config`]: [`DecoderConfig`] from `config.json`, presets, rejection of what is not ported;
 //! - [`attention`], [`mlp`], [`moe`], [`norm`], [`layer`]: the blocks (checkpoint names as fields);
 //! - [`cache`]: the key/value cache of a left-padded batch (the batching design);
+//! - [`slots`]: the fixed-slot cache of continuous batching (one sequence per slot, own length);
 //! - [`model`]: [`DecoderModel`] with `forward_embeds(embeds, seqlen_offset, cache)`.
 
 pub mod attention;
@@ -19,7 +20,9 @@ pub mod mlp;
 pub mod model;
 pub mod moe;
 pub mod norm;
+pub mod slots;
 
 pub use cache::KvCache;
 pub use config::{DecoderConfig, TopkMethod};
 pub use model::DecoderModel;
+pub use slots::SlotCache;

@@ -8,6 +8,7 @@ use super::cache::KvCache;
 use super::config::DecoderConfig;
 use super::layer::DecoderLayer;
 use super::norm::RmsNorm;
+use super::slots::SlotCache;
 
 /// DeepSeek3B-MoE (DeepSeek-V2 layout, MHA) with its language-model head.
 #[derive(Debug, Clone)]
@@ -17,6 +18,8 @@ pub struct DecoderModel {
     pub norm: RmsNorm,
     pub lm_head: Linear,
     rotary: Rotary,
+    /// The rotary inverse frequencies on the model's device (float32).
+    inv_freq: Tensor,
     cfg: DecoderConfig,
     dtype: DType,
     device: Device,
@@ -35,6 +38,7 @@ impl DecoderModel {
             layers,
             norm: RmsNorm::new(cfg.hidden_size, cfg.rms_norm_eps, m.pp("norm"))?,
             lm_head: linear_no_bias(cfg.hidden_size, cfg.vocab_size, vb.pp("lm_head"))?,
+            inv_freq: Rotary::new(cfg).inv_freq(vb.device())?,
             rotary: Rotary::new(cfg),
             cfg: cfg.clone(),
             dtype: vb.dtype(),
@@ -97,6 +101,42 @@ impl DecoderModel {
         }
         cache.advance(q_len);
         self.norm.forward(&xs)
+    }
+
+    /// An empty [`SlotCache`] for this model.
+    pub fn new_slot_cache(&self, slots: usize, capacity: usize) -> Result<SlotCache> {
+        SlotCache::new(
+            self.layers.len(),
+            slots,
+            self.cfg.num_key_value_heads,
+            capacity,
+            self.cfg.head_dim(),
+            self.dtype,
+            &self.device,
+        )
+    }
+
+    /// One decode step of every slot: embeds `ids`, runs the layers at positions `pos` (each slot
+    /// writes its column `pos` and attends to `0..=pos`) and returns the float32 logits. Nothing is
+    /// read back to the host, so the step can be captured in a CUDA graph.
+    ///
+    /// # Shapes
+    /// `ids`, `pos`: `(slots,)` u32 → `(slots, vocab)` float32.
+    pub fn forward_slots(&self, ids: &Tensor, pos: &Tensor, cache: &SlotCache) -> Result<Tensor> {
+        let slots = ids.dim(0)?;
+        if pos.dims() != [slots] || cache.slots() != slots {
+            candle_core::bail!(
+                "decode step: {slots} ids, positions {:?}, a cache of {} slots",
+                pos.dims(),
+                cache.slots()
+            )
+        }
+        let (cos, sin) = Rotary::cos_sin_on_device(pos, &self.inv_freq, self.dtype)?;
+        let mut xs = self.embed_tokens.forward(&ids.unsqueeze(1)?)?; // (S, 1, hidden)
+        for (i, layer) in self.layers.iter().enumerate() {
+            xs = layer.forward_slots(&xs, &cos, &sin, pos, cache.layer(i)?)?;
+        }
+        self.logits(&self.norm.forward(&xs)?.squeeze(1)?)
     }
 
     /// Float32 logits of hidden states (`lm_head`, then the reference's `.float()`).

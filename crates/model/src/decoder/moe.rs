@@ -2,15 +2,26 @@
 //!
 //! Router: `softmax(x_f32 · W_f32ᵀ)` in float32, the top-k experts by score (greedy, or limited to
 //! the best groups), weights = raw probabilities (renormalised only when `norm_topk_prob`) ×
-//! `routed_scaling_factor`. Each routed expert runs on the tokens routed to it (gathered with
-//! `index_select`); its outputs are upcast to float32, weighted and summed back per token
-//! (`index_add`), cast to the compute dtype, and the always-on shared experts are added.
+//! `routed_scaling_factor`. The always-on shared experts are added to the routed sum.
+//!
+//! Expert weights are stacked at load: `gate_up (experts, 2 · width, hidden)` (gate rows, then up
+//! rows) and `down (experts, hidden, width)`. Two executions of the same rule:
+//! - **device** (CUDA, bf16/f16, greedy top-k): routing stays on the GPU (softmax, `arg_sort`,
+//!   `gather`) and the experts run as two grouped GEMMs (candle's `moe_gemm` WMMA kernels) with the
+//!   routing weights applied in the second; no host synchronisation, so a decode step can be
+//!   captured in a CUDA graph. Chunks of at most [`DEVICE_CHUNK`] tokens (the sort's limit).
+//! - **host-routed** (CPU, f32 anywhere, group-limited routing): routes are read back, each expert
+//!   runs on the tokens routed to it (`index_select`), outputs are upcast to float32, weighted and
+//!   summed back per token (`index_add`), then cast to the compute dtype.
 
-use candle_core::{DType, Module, Result, Tensor};
+use candle_core::{DType, Device, Module, Result, Tensor, D};
 use candle_nn::{Init, VarBuilder};
 
 use super::config::{DecoderConfig, TopkMethod};
 use super::mlp::Mlp;
+
+/// Tokens per call of the device path (`arg_sort` of `tokens × top_k` ids must fit one block).
+pub const DEVICE_CHUNK: usize = 1024;
 
 /// Top-k routing of one token: `(expert, weight)` pairs.
 pub type Route = Vec<(usize, f32)>;
@@ -71,10 +82,13 @@ fn top_indices(values: &[f32], k: usize) -> Vec<usize> {
     idx
 }
 
-/// Routed experts, their float32 router and the shared experts.
+/// Routed experts (stacked), their float32 router and the shared experts.
 #[derive(Debug, Clone)]
 pub struct Moe {
-    experts: Vec<Mlp>,
+    /// `(experts, 2 · width, hidden)`: `gate_proj` rows then `up_proj` rows of every expert.
+    gate_up: Tensor,
+    /// `(experts, hidden, width)`.
+    down: Tensor,
     /// Router weight `(n_experts, hidden)`, held in float32 (the reference upcasts it per call).
     gate: Tensor,
     shared_experts: Option<Mlp>,
@@ -84,15 +98,43 @@ pub struct Moe {
 impl Moe {
     pub fn new(cfg: &DecoderConfig, vb: VarBuilder<'_>) -> Result<Moe> {
         let n = cfg.n_routed_experts.unwrap_or(0);
-        let experts = (0..n)
-            .map(|i| Mlp::new(cfg.hidden_size, cfg.moe_intermediate_size, vb.pp("experts").pp(i)))
-            .collect::<Result<Vec<_>>>()?;
-        let gate = vb.pp("gate").get_with_hints_dtype((n, cfg.hidden_size), "weight", Init::Const(0.0), DType::F32)?;
+        let (hidden, width) = (cfg.hidden_size, cfg.moe_intermediate_size);
+        let mut gate_up = Vec::with_capacity(n);
+        let mut down = Vec::with_capacity(n);
+        for i in 0..n {
+            let e = vb.pp("experts").pp(i);
+            let g = e.pp("gate_proj").get((width, hidden), "weight")?;
+            let u = e.pp("up_proj").get((width, hidden), "weight")?;
+            gate_up.push(Tensor::cat(&[&g, &u], 0)?);
+            down.push(e.pp("down_proj").get((hidden, width), "weight")?);
+        }
+        let (gate_up, down) = if n == 0 {
+            let z = |a, b| Tensor::zeros((0, a, b), vb.dtype(), vb.device());
+            (z(2 * width, hidden)?, z(hidden, width)?)
+        } else {
+            (Tensor::stack(&gate_up, 0)?, Tensor::stack(&down, 0)?)
+        };
+        let gate = vb.pp("gate").get_with_hints_dtype((n, hidden), "weight", Init::Const(0.0), DType::F32)?;
         let shared_experts = match cfg.n_shared_experts {
-            Some(s) => Some(Mlp::new(cfg.hidden_size, cfg.moe_intermediate_size * s, vb.pp("shared_experts"))?),
+            Some(s) => Some(Mlp::new(hidden, width * s, vb.pp("shared_experts"))?),
             None => None,
         };
-        Ok(Moe { experts, gate, shared_experts, router: Router::new(cfg) })
+        Ok(Moe { gate_up, down, gate, shared_experts, router: Router::new(cfg) })
+    }
+
+    /// Number of routed experts.
+    pub fn n_experts(&self) -> usize {
+        self.gate_up.dim(0).unwrap_or(0)
+    }
+
+    /// Expert `e` as a plain MLP (views of the stacked weights).
+    pub fn expert(&self, e: usize) -> Result<Mlp> {
+        Ok(Mlp::from_fused(self.gate_up.get(e)?, self.down.get(e)?))
+    }
+
+    fn probabilities(&self, xs: &Tensor) -> Result<Tensor> {
+        let logits = xs.to_dtype(DType::F32)?.matmul(&self.gate.t()?)?; // (n, E) f32
+        candle_nn::ops::softmax_last_dim(&logits)
     }
 
     /// Routes every token: `(expert, weight)` pairs per token, in token order.
@@ -100,9 +142,69 @@ impl Moe {
     /// # Shapes
     /// `xs`: `(tokens, hidden)`.
     pub fn routes(&self, xs: &Tensor) -> Result<Vec<Route>> {
-        let logits = xs.to_dtype(DType::F32)?.matmul(&self.gate.t()?)?; // (n, E) f32
-        let scores = candle_nn::ops::softmax_last_dim(&logits)?.to_vec2::<f32>()?;
+        let scores = self.probabilities(xs)?.to_vec2::<f32>()?;
         Ok(scores.iter().map(|s| self.router.route(s)).collect())
+    }
+
+    /// Whether [`Self::forward`] takes the device path for `xs`.
+    pub fn uses_device_path(&self, xs: &Tensor) -> bool {
+        matches!(xs.device(), Device::Cuda(_))
+            && matches!(xs.dtype(), DType::BF16 | DType::F16)
+            && self.router.method == TopkMethod::Greedy
+            && self.n_experts() > 0
+    }
+
+    /// Routed experts of `flat` `(tokens, hidden)` on the device: routing, two grouped GEMMs.
+    fn routed_on_device(&self, flat: &Tensor) -> Result<Tensor> {
+        let (tokens, hidden) = flat.dims2()?;
+        let k = self.router.top_k;
+        let probs = self.probabilities(flat)?;
+        let topk_ids = probs.arg_sort_last_dim(false)?.narrow(D::Minus1, 0, k)?.contiguous()?; // (T, k) u32
+        let mut topk_w = probs.gather(&topk_ids, D::Minus1)?; // (T, k) f32
+        if k > 1 && self.router.norm_topk_prob {
+            topk_w = topk_w.broadcast_div(&(topk_w.sum_keepdim(D::Minus1)? + 1e-20)?)?;
+        }
+        if self.router.routed_scaling_factor != 1.0 {
+            topk_w = (topk_w * self.router.routed_scaling_factor)?;
+        }
+        let (expert_ids, sorted_pairs) = topk_ids.flatten_all()?.sort_last_dim(true)?;
+        let prefill = tokens >= 256;
+        let gate_up = candle_nn::moe::moe_gemm(flat, &self.gate_up, &None, &sorted_pairs, &expert_ids, k, prefill)?; // (T·k, 2w)
+        let act = crate::ops::swiglu(&gate_up)?; // (T·k, w)
+        let weights = Some(topk_w.flatten_all()?.contiguous()?);
+        let out = candle_nn::moe::moe_gemm(&act, &self.down, &weights, &sorted_pairs, &expert_ids, k, prefill)?;
+        out.reshape((tokens, k, hidden))?.to_dtype(DType::F32)?.sum(1)?.to_dtype(flat.dtype())
+    }
+
+    /// Routed experts of `flat` with host routing (any device and dtype).
+    fn routed_on_host(&self, flat: &Tensor) -> Result<Tensor> {
+        let (tokens, hidden) = flat.dims2()?;
+        let routes = self.routes(flat)?;
+        let n = self.n_experts();
+        let mut per_expert: Vec<(Vec<u32>, Vec<f32>)> = vec![(Vec::new(), Vec::new()); n];
+        for (t, route) in routes.iter().enumerate() {
+            for &(e, w) in route {
+                let slot = per_expert
+                    .get_mut(e)
+                    .ok_or_else(|| candle_core::Error::Msg(format!("moe: router picked expert {e} of {n}")))?;
+                slot.0.push(t as u32);
+                slot.1.push(w);
+            }
+        }
+        let device = flat.device();
+        let mut acc = Tensor::zeros((tokens, hidden), DType::F32, device)?;
+        for (e, (rows, weights)) in per_expert.into_iter().enumerate() {
+            if rows.is_empty() {
+                continue;
+            }
+            let m = rows.len();
+            let idx = Tensor::from_vec(rows, m, device)?;
+            let w = Tensor::from_vec(weights, (m, 1), device)?;
+            let out = self.expert(e)?.forward(&flat.index_select(&idx, 0)?)?; // (m, hidden)
+            let out = out.to_dtype(DType::F32)?.broadcast_mul(&w)?;
+            acc = acc.index_add(&idx, &out, 0)?;
+        }
+        acc.to_dtype(flat.dtype())
     }
 }
 
@@ -112,32 +214,21 @@ impl Module for Moe {
     fn forward(&self, xs: &Tensor) -> Result<Tensor> {
         let (b, s, hidden) = xs.dims3()?;
         let flat = xs.reshape((b * s, hidden))?;
-        let routes = self.routes(&flat)?;
-        // tokens and weights per expert
-        let mut per_expert: Vec<(Vec<u32>, Vec<f32>)> = vec![(Vec::new(), Vec::new()); self.experts.len()];
-        for (t, route) in routes.iter().enumerate() {
-            for &(e, w) in route {
-                let slot = per_expert.get_mut(e).ok_or_else(|| {
-                    candle_core::Error::Msg(format!("moe: router picked expert {e} of {}", self.experts.len()))
-                })?;
-                slot.0.push(t as u32);
-                slot.1.push(w);
+        let mut ys = if self.uses_device_path(&flat) {
+            let tokens = b * s;
+            let mut parts = Vec::with_capacity(tokens.div_ceil(DEVICE_CHUNK));
+            for start in (0..tokens).step_by(DEVICE_CHUNK) {
+                let len = DEVICE_CHUNK.min(tokens - start);
+                parts.push(self.routed_on_device(&flat.narrow(0, start, len)?.contiguous()?)?);
             }
-        }
-        let device = xs.device();
-        let mut acc = Tensor::zeros((b * s, hidden), DType::F32, device)?;
-        for (expert, (tokens, weights)) in self.experts.iter().zip(per_expert) {
-            if tokens.is_empty() {
-                continue;
+            if parts.len() == 1 {
+                parts.remove(0)
+            } else {
+                Tensor::cat(&parts, 0)?
             }
-            let m = tokens.len();
-            let idx = Tensor::from_vec(tokens, m, device)?;
-            let w = Tensor::from_vec(weights, (m, 1), device)?;
-            let out = expert.forward(&flat.index_select(&idx, 0)?)?; // (m, hidden)
-            let out = out.to_dtype(DType::F32)?.broadcast_mul(&w)?;
-            acc = acc.index_add(&idx, &out, 0)?;
-        }
-        let mut ys = acc.to_dtype(xs.dtype())?;
+        } else {
+            self.routed_on_host(&flat)?
+        };
         if let Some(shared) = &self.shared_experts {
             ys = (ys + shared.forward(&flat)?)?;
         }

@@ -10,7 +10,7 @@ use candle_core::{DType, Device, Tensor};
 use occ_core::Mode;
 use occ_model::config::VisionConfig;
 use occ_model::encoder::DeepEncoder;
-use occ_model::preprocess::{load_image, prepare};
+use occ_model::preprocess::{load_image, prepare_with_options, PrepareOptions};
 use occ_model::synth::synth_var_builder;
 
 use crate::golden::golden_dir;
@@ -24,7 +24,8 @@ fn rows_of(t: &Tensor) -> Vec<Vec<f32>> {
 fn gpu_encoder_matches_reference_all_modes_f32_bf16() {
     let dir =
         PathBuf::from(std::env::var("OCC_GPU_PARITY_DIR").expect("set OCC_GPU_PARITY_DIR to the reference outputs"));
-    let device = Device::new_cuda(0).expect("a CUDA device");
+    let device = occ_model::ops::cuda_device(0).expect("a CUDA device");
+    let order = crate::pipeline_gpu::reference_resize_order(&dir.join("summary.json"));
     let mut failures = Vec::new();
     let mut lines = Vec::new();
     for (dtype, tag) in [(DType::F32, "f32"), (DType::BF16, "bf16")] {
@@ -32,7 +33,8 @@ fn gpu_encoder_matches_reference_all_modes_f32_bf16() {
         for page in ["page_portrait", "page_landscape"] {
             let img = load_image(&golden_dir().join(format!("inputs/{page}.png"))).unwrap();
             for mode in Mode::OFFICIAL {
-                let prepared = prepare(&img, mode).unwrap();
+                let prepared =
+                    prepare_with_options(&img, mode, PrepareOptions { order, ..Default::default() }).unwrap();
                 let _ = enc.encode(std::slice::from_ref(&prepared), &device).unwrap(); // warm-up
                 device.synchronize().unwrap();
                 let t0 = Instant::now();

@@ -1,0 +1,303 @@
+//! Launchers of `kernels.cu` (PTX built by `build.rs`, loaded once per device as module
+//! `occ_kernels`).
+
+use candle_core::cuda_backend::cudarc::driver::{CudaSlice, DeviceRepr, LaunchConfig, PushKernelArg};
+use candle_core::cuda_backend::{CudaStorageSlice, WrapErr};
+use candle_core::{CudaDevice, CudaStorage, Layout, Result};
+use half::{bf16, f16};
+
+const PTX: &str = include_str!(concat!(env!("OUT_DIR"), "/occ_kernels.ptx"));
+const MODULE: &str = "occ_kernels";
+const THREADS: u32 = 256;
+
+fn grid_for(n: usize) -> LaunchConfig {
+    let blocks = n.div_ceil(THREADS as usize).clamp(1, 65_535) as u32;
+    LaunchConfig { grid_dim: (blocks, 1, 1), block_dim: (THREADS, 1, 1), shared_mem_bytes: 0 }
+}
+
+fn span(l: &Layout, what: &str) -> Result<(usize, usize)> {
+    l.contiguous_offsets().ok_or_else(|| {
+        candle_core::Error::Msg(format!("{what}: expected a contiguous CUDA tensor, got strides {:?}", l.stride()))
+    })
+}
+
+fn suffix(s: &CudaStorageSlice, what: &str) -> Result<&'static str> {
+    Ok(match s {
+        CudaStorageSlice::F32(_) => "f32",
+        CudaStorageSlice::BF16(_) => "bf16",
+        CudaStorageSlice::F16(_) => "f16",
+        _ => candle_core::bail!("{what}: unsupported dtype (f32, bf16 or f16)"),
+    })
+}
+
+fn u32_slice<'a>(s: &'a CudaStorage, what: &str) -> Result<&'a CudaSlice<u32>> {
+    match &s.slice {
+        CudaStorageSlice::U32(v) => Ok(v),
+        _ => candle_core::bail!("{what}: expected u32"),
+    }
+}
+
+pub(super) fn swiglu(s: &CudaStorage, l: &Layout, rows: usize, n: usize) -> Result<CudaStorage> {
+    fn go<T: DeviceRepr>(
+        dev: &CudaDevice,
+        x: &CudaSlice<T>,
+        l: &Layout,
+        rows: usize,
+        n: usize,
+        name: &str,
+    ) -> Result<CudaSlice<T>> {
+        let (a, b) = span(l, "swiglu input")?;
+        let func = dev.get_or_load_custom_func(name, MODULE, PTX)?;
+        let out = unsafe { dev.alloc::<T>(rows * n)? };
+        let x = x.slice(a..b);
+        let (rows32, n32) = (rows as u32, n as u32);
+        let mut builder = func.builder();
+        builder.arg(&x).arg(&out).arg(&rows32).arg(&n32);
+        unsafe { builder.launch(grid_for(rows * n)) }.w()?;
+        Ok(out)
+    }
+    let dev = &s.device;
+    let name = format!("occ_swiglu_{}", suffix(&s.slice, "swiglu")?);
+    let slice = match &s.slice {
+        CudaStorageSlice::F32(x) => CudaStorageSlice::F32(go::<f32>(dev, x, l, rows, n, &name)?),
+        CudaStorageSlice::BF16(x) => CudaStorageSlice::BF16(go::<bf16>(dev, x, l, rows, n, &name)?),
+        CudaStorageSlice::F16(x) => CudaStorageSlice::F16(go::<f16>(dev, x, l, rows, n, &name)?),
+        _ => candle_core::bail!("swiglu: unsupported dtype"),
+    };
+    Ok(CudaStorage { slice, device: dev.clone() })
+}
+
+pub(super) fn kv_write(
+    dst: &mut CudaStorage,
+    dst_l: &Layout,
+    kv: &CudaStorage,
+    kv_l: &Layout,
+    pos: &CudaStorage,
+    pos_l: &Layout,
+    (slots, heads, cap, d): (usize, usize, usize, usize),
+) -> Result<()> {
+    let dev = dst.device.clone();
+    let name = format!("occ_kv_write_{}", suffix(&dst.slice, "kv_write")?);
+    let func = dev.get_or_load_custom_func(&name, MODULE, PTX)?;
+    let (ca, cb) = span(dst_l, "kv cache")?;
+    let (ka, kb) = span(kv_l, "kv_write columns")?;
+    let (pa, pb) = span(pos_l, "kv_write positions")?;
+    let pos = u32_slice(pos, "kv_write positions")?.slice(pa..pb);
+    let dims = [slots as u32, heads as u32, cap as u32, d as u32];
+    let cfg = grid_for(2 * slots * heads * d);
+    macro_rules! go {
+        ($variant:ident) => {{
+            let (CudaStorageSlice::$variant(c), CudaStorageSlice::$variant(k)) = (&mut dst.slice, &kv.slice) else {
+                candle_core::bail!("kv_write: cache and new columns must share a dtype")
+            };
+            let mut c = c.slice_mut(ca..cb);
+            let k = k.slice(ka..kb);
+            let mut builder = func.builder();
+            builder.arg(&mut c).arg(&k).arg(&pos).arg(&dims[0]).arg(&dims[1]).arg(&dims[2]).arg(&dims[3]);
+            unsafe { builder.launch(cfg) }.w()?;
+        }};
+    }
+    match &dst.slice {
+        CudaStorageSlice::F32(_) => go!(F32),
+        CudaStorageSlice::BF16(_) => go!(BF16),
+        CudaStorageSlice::F16(_) => go!(F16),
+        _ => candle_core::bail!("kv_write: unsupported dtype"),
+    }
+    Ok(())
+}
+
+pub(super) fn kv_insert(
+    dst: &mut CudaStorage,
+    dst_l: &Layout,
+    src: &CudaStorage,
+    src_l: &Layout,
+    slot: usize,
+    (slots, heads, cap, len, d): (usize, usize, usize, usize, usize),
+) -> Result<()> {
+    let dev = dst.device.clone();
+    let name = format!("occ_kv_insert_{}", suffix(&dst.slice, "kv_insert")?);
+    let func = dev.get_or_load_custom_func(&name, MODULE, PTX)?;
+    let (ca, cb) = span(dst_l, "kv cache")?;
+    let (sa, sb) = span(src_l, "kv_insert source")?;
+    let dims = [slot as u32, slots as u32, heads as u32, cap as u32, len as u32, d as u32];
+    let cfg = grid_for(2 * heads * len * d);
+    macro_rules! go {
+        ($variant:ident) => {{
+            let (CudaStorageSlice::$variant(c), CudaStorageSlice::$variant(k)) = (&mut dst.slice, &src.slice) else {
+                candle_core::bail!("kv_insert: cache and prompt keys must share a dtype")
+            };
+            let mut c = c.slice_mut(ca..cb);
+            let k = k.slice(sa..sb);
+            let mut builder = func.builder();
+            builder.arg(&mut c).arg(&k);
+            for v in &dims {
+                builder.arg(v);
+            }
+            unsafe { builder.launch(cfg) }.w()?;
+        }};
+    }
+    match &dst.slice {
+        CudaStorageSlice::F32(_) => go!(F32),
+        CudaStorageSlice::BF16(_) => go!(BF16),
+        CudaStorageSlice::F16(_) => go!(F16),
+        _ => candle_core::bail!("kv_insert: unsupported dtype"),
+    }
+    Ok(())
+}
+
+#[allow(clippy::too_many_arguments)]
+pub(super) fn decode_attention(
+    q: &CudaStorage,
+    ql: &Layout,
+    cache: &CudaStorage,
+    cl: &Layout,
+    pos: &CudaStorage,
+    pl: &Layout,
+    (slots, heads, kv_heads, cap, d): (usize, usize, usize, usize, usize),
+    scale: f32,
+) -> Result<CudaStorage> {
+    if d > 256 {
+        candle_core::bail!("decode_attention: head_dim {d} > 256 is not supported by the CUDA kernel")
+    }
+    let smem = cap * std::mem::size_of::<f32>();
+    if smem > 48 * 1024 {
+        candle_core::bail!("decode_attention: a cache of {cap} columns exceeds the kernel's 12,288-column limit")
+    }
+    let dev = q.device.clone();
+    let name = format!("occ_decode_attention_{}", suffix(&q.slice, "decode_attention")?);
+    let func = dev.get_or_load_custom_func(&name, MODULE, PTX)?;
+    let (qa, qb) = span(ql, "decode_attention query")?;
+    let (ca, cb) = span(cl, "decode_attention cache")?;
+    let (pa, pb) = span(pl, "decode_attention positions")?;
+    let pos = u32_slice(pos, "decode_attention positions")?.slice(pa..pb);
+    let dims = [slots as u32, heads as u32, kv_heads as u32, cap as u32, d as u32];
+    let cfg = LaunchConfig {
+        grid_dim: ((slots * heads) as u32, 1, 1),
+        block_dim: (128, 1, 1),
+        shared_mem_bytes: smem as u32,
+    };
+    macro_rules! go {
+        ($variant:ident, $t:ty) => {{
+            let (CudaStorageSlice::$variant(qs), CudaStorageSlice::$variant(cs)) = (&q.slice, &cache.slice) else {
+                candle_core::bail!("decode_attention: query and cache must share a dtype")
+            };
+            let out = unsafe { dev.alloc::<$t>(slots * heads * d)? };
+            let qs = qs.slice(qa..qb);
+            let cs = cs.slice(ca..cb);
+            let mut builder = func.builder();
+            builder
+                .arg(&qs)
+                .arg(&cs)
+                .arg(&out)
+                .arg(&pos)
+                .arg(&dims[0])
+                .arg(&dims[1])
+                .arg(&dims[2])
+                .arg(&dims[3])
+                .arg(&dims[4])
+                .arg(&scale);
+            unsafe { builder.launch(cfg) }.w()?;
+            CudaStorageSlice::$variant(out)
+        }};
+    }
+    let slice = match &q.slice {
+        CudaStorageSlice::F32(_) => go!(F32, f32),
+        CudaStorageSlice::BF16(_) => go!(BF16, bf16),
+        CudaStorageSlice::F16(_) => go!(F16, f16),
+        _ => candle_core::bail!("decode_attention: unsupported dtype"),
+    };
+    Ok(CudaStorage { slice, device: dev })
+}
+
+pub(super) fn apply_ban(dst: &mut CudaStorage, dst_l: &Layout, ban: &CudaStorage, ban_l: &Layout) -> Result<()> {
+    let (rows, vocab) = dst_l.shape().dims2()?;
+    let (_, max_ban) = ban_l.shape().dims2()?;
+    let dev = dst.device.clone();
+    let func = dev.get_or_load_custom_func("occ_apply_ban", MODULE, PTX)?;
+    let (la, lb) = span(dst_l, "apply_ban logits")?;
+    let (ba, bb) = span(ban_l, "apply_ban ids")?;
+    let ban = u32_slice(ban, "apply_ban ids")?.slice(ba..bb);
+    let CudaStorageSlice::F32(logits) = &mut dst.slice else { candle_core::bail!("apply_ban: logits must be f32") };
+    let mut logits = logits.slice_mut(la..lb);
+    let dims = [rows as u32, vocab as u32, max_ban as u32];
+    let mut builder = func.builder();
+    builder.arg(&mut logits).arg(&ban).arg(&dims[0]).arg(&dims[1]).arg(&dims[2]);
+    unsafe { builder.launch(grid_for(rows * max_ban)) }.w()?;
+    Ok(())
+}
+
+pub(super) fn advance(s: &mut CudaStorage, l: &Layout) -> Result<()> {
+    let dev = s.device.clone();
+    let func = dev.get_or_load_custom_func("occ_advance", MODULE, PTX)?;
+    let (a, b) = span(l, "advance positions")?;
+    let CudaStorageSlice::U32(v) = &mut s.slice else { candle_core::bail!("advance: positions must be u32") };
+    let n = (b - a) as u32;
+    let mut v = v.slice_mut(a..b);
+    let mut builder = func.builder();
+    builder.arg(&mut v).arg(&n);
+    unsafe { builder.launch(grid_for(n as usize)) }.w()?;
+    Ok(())
+}
+
+pub(super) fn write_u32(s: &mut CudaStorage, l: &Layout, values: &[u32]) -> Result<()> {
+    let dev = s.device.clone();
+    let (a, b) = span(l, "write_u32 buffer")?;
+    if b - a != values.len() {
+        candle_core::bail!("write_u32: {} values for a buffer of {}", values.len(), b - a)
+    }
+    let CudaStorageSlice::U32(v) = &mut s.slice else { candle_core::bail!("write_u32: the buffer must be u32") };
+    let mut v = v.slice_mut(a..b);
+    dev.memcpy_htod(values, &mut v)
+}
+
+/// A CUDA graph of one captured decode step.
+pub(super) struct Graph(candle_core::cuda_backend::cudarc::driver::CudaGraph);
+
+impl Graph {
+    pub(super) fn launch(&self) -> Result<()> {
+        self.0.launch().w()
+    }
+}
+
+pub(super) fn capture(dev: &CudaDevice, step: &dyn Fn() -> Result<()>) -> Result<Option<Graph>> {
+    use candle_core::cuda_backend::cudarc::driver::sys;
+    let _cache = dev.enable_cuda_graph_htod_cache();
+    step()?; // the real first step doubles as the warm-up
+    let stream = dev.cuda_stream();
+    stream.synchronize().w()?;
+    if let Err(e) = stream.begin_capture(sys::CUstreamCaptureMode::CU_STREAM_CAPTURE_MODE_THREAD_LOCAL) {
+        tracing::warn!("CUDA graph capture unavailable ({e}); decoding eagerly");
+        return Ok(None);
+    }
+    let captured = step();
+    let graph = stream.end_capture(sys::CUgraphInstantiate_flags::CUDA_GRAPH_INSTANTIATE_FLAG_AUTO_FREE_ON_LAUNCH);
+    match (captured, graph) {
+        (Ok(()), Ok(Some(g))) => {
+            g.upload().w()?;
+            Ok(Some(Graph(g)))
+        }
+        (captured, graph) => {
+            tracing::warn!(
+                "CUDA graph capture failed (step: {:?}, graph: {:?}); decoding eagerly",
+                captured.err().map(|e| e.to_string()),
+                graph.err().map(|e| e.to_string())
+            );
+            Ok(None)
+        }
+    }
+}
+
+pub(super) fn single_stream_device(ordinal: usize) -> Result<candle_core::Device> {
+    let device = candle_core::Device::new_cuda(ordinal)?;
+    if let candle_core::Device::Cuda(dev) = &device {
+        // SAFETY: this crate runs every kernel on the device's one stream, so no cross-stream
+        // synchronisation is needed; no tensor exists on the device yet.
+        unsafe { dev.disable_event_tracking() };
+    }
+    Ok(device)
+}
+
+pub(super) fn memory_used() -> Option<u64> {
+    let (free, total) = candle_core::cuda_backend::cudarc::driver::result::mem_get_info().ok()?;
+    Some((total - free) as u64)
+}
