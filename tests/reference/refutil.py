@@ -23,6 +23,15 @@ MODES = {
     "large": (1280, 1280, False),
     "gundam": (1024, 640, True),
 }
+
+
+def default_canvas(mode):
+    """The page `compress-bench bench` renders for a mode (occ_core::Mode::default_canvas): square at the
+    view size, Gundam 2 x 3 tiles of image_size."""
+    base, size, crop = MODES[mode]
+    return (2 * size, 3 * size) if crop else (size, size)
+
+
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json")
 
 
