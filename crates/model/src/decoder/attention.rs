@@ -48,30 +48,18 @@ impl Rotary {
         Ok((cos, sin))
     }
 
-    /// `(cos, sin)`, each `(slots, 1, head_dim / 2)` in `dtype`, computed on the device from
-    /// `pos` `(slots,)` u32 and `inv_freq` (the float32 [`Self::inv_freq`] on that device). The
-    /// same float32 angles as [`Self::cos_sin`], with no host round trip.
-    pub fn cos_sin_on_device(pos: &Tensor, inv_freq: &Tensor, dtype: DType) -> Result<(Tensor, Tensor)> {
-        let slots = pos.dim(0)?;
-        let angles = pos.to_dtype(DType::F32)?.unsqueeze(1)?.broadcast_mul(&inv_freq.unsqueeze(0)?)?; // (S, half)
-        let half = angles.dim(1)?;
-        let cos = angles.cos()?.reshape((slots, 1, half))?.to_dtype(dtype)?;
-        let sin = angles.sin()?.reshape((slots, 1, half))?.to_dtype(dtype)?;
-        Ok((cos, sin))
-    }
-
-    /// The float32 inverse frequencies as a tensor on `device`.
-    pub fn inv_freq(&self, device: &Device) -> Result<Tensor> {
-        Tensor::new(self.inv_freq.as_slice(), device)
+    /// The float32 inverse frequencies.
+    pub fn inv_freq_host(&self) -> &[f32] {
+        &self.inv_freq
     }
 }
 
 /// Multi-head attention with optional grouped key/value heads (`num_key_value_heads`).
 #[derive(Debug, Clone)]
 pub struct Attention {
-    q_proj: Linear,
-    k_proj: Linear,
-    v_proj: Linear,
+    /// `q_proj`, `k_proj` and `v_proj` concatenated at load: `((heads + 2 · kv_heads) · head_dim,
+    /// hidden)`.
+    qkv_proj: Linear,
     o_proj: Linear,
     num_heads: usize,
     num_kv_heads: usize,
@@ -82,10 +70,12 @@ pub struct Attention {
 impl Attention {
     pub fn new(cfg: &DecoderConfig, layer_idx: usize, vb: VarBuilder<'_>) -> Result<Attention> {
         let (h, kv, d) = (cfg.num_attention_heads, cfg.num_key_value_heads, cfg.head_dim());
+        let q = linear_no_bias(cfg.hidden_size, h * d, vb.pp("q_proj"))?;
+        let k = linear_no_bias(cfg.hidden_size, kv * d, vb.pp("k_proj"))?;
+        let v = linear_no_bias(cfg.hidden_size, kv * d, vb.pp("v_proj"))?;
+        let qkv = Tensor::cat(&[q.weight(), k.weight(), v.weight()], 0)?;
         Ok(Attention {
-            q_proj: linear_no_bias(cfg.hidden_size, h * d, vb.pp("q_proj"))?,
-            k_proj: linear_no_bias(cfg.hidden_size, kv * d, vb.pp("k_proj"))?,
-            v_proj: linear_no_bias(cfg.hidden_size, kv * d, vb.pp("v_proj"))?,
+            qkv_proj: Linear::new(qkv, None),
             o_proj: linear_no_bias(h * d, cfg.hidden_size, vb.pp("o_proj"))?,
             num_heads: h,
             num_kv_heads: kv,
@@ -108,10 +98,13 @@ impl Attention {
     ) -> Result<Tensor> {
         let (b, q_len, _) = xs.dims3()?;
         let (h, kv, d) = (self.num_heads, self.num_kv_heads, self.head_dim);
-        let split = |t: Tensor, heads: usize| t.reshape((b, q_len, heads, d))?.transpose(1, 2)?.contiguous();
-        let q = split(self.q_proj.forward(xs)?, h)?; // (b, h, q, d)
-        let k = split(self.k_proj.forward(xs)?, kv)?; // (b, kv, q, d)
-        let v = split(self.v_proj.forward(xs)?, kv)?;
+        let qkv = self.qkv_proj.forward(xs)?;
+        let split = |from: usize, heads: usize| {
+            qkv.narrow(2, from * d, heads * d)?.reshape((b, q_len, heads, d))?.transpose(1, 2)?.contiguous()
+        };
+        let q = split(0, h)?; // (b, h, q, d)
+        let k = split(h, kv)?; // (b, kv, q, d)
+        let v = split(h + kv, kv)?;
         let q = candle_nn::rotary_emb::rope(&q, cos, sin)?;
         let k = candle_nn::rotary_emb::rope(&k, cos, sin)?;
         let (k, v) = cache.append(self.layer_idx, &k, &v)?; // (b, kv, k_len, d)
@@ -135,26 +128,15 @@ impl Attention {
     /// and softmax in float32).
     ///
     /// # Shapes
-    /// - `xs`: `(slots, 1, hidden)`; `cos`, `sin`: `(slots, 1, head_dim / 2)`; `pos`: `(slots,)` u32;
+    /// - `xs`: `(slots, 1, hidden)`; `pos`: `(slots,)` u32; `inv_freq`: the rotary frequencies;
     /// - `cache`: `(2, slots, kv_heads, capacity, head_dim)`; returns `(slots, 1, hidden)`.
-    pub fn forward_slots(
-        &self,
-        xs: &Tensor,
-        cos: &Tensor,
-        sin: &Tensor,
-        pos: &Tensor,
-        cache: &Tensor,
-    ) -> Result<Tensor> {
-        let (slots, _, _) = xs.dims3()?;
+    pub fn forward_slots(&self, xs: &Tensor, pos: &Tensor, inv_freq: &[f32], cache: &Tensor) -> Result<Tensor> {
+        let (slots, _, hidden) = xs.dims3()?;
         let (h, kv, d) = (self.num_heads, self.num_kv_heads, self.head_dim);
-        let q = self.q_proj.forward(xs)?.reshape((slots, h, 1, d))?;
-        let k = self.k_proj.forward(xs)?.reshape((slots, kv, 1, d))?;
-        let v = self.v_proj.forward(xs)?.reshape((slots, kv, 1, d))?;
-        let q = candle_nn::rotary_emb::rope(&q, cos, sin)?;
-        let k = candle_nn::rotary_emb::rope(&k, cos, sin)?;
-        let new = Tensor::stack(&[k.reshape((slots, kv, d))?, v.reshape((slots, kv, d))?], 0)?; // (2, S, kv, d)
-        crate::ops::kv_write(cache, &new, pos)?;
-        let out = crate::ops::decode_attention(&q.reshape((slots, h, d))?, cache, pos, 1.0 / (d as f32).sqrt())?;
+        let qkv = self.qkv_proj.forward(&xs.reshape((slots, hidden))?)?; // (S, (h + 2kv)·d)
+        let q = crate::ops::rope_q(&qkv, pos, h, kv, inv_freq)?; // (S, h, d)
+        crate::ops::kv_rope_write(cache, &qkv, pos, h, inv_freq)?;
+        let out = crate::ops::decode_attention(&q, cache, pos, 1.0 / (d as f32).sqrt())?;
         self.o_proj.forward(&out.reshape((slots, 1, h * d))?)
     }
 }

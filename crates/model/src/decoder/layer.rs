@@ -72,16 +72,9 @@ impl DecoderLayer {
     }
 
     /// One decode step of every slot (see [`Attention::forward_slots`]).
-    pub fn forward_slots(
-        &self,
-        xs: &Tensor,
-        cos: &Tensor,
-        sin: &Tensor,
-        pos: &Tensor,
-        cache: &Tensor,
-    ) -> Result<Tensor> {
+    pub fn forward_slots(&self, xs: &Tensor, pos: &Tensor, inv_freq: &[f32], cache: &Tensor) -> Result<Tensor> {
         let _span = tracing::trace_span!("decoder_layer_slots").entered();
-        let a = self.self_attn.forward_slots(&self.input_layernorm.forward(xs)?, cos, sin, pos, cache)?;
+        let a = self.self_attn.forward_slots(&self.input_layernorm.forward(xs)?, pos, inv_freq, cache)?;
         let h = (xs + a)?;
         &h + self.mlp.forward(&self.post_attention_layernorm.forward(&h)?)?
     }

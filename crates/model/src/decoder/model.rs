@@ -18,8 +18,6 @@ pub struct DecoderModel {
     pub norm: RmsNorm,
     pub lm_head: Linear,
     rotary: Rotary,
-    /// The rotary inverse frequencies on the model's device (float32).
-    inv_freq: Tensor,
     cfg: DecoderConfig,
     dtype: DType,
     device: Device,
@@ -38,7 +36,6 @@ impl DecoderModel {
             layers,
             norm: RmsNorm::new(cfg.hidden_size, cfg.rms_norm_eps, m.pp("norm"))?,
             lm_head: linear_no_bias(cfg.hidden_size, cfg.vocab_size, vb.pp("lm_head"))?,
-            inv_freq: Rotary::new(cfg).inv_freq(vb.device())?,
             rotary: Rotary::new(cfg),
             cfg: cfg.clone(),
             dtype: vb.dtype(),
@@ -131,10 +128,10 @@ impl DecoderModel {
                 cache.slots()
             )
         }
-        let (cos, sin) = Rotary::cos_sin_on_device(pos, &self.inv_freq, self.dtype)?;
+        let inv_freq = self.rotary.inv_freq_host();
         let mut xs = self.embed_tokens.forward(&ids.unsqueeze(1)?)?; // (S, 1, hidden)
         for (i, layer) in self.layers.iter().enumerate() {
-            xs = layer.forward_slots(&xs, &cos, &sin, pos, cache.layer(i)?)?;
+            xs = layer.forward_slots(&xs, pos, inv_freq, cache.layer(i)?)?;
         }
         self.logits(&self.norm.forward(&xs)?.squeeze(1)?)
     }

@@ -1,11 +1,12 @@
 //! RMSNorm with float32 statistics (`DeepseekV2RMSNorm`, spec §5.2).
 
-use candle_core::{DType, Module, Result, Tensor, D};
+use candle_core::{Module, Result, Tensor};
 use candle_nn::VarBuilder;
 
 /// `weight · cast(x · rsqrt(mean(x²) + eps))`, the statistics and the scaling in float32, the result
 /// cast back to the input dtype *before* the weight is applied (as the reference does; candle's fused
-/// `rms_norm` applies the weight in float32, which differs in bf16).
+/// `rms_norm` applies the weight in float32, which differs in bf16). One fused op
+/// ([`ops::rms_norm`](crate::ops::rms_norm)) on every device.
 #[derive(Debug, Clone)]
 pub struct RmsNorm {
     weight: Tensor,
@@ -22,10 +23,6 @@ impl Module for RmsNorm {
     /// # Shapes
     /// `(…, hidden)` → `(…, hidden)`, same dtype.
     fn forward(&self, xs: &Tensor) -> Result<Tensor> {
-        let dtype = xs.dtype();
-        let x = xs.to_dtype(DType::F32)?;
-        let var = x.sqr()?.mean_keepdim(D::Minus1)?;
-        let inv = (var + self.eps)?.sqrt()?.recip()?;
-        x.broadcast_mul(&inv)?.to_dtype(dtype)?.broadcast_mul(&self.weight)
+        crate::ops::rms_norm(xs, &self.weight, self.eps as f32)
     }
 }

@@ -67,6 +67,204 @@ pub(super) fn swiglu(s: &CudaStorage, l: &Layout, rows: usize, n: usize) -> Resu
     Ok(CudaStorage { slice, device: dev.clone() })
 }
 
+pub(super) fn rms_norm(
+    x: &CudaStorage,
+    xl: &Layout,
+    w: &CudaStorage,
+    wl: &Layout,
+    rows: usize,
+    n: usize,
+    eps: f32,
+) -> Result<CudaStorage> {
+    let dev = x.device.clone();
+    let name = format!("occ_rms_norm_{}", suffix(&x.slice, "rms_norm")?);
+    let func = dev.get_or_load_custom_func(&name, MODULE, PTX)?;
+    let (xa, xb) = span(xl, "rms_norm input")?;
+    let (wa, wb) = span(wl, "rms_norm weight")?;
+    let cfg = LaunchConfig { grid_dim: (rows as u32, 1, 1), block_dim: (256, 1, 1), shared_mem_bytes: 0 };
+    let (rows32, n32) = (rows as u32, n as u32);
+    macro_rules! go {
+        ($variant:ident, $t:ty) => {{
+            let (CudaStorageSlice::$variant(xs), CudaStorageSlice::$variant(ws)) = (&x.slice, &w.slice) else {
+                candle_core::bail!("rms_norm: input and weight must share a dtype")
+            };
+            let out = unsafe { dev.alloc::<$t>(rows * n)? };
+            let xs = xs.slice(xa..xb);
+            let ws = ws.slice(wa..wb);
+            let mut builder = func.builder();
+            builder.arg(&xs).arg(&ws).arg(&out).arg(&rows32).arg(&n32).arg(&eps);
+            unsafe { builder.launch(cfg) }.w()?;
+            CudaStorageSlice::$variant(out)
+        }};
+    }
+    let slice = match &x.slice {
+        CudaStorageSlice::F32(_) => go!(F32, f32),
+        CudaStorageSlice::BF16(_) => go!(BF16, bf16),
+        CudaStorageSlice::F16(_) => go!(F16, f16),
+        _ => candle_core::bail!("rms_norm: unsupported dtype"),
+    };
+    Ok(CudaStorage { slice, device: dev })
+}
+
+/// Part 0 (queries → a new tensor) when `cache` is `None`, part 1 (keys/values → the cache)
+/// otherwise.
+pub(super) fn qkv_rope_write(
+    qkv: &CudaStorage,
+    ql: &Layout,
+    pos: &CudaStorage,
+    pl: &Layout,
+    inv_freq: &[f32],
+    cache: Option<(&mut CudaStorage, &Layout)>,
+    (slots, heads, kv_heads, cap, d): (usize, usize, usize, usize, usize),
+) -> Result<Option<CudaStorage>> {
+    let dev = qkv.device.clone();
+    let name = format!("occ_qkv_rope_write_{}", suffix(&qkv.slice, "qkv_rope_write")?);
+    let func = dev.get_or_load_custom_func(&name, MODULE, PTX)?;
+    let (qa, qb) = span(ql, "fused projection")?;
+    let (pa, pb) = span(pl, "rope positions")?;
+    let pos = u32_slice(pos, "rope positions")?.slice(pa..pb);
+    // ≤ 4 KB: cached by candle while a CUDA graph is captured
+    let inv = dev.clone_htod(inv_freq)?;
+    let part: u32 = if cache.is_some() { 1 } else { 0 };
+    let heads_in_part = if part == 0 { heads } else { 2 * kv_heads };
+    let cfg = grid_for(slots * heads_in_part * d / 2);
+    let dims = [slots as u32, heads as u32, kv_heads as u32, cap as u32, d as u32, part];
+    macro_rules! go {
+        ($variant:ident, $t:ty) => {{
+            let CudaStorageSlice::$variant(x) = &qkv.slice else { candle_core::bail!("qkv_rope_write: dtype") };
+            let x = x.slice(qa..qb);
+            match cache {
+                None => {
+                    let out = unsafe { dev.alloc::<$t>(slots * heads * d)? };
+                    let none = unsafe { dev.alloc::<$t>(1)? };
+                    let mut builder = func.builder();
+                    builder.arg(&x).arg(&pos).arg(&inv).arg(&out).arg(&none);
+                    for v in &dims {
+                        builder.arg(v);
+                    }
+                    unsafe { builder.launch(cfg) }.w()?;
+                    Some(CudaStorage { slice: CudaStorageSlice::$variant(out), device: dev.clone() })
+                }
+                Some((c, cl)) => {
+                    let (ca, cb) = span(cl, "kv cache")?;
+                    let CudaStorageSlice::$variant(c) = &mut c.slice else {
+                        candle_core::bail!("qkv_rope_write: cache and projection must share a dtype")
+                    };
+                    let mut c = c.slice_mut(ca..cb);
+                    let none = unsafe { dev.alloc::<$t>(1)? };
+                    let mut builder = func.builder();
+                    builder.arg(&x).arg(&pos).arg(&inv).arg(&none).arg(&mut c);
+                    for v in &dims {
+                        builder.arg(v);
+                    }
+                    unsafe { builder.launch(cfg) }.w()?;
+                    None
+                }
+            }
+        }};
+    }
+    Ok(match &qkv.slice {
+        CudaStorageSlice::F32(_) => go!(F32, f32),
+        CudaStorageSlice::BF16(_) => go!(BF16, bf16),
+        CudaStorageSlice::F16(_) => go!(F16, f16),
+        _ => candle_core::bail!("qkv_rope_write: unsupported dtype"),
+    })
+}
+
+pub(super) fn moe_route(
+    x: &CudaStorage,
+    xl: &Layout,
+    g: &CudaStorage,
+    gl: &Layout,
+    (tokens, hidden, experts): (usize, usize, usize),
+    spec: super::RouteSpec,
+) -> Result<CudaStorage> {
+    let dev = x.device.clone();
+    let name = format!("occ_moe_route_{}", suffix(&x.slice, "moe_route")?);
+    let func = dev.get_or_load_custom_func(&name, MODULE, PTX)?;
+    let (xa, xb) = span(xl, "moe_route input")?;
+    let (ga, gb) = span(gl, "moe_route router")?;
+    let CudaStorageSlice::F32(gate) = &g.slice else { candle_core::bail!("moe_route: the router weight must be f32") };
+    let gate = gate.slice(ga..gb);
+    let out = unsafe { dev.alloc::<f32>(tokens * spec.top_k * 2)? };
+    let cfg = LaunchConfig {
+        grid_dim: (tokens as u32, 1, 1),
+        block_dim: (256, 1, 1),
+        shared_mem_bytes: (experts * std::mem::size_of::<f32>()) as u32,
+    };
+    let dims = [tokens as u32, hidden as u32, experts as u32, spec.top_k as u32, u32::from(spec.norm_topk_prob)];
+    macro_rules! go {
+        ($variant:ident) => {{
+            let CudaStorageSlice::$variant(xs) = &x.slice else { candle_core::bail!("moe_route: dtype") };
+            let xs = xs.slice(xa..xb);
+            let mut builder = func.builder();
+            builder.arg(&xs).arg(&gate).arg(&out);
+            for v in &dims {
+                builder.arg(v);
+            }
+            builder.arg(&spec.scale);
+            unsafe { builder.launch(cfg) }.w()?;
+        }};
+    }
+    match &x.slice {
+        CudaStorageSlice::F32(_) => go!(F32),
+        CudaStorageSlice::BF16(_) => go!(BF16),
+        CudaStorageSlice::F16(_) => go!(F16),
+        _ => candle_core::bail!("moe_route: unsupported dtype"),
+    }
+    Ok(CudaStorage { slice: CudaStorageSlice::F32(out), device: dev })
+}
+
+/// `occ_moe_gate_up` / `occ_moe_down`: `dims` are the kernel's four u32 sizes, `outputs` the number
+/// of output elements (one warp each).
+#[allow(clippy::too_many_arguments)]
+pub(super) fn moe_gemv(
+    kernel: &str,
+    x: &CudaStorage,
+    xl: &Layout,
+    w: &CudaStorage,
+    wl: &Layout,
+    r: &CudaStorage,
+    rl: &Layout,
+    dims: [usize; 4],
+    outputs: usize,
+) -> Result<CudaStorage> {
+    let dev = x.device.clone();
+    let name = format!("{kernel}_{}", suffix(&x.slice, kernel)?);
+    let func = dev.get_or_load_custom_func(&name, MODULE, PTX)?;
+    let (xa, xb) = span(xl, "moe input")?;
+    let (wa, wb) = span(wl, "moe experts")?;
+    let (ra, rb) = span(rl, "moe route")?;
+    let CudaStorageSlice::F32(route) = &r.slice else { candle_core::bail!("{kernel}: the route must be f32") };
+    let route = route.slice(ra..rb);
+    let dims = dims.map(|d| d as u32);
+    let cfg = grid_for(outputs * 32);
+    macro_rules! go {
+        ($variant:ident, $t:ty) => {{
+            let (CudaStorageSlice::$variant(xs), CudaStorageSlice::$variant(ws)) = (&x.slice, &w.slice) else {
+                candle_core::bail!("{kernel}: input and experts must share a dtype")
+            };
+            let out = unsafe { dev.alloc::<$t>(outputs)? };
+            let xs = xs.slice(xa..xb);
+            let ws = ws.slice(wa..wb);
+            let mut builder = func.builder();
+            builder.arg(&xs).arg(&ws).arg(&route).arg(&out);
+            for v in &dims {
+                builder.arg(v);
+            }
+            unsafe { builder.launch(cfg) }.w()?;
+            CudaStorageSlice::$variant(out)
+        }};
+    }
+    let slice = match &x.slice {
+        CudaStorageSlice::F32(_) => go!(F32, f32),
+        CudaStorageSlice::BF16(_) => go!(BF16, bf16),
+        CudaStorageSlice::F16(_) => go!(F16, f16),
+        _ => candle_core::bail!("{kernel}: unsupported dtype"),
+    };
+    Ok(CudaStorage { slice, device: dev })
+}
+
 pub(super) fn kv_write(
     dst: &mut CudaStorage,
     dst_l: &Layout,

@@ -38,6 +38,76 @@ __device__ void swiglu(const T *x, T *y, const uint32_t rows, const uint32_t n) 
     }
 }
 
+// RMSNorm with the reference's roundings: y = round(w * round(x * (1 / sqrt(mean(x^2) + eps)))).
+// One block per row.
+template <typename T>
+__device__ void rms_norm(const T *x, const T *w, T *y, const uint32_t rows, const uint32_t n, const float eps) {
+    __shared__ float red[32];
+    const uint32_t row = blockIdx.x;
+    if (row >= rows) return;
+    const T *xr = x + (size_t)row * n;
+    float acc = 0.0f;
+    for (uint32_t c = threadIdx.x; c < n; c += blockDim.x) {
+        const float v = to_f(xr[c]);
+        acc += v * v;
+    }
+    acc = warp_sum(acc);
+    const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, nwarps = blockDim.x / 32;
+    if (lane == 0) red[warp] = acc;
+    __syncthreads();
+    float total = 0.0f;
+    for (int i = 0; i < nwarps; ++i) total += red[i];
+    const float inv = 1.0f / sqrtf(total / (float)n + eps);
+    for (uint32_t c = threadIdx.x; c < n; c += blockDim.x) {
+        const float normed = to_f(from_f<T>(to_f(xr[c]) * inv));
+        y[(size_t)row * n + c] = from_f<T>(to_f(w[c]) * normed);
+    }
+}
+
+// Decode-step attention input: splits a fused projection qkv (slots, (heads + 2 kv_heads) * d) into
+// q (written to q_out (slots, heads, d)), k and v (written into the slot cache at pos[slot]), applying
+// rotate-half RoPE to q and k with angles pos * inv_freq[i] in float32 and the reference's roundings:
+// cos/sin rounded to T, each product rounded, the sum rounded.
+template <typename T>
+__device__ void qkv_rope_write(const T *qkv, const uint32_t *pos, const float *inv_freq, T *q_out, T *cache,
+                               const uint32_t slots, const uint32_t heads, const uint32_t kv_heads,
+                               const uint32_t cap, const uint32_t d, const uint32_t part) {
+    // part 0: the query heads (into q_out); part 1: the key and value heads (into the cache)
+    const uint32_t half = d / 2;
+    const uint32_t all_heads = heads + 2 * kv_heads;
+    const uint32_t nh = part == 0 ? heads : 2 * kv_heads;
+    const uint32_t first = part == 0 ? 0 : heads;
+    const size_t total = (size_t)slots * nh * half;
+    for (size_t t = blockIdx.x * (size_t)blockDim.x + threadIdx.x; t < total; t += (size_t)gridDim.x * blockDim.x) {
+        const uint32_t i = t % half;
+        const uint32_t hh = first + (t / half) % nh;
+        const uint32_t s = t / ((size_t)half * nh);
+        const T *src = qkv + ((size_t)s * all_heads + hh) * d;
+        const uint32_t p = pos[s];
+        T o1 = src[i], o2 = src[i + half];
+        if (hh < heads + kv_heads) {
+            const float angle = (float)p * inv_freq[i];
+            const float c = to_f(from_f<T>(cosf(angle)));
+            const float sn = to_f(from_f<T>(sinf(angle)));
+            const float x1 = to_f(src[i]), x2 = to_f(src[i + half]);
+            o1 = from_f<T>(to_f(from_f<T>(x1 * c)) + to_f(from_f<T>(-x2 * sn)));
+            o2 = from_f<T>(to_f(from_f<T>(x2 * c)) + to_f(from_f<T>(x1 * sn)));
+        }
+        if (hh < heads) {
+            T *dst = q_out + ((size_t)s * heads + hh) * d;
+            dst[i] = o1;
+            dst[i + half] = o2;
+        } else {
+            if (p >= cap) continue; // idle slot
+            const uint32_t which = hh < heads + kv_heads ? 0 : 1;
+            const uint32_t kvh = hh - heads - which * kv_heads;
+            T *dst = cache + ((((size_t)which * slots + s) * kv_heads + kvh) * cap + p) * d;
+            dst[i] = o1;
+            dst[i + half] = o2;
+        }
+    }
+}
+
 // Writes one new key/value column per slot into the slot cache at that slot's position.
 // cache: (2, slots, heads, cap, d) [keys then values]; kv: (2, slots, heads, d); pos: (slots,) u32.
 template <typename T>
@@ -134,6 +204,112 @@ __device__ void decode_attention(const T *q, const T *cache, T *out, const uint3
     }
 }
 
+// ---- small-batch MoE (decode): routing and expert GEMVs without sorting ----
+
+// Router of one token per block: logits[e] = x · gate[e] in float32 (gate float32 (experts, hidden)),
+// softmax, greedy top-k (ties to the lower index), weights = probability (renormalised when norm) ×
+// scale. route: (tokens · k, 2) float32 rows [expert id, weight]. Dynamic shared memory: experts floats.
+template <typename T>
+__device__ void moe_route(const T *x, const float *gate, float *route, const uint32_t tokens, const uint32_t hidden,
+                          const uint32_t experts, const uint32_t k, const uint32_t norm, const float scale) {
+    extern __shared__ float probs[];
+    const uint32_t t = blockIdx.x;
+    if (t >= tokens) return;
+    const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, nwarps = blockDim.x / 32;
+    const T *xr = x + (size_t)t * hidden;
+    for (uint32_t e = warp; e < experts; e += nwarps) {
+        const float *g = gate + (size_t)e * hidden;
+        float acc = 0.0f;
+        for (uint32_t c = lane; c < hidden; c += 32) acc += to_f(xr[c]) * g[c];
+        acc = warp_sum(acc);
+        if (lane == 0) probs[e] = acc;
+    }
+    __syncthreads();
+    if (threadIdx.x == 0) {
+        float m = -INFINITY;
+        for (uint32_t e = 0; e < experts; ++e) m = fmaxf(m, probs[e]);
+        float total = 0.0f;
+        for (uint32_t e = 0; e < experts; ++e) {
+            probs[e] = expf(probs[e] - m);
+            total += probs[e];
+        }
+        for (uint32_t e = 0; e < experts; ++e) probs[e] /= total;
+        float picked = 0.0f;
+        for (uint32_t j = 0; j < k; ++j) {
+            uint32_t best = 0;
+            float bv = -INFINITY;
+            for (uint32_t e = 0; e < experts; ++e) {
+                if (probs[e] > bv) { bv = probs[e]; best = e; }
+            }
+            route[((size_t)t * k + j) * 2] = (float)best;
+            route[((size_t)t * k + j) * 2 + 1] = bv;
+            picked += bv;
+            probs[best] = -INFINITY;
+        }
+        for (uint32_t j = 0; j < k; ++j) {
+            float w = route[((size_t)t * k + j) * 2 + 1];
+            if (norm && k > 1) w = w / (picked + 1e-20f);
+            route[((size_t)t * k + j) * 2 + 1] = w * scale;
+        }
+    }
+}
+
+// Gate/up GEMV of every (token, expert) pair fused with SwiGLU: w_gu (experts, 2n, hidden) holds the
+// gate rows then the up rows; act[p, c] = round(round(silu(round(g))) * round(u)), where
+// g = w_gu[e_p, c] · x[p / k], u = w_gu[e_p, n + c] · x[p / k]. One warp per output (p, c).
+template <typename T>
+__device__ void moe_gate_up(const T *x, const T *w, const float *route, T *act, const uint32_t pairs,
+                            const uint32_t k, const uint32_t n, const uint32_t hidden) {
+    const int lane = threadIdx.x % 32;
+    const size_t gw = (blockIdx.x * (size_t)blockDim.x + threadIdx.x) / 32;
+    const size_t nwarps = (gridDim.x * (size_t)blockDim.x) / 32;
+    for (size_t o = gw; o < (size_t)pairs * n; o += nwarps) {
+        const uint32_t p = o / n, c = o % n;
+        const uint32_t e = (uint32_t)route[(size_t)p * 2];
+        const T *xr = x + (size_t)(p / k) * hidden;
+        const T *gr = w + ((size_t)e * 2 * n + c) * hidden;
+        const T *ur = w + ((size_t)e * 2 * n + n + c) * hidden;
+        float g = 0.0f, u = 0.0f;
+        for (uint32_t i = lane; i < hidden; i += 32) {
+            const float xv = to_f(xr[i]);
+            g += to_f(gr[i]) * xv;
+            u += to_f(ur[i]) * xv;
+        }
+        g = warp_sum(g);
+        u = warp_sum(u);
+        if (lane == 0) {
+            const float gt = to_f(from_f<T>(g));
+            const float s = to_f(from_f<T>(gt / (1.0f + expf(-gt))));
+            act[o] = from_f<T>(s * to_f(from_f<T>(u)));
+        }
+    }
+}
+
+// Down GEMV of every pair, weighted and summed per token: out[t, c] = round(sum_j round(w_tj * (down[e_tj, c]
+// · act[t k + j]))) (the grouped path's roundings). One warp per output (t, c).
+template <typename T>
+__device__ void moe_down(const T *act, const T *w, const float *route, T *out, const uint32_t tokens,
+                         const uint32_t k, const uint32_t n, const uint32_t hidden) {
+    const int lane = threadIdx.x % 32;
+    const size_t gw = (blockIdx.x * (size_t)blockDim.x + threadIdx.x) / 32;
+    const size_t nwarps = (gridDim.x * (size_t)blockDim.x) / 32;
+    for (size_t o = gw; o < (size_t)tokens * hidden; o += nwarps) {
+        const uint32_t t = o / hidden, c = o % hidden;
+        float total = 0.0f;
+        for (uint32_t j = 0; j < k; ++j) {
+            const size_t p = (size_t)t * k + j;
+            const uint32_t e = (uint32_t)route[p * 2];
+            const T *ar = act + p * n;
+            const T *dr = w + ((size_t)e * hidden + c) * n;
+            float acc = 0.0f;
+            for (uint32_t i = lane; i < n; i += 32) acc += to_f(dr[i]) * to_f(ar[i]);
+            acc = warp_sum(acc);
+            total += to_f(from_f<T>(acc * route[p * 2 + 1]));
+        }
+        if (lane == 0) out[o] = from_f<T>(total);
+    }
+}
+
 // Sets logits[row, ban[row, i]] = -inf for every ban entry that is a valid id (entries ≥ vocab,
 // e.g. 0xffffffff, are padding). logits: (rows, vocab) f32; ban: (rows, max_ban) u32.
 extern "C" __global__ void occ_apply_ban(float *logits, const uint32_t *ban, const uint32_t rows,
@@ -154,6 +330,32 @@ extern "C" __global__ void occ_advance(uint32_t *pos, const uint32_t slots) {
 #define OCC_INSTANTIATE(T, SUF)                                                                               \
     extern "C" __global__ void occ_swiglu_##SUF(const T *x, T *y, const uint32_t rows, const uint32_t n) {   \
         swiglu<T>(x, y, rows, n);                                                                             \
+    }                                                                                                         \
+    extern "C" __global__ void occ_rms_norm_##SUF(const T *x, const T *w, T *y, const uint32_t rows,         \
+                                                  const uint32_t n, const float eps) {                        \
+        rms_norm<T>(x, w, y, rows, n, eps);                                                                   \
+    }                                                                                                         \
+    extern "C" __global__ void occ_qkv_rope_write_##SUF(                                                      \
+        const T *qkv, const uint32_t *pos, const float *inv_freq, T *q_out, T *cache, const uint32_t slots,    \
+        const uint32_t heads, const uint32_t kv_heads, const uint32_t cap, const uint32_t d,                  \
+        const uint32_t part) {                                                                                \
+        qkv_rope_write<T>(qkv, pos, inv_freq, q_out, cache, slots, heads, kv_heads, cap, d, part);            \
+    }                                                                                                         \
+    extern "C" __global__ void occ_moe_route_##SUF(const T *x, const float *gate, float *route,                \
+                                                   const uint32_t tokens, const uint32_t hidden,              \
+                                                   const uint32_t experts, const uint32_t k,                  \
+                                                   const uint32_t norm, const float scale) {                  \
+        moe_route<T>(x, gate, route, tokens, hidden, experts, k, norm, scale);                                \
+    }                                                                                                         \
+    extern "C" __global__ void occ_moe_gate_up_##SUF(const T *x, const T *w, const float *route, T *act,       \
+                                                     const uint32_t pairs, const uint32_t k, const uint32_t n, \
+                                                     const uint32_t hidden) {                                 \
+        moe_gate_up<T>(x, w, route, act, pairs, k, n, hidden);                                                \
+    }                                                                                                         \
+    extern "C" __global__ void occ_moe_down_##SUF(const T *act, const T *w, const float *route, T *out,        \
+                                                  const uint32_t tokens, const uint32_t k, const uint32_t n,  \
+                                                  const uint32_t hidden) {                                    \
+        moe_down<T>(act, w, route, out, tokens, k, n, hidden);                                                \
     }                                                                                                         \
     extern "C" __global__ void occ_kv_write_##SUF(T *cache, const T *kv, const uint32_t *pos,                 \
                                                   const uint32_t slots, const uint32_t heads,                 \

@@ -3,10 +3,16 @@
 //! the CUDA kernels (`kernels.cu`, compiled to PTX by `build.rs` with the `cuda` feature) compute
 //! the same in float32 and round where the CPU code rounds.
 //!
+//! - [`rms_norm`]: RMSNorm with the reference's roundings (normalise, round, then weight), one pass.
 //! - [`swiglu`]: `silu(gate) ⊙ up` of a fused gate/up projection, one pass.
+//! - [`rope_q`], [`kv_rope_write`]: the decode step's fused `q|k|v` projection split, rotate-half
+//!   RoPE at each slot's position, keys/values written into the slot cache.
 //! - [`kv_write`]: writes each slot's new key/value column at that slot's own position.
 //! - [`kv_insert`]: copies a prefilled prompt's keys/values into columns `0..len` of one slot.
 //! - [`decode_attention`]: one query per slot and head against the slot's first `pos + 1` columns.
+//! - [`moe_route`], [`moe_gate_up`], [`moe_down`]: a small batch's MoE without sorting: router
+//!   (softmax, top-k, weights) in one pass, then one GEMV per (token, expert) pair fused with SwiGLU,
+//!   then the down GEMV weighted and summed per token.
 //! - [`apply_ban`]: sets banned token ids of every row to −∞ (repetition blockers on the device).
 //! - [`advance`]: `pos += 1` for every slot, on the device.
 //! - [`write_u32`]: host values into a persistent device buffer (inputs of a captured CUDA graph).
@@ -88,14 +94,17 @@ macro_rules! with_float {
     ($s:expr, $what:expr, |$v:ident: $t:ident| $body:expr) => {
         match $s {
             CpuStorage::F32($v) => {
+                #[allow(dead_code)]
                 type $t = f32;
                 $body
             }
             CpuStorage::BF16($v) => {
+                #[allow(dead_code)]
                 type $t = bf16;
                 $body
             }
             CpuStorage::F16($v) => {
+                #[allow(dead_code)]
                 type $t = f16;
                 $body
             }
@@ -164,6 +173,546 @@ impl candle_core::CustomOp1 for SwiGlu {
 /// `(…, 2n)` → `(…, n)`.
 pub fn swiglu(xs: &Tensor) -> Result<Tensor> {
     xs.contiguous()?.apply_op1_no_bwd(&SwiGlu)
+}
+
+// ---------------------------------------------------------------------------------------------
+// rms_norm
+
+struct RmsNormOp {
+    eps: f32,
+}
+
+fn rms_norm_cpu<T: Elem>(x: &[T], w: &[T], rows: usize, n: usize, eps: f32) -> Vec<T> {
+    let mut out = Vec::with_capacity(rows * n);
+    for r in 0..rows {
+        let row = &x[r * n..(r + 1) * n];
+        let total: f32 = row.iter().map(|v| v.to_f32() * v.to_f32()).sum();
+        let inv = 1.0 / (total / n as f32 + eps).sqrt();
+        for (v, wc) in row.iter().zip(w) {
+            let normed = T::from_f32(v.to_f32() * inv).to_f32();
+            out.push(T::from_f32(wc.to_f32() * normed));
+        }
+    }
+    out
+}
+
+impl candle_core::CustomOp2 for RmsNormOp {
+    fn name(&self) -> &'static str {
+        "occ-rms-norm"
+    }
+
+    fn cpu_fwd(&self, x: &CpuStorage, xl: &Layout, w: &CpuStorage, wl: &Layout) -> Result<(CpuStorage, Shape)> {
+        let n = wl.shape().dims1()?;
+        if xl.dims().last() != Some(&n) {
+            candle_core::bail!("rms_norm: input {:?} does not end in the weight's {n}", xl.dims())
+        }
+        let rows = xl.shape().elem_count() / n.max(1);
+        macro_rules! go {
+            ($variant:ident) => {{
+                let (CpuStorage::$variant(xv), CpuStorage::$variant(wv)) = (x, w) else {
+                    candle_core::bail!("rms_norm: input and weight must share a dtype")
+                };
+                let xv = contiguous(xv, xl, "rms_norm input")?;
+                let wv = contiguous(wv, wl, "rms_norm weight")?;
+                WithDType::to_cpu_storage_owned(rms_norm_cpu(xv, wv, rows, n, self.eps))
+            }};
+        }
+        let out = match x.dtype() {
+            DType::F32 => go!(F32),
+            DType::BF16 => go!(BF16),
+            DType::F16 => go!(F16),
+            other => candle_core::bail!("rms_norm: unsupported dtype {other:?}"),
+        };
+        Ok((out, xl.shape().clone()))
+    }
+
+    #[cfg(feature = "cuda")]
+    fn cuda_fwd(
+        &self,
+        x: &candle_core::CudaStorage,
+        xl: &Layout,
+        w: &candle_core::CudaStorage,
+        wl: &Layout,
+    ) -> Result<(candle_core::CudaStorage, Shape)> {
+        let n = wl.shape().dims1()?;
+        if xl.dims().last() != Some(&n) {
+            candle_core::bail!("rms_norm: input {:?} does not end in the weight's {n}", xl.dims())
+        }
+        let rows = xl.shape().elem_count() / n.max(1);
+        Ok((cuda::rms_norm(x, xl, w, wl, rows, n, self.eps)?, xl.shape().clone()))
+    }
+}
+
+/// `weight · round(x · 1/√(mean(x²) + ε))` with float32 statistics, rounded to the input dtype
+/// before the weight is applied and after (the reference's `DeepseekV2RMSNorm`).
+///
+/// # Shapes
+/// `xs`: `(…, n)`; `weight`: `(n,)` → `(…, n)`.
+pub fn rms_norm(xs: &Tensor, weight: &Tensor, eps: f32) -> Result<Tensor> {
+    xs.contiguous()?.apply_op2_no_bwd(weight, &RmsNormOp { eps })
+}
+
+// ---------------------------------------------------------------------------------------------
+// rope_q, kv_rope_write
+
+/// Rotate-half RoPE of one head vector at position `p`, the reference's roundings.
+fn rope_head<T: Elem>(x: &[T], p: u32, inv_freq: &[f32], out: &mut [T]) {
+    let half = x.len() / 2;
+    for i in 0..half {
+        let angle = p as f32 * inv_freq[i];
+        let c = T::from_f32(angle.cos()).to_f32();
+        let s = T::from_f32(angle.sin()).to_f32();
+        let (x1, x2) = (x[i].to_f32(), x[i + half].to_f32());
+        let r = |v: f32| T::from_f32(v).to_f32();
+        out[i] = T::from_f32(r(x1 * c) + r(-x2 * s));
+        out[i + half] = T::from_f32(r(x2 * c) + r(x1 * s));
+    }
+}
+
+/// Shapes of the fused projection: `(slots, (heads + 2 · kv_heads) · d)`.
+fn qkv_dims(qkv: &Layout, heads: usize, kv_heads: usize, d: usize, what: &str) -> Result<usize> {
+    match qkv.dims() {
+        &[s, w] if w == (heads + 2 * kv_heads) * d => Ok(s),
+        dims => candle_core::bail!("{what}: fused projection {dims:?} is not (slots, ({heads} + 2·{kv_heads})·{d})"),
+    }
+}
+
+struct RopeQ {
+    heads: usize,
+    kv_heads: usize,
+    head_dim: usize,
+    inv_freq: Vec<f32>,
+}
+
+impl candle_core::CustomOp2 for RopeQ {
+    fn name(&self) -> &'static str {
+        "occ-rope-q"
+    }
+
+    fn cpu_fwd(&self, qkv: &CpuStorage, ql: &Layout, pos: &CpuStorage, pl: &Layout) -> Result<(CpuStorage, Shape)> {
+        let (h, kv, d) = (self.heads, self.kv_heads, self.head_dim);
+        let slots = qkv_dims(ql, h, kv, d, "rope_q")?;
+        let pos = u32s(pos, pl, "rope_q positions")?;
+        if pos.len() != slots || self.inv_freq.len() * 2 != d {
+            candle_core::bail!(
+                "rope_q: {} positions / {} frequencies for {slots} slots of head_dim {d}",
+                pos.len(),
+                self.inv_freq.len()
+            )
+        }
+        let out = with_float!(qkv, "rope_q", |v: T| {
+            let x = contiguous(v, ql, "rope_q input")?;
+            let mut out = vec![T::from_f32(0.0); slots * h * d];
+            for s in 0..slots {
+                for head in 0..h {
+                    let src = &x[(s * (h + 2 * kv) + head) * d..][..d];
+                    rope_head(src, pos[s], &self.inv_freq, &mut out[(s * h + head) * d..][..d]);
+                }
+            }
+            T::to_cpu_storage_owned(out)
+        });
+        Ok((out, Shape::from((slots, h, d))))
+    }
+
+    #[cfg(feature = "cuda")]
+    fn cuda_fwd(
+        &self,
+        qkv: &candle_core::CudaStorage,
+        ql: &Layout,
+        pos: &candle_core::CudaStorage,
+        pl: &Layout,
+    ) -> Result<(candle_core::CudaStorage, Shape)> {
+        let (h, kv, d) = (self.heads, self.kv_heads, self.head_dim);
+        let slots = qkv_dims(ql, h, kv, d, "rope_q")?;
+        let out = cuda::qkv_rope_write(qkv, ql, pos, pl, &self.inv_freq, None, (slots, h, kv, 0, d))?;
+        Ok((out.ok_or_else(|| candle_core::Error::Msg("rope_q: no output".into()))?, Shape::from((slots, h, d))))
+    }
+}
+
+/// Queries of a fused decode projection with RoPE at each slot's position.
+///
+/// # Shapes
+/// `qkv`: `(slots, (heads + 2 · kv_heads) · head_dim)`; `pos`: `(slots,)` u32 → `(slots, heads,
+/// head_dim)`.
+pub fn rope_q(qkv: &Tensor, pos: &Tensor, heads: usize, kv_heads: usize, inv_freq: &[f32]) -> Result<Tensor> {
+    let head_dim = inv_freq.len() * 2;
+    qkv.contiguous()?.apply_op2_no_bwd(pos, &RopeQ { heads, kv_heads, head_dim, inv_freq: inv_freq.to_vec() })
+}
+
+struct KvRopeWrite {
+    heads: usize,
+    inv_freq: Vec<f32>,
+}
+
+impl candle_core::InplaceOp3 for KvRopeWrite {
+    fn name(&self) -> &'static str {
+        "occ-kv-rope-write"
+    }
+
+    fn cpu_fwd(
+        &self,
+        dst: &mut CpuStorage,
+        dst_l: &Layout,
+        qkv: &CpuStorage,
+        ql: &Layout,
+        pos: &CpuStorage,
+        pl: &Layout,
+    ) -> Result<()> {
+        let (slots, kv, cap, d) = cache_dims(dst_l, "kv_rope_write")?;
+        let h = self.heads;
+        if qkv_dims(ql, h, kv, d, "kv_rope_write")? != slots || self.inv_freq.len() * 2 != d {
+            candle_core::bail!("kv_rope_write: projection {:?} does not match the cache {:?}", ql.dims(), dst_l.dims())
+        }
+        let pos = u32s(pos, pl, "kv_rope_write positions")?;
+        macro_rules! go {
+            ($variant:ident) => {{
+                let (CpuStorage::$variant(c), CpuStorage::$variant(x)) = (dst, qkv) else {
+                    candle_core::bail!("kv_rope_write: cache and projection must share a dtype")
+                };
+                let c = contiguous_mut(c, dst_l, "kv cache")?;
+                let x = contiguous(x, ql, "kv_rope_write projection")?;
+                for s in 0..slots {
+                    let p = pos[s] as usize;
+                    if p >= cap {
+                        continue;
+                    }
+                    for which in 0..2 {
+                        for head in 0..kv {
+                            let src = &x[(s * (h + 2 * kv) + h + which * kv + head) * d..][..d];
+                            let at = (((which * slots + s) * kv + head) * cap + p) * d;
+                            if which == 0 {
+                                rope_head(src, pos[s], &self.inv_freq, &mut c[at..at + d]);
+                            } else {
+                                c[at..at + d].copy_from_slice(src);
+                            }
+                        }
+                    }
+                }
+            }};
+        }
+        match dst.dtype() {
+            DType::F32 => go!(F32),
+            DType::BF16 => go!(BF16),
+            DType::F16 => go!(F16),
+            other => candle_core::bail!("kv_rope_write: unsupported dtype {other:?}"),
+        }
+        Ok(())
+    }
+
+    #[cfg(feature = "cuda")]
+    fn cuda_fwd(
+        &self,
+        dst: &mut candle_core::CudaStorage,
+        dst_l: &Layout,
+        qkv: &candle_core::CudaStorage,
+        ql: &Layout,
+        pos: &candle_core::CudaStorage,
+        pl: &Layout,
+    ) -> Result<()> {
+        let (slots, kv, cap, d) = cache_dims(dst_l, "kv_rope_write")?;
+        if qkv_dims(ql, self.heads, kv, d, "kv_rope_write")? != slots {
+            candle_core::bail!("kv_rope_write: projection {:?} does not match the cache {:?}", ql.dims(), dst_l.dims())
+        }
+        cuda::qkv_rope_write(qkv, ql, pos, pl, &self.inv_freq, Some((dst, dst_l)), (slots, self.heads, kv, cap, d))?;
+        Ok(())
+    }
+}
+
+/// Keys (with RoPE) and values of a fused decode projection written into the slot cache at each
+/// slot's position (positions ≥ the capacity are dropped).
+///
+/// # Shapes
+/// `cache`: `(2, slots, kv_heads, capacity, head_dim)` (written in place); `qkv`: `(slots, (heads +
+/// 2 · kv_heads) · head_dim)`; `pos`: `(slots,)` u32.
+pub fn kv_rope_write(cache: &Tensor, qkv: &Tensor, pos: &Tensor, heads: usize, inv_freq: &[f32]) -> Result<()> {
+    cache.inplace_op3(&qkv.contiguous()?, pos, &KvRopeWrite { heads, inv_freq: inv_freq.to_vec() })
+}
+
+// ---------------------------------------------------------------------------------------------
+// small-batch MoE
+
+/// Routing parameters of [`moe_route`].
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct RouteSpec {
+    pub top_k: usize,
+    pub norm_topk_prob: bool,
+    pub scale: f32,
+}
+
+struct MoeRoute(RouteSpec);
+
+impl candle_core::CustomOp2 for MoeRoute {
+    fn name(&self) -> &'static str {
+        "occ-moe-route"
+    }
+
+    fn cpu_fwd(&self, x: &CpuStorage, xl: &Layout, g: &CpuStorage, gl: &Layout) -> Result<(CpuStorage, Shape)> {
+        let (tokens, hidden) = xl.shape().dims2()?;
+        let (experts, gh) = gl.shape().dims2()?;
+        let k = self.0.top_k;
+        if gh != hidden || k == 0 || k > experts {
+            candle_core::bail!("moe_route: tokens {:?}, router {:?}, top-k {k}", xl.dims(), gl.dims())
+        }
+        let CpuStorage::F32(gate) = g else { candle_core::bail!("moe_route: the router weight must be f32") };
+        let gate = contiguous(gate, gl, "moe_route router")?;
+        let out = with_float!(x, "moe_route", |v: T| {
+            let xs = contiguous(v, xl, "moe_route input")?;
+            let mut route = Vec::with_capacity(tokens * k * 2);
+            for t in 0..tokens {
+                let row = &xs[t * hidden..(t + 1) * hidden];
+                let logits: Vec<f32> = (0..experts)
+                    .map(|e| row.iter().zip(&gate[e * hidden..(e + 1) * hidden]).map(|(a, b)| a.to_f32() * b).sum())
+                    .collect();
+                let m = logits.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+                let mut probs: Vec<f32> = logits.iter().map(|l| (l - m).exp()).collect();
+                let total: f32 = probs.iter().sum();
+                probs.iter_mut().for_each(|p| *p /= total);
+                let mut picked = Vec::with_capacity(k);
+                for _ in 0..k {
+                    let (best, bv) =
+                        probs
+                            .iter()
+                            .enumerate()
+                            .fold((0, f32::NEG_INFINITY), |acc, (e, &p)| if p > acc.1 { (e, p) } else { acc });
+                    picked.push((best, bv));
+                    probs[best] = f32::NEG_INFINITY;
+                }
+                let sum: f32 = picked.iter().map(|p| p.1).sum();
+                for (e, w) in picked {
+                    let w = if self.0.norm_topk_prob && k > 1 { w / (sum + 1e-20) } else { w };
+                    route.push(e as f32);
+                    route.push(w * self.0.scale);
+                }
+            }
+            CpuStorage::F32(route)
+        });
+        Ok((out, Shape::from((tokens * k, 2))))
+    }
+
+    #[cfg(feature = "cuda")]
+    fn cuda_fwd(
+        &self,
+        x: &candle_core::CudaStorage,
+        xl: &Layout,
+        g: &candle_core::CudaStorage,
+        gl: &Layout,
+    ) -> Result<(candle_core::CudaStorage, Shape)> {
+        let (tokens, hidden) = xl.shape().dims2()?;
+        let (experts, gh) = gl.shape().dims2()?;
+        let k = self.0.top_k;
+        if gh != hidden || k == 0 || k > experts {
+            candle_core::bail!("moe_route: tokens {:?}, router {:?}, top-k {k}", xl.dims(), gl.dims())
+        }
+        Ok((cuda::moe_route(x, xl, g, gl, (tokens, hidden, experts), self.0)?, Shape::from((tokens * k, 2))))
+    }
+}
+
+/// Routes every token: `(tokens · k, 2)` float32 rows `[expert, weight]`, the greedy top-k of the
+/// float32 softmax of `x · gateᵀ` (ties to the lower index), weights renormalised when asked and
+/// scaled.
+///
+/// # Shapes
+/// `xs`: `(tokens, hidden)`; `gate`: `(experts, hidden)` f32.
+pub fn moe_route(xs: &Tensor, gate: &Tensor, spec: RouteSpec) -> Result<Tensor> {
+    xs.contiguous()?.apply_op2_no_bwd(gate, &MoeRoute(spec))
+}
+
+struct MoeGateUp {
+    top_k: usize,
+}
+
+impl candle_core::CustomOp3 for MoeGateUp {
+    fn name(&self) -> &'static str {
+        "occ-moe-gate-up"
+    }
+
+    fn cpu_fwd(
+        &self,
+        x: &CpuStorage,
+        xl: &Layout,
+        w: &CpuStorage,
+        wl: &Layout,
+        r: &CpuStorage,
+        rl: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        let (tokens, hidden) = xl.shape().dims2()?;
+        let (_, n2, wh) = wl.shape().dims3()?;
+        let (pairs, _) = rl.shape().dims2()?;
+        let (k, n) = (self.top_k, n2 / 2);
+        if wh != hidden || pairs != tokens * k {
+            candle_core::bail!("moe_gate_up: input {:?}, experts {:?}, route {:?}", xl.dims(), wl.dims(), rl.dims())
+        }
+        let CpuStorage::F32(route) = r else { candle_core::bail!("moe_gate_up: the route must be f32") };
+        let route = contiguous(route, rl, "moe route")?;
+        macro_rules! go {
+            ($variant:ident, $t:ty) => {{
+                let (CpuStorage::$variant(xv), CpuStorage::$variant(wv)) = (x, w) else {
+                    candle_core::bail!("moe_gate_up: input and experts must share a dtype")
+                };
+                let xv = contiguous(xv, xl, "moe_gate_up input")?;
+                let wv = contiguous(wv, wl, "moe_gate_up experts")?;
+                let mut act: Vec<$t> = Vec::with_capacity(pairs * n);
+                for p in 0..pairs {
+                    let e = route[p * 2] as usize;
+                    let xr = &xv[(p / k) * hidden..(p / k + 1) * hidden];
+                    for c in 0..n {
+                        let dot = |row: usize| -> f32 {
+                            let wr = &wv[(e * n2 + row) * hidden..(e * n2 + row + 1) * hidden];
+                            wr.iter().zip(xr).map(|(a, b)| a.to_f32() * b.to_f32()).sum()
+                        };
+                        act.push(swiglu_one(dot(c), dot(n + c)));
+                    }
+                }
+                WithDType::to_cpu_storage_owned(act)
+            }};
+        }
+        let out = match x.dtype() {
+            DType::F32 => go!(F32, f32),
+            DType::BF16 => go!(BF16, bf16),
+            DType::F16 => go!(F16, f16),
+            other => candle_core::bail!("moe_gate_up: unsupported dtype {other:?}"),
+        };
+        Ok((out, Shape::from((pairs, n))))
+    }
+
+    #[cfg(feature = "cuda")]
+    fn cuda_fwd(
+        &self,
+        x: &candle_core::CudaStorage,
+        xl: &Layout,
+        w: &candle_core::CudaStorage,
+        wl: &Layout,
+        r: &candle_core::CudaStorage,
+        rl: &Layout,
+    ) -> Result<(candle_core::CudaStorage, Shape)> {
+        let (tokens, hidden) = xl.shape().dims2()?;
+        let (_, n2, wh) = wl.shape().dims3()?;
+        let (pairs, _) = rl.shape().dims2()?;
+        if wh != hidden || pairs != tokens * self.top_k {
+            candle_core::bail!("moe_gate_up: input {:?}, experts {:?}, route {:?}", xl.dims(), wl.dims(), rl.dims())
+        }
+        let out = cuda::moe_gemv(
+            "occ_moe_gate_up",
+            x,
+            xl,
+            w,
+            wl,
+            r,
+            rl,
+            [pairs, self.top_k, n2 / 2, hidden],
+            pairs * n2 / 2,
+        )?;
+        Ok((out, Shape::from((pairs, n2 / 2))))
+    }
+}
+
+/// `round(round(silu(round(g))) · round(u))` in the dtype `T`.
+fn swiglu_one<T: Elem>(g: f32, u: f32) -> T {
+    let g = T::from_f32(g).to_f32();
+    let s = T::from_f32(g / (1.0 + (-g).exp())).to_f32();
+    T::from_f32(s * T::from_f32(u).to_f32())
+}
+
+/// Gate/up projection of every routed (token, expert) pair fused with SwiGLU.
+///
+/// # Shapes
+/// `xs`: `(tokens, hidden)`; `gate_up`: `(experts, 2n, hidden)` (gate rows, then up rows); `route`:
+/// `(tokens · k, 2)` from [`moe_route`] → `(tokens · k, n)`.
+pub fn moe_gate_up(xs: &Tensor, gate_up: &Tensor, route: &Tensor, top_k: usize) -> Result<Tensor> {
+    xs.contiguous()?.apply_op3_no_bwd(gate_up, route, &MoeGateUp { top_k })
+}
+
+struct MoeDown {
+    top_k: usize,
+}
+
+impl candle_core::CustomOp3 for MoeDown {
+    fn name(&self) -> &'static str {
+        "occ-moe-down"
+    }
+
+    fn cpu_fwd(
+        &self,
+        a: &CpuStorage,
+        al: &Layout,
+        w: &CpuStorage,
+        wl: &Layout,
+        r: &CpuStorage,
+        rl: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        let (pairs, n) = al.shape().dims2()?;
+        let (_, hidden, wn) = wl.shape().dims3()?;
+        let k = self.top_k;
+        if wn != n || pairs % k != 0 || rl.dims() != [pairs, 2] {
+            candle_core::bail!("moe_down: activations {:?}, experts {:?}, route {:?}", al.dims(), wl.dims(), rl.dims())
+        }
+        let tokens = pairs / k;
+        let CpuStorage::F32(route) = r else { candle_core::bail!("moe_down: the route must be f32") };
+        let route = contiguous(route, rl, "moe route")?;
+        macro_rules! go {
+            ($variant:ident, $t:ty) => {{
+                let (CpuStorage::$variant(av), CpuStorage::$variant(wv)) = (a, w) else {
+                    candle_core::bail!("moe_down: activations and experts must share a dtype")
+                };
+                let av = contiguous(av, al, "moe_down activations")?;
+                let wv = contiguous(wv, wl, "moe_down experts")?;
+                let mut out = Vec::with_capacity(tokens * hidden);
+                for t in 0..tokens {
+                    for c in 0..hidden {
+                        let mut total = 0f32;
+                        for j in 0..k {
+                            let p = t * k + j;
+                            let e = route[p * 2] as usize;
+                            let dr = &wv[(e * hidden + c) * n..(e * hidden + c + 1) * n];
+                            let acc: f32 =
+                                dr.iter().zip(&av[p * n..(p + 1) * n]).map(|(x, y)| x.to_f32() * y.to_f32()).sum();
+                            total += <$t>::from_f32(acc * route[p * 2 + 1]).to_f32();
+                        }
+                        out.push(<$t>::from_f32(total));
+                    }
+                }
+                WithDType::to_cpu_storage_owned(out)
+            }};
+        }
+        let out = match a.dtype() {
+            DType::F32 => go!(F32, f32),
+            DType::BF16 => go!(BF16, bf16),
+            DType::F16 => go!(F16, f16),
+            other => candle_core::bail!("moe_down: unsupported dtype {other:?}"),
+        };
+        Ok((out, Shape::from((tokens, hidden))))
+    }
+
+    #[cfg(feature = "cuda")]
+    fn cuda_fwd(
+        &self,
+        a: &candle_core::CudaStorage,
+        al: &Layout,
+        w: &candle_core::CudaStorage,
+        wl: &Layout,
+        r: &candle_core::CudaStorage,
+        rl: &Layout,
+    ) -> Result<(candle_core::CudaStorage, Shape)> {
+        let (pairs, n) = al.shape().dims2()?;
+        let (_, hidden, wn) = wl.shape().dims3()?;
+        let k = self.top_k;
+        if wn != n || pairs % k != 0 || rl.dims() != [pairs, 2] {
+            candle_core::bail!("moe_down: activations {:?}, experts {:?}, route {:?}", al.dims(), wl.dims(), rl.dims())
+        }
+        let tokens = pairs / k;
+        let out = cuda::moe_gemv("occ_moe_down", a, al, w, wl, r, rl, [tokens, k, n, hidden], tokens * hidden)?;
+        Ok((out, Shape::from((tokens, hidden))))
+    }
+}
+
+/// Down projection of every routed pair, each output rounded after its routing weight, summed per
+/// token in float32 and rounded.
+///
+/// # Shapes
+/// `act`: `(tokens · k, n)`; `down`: `(experts, hidden, n)`; `route`: `(tokens · k, 2)` →
+/// `(tokens, hidden)`.
+pub fn moe_down(act: &Tensor, down: &Tensor, route: &Tensor, top_k: usize) -> Result<Tensor> {
+    act.contiguous()?.apply_op3_no_bwd(down, route, &MoeDown { top_k })
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -702,6 +1251,51 @@ mod tests {
         assert_eq!(a, full.i((.., 1, .., ..4, ..))?.flatten_all()?.to_vec1::<f32>()?);
         assert_eq!(other.i((.., 0))?.abs()?.sum_all()?.to_scalar::<f32>()?, 0.0, "other slots untouched");
         assert!(kv_insert(&other, &full.i((.., 1))?.narrow(2, 0, 9)?.pad_with_zeros(2, 0, 1)?, 1).is_err());
+        Ok(())
+    }
+
+    #[test]
+    fn rms_norm_rounds_like_the_reference() -> Result<()> {
+        for dtype in [DType::F32, DType::BF16] {
+            let x = (rand(&[4, 6, 32], 3) * 2.5)?.to_dtype(dtype)?;
+            let w = (rand(&[32], 4) + 1.0)?.to_dtype(dtype)?;
+            let xf = x.to_dtype(DType::F32)?;
+            let inv = (xf.sqr()?.mean_keepdim(D::Minus1)? + 1e-6)?.sqrt()?.recip()?;
+            let want = xf.broadcast_mul(&inv)?.to_dtype(dtype)?.broadcast_mul(&w)?;
+            let got = rms_norm(&x, &w, 1e-6)?;
+            let diff =
+                (got.to_dtype(DType::F32)? - want.to_dtype(DType::F32)?)?.abs()?.max_all()?.to_scalar::<f32>()?;
+            assert!(diff <= if dtype == DType::F32 { 1e-6 } else { 0.0 }, "{dtype:?}: {diff}");
+        }
+        Ok(())
+    }
+
+    #[test]
+    fn fused_rope_matches_candle_rope_and_writes_the_cache() -> Result<()> {
+        let (slots, h, kv, d, cap) = (3usize, 4usize, 2usize, 8usize, 6usize);
+        let inv: Vec<f32> = (0..d / 2).map(|i| 1.0 / 10000f32.powf((2 * i) as f32 / d as f32)).collect();
+        let qkv = rand(&[slots, (h + 2 * kv) * d], 5);
+        let pos_v = [0u32, 3, 5];
+        let pos = Tensor::new(&pos_v, &Device::Cpu)?;
+        // reference: candle's rope on (slots, heads, 1, d) with cos/sin (slots, 1, d/2)
+        let angles: Vec<f32> = pos_v.iter().flat_map(|&p| inv.iter().map(move |f| p as f32 * f)).collect();
+        let ang = Tensor::from_vec(angles, (slots, 1, d / 2), &Device::Cpu)?;
+        let (cos, sin) = (ang.cos()?, ang.sin()?);
+        let heads = |from: usize, n: usize| qkv.narrow(1, from * d, n * d)?.reshape((slots, n, 1, d))?.contiguous();
+        let want_q = candle_nn::rotary_emb::rope(&heads(0, h)?, &cos, &sin)?.squeeze(2)?;
+        let want_k = candle_nn::rotary_emb::rope(&heads(h, kv)?, &cos, &sin)?.squeeze(2)?;
+        let got_q = rope_q(&qkv, &pos, h, kv, &inv)?;
+        let dq = (got_q - want_q)?.abs()?.max_all()?.to_scalar::<f32>()?;
+        assert!(dq < 1e-6, "q: {dq}");
+        let cache = Tensor::zeros((2, slots, kv, cap, d), DType::F32, &Device::Cpu)?;
+        kv_rope_write(&cache, &qkv, &pos, h, &inv)?;
+        for (s, &p) in pos_v.iter().enumerate() {
+            let k = cache.i((0, s, .., p as usize, ..))?;
+            let v = cache.i((1, s, .., p as usize, ..))?;
+            let dk = (k - want_k.i(s)?)?.abs()?.max_all()?.to_scalar::<f32>()?;
+            let dv = (v - heads(h + kv, kv)?.i((s, .., 0, ..))?)?.abs()?.max_all()?.to_scalar::<f32>()?;
+            assert!(dk < 1e-6 && dv == 0.0, "slot {s}: k {dk}, v {dv}");
+        }
         Ok(())
     }
 

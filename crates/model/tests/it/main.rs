@@ -14,6 +14,8 @@ mod encoder;
 mod encoder_gpu;
 mod encoder_parity;
 mod golden;
+#[cfg(feature = "cuda")]
+mod ops_gpu;
 mod pipeline;
 mod pipeline_gpu;
 mod preprocess;

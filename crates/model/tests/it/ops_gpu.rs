@@ -1,0 +1,125 @@
+//! The fused decode ops and the device MoE path on the GPU against their CPU specifications (never in
+//! CI: `cargo test --release -p occ-model --features cuda --test it ops_gpu -- --ignored`).
+
+use candle_core::{DType, Device, Module, Tensor};
+use occ_model::decoder::moe::Moe;
+use occ_model::decoder::DecoderConfig;
+use occ_model::ops;
+use occ_model::synth::{splitmix64_at, synth_var_builder};
+
+fn rand(shape: &[usize], seed: u64) -> Tensor {
+    let n: usize = shape.iter().product();
+    let v: Vec<f32> =
+        (0..n).map(|i| (splitmix64_at(seed, i as u64) >> 40) as f32 / (1u64 << 24) as f32 * 2.0 - 1.0).collect();
+    Tensor::from_vec(v, shape, &Device::Cpu).unwrap()
+}
+
+fn max_rel(a: &Tensor, b: &Tensor) -> f32 {
+    let a = a.to_dtype(DType::F32).unwrap().to_device(&Device::Cpu).unwrap();
+    let b = b.to_dtype(DType::F32).unwrap().to_device(&Device::Cpu).unwrap();
+    let diff = (&a - &b).unwrap().abs().unwrap().max_all().unwrap().to_scalar::<f32>().unwrap();
+    let rms = b.sqr().unwrap().mean_all().unwrap().sqrt().unwrap().to_scalar::<f32>().unwrap();
+    diff / rms.max(1e-12)
+}
+
+fn min_row_cosine(a: &Tensor, b: &Tensor) -> f32 {
+    let a = a.to_dtype(DType::F32).unwrap().to_device(&Device::Cpu).unwrap().flatten_to(0).unwrap();
+    let b = b.to_dtype(DType::F32).unwrap().to_device(&Device::Cpu).unwrap().flatten_to(0).unwrap();
+    let (a, b) = (a.reshape((a.dim(0).unwrap(), ())).unwrap(), b.reshape((b.dim(0).unwrap(), ())).unwrap());
+    let dot = (&a * &b).unwrap().sum(1).unwrap();
+    let n =
+        (a.sqr().unwrap().sum(1).unwrap().sqrt().unwrap() * b.sqr().unwrap().sum(1).unwrap().sqrt().unwrap()).unwrap();
+    (dot / n).unwrap().to_vec1::<f32>().unwrap().into_iter().fold(f32::INFINITY, f32::min)
+}
+
+#[test]
+#[ignore = "needs a CUDA build (--features cuda) and a GPU"]
+fn fused_ops_on_gpu_match_their_cpu_specification() {
+    let gpu = ops::cuda_device(0).expect("a CUDA device");
+    let mut failures = Vec::new();
+    for dtype in [DType::F32, DType::BF16] {
+        let tol = if dtype == DType::F32 { 1e-5 } else { 1e-2 };
+        let on = |t: &Tensor| t.to_dtype(dtype).unwrap().to_device(&gpu).unwrap();
+        let cpu = |t: &Tensor| t.to_dtype(dtype).unwrap();
+        let mut check = |name: &str, a: &Tensor, b: &Tensor| {
+            let e = max_rel(a, b);
+            eprintln!("{dtype:?} {name}: rel {e:.2e}");
+            if e > tol {
+                failures.push(format!("{dtype:?} {name}: {e}"));
+            }
+        };
+        let x = (rand(&[5, 1, 1280], 1) * 3.0).unwrap();
+        let w = (rand(&[1280], 2) + 1.0).unwrap();
+        check(
+            "rms_norm",
+            &ops::rms_norm(&on(&x), &on(&w), 1e-6).unwrap(),
+            &ops::rms_norm(&cpu(&x), &cpu(&w), 1e-6).unwrap(),
+        );
+        let g = (rand(&[7, 2 * 896], 3) * 4.0).unwrap();
+        check("swiglu", &ops::swiglu(&on(&g)).unwrap(), &ops::swiglu(&cpu(&g)).unwrap());
+        // a decode step: fused projection of 3 slots at different positions into a 40-column cache
+        let (slots, h, kv, d, cap) = (3usize, 10usize, 10usize, 128usize, 40usize);
+        let inv: Vec<f32> = (0..d / 2).map(|i| 1.0 / 10000f32.powf((2 * i) as f32 / d as f32)).collect();
+        let full = rand(&[2, slots, kv, cap, d], 4);
+        let qkv = rand(&[slots, (h + 2 * kv) * d], 5);
+        let pos_v = [0u32, 17, 39];
+        let (cache_g, cache_c) = (on(&full), cpu(&full));
+        let (pos_g, pos_c) = (Tensor::new(&pos_v, &gpu).unwrap(), Tensor::new(&pos_v, &Device::Cpu).unwrap());
+        check(
+            "rope_q",
+            &ops::rope_q(&on(&qkv), &pos_g, h, kv, &inv).unwrap(),
+            &ops::rope_q(&cpu(&qkv), &pos_c, h, kv, &inv).unwrap(),
+        );
+        ops::kv_rope_write(&cache_g, &on(&qkv), &pos_g, h, &inv).unwrap();
+        ops::kv_rope_write(&cache_c, &cpu(&qkv), &pos_c, h, &inv).unwrap();
+        check("kv_rope_write", &cache_g, &cache_c);
+        let q = rand(&[slots, h, d], 6);
+        check(
+            "decode_attention",
+            &ops::decode_attention(&on(&q), &cache_g, &pos_g, 0.088).unwrap(),
+            &ops::decode_attention(&cpu(&q), &cache_c, &pos_c, 0.088).unwrap(),
+        );
+        let src = rand(&[2, kv, 9, d], 7);
+        ops::kv_insert(&cache_g, &on(&src), 1).unwrap();
+        ops::kv_insert(&cache_c, &cpu(&src), 1).unwrap();
+        check("kv_insert", &cache_g, &cache_c);
+    }
+    let logits = Tensor::zeros((2, 50), DType::F32, &gpu).unwrap();
+    ops::apply_ban(&logits, &Tensor::new(&[[3u32, ops::NO_BAN], [49, 0]], &gpu).unwrap()).unwrap();
+    let l = logits.to_vec2::<f32>().unwrap();
+    assert!(l[0][3].is_infinite() && l[1][49].is_infinite() && l[1][0].is_infinite());
+    assert_eq!(l.iter().flatten().filter(|v| v.is_infinite()).count(), 3);
+    let pos = Tensor::new(&[1u32, 2], &gpu).unwrap();
+    ops::advance(&pos).unwrap();
+    ops::write_u32(&pos, &[9, 9]).unwrap();
+    ops::advance(&pos).unwrap();
+    assert_eq!(pos.to_vec1::<u32>().unwrap(), [10, 10]);
+    assert!(failures.is_empty(), "{failures:#?}");
+}
+
+#[test]
+#[ignore = "needs a CUDA build (--features cuda) and a GPU"]
+fn device_moe_path_matches_host_routing_in_bf16() {
+    let gpu = ops::cuda_device(0).expect("a CUDA device");
+    let cfg = DecoderConfig::deepseek_ocr();
+    let vb = synth_var_builder(0, DType::BF16, &gpu);
+    let moe = Moe::new(&cfg, vb.pp("model.layers.1.mlp")).unwrap();
+    let mut failures = Vec::new();
+    for tokens in [1usize, 6, 8, 9, 101, 256, 257, 300, 1100] {
+        let x = (rand(&[1, tokens, 1280], tokens as u64) * 2.0)
+            .unwrap()
+            .to_dtype(DType::BF16)
+            .unwrap()
+            .to_device(&gpu)
+            .unwrap();
+        assert!(moe.uses_device_path(&x.reshape((tokens, 1280)).unwrap()));
+        let dev = moe.forward(&x).unwrap();
+        let host = moe.forward_host_routed(&x).unwrap();
+        let (rel, cos) = (max_rel(&dev, &host), min_row_cosine(&dev.squeeze(0).unwrap(), &host.squeeze(0).unwrap()));
+        eprintln!("moe bf16, {tokens} tokens: device vs host rel {rel:.2e}, min row cosine {cos:.6}");
+        if cos < 0.9999 {
+            failures.push(format!("{tokens} tokens: rel {rel}, min cosine {cos}"));
+        }
+    }
+    assert!(failures.is_empty(), "{failures:#?}");
+}
