@@ -24,10 +24,9 @@ use candle_nn::{Init, VarBuilder};
 use super::config::{DecoderConfig, TopkMethod};
 use super::mlp::Mlp;
 
-/// Tokens per call of the grouped-GEMM device path. On the H100, 1,100 tokens in chunks of 1,024
-/// came out wrong (min row cosine 0.89 against host routing) while chunks of ≤ 300 matched to
-/// 0.999998 (tests/it/ops_gpu.rs); 256 keeps every call inside the validated range.
-pub const DEVICE_CHUNK: usize = 256;
+/// Tokens per call of the grouped-GEMM device path (`arg_sort` of `tokens × top_k` ids must fit
+/// one block's shared memory).
+pub const DEVICE_CHUNK: usize = 1024;
 
 /// (token, expert) pairs up to which the device path uses the sort-free GEMV ops.
 pub const SMALL_BATCH_PAIRS: usize = 48;
@@ -249,6 +248,17 @@ impl Moe {
     }
 }
 
+/// `t` in a buffer of its own starting at offset 0: candle's `moe_gemm` reads its input from the
+/// start of the storage and ignores the layout's offset (a chunk at row 256 read rows 0.. on the
+/// H100 until this was added).
+fn own_buffer(t: &Tensor) -> Result<Tensor> {
+    if t.is_contiguous() && t.layout().start_offset() == 0 {
+        Ok(t.clone())
+    } else {
+        t.force_contiguous() // a fresh buffer (`copy` would keep the offset)
+    }
+}
+
 impl Module for Moe {
     /// # Shapes
     /// `(batch, seq, hidden)` → `(batch, seq, hidden)`.
@@ -260,7 +270,7 @@ impl Module for Moe {
             let mut parts = Vec::with_capacity(tokens.div_ceil(DEVICE_CHUNK));
             for start in (0..tokens).step_by(DEVICE_CHUNK) {
                 let len = DEVICE_CHUNK.min(tokens - start);
-                parts.push(self.routed_on_device(&flat.narrow(0, start, len)?.contiguous()?)?);
+                parts.push(self.routed_on_device(&own_buffer(&flat.narrow(0, start, len)?)?)?);
             }
             if parts.len() == 1 {
                 parts.remove(0)

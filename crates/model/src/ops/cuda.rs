@@ -357,9 +357,10 @@ pub(super) fn decode_attention(
     if d > 256 {
         candle_core::bail!("decode_attention: head_dim {d} > 256 is not supported by the CUDA kernel")
     }
+    // dynamic scores + the static [8][256] partial sums and reduction slots must fit 48 KB
     let smem = cap * std::mem::size_of::<f32>();
-    if smem > 48 * 1024 {
-        candle_core::bail!("decode_attention: a cache of {cap} columns exceeds the kernel's 12,288-column limit")
+    if smem + 8 * 256 * 4 + 32 * 4 > 48 * 1024 {
+        candle_core::bail!("decode_attention: a cache of {cap} columns exceeds the kernel's 10,200-column limit")
     }
     let dev = q.device.clone();
     let name = format!("occ_decode_attention_{}", suffix(&q.slice, "decode_attention")?);
@@ -369,9 +370,10 @@ pub(super) fn decode_attention(
     let (pa, pb) = span(pl, "decode_attention positions")?;
     let pos = u32_slice(pos, "decode_attention positions")?.slice(pa..pb);
     let dims = [slots as u32, heads as u32, kv_heads as u32, cap as u32, d as u32];
+    // 8 warps: the kernel's partial-sum table is [8][256]
     let cfg = LaunchConfig {
         grid_dim: ((slots * heads) as u32, 1, 1),
-        block_dim: (128, 1, 1),
+        block_dim: (256, 1, 1),
         shared_mem_bytes: smem as u32,
     };
     macro_rules! go {

@@ -24,6 +24,28 @@ __device__ __forceinline__ float warp_max(float v) {
     return v;
 }
 
+// This lane's share of a · b over n elements (lanes stride the vector; the caller reduces the warp).
+// 16-byte vector loads when both rows are 16-byte aligned and n allows it.
+template <typename T>
+__device__ __forceinline__ float dot_lane(const T *a, const T *b, const uint32_t n, const int lane) {
+    float acc = 0.0f;
+    constexpr uint32_t per = 16 / sizeof(T);
+    if (n % per == 0 && ((reinterpret_cast<uintptr_t>(a) | reinterpret_cast<uintptr_t>(b)) & 15) == 0) {
+        const uint4 *a4 = reinterpret_cast<const uint4 *>(a);
+        const uint4 *b4 = reinterpret_cast<const uint4 *>(b);
+        for (uint32_t i = lane; i < n / per; i += 32) {
+            const uint4 va = a4[i], vb = b4[i];
+            const T *ea = reinterpret_cast<const T *>(&va);
+            const T *eb = reinterpret_cast<const T *>(&vb);
+#pragma unroll
+            for (uint32_t j = 0; j < per; ++j) acc += to_f(ea[j]) * to_f(eb[j]);
+        }
+    } else {
+        for (uint32_t i = lane; i < n; i += 32) acc += to_f(a[i]) * to_f(b[i]);
+    }
+    return acc;
+}
+
 // SwiGLU of a fused gate/up projection: x (rows, 2n) = [gate | up] → y (rows, n),
 // y = round(round(silu(gate)) * up) as the reference (silu in the compute dtype, then the product).
 template <typename T>
@@ -147,9 +169,12 @@ template <typename T>
 __device__ void decode_attention(const T *q, const T *cache, T *out, const uint32_t *pos, const uint32_t slots,
                                  const uint32_t heads, const uint32_t kv_heads, const uint32_t cap, const uint32_t d,
                                  const float scale) {
+    // block: 8 warps; scores: one warp per key; values: warp w sums keys j = w (mod 8) for all
+    // channels (lane c, c + 32, ...), then the 8 partial sums are reduced through shared memory
     extern __shared__ float smem[];
     float *scores = smem;
     __shared__ float red[32];
+    __shared__ float part[8][256];
     const uint32_t s = blockIdx.x / heads, h = blockIdx.x % heads;
     if (s >= slots) return;
     const uint32_t kvh = h / (heads / kv_heads);
@@ -159,9 +184,8 @@ __device__ void decode_attention(const T *q, const T *cache, T *out, const uint3
     const T *keys = cache + (((size_t)0 * slots + s) * kv_heads + kvh) * cap * d;
     const T *vals = cache + (((size_t)1 * slots + s) * kv_heads + kvh) * cap * d;
     const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, nwarps = blockDim.x / 32;
-    // q in registers: each lane holds d / 32 values (d ≤ 256)
-    float qr[8];
     const int per = (d + 31) / 32;
+    float qr[8];
     for (int i = 0; i < per; ++i) {
         const int c = lane + 32 * i;
         qr[i] = c < (int)d ? to_f(qv[c]) : 0.0f;
@@ -178,7 +202,6 @@ __device__ void decode_attention(const T *q, const T *cache, T *out, const uint3
         if (lane == 0) scores[j] = acc;
         local_max = fmaxf(local_max, acc);
     }
-    // block max
     local_max = warp_max(local_max);
     if (lane == 0) red[warp] = local_max;
     __syncthreads();
@@ -197,10 +220,25 @@ __device__ void decode_attention(const T *q, const T *cache, T *out, const uint3
     float total = 0.0f;
     for (int w = 0; w < nwarps; ++w) total += red[w];
     const float inv = len > 0 ? 1.0f / total : 0.0f;
+    float acc[8];
+    for (int i = 0; i < per; ++i) acc[i] = 0.0f;
+    for (uint32_t j = warp; j < len; j += nwarps) {
+        const float p = scores[j];
+        const T *vr = vals + (size_t)j * d;
+        for (int i = 0; i < per; ++i) {
+            const int c = lane + 32 * i;
+            if (c < (int)d) acc[i] += p * to_f(vr[c]);
+        }
+    }
+    for (int i = 0; i < per; ++i) {
+        const int c = lane + 32 * i;
+        if (c < (int)d) part[warp][c] = acc[i];
+    }
+    __syncthreads();
     for (uint32_t c = threadIdx.x; c < d; c += blockDim.x) {
-        float acc = 0.0f;
-        for (uint32_t j = 0; j < len; ++j) acc += scores[j] * to_f(vals[(size_t)j * d + c]);
-        out[((size_t)s * heads + h) * d + c] = from_f<T>(acc * inv);
+        float sum = 0.0f;
+        for (int w = 0; w < nwarps; ++w) sum += part[w][c];
+        out[((size_t)s * heads + h) * d + c] = from_f<T>(sum * inv);
     }
 }
 
@@ -269,14 +307,8 @@ __device__ void moe_gate_up(const T *x, const T *w, const float *route, T *act, 
         const T *xr = x + (size_t)(p / k) * hidden;
         const T *gr = w + ((size_t)e * 2 * n + c) * hidden;
         const T *ur = w + ((size_t)e * 2 * n + n + c) * hidden;
-        float g = 0.0f, u = 0.0f;
-        for (uint32_t i = lane; i < hidden; i += 32) {
-            const float xv = to_f(xr[i]);
-            g += to_f(gr[i]) * xv;
-            u += to_f(ur[i]) * xv;
-        }
-        g = warp_sum(g);
-        u = warp_sum(u);
+        const float g = warp_sum(dot_lane(gr, xr, hidden, lane));
+        const float u = warp_sum(dot_lane(ur, xr, hidden, lane));
         if (lane == 0) {
             const float gt = to_f(from_f<T>(g));
             const float s = to_f(from_f<T>(gt / (1.0f + expf(-gt))));
@@ -301,9 +333,7 @@ __device__ void moe_down(const T *act, const T *w, const float *route, T *out, c
             const uint32_t e = (uint32_t)route[p * 2];
             const T *ar = act + p * n;
             const T *dr = w + ((size_t)e * hidden + c) * n;
-            float acc = 0.0f;
-            for (uint32_t i = lane; i < n; i += 32) acc += to_f(dr[i]) * to_f(ar[i]);
-            acc = warp_sum(acc);
+            const float acc = warp_sum(dot_lane(dr, ar, n, lane));
             total += to_f(from_f<T>(acc * route[p * 2 + 1]));
         }
         if (lane == 0) out[o] = from_f<T>(total);
