@@ -19,7 +19,7 @@
 
 use std::time::{Duration, Instant};
 
-use candle_core::{DType, Result, Tensor, D};
+use candle_core::{DType, Result, Tensor};
 
 use crate::decoder::{DecoderModel, KvCache};
 use crate::generate::{argmax, generate, BatchOutput, Generated, GenerationConfig, PromptInput, Sampling};
@@ -106,7 +106,7 @@ pub fn generate_queue(
     let step = || -> Result<()> {
         let logits = model.forward_slots(&ids_buf, &pos_buf, &cache)?;
         ops::apply_ban(&logits, &ban_buf)?;
-        let next = logits.argmax(D::Minus1)?.to_dtype(DType::U32)?;
+        let next = ops::argmax_rows(&logits)?;
         ids_buf.slice_set(&next, 0, 0)?;
         ops::advance(&pos_buf)
     };

@@ -56,6 +56,10 @@ pub struct Args {
     /// Decode eagerly instead of replaying a captured CUDA graph.
     #[arg(long)]
     pub no_cuda_graph: bool,
+    /// Bracket the timed runs (not the warm-ups) with cuProfilerStart/Stop, for `ncu
+    /// --profile-from-start off` or `nsys --capture-range cudaProfilerApi`.
+    #[arg(long)]
+    pub cuda_profile: bool,
     #[command(flatten)]
     pub model: ModelArgs,
 }
@@ -173,12 +177,19 @@ fn run_one(engine: &DeepseekOcr, args: &Args, mode: Mode, batch: usize, peak: &m
         let warm = GenerationConfig { max_new_tokens: cfg.max_new_tokens.min(16), ..cfg.clone() };
         generate_queue(engine.decoder(), &inputs, &warm, &bc)?;
     }
+    let device = engine.decoder().device();
+    if args.cuda_profile {
+        occ_model::ops::cuda_profiler(device, true)?;
+    }
     let t = Instant::now();
     let (inputs, encode_s) = encode(engine, mode, pages)?;
     peak.sample();
     let q = generate_queue(engine.decoder(), &inputs, &cfg, &bc)?;
-    engine.decoder().device().synchronize()?;
+    device.synchronize()?;
     let wall = t.elapsed().as_secs_f64();
+    if args.cuda_profile {
+        occ_model::ops::cuda_profiler(device, false)?;
+    }
     peak.sample();
     let generated: usize = q.rows.iter().map(|r| r.tokens.len()).sum();
     let decode_s = q.decode.as_secs_f64();

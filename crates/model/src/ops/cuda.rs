@@ -189,7 +189,7 @@ pub(super) fn moe_route(
     let out = unsafe { dev.alloc::<f32>(tokens * spec.top_k * 2)? };
     let cfg = LaunchConfig {
         grid_dim: (tokens as u32, 1, 1),
-        block_dim: (256, 1, 1),
+        block_dim: (1024, 1, 1),
         shared_mem_bytes: (experts * std::mem::size_of::<f32>()) as u32,
     };
     let dims = [tokens as u32, hidden as u32, experts as u32, spec.top_k as u32, u32::from(spec.norm_topk_prob)];
@@ -426,6 +426,22 @@ pub(super) fn apply_ban(dst: &mut CudaStorage, dst_l: &Layout, ban: &CudaStorage
     Ok(())
 }
 
+pub(super) fn argmax(x: &CudaStorage, l: &Layout) -> Result<CudaStorage> {
+    let (rows, n) = l.shape().dims2()?;
+    let dev = x.device.clone();
+    let func = dev.get_or_load_custom_func("occ_argmax_f32", MODULE, PTX)?;
+    let (a, b) = span(l, "argmax input")?;
+    let CudaStorageSlice::F32(xs) = &x.slice else { candle_core::bail!("argmax: expected f32") };
+    let xs = xs.slice(a..b);
+    let out = unsafe { dev.alloc::<u32>(rows)? };
+    let dims = [rows as u32, n as u32];
+    let cfg = LaunchConfig { grid_dim: (rows as u32, 1, 1), block_dim: (1024, 1, 1), shared_mem_bytes: 0 };
+    let mut builder = func.builder();
+    builder.arg(&xs).arg(&out).arg(&dims[0]).arg(&dims[1]);
+    unsafe { builder.launch(cfg) }.w()?;
+    Ok(CudaStorage { slice: CudaStorageSlice::U32(out), device: dev })
+}
+
 pub(super) fn advance(s: &mut CudaStorage, l: &Layout) -> Result<()> {
     let dev = s.device.clone();
     let func = dev.get_or_load_custom_func("occ_advance", MODULE, PTX)?;
@@ -500,4 +516,20 @@ pub(super) fn single_stream_device(ordinal: usize) -> Result<candle_core::Device
 pub(super) fn memory_used() -> Option<u64> {
     let (free, total) = candle_core::cuda_backend::cudarc::driver::result::mem_get_info().ok()?;
     Some((total - free) as u64)
+}
+
+pub(super) fn profiler(on: bool) -> Result<()> {
+    use candle_core::cuda_backend::cudarc::driver::sys;
+    // SAFETY: plain driver calls without arguments; they only toggle profiler data collection.
+    let status = unsafe {
+        if on {
+            sys::cuProfilerStart()
+        } else {
+            sys::cuProfilerStop()
+        }
+    };
+    if status != sys::CUresult::CUDA_SUCCESS {
+        candle_core::bail!("cuProfiler{}: {status:?}", if on { "Start" } else { "Stop" })
+    }
+    Ok(())
 }

@@ -169,11 +169,13 @@ template <typename T>
 __device__ void decode_attention(const T *q, const T *cache, T *out, const uint32_t *pos, const uint32_t slots,
                                  const uint32_t heads, const uint32_t kv_heads, const uint32_t cap, const uint32_t d,
                                  const float scale) {
-    // block: 8 warps; scores: one warp per key; values: warp w sums keys j = w (mod 8) for all
-    // channels (lane c, c + 32, ...), then the 8 partial sums are reduced through shared memory
+    // scores: one key per thread (the query in shared memory, keys read with independent loads, so
+    // hundreds of keys are in flight at once); values: warp w sums keys j = w (mod warps) for every
+    // channel, the per-warp partial sums reduced through shared memory. d <= 256.
     extern __shared__ float smem[];
     float *scores = smem;
     __shared__ float red[32];
+    __shared__ float qs[256];
     __shared__ float part[8][256];
     const uint32_t s = blockIdx.x / heads, h = blockIdx.x % heads;
     if (s >= slots) return;
@@ -184,22 +186,27 @@ __device__ void decode_attention(const T *q, const T *cache, T *out, const uint3
     const T *keys = cache + (((size_t)0 * slots + s) * kv_heads + kvh) * cap * d;
     const T *vals = cache + (((size_t)1 * slots + s) * kv_heads + kvh) * cap * d;
     const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, nwarps = blockDim.x / 32;
-    const int per = (d + 31) / 32;
-    float qr[8];
-    for (int i = 0; i < per; ++i) {
-        const int c = lane + 32 * i;
-        qr[i] = c < (int)d ? to_f(qv[c]) : 0.0f;
-    }
+    for (uint32_t c = threadIdx.x; c < d; c += blockDim.x) qs[c] = to_f(qv[c]);
+    __syncthreads();
     float local_max = -INFINITY;
-    for (uint32_t j = warp; j < len; j += nwarps) {
+    for (uint32_t j = threadIdx.x; j < len; j += blockDim.x) {
         const T *kr = keys + (size_t)j * d;
         float acc = 0.0f;
-        for (int i = 0; i < per; ++i) {
-            const int c = lane + 32 * i;
-            if (c < (int)d) acc += qr[i] * to_f(kr[c]);
+        constexpr uint32_t per_vec = 16 / sizeof(T);
+        if (d % per_vec == 0 && (reinterpret_cast<uintptr_t>(kr) & 15) == 0) {
+            const uint4 *k4 = reinterpret_cast<const uint4 *>(kr);
+#pragma unroll 4
+            for (uint32_t v = 0; v < d / per_vec; ++v) {
+                const uint4 kv = k4[v];
+                const T *e = reinterpret_cast<const T *>(&kv);
+#pragma unroll
+                for (uint32_t i = 0; i < per_vec; ++i) acc += qs[v * per_vec + i] * to_f(e[i]);
+            }
+        } else {
+            for (uint32_t c = 0; c < d; ++c) acc += qs[c] * to_f(kr[c]);
         }
-        acc = warp_sum(acc) * scale;
-        if (lane == 0) scores[j] = acc;
+        acc *= scale;
+        scores[j] = acc;
         local_max = fmaxf(local_max, acc);
     }
     local_max = warp_max(local_max);
@@ -220,8 +227,10 @@ __device__ void decode_attention(const T *q, const T *cache, T *out, const uint3
     float total = 0.0f;
     for (int w = 0; w < nwarps; ++w) total += red[w];
     const float inv = len > 0 ? 1.0f / total : 0.0f;
+    const int per = (d + 31) / 32;
     float acc[8];
-    for (int i = 0; i < per; ++i) acc[i] = 0.0f;
+    for (int i = 0; i < 8; ++i) acc[i] = 0.0f;
+#pragma unroll 4
     for (uint32_t j = warp; j < len; j += nwarps) {
         const float p = scores[j];
         const T *vr = vals + (size_t)j * d;
@@ -258,7 +267,16 @@ __device__ void moe_route(const T *x, const float *gate, float *route, const uin
     for (uint32_t e = warp; e < experts; e += nwarps) {
         const float *g = gate + (size_t)e * hidden;
         float acc = 0.0f;
-        for (uint32_t c = lane; c < hidden; c += 32) acc += to_f(xr[c]) * g[c];
+        if (hidden % 4 == 0 && (reinterpret_cast<uintptr_t>(g) & 15) == 0) {
+            const float4 *g4 = reinterpret_cast<const float4 *>(g);
+            for (uint32_t c = lane; c < hidden / 4; c += 32) {
+                const float4 gv = g4[c];
+                acc += to_f(xr[4 * c]) * gv.x + to_f(xr[4 * c + 1]) * gv.y + to_f(xr[4 * c + 2]) * gv.z +
+                       to_f(xr[4 * c + 3]) * gv.w;
+            }
+        } else {
+            for (uint32_t c = lane; c < hidden; c += 32) acc += to_f(xr[c]) * g[c];
+        }
         acc = warp_sum(acc);
         if (lane == 0) probs[e] = acc;
     }
@@ -327,13 +345,26 @@ __device__ void moe_down(const T *act, const T *w, const float *route, T *out, c
     const size_t nwarps = (gridDim.x * (size_t)blockDim.x) / 32;
     for (size_t o = gw; o < (size_t)tokens * hidden; o += nwarps) {
         const uint32_t t = o / hidden, c = o % hidden;
+        // all k dot products first (independent loads in flight), then the roundings in order
+        float accs[8];
+        const uint32_t kk = k < 8 ? k : 8;
+#pragma unroll
+        for (uint32_t j = 0; j < 8; ++j) {
+            if (j < kk) {
+                const size_t p = (size_t)t * k + j;
+                const uint32_t e = (uint32_t)route[p * 2];
+                accs[j] = dot_lane(w + ((size_t)e * hidden + c) * n, act + p * n, n, lane);
+            }
+        }
         float total = 0.0f;
-        for (uint32_t j = 0; j < k; ++j) {
+        for (uint32_t j = 0; j < kk; ++j) {
+            const float acc = warp_sum(accs[j]);
+            total += to_f(from_f<T>(acc * route[((size_t)t * k + j) * 2 + 1]));
+        }
+        for (uint32_t j = 8; j < k; ++j) { // k > 8: the rest one by one
             const size_t p = (size_t)t * k + j;
             const uint32_t e = (uint32_t)route[p * 2];
-            const T *ar = act + p * n;
-            const T *dr = w + ((size_t)e * hidden + c) * n;
-            const float acc = warp_sum(dot_lane(dr, ar, n, lane));
+            const float acc = warp_sum(dot_lane(w + ((size_t)e * hidden + c) * n, act + p * n, n, lane));
             total += to_f(from_f<T>(acc * route[p * 2 + 1]));
         }
         if (lane == 0) out[o] = from_f<T>(total);
@@ -348,6 +379,38 @@ extern "C" __global__ void occ_apply_ban(float *logits, const uint32_t *ban, con
     for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < total; i += (size_t)gridDim.x * blockDim.x) {
         const uint32_t id = ban[i];
         if (id < vocab) logits[(i / max_ban) * vocab + id] = -INFINITY;
+    }
+}
+
+// Index of the first maximum of every row of a float32 (rows, n) matrix (NaN never wins). One block
+// of 1024 threads per row.
+extern "C" __global__ void occ_argmax_f32(const float *x, uint32_t *out, const uint32_t rows, const uint32_t n) {
+    __shared__ float bv[32];
+    __shared__ uint32_t bi[32];
+    const uint32_t r = blockIdx.x;
+    if (r >= rows) return;
+    const float *xr = x + (size_t)r * n;
+    float best = -INFINITY;
+    uint32_t idx = 0xffffffffu;
+    for (uint32_t i = threadIdx.x; i < n; i += blockDim.x) {
+        const float v = xr[i];
+        if (v > best || (idx == 0xffffffffu && !(v != v))) { best = v; idx = i; }
+    }
+    const int lane = threadIdx.x % 32, warp = threadIdx.x / 32;
+    for (int o = 16; o > 0; o >>= 1) {
+        const float ov = __shfl_xor_sync(0xffffffff, best, o);
+        const uint32_t oi = __shfl_xor_sync(0xffffffff, idx, o);
+        if (oi != 0xffffffffu && (idx == 0xffffffffu || ov > best || (ov == best && oi < idx))) { best = ov; idx = oi; }
+    }
+    if (lane == 0) { bv[warp] = best; bi[warp] = idx; }
+    __syncthreads();
+    if (threadIdx.x == 0) {
+        for (int w = 1; w < (int)(blockDim.x / 32); ++w) {
+            if (bi[w] != 0xffffffffu && (idx == 0xffffffffu || bv[w] > best || (bv[w] == best && bi[w] < idx))) {
+                best = bv[w]; idx = bi[w];
+            }
+        }
+        out[r] = idx == 0xffffffffu ? 0 : idx;
     }
 }
 

@@ -13,6 +13,7 @@
 //! - [`moe_route`], [`moe_gate_up`], [`moe_down`]: a small batch's MoE without sorting: router
 //!   (softmax, top-k, weights) in one pass, then one GEMV per (token, expert) pair fused with SwiGLU,
 //!   then the down GEMV weighted and summed per token.
+//! - [`argmax_rows`]: first maximum of each float32 row (the greedy choice) in one pass.
 //! - [`apply_ban`]: sets banned token ids of every row to −∞ (repetition blockers on the device).
 //! - [`advance`]: `pos += 1` for every slot, on the device.
 //! - [`write_u32`]: host values into a persistent device buffer (inputs of a captured CUDA graph).
@@ -1051,6 +1052,50 @@ pub fn apply_ban(logits: &Tensor, ban: &Tensor) -> Result<()> {
     logits.inplace_op2(ban, &ApplyBan)
 }
 
+struct ArgmaxRows;
+
+impl candle_core::CustomOp1 for ArgmaxRows {
+    fn name(&self) -> &'static str {
+        "occ-argmax-rows"
+    }
+
+    fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> Result<(CpuStorage, Shape)> {
+        let (rows, n) = l.shape().dims2()?;
+        let CpuStorage::F32(v) = s else { candle_core::bail!("argmax_rows: expected f32") };
+        let v = contiguous(v, l, "argmax_rows input")?;
+        let out: Vec<u32> = (0..rows)
+            .map(|r| {
+                let row = &v[r * n..(r + 1) * n];
+                let mut best: Option<(usize, f32)> = None;
+                for (i, &x) in row.iter().enumerate() {
+                    if x.is_nan() {
+                        continue;
+                    }
+                    if best.is_none_or(|(_, b)| x > b) {
+                        best = Some((i, x));
+                    }
+                }
+                best.map_or(0, |b| b.0 as u32)
+            })
+            .collect();
+        Ok((CpuStorage::U32(out), Shape::from(rows)))
+    }
+
+    #[cfg(feature = "cuda")]
+    fn cuda_fwd(&self, s: &candle_core::CudaStorage, l: &Layout) -> Result<(candle_core::CudaStorage, Shape)> {
+        let (rows, _) = l.shape().dims2()?;
+        Ok((cuda::argmax(s, l)?, Shape::from(rows)))
+    }
+}
+
+/// Index of the first maximum of every row (NaN never wins; an all-NaN row gives 0).
+///
+/// # Shapes
+/// `(rows, n)` float32 → `(rows,)` u32.
+pub fn argmax_rows(xs: &Tensor) -> Result<Tensor> {
+    xs.contiguous()?.apply_op1_no_bwd(&ArgmaxRows)
+}
+
 struct Advance;
 
 impl candle_core::InplaceOp1 for Advance {
@@ -1162,6 +1207,19 @@ pub fn cuda_device(ordinal: usize) -> Result<candle_core::Device> {
     {
         let _ = ordinal;
         candle_core::bail!("this build has no CUDA support (rebuild with `--features cuda`)")
+    }
+}
+
+/// Starts (`true`) or stops (`false`) collection by an attached CUDA profiler (`ncu
+/// --profile-from-start off`, Nsight Systems' capture range); nothing on the CPU.
+pub fn cuda_profiler(device: &candle_core::Device, on: bool) -> Result<()> {
+    match device {
+        #[cfg(feature = "cuda")]
+        candle_core::Device::Cuda(_) => cuda::profiler(on),
+        _ => {
+            let _ = on;
+            Ok(())
+        }
     }
 }
 
@@ -1305,6 +1363,8 @@ mod tests {
         let ban = Tensor::new(&[[1u32, NO_BAN], [4, 0]], &Device::Cpu)?;
         apply_ban(&logits, &ban)?;
         let l = logits.to_vec2::<f32>()?;
+        let scores = Tensor::new(&[[0.5f32, 2.0, 2.0, -1.0], [f32::NAN, -3.0, -2.0, -2.0]], &Device::Cpu)?;
+        assert_eq!(argmax_rows(&scores)?.to_vec1::<u32>()?, [1, 2], "first maximum, NaN skipped");
         assert_eq!(l[0].iter().filter(|x| x.is_infinite()).count(), 1);
         assert!(l[0][1].is_infinite() && l[1][4].is_infinite() && l[1][0].is_infinite());
         let pos = Tensor::new(&[3u32, 7], &Device::Cpu)?;

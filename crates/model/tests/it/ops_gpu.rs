@@ -84,6 +84,10 @@ fn fused_ops_on_gpu_match_their_cpu_specification() {
         ops::kv_insert(&cache_c, &cpu(&src), 1).unwrap();
         check("kv_insert", &cache_g, &cache_c);
     }
+    let scores = rand(&[5, 129_280], 11);
+    let want = ops::argmax_rows(&scores).unwrap().to_vec1::<u32>().unwrap();
+    let got = ops::argmax_rows(&scores.to_device(&gpu).unwrap()).unwrap().to_vec1::<u32>().unwrap();
+    assert_eq!(got, want, "argmax_rows on the GPU");
     let logits = Tensor::zeros((2, 50), DType::F32, &gpu).unwrap();
     ops::apply_ban(&logits, &Tensor::new(&[[3u32, ops::NO_BAN], [49, 0]], &gpu).unwrap()).unwrap();
     let l = logits.to_vec2::<f32>().unwrap();
