@@ -215,7 +215,7 @@ pub(super) fn moe_route(
     Ok(CudaStorage { slice: CudaStorageSlice::F32(out), device: dev })
 }
 
-/// `occ_moe_gate_up` / `occ_moe_down`: `dims` are the kernel's four u32 sizes, `outputs` the number
+/// `occ_moe_gate_up`: `dims` are the kernel's four u32 sizes, `outputs` the number
 /// of output elements (one warp each).
 #[allow(clippy::too_many_arguments)]
 pub(super) fn moe_gemv(
@@ -357,46 +357,41 @@ pub(super) fn decode_attention(
     if d > 256 {
         candle_core::bail!("decode_attention: head_dim {d} > 256 is not supported by the CUDA kernel")
     }
-    // dynamic scores + the static [8][256] partial sums and reduction slots must fit 48 KB
-    let smem = cap * std::mem::size_of::<f32>();
-    if smem + 8 * 256 * 4 + 32 * 4 > 48 * 1024 {
-        candle_core::bail!("decode_attention: a cache of {cap} columns exceeds the kernel's 10,200-column limit")
-    }
+    const CHUNK: usize = 64; // ATT_CHUNK in kernels.cu
+    let nsplit = cap.div_ceil(CHUNK).max(1);
     let dev = q.device.clone();
-    let name = format!("occ_decode_attention_{}", suffix(&q.slice, "decode_attention")?);
-    let func = dev.get_or_load_custom_func(&name, MODULE, PTX)?;
+    let sfx = suffix(&q.slice, "decode_attention")?;
+    let split = dev.get_or_load_custom_func(&format!("occ_decode_attention_split_{sfx}"), MODULE, PTX)?;
+    let combine = dev.get_or_load_custom_func(&format!("occ_decode_attention_combine_{sfx}"), MODULE, PTX)?;
     let (qa, qb) = span(ql, "decode_attention query")?;
     let (ca, cb) = span(cl, "decode_attention cache")?;
     let (pa, pb) = span(pl, "decode_attention positions")?;
     let pos = u32_slice(pos, "decode_attention positions")?.slice(pa..pb);
+    let rows = slots * heads;
+    let scratch = unsafe { dev.alloc::<f32>(rows * nsplit * (d + 2))? };
     let dims = [slots as u32, heads as u32, kv_heads as u32, cap as u32, d as u32];
-    // 8 warps: the kernel's partial-sum table is [8][256]
-    let cfg = LaunchConfig {
-        grid_dim: ((slots * heads) as u32, 1, 1),
-        block_dim: (256, 1, 1),
-        shared_mem_bytes: smem as u32,
-    };
+    let (rows32, d32, nsplit32) = (rows as u32, d as u32, nsplit as u32);
+    let split_cfg =
+        LaunchConfig { grid_dim: (rows as u32, nsplit as u32, 1), block_dim: (128, 1, 1), shared_mem_bytes: 0 };
+    let combine_cfg = LaunchConfig { grid_dim: (rows as u32, 1, 1), block_dim: (128, 1, 1), shared_mem_bytes: 0 };
     macro_rules! go {
         ($variant:ident, $t:ty) => {{
             let (CudaStorageSlice::$variant(qs), CudaStorageSlice::$variant(cs)) = (&q.slice, &cache.slice) else {
                 candle_core::bail!("decode_attention: query and cache must share a dtype")
             };
-            let out = unsafe { dev.alloc::<$t>(slots * heads * d)? };
             let qs = qs.slice(qa..qb);
             let cs = cs.slice(ca..cb);
-            let mut builder = func.builder();
-            builder
-                .arg(&qs)
-                .arg(&cs)
-                .arg(&out)
-                .arg(&pos)
-                .arg(&dims[0])
-                .arg(&dims[1])
-                .arg(&dims[2])
-                .arg(&dims[3])
-                .arg(&dims[4])
-                .arg(&scale);
-            unsafe { builder.launch(cfg) }.w()?;
+            let mut builder = split.builder();
+            builder.arg(&qs).arg(&cs).arg(&scratch).arg(&pos);
+            for v in &dims {
+                builder.arg(v);
+            }
+            builder.arg(&scale).arg(&nsplit32);
+            unsafe { builder.launch(split_cfg) }.w()?;
+            let out = unsafe { dev.alloc::<$t>(rows * d)? };
+            let mut builder = combine.builder();
+            builder.arg(&scratch).arg(&out).arg(&rows32).arg(&d32).arg(&nsplit32);
+            unsafe { builder.launch(combine_cfg) }.w()?;
             CudaStorageSlice::$variant(out)
         }};
     }
@@ -405,6 +400,56 @@ pub(super) fn decode_attention(
         CudaStorageSlice::BF16(_) => go!(BF16, bf16),
         CudaStorageSlice::F16(_) => go!(F16, f16),
         _ => candle_core::bail!("decode_attention: unsupported dtype"),
+    };
+    Ok(CudaStorage { slice, device: dev })
+}
+
+/// `occ_moe_down` (one rounded output per pair and channel) then `occ_moe_combine` (sum over the k
+/// pairs of each token).
+#[allow(clippy::too_many_arguments)]
+pub(super) fn moe_down(
+    a: &CudaStorage,
+    al: &Layout,
+    w: &CudaStorage,
+    wl: &Layout,
+    r: &CudaStorage,
+    rl: &Layout,
+    (tokens, k, n, hidden): (usize, usize, usize, usize),
+) -> Result<CudaStorage> {
+    let dev = a.device.clone();
+    let sfx = suffix(&a.slice, "moe_down")?;
+    let down = dev.get_or_load_custom_func(&format!("occ_moe_down_{sfx}"), MODULE, PTX)?;
+    let combine = dev.get_or_load_custom_func(&format!("occ_moe_combine_{sfx}"), MODULE, PTX)?;
+    let (aa, ab) = span(al, "moe_down activations")?;
+    let (wa, wb) = span(wl, "moe_down experts")?;
+    let (ra, rb) = span(rl, "moe route")?;
+    let CudaStorageSlice::F32(route) = &r.slice else { candle_core::bail!("moe_down: the route must be f32") };
+    let route = route.slice(ra..rb);
+    let pairs = tokens * k;
+    let (pairs32, n32, hidden32, tokens32, k32) = (pairs as u32, n as u32, hidden as u32, tokens as u32, k as u32);
+    macro_rules! go {
+        ($variant:ident, $t:ty) => {{
+            let (CudaStorageSlice::$variant(xs), CudaStorageSlice::$variant(ws)) = (&a.slice, &w.slice) else {
+                candle_core::bail!("moe_down: activations and experts must share a dtype")
+            };
+            let xs = xs.slice(aa..ab);
+            let ws = ws.slice(wa..wb);
+            let pair_out = unsafe { dev.alloc::<$t>(pairs * hidden)? };
+            let mut builder = down.builder();
+            builder.arg(&xs).arg(&ws).arg(&route).arg(&pair_out).arg(&pairs32).arg(&n32).arg(&hidden32);
+            unsafe { builder.launch(grid_for(pairs * hidden * 32)) }.w()?;
+            let out = unsafe { dev.alloc::<$t>(tokens * hidden)? };
+            let mut builder = combine.builder();
+            builder.arg(&pair_out).arg(&out).arg(&tokens32).arg(&k32).arg(&hidden32);
+            unsafe { builder.launch(grid_for(tokens * hidden)) }.w()?;
+            CudaStorageSlice::$variant(out)
+        }};
+    }
+    let slice = match &a.slice {
+        CudaStorageSlice::F32(_) => go!(F32, f32),
+        CudaStorageSlice::BF16(_) => go!(BF16, bf16),
+        CudaStorageSlice::F16(_) => go!(F16, f16),
+        _ => candle_core::bail!("moe_down: unsupported dtype"),
     };
     Ok(CudaStorage { slice, device: dev })
 }

@@ -165,89 +165,111 @@ __device__ void kv_insert(T *cache, const T *src, const uint32_t slot, const uin
 // q: (slots, heads, d); cache: (2, slots, kv_heads, cap, d); out: (slots, heads, d).
 // Scores, softmax and the value product in float32; one block per (slot, head); dynamic shared
 // memory: cap floats.
+// Split-key ("flash-decoding") attention: block (slot·head, split) handles keys [split·64, split·64 + 64)
+// of columns 0..=pos and writes its unnormalised partial (m, l, o[d]) to scratch; decode_attention_combine
+// merges the splits. Everything in float32; d <= 256, 4 warps per block.
+constexpr uint32_t ATT_CHUNK = 64;
+
 template <typename T>
-__device__ void decode_attention(const T *q, const T *cache, T *out, const uint32_t *pos, const uint32_t slots,
-                                 const uint32_t heads, const uint32_t kv_heads, const uint32_t cap, const uint32_t d,
-                                 const float scale) {
-    // scores: one key per thread (the query in shared memory, keys read with independent loads, so
-    // hundreds of keys are in flight at once); values: warp w sums keys j = w (mod warps) for every
-    // channel, the per-warp partial sums reduced through shared memory. d <= 256.
-    extern __shared__ float smem[];
-    float *scores = smem;
-    __shared__ float red[32];
+__device__ void decode_attention_split(const T *q, const T *cache, float *scratch, const uint32_t *pos,
+                                       const uint32_t slots, const uint32_t heads, const uint32_t kv_heads,
+                                       const uint32_t cap, const uint32_t d, const float scale, const uint32_t nsplit) {
     __shared__ float qs[256];
-    __shared__ float part[8][256];
-    const uint32_t s = blockIdx.x / heads, h = blockIdx.x % heads;
+    __shared__ float sc[ATT_CHUNK];
+    __shared__ float red[4];
+    __shared__ float part[4][256];
+    const uint32_t sh = blockIdx.x, split = blockIdx.y;
+    const uint32_t s = sh / heads, h = sh % heads;
     if (s >= slots) return;
     const uint32_t kvh = h / (heads / kv_heads);
     uint32_t len = pos[s] + 1;
     if (len > cap) len = cap;
+    const uint32_t j0 = split * ATT_CHUNK;
+    float *dst = scratch + ((size_t)sh * nsplit + split) * (d + 2);
+    if (j0 >= len) {
+        if (threadIdx.x == 0) { dst[0] = -INFINITY; dst[1] = 0.0f; }
+        for (uint32_t c = threadIdx.x; c < d; c += blockDim.x) dst[2 + c] = 0.0f;
+        return;
+    }
+    const uint32_t j1 = min(len, j0 + ATT_CHUNK);
     const T *qv = q + ((size_t)s * heads + h) * d;
     const T *keys = cache + (((size_t)0 * slots + s) * kv_heads + kvh) * cap * d;
     const T *vals = cache + (((size_t)1 * slots + s) * kv_heads + kvh) * cap * d;
-    const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, nwarps = blockDim.x / 32;
+    const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
     for (uint32_t c = threadIdx.x; c < d; c += blockDim.x) qs[c] = to_f(qv[c]);
     __syncthreads();
-    float local_max = -INFINITY;
-    for (uint32_t j = threadIdx.x; j < len; j += blockDim.x) {
+    // scores: a warp per key, lanes over channels (vector loads when possible)
+    for (uint32_t j = j0 + warp; j < j1; j += 4) {
         const T *kr = keys + (size_t)j * d;
         float acc = 0.0f;
         constexpr uint32_t per_vec = 16 / sizeof(T);
         if (d % per_vec == 0 && (reinterpret_cast<uintptr_t>(kr) & 15) == 0) {
             const uint4 *k4 = reinterpret_cast<const uint4 *>(kr);
-#pragma unroll 4
-            for (uint32_t v = 0; v < d / per_vec; ++v) {
+            for (uint32_t v = lane; v < d / per_vec; v += 32) {
                 const uint4 kv = k4[v];
                 const T *e = reinterpret_cast<const T *>(&kv);
 #pragma unroll
                 for (uint32_t i = 0; i < per_vec; ++i) acc += qs[v * per_vec + i] * to_f(e[i]);
             }
         } else {
-            for (uint32_t c = 0; c < d; ++c) acc += qs[c] * to_f(kr[c]);
+            for (uint32_t c = lane; c < d; c += 32) acc += qs[c] * to_f(kr[c]);
         }
-        acc *= scale;
-        scores[j] = acc;
-        local_max = fmaxf(local_max, acc);
+        acc = warp_sum(acc) * scale;
+        if (lane == 0) sc[j - j0] = acc;
     }
-    local_max = warp_max(local_max);
-    if (lane == 0) red[warp] = local_max;
     __syncthreads();
     float m = -INFINITY;
-    for (int w = 0; w < nwarps; ++w) m = fmaxf(m, red[w]);
+    for (uint32_t j = 0; j < j1 - j0; ++j) m = fmaxf(m, sc[j]);
     __syncthreads();
-    float local_sum = 0.0f;
-    for (uint32_t j = threadIdx.x; j < len; j += blockDim.x) {
-        const float e = expf(scores[j] - m);
-        scores[j] = e;
-        local_sum += e;
-    }
-    local_sum = warp_sum(local_sum);
-    if (lane == 0) red[warp] = local_sum;
+    for (uint32_t j = threadIdx.x; j < j1 - j0; j += blockDim.x) sc[j] = expf(sc[j] - m);
     __syncthreads();
-    float total = 0.0f;
-    for (int w = 0; w < nwarps; ++w) total += red[w];
-    const float inv = len > 0 ? 1.0f / total : 0.0f;
-    const int per = (d + 31) / 32;
+    float l = 0.0f;
+    for (uint32_t j = 0; j < j1 - j0; ++j) l += sc[j];
+    // values: warp w takes keys j0 + w, j0 + w + 4, ...; lanes over channels
     float acc[8];
+#pragma unroll
     for (int i = 0; i < 8; ++i) acc[i] = 0.0f;
-#pragma unroll 4
-    for (uint32_t j = warp; j < len; j += nwarps) {
-        const float p = scores[j];
+    for (uint32_t j = j0 + warp; j < j1; j += 4) {
+        const float p = sc[j - j0];
         const T *vr = vals + (size_t)j * d;
-        for (int i = 0; i < per; ++i) {
-            const int c = lane + 32 * i;
-            if (c < (int)d) acc[i] += p * to_f(vr[c]);
+#pragma unroll
+        for (int i = 0; i < 8; ++i) {
+            const uint32_t c = lane + 32 * i;
+            if (c < d) acc[i] += p * to_f(vr[c]);
         }
     }
-    for (int i = 0; i < per; ++i) {
-        const int c = lane + 32 * i;
-        if (c < (int)d) part[warp][c] = acc[i];
+#pragma unroll
+    for (int i = 0; i < 8; ++i) {
+        const uint32_t c = lane + 32 * i;
+        if (c < d) part[warp][c] = acc[i];
     }
     __syncthreads();
+    if (threadIdx.x == 0) { dst[0] = m; dst[1] = l; }
+    for (uint32_t c = threadIdx.x; c < d; c += blockDim.x) dst[2 + c] = part[0][c] + part[1][c] + part[2][c] + part[3][c];
+    (void)red;
+}
+
+template <typename T>
+__device__ void decode_attention_combine(const float *scratch, T *out, const uint32_t rows, const uint32_t d,
+                                         const uint32_t nsplit) {
+    const uint32_t sh = blockIdx.x;
+    if (sh >= rows) return;
+    const float *src = scratch + (size_t)sh * nsplit * (d + 2);
+    float m = -INFINITY;
+    for (uint32_t i = 0; i < nsplit; ++i) m = fmaxf(m, src[i * (d + 2)]);
+    float l = 0.0f;
+    for (uint32_t i = 0; i < nsplit; ++i) {
+        const float mi = src[i * (d + 2)];
+        if (mi != -INFINITY) l += src[i * (d + 2) + 1] * expf(mi - m);
+    }
+    const float inv = l > 0.0f ? 1.0f / l : 0.0f;
     for (uint32_t c = threadIdx.x; c < d; c += blockDim.x) {
-        float sum = 0.0f;
-        for (int w = 0; w < nwarps; ++w) sum += part[w][c];
-        out[((size_t)s * heads + h) * d + c] = from_f<T>(sum * inv);
+        float o = 0.0f;
+        for (uint32_t i = 0; i < nsplit; ++i) {
+            const float mi = src[i * (d + 2)];
+            if (mi != -INFINITY) o += src[i * (d + 2) + 2 + c] * expf(mi - m);
+        }
+        out[(size_t)sh * d + c] = from_f<T>(o * inv);
     }
 }
 
@@ -281,31 +303,57 @@ __device__ void moe_route(const T *x, const float *gate, float *route, const uin
         if (lane == 0) probs[e] = acc;
     }
     __syncthreads();
-    if (threadIdx.x == 0) {
+    // softmax and greedy top-k in warp 0: each lane holds experts lane, lane + 32, ... (≤ 8 each)
+    if (warp == 0) {
+        float v[8];
         float m = -INFINITY;
-        for (uint32_t e = 0; e < experts; ++e) m = fmaxf(m, probs[e]);
-        float total = 0.0f;
-        for (uint32_t e = 0; e < experts; ++e) {
-            probs[e] = expf(probs[e] - m);
-            total += probs[e];
+#pragma unroll
+        for (int i = 0; i < 8; ++i) {
+            const uint32_t e = lane + 32 * i;
+            v[i] = e < experts ? probs[e] : -INFINITY;
+            m = fmaxf(m, v[i]);
         }
-        for (uint32_t e = 0; e < experts; ++e) probs[e] /= total;
+        m = warp_max(m);
+        float total = 0.0f;
+#pragma unroll
+        for (int i = 0; i < 8; ++i) {
+            const uint32_t e = lane + 32 * i;
+            v[i] = e < experts ? expf(v[i] - m) : 0.0f;
+            total += v[i];
+        }
+        total = warp_sum(total);
+#pragma unroll
+        for (int i = 0; i < 8; ++i) v[i] = (lane + 32 * i) < experts ? v[i] / total : -INFINITY;
         float picked = 0.0f;
         for (uint32_t j = 0; j < k; ++j) {
-            uint32_t best = 0;
+            // this lane's best (lowest index on ties), then the warp's
             float bv = -INFINITY;
-            for (uint32_t e = 0; e < experts; ++e) {
-                if (probs[e] > bv) { bv = probs[e]; best = e; }
+            uint32_t be = 0xffffffffu;
+#pragma unroll
+            for (int i = 0; i < 8; ++i) {
+                const uint32_t e = lane + 32 * i;
+                if (e < experts && (v[i] > bv || (v[i] == bv && e < be))) { bv = v[i]; be = e; }
             }
-            route[((size_t)t * k + j) * 2] = (float)best;
-            route[((size_t)t * k + j) * 2 + 1] = bv;
+            for (int o = 16; o > 0; o >>= 1) {
+                const float ov = __shfl_xor_sync(0xffffffff, bv, o);
+                const uint32_t oe = __shfl_xor_sync(0xffffffff, be, o);
+                if (ov > bv || (ov == bv && oe < be)) { bv = ov; be = oe; }
+            }
+            if (lane == 0) {
+                route[((size_t)t * k + j) * 2] = (float)be;
+                route[((size_t)t * k + j) * 2 + 1] = bv;
+            }
             picked += bv;
-            probs[best] = -INFINITY;
+#pragma unroll
+            for (int i = 0; i < 8; ++i)
+                if (lane + 32 * i == be) v[i] = -INFINITY;
         }
-        for (uint32_t j = 0; j < k; ++j) {
-            float w = route[((size_t)t * k + j) * 2 + 1];
-            if (norm && k > 1) w = w / (picked + 1e-20f);
-            route[((size_t)t * k + j) * 2 + 1] = w * scale;
+        if (lane == 0) {
+            for (uint32_t j = 0; j < k; ++j) {
+                float w = route[((size_t)t * k + j) * 2 + 1];
+                if (norm && k > 1) w = w / (picked + 1e-20f);
+                route[((size_t)t * k + j) * 2 + 1] = w * scale;
+            }
         }
     }
 }
@@ -335,39 +383,30 @@ __device__ void moe_gate_up(const T *x, const T *w, const float *route, T *act, 
     }
 }
 
-// Down GEMV of every pair, weighted and summed per token: out[t, c] = round(sum_j round(w_tj * (down[e_tj, c]
-// · act[t k + j]))) (the grouped path's roundings). One warp per output (t, c).
+// Down GEMV of every pair: pair_out[p, c] = round(w_p * (down[e_p, c] · act[p])) (one warp per output),
+// then moe_combine: out[t, c] = round(sum_j pair_out[t k + j, c]) in float32 (the grouped path's roundings).
 template <typename T>
-__device__ void moe_down(const T *act, const T *w, const float *route, T *out, const uint32_t tokens,
-                         const uint32_t k, const uint32_t n, const uint32_t hidden) {
+__device__ void moe_down(const T *act, const T *w, const float *route, T *pair_out, const uint32_t pairs,
+                         const uint32_t n, const uint32_t hidden) {
     const int lane = threadIdx.x % 32;
     const size_t gw = (blockIdx.x * (size_t)blockDim.x + threadIdx.x) / 32;
     const size_t nwarps = (gridDim.x * (size_t)blockDim.x) / 32;
-    for (size_t o = gw; o < (size_t)tokens * hidden; o += nwarps) {
-        const uint32_t t = o / hidden, c = o % hidden;
-        // all k dot products first (independent loads in flight), then the roundings in order
-        float accs[8];
-        const uint32_t kk = k < 8 ? k : 8;
-#pragma unroll
-        for (uint32_t j = 0; j < 8; ++j) {
-            if (j < kk) {
-                const size_t p = (size_t)t * k + j;
-                const uint32_t e = (uint32_t)route[p * 2];
-                accs[j] = dot_lane(w + ((size_t)e * hidden + c) * n, act + p * n, n, lane);
-            }
-        }
+    for (size_t o = gw; o < (size_t)pairs * hidden; o += nwarps) {
+        const uint32_t p = o / hidden, c = o % hidden;
+        const uint32_t e = (uint32_t)route[(size_t)p * 2];
+        const float acc = warp_sum(dot_lane(w + ((size_t)e * hidden + c) * n, act + (size_t)p * n, n, lane));
+        if (lane == 0) pair_out[o] = from_f<T>(acc * route[(size_t)p * 2 + 1]);
+    }
+}
+
+template <typename T>
+__device__ void moe_combine(const T *pair_out, T *out, const uint32_t tokens, const uint32_t k, const uint32_t hidden) {
+    for (size_t o = blockIdx.x * (size_t)blockDim.x + threadIdx.x; o < (size_t)tokens * hidden;
+         o += (size_t)gridDim.x * blockDim.x) {
+        const size_t t = o / hidden, c = o % hidden;
         float total = 0.0f;
-        for (uint32_t j = 0; j < kk; ++j) {
-            const float acc = warp_sum(accs[j]);
-            total += to_f(from_f<T>(acc * route[((size_t)t * k + j) * 2 + 1]));
-        }
-        for (uint32_t j = 8; j < k; ++j) { // k > 8: the rest one by one
-            const size_t p = (size_t)t * k + j;
-            const uint32_t e = (uint32_t)route[p * 2];
-            const float acc = warp_sum(dot_lane(w + ((size_t)e * hidden + c) * n, act + p * n, n, lane));
-            total += to_f(from_f<T>(acc * route[p * 2 + 1]));
-        }
-        if (lane == 0) out[o] = from_f<T>(total);
+        for (uint32_t j = 0; j < k; ++j) total += to_f(pair_out[(t * k + j) * hidden + c]);
+        out[o] = from_f<T>(total);
     }
 }
 
@@ -392,8 +431,9 @@ extern "C" __global__ void occ_argmax_f32(const float *x, uint32_t *out, const u
     const float *xr = x + (size_t)r * n;
     float best = -INFINITY;
     uint32_t idx = 0xffffffffu;
+    // thread t scans elements t, t + blockDim, ... in order, so its first maximum is its lowest index
     for (uint32_t i = threadIdx.x; i < n; i += blockDim.x) {
-        const float v = xr[i];
+        const float v = __ldg(xr + i);
         if (v > best || (idx == 0xffffffffu && !(v != v))) { best = v; idx = i; }
     }
     const int lane = threadIdx.x % 32, warp = threadIdx.x / 32;
@@ -445,10 +485,14 @@ extern "C" __global__ void occ_advance(uint32_t *pos, const uint32_t slots) {
                                                      const uint32_t hidden) {                                 \
         moe_gate_up<T>(x, w, route, act, pairs, k, n, hidden);                                                \
     }                                                                                                         \
-    extern "C" __global__ void occ_moe_down_##SUF(const T *act, const T *w, const float *route, T *out,        \
-                                                  const uint32_t tokens, const uint32_t k, const uint32_t n,  \
+    extern "C" __global__ void occ_moe_down_##SUF(const T *act, const T *w, const float *route, T *pair_out,   \
+                                                  const uint32_t pairs, const uint32_t n,                     \
                                                   const uint32_t hidden) {                                    \
-        moe_down<T>(act, w, route, out, tokens, k, n, hidden);                                                \
+        moe_down<T>(act, w, route, pair_out, pairs, n, hidden);                                               \
+    }                                                                                                         \
+    extern "C" __global__ void occ_moe_combine_##SUF(const T *pair_out, T *out, const uint32_t tokens,         \
+                                                     const uint32_t k, const uint32_t hidden) {               \
+        moe_combine<T>(pair_out, out, tokens, k, hidden);                                                     \
     }                                                                                                         \
     extern "C" __global__ void occ_kv_write_##SUF(T *cache, const T *kv, const uint32_t *pos,                 \
                                                   const uint32_t slots, const uint32_t heads,                 \
@@ -460,10 +504,16 @@ extern "C" __global__ void occ_advance(uint32_t *pos, const uint32_t slots) {
                                                    const uint32_t cap, const uint32_t len, const uint32_t d) { \
         kv_insert<T>(cache, src, slot, slots, heads, cap, len, d);                                            \
     }                                                                                                         \
-    extern "C" __global__ void occ_decode_attention_##SUF(                                                    \
-        const T *q, const T *cache, T *out, const uint32_t *pos, const uint32_t slots, const uint32_t heads,  \
-        const uint32_t kv_heads, const uint32_t cap, const uint32_t d, const float scale) {                   \
-        decode_attention<T>(q, cache, out, pos, slots, heads, kv_heads, cap, d, scale);                      \
+    extern "C" __global__ void occ_decode_attention_split_##SUF(                                              \
+        const T *q, const T *cache, float *scratch, const uint32_t *pos, const uint32_t slots,                \
+        const uint32_t heads, const uint32_t kv_heads, const uint32_t cap, const uint32_t d, const float scale, \
+        const uint32_t nsplit) {                                                                              \
+        decode_attention_split<T>(q, cache, scratch, pos, slots, heads, kv_heads, cap, d, scale, nsplit);     \
+    }                                                                                                         \
+    extern "C" __global__ void occ_decode_attention_combine_##SUF(const float *scratch, T *out,               \
+                                                                  const uint32_t rows, const uint32_t d,      \
+                                                                  const uint32_t nsplit) {                    \
+        decode_attention_combine<T>(scratch, out, rows, d, nsplit);                                           \
     }
 
 OCC_INSTANTIATE(float, f32)

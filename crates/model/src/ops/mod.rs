@@ -701,7 +701,7 @@ impl candle_core::CustomOp3 for MoeDown {
             candle_core::bail!("moe_down: activations {:?}, experts {:?}, route {:?}", al.dims(), wl.dims(), rl.dims())
         }
         let tokens = pairs / k;
-        let out = cuda::moe_gemv("occ_moe_down", a, al, w, wl, r, rl, [tokens, k, n, hidden], tokens * hidden)?;
+        let out = cuda::moe_down(a, al, w, wl, r, rl, (tokens, k, n, hidden))?;
         Ok((out, Shape::from((tokens, hidden))))
     }
 }
