@@ -26,7 +26,7 @@
 //! - Nothing here synchronises with the host: every op is safe inside CUDA graph capture.
 
 use candle_core::backend::BackendStorage;
-use candle_core::{CpuStorage, DType, Layout, Result, Shape, Tensor, WithDType};
+use candle_core::{CpuStorage, Layout, Result, Shape, Tensor, WithDType};
 use half::{bf16, f16};
 
 // Kernel launches and device allocations are `unsafe` in cudarc. SAFETY (for the whole module):
@@ -110,6 +110,33 @@ macro_rules! with_float {
                 $body
             }
             other => candle_core::bail!("{}: unsupported dtype {:?}", $what, other.dtype()),
+        }
+    };
+}
+
+/// Applies `$body` with `$a`, `$b` bound to two CPU storages of the same float dtype and `$t` to its
+/// element type; other or mismatched dtypes are an error naming the op.
+macro_rules! float_pair {
+    ($s1:expr, $s2:expr, $what:expr, |$a:ident, $b:ident: $t:ident| $body:expr) => {
+        match ($s1, $s2) {
+            (CpuStorage::F32($a), CpuStorage::F32($b)) => {
+                #[allow(dead_code)]
+                type $t = f32;
+                $body
+            }
+            (CpuStorage::BF16($a), CpuStorage::BF16($b)) => {
+                #[allow(dead_code)]
+                type $t = bf16;
+                $body
+            }
+            (CpuStorage::F16($a), CpuStorage::F16($b)) => {
+                #[allow(dead_code)]
+                type $t = f16;
+                $body
+            }
+            (x, y) => {
+                candle_core::bail!("{}: unsupported or mismatched dtypes {:?} and {:?}", $what, x.dtype(), y.dtype())
+            }
         }
     };
 }
@@ -208,22 +235,11 @@ impl candle_core::CustomOp2 for RmsNormOp {
             candle_core::bail!("rms_norm: input {:?} does not end in the weight's {n}", xl.dims())
         }
         let rows = xl.shape().elem_count() / n.max(1);
-        macro_rules! go {
-            ($variant:ident) => {{
-                let (CpuStorage::$variant(xv), CpuStorage::$variant(wv)) = (x, w) else {
-                    candle_core::bail!("rms_norm: input and weight must share a dtype")
-                };
-                let xv = contiguous(xv, xl, "rms_norm input")?;
-                let wv = contiguous(wv, wl, "rms_norm weight")?;
-                WithDType::to_cpu_storage_owned(rms_norm_cpu(xv, wv, rows, n, self.eps))
-            }};
-        }
-        let out = match x.dtype() {
-            DType::F32 => go!(F32),
-            DType::BF16 => go!(BF16),
-            DType::F16 => go!(F16),
-            other => candle_core::bail!("rms_norm: unsupported dtype {other:?}"),
-        };
+        let out = float_pair!(x, w, "rms_norm", |xv, wv: T| {
+            let xv = contiguous(xv, xl, "rms_norm input")?;
+            let wv = contiguous(wv, wl, "rms_norm weight")?;
+            WithDType::to_cpu_storage_owned(rms_norm_cpu(xv, wv, rows, n, self.eps))
+        });
         Ok((out, xl.shape().clone()))
     }
 
@@ -365,38 +381,27 @@ impl candle_core::InplaceOp3 for KvRopeWrite {
             candle_core::bail!("kv_rope_write: projection {:?} does not match the cache {:?}", ql.dims(), dst_l.dims())
         }
         let pos = u32s(pos, pl, "kv_rope_write positions")?;
-        macro_rules! go {
-            ($variant:ident) => {{
-                let (CpuStorage::$variant(c), CpuStorage::$variant(x)) = (dst, qkv) else {
-                    candle_core::bail!("kv_rope_write: cache and projection must share a dtype")
-                };
-                let c = contiguous_mut(c, dst_l, "kv cache")?;
-                let x = contiguous(x, ql, "kv_rope_write projection")?;
-                for s in 0..slots {
-                    let p = pos[s] as usize;
-                    if p >= cap {
-                        continue;
-                    }
-                    for which in 0..2 {
-                        for head in 0..kv {
-                            let src = &x[(s * (h + 2 * kv) + h + which * kv + head) * d..][..d];
-                            let at = (((which * slots + s) * kv + head) * cap + p) * d;
-                            if which == 0 {
-                                rope_head(src, pos[s], &self.inv_freq, &mut c[at..at + d]);
-                            } else {
-                                c[at..at + d].copy_from_slice(src);
-                            }
+        float_pair!(dst, qkv, "kv_rope_write", |c, x: T| {
+            let c = contiguous_mut(c, dst_l, "kv cache")?;
+            let x = contiguous(x, ql, "kv_rope_write projection")?;
+            for s in 0..slots {
+                let p = pos[s] as usize;
+                if p >= cap {
+                    continue;
+                }
+                for which in 0..2 {
+                    for head in 0..kv {
+                        let src = &x[(s * (h + 2 * kv) + h + which * kv + head) * d..][..d];
+                        let at = (((which * slots + s) * kv + head) * cap + p) * d;
+                        if which == 0 {
+                            rope_head(src, pos[s], &self.inv_freq, &mut c[at..at + d]);
+                        } else {
+                            c[at..at + d].copy_from_slice(src);
                         }
                     }
                 }
-            }};
-        }
-        match dst.dtype() {
-            DType::F32 => go!(F32),
-            DType::BF16 => go!(BF16),
-            DType::F16 => go!(F16),
-            other => candle_core::bail!("kv_rope_write: unsupported dtype {other:?}"),
-        }
+            }
+        });
         Ok(())
     }
 
@@ -545,34 +550,23 @@ impl candle_core::CustomOp3 for MoeGateUp {
         }
         let CpuStorage::F32(route) = r else { candle_core::bail!("moe_gate_up: the route must be f32") };
         let route = contiguous(route, rl, "moe route")?;
-        macro_rules! go {
-            ($variant:ident, $t:ty) => {{
-                let (CpuStorage::$variant(xv), CpuStorage::$variant(wv)) = (x, w) else {
-                    candle_core::bail!("moe_gate_up: input and experts must share a dtype")
-                };
-                let xv = contiguous(xv, xl, "moe_gate_up input")?;
-                let wv = contiguous(wv, wl, "moe_gate_up experts")?;
-                let mut act: Vec<$t> = Vec::with_capacity(pairs * n);
-                for p in 0..pairs {
-                    let e = route[p * 2] as usize;
-                    let xr = &xv[(p / k) * hidden..(p / k + 1) * hidden];
-                    for c in 0..n {
-                        let dot = |row: usize| -> f32 {
-                            let wr = &wv[(e * n2 + row) * hidden..(e * n2 + row + 1) * hidden];
-                            wr.iter().zip(xr).map(|(a, b)| a.to_f32() * b.to_f32()).sum()
-                        };
-                        act.push(swiglu_one(dot(c), dot(n + c)));
-                    }
+        let out = float_pair!(x, w, "moe_gate_up", |xv, wv: T| {
+            let xv = contiguous(xv, xl, "moe_gate_up input")?;
+            let wv = contiguous(wv, wl, "moe_gate_up experts")?;
+            let mut act: Vec<T> = Vec::with_capacity(pairs * n);
+            for p in 0..pairs {
+                let e = route[p * 2] as usize;
+                let xr = &xv[(p / k) * hidden..(p / k + 1) * hidden];
+                for c in 0..n {
+                    let dot = |row: usize| -> f32 {
+                        let wr = &wv[(e * n2 + row) * hidden..(e * n2 + row + 1) * hidden];
+                        wr.iter().zip(xr).map(|(a, b)| a.to_f32() * b.to_f32()).sum()
+                    };
+                    act.push(swiglu_one(dot(c), dot(n + c)));
                 }
-                WithDType::to_cpu_storage_owned(act)
-            }};
-        }
-        let out = match x.dtype() {
-            DType::F32 => go!(F32, f32),
-            DType::BF16 => go!(BF16, bf16),
-            DType::F16 => go!(F16, f16),
-            other => candle_core::bail!("moe_gate_up: unsupported dtype {other:?}"),
-        };
+            }
+            WithDType::to_cpu_storage_owned(act)
+        });
         Ok((out, Shape::from((pairs, n))))
     }
 
@@ -650,37 +644,26 @@ impl candle_core::CustomOp3 for MoeDown {
         let tokens = pairs / k;
         let CpuStorage::F32(route) = r else { candle_core::bail!("moe_down: the route must be f32") };
         let route = contiguous(route, rl, "moe route")?;
-        macro_rules! go {
-            ($variant:ident, $t:ty) => {{
-                let (CpuStorage::$variant(av), CpuStorage::$variant(wv)) = (a, w) else {
-                    candle_core::bail!("moe_down: activations and experts must share a dtype")
-                };
-                let av = contiguous(av, al, "moe_down activations")?;
-                let wv = contiguous(wv, wl, "moe_down experts")?;
-                let mut out = Vec::with_capacity(tokens * hidden);
-                for t in 0..tokens {
-                    for c in 0..hidden {
-                        let mut total = 0f32;
-                        for j in 0..k {
-                            let p = t * k + j;
-                            let e = route[p * 2] as usize;
-                            let dr = &wv[(e * hidden + c) * n..(e * hidden + c + 1) * n];
-                            let acc: f32 =
-                                dr.iter().zip(&av[p * n..(p + 1) * n]).map(|(x, y)| x.to_f32() * y.to_f32()).sum();
-                            total += <$t>::from_f32(acc * route[p * 2 + 1]).to_f32();
-                        }
-                        out.push(<$t>::from_f32(total));
+        let out = float_pair!(a, w, "moe_down", |av, wv: T| {
+            let av = contiguous(av, al, "moe_down activations")?;
+            let wv = contiguous(wv, wl, "moe_down experts")?;
+            let mut out = Vec::with_capacity(tokens * hidden);
+            for t in 0..tokens {
+                for c in 0..hidden {
+                    let mut total = 0f32;
+                    for j in 0..k {
+                        let p = t * k + j;
+                        let e = route[p * 2] as usize;
+                        let dr = &wv[(e * hidden + c) * n..(e * hidden + c + 1) * n];
+                        let acc: f32 =
+                            dr.iter().zip(&av[p * n..(p + 1) * n]).map(|(x, y)| x.to_f32() * y.to_f32()).sum();
+                        total += <T>::from_f32(acc * route[p * 2 + 1]).to_f32();
                     }
+                    out.push(<T>::from_f32(total));
                 }
-                WithDType::to_cpu_storage_owned(out)
-            }};
-        }
-        let out = match a.dtype() {
-            DType::F32 => go!(F32, f32),
-            DType::BF16 => go!(BF16, bf16),
-            DType::F16 => go!(F16, f16),
-            other => candle_core::bail!("moe_down: unsupported dtype {other:?}"),
-        };
+            }
+            WithDType::to_cpu_storage_owned(out)
+        });
         Ok((out, Shape::from((tokens, hidden))))
     }
 
@@ -752,33 +735,22 @@ impl candle_core::InplaceOp3 for KvWrite {
                 dst_l.dims()
             )
         }
-        macro_rules! go {
-            ($variant:ident) => {{
-                let (CpuStorage::$variant(c), CpuStorage::$variant(k)) = (dst, kv) else {
-                    candle_core::bail!("kv_write: cache and new columns must share a dtype")
-                };
-                let c = contiguous_mut(c, dst_l, "kv cache")?;
-                let k = contiguous(k, kv_l, "kv_write columns")?;
-                for which in 0..2 {
-                    for s in 0..slots {
-                        if pos[s] as usize >= cap {
-                            continue;
-                        }
-                        for h in 0..heads {
-                            let src = ((which * slots + s) * heads + h) * d;
-                            let at = (((which * slots + s) * heads + h) * cap + pos[s] as usize) * d;
-                            c[at..at + d].copy_from_slice(&k[src..src + d]);
-                        }
+        float_pair!(dst, kv, "kv_write", |c, k: T| {
+            let c = contiguous_mut(c, dst_l, "kv cache")?;
+            let k = contiguous(k, kv_l, "kv_write columns")?;
+            for which in 0..2 {
+                for (s, &p) in pos.iter().enumerate().take(slots) {
+                    if p as usize >= cap {
+                        continue;
+                    }
+                    for h in 0..heads {
+                        let src = ((which * slots + s) * heads + h) * d;
+                        let at = (((which * slots + s) * heads + h) * cap + p as usize) * d;
+                        c[at..at + d].copy_from_slice(&k[src..src + d]);
                     }
                 }
-            }};
-        }
-        match dst.dtype() {
-            DType::F32 => go!(F32),
-            DType::BF16 => go!(BF16),
-            DType::F16 => go!(F16),
-            other => candle_core::bail!("kv_write: unsupported dtype {other:?}"),
-        }
+            }
+        });
         Ok(())
     }
 
@@ -839,28 +811,17 @@ impl candle_core::InplaceOp2 for KvInsert {
 
     fn cpu_fwd(&self, dst: &mut CpuStorage, dst_l: &Layout, src: &CpuStorage, src_l: &Layout) -> Result<()> {
         let (slots, heads, cap, len, d) = insert_dims(dst_l, src_l, self.slot)?;
-        macro_rules! go {
-            ($variant:ident) => {{
-                let (CpuStorage::$variant(c), CpuStorage::$variant(k)) = (dst, src) else {
-                    candle_core::bail!("kv_insert: cache and prompt keys must share a dtype")
-                };
-                let c = contiguous_mut(c, dst_l, "kv cache")?;
-                let k = contiguous(k, src_l, "kv_insert source")?;
-                for which in 0..2 {
-                    for h in 0..heads {
-                        let from = (which * heads + h) * len * d;
-                        let at = ((which * slots + self.slot) * heads + h) * cap * d;
-                        c[at..at + len * d].copy_from_slice(&k[from..from + len * d]);
-                    }
+        float_pair!(dst, src, "kv_insert", |c, k: T| {
+            let c = contiguous_mut(c, dst_l, "kv cache")?;
+            let k = contiguous(k, src_l, "kv_insert source")?;
+            for which in 0..2 {
+                for h in 0..heads {
+                    let from = (which * heads + h) * len * d;
+                    let at = ((which * slots + self.slot) * heads + h) * cap * d;
+                    c[at..at + len * d].copy_from_slice(&k[from..from + len * d]);
                 }
-            }};
-        }
-        match dst.dtype() {
-            DType::F32 => go!(F32),
-            DType::BF16 => go!(BF16),
-            DType::F16 => go!(F16),
-            other => candle_core::bail!("kv_insert: unsupported dtype {other:?}"),
-        }
+            }
+        });
         Ok(())
     }
 
@@ -960,22 +921,11 @@ impl candle_core::CustomOp3 for DecodeAttention {
     ) -> Result<(CpuStorage, Shape)> {
         let dims = attention_dims(ql, cl, pl)?;
         let pos = u32s(pos, pl, "decode_attention positions")?;
-        macro_rules! go {
-            ($variant:ident) => {{
-                let (CpuStorage::$variant(qv), CpuStorage::$variant(cv)) = (q, cache) else {
-                    candle_core::bail!("decode_attention: query and cache must share a dtype")
-                };
-                let qv = contiguous(qv, ql, "decode_attention query")?;
-                let cv = contiguous(cv, cl, "decode_attention cache")?;
-                WithDType::to_cpu_storage_owned(attention_cpu(qv, cv, pos, dims, self.scale))
-            }};
-        }
-        let out = match q.dtype() {
-            DType::F32 => go!(F32),
-            DType::BF16 => go!(BF16),
-            DType::F16 => go!(F16),
-            other => candle_core::bail!("decode_attention: unsupported dtype {other:?}"),
-        };
+        let out = float_pair!(q, cache, "decode_attention", |qv, cv: T| {
+            let qv = contiguous(qv, ql, "decode_attention query")?;
+            let cv = contiguous(cv, cl, "decode_attention cache")?;
+            WithDType::to_cpu_storage_owned(attention_cpu(qv, cv, pos, dims, self.scale))
+        });
         Ok((out, ql.shape().clone()))
     }
 
@@ -1235,7 +1185,7 @@ pub fn device_memory_used(device: &candle_core::Device) -> Option<u64> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use candle_core::{Device, IndexOp, D};
+    use candle_core::{DType, Device, IndexOp, D};
 
     fn rand(shape: &[usize], seed: u64) -> Tensor {
         let n: usize = shape.iter().product();
