@@ -84,16 +84,32 @@ impl Attention {
         let (nh, hd) = (self.heads, self.head_dim);
         let qkv = self.qkv.forward(x)?.reshape((b, h * w, 3, nh, hd))?.permute((2, 0, 3, 1, 4))?; // (3, b, nh, hw, hd)
         let q = qkv.get(0)?.contiguous()?;
-        let k = qkv.get(1)?.contiguous()?;
-        let v = qkv.get(2)?.contiguous()?;
-        let bias = self.rel_pos_bias(&q, h, w)?; // (b, nh, hw, hw)
-        let out = sdpa(&q, &k, &v, Some(&bias), (hd as f64).powf(-0.5))?; // (b, nh, hw, hd)
+        let (rel_h, rel_w) = self.rel_pos_parts(&q, h, w)?; // (b·nh, h, w, kh), (b·nh, h, w, kw)
+        let out = if crate::ops::flash_attention_supported(&q) {
+            // fused: the n × n bias is never stored (docs/PERFORMANCE.md)
+            let bh = b * nh;
+            let relhw = Tensor::cat(&[rel_h.reshape((bh, h * w, h))?, rel_w.reshape((bh, h * w, w))?], 2)?;
+            let packed = qkv.contiguous()?.reshape((3, bh, h * w, hd))?;
+            let bias = crate::ops::RelPosBias { kh: h, kw: w };
+            crate::ops::flash_attention(&packed, Some((&relhw, bias)), (hd as f32).powf(-0.5))?.reshape((
+                b,
+                nh,
+                h * w,
+                hd,
+            ))?
+        } else {
+            let k = qkv.get(1)?.contiguous()?;
+            let v = qkv.get(2)?.contiguous()?;
+            let bias = rel_h.unsqueeze(4)?.broadcast_add(&rel_w.unsqueeze(3)?)?.reshape((b, nh, h * w, h * w))?;
+            sdpa(&q, &k, &v, Some(&bias), (hd as f64).powf(-0.5))? // (b, nh, hw, hd)
+        };
         let out = out.reshape((b, nh, h, w, hd))?.permute((0, 2, 3, 1, 4))?.reshape((b, h, w, dim))?;
         self.proj.forward(&out)
     }
 
-    /// `bias[(y,x),(y',x')] = <q_{y,x}, Rh[y,y']> + <q_{y,x}, Rw[x,x']>` with the unscaled q.
-    fn rel_pos_bias(&self, q: &Tensor, h: usize, w: usize) -> Result<Tensor> {
+    /// The two parts of `bias[(y,x),(y',x')] = <q_{y,x}, Rh[y,y']> + <q_{y,x}, Rw[x,x']>` (unscaled q):
+    /// `rel_h` `(b·nh, h, w, kh)` and `rel_w` `(b·nh, h, w, kw)`, both contiguous.
+    fn rel_pos_parts(&self, q: &Tensor, h: usize, w: usize) -> Result<(Tensor, Tensor)> {
         let (b, nh, _, hd) = q.dims4()?;
         let bh = b * nh;
         let rh = get_rel_pos(h, h, &self.rel_pos_h)?.to_dtype(q.dtype())?; // (h, h, hd)
@@ -115,8 +131,7 @@ impl Attention {
             .matmul(&rw.transpose(1, 2)?.contiguous()?)? // (w, bh·h, w)
             .reshape((w, bh, h, w))?
             .permute((1, 2, 0, 3))?; // (bh, h, w, kw)
-        let bias = rel_h.unsqueeze(4)?.broadcast_add(&rel_w.unsqueeze(3)?)?; // (bh, h, w, kh, kw)
-        bias.reshape((b, nh, h * w, h * w))
+        Ok((rel_h.contiguous()?, rel_w.contiguous()?))
     }
 }
 

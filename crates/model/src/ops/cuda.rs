@@ -471,6 +471,74 @@ pub(super) fn apply_ban(dst: &mut CudaStorage, dst_l: &Layout, ban: &CudaStorage
     Ok(())
 }
 
+pub(super) fn flash_attention(
+    qkv: &CudaStorage,
+    ql: &Layout,
+    rel: &CudaStorage,
+    rl: &Layout,
+    (bh, n, d): (usize, usize, usize),
+    bias: Option<super::RelPosBias>,
+    scale: f32,
+) -> Result<CudaStorage> {
+    if d != 64 {
+        candle_core::bail!("flash_attention: the CUDA kernel needs head_dim 64, got {d}")
+    }
+    let dev = qkv.device.clone();
+    let name = match &qkv.slice {
+        CudaStorageSlice::BF16(_) => "occ_flash_attention_bf16",
+        CudaStorageSlice::F16(_) => "occ_flash_attention_f16",
+        _ => candle_core::bail!("flash_attention: the CUDA kernel takes bf16 or f16"),
+    };
+    let func = dev.get_or_load_custom_func(name, MODULE, PTX)?;
+    let (qa, qb) = span(ql, "flash_attention q|k|v")?;
+    let (ra, rb) = span(rl, "flash_attention bias")?;
+    let (kh, kw) = bias.map_or((0u32, 1u32), |b| (b.kh as u32, b.kw as u32));
+    if let Some(b) = bias {
+        if rl.dims() != [bh, n, b.kh + b.kw] || b.kh * b.kw != n {
+            candle_core::bail!(
+                "flash_attention: bias {:?} for {bh} × {n} queries and a {}×{} key grid",
+                rl.dims(),
+                b.kh,
+                b.kw
+            )
+        }
+    }
+    let cfg =
+        LaunchConfig { grid_dim: (n.div_ceil(32) as u32, bh as u32, 1), block_dim: (64, 1, 1), shared_mem_bytes: 0 };
+    let dims = [bh as u32, n as u32, kh, kw];
+    macro_rules! go {
+        ($variant:ident, $t:ty) => {{
+            let (CudaStorageSlice::$variant(x), CudaStorageSlice::$variant(r)) = (&qkv.slice, &rel.slice) else {
+                candle_core::bail!("flash_attention: q|k|v and bias must share a dtype")
+            };
+            let x = x.slice(qa..qb);
+            let out = unsafe { dev.alloc::<$t>(bh * n * d)? };
+            let mut builder = func.builder();
+            builder.arg(&x);
+            // no bias: a null pointer tells the kernel
+            let null: u64 = 0;
+            let r = r.slice(ra..rb);
+            if bias.is_some() {
+                builder.arg(&r);
+            } else {
+                builder.arg(&null);
+            }
+            builder.arg(&out);
+            for v in &dims {
+                builder.arg(v);
+            }
+            builder.arg(&scale);
+            unsafe { builder.launch(cfg) }.w()?;
+            CudaStorageSlice::$variant(out)
+        }};
+    }
+    let slice = match &qkv.slice {
+        CudaStorageSlice::BF16(_) => go!(BF16, bf16),
+        _ => go!(F16, f16),
+    };
+    Ok(CudaStorage { slice, device: dev })
+}
+
 pub(super) fn argmax(x: &CudaStorage, l: &Layout) -> Result<CudaStorage> {
     let (rows, n) = l.shape().dims2()?;
     let dev = x.device.clone();

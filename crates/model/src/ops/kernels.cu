@@ -6,6 +6,7 @@
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
 #include <stdint.h>
+#include <mma.h>
 
 __device__ __forceinline__ float to_f(float x) { return x; }
 __device__ __forceinline__ float to_f(__nv_bfloat16 x) { return __bfloat162float(x); }
@@ -458,6 +459,130 @@ extern "C" __global__ void occ_argmax_f32(const float *x, uint32_t *out, const u
 extern "C" __global__ void occ_advance(uint32_t *pos, const uint32_t slots) {
     const uint32_t i = blockIdx.x * blockDim.x + threadIdx.x;
     if (i < slots) pos[i] += 1;
+}
+
+// ---- fused attention of the vision encoder (tensor cores; bf16 / f16; head_dim 64) ----
+// softmax(q k^T * scale + bias) v over qkv (3, BH, N, 64); bias[q, j] = round(relhw[q, j / kw] + relhw[q, kh + j % kw])
+// from relhw (BH, N, kh + kw) (SAM's decomposed relative positions; relhw == nullptr: no bias). Scores and the
+// online softmax in float32, probabilities rounded to T before the value product (as the reference's cast),
+// output accumulated in float32 and rounded once. Block: 2 warps, 32 queries; key tiles of 64.
+template <typename T>
+__device__ void flash_attention(const T *qkv, const T *relhw, T *out, const uint32_t bhs, const uint32_t n,
+                                const uint32_t kh, const uint32_t kw, const float scale) {
+    using namespace nvcuda;
+    constexpr int D = 64, BQ = 32, BK = 64;
+    __shared__ __align__(32) T q_sh[BQ * D];
+    __shared__ __align__(32) T k_sh[BK * D];
+    __shared__ __align__(32) T v_sh[BK * D];
+    __shared__ __align__(32) float s_sh[BQ * BK];
+    __shared__ __align__(32) T p_sh[BQ * BK];
+    __shared__ __align__(32) float o_sh[BQ * D];
+    __shared__ float m_sh[BQ], l_sh[BQ];
+    const uint32_t bh = blockIdx.y, q0 = blockIdx.x * BQ;
+    if (bh >= bhs) return;
+    const T *Q = qkv + ((size_t)0 * bhs + bh) * n * D;
+    const T *K = qkv + ((size_t)1 * bhs + bh) * n * D;
+    const T *V = qkv + ((size_t)2 * bhs + bh) * n * D;
+    const int tid = threadIdx.x, warp = tid / 32, lane = tid % 32;
+    const T zero = from_f<T>(0.0f);
+    for (int i = tid; i < BQ * D; i += 64) {
+        const int r = i / D;
+        q_sh[i] = (q0 + r < n) ? Q[(size_t)(q0 + r) * D + i % D] : zero;
+        o_sh[i] = 0.0f;
+    }
+    if (tid < BQ) { m_sh[tid] = -INFINITY; l_sh[tid] = 0.0f; }
+    __syncthreads();
+    for (uint32_t k0 = 0; k0 < n; k0 += BK) {
+        // 16-byte vector loads: a row of 64 is 8 vectors; rows past n are zero
+        for (int i = tid; i < BK * D / 8; i += 64) {
+            const uint32_t j = k0 + (i * 8) / D;
+            const uint4 z = make_uint4(0, 0, 0, 0);
+            reinterpret_cast<uint4 *>(k_sh)[i] = j < n ? reinterpret_cast<const uint4 *>(K + (size_t)j * D)[i % (D / 8)] : z;
+            reinterpret_cast<uint4 *>(v_sh)[i] = j < n ? reinterpret_cast<const uint4 *>(V + (size_t)j * D)[i % (D / 8)] : z;
+        }
+        __syncthreads();
+        for (int nt = 0; nt < BK / 16; ++nt) {
+            wmma::fragment<wmma::accumulator, 16, 16, 16, float> acc;
+            wmma::fill_fragment(acc, 0.0f);
+            for (int kt = 0; kt < D / 16; ++kt) {
+                wmma::fragment<wmma::matrix_a, 16, 16, 16, T, wmma::row_major> a;
+                wmma::fragment<wmma::matrix_b, 16, 16, 16, T, wmma::col_major> b;
+                wmma::load_matrix_sync(a, q_sh + warp * 16 * D + kt * 16, D);
+                wmma::load_matrix_sync(b, k_sh + nt * 16 * D + kt * 16, D);
+                wmma::mma_sync(acc, a, b, acc);
+            }
+            wmma::store_matrix_sync(s_sh + warp * 16 * BK + nt * 16, acc, BK, wmma::mem_row_major);
+        }
+        __syncwarp();
+        // online softmax, one row at a time: lanes over the 64 columns (2 each), no bank conflicts
+        for (int rr = 0; rr < 16; ++rr) {
+            const int row = warp * 16 + rr;
+            const bool ok = q0 + row < n;
+            const T *rbr = (relhw != nullptr && ok) ? relhw + ((size_t)bh * n + q0 + row) * (kh + kw) : nullptr;
+            float sv[2];
+            float mx = -INFINITY;
+#pragma unroll
+            for (int e = 0; e < 2; ++e) {
+                const int c = lane + 32 * e;
+                const uint32_t j = k0 + c;
+                float v = -INFINITY;
+                if (ok && j < n) {
+                    v = s_sh[row * BK + c] * scale;
+                    if (rbr != nullptr) v += to_f(from_f<T>(to_f(rbr[j / kw]) + to_f(rbr[kh + j % kw])));
+                }
+                sv[e] = v;
+                mx = fmaxf(mx, v);
+            }
+            mx = warp_max(mx);
+            const float m_old = m_sh[row];
+            const float m_new = fmaxf(m_old, mx);
+            float sum = 0.0f;
+#pragma unroll
+            for (int e = 0; e < 2; ++e) {
+                const int c = lane + 32 * e;
+                const float pv = m_new == -INFINITY ? 0.0f : expf(sv[e] - m_new);
+                p_sh[row * BK + c] = from_f<T>(pv);
+                sum += pv;
+            }
+            sum = warp_sum(sum);
+            const float alpha = m_old == -INFINITY ? 0.0f : expf(m_old - m_new);
+#pragma unroll
+            for (int e = 0; e < 2; ++e) o_sh[row * D + lane + 32 * e] *= alpha;
+            if (lane == 0) { l_sh[row] = l_sh[row] * alpha + sum; m_sh[row] = m_new; }
+        }
+        __syncwarp();
+        for (int nt = 0; nt < D / 16; ++nt) {
+            wmma::fragment<wmma::accumulator, 16, 16, 16, float> acc;
+            wmma::load_matrix_sync(acc, o_sh + warp * 16 * D + nt * 16, D, wmma::mem_row_major);
+            for (int kt = 0; kt < BK / 16; ++kt) {
+                wmma::fragment<wmma::matrix_a, 16, 16, 16, T, wmma::row_major> a;
+                wmma::fragment<wmma::matrix_b, 16, 16, 16, T, wmma::row_major> b;
+                wmma::load_matrix_sync(a, p_sh + warp * 16 * BK + kt * 16, BK);
+                wmma::load_matrix_sync(b, v_sh + kt * 16 * D + nt * 16, D);
+                wmma::mma_sync(acc, a, b, acc);
+            }
+            wmma::store_matrix_sync(o_sh + warp * 16 * D + nt * 16, acc, D, wmma::mem_row_major);
+        }
+        __syncthreads();
+    }
+    for (int i = tid; i < BQ * D; i += 64) {
+        const int rr = i / D;
+        if (q0 + rr < n) {
+            const float l = l_sh[rr];
+            out[((size_t)bh * n + q0 + rr) * D + i % D] = from_f<T>(l > 0.0f ? o_sh[i] / l : 0.0f);
+        }
+    }
+}
+
+extern "C" __global__ void occ_flash_attention_bf16(const __nv_bfloat16 *qkv, const __nv_bfloat16 *relhw,
+                                                    __nv_bfloat16 *out, const uint32_t bhs, const uint32_t n,
+                                                    const uint32_t kh, const uint32_t kw, const float scale) {
+    flash_attention<__nv_bfloat16>(qkv, relhw, out, bhs, n, kh, kw, scale);
+}
+extern "C" __global__ void occ_flash_attention_f16(const __half *qkv, const __half *relhw, __half *out,
+                                                   const uint32_t bhs, const uint32_t n, const uint32_t kh,
+                                                   const uint32_t kw, const float scale) {
+    flash_attention<__half>(qkv, relhw, out, bhs, n, kh, kw, scale);
 }
 
 #define OCC_INSTANTIATE(T, SUF)                                                                               \

@@ -127,3 +127,42 @@ fn device_moe_path_matches_host_routing_in_bf16() {
     }
     assert!(failures.is_empty(), "{failures:#?}");
 }
+
+#[test]
+#[ignore = "needs a CUDA build (--features cuda) and a GPU"]
+fn flash_attention_matches_the_materialised_bias_path_in_bf16() {
+    let gpu = ops::cuda_device(0).expect("a CUDA device");
+    let mut failures = Vec::new();
+    for (bh, kh, kw, with_bias) in
+        [(2usize, 64usize, 64usize, true), (3, 14, 14, true), (2, 257, 1, false), (1, 40, 40, true)]
+    {
+        let n = kh * kw;
+        let qkv = (rand(&[3, bh, n, 64], 30 + n as u64) * 2.0)
+            .unwrap()
+            .to_dtype(DType::BF16)
+            .unwrap()
+            .to_device(&gpu)
+            .unwrap();
+        let relhw =
+            (rand(&[bh, n, kh + kw], 31) * 3.0).unwrap().to_dtype(DType::BF16).unwrap().to_device(&gpu).unwrap();
+        let scale = 0.125f32;
+        let bias = with_bias.then_some((&relhw, ops::RelPosBias { kh, kw }));
+        let got = ops::flash_attention(&qkv, bias, scale).unwrap();
+        let q = qkv.get(0).unwrap().unsqueeze(1).unwrap();
+        let k = qkv.get(1).unwrap().unsqueeze(1).unwrap();
+        let v = qkv.get(2).unwrap().unsqueeze(1).unwrap();
+        let full = with_bias.then(|| {
+            let rh = relhw.narrow(2, 0, kh).unwrap().reshape((bh, n, kh, 1)).unwrap();
+            let rw = relhw.narrow(2, kh, kw).unwrap().reshape((bh, n, 1, kw)).unwrap();
+            rh.broadcast_add(&rw).unwrap().reshape((bh, 1, n, n)).unwrap()
+        });
+        let want = occ_model::nn::attention::sdpa(&q, &k, &v, full.as_ref(), scale as f64).unwrap().squeeze(1).unwrap();
+        let (rel, cos) =
+            (max_rel(&got, &want), min_row_cosine(&got.flatten_to(1).unwrap(), &want.flatten_to(1).unwrap()));
+        eprintln!("flash attention bf16, {bh} × {n} (bias {with_bias}): rel {rel:.2e}, min row cosine {cos:.6}");
+        if cos < 0.9999 {
+            failures.push(format!("{bh} × {n}: rel {rel}, min cosine {cos}"));
+        }
+    }
+    assert!(failures.is_empty(), "{failures:#?}");
+}
