@@ -40,7 +40,7 @@ fn decoding(c: &mut Criterion) {
     let mut group = c.benchmark_group("decoder_reduced_cpu_f32");
     group.sample_size(10);
     group.bench_function("generate_4x32", |b| b.iter(|| ok(generate(&model, &inputs, &cfg), "generate")));
-    let bc = BatcherConfig { slots: 2, prefill_batch: 2, cuda_graph: false };
+    let bc = BatcherConfig { slots: 2, prefill_batch: 2, cuda_graph: false, ..Default::default() };
     group.bench_function("generate_queue_4x32_2_slots", |b| {
         b.iter(|| ok(generate_queue(&model, &inputs, &cfg, &bc), "generate_queue"))
     });

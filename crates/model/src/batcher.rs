@@ -2,7 +2,7 @@
 //! sequence's slot refilled at once with the next prompt (issue 6).
 //!
 //! # Design
-//! - The decoder state is a [`SlotCache`](crate::decoder::SlotCache) plus three persistent device buffers: the ids fed to the
+//! - The decoder state is a [`SlotCache`] plus three persistent device buffers: the ids fed to the
 //!   next step `(slots,)`, the positions `(slots,)` and the banned ids `(slots, MAX_BAN)`.
 //! - One decode step = [`DecoderModel::forward_slots`] → [`ops::apply_ban`] → device argmax → ids
 //!   written into the id buffer → [`ops::advance`]. It never reads from the host, so on CUDA it is
@@ -21,10 +21,13 @@ use std::time::{Duration, Instant};
 
 use candle_core::{DType, Result, Tensor};
 
-use crate::decoder::{DecoderModel, KvCache};
+use crate::decoder::{DecoderModel, KvCache, SlotCache};
 use crate::generate::{argmax, generate, BatchOutput, Generated, GenerationConfig, PromptInput, Sampling};
 use crate::ngram::no_repeat_ngram_banned;
 use crate::ops::{self, StepGraph, NO_BAN};
+
+/// Position of an idle slot: beyond any capacity, so its cache writes are dropped.
+const PARKED: u32 = u32::MAX / 2;
 
 /// Banned ids per slot and step that the device buffer holds.
 pub const MAX_BAN: usize = 256;
@@ -38,11 +41,15 @@ pub struct BatcherConfig {
     pub prefill_batch: usize,
     /// Capture the decode step in a CUDA graph (CUDA only; ignored elsewhere).
     pub cuda_graph: bool,
+    /// Columns for generated tokens preallocated per slot at the start (beyond the longest prompt);
+    /// the cache doubles when a sequence reaches the end, up to `max_new_tokens`. Keeps memory
+    /// proportional to what is generated when `max_new_tokens` is large (8,192 by default).
+    pub initial_new_tokens: usize,
 }
 
 impl Default for BatcherConfig {
     fn default() -> Self {
-        BatcherConfig { slots: 32, prefill_batch: 8, cuda_graph: true }
+        BatcherConfig { slots: 32, prefill_batch: 8, cuda_graph: true, initial_new_tokens: 1024 }
     }
 }
 
@@ -86,16 +93,17 @@ pub fn generate_queue(
     }
     let slots = bc.slots.clamp(1, n);
     let longest = prompts.iter().map(|p| p.ids.len()).max().unwrap_or(0);
-    let capacity = longest + cfg.max_new_tokens;
+    let max_capacity = longest + cfg.max_new_tokens;
+    let mut capacity = longest + cfg.max_new_tokens.min(bc.initial_new_tokens.max(1));
     let device = model.device().clone();
-    let cache = model.new_slot_cache(slots, capacity)?;
+    let mut cache = model.new_slot_cache(slots, capacity)?;
     let ids_buf = Tensor::zeros(slots, DType::U32, &device)?;
     let pos_buf = Tensor::zeros(slots, DType::U32, &device)?;
     let ban_buf = Tensor::full(NO_BAN, (slots, MAX_BAN), &device)?;
 
     let mut state: Vec<Option<Slot>> = (0..slots).map(|_| None).collect();
     let mut host_ids = vec![0u32; slots];
-    let mut host_pos = vec![capacity as u32; slots];
+    let mut host_pos = vec![PARKED; slots];
     let mut host_ban = vec![NO_BAN; slots * MAX_BAN];
     let mut next_prompt = 0usize;
     let (mut prefill, mut decode) = (Duration::ZERO, Duration::ZERO);
@@ -103,8 +111,8 @@ pub fn generate_queue(
     let mut graph: Option<StepGraph> = None;
     let mut graph_failed = !bc.cuda_graph;
 
-    let step = || -> Result<()> {
-        let logits = model.forward_slots(&ids_buf, &pos_buf, &cache)?;
+    let step = |cache: &SlotCache| -> Result<()> {
+        let logits = model.forward_slots(&ids_buf, &pos_buf, cache)?;
         ops::apply_ban(&logits, &ban_buf)?;
         let next = ops::argmax_rows(&logits)?;
         ids_buf.slice_set(&next, 0, 0)?;
@@ -152,17 +160,25 @@ pub fn generate_queue(
             break;
         }
 
+        // room for the column every active slot writes next
+        let needed = (0..slots).filter(|&s| state[s].is_some()).map(|s| host_pos[s] as usize + 1).max().unwrap_or(0);
+        if needed > capacity {
+            capacity = (capacity * 2).max(needed).min(max_capacity);
+            graph = None; // it holds the old cache's addresses
+            cache = cache.grown(capacity)?;
+        }
+
         // one decode step for every slot
         let t = Instant::now();
         match &graph {
             Some(g) => g.launch()?,
             None => {
                 if graph_failed {
-                    step()?;
+                    step(&cache)?;
                 } else {
                     // the first step runs eagerly (it loads kernels and fills candle's parameter
                     // cache), then the same step is captured for the following ones
-                    graph = ops::capture_after_warmup(&device, &step)?;
+                    graph = ops::capture_after_warmup(&device, &|| step(&cache))?;
                     graph_failed = graph.is_none();
                 }
             }
@@ -184,7 +200,7 @@ pub fn generate_queue(
             if finished(&mut out[row], token, cfg) {
                 state[s] = None;
                 freed = true;
-                host_pos[s] = capacity as u32; // idle: writes dropped
+                host_pos[s] = PARKED; // idle: writes dropped, nothing read
                 if row_ban[0] != NO_BAN {
                     row_ban.fill(NO_BAN);
                     ban_changed = true;
@@ -199,7 +215,7 @@ pub fn generate_queue(
             ops::write_u32(&ban_buf, &host_ban)?;
         }
         if freed {
-            // park the freed slots past the capacity (a refill overwrites them again)
+            // park the freed slots (a refill overwrites them again)
             ops::write_u32(&pos_buf, &host_pos)?;
         }
     }
@@ -342,8 +358,9 @@ mod tests {
         });
         cfgs.push(GenerationConfig { no_repeat_ngram_size: Some(2), ..GenerationConfig::plain_greedy(12) });
         for cfg in &cfgs {
-            let q =
-                generate_queue(&m, &prompts, cfg, &BatcherConfig { slots: 2, prefill_batch: 2, cuda_graph: false })?;
+            // initial room for 3 generated tokens: the cache grows twice on the way to 12
+            let bc = BatcherConfig { slots: 2, prefill_batch: 2, cuda_graph: false, initial_new_tokens: 3 };
+            let q = generate_queue(&m, &prompts, cfg, &bc)?;
             assert_eq!(q.rows.len(), 5);
             for (i, p) in prompts.iter().enumerate() {
                 let alone = generate(&m, std::slice::from_ref(p), cfg)?;

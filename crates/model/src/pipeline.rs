@@ -209,7 +209,7 @@ impl DeepseekOcr {
             .collect::<Result<Vec<_>>>()?;
         // continuous batching: every page in its own slot; the same tokens as `generate` (tests),
         // with the decode step replayed as a CUDA graph on the GPU
-        let bc = BatcherConfig { slots: n, prefill_batch: n.min(8), cuda_graph: true };
+        let bc = BatcherConfig { slots: n, prefill_batch: n.min(8), ..Default::default() };
         let out = generate_queue(&self.decoder, &inputs, cfg, &bc)?;
         let share = |d: Duration| d / n as u32;
         out.rows

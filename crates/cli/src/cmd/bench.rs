@@ -171,7 +171,12 @@ fn encode(engine: &DeepseekOcr, mode: Mode, pages: usize) -> anyhow::Result<(Vec
 fn run_one(engine: &DeepseekOcr, args: &Args, mode: Mode, batch: usize, peak: &mut Peak) -> anyhow::Result<Run> {
     let pages = args.pages.unwrap_or(batch).max(1);
     let cfg = generation(args);
-    let bc = BatcherConfig { slots: batch, prefill_batch: batch.min(8), cuda_graph: !args.no_cuda_graph };
+    let bc = BatcherConfig {
+        slots: batch,
+        prefill_batch: batch.min(8),
+        cuda_graph: !args.no_cuda_graph,
+        ..Default::default()
+    };
     for _ in 0..args.warmup {
         let (inputs, _) = encode(engine, mode, batch.min(pages))?;
         let warm = GenerationConfig { max_new_tokens: cfg.max_new_tokens.min(16), ..cfg.clone() };

@@ -7,8 +7,9 @@
 //! `pos = len` by [`ops::kv_write`](crate::ops::kv_write) and attends to `0..=pos`. Slots are
 //! independent: a finished sequence's slot is refilled by copying a newly prefilled prompt into
 //! columns `0..prompt_len` ([`ops::kv_insert`](crate::ops::kv_insert)) while the other slots keep
-//! their state. Nothing is ever reallocated or shifted, so every decode step has the same shapes and
-//! device addresses (the precondition for capturing it in a CUDA graph).
+//! their state. Nothing is shifted, and the cache is reallocated only when a sequence reaches its end
+//! ([`SlotCache::grown`], doubling): between two growths every decode step has the same shapes and device
+//! addresses (the precondition for capturing it in a CUDA graph; the batcher recaptures after a growth).
 
 use candle_core::{DType, Device, Result, Tensor};
 
@@ -57,6 +58,26 @@ impl SlotCache {
     /// Bytes held by all layers.
     pub fn bytes(&self) -> usize {
         self.layers.iter().map(|t| t.elem_count() * t.dtype().size_in_bytes()).sum()
+    }
+
+    /// The same slots with room for `capacity` columns: columns `0..self.capacity()` are copied, the
+    /// rest is zero. (A grown cache has new device addresses: a captured decode step must be captured
+    /// again.)
+    pub fn grown(&self, capacity: usize) -> Result<SlotCache> {
+        if capacity < self.capacity {
+            candle_core::bail!("slot cache: cannot shrink from {} to {capacity} columns", self.capacity)
+        }
+        let layers = self
+            .layers
+            .iter()
+            .map(|old| {
+                let (two, slots, heads, _, d) = old.dims5()?;
+                let new = Tensor::zeros((two, slots, heads, capacity, d), old.dtype(), old.device())?;
+                new.slice_set(old, 3, 0)?;
+                Ok(new)
+            })
+            .collect::<Result<Vec<_>>>()?;
+        Ok(SlotCache { layers, slots: self.slots, capacity })
     }
 
     /// Copies row `row` of a prefilled (left-padded) [`KvCache`] into `slot`, columns `0..len`

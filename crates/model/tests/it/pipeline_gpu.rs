@@ -88,9 +88,13 @@ fn full_size_synthetic_parity_with_reference_on_gpu() {
         let out = generate(e.decoder(), std::slice::from_ref(&p), &cfg).unwrap();
         let got = &out.rows[0].tokens;
         let same = got.iter().zip(&c.greedy).take_while(|(a, b)| a == b).count();
-        let q =
-            generate_queue(e.decoder(), &[p], &cfg, &BatcherConfig { slots: 1, prefill_batch: 1, cuda_graph: true })
-                .unwrap();
+        let q = generate_queue(
+            e.decoder(),
+            &[p],
+            &cfg,
+            &BatcherConfig { slots: 1, prefill_batch: 1, ..Default::default() },
+        )
+        .unwrap();
         let same_q = q.rows[0].tokens.iter().zip(&c.greedy).take_while(|(a, b)| a == b).count();
         report.insert(
             format!("{}.f32", c.name),
