@@ -22,7 +22,9 @@ use std::time::{Duration, Instant};
 use candle_core::{DType, Result, Tensor};
 
 use crate::decoder::{DecoderModel, KvCache, SlotCache};
-use crate::generate::{argmax, generate, BatchOutput, Generated, GenerationConfig, PromptInput, Sampling};
+use crate::generate::{
+    argmax, generate, padded_batch, BatchOutput, Generated, GenerationConfig, PromptInput, Sampling,
+};
 use crate::ngram::no_repeat_ngram_banned;
 use crate::ops::{self, StepGraph, NO_BAN};
 
@@ -224,34 +226,10 @@ pub fn generate_queue(
 
 /// Prefills a batch of prompts (left-padded) and returns the cache and each row's last logits.
 fn prefill_batch(model: &DecoderModel, prompts: &[PromptInput]) -> Result<(KvCache, Vec<Vec<f32>>)> {
-    let hidden = model.config().hidden_size;
-    let (dtype, device) = (model.dtype(), model.device());
-    let lens: Vec<usize> = prompts.iter().map(|p| p.ids.len()).collect();
-    let max_len = lens.iter().copied().max().unwrap_or(0);
-    let left_pad: Vec<usize> = lens.iter().map(|&l| max_len - l).collect();
-    let rows = prompts
-        .iter()
-        .zip(&left_pad)
-        .enumerate()
-        .map(|(i, (p, &pad))| {
-            let (len, h) = p.embeds.dims2()?;
-            if h != hidden || len == 0 || len != p.ids.len() {
-                candle_core::bail!(
-                    "prompt {i}: embeddings {:?} and {} ids do not form a (seq, {hidden}) prompt",
-                    p.embeds.dims(),
-                    p.ids.len()
-                )
-            }
-            let e = p.embeds.to_dtype(dtype)?.to_device(device)?;
-            if pad == 0 {
-                Ok(e)
-            } else {
-                Tensor::cat(&[&Tensor::zeros((pad, hidden), dtype, device)?, &e], 0)
-            }
-        })
-        .collect::<Result<Vec<_>>>()?;
+    let (embeds, left_pad) = padded_batch(model, prompts)?;
+    let max_len = embeds.dim(1)?;
     let mut cache = model.new_cache(left_pad);
-    let h = model.forward_hidden(&Tensor::stack(&rows, 0)?, 0, &mut cache)?;
+    let h = model.forward_hidden(&embeds, 0, &mut cache)?;
     let logits = model.logits(&h.narrow(1, max_len - 1, 1)?)?.squeeze(1)?.to_vec2::<f32>()?;
     Ok((cache, logits))
 }

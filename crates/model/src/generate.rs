@@ -95,16 +95,13 @@ pub struct BatchOutput {
     pub decode_steps: usize,
 }
 
-/// Generates a continuation for every prompt, batched. Outputs are in input order.
-pub fn generate(model: &DecoderModel, prompts: &[PromptInput], cfg: &GenerationConfig) -> Result<BatchOutput> {
-    let b = prompts.len();
-    if b == 0 {
-        return Ok(BatchOutput { rows: Vec::new(), prefill: Duration::ZERO, decode: Duration::ZERO, decode_steps: 0 });
-    }
+/// The prompts' embeddings left-padded with zero rows to the longest, stacked on the model's device
+/// and dtype, with each row's padding: `((batch, max_len, hidden), left_pad)`. A prompt whose
+/// embeddings are not `(len(ids), hidden)` is an error naming it.
+pub(crate) fn padded_batch(model: &DecoderModel, prompts: &[PromptInput]) -> Result<(Tensor, Vec<usize>)> {
     let hidden = model.config().hidden_size;
-    let dtype = model.dtype();
-    let device = model.device().clone();
-    let mut lens = Vec::with_capacity(b);
+    let (dtype, device) = (model.dtype(), model.device());
+    let mut lens = Vec::with_capacity(prompts.len());
     for (i, p) in prompts.iter().enumerate() {
         let (len, h) = p.embeds.dims2()?;
         if h != hidden || len == 0 || len != p.ids.len() {
@@ -122,15 +119,26 @@ pub fn generate(model: &DecoderModel, prompts: &[PromptInput], cfg: &GenerationC
         .iter()
         .zip(&left_pad)
         .map(|(p, &pad)| {
-            let e = p.embeds.to_dtype(dtype)?.to_device(&device)?;
+            let e = p.embeds.to_dtype(dtype)?.to_device(device)?;
             if pad == 0 {
                 Ok(e)
             } else {
-                Tensor::cat(&[&Tensor::zeros((pad, hidden), dtype, &device)?, &e], 0)
+                Tensor::cat(&[&Tensor::zeros((pad, hidden), dtype, device)?, &e], 0)
             }
         })
         .collect::<Result<Vec<_>>>()?;
-    let embeds = Tensor::stack(&rows, 0)?; // (b, max_len, hidden)
+    Ok((Tensor::stack(&rows, 0)?, left_pad))
+}
+
+/// Generates a continuation for every prompt, batched. Outputs are in input order.
+pub fn generate(model: &DecoderModel, prompts: &[PromptInput], cfg: &GenerationConfig) -> Result<BatchOutput> {
+    let b = prompts.len();
+    if b == 0 {
+        return Ok(BatchOutput { rows: Vec::new(), prefill: Duration::ZERO, decode: Duration::ZERO, decode_steps: 0 });
+    }
+    let (embeds, left_pad) = padded_batch(model, prompts)?; // (b, max_len, hidden)
+    let max_len = embeds.dim(1)?;
+    let device = model.device().clone();
 
     let start = Instant::now();
     let mut cache = model.new_cache(left_pad);
