@@ -135,7 +135,7 @@ pub fn generate_queue(
             let mut free = free.into_iter();
             for (i, &row) in rows.iter().enumerate() {
                 let mut scores = first[i].clone();
-                apply_blockers(&mut scores, cfg, &prompts[row].ids, &[])?;
+                apply_blockers(&mut scores, cfg, &prompts[row].ids, &[]);
                 let token = argmax(&scores);
                 out[row].tokens.push(token);
                 if finished(&mut out[row], token, cfg) {
@@ -250,13 +250,12 @@ fn banned(cfg: &GenerationConfig, prompt: &[u32], generated: &[u32]) -> Vec<u32>
     out
 }
 
-fn apply_blockers(scores: &mut [f32], cfg: &GenerationConfig, prompt: &[u32], generated: &[u32]) -> Result<()> {
+fn apply_blockers(scores: &mut [f32], cfg: &GenerationConfig, prompt: &[u32], generated: &[u32]) {
     for id in banned(cfg, prompt, generated) {
         if let Some(s) = scores.get_mut(id as usize) {
             *s = f32::NEG_INFINITY;
         }
     }
-    Ok(())
 }
 
 /// Writes a row's banned ids (padded with [`NO_BAN`]); returns whether any id is banned.

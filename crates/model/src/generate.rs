@@ -8,7 +8,7 @@
 
 use std::time::{Duration, Instant};
 
-use candle_core::{DType, Result, Tensor, D};
+use candle_core::{DType, Result, Tensor};
 
 use crate::decoder::DecoderModel;
 use crate::ngram::{no_repeat_ngram_banned, NgramBlocker};
@@ -258,12 +258,6 @@ fn choose(scores: &[f32], sampling: &Sampling, row: usize, step: usize) -> Resul
             Ok(probs[probs.len() - 1].0)
         }
     }
-}
-
-/// Greedy token of each row of a float32 `(rows, vocab)` logits tensor (device-side argmax; no
-/// blockers). Used by teacher-forced checks.
-pub fn argmax_rows(logits: &Tensor) -> Result<Vec<u32>> {
-    logits.argmax(D::Minus1)?.to_dtype(DType::U32)?.to_vec1::<u32>()
 }
 
 #[cfg(test)]

@@ -4,7 +4,7 @@
 //! # Design
 //! Every layer owns one preallocated `(2, slots, kv_heads, capacity, head_dim)` tensor (keys, then
 //! values). A slot's sequence occupies columns `0..len`; its next token is written at column
-//! `pos = len` by [`ops::kv_write`](crate::ops::kv_write) and attends to `0..=pos`. Slots are
+//! `pos = len` by [`ops::kv_rope_write`](crate::ops::kv_rope_write) and attends to `0..=pos`. Slots are
 //! independent: a finished sequence's slot is refilled by copying a newly prefilled prompt into
 //! columns `0..prompt_len` ([`ops::kv_insert`](crate::ops::kv_insert)) while the other slots keep
 //! their state. Nothing is shifted, and the cache is reallocated only when a sequence reaches its end

@@ -215,11 +215,10 @@ pub(super) fn moe_route(
     Ok(CudaStorage { slice: CudaStorageSlice::F32(out), device: dev })
 }
 
-/// `occ_moe_gate_up`: `dims` are the kernel's four u32 sizes, `outputs` the number
-/// of output elements (one warp each).
+/// `occ_moe_gate_up`: `dims` are the kernel's four u32 sizes, `outputs` the number of output
+/// elements (one warp each).
 #[allow(clippy::too_many_arguments)]
-pub(super) fn moe_gemv(
-    kernel: &str,
+pub(super) fn moe_gate_up(
     x: &CudaStorage,
     xl: &Layout,
     w: &CudaStorage,
@@ -230,6 +229,7 @@ pub(super) fn moe_gemv(
     outputs: usize,
 ) -> Result<CudaStorage> {
     let dev = x.device.clone();
+    let kernel = "occ_moe_gate_up";
     let name = format!("{kernel}_{}", suffix(&x.slice, kernel)?);
     let func = dev.get_or_load_custom_func(&name, MODULE, PTX)?;
     let (xa, xb) = span(xl, "moe input")?;
@@ -263,45 +263,6 @@ pub(super) fn moe_gemv(
         _ => candle_core::bail!("{kernel}: unsupported dtype"),
     };
     Ok(CudaStorage { slice, device: dev })
-}
-
-pub(super) fn kv_write(
-    dst: &mut CudaStorage,
-    dst_l: &Layout,
-    kv: &CudaStorage,
-    kv_l: &Layout,
-    pos: &CudaStorage,
-    pos_l: &Layout,
-    (slots, heads, cap, d): (usize, usize, usize, usize),
-) -> Result<()> {
-    let dev = dst.device.clone();
-    let name = format!("occ_kv_write_{}", suffix(&dst.slice, "kv_write")?);
-    let func = dev.get_or_load_custom_func(&name, MODULE, PTX)?;
-    let (ca, cb) = span(dst_l, "kv cache")?;
-    let (ka, kb) = span(kv_l, "kv_write columns")?;
-    let (pa, pb) = span(pos_l, "kv_write positions")?;
-    let pos = u32_slice(pos, "kv_write positions")?.slice(pa..pb);
-    let dims = [slots as u32, heads as u32, cap as u32, d as u32];
-    let cfg = grid_for(2 * slots * heads * d);
-    macro_rules! go {
-        ($variant:ident) => {{
-            let (CudaStorageSlice::$variant(c), CudaStorageSlice::$variant(k)) = (&mut dst.slice, &kv.slice) else {
-                candle_core::bail!("kv_write: cache and new columns must share a dtype")
-            };
-            let mut c = c.slice_mut(ca..cb);
-            let k = k.slice(ka..kb);
-            let mut builder = func.builder();
-            builder.arg(&mut c).arg(&k).arg(&pos).arg(&dims[0]).arg(&dims[1]).arg(&dims[2]).arg(&dims[3]);
-            unsafe { builder.launch(cfg) }.w()?;
-        }};
-    }
-    match &dst.slice {
-        CudaStorageSlice::F32(_) => go!(F32),
-        CudaStorageSlice::BF16(_) => go!(BF16),
-        CudaStorageSlice::F16(_) => go!(F16),
-        _ => candle_core::bail!("kv_write: unsupported dtype"),
-    }
-    Ok(())
 }
 
 pub(super) fn kv_insert(

@@ -47,6 +47,14 @@ __device__ __forceinline__ float dot_lane(const T *a, const T *b, const uint32_t
     return acc;
 }
 
+// round(round(silu(round(g))) * round(u)) in T: the reference's silu on the rounded gate, then the product.
+template <typename T>
+__device__ __forceinline__ T swiglu_round(const float g, const float u) {
+    const float gt = to_f(from_f<T>(g));
+    const float s = to_f(from_f<T>(gt / (1.0f + expf(-gt))));
+    return from_f<T>(s * to_f(from_f<T>(u)));
+}
+
 // SwiGLU of a fused gate/up projection: x (rows, 2n) = [gate | up] → y (rows, n),
 // y = round(round(silu(gate)) * up) as the reference (silu in the compute dtype, then the product).
 template <typename T>
@@ -54,10 +62,7 @@ __device__ void swiglu(const T *x, T *y, const uint32_t rows, const uint32_t n) 
     const size_t total = (size_t)rows * n;
     for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < total; i += (size_t)gridDim.x * blockDim.x) {
         const size_t r = i / n, c = i % n;
-        const float g = to_f(x[r * 2 * n + c]);
-        const float u = to_f(x[r * 2 * n + n + c]);
-        const float s = to_f(from_f<T>(g / (1.0f + expf(-g))));
-        y[i] = from_f<T>(s * u);
+        y[i] = swiglu_round<T>(to_f(x[r * 2 * n + c]), to_f(x[r * 2 * n + n + c]));
     }
 }
 
@@ -128,23 +133,6 @@ __device__ void qkv_rope_write(const T *qkv, const uint32_t *pos, const float *i
             dst[i] = o1;
             dst[i + half] = o2;
         }
-    }
-}
-
-// Writes one new key/value column per slot into the slot cache at that slot's position.
-// cache: (2, slots, heads, cap, d) [keys then values]; kv: (2, slots, heads, d); pos: (slots,) u32.
-template <typename T>
-__device__ void kv_write(T *cache, const T *kv, const uint32_t *pos, const uint32_t slots, const uint32_t heads,
-                         const uint32_t cap, const uint32_t d) {
-    const size_t total = (size_t)2 * slots * heads * d;
-    for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < total; i += (size_t)gridDim.x * blockDim.x) {
-        const size_t c = i % d;
-        const size_t h = (i / d) % heads;
-        const size_t s = (i / ((size_t)d * heads)) % slots;
-        const size_t which = i / ((size_t)d * heads * slots);
-        const uint32_t p = pos[s];
-        if (p >= cap) continue; // idle slots run past the capacity: their writes are dropped
-        cache[(((which * slots + s) * heads + h) * cap + p) * d + c] = kv[i];
     }
 }
 
@@ -376,11 +364,7 @@ __device__ void moe_gate_up(const T *x, const T *w, const float *route, T *act, 
         const T *ur = w + ((size_t)e * 2 * n + n + c) * hidden;
         const float g = warp_sum(dot_lane(gr, xr, hidden, lane));
         const float u = warp_sum(dot_lane(ur, xr, hidden, lane));
-        if (lane == 0) {
-            const float gt = to_f(from_f<T>(g));
-            const float s = to_f(from_f<T>(gt / (1.0f + expf(-gt))));
-            act[o] = from_f<T>(s * to_f(from_f<T>(u)));
-        }
+        if (lane == 0) act[o] = swiglu_round<T>(g, u);
     }
 }
 
@@ -618,11 +602,6 @@ extern "C" __global__ void occ_flash_attention_f16(const __half *qkv, const __ha
     extern "C" __global__ void occ_moe_combine_##SUF(const T *pair_out, T *out, const uint32_t tokens,         \
                                                      const uint32_t k, const uint32_t hidden) {               \
         moe_combine<T>(pair_out, out, tokens, k, hidden);                                                     \
-    }                                                                                                         \
-    extern "C" __global__ void occ_kv_write_##SUF(T *cache, const T *kv, const uint32_t *pos,                 \
-                                                  const uint32_t slots, const uint32_t heads,                 \
-                                                  const uint32_t cap, const uint32_t d) {                     \
-        kv_write<T>(cache, kv, pos, slots, heads, cap, d);                                                    \
     }                                                                                                         \
     extern "C" __global__ void occ_kv_insert_##SUF(T *cache, const T *src, const uint32_t slot,                \
                                                    const uint32_t slots, const uint32_t heads,                \

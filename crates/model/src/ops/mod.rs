@@ -7,7 +7,6 @@
 //! - [`swiglu`]: `silu(gate) ⊙ up` of a fused gate/up projection, one pass.
 //! - [`rope_q`], [`kv_rope_write`]: the decode step's fused `q|k|v` projection split, rotate-half
 //!   RoPE at each slot's position, keys/values written into the slot cache.
-//! - [`kv_write`]: writes each slot's new key/value column at that slot's own position.
 //! - [`kv_insert`]: copies a prefilled prompt's keys/values into columns `0..len` of one slot.
 //! - [`decode_attention`]: one query per slot and head against the slot's first `pos + 1` columns.
 //! - [`moe_route`], [`moe_gate_up`], [`moe_down`]: a small batch's MoE without sorting: router
@@ -153,9 +152,7 @@ fn swiglu_cpu<T: Elem>(x: &[T], rows: usize, n: usize) -> Vec<T> {
     for r in 0..rows {
         let row = &x[r * 2 * n..(r + 1) * 2 * n];
         for c in 0..n {
-            let g = row[c].to_f32();
-            let s = T::from_f32(g / (1.0 + (-g).exp())).to_f32();
-            out.push(T::from_f32(s * row[n + c].to_f32()));
+            out.push(swiglu_one(row[c].to_f32(), row[n + c].to_f32()));
         }
     }
     out
@@ -588,22 +585,13 @@ impl candle_core::CustomOp3 for MoeGateUp {
         if wh != hidden || pairs != tokens * self.top_k {
             candle_core::bail!("moe_gate_up: input {:?}, experts {:?}, route {:?}", xl.dims(), wl.dims(), rl.dims())
         }
-        let out = cuda::moe_gemv(
-            "occ_moe_gate_up",
-            x,
-            xl,
-            w,
-            wl,
-            r,
-            rl,
-            [pairs, self.top_k, n2 / 2, hidden],
-            pairs * n2 / 2,
-        )?;
+        let out = cuda::moe_gate_up(x, xl, w, wl, r, rl, [pairs, self.top_k, n2 / 2, hidden], pairs * n2 / 2)?;
         Ok((out, Shape::from((pairs, n2 / 2))))
     }
 }
 
-/// `round(round(silu(round(g))) · round(u))` in the dtype `T`.
+/// `round(round(silu(round(g))) · round(u))` in the dtype `T` (the rounding of g and u is exact when
+/// they already are `T` values).
 fn swiglu_one<T: Elem>(g: f32, u: f32) -> T {
     let g = T::from_f32(g).to_f32();
     let s = T::from_f32(g / (1.0 + (-g).exp())).to_f32();
@@ -702,90 +690,13 @@ pub fn moe_down(act: &Tensor, down: &Tensor, route: &Tensor, top_k: usize) -> Re
 }
 
 // ---------------------------------------------------------------------------------------------
-// kv_write
-
-struct KvWrite;
+// slot caches
 
 fn cache_dims(l: &Layout, what: &str) -> Result<(usize, usize, usize, usize)> {
     match l.dims() {
         &[2, slots, heads, cap, d] => Ok((slots, heads, cap, d)),
         dims => candle_core::bail!("{what}: expected a (2, slots, kv_heads, capacity, head_dim) cache, got {dims:?}"),
     }
-}
-
-impl candle_core::InplaceOp3 for KvWrite {
-    fn name(&self) -> &'static str {
-        "occ-kv-write"
-    }
-
-    fn cpu_fwd(
-        &self,
-        dst: &mut CpuStorage,
-        dst_l: &Layout,
-        kv: &CpuStorage,
-        kv_l: &Layout,
-        pos: &CpuStorage,
-        pos_l: &Layout,
-    ) -> Result<()> {
-        let (slots, heads, cap, d) = cache_dims(dst_l, "kv_write")?;
-        let pos = u32s(pos, pos_l, "kv_write positions")?;
-        if kv_l.dims() != [2, slots, heads, d] || pos.len() != slots {
-            candle_core::bail!(
-                "kv_write: new columns {:?} / positions {} for a cache {:?}",
-                kv_l.dims(),
-                pos.len(),
-                dst_l.dims()
-            )
-        }
-        float_pair!(dst, kv, "kv_write", |c, k: T| {
-            let c = contiguous_mut(c, dst_l, "kv cache")?;
-            let k = contiguous(k, kv_l, "kv_write columns")?;
-            for which in 0..2 {
-                for (s, &p) in pos.iter().enumerate().take(slots) {
-                    if p as usize >= cap {
-                        continue;
-                    }
-                    for h in 0..heads {
-                        let src = ((which * slots + s) * heads + h) * d;
-                        let at = (((which * slots + s) * heads + h) * cap + p as usize) * d;
-                        c[at..at + d].copy_from_slice(&k[src..src + d]);
-                    }
-                }
-            }
-        });
-        Ok(())
-    }
-
-    #[cfg(feature = "cuda")]
-    fn cuda_fwd(
-        &self,
-        dst: &mut candle_core::CudaStorage,
-        dst_l: &Layout,
-        kv: &candle_core::CudaStorage,
-        kv_l: &Layout,
-        pos: &candle_core::CudaStorage,
-        pos_l: &Layout,
-    ) -> Result<()> {
-        let (slots, heads, cap, d) = cache_dims(dst_l, "kv_write")?;
-        if kv_l.dims() != [2, slots, heads, d] || pos_l.dims() != [slots] {
-            candle_core::bail!(
-                "kv_write: new columns {:?} / positions {:?} for a cache {:?}",
-                kv_l.dims(),
-                pos_l.dims(),
-                dst_l.dims()
-            )
-        }
-        cuda::kv_write(dst, dst_l, kv, kv_l, pos, pos_l, (slots, heads, cap, d))
-    }
-}
-
-/// Writes the new key/value column of every slot at `pos[slot]`.
-///
-/// # Shapes
-/// `cache`: `(2, slots, kv_heads, capacity, head_dim)` (written in place); `kv`: `(2, slots,
-/// kv_heads, head_dim)`; `pos`: `(slots,)` u32.
-pub fn kv_write(cache: &Tensor, kv: &Tensor, pos: &Tensor) -> Result<()> {
-    cache.inplace_op3(&kv.contiguous()?, pos, &KvWrite)
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1338,19 +1249,14 @@ mod tests {
     }
 
     #[test]
-    fn kv_write_and_decode_attention_match_plain_ops() -> Result<()> {
+    fn kv_insert_and_decode_attention_match_plain_ops() -> Result<()> {
         let (slots, heads, kv_heads, cap, d) = (3usize, 4usize, 2usize, 9usize, 8usize);
         let cache = Tensor::zeros((2, slots, kv_heads, cap, d), DType::F32, &Device::Cpu)?;
         let full = rand(&[2, slots, kv_heads, cap, d], 7);
         let pos_v = [2u32, 5, 0];
-        // fill columns 0..=pos one at a time, as decode would
-        for col in 0..cap as u32 {
-            let pos: Vec<u32> = pos_v.iter().map(|&p| col.min(p)).collect();
-            let cols = Tensor::stack(
-                &(0..slots).map(|s| full.i((.., s, .., pos[s] as usize, ..))).collect::<Result<Vec<_>>>()?,
-                1,
-            )?;
-            kv_write(&cache, &cols, &Tensor::new(pos.as_slice(), &Device::Cpu)?)?;
+        // columns 0..=pos of every slot, as a prefill would leave them
+        for (s, &p) in pos_v.iter().enumerate() {
+            kv_insert(&cache, &full.i((.., s, .., ..p as usize + 1, ..))?, s)?;
         }
         let q = rand(&[slots, heads, d], 9);
         let pos = Tensor::new(&pos_v, &Device::Cpu)?;
@@ -1372,8 +1278,9 @@ mod tests {
         // an idle slot past the capacity writes nothing
         let before = cache.flatten_all()?.to_vec1::<f32>()?;
         let past = Tensor::new(&[9u32, 10, 11], &Device::Cpu)?;
-        let cols = Tensor::ones((2, slots, kv_heads, d), DType::F32, &Device::Cpu)?;
-        kv_write(&cache, &cols, &past)?;
+        let inv: Vec<f32> = (0..d / 2).map(|i| 1.0 / 10000f32.powf((2 * i) as f32 / d as f32)).collect();
+        let qkv = Tensor::ones((slots, (heads + 2 * kv_heads) * d), DType::F32, &Device::Cpu)?;
+        kv_rope_write(&cache, &qkv, &past, heads, &inv)?;
         assert_eq!(cache.flatten_all()?.to_vec1::<f32>()?, before);
         // inserting a prompt of 4 columns into slot 1 = the same columns written one by one
         let other = Tensor::zeros((2, slots, kv_heads, cap, d), DType::F32, &Device::Cpu)?;
