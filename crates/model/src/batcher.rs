@@ -10,12 +10,12 @@
 //!   the read-back of the chosen ids (and an upload of banned ids when a blocker fires).
 //! - Prompts are prefilled in small batches with the left-padded path
 //!   ([`DecoderModel::forward_hidden`]), their first token is chosen on the host from the prefill
-//!   logits (same rule as [`generate`](crate::generate::generate)), and their keys/values are copied
+//!   logits (same rule as [`generate`]), and their keys/values are copied
 //!   into a free slot ([`SlotCache::insert_from`](crate::decoder::SlotCache::insert_from)).
 //! - Greedy only: the repetition blockers become banned-id rows on the device. Sampling falls back to
-//!   [`generate`](crate::generate::generate) in chunks of `slots` prompts.
+//!   [`generate`] in chunks of `slots` prompts.
 //!
-//! Outputs equal [`generate`](crate::generate::generate)'s for every prompt (tests).
+//! Outputs equal [`generate`]'s for every prompt (tests).
 
 use std::time::{Duration, Instant};
 

@@ -9,7 +9,7 @@
 //! - **device** (CUDA, bf16/f16, greedy top-k), no host synchronisation, so a decode step can be
 //!   captured in a CUDA graph:
 //!   - up to [`SMALL_BATCH_PAIRS`] (token, expert) pairs (decode): three fused ops of this crate
-//!     ([`ops::moe_route`], [`ops::moe_gate_up`], [`ops::moe_down`]) — router, one GEMV per pair
+//!     ([`ops::moe_route`](crate::ops::moe_route), [`ops::moe_gate_up`](crate::ops::moe_gate_up), [`ops::moe_down`](crate::ops::moe_down)) — router, one GEMV per pair
 //!     with SwiGLU, down GEMV weighted and summed per token; no sorting, no expert-major grouping;
 //!   - more (prefill, large batches): routing on the GPU (softmax, `arg_sort`, `gather`) and two
 //!     grouped GEMMs (candle's `moe_gemm` WMMA kernels), the routing weights applied in the second,
