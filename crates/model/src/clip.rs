@@ -6,18 +6,20 @@
 //! post-norm.
 
 use candle_core::{Module, Result, Tensor};
-use candle_nn::{layer_norm, linear, LayerNorm, Linear, VarBuilder};
+use candle_nn::{layer_norm, LayerNorm, VarBuilder};
 
 use crate::config::ClipConfig;
 use crate::nn::attention::sdpa;
 use crate::nn::interpolate::resize_grid_bicubic_aa;
-use crate::nn::{no_probe, quick_gelu, Probe};
+use crate::nn::linear::{dense, Dense};
+use crate::nn::{no_probe, Probe};
+use crate::ops::{vit_attention, Act, VitGrid};
 
 /// `transformer.layers.N.self_attn`.
 #[derive(Debug, Clone)]
 pub struct Attention {
-    qkv_proj: Linear,
-    out_proj: Linear,
+    qkv_proj: Dense,
+    out_proj: Dense,
     heads: usize,
     head_dim: usize,
 }
@@ -25,23 +27,37 @@ pub struct Attention {
 impl Attention {
     pub fn new(cfg: &ClipConfig, vb: VarBuilder<'_>) -> Result<Self> {
         Ok(Attention {
-            qkv_proj: linear(cfg.width, 3 * cfg.width, vb.pp("qkv_proj"))?,
-            out_proj: linear(cfg.width, cfg.width, vb.pp("out_proj"))?,
+            qkv_proj: dense(cfg.width, 3 * cfg.width, vb.pp("qkv_proj"))?,
+            out_proj: dense(cfg.width, cfg.width, vb.pp("out_proj"))?,
             heads: cfg.heads,
             head_dim: cfg.head_dim(),
         })
     }
 
+    /// `x + out_proj(attention(normed))`, the residual added in the projection's epilogue; fused
+    /// ([`crate::ops::vit_attention`]) where a kernel exists, materialised scores elsewhere.
+    ///
     /// # Shapes
-    /// `x`: (b, t, dim) → (b, t, dim).
-    pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        let (b, t, dim) = x.dims3()?;
-        let qkv = self.qkv_proj.forward(x)?.reshape((b, t, 3, self.heads, self.head_dim))?.permute((2, 0, 3, 1, 4))?; // (3, b, nh, t, hd)
-        let q = qkv.get(0)?.contiguous()?;
-        let k = qkv.get(1)?.contiguous()?;
-        let v = qkv.get(2)?.contiguous()?;
-        let out = sdpa(&q, &k, &v, None, (self.head_dim as f64).powf(-0.5))?; // (b, nh, t, hd)
-        self.out_proj.forward(&out.transpose(1, 2)?.reshape((b, t, dim))?)
+    /// `normed`, `x`: (b, t, dim) → (b, t, dim).
+    pub fn forward(&self, normed: &Tensor, x: &Tensor) -> Result<Tensor> {
+        let (b, t, dim) = normed.dims3()?;
+        let scale = (self.head_dim as f64).powf(-0.5);
+        let core = if crate::ops::vit_attention_supported(normed, self.head_dim, (1, t), false) {
+            let grid = VitGrid { heads: self.heads, grid: (1, t), window: None, scale: scale as f32 };
+            vit_attention(&self.qkv_proj.matmul(normed)?, self.qkv_proj.bias(), None, grid)?
+        } else {
+            let qkv = self
+                .qkv_proj
+                .forward(normed)?
+                .reshape((b, t, 3, self.heads, self.head_dim))?
+                .permute((2, 0, 3, 1, 4))?; // (3, b, nh, t, hd)
+            let q = qkv.get(0)?.contiguous()?;
+            let k = qkv.get(1)?.contiguous()?;
+            let v = qkv.get(2)?.contiguous()?;
+            sdpa(&q, &k, &v, None, scale)?.transpose(1, 2)?.reshape((b, t, dim))?
+            // (b, t, dim)
+        };
+        self.out_proj.forward_with(&core, Act::None, Some(x))
     }
 }
 
@@ -51,8 +67,8 @@ pub struct Layer {
     layer_norm1: LayerNorm,
     self_attn: Attention,
     layer_norm2: LayerNorm,
-    fc1: Linear,
-    fc2: Linear,
+    fc1: Dense,
+    fc2: Dense,
 }
 
 impl Layer {
@@ -61,17 +77,17 @@ impl Layer {
             layer_norm1: layer_norm(cfg.width, cfg.eps, vb.pp("layer_norm1"))?,
             self_attn: Attention::new(cfg, vb.pp("self_attn"))?,
             layer_norm2: layer_norm(cfg.width, cfg.eps, vb.pp("layer_norm2"))?,
-            fc1: linear(cfg.width, cfg.ffn_dim, vb.pp("mlp").pp("fc1"))?,
-            fc2: linear(cfg.ffn_dim, cfg.width, vb.pp("mlp").pp("fc2"))?,
+            fc1: dense(cfg.width, cfg.ffn_dim, vb.pp("mlp").pp("fc1"))?,
+            fc2: dense(cfg.ffn_dim, cfg.width, vb.pp("mlp").pp("fc2"))?,
         })
     }
 
     /// # Shapes
     /// `x`: (b, t, dim) → (b, t, dim).
     pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        let h = (x + self.self_attn.forward(&self.layer_norm1.forward(x)?)?)?;
-        let m = self.fc2.forward(&quick_gelu(&self.fc1.forward(&self.layer_norm2.forward(&h)?)?)?)?;
-        &h + m
+        let h = self.self_attn.forward(&self.layer_norm1.forward(x)?, x)?;
+        let m = self.fc1.forward_with(&self.layer_norm2.forward(&h)?, Act::QuickGelu, None)?;
+        self.fc2.forward_with(&m, Act::None, Some(&h))
     }
 }
 

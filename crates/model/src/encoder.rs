@@ -23,7 +23,7 @@ use crate::clip::Clip;
 use crate::config::VisionConfig;
 use crate::layout::lay_out;
 use crate::nn::{no_probe, Probe};
-use crate::preprocess::{image_tensor, PreparedImage};
+use crate::preprocess::{images_tensor, PreparedImage};
 use crate::projector::Projector;
 use crate::sam::Sam;
 
@@ -171,14 +171,11 @@ impl DeepEncoder {
         let mut features: BTreeMap<(usize, usize), Tensor> = BTreeMap::new();
         for views in groups.values() {
             for chunk in views.chunks(self.max_batch) {
-                let batch = chunk
+                let views: Vec<&image::RgbImage> = chunk
                     .iter()
-                    .map(|&(i, v)| {
-                        let img = if v == 0 { &images[i].global } else { &images[i].tiles[v - 1] };
-                        image_tensor(img, device)
-                    })
-                    .collect::<Result<Vec<_>>>()?;
-                let out = self.encode_views(&Tensor::stack(&batch, 0)?)?;
+                    .map(|&(i, v)| if v == 0 { &images[i].global } else { &images[i].tiles[v - 1] })
+                    .collect();
+                let out = self.encode_views(&images_tensor(&views, self.dtype, device)?)?;
                 for (j, &key) in chunk.iter().enumerate() {
                     features.insert(key, out.get(j)?);
                 }

@@ -36,7 +36,7 @@
 use std::path::Path;
 
 use crate::nn::interpolate::cubic_kernel;
-use candle_core::{Device, Result, Tensor};
+use candle_core::{DType, Device, Result, Tensor};
 use image::{ImageDecoder, ImageReader, Rgb, RgbImage};
 use occ_core::mode::{gundam_grid, GUNDAM_MAX_TILES, GUNDAM_MIN_TILES};
 use occ_core::{GundamGrid, Mode, VisionTokens};
@@ -414,8 +414,27 @@ pub fn normalize_chw(img: &RgbImage) -> Vec<f32> {
 
 /// An RGB image as a normalised f32 tensor `(3, h, w)` on `device`.
 pub fn image_tensor(img: &RgbImage, device: &Device) -> Result<Tensor> {
-    let (w, h) = (img.width() as usize, img.height() as usize);
-    Tensor::from_vec(normalize_chw(img), (3, h, w), device)
+    images_tensor(&[img], DType::F32, device)?.squeeze(0)
+}
+
+/// Equal-sized RGB images as one normalised tensor `(n, 3, h, w)` in `dtype` on `device`: the bytes are
+/// uploaded as they are and mapped on the device through the 256 values of [`normalize_chw`]'s formula
+/// (bit-identical to it in f32; other dtypes round those values once).
+pub fn images_tensor(images: &[&RgbImage], dtype: DType, device: &Device) -> Result<Tensor> {
+    let Some(first) = images.first() else { candle_core::bail!("images_tensor: no images") };
+    let (w, h) = (first.width() as usize, first.height() as usize);
+    let mut raw = Vec::with_capacity(images.len() * w * h * 3);
+    for img in images {
+        if (img.width() as usize, img.height() as usize) != (w, h) {
+            candle_core::bail!("images_tensor: a {}×{} image among {w}×{h} ones", img.width(), img.height())
+        }
+        raw.extend_from_slice(img.as_raw());
+    }
+    let table: Vec<f32> = (0..=255u8).map(|v| (f32::from(v) / 255.0 - 0.5) / 0.5).collect();
+    let table = Tensor::from_vec(table, 256, device)?.to_dtype(dtype)?;
+    // u32 indices: candle's index_select reads an id equal to its type's maximum (255 for u8) as padding
+    let bytes = Tensor::from_vec(raw, images.len() * h * w * 3, device)?.to_dtype(DType::U32)?;
+    table.index_select(&bytes, 0)?.reshape((images.len(), h, w, 3))?.permute((0, 3, 1, 2))?.contiguous()
 }
 
 #[cfg(test)]

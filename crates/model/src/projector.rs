@@ -1,21 +1,22 @@
 //! The linear projector (`model.projector.layers`, spec §4): concatenated CLIP + SAM features
 //! (2048) → decoder width (1280).
 
-use candle_core::{Module, Result, Tensor};
-use candle_nn::{linear, Linear, VarBuilder};
+use candle_core::{Result, Tensor};
+use candle_nn::VarBuilder;
 
 use crate::config::ProjectorConfig;
+use crate::nn::linear::{dense, Dense};
 
 /// `MlpProjector` with `projector_type = "linear"`: one `Linear(input_dim → n_embed, bias)`.
 #[derive(Debug, Clone)]
 pub struct Projector {
-    layers: Linear,
+    layers: Dense,
 }
 
 impl Projector {
     /// `vb` points at `model.projector`.
     pub fn new(cfg: &ProjectorConfig, vb: VarBuilder<'_>) -> Result<Self> {
-        Ok(Projector { layers: linear(cfg.input_dim, cfg.n_embed, vb.pp("layers"))? })
+        Ok(Projector { layers: dense(cfg.input_dim, cfg.n_embed, vb.pp("layers"))? })
     }
 
     /// # Shapes

@@ -9,14 +9,16 @@
 //! the padding: padded positions act as keys and values (equal to the qkv bias after projection).
 
 use candle_core::{Module, Result, Tensor};
-use candle_nn::{conv2d, conv2d_no_bias, layer_norm, linear, Conv2d, Conv2dConfig, LayerNorm, Linear, VarBuilder};
+use candle_nn::{conv2d, conv2d_no_bias, layer_norm, Conv2d, Conv2dConfig, LayerNorm, VarBuilder};
 
 use crate::config::SamConfig;
 use crate::nn::attention::sdpa;
 use crate::nn::interpolate::{resize_grid_bicubic_aa, resize_rows_linear};
+use crate::nn::linear::{dense, Dense};
 use crate::nn::norm::LayerNorm2d;
 use crate::nn::window::{window_partition, window_unpartition};
 use crate::nn::{no_probe, Probe};
+use crate::ops::{vit_attention, Act, VitGrid};
 
 /// `get_rel_pos(q, k, table)`: the table resized to `2·max(q, k) − 1` rows (linear), then gathered
 /// at `rel[i][j] = i·max(k/q, 1) − j·max(q/k, 1) + (k − 1)·max(q/k, 1)` (truncated like `.long()`).
@@ -44,8 +46,8 @@ pub fn get_rel_pos(q: usize, k: usize, table: &Tensor) -> Result<Tensor> {
 /// Multi-head attention with decomposed relative position bias (`blocks.N.attn`).
 #[derive(Debug, Clone)]
 pub struct Attention {
-    qkv: Linear,
-    proj: Linear,
+    qkv: Dense,
+    proj: Dense,
     rel_pos_h: Tensor,
     rel_pos_w: Tensor,
     heads: usize,
@@ -58,8 +60,8 @@ impl Attention {
     pub fn new(cfg: &SamConfig, input_size: usize, vb: VarBuilder<'_>) -> Result<Self> {
         let (dim, hd) = (cfg.width, cfg.head_dim());
         Ok(Attention {
-            qkv: linear(dim, 3 * dim, vb.pp("qkv"))?,
-            proj: linear(dim, dim, vb.pp("proj"))?,
+            qkv: dense(dim, 3 * dim, vb.pp("qkv"))?,
+            proj: dense(dim, dim, vb.pp("proj"))?,
             rel_pos_h: vb.get((2 * input_size - 1, hd), "rel_pos_h")?,
             rel_pos_w: vb.get((2 * input_size - 1, hd), "rel_pos_w")?,
             heads: cfg.heads,
@@ -77,34 +79,72 @@ impl Attention {
         &self.rel_pos_w
     }
 
+    /// `x + proj(attention(normed))`: the attention of a block over its span, then the output
+    /// projection and the residual add in one epilogue.
+    ///
     /// # Shapes
-    /// `x`: (b, h, w, dim) → (b, h, w, dim).
-    pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
+    /// `normed`, `x`: (b, h, w, dim) → (b, h, w, dim).
+    pub fn forward(&self, normed: &Tensor, x: &Tensor, span: AttentionSpan) -> Result<Tensor> {
+        let (_, h, w, _) = normed.dims4()?;
+        let unit = match span {
+            AttentionSpan::Global => (h, w),
+            AttentionSpan::Windowed(ws) => (ws, ws),
+        };
+        let core = if crate::ops::vit_attention_supported(normed, self.head_dim, unit, true) {
+            self.core_fused(normed, span)?
+        } else {
+            self.core_materialised(normed, span)?
+        };
+        self.proj.forward_with(&core, Act::None, Some(x))
+    }
+
+    /// The attention before the output projection, through [`crate::ops::vit_attention`]: straight
+    /// from the q|k|v projection of the unpadded grid (windows and their padding are indexed, the
+    /// relative-position bias computed on the fly).
+    ///
+    /// # Shapes
+    /// `normed`: (b, h, w, dim) → (b, h, w, dim).
+    pub fn core_fused(&self, normed: &Tensor, span: AttentionSpan) -> Result<Tensor> {
+        let (b, h, w, dim) = normed.dims4()?;
+        let qkv = self.qkv.matmul(normed)?.reshape((b, h * w, 3 * dim))?;
+        let (window, (uh, uw)) = match span {
+            AttentionSpan::Global => (None, (h, w)),
+            AttentionSpan::Windowed(ws) => (Some(ws), (ws, ws)),
+        };
+        let rh = get_rel_pos(uh, uh, &self.rel_pos_h)?.to_dtype(normed.dtype())?;
+        let rw = get_rel_pos(uw, uw, &self.rel_pos_w)?.to_dtype(normed.dtype())?;
+        let grid = VitGrid { heads: self.heads, grid: (h, w), window, scale: (self.head_dim as f32).powf(-0.5) };
+        vit_attention(&qkv, self.qkv.bias(), Some((&rh, &rw)), grid)?.reshape((b, h, w, dim))
+    }
+
+    /// The attention before the output projection, as the reference writes it: windows cut from the
+    /// zero-padded grid, the n × n bias materialised, scores in f32.
+    ///
+    /// # Shapes
+    /// `normed`: (b, h, w, dim) → (b, h, w, dim).
+    pub fn core_materialised(&self, normed: &Tensor, span: AttentionSpan) -> Result<Tensor> {
+        match span {
+            AttentionSpan::Global => self.attend(normed),
+            AttentionSpan::Windowed(ws) => {
+                let (_, h, w, _) = normed.dims4()?;
+                let (windows, padded) = window_partition(normed, ws)?;
+                window_unpartition(&self.attend(&windows)?, ws, padded, h, w)
+            }
+        }
+    }
+
+    /// Attention over all of `x`'s grid with the materialised bias (before `proj`).
+    fn attend(&self, x: &Tensor) -> Result<Tensor> {
         let (b, h, w, dim) = x.dims4()?;
         let (nh, hd) = (self.heads, self.head_dim);
         let qkv = self.qkv.forward(x)?.reshape((b, h * w, 3, nh, hd))?.permute((2, 0, 3, 1, 4))?; // (3, b, nh, hw, hd)
         let q = qkv.get(0)?.contiguous()?;
+        let k = qkv.get(1)?.contiguous()?;
+        let v = qkv.get(2)?.contiguous()?;
         let (rel_h, rel_w) = self.rel_pos_parts(&q, h, w)?; // (b·nh, h, w, kh), (b·nh, h, w, kw)
-        let out = if crate::ops::flash_attention_supported(&q) {
-            // fused: the n × n bias is never stored (docs/PERFORMANCE.md)
-            let bh = b * nh;
-            let relhw = Tensor::cat(&[rel_h.reshape((bh, h * w, h))?, rel_w.reshape((bh, h * w, w))?], 2)?;
-            let packed = qkv.contiguous()?.reshape((3, bh, h * w, hd))?;
-            let bias = crate::ops::RelPosBias { kh: h, kw: w };
-            crate::ops::flash_attention(&packed, Some((&relhw, bias)), (hd as f32).powf(-0.5))?.reshape((
-                b,
-                nh,
-                h * w,
-                hd,
-            ))?
-        } else {
-            let k = qkv.get(1)?.contiguous()?;
-            let v = qkv.get(2)?.contiguous()?;
-            let bias = rel_h.unsqueeze(4)?.broadcast_add(&rel_w.unsqueeze(3)?)?.reshape((b, nh, h * w, h * w))?;
-            sdpa(&q, &k, &v, Some(&bias), (hd as f64).powf(-0.5))? // (b, nh, hw, hd)
-        };
-        let out = out.reshape((b, nh, h, w, hd))?.permute((0, 2, 3, 1, 4))?.reshape((b, h, w, dim))?;
-        self.proj.forward(&out)
+        let bias = rel_h.unsqueeze(4)?.broadcast_add(&rel_w.unsqueeze(3)?)?.reshape((b, nh, h * w, h * w))?;
+        let out = sdpa(&q, &k, &v, Some(&bias), (hd as f64).powf(-0.5))?; // (b, nh, hw, hd)
+        out.reshape((b, nh, h, w, hd))?.permute((0, 2, 3, 1, 4))?.reshape((b, h, w, dim))
     }
 
     /// The two parts of `bias[(y,x),(y',x')] = <q_{y,x}, Rh[y,y']> + <q_{y,x}, Rw[x,x']>` (unscaled q):
@@ -138,20 +178,21 @@ impl Attention {
 /// `blocks.N.mlp`: lin1 → exact GELU → lin2.
 #[derive(Debug, Clone)]
 pub struct Mlp {
-    lin1: Linear,
-    lin2: Linear,
+    lin1: Dense,
+    lin2: Dense,
 }
 
 impl Mlp {
     pub fn new(cfg: &SamConfig, vb: VarBuilder<'_>) -> Result<Self> {
         Ok(Mlp {
-            lin1: linear(cfg.width, cfg.mlp_dim, vb.pp("lin1"))?,
-            lin2: linear(cfg.mlp_dim, cfg.width, vb.pp("lin2"))?,
+            lin1: dense(cfg.width, cfg.mlp_dim, vb.pp("lin1"))?,
+            lin2: dense(cfg.mlp_dim, cfg.width, vb.pp("lin2"))?,
         })
     }
 
-    pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        self.lin2.forward(&self.lin1.forward(x)?.gelu_erf()?)
+    /// `x + lin2(gelu(lin1(normed)))`.
+    pub fn forward(&self, normed: &Tensor, x: &Tensor) -> Result<Tensor> {
+        self.lin2.forward_with(&self.lin1.forward_with(normed, Act::Gelu, None)?, Act::None, Some(x))
     }
 }
 
@@ -205,17 +246,8 @@ impl Block {
     /// # Shapes
     /// `x`: (b, h, w, dim) → (b, h, w, dim).
     pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        let (_, h, w, _) = x.dims4()?;
-        let normed = self.norm1.forward(x)?;
-        let attended = match self.span {
-            AttentionSpan::Global => self.attn.forward(&normed)?,
-            AttentionSpan::Windowed(ws) => {
-                let (windows, padded) = window_partition(&normed, ws)?;
-                window_unpartition(&self.attn.forward(&windows)?, ws, padded, h, w)?
-            }
-        };
-        let x = (x + attended)?;
-        &x + self.mlp.forward(&self.norm2.forward(&x)?)?
+        let x = self.attn.forward(&self.norm1.forward(x)?, x, self.span)?;
+        self.mlp.forward(&self.norm2.forward(&x)?, &x)
     }
 }
 

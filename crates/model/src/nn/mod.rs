@@ -6,6 +6,7 @@
 
 pub mod attention;
 pub mod interpolate;
+pub mod linear;
 pub mod norm;
 pub mod window;
 

@@ -445,130 +445,6 @@ extern "C" __global__ void occ_advance(uint32_t *pos, const uint32_t slots) {
     if (i < slots) pos[i] += 1;
 }
 
-// ---- fused attention of the vision encoder (tensor cores; bf16 / f16; head_dim 64) ----
-// softmax(q k^T * scale + bias) v over qkv (3, BH, N, 64); bias[q, j] = round(relhw[q, j / kw] + relhw[q, kh + j % kw])
-// from relhw (BH, N, kh + kw) (SAM's decomposed relative positions; relhw == nullptr: no bias). Scores and the
-// online softmax in float32, probabilities rounded to T before the value product (as the reference's cast),
-// output accumulated in float32 and rounded once. Block: 2 warps, 32 queries; key tiles of 64.
-template <typename T>
-__device__ void flash_attention(const T *qkv, const T *relhw, T *out, const uint32_t bhs, const uint32_t n,
-                                const uint32_t kh, const uint32_t kw, const float scale) {
-    using namespace nvcuda;
-    constexpr int D = 64, BQ = 32, BK = 64;
-    __shared__ __align__(32) T q_sh[BQ * D];
-    __shared__ __align__(32) T k_sh[BK * D];
-    __shared__ __align__(32) T v_sh[BK * D];
-    __shared__ __align__(32) float s_sh[BQ * BK];
-    __shared__ __align__(32) T p_sh[BQ * BK];
-    __shared__ __align__(32) float o_sh[BQ * D];
-    __shared__ float m_sh[BQ], l_sh[BQ];
-    const uint32_t bh = blockIdx.y, q0 = blockIdx.x * BQ;
-    if (bh >= bhs) return;
-    const T *Q = qkv + ((size_t)0 * bhs + bh) * n * D;
-    const T *K = qkv + ((size_t)1 * bhs + bh) * n * D;
-    const T *V = qkv + ((size_t)2 * bhs + bh) * n * D;
-    const int tid = threadIdx.x, warp = tid / 32, lane = tid % 32;
-    const T zero = from_f<T>(0.0f);
-    for (int i = tid; i < BQ * D; i += 64) {
-        const int r = i / D;
-        q_sh[i] = (q0 + r < n) ? Q[(size_t)(q0 + r) * D + i % D] : zero;
-        o_sh[i] = 0.0f;
-    }
-    if (tid < BQ) { m_sh[tid] = -INFINITY; l_sh[tid] = 0.0f; }
-    __syncthreads();
-    for (uint32_t k0 = 0; k0 < n; k0 += BK) {
-        // 16-byte vector loads: a row of 64 is 8 vectors; rows past n are zero
-        for (int i = tid; i < BK * D / 8; i += 64) {
-            const uint32_t j = k0 + (i * 8) / D;
-            const uint4 z = make_uint4(0, 0, 0, 0);
-            reinterpret_cast<uint4 *>(k_sh)[i] = j < n ? reinterpret_cast<const uint4 *>(K + (size_t)j * D)[i % (D / 8)] : z;
-            reinterpret_cast<uint4 *>(v_sh)[i] = j < n ? reinterpret_cast<const uint4 *>(V + (size_t)j * D)[i % (D / 8)] : z;
-        }
-        __syncthreads();
-        for (int nt = 0; nt < BK / 16; ++nt) {
-            wmma::fragment<wmma::accumulator, 16, 16, 16, float> acc;
-            wmma::fill_fragment(acc, 0.0f);
-            for (int kt = 0; kt < D / 16; ++kt) {
-                wmma::fragment<wmma::matrix_a, 16, 16, 16, T, wmma::row_major> a;
-                wmma::fragment<wmma::matrix_b, 16, 16, 16, T, wmma::col_major> b;
-                wmma::load_matrix_sync(a, q_sh + warp * 16 * D + kt * 16, D);
-                wmma::load_matrix_sync(b, k_sh + nt * 16 * D + kt * 16, D);
-                wmma::mma_sync(acc, a, b, acc);
-            }
-            wmma::store_matrix_sync(s_sh + warp * 16 * BK + nt * 16, acc, BK, wmma::mem_row_major);
-        }
-        __syncwarp();
-        // online softmax, one row at a time: lanes over the 64 columns (2 each), no bank conflicts
-        for (int rr = 0; rr < 16; ++rr) {
-            const int row = warp * 16 + rr;
-            const bool ok = q0 + row < n;
-            const T *rbr = (relhw != nullptr && ok) ? relhw + ((size_t)bh * n + q0 + row) * (kh + kw) : nullptr;
-            float sv[2];
-            float mx = -INFINITY;
-#pragma unroll
-            for (int e = 0; e < 2; ++e) {
-                const int c = lane + 32 * e;
-                const uint32_t j = k0 + c;
-                float v = -INFINITY;
-                if (ok && j < n) {
-                    v = s_sh[row * BK + c] * scale;
-                    if (rbr != nullptr) v += to_f(from_f<T>(to_f(rbr[j / kw]) + to_f(rbr[kh + j % kw])));
-                }
-                sv[e] = v;
-                mx = fmaxf(mx, v);
-            }
-            mx = warp_max(mx);
-            const float m_old = m_sh[row];
-            const float m_new = fmaxf(m_old, mx);
-            float sum = 0.0f;
-#pragma unroll
-            for (int e = 0; e < 2; ++e) {
-                const int c = lane + 32 * e;
-                const float pv = m_new == -INFINITY ? 0.0f : expf(sv[e] - m_new);
-                p_sh[row * BK + c] = from_f<T>(pv);
-                sum += pv;
-            }
-            sum = warp_sum(sum);
-            const float alpha = m_old == -INFINITY ? 0.0f : expf(m_old - m_new);
-#pragma unroll
-            for (int e = 0; e < 2; ++e) o_sh[row * D + lane + 32 * e] *= alpha;
-            if (lane == 0) { l_sh[row] = l_sh[row] * alpha + sum; m_sh[row] = m_new; }
-        }
-        __syncwarp();
-        for (int nt = 0; nt < D / 16; ++nt) {
-            wmma::fragment<wmma::accumulator, 16, 16, 16, float> acc;
-            wmma::load_matrix_sync(acc, o_sh + warp * 16 * D + nt * 16, D, wmma::mem_row_major);
-            for (int kt = 0; kt < BK / 16; ++kt) {
-                wmma::fragment<wmma::matrix_a, 16, 16, 16, T, wmma::row_major> a;
-                wmma::fragment<wmma::matrix_b, 16, 16, 16, T, wmma::row_major> b;
-                wmma::load_matrix_sync(a, p_sh + warp * 16 * BK + kt * 16, BK);
-                wmma::load_matrix_sync(b, v_sh + kt * 16 * D + nt * 16, D);
-                wmma::mma_sync(acc, a, b, acc);
-            }
-            wmma::store_matrix_sync(o_sh + warp * 16 * D + nt * 16, acc, D, wmma::mem_row_major);
-        }
-        __syncthreads();
-    }
-    for (int i = tid; i < BQ * D; i += 64) {
-        const int rr = i / D;
-        if (q0 + rr < n) {
-            const float l = l_sh[rr];
-            out[((size_t)bh * n + q0 + rr) * D + i % D] = from_f<T>(l > 0.0f ? o_sh[i] / l : 0.0f);
-        }
-    }
-}
-
-extern "C" __global__ void occ_flash_attention_bf16(const __nv_bfloat16 *qkv, const __nv_bfloat16 *relhw,
-                                                    __nv_bfloat16 *out, const uint32_t bhs, const uint32_t n,
-                                                    const uint32_t kh, const uint32_t kw, const float scale) {
-    flash_attention<__nv_bfloat16>(qkv, relhw, out, bhs, n, kh, kw, scale);
-}
-extern "C" __global__ void occ_flash_attention_f16(const __half *qkv, const __half *relhw, __half *out,
-                                                   const uint32_t bhs, const uint32_t n, const uint32_t kh,
-                                                   const uint32_t kw, const float scale) {
-    flash_attention<__half>(qkv, relhw, out, bhs, n, kh, kw, scale);
-}
-
 #define OCC_INSTANTIATE(T, SUF)                                                                               \
     extern "C" __global__ void occ_swiglu_##SUF(const T *x, T *y, const uint32_t rows, const uint32_t n) {   \
         swiglu<T>(x, y, rows, n);                                                                             \
@@ -623,3 +499,332 @@ extern "C" __global__ void occ_flash_attention_f16(const __half *qkv, const __ha
 OCC_INSTANTIATE(float, f32)
 OCC_INSTANTIATE(__nv_bfloat16, bf16)
 OCC_INSTANTIATE(__half, f16)
+
+// ---- vision encoder: attention over a grid with SAM's decomposed relative positions (mma.sync) ----
+// qkv (B, gh·gw, 3·H·64) is the q|k|v projection WITHOUT its bias; bias (3·H·64) is added on load with one
+// rounding (round(x + b), the reference's linear). Attention runs per unit: the whole grid (uh = gh, uw = gw),
+// or windows of uh × uw over the grid zero-padded bottom/right (SAM's windowed blocks): a padded token's
+// q|k|v equals the bias (the projection of a zero row) and is NOT masked. rel (optional): rh (uh, uh, 64) then
+// rw (uw, uw, 64); rel_h[i, y'] = round(q_i · rh[y_i, y']), rel_w[i, x'] = round(q_i · rw[x_i, x']) (unscaled
+// q, float32 sums), bias[i, j] = round(rel_h[i, y_j] + rel_w[i, x_j]). Scores q·k·scale + bias and the online
+// softmax in float32, probabilities rounded to T before the value product, output rounded once and written
+// to out (B, gh·gw, H·64) for the unit's real tokens. Block: 4 warps × 16 queries of one (image·unit, head);
+// key tiles of 64 in shared memory (row stride 72 elements: conflict-free fragment loads).
+template <typename T> struct MmaOp;
+template <> struct MmaOp<__nv_bfloat16> {
+    static __device__ __forceinline__ void run(float *d, const uint32_t *a, uint32_t b0, uint32_t b1) {
+        asm volatile("mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, "
+                     "{%0,%1,%2,%3};\n"
+                     : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
+                     : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
+    }
+    static __device__ __forceinline__ uint32_t pack(float lo, float hi) {
+        __nv_bfloat162 v = __floats2bfloat162_rn(lo, hi);
+        return *reinterpret_cast<uint32_t *>(&v);
+    }
+};
+template <> struct MmaOp<__half> {
+    static __device__ __forceinline__ void run(float *d, const uint32_t *a, uint32_t b0, uint32_t b1) {
+        asm volatile("mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, "
+                     "{%0,%1,%2,%3};\n"
+                     : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
+                     : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
+    }
+    static __device__ __forceinline__ uint32_t pack(float lo, float hi) {
+        __half2 v = __floats2half2_rn(lo, hi);
+        return *reinterpret_cast<uint32_t *>(&v);
+    }
+};
+
+struct VitGeometry {
+    uint32_t gh, gw;     // token grid of the tensor
+    uint32_t uh, uw;     // unit (window or grid) sides
+    uint32_t ux;         // units across (units down = gridDim.y / images)
+    uint32_t units;      // units per image
+    uint32_t heads;
+    uint32_t has_rel;
+    float scale;
+};
+
+// Pointer to 8 consecutive elements (one 16-byte chunk) of token (gy, gx) of image b, part p (0 q, 1 k, 2 v),
+// head h, chunk c; nullptr for a padded position.
+template <typename T>
+__device__ __forceinline__ const T *vit_chunk(const T *qkv, const VitGeometry &g, uint32_t b, uint32_t gy,
+                                              uint32_t gx, uint32_t p, uint32_t h, uint32_t c) {
+    if (gy >= g.gh || gx >= g.gw) return nullptr;
+    return qkv + (((size_t)b * g.gh + gy) * g.gw + gx) * 3 * g.heads * 64 + ((size_t)p * g.heads + h) * 64 + c * 8;
+}
+
+// round(x + b) of one 16-byte chunk (x == nullptr: the bias alone).
+template <typename T> __device__ __forceinline__ uint4 vit_load_biased(const T *x, const T *b) {
+    uint4 bv = *reinterpret_cast<const uint4 *>(b);
+    if (x == nullptr) return bv;
+    uint4 xv = *reinterpret_cast<const uint4 *>(x);
+    const T *xs = reinterpret_cast<const T *>(&xv);
+    const T *bs = reinterpret_cast<const T *>(&bv);
+    uint4 out;
+    T *os = reinterpret_cast<T *>(&out);
+#pragma unroll
+    for (int e = 0; e < 8; ++e) os[e] = from_f<T>(to_f(xs[e]) + to_f(bs[e]));
+    return out;
+}
+
+template <typename T>
+__device__ void vit_attention(const T *qkv, const T *bias, const T *rel, T *out, const VitGeometry g) {
+    constexpr int D = 64, BQ = 64, BK = 64, LD = 72;
+    extern __shared__ __align__(16) unsigned char vit_smem[];
+    T *ks = reinterpret_cast<T *>(vit_smem);            // [BK][LD]; holds q during the prologue
+    T *vs = ks + BK * LD;                                // [BK][LD]
+    T *relh = vs + BK * LD;                              // [BQ][uh] when has_rel
+    T *relw = relh + (g.has_rel ? BQ * g.uh : 0);        // [BQ][uw] when has_rel
+    uint32_t *kyx = reinterpret_cast<uint32_t *>(relw + (g.has_rel ? BQ * g.uw : 0)); // [BK] when has_rel
+    const uint32_t n = g.uh * g.uw;
+    const uint32_t unit = blockIdx.y % g.units, b = blockIdx.y / g.units, h = blockIdx.z;
+    const uint32_t oy = (unit / g.ux) * g.uh, ox = (unit % g.ux) * g.uw;
+    const uint32_t q0 = blockIdx.x * BQ;
+    const int tid = threadIdx.x, warp = tid / 32, lane = tid % 32, gq = lane / 4, tq = lane % 4;
+
+    // q tile (biased) into ks
+    for (int i = tid; i < BQ * 8; i += 128) {
+        const int r = i / 8, c = i % 8;
+        const uint32_t t = q0 + r;
+        uint4 v = make_uint4(0, 0, 0, 0);
+        if (t < n) {
+            const uint32_t ty = t / g.uw, tx = t % g.uw;
+            v = vit_load_biased<T>(vit_chunk(qkv, g, b, oy + ty, ox + tx, 0, h, c), bias + ((size_t)0 * g.heads + h) * 64 + c * 8);
+        }
+        *reinterpret_cast<uint4 *>(ks + r * LD + c * 8) = v;
+    }
+    __syncthreads();
+    // relative-position parts of the block's queries
+    if (g.has_rel) {
+        const T *rh = rel, *rw = rel + (size_t)g.uh * g.uh * D;
+        const uint32_t span = g.uh + g.uw;
+        for (uint32_t p = tid; p < BQ * span; p += 128) {
+            const uint32_t r = p / span, k = p % span, t = q0 + r;
+            float acc = 0.0f;
+            if (t < n) {
+                const uint32_t ty = t / g.uw, tx = t % g.uw;
+                const T *tab = k < g.uh ? rh + ((size_t)ty * g.uh + k) * D : rw + ((size_t)tx * g.uw + (k - g.uh)) * D;
+                const T *qr = ks + r * LD;
+#pragma unroll
+                for (int c = 0; c < D; c += 8) {
+                    const uint4 av = *reinterpret_cast<const uint4 *>(qr + c);
+                    const uint4 bv = *reinterpret_cast<const uint4 *>(tab + c);
+                    const T *as = reinterpret_cast<const T *>(&av);
+                    const T *bs = reinterpret_cast<const T *>(&bv);
+#pragma unroll
+                    for (int e = 0; e < 8; ++e) acc += to_f(as[e]) * to_f(bs[e]);
+                }
+            }
+            if (k < g.uh) relh[r * g.uh + k] = from_f<T>(acc);
+            else relw[r * g.uw + (k - g.uh)] = from_f<T>(acc);
+        }
+    }
+    // q fragments (rows warp·16 + gq, + 8; k-steps of 16)
+    uint32_t qa[4][4];
+    {
+        const T *base = ks + (warp * 16) * LD;
+#pragma unroll
+        for (int kk = 0; kk < 4; ++kk) {
+            qa[kk][0] = *reinterpret_cast<const uint32_t *>(base + gq * LD + kk * 16 + 2 * tq);
+            qa[kk][1] = *reinterpret_cast<const uint32_t *>(base + (gq + 8) * LD + kk * 16 + 2 * tq);
+            qa[kk][2] = *reinterpret_cast<const uint32_t *>(base + gq * LD + kk * 16 + 8 + 2 * tq);
+            qa[kk][3] = *reinterpret_cast<const uint32_t *>(base + (gq + 8) * LD + kk * 16 + 8 + 2 * tq);
+        }
+    }
+    __syncthreads();
+    const int row0 = warp * 16 + gq, row1 = row0 + 8;  // block-local query rows of this thread
+    float o[8][4];
+#pragma unroll
+    for (int i = 0; i < 8; ++i) o[i][0] = o[i][1] = o[i][2] = o[i][3] = 0.0f;
+    float m0 = -INFINITY, m1 = -INFINITY, l0 = 0.0f, l1 = 0.0f;
+    const T *bk = bias + ((size_t)1 * g.heads + h) * 64, *bv = bias + ((size_t)2 * g.heads + h) * 64;
+    const uint32_t vsa = (uint32_t)__cvta_generic_to_shared(vs);
+
+    for (uint32_t k0 = 0; k0 < n; k0 += BK) {
+        for (int i = tid; i < BK * 8; i += 128) {
+            const int r = i / 8, c = i % 8;
+            const uint32_t t = k0 + r;
+            uint4 kv = make_uint4(0, 0, 0, 0), vv = make_uint4(0, 0, 0, 0);
+            if (t < n) {
+                const uint32_t ty = t / g.uw, tx = t % g.uw;
+                kv = vit_load_biased<T>(vit_chunk(qkv, g, b, oy + ty, ox + tx, 1, h, c), bk + c * 8);
+                vv = vit_load_biased<T>(vit_chunk(qkv, g, b, oy + ty, ox + tx, 2, h, c), bv + c * 8);
+                if (c == 0 && g.has_rel) kyx[r] = (ty << 16) | tx;
+            }
+            *reinterpret_cast<uint4 *>(ks + r * LD + c * 8) = kv;
+            *reinterpret_cast<uint4 *>(vs + r * LD + c * 8) = vv;
+        }
+        __syncthreads();
+        float s[8][4];
+#pragma unroll
+        for (int nt = 0; nt < 8; ++nt) {
+            s[nt][0] = s[nt][1] = s[nt][2] = s[nt][3] = 0.0f;
+            const T *kr = ks + (nt * 8 + gq) * LD + 2 * tq;
+#pragma unroll
+            for (int kk = 0; kk < 4; ++kk) {
+                const uint32_t b0 = *reinterpret_cast<const uint32_t *>(kr + kk * 16);
+                const uint32_t b1 = *reinterpret_cast<const uint32_t *>(kr + kk * 16 + 8);
+                MmaOp<T>::run(s[nt], qa[kk], b0, b1);
+            }
+        }
+        // scale, bias, mask; running maxima of rows row0 (elements 0, 1) and row1 (2, 3)
+        float mx0 = -INFINITY, mx1 = -INFINITY;
+#pragma unroll
+        for (int nt = 0; nt < 8; ++nt) {
+#pragma unroll
+            for (int e = 0; e < 2; ++e) {
+                const int c = nt * 8 + 2 * tq + e;
+                if (k0 + c < n) {
+                    float b0 = 0.0f, b1 = 0.0f;
+                    if (g.has_rel) {
+                        const uint32_t yx = kyx[c], y = yx >> 16, x = yx & 0xffff;
+                        b0 = to_f(from_f<T>(to_f(relh[row0 * g.uh + y]) + to_f(relw[row0 * g.uw + x])));
+                        b1 = to_f(from_f<T>(to_f(relh[row1 * g.uh + y]) + to_f(relw[row1 * g.uw + x])));
+                    }
+                    s[nt][e] = s[nt][e] * g.scale + b0;
+                    s[nt][2 + e] = s[nt][2 + e] * g.scale + b1;
+                } else {
+                    s[nt][e] = -INFINITY;
+                    s[nt][2 + e] = -INFINITY;
+                }
+                mx0 = fmaxf(mx0, s[nt][e]);
+                mx1 = fmaxf(mx1, s[nt][2 + e]);
+            }
+        }
+        mx0 = fmaxf(mx0, __shfl_xor_sync(0xffffffff, mx0, 1));
+        mx0 = fmaxf(mx0, __shfl_xor_sync(0xffffffff, mx0, 2));
+        mx1 = fmaxf(mx1, __shfl_xor_sync(0xffffffff, mx1, 1));
+        mx1 = fmaxf(mx1, __shfl_xor_sync(0xffffffff, mx1, 2));
+        const float n0 = fmaxf(m0, mx0), n1 = fmaxf(m1, mx1);
+        const float a0 = m0 == -INFINITY ? 0.0f : __expf(m0 - n0);
+        const float a1 = m1 == -INFINITY ? 0.0f : __expf(m1 - n1);
+        m0 = n0;
+        m1 = n1;
+        l0 *= a0;
+        l1 *= a1;
+#pragma unroll
+        for (int dt = 0; dt < 8; ++dt) {
+            o[dt][0] *= a0;
+            o[dt][1] *= a0;
+            o[dt][2] *= a1;
+            o[dt][3] *= a1;
+        }
+        uint32_t pa[4][4];
+#pragma unroll
+        for (int nt = 0; nt < 8; ++nt) {
+            const float p0 = n0 == -INFINITY ? 0.0f : __expf(s[nt][0] - n0);
+            const float p1 = n0 == -INFINITY ? 0.0f : __expf(s[nt][1] - n0);
+            const float p2 = n1 == -INFINITY ? 0.0f : __expf(s[nt][2] - n1);
+            const float p3 = n1 == -INFINITY ? 0.0f : __expf(s[nt][3] - n1);
+            l0 += p0 + p1;
+            l1 += p2 + p3;
+            // C fragment of n-tile nt = half of A fragment k-step nt / 2
+            pa[nt / 2][(nt % 2) * 2 + 0] = MmaOp<T>::pack(p0, p1);
+            pa[nt / 2][(nt % 2) * 2 + 1] = MmaOp<T>::pack(p2, p3);
+        }
+#pragma unroll
+        for (int kk = 0; kk < 4; ++kk) {
+#pragma unroll
+            for (int dp = 0; dp < 4; ++dp) {
+                // x4.trans: (keys kk·16 + 0..7 | 8..15) × (d dp·16 + 0..7 | 8..15)
+                const int mi = lane / 8, r = lane % 8;
+                const uint32_t addr =
+                    vsa + (uint32_t)(((kk * 16 + r + (mi & 1) * 8) * LD + dp * 16 + (mi >> 1) * 8) * sizeof(T));
+                uint32_t v0, v1, v2, v3;
+                asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0,%1,%2,%3}, [%4];\n"
+                             : "=r"(v0), "=r"(v1), "=r"(v2), "=r"(v3)
+                             : "r"(addr));
+                MmaOp<T>::run(o[dp * 2], pa[kk], v0, v1);
+                MmaOp<T>::run(o[dp * 2 + 1], pa[kk], v2, v3);
+            }
+        }
+        __syncthreads();
+    }
+    l0 += __shfl_xor_sync(0xffffffff, l0, 1);
+    l0 += __shfl_xor_sync(0xffffffff, l0, 2);
+    l1 += __shfl_xor_sync(0xffffffff, l1, 1);
+    l1 += __shfl_xor_sync(0xffffffff, l1, 2);
+#pragma unroll
+    for (int half = 0; half < 2; ++half) {
+        const uint32_t t = q0 + (half ? row1 : row0);
+        if (t >= n) continue;
+        const uint32_t gy = oy + t / g.uw, gx = ox + t % g.uw;
+        if (gy >= g.gh || gx >= g.gw) continue;
+        const float l = half ? l1 : l0;
+        const float inv = l > 0.0f ? 1.0f / l : 0.0f;
+        T *dst = out + (((size_t)b * g.gh + gy) * g.gw + gx) * g.heads * 64 + (size_t)h * 64;
+#pragma unroll
+        for (int dt = 0; dt < 8; ++dt) {
+            const int d = dt * 8 + 2 * tq;
+            dst[d] = from_f<T>(o[dt][half * 2] * inv);
+            dst[d + 1] = from_f<T>(o[dt][half * 2 + 1] * inv);
+        }
+    }
+}
+
+extern "C" __global__ void __launch_bounds__(128) occ_vit_attention_bf16(const __nv_bfloat16 *qkv, const __nv_bfloat16 *bias,
+                                                        const __nv_bfloat16 *rel, __nv_bfloat16 *out,
+                                                        const VitGeometry g) {
+    vit_attention<__nv_bfloat16>(qkv, bias, rel, out, g);
+}
+extern "C" __global__ void __launch_bounds__(128) occ_vit_attention_f16(const __half *qkv, const __half *bias, const __half *rel,
+                                                       __half *out, const VitGeometry g) {
+    vit_attention<__half>(qkv, bias, rel, out, g);
+}
+
+// ---- vision encoder: a linear layer's epilogue ----
+// y = round(res + round(act(round(x + b[col])))) over rows of n columns (res == nullptr: no residual, the
+// outer rounding is then a no-op). act 0: none; 1: exact GELU (erf), one rounding; 2: quick GELU
+// round(x · round(sigmoid(round(1.702 x)))) (the reference's three ops). 16-byte vectors when n allows.
+template <typename T> __device__ __forceinline__ float epi_act(float v, uint32_t act) {
+    if (act == 1) return (erff(v * 0.70710678118654752440f) + 1.0f) * 0.5f * v;
+    if (act == 2) {
+        const float s = to_f(from_f<T>(1.702f * v));
+        const float sg = to_f(from_f<T>(1.0f / (expf(-s) + 1.0f)));
+        return v * sg;
+    }
+    return v;
+}
+
+template <typename T> __device__ __forceinline__ T epi_one(T x, T b, const T *res, size_t i, uint32_t act) {
+    float v = to_f(from_f<T>(to_f(x) + to_f(b)));
+    v = to_f(from_f<T>(epi_act<T>(v, act)));
+    if (res != nullptr) v += to_f(res[i]);
+    return from_f<T>(v);
+}
+
+template <typename T>
+__device__ void bias_act(const T *x, const T *b, const T *res, T *y, const size_t total, const uint32_t n,
+                         const uint32_t act, const uint32_t aligned) {
+    constexpr uint32_t V = 16 / sizeof(T);
+    const size_t stride = (size_t)gridDim.x * blockDim.x;
+    if (aligned && n % V == 0) {
+        for (size_t c = (size_t)blockIdx.x * blockDim.x + threadIdx.x; c < total / V; c += stride) {
+            const size_t i = c * V;
+            const uint4 xv = reinterpret_cast<const uint4 *>(x)[c];
+            const uint4 bv = *reinterpret_cast<const uint4 *>(b + i % n);
+            const T *xs = reinterpret_cast<const T *>(&xv);
+            const T *bs = reinterpret_cast<const T *>(&bv);
+            uint4 ov;
+            T *os = reinterpret_cast<T *>(&ov);
+#pragma unroll
+            for (uint32_t e = 0; e < V; ++e) os[e] = epi_one<T>(xs[e], bs[e], res, i + e, act);
+            reinterpret_cast<uint4 *>(y)[c] = ov;
+        }
+    } else {
+        for (size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x; i < total; i += stride)
+            y[i] = epi_one<T>(x[i], b[i % n], res, i, act);
+    }
+}
+
+#define OCC_BIAS_ACT(T, SUF)                                                                                   \
+    extern "C" __global__ void occ_bias_act_##SUF(const T *x, const T *b, const T *res, T *y, const size_t total, \
+                                                  const uint32_t n, const uint32_t act,                        \
+                                                  const uint32_t aligned) {                                    \
+        bias_act<T>(x, b, res, y, total, n, act, aligned);                                                     \
+    }
+OCC_BIAS_ACT(float, f32)
+OCC_BIAS_ACT(__nv_bfloat16, bf16)
+OCC_BIAS_ACT(__half, f16)

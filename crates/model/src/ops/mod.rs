@@ -12,8 +12,10 @@
 //! - [`moe_route`], [`moe_gate_up`], [`moe_down`]: a small batch's MoE without sorting: router
 //!   (softmax, top-k, weights) in one pass, then one GEMV per (token, expert) pair fused with SwiGLU,
 //!   then the down GEMV weighted and summed per token.
-//! - [`flash_attention`]: the vision encoder's attention with SAM's decomposed relative-position
-//!   bias computed on the fly (tensor cores on CUDA, bf16/f16, head_dim 64); nothing n × n is stored.
+//! - [`vit_attention`] (`vision.rs`): the vision encoder's attention straight from the q|k|v
+//!   projection, whole grid or SAM's windows, SAM's decomposed relative positions computed on the
+//!   fly (tensor cores on CUDA, bf16/f16, head_dim 64); nothing n × n is stored.
+//! - [`bias_act`] (`vision.rs`): a linear layer's bias, activation and residual add in one pass.
 //! - [`argmax_rows`]: first maximum of each float32 row (the greedy choice) in one pass.
 //! - [`apply_ban`]: sets banned token ids of every row to −∞ (repetition blockers on the device).
 //! - [`advance`]: `pos += 1` for every slot, on the device.
@@ -44,8 +46,16 @@ pub const NO_BAN: u32 = u32::MAX;
 trait Elem: Copy + Send + Sync + 'static {
     fn to_f32(self) -> f32;
     fn from_f32(v: f32) -> Self;
+    /// The elements of `s` when it holds this type.
+    fn cpu_slice(s: &CpuStorage) -> Option<&[Self]>;
 }
 impl Elem for f32 {
+    fn cpu_slice(s: &CpuStorage) -> Option<&[Self]> {
+        match s {
+            CpuStorage::F32(v) => Some(v),
+            _ => None,
+        }
+    }
     fn to_f32(self) -> f32 {
         self
     }
@@ -54,6 +64,12 @@ impl Elem for f32 {
     }
 }
 impl Elem for bf16 {
+    fn cpu_slice(s: &CpuStorage) -> Option<&[Self]> {
+        match s {
+            CpuStorage::BF16(v) => Some(v),
+            _ => None,
+        }
+    }
     fn to_f32(self) -> f32 {
         bf16::to_f32(self)
     }
@@ -62,6 +78,12 @@ impl Elem for bf16 {
     }
 }
 impl Elem for f16 {
+    fn cpu_slice(s: &CpuStorage) -> Option<&[Self]> {
+        match s {
+            CpuStorage::F16(v) => Some(v),
+            _ => None,
+        }
+    }
     fn to_f32(self) -> f32 {
         f16::to_f32(self)
     }
@@ -141,6 +163,9 @@ macro_rules! float_pair {
         }
     };
 }
+
+mod vision;
+pub use vision::{bias_act, vit_attention, vit_attention_supported, Act, VitGrid};
 
 // ---------------------------------------------------------------------------------------------
 // swiglu
@@ -915,127 +940,6 @@ pub fn apply_ban(logits: &Tensor, ban: &Tensor) -> Result<()> {
     logits.inplace_op2(ban, &ApplyBan)
 }
 
-/// Shape parameters of [`flash_attention`]: the bias of key `j` is `relhw[.., j / kw] + relhw[.., kh + j % kw]`.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct RelPosBias {
-    pub kh: usize,
-    pub kw: usize,
-}
-
-struct FlashAttention {
-    bias: Option<RelPosBias>,
-    scale: f32,
-}
-
-fn flash_dims(l: &Layout) -> Result<(usize, usize, usize)> {
-    match l.dims() {
-        &[3, bh, n, d] => Ok((bh, n, d)),
-        dims => {
-            candle_core::bail!("flash_attention: expected a packed (3, batch·heads, n, head_dim) q|k|v, got {dims:?}")
-        }
-    }
-}
-
-fn flash_attention_cpu<T: Elem>(
-    qkv: &[T],
-    relhw: Option<&[T]>,
-    (bh, n, d): (usize, usize, usize),
-    bias: Option<RelPosBias>,
-    scale: f32,
-) -> Vec<T> {
-    let mut out = vec![T::from_f32(0.0); bh * n * d];
-    let mut p = vec![0f32; n];
-    for h in 0..bh {
-        let q = &qkv[h * n * d..(h + 1) * n * d];
-        let k = &qkv[(bh + h) * n * d..(bh + h + 1) * n * d];
-        let v = &qkv[(2 * bh + h) * n * d..(2 * bh + h + 1) * n * d];
-        for i in 0..n {
-            let qi = &q[i * d..(i + 1) * d];
-            let mut m = f32::NEG_INFINITY;
-            for (j, pj) in p.iter_mut().enumerate() {
-                let mut sv: f32 =
-                    qi.iter().zip(&k[j * d..(j + 1) * d]).map(|(a, b)| a.to_f32() * b.to_f32()).sum::<f32>() * scale;
-                if let (Some(rel), Some(b)) = (relhw, bias) {
-                    let row = &rel[(h * n + i) * (b.kh + b.kw)..(h * n + i + 1) * (b.kh + b.kw)];
-                    sv += T::from_f32(row[j / b.kw].to_f32() + row[b.kh + j % b.kw].to_f32()).to_f32();
-                }
-                *pj = sv;
-                m = m.max(sv);
-            }
-            let mut l = 0f32;
-            for pj in p.iter_mut() {
-                let e = (*pj - m).exp();
-                l += e;
-                *pj = T::from_f32(e).to_f32();
-            }
-            for c in 0..d {
-                let acc: f32 = p.iter().enumerate().map(|(j, pj)| pj * v[j * d + c].to_f32()).sum();
-                out[(h * n + i) * d + c] = T::from_f32(acc / l);
-            }
-        }
-    }
-    out
-}
-
-impl candle_core::CustomOp2 for FlashAttention {
-    fn name(&self) -> &'static str {
-        "occ-flash-attention"
-    }
-
-    fn cpu_fwd(&self, qkv: &CpuStorage, ql: &Layout, rel: &CpuStorage, rl: &Layout) -> Result<(CpuStorage, Shape)> {
-        let dims = flash_dims(ql)?;
-        let out = float_pair!(qkv, rel, "flash_attention", |x, r: T| {
-            let x = contiguous(x, ql, "flash_attention q|k|v")?;
-            let r = match self.bias {
-                Some(_) => Some(contiguous(r, rl, "flash_attention bias")?),
-                None => None,
-            };
-            WithDType::to_cpu_storage_owned(flash_attention_cpu(x, r, dims, self.bias, self.scale))
-        });
-        Ok((out, Shape::from((dims.0, dims.1, dims.2))))
-    }
-
-    #[cfg(feature = "cuda")]
-    fn cuda_fwd(
-        &self,
-        qkv: &candle_core::CudaStorage,
-        ql: &Layout,
-        rel: &candle_core::CudaStorage,
-        rl: &Layout,
-    ) -> Result<(candle_core::CudaStorage, Shape)> {
-        let dims = flash_dims(ql)?;
-        let out = cuda::flash_attention(qkv, ql, rel, rl, dims, self.bias, self.scale)?;
-        Ok((out, Shape::from((dims.0, dims.1, dims.2))))
-    }
-}
-
-/// `softmax(q·kᵀ·scale + bias)·v` without materialising the scores, for the vision encoder: scores and
-/// softmax in float32, probabilities rounded to the dtype before the value product, the output rounded
-/// once. `bias` = SAM's decomposed relative positions `(relhw, shape)`: `relhw` `(batch·heads, n, kh + kw)`
-/// holds `rel_h` then `rel_w`, and the bias of query `i`, key `j` is `round(rel_h[i, j / kw] + rel_w[i, j % kw])`
-/// (the reference's bf16 sum).
-///
-/// # Shapes
-/// `qkv`: `(3, batch·heads, n, head_dim)` → `(batch·heads, n, head_dim)`.
-pub fn flash_attention(qkv: &Tensor, bias: Option<(&Tensor, RelPosBias)>, scale: f32) -> Result<Tensor> {
-    let qkv = qkv.contiguous()?;
-    match bias {
-        Some((rel, shape)) => qkv.apply_op2_no_bwd(&rel.contiguous()?, &FlashAttention { bias: Some(shape), scale }),
-        // no bias: a one-element placeholder of the same dtype (never read)
-        None => {
-            qkv.apply_op2_no_bwd(&Tensor::zeros(1, qkv.dtype(), qkv.device())?, &FlashAttention { bias: None, scale })
-        }
-    }
-}
-
-/// Whether [`flash_attention`] has a fast kernel for `q` `(…, head_dim)` here (CUDA, bf16/f16, head_dim 64).
-pub fn flash_attention_supported(q: &Tensor) -> bool {
-    cfg!(feature = "cuda")
-        && matches!(q.device(), candle_core::Device::Cuda(_))
-        && matches!(q.dtype(), candle_core::DType::BF16 | candle_core::DType::F16)
-        && q.dims().last() == Some(&64)
-}
-
 struct ArgmaxRows;
 
 impl candle_core::CustomOp1 for ArgmaxRows {
@@ -1334,31 +1238,6 @@ mod tests {
             let dv = (v - heads(h + kv, kv)?.i((s, .., 0, ..))?)?.abs()?.max_all()?.to_scalar::<f32>()?;
             assert!(dk < 1e-6 && dv == 0.0, "slot {s}: k {dk}, v {dv}");
         }
-        Ok(())
-    }
-
-    #[test]
-    fn flash_attention_spec_matches_sdpa_with_the_materialised_bias() -> Result<()> {
-        let (bh, hh, ww, d) = (2usize, 3usize, 4usize, 8usize);
-        let n = hh * ww;
-        let qkv = rand(&[3, bh, n, d], 21);
-        let relhw = (rand(&[bh, n, hh + ww], 22) * 2.0)?;
-        let shape = RelPosBias { kh: hh, kw: ww };
-        let got = flash_attention(&qkv, Some((&relhw, shape)), 0.35)?;
-        let rel_h = relhw.narrow(2, 0, hh)?.reshape((bh, n, hh, 1))?;
-        let rel_w = relhw.narrow(2, hh, ww)?.reshape((bh, n, 1, ww))?;
-        let bias = rel_h.broadcast_add(&rel_w)?.reshape((bh, 1, n, n))?;
-        let q = qkv.get(0)?.unsqueeze(1)?;
-        let k = qkv.get(1)?.unsqueeze(1)?;
-        let v = qkv.get(2)?.unsqueeze(1)?;
-        let want = crate::nn::attention::sdpa(&q, &k, &v, Some(&bias), 0.35)?.squeeze(1)?;
-        let diff = (&got - &want)?.abs()?.max_all()?.to_scalar::<f32>()?;
-        assert!(diff < 1e-5, "with bias: {diff}");
-        let got = flash_attention(&qkv, None, 0.35)?;
-        let want = crate::nn::attention::sdpa(&q, &k, &v, None, 0.35)?.squeeze(1)?;
-        let diff = (&got - &want)?.abs()?.max_all()?.to_scalar::<f32>()?;
-        assert!(diff < 1e-5, "no bias: {diff}");
-        assert!(flash_attention(&rand(&[2, 2, 4, 8], 1), None, 1.0).is_err());
         Ok(())
     }
 

@@ -204,3 +204,59 @@ fn checkpoint_names_load_and_bad_tensors_are_named() {
     let err = load_error(&missing);
     assert!(err.contains("model.projector.layers.bias"), "{err}");
 }
+
+fn rand_tensor(shape: &[usize], seed: u64) -> Tensor {
+    let n: usize = shape.iter().product();
+    let v: Vec<f32> = (0..n)
+        .map(|i| (occ_model::synth::splitmix64_at(seed, i as u64) >> 40) as f32 / (1u64 << 24) as f32 * 2.0 - 1.0)
+        .collect();
+    Tensor::from_vec(v, shape, &Device::Cpu).unwrap()
+}
+
+/// The fused attention (`ops::vit_attention`, CPU specification) equals the materialised path of
+/// SAM's blocks: global over a grid the tables are resized for, and windows over a padded grid.
+#[test]
+fn fused_sam_attention_matches_the_materialised_path() {
+    use occ_model::sam::{Attention, AttentionSpan};
+    let cfg = VisionConfig::tiny().sam;
+    let x = (rand_tensor(&[2, 5, 5, cfg.width], 7) * 2.0).unwrap();
+    for (span, input_size) in [(AttentionSpan::Global, cfg.pos_grid()), (AttentionSpan::Windowed(3), 3)] {
+        for dtype in [DType::F32, DType::BF16] {
+            let vb = synth_var_builder(0, dtype, &Device::Cpu);
+            let attn = Attention::new(&cfg, input_size, vb.pp("model.sam_model.blocks.1.attn")).unwrap();
+            let xd = x.to_dtype(dtype).unwrap();
+            let fused = attn.core_fused(&xd, span).unwrap().to_dtype(DType::F32).unwrap();
+            let plain = attn.core_materialised(&xd, span).unwrap().to_dtype(DType::F32).unwrap();
+            let scale = plain.abs().unwrap().max_all().unwrap().to_scalar::<f32>().unwrap();
+            let d = max_abs_diff(&fused, &plain) / scale;
+            let tol = if dtype == DType::F32 { 1e-5 } else { 2e-2 };
+            assert!(d < tol, "{span:?} {dtype:?}: relative difference {d}");
+        }
+    }
+}
+
+/// Without relative positions and windows (CLIP), the fused attention is plain scaled dot-product
+/// attention over `round(q|k|v + bias)`.
+#[test]
+fn fused_attention_without_tables_is_sdpa() {
+    use occ_model::ops::{vit_attention, VitGrid};
+    let (b, t, heads, d) = (2usize, 7usize, 2usize, 8usize);
+    let qkv = (rand_tensor(&[b, t, 3 * heads * d], 11) * 2.0).unwrap();
+    let bias = rand_tensor(&[3 * heads * d], 12);
+    let grid = VitGrid { heads, grid: (1, t), window: None, scale: 0.3 };
+    let got = vit_attention(&qkv, &bias, None, grid).unwrap();
+    let full =
+        qkv.broadcast_add(&bias).unwrap().reshape((b, t, 3, heads, d)).unwrap().permute((2, 0, 3, 1, 4)).unwrap();
+    let part = |i: usize| full.i(i).unwrap().contiguous().unwrap();
+    let want = occ_model::nn::attention::sdpa(&part(0), &part(1), &part(2), None, 0.3)
+        .unwrap()
+        .transpose(1, 2)
+        .unwrap()
+        .reshape((b, t, heads * d))
+        .unwrap();
+    assert!(max_abs_diff(&got, &want) < 1e-5);
+    // shape errors name the op
+    let bad = VitGrid { grid: (2, 4), ..grid };
+    let err = vit_attention(&qkv, &bias, None, bad).unwrap_err().to_string();
+    assert!(err.contains("vit_attention"), "{err}");
+}

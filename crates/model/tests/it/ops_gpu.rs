@@ -130,38 +130,54 @@ fn device_moe_path_matches_host_routing_in_bf16() {
 
 #[test]
 #[ignore = "needs a CUDA build (--features cuda) and a GPU"]
-fn flash_attention_matches_the_materialised_bias_path_in_bf16() {
+fn vision_attention_and_epilogue_match_their_cpu_specification_in_bf16() {
     let gpu = ops::cuda_device(0).expect("a CUDA device");
     let mut failures = Vec::new();
-    for (bh, kh, kw, with_bias) in
-        [(2usize, 64usize, 64usize, true), (3, 14, 14, true), (2, 257, 1, false), (1, 40, 40, true)]
-    {
-        let n = kh * kw;
-        let qkv = (rand(&[3, bh, n, 64], 30 + n as u64) * 2.0)
-            .unwrap()
-            .to_dtype(DType::BF16)
-            .unwrap()
-            .to_device(&gpu)
-            .unwrap();
-        let relhw =
-            (rand(&[bh, n, kh + kw], 31) * 3.0).unwrap().to_dtype(DType::BF16).unwrap().to_device(&gpu).unwrap();
-        let scale = 0.125f32;
-        let bias = with_bias.then_some((&relhw, ops::RelPosBias { kh, kw }));
-        let got = ops::flash_attention(&qkv, bias, scale).unwrap();
-        let q = qkv.get(0).unwrap().unsqueeze(1).unwrap();
-        let k = qkv.get(1).unwrap().unsqueeze(1).unwrap();
-        let v = qkv.get(2).unwrap().unsqueeze(1).unwrap();
-        let full = with_bias.then(|| {
-            let rh = relhw.narrow(2, 0, kh).unwrap().reshape((bh, n, kh, 1)).unwrap();
-            let rw = relhw.narrow(2, kh, kw).unwrap().reshape((bh, n, 1, kw)).unwrap();
-            rh.broadcast_add(&rw).unwrap().reshape((bh, 1, n, n)).unwrap()
-        });
-        let want = occ_model::nn::attention::sdpa(&q, &k, &v, full.as_ref(), scale as f64).unwrap().squeeze(1).unwrap();
+    // (images, grid, window, heads, tables): SAM Base global and windowed, a Gundam tile's grid, CLIP
+    let cases = [
+        (1usize, (64usize, 64usize), None, 2usize, true),
+        (2, (64, 64), Some(14usize), 2, true),
+        (3, (40, 40), None, 1, true),
+        (2, (1, 257), None, 3, false),
+        (1, (16, 16), None, 2, true),
+    ];
+    for (b, (gh, gw), window, heads, tables) in cases {
+        let grid = ops::VitGrid { heads, grid: (gh, gw), window, scale: 0.125 };
+        let ((uh, uw), _) = grid.units();
+        let bf = |t: Tensor| t.to_dtype(DType::BF16).unwrap();
+        let qkv = bf((rand(&[b, gh * gw, 3 * heads * 64], 40 + gh as u64) * 2.0).unwrap());
+        let bias = bf(rand(&[3 * heads * 64], 41));
+        let rh = bf((rand(&[uh, uh, 64], 42) * 0.5).unwrap());
+        let rw = bf((rand(&[uw, uw, 64], 43) * 0.5).unwrap());
+        let rel_c = tables.then_some((&rh, &rw));
+        let want = ops::vit_attention(&qkv, &bias, rel_c, grid).unwrap();
+        let on = |t: &Tensor| t.to_device(&gpu).unwrap();
+        let (rh_g, rw_g) = (on(&rh), on(&rw));
+        let rel_g = tables.then_some((&rh_g, &rw_g));
+        assert!(ops::vit_attention_supported(&on(&qkv), 64, (uh, uw), tables));
+        let got = ops::vit_attention(&on(&qkv), &on(&bias), rel_g, grid).unwrap();
         let (rel, cos) =
-            (max_rel(&got, &want), min_row_cosine(&got.flatten_to(1).unwrap(), &want.flatten_to(1).unwrap()));
-        eprintln!("flash attention bf16, {bh} × {n} (bias {with_bias}): rel {rel:.2e}, min row cosine {cos:.6}");
+            (max_rel(&got, &want), min_row_cosine(&got.reshape(((), 64)).unwrap(), &want.reshape(((), 64)).unwrap()));
+        eprintln!("vit_attention bf16 {b} × {gh}×{gw} window {window:?} tables {tables}: rel {rel:.2e}, min row cosine {cos:.6}");
         if cos < 0.9999 {
-            failures.push(format!("{bh} × {n}: rel {rel}, min cosine {cos}"));
+            failures.push(format!("{gh}×{gw} {window:?}: rel {rel}, min cosine {cos}"));
+        }
+    }
+    for dtype in [DType::F32, DType::BF16] {
+        for (act, res) in
+            [(ops::Act::None, false), (ops::Act::Gelu, false), (ops::Act::QuickGelu, false), (ops::Act::None, true)]
+        {
+            let x = (rand(&[3, 5, 768], 50) * 4.0).unwrap().to_dtype(dtype).unwrap();
+            let b = rand(&[768], 51).to_dtype(dtype).unwrap();
+            let r = rand(&[3, 5, 768], 52).to_dtype(dtype).unwrap();
+            let want = ops::bias_act(&x, &b, act, res.then_some(&r)).unwrap();
+            let on = |t: &Tensor| t.to_device(&gpu).unwrap();
+            let got = ops::bias_act(&on(&x), &on(&b), act, res.then_some(&on(&r))).unwrap();
+            let e = max_rel(&got, &want);
+            eprintln!("bias_act {dtype:?} {act:?} residual {res}: rel {e:.2e}");
+            if e > if dtype == DType::F32 { 1e-5 } else { 1e-2 } {
+                failures.push(format!("bias_act {dtype:?} {act:?} {res}: {e}"));
+            }
         }
     }
     assert!(failures.is_empty(), "{failures:#?}");

@@ -183,3 +183,25 @@ fn vision_tokens_of_prepared_pages_follow_the_mode_table() {
         assert_eq!((t.slots, p.tiles.len()), (slots, tiles), "{mode}");
     }
 }
+
+/// The device-side normalisation (bytes mapped through a 256-entry table) equals `normalize_chw`.
+#[test]
+fn images_tensor_equals_normalize_chw() {
+    use candle_core::{DType, Device};
+    use occ_model::preprocess::{image_tensor, images_tensor};
+    let a = image::RgbImage::from_fn(7, 5, |x, y| image::Rgb([(x * 37 + y) as u8, (y * 51) as u8, (x * y * 13) as u8]));
+    let b = image::RgbImage::from_fn(7, 5, |x, y| image::Rgb([(x * 3) as u8, 255 - (y * 9) as u8, 128]));
+    let got = images_tensor(&[&a, &b], DType::F32, &Device::Cpu).unwrap();
+    assert_eq!(got.dims(), [2, 3, 5, 7]);
+    for (i, img) in [&a, &b].into_iter().enumerate() {
+        let want = normalize_chw(img);
+        let have = got.get(i).unwrap().flatten_all().unwrap().to_vec1::<f32>().unwrap();
+        assert_eq!(have, want, "image {i}");
+    }
+    assert_eq!(
+        image_tensor(&a, &Device::Cpu).unwrap().flatten_all().unwrap().to_vec1::<f32>().unwrap(),
+        normalize_chw(&a)
+    );
+    let wrong = image::RgbImage::new(3, 3);
+    assert!(images_tensor(&[&a, &wrong], DType::F32, &Device::Cpu).is_err());
+}
