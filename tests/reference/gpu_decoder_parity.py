@@ -1,25 +1,27 @@
 """Full-size reference outputs for the GPU parity check of the DeepSeek-OCR decoder (issue 4).
 
 Builds the reference DeepseekOCRForCausalLM at FULL size (config.json as is), fills every parameter with
-the synthetic-weights recipe (synth_weights.py, seed 0), runs it in float32 on CUDA (TF32 off, eager
+the synthetic-weights recipe (synth_weights.py, seed 0; `--recipe 2` for recipe 2, whose successor head
+makes the bf16 criterion measurable, docs/PARITY.md), runs it in float32 on CUDA (TF32 off, eager
 attention) and, for each mode, greedy-decodes STEPS tokens with the KV cache and NO repetition blocker
 from the Free OCR prompt, saving:
 
   OUT/<case>.safetensors   ids (int64, prompt), image_mask (int64), greedy (int64 [STEPS]),
                            logits (float32 [STEPS, vocab]: the logits that chose each greedy token,
                            i.e. the teacher-forced logits of the greedy sequence)
-  OUT/meta.json            cases (name, image, mode, prompt), versions, seconds, tok/s
+  OUT/meta.json            cases (name, image, mode, prompt), versions, recipe_version, seconds, tok/s
 
 Cases: tiny, small, base, large on the portrait page and gundam on the 800x600 landscape page (3 x 2
 tiles), both from tests/golden/encoder/inputs. Pixel values stay float32 (infer's bf16 cast is not
 applied: this is an f32 comparison).
 
 The Rust side is the ignored test `pipeline_gpu::full_size_synthetic_parity_with_reference_on_gpu`
-(crates/model/tests/it/pipeline_gpu.rs), which reads OUT (OCC_PARITY_DIR), checks f32 greedy tokens
+(crates/model/tests/it/pipeline_gpu.rs), which reads OUT (OCC_PARITY_DIR), builds its engines with the
+recipe of meta.json's recipe_version, checks f32 greedy tokens
 for identity and bf16 teacher-forced logits (cosine >= 0.999 at every position, argmax agreement >=
 99%), and writes its report. Commands: docs/PARITY.md, "Decoder: full size on the GPU".
 
-Usage: python gpu_decoder_parity.py --reference-dir ref --pages tests/golden/encoder/inputs --out DIR
+Usage: python gpu_decoder_parity.py --reference-dir ref --pages tests/golden/encoder/inputs --out DIR [--recipe 2]
 """
 import argparse
 import json
@@ -103,6 +105,8 @@ def main():
     p.add_argument("--steps", type=int, default=256)
     p.add_argument("--modes", default=",".join(MODES))
     p.add_argument("--device", default="cuda")
+    p.add_argument("--recipe", type=int, choices=synth_weights.RECIPES, default=synth_weights.RECIPE_VERSION,
+                   help="synthetic-weights recipe (default 1; 2: successor head, for the bf16 criterion)")
     args = p.parse_args()
 
     import torch
@@ -128,7 +132,7 @@ def main():
     for cls in (torch.nn.Linear, torch.nn.LayerNorm, torch.nn.Conv2d, torch.nn.Embedding):
         cls.reset_parameters = lambda self: None
     model = ocr.DeepseekOCRForCausalLM(cfg).eval()
-    n = synth_weights.fill_module(model, 0)
+    n = synth_weights.fill_module(model, 0, recipe=args.recipe)
     with torch.no_grad():
         ids_buf = model.model.vision_model.embeddings.position_ids
         ids_buf.copy_(torch.arange(ids_buf.shape[-1], dtype=ids_buf.dtype).expand_as(ids_buf))
@@ -204,7 +208,7 @@ def main():
               file=sys.stderr)
     meta = {"torch": torch.__version__, "transformers": transformers.__version__, "python": platform.python_version(),
             "pil": PIL.__version__,
-            "recipe_version": synth_weights.RECIPE_VERSION, "seed": 0, "dtype": "float32", "steps": args.steps,
+            "recipe_version": args.recipe, "seed": 0, "dtype": "float32", "steps": args.steps,
             "device": torch.cuda.get_device_name(0) if dev.type == "cuda" else "cpu", "build_seconds": build_s,
             "cases": cases}
     with open(os.path.join(args.out, "meta.json"), "w") as f:

@@ -23,6 +23,7 @@ use crate::grounding::{parse_grounding, postprocess, GroundedBlock};
 use crate::load::{expected_tensors, LoadError, WeightsDir};
 use crate::preprocess::{prepare, PreparedImage};
 use crate::prompt::{build_prompt, PromptTokens};
+use crate::synth::Recipe;
 
 /// Sizes of synthetic-weight engines.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -38,7 +39,7 @@ pub enum SyntheticSize {
 /// Where the weights came from, for manifests.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct WeightsIdentity {
-    /// A path, or `synthetic:recipe-v1:seed-N:<size>`.
+    /// A path, or `synthetic:recipe-v{1,2}:seed-N:<size>`.
     pub id: String,
     pub synthetic: bool,
 }
@@ -97,17 +98,29 @@ impl DeepseekOcr {
         })
     }
 
-    /// An engine on synthetic weights (recipe [`crate::synth::RECIPE_VERSION`]) and the embedded
-    /// tokenizer. Its outputs are meaningless text; it exists for tests, benchmarks and parity.
+    /// An engine on synthetic weights (the default recipe, [`crate::synth::RECIPE_VERSION`]) and the
+    /// embedded tokenizer. Its outputs are meaningless text; it exists for tests, benchmarks and parity.
     pub fn synthetic(size: SyntheticSize, seed: u64, dtype: DType, device: &Device) -> Result<DeepseekOcr> {
+        DeepseekOcr::synthetic_with_recipe(size, Recipe::V1, seed, dtype, device)
+    }
+
+    /// [`DeepseekOcr::synthetic`] with the synthetic-weights `recipe` chosen (identity
+    /// `synthetic:recipe-v{N}:seed-{seed}:{size}`).
+    pub fn synthetic_with_recipe(
+        size: SyntheticSize,
+        recipe: Recipe,
+        seed: u64,
+        dtype: DType,
+        device: &Device,
+    ) -> Result<DeepseekOcr> {
         let (vision, decoder, name) = match size {
             SyntheticSize::Full => (VisionConfig::deepseek_ocr(), DecoderConfig::deepseek_ocr(), "full"),
             SyntheticSize::Reduced => (VisionConfig::deepseek_ocr(), DecoderConfig::reduced(), "reduced"),
             SyntheticSize::Tiny => (VisionConfig::tiny(), DecoderConfig::tiny(), "tiny"),
         };
-        let vb = crate::synth::synth_var_builder(seed, dtype, device);
+        let vb = crate::synth::synth_var_builder_with(recipe, seed, dtype, device);
         let tokenizer = TextTokenizer::deepseek_ocr().map_err(|e| candle_core::Error::Msg(e.to_string()))?;
-        let id = format!("synthetic:recipe-v{}:seed-{seed}:{name}", crate::synth::RECIPE_VERSION);
+        let id = format!("synthetic:recipe-v{}:seed-{seed}:{name}", recipe.version());
         DeepseekOcr::new(&vision, &decoder, vb, tokenizer, WeightsIdentity { id, synthetic: true })
     }
 

@@ -4,7 +4,8 @@
 //! (`$HF_HUB_CACHE`, else `$HF_HOME/hub`, else `~/.cache/huggingface/hub`, folder
 //! `models--deepseek-ai--DeepSeek-OCR/snapshots/<rev>/`), then a download with hf-hub into that cache
 //! (skipped with `--offline` or `HF_HUB_OFFLINE=1`). `--synthetic-weights` runs the engine on the
-//! seeded recipe weights instead (outputs are marked synthetic and are meaningless text).
+//! seeded recipe weights instead (outputs are marked synthetic and are meaningless text);
+//! `--synthetic-recipe 2` picks the recipe of the bf16 parity check (`occ_model::synth`).
 
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -16,6 +17,7 @@ use occ_model::generate::{GenerationConfig, Sampling};
 use occ_model::load::WeightsDir;
 use occ_model::ngram::NgramBlocker;
 use occ_model::pipeline::{device_name, dtype_name, DeepseekOcr, SyntheticSize};
+use occ_model::synth::Recipe;
 use serde_json::json;
 
 use crate::output::Output;
@@ -90,6 +92,10 @@ pub struct ModelArgs {
     /// Run on seeded synthetic weights of this size instead of real weights (meaningless text).
     #[arg(long, value_enum, num_args = 0..=1, default_missing_value = "full", value_name = "SIZE")]
     pub synthetic_weights: Option<SyntheticArg>,
+    /// Version of the synthetic-weights recipe: 1 (default) or 2 (bf16 parity: successor head,
+    /// residual-scaled decoder; docs/PARITY.md).
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=2), value_name = "N")]
+    pub synthetic_recipe: u32,
     /// Seed of the synthetic weights.
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
@@ -251,8 +257,11 @@ pub fn load_engine(m: &ModelArgs, out: &Output) -> anyhow::Result<DeepseekOcr> {
             SyntheticArg::Reduced => SyntheticSize::Reduced,
             SyntheticArg::Tiny => SyntheticSize::Tiny,
         };
+        let recipe = Recipe::from_version(m.synthetic_recipe)
+            .with_context(|| format!("unknown synthetic recipe {} (known: 1, 2)", m.synthetic_recipe))?;
         out.warn("synthetic weights: the engine's output is meaningless text (plumbing, speed and parity runs only)");
-        return DeepseekOcr::synthetic(size, m.seed, dtype, &device).context("building the synthetic engine");
+        return DeepseekOcr::synthetic_with_recipe(size, recipe, m.seed, dtype, &device)
+            .context("building the synthetic engine");
     }
     let dir = resolve_weights(m, out)?;
     let wd = WeightsDir::open(&dir).with_context(|| format!("opening DeepSeek-OCR weights in {}", dir.display()))?;

@@ -66,6 +66,9 @@ pub struct ModelArgs {
     /// Seeded synthetic weights of this size (plumbing tests; scores are meaningless).
     #[arg(long, value_enum, num_args = 0..=1, default_missing_value = "full", value_name = "SIZE")]
     pub synthetic_weights: Option<ocr::SyntheticArg>,
+    /// Version of the synthetic-weights recipe: 1 (default) or 2 (docs/PARITY.md).
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=2), value_name = "N")]
+    pub synthetic_recipe: u32,
     /// Seed of the synthetic weights.
     #[arg(long, default_value_t = 0)]
     pub weights_seed: u64,
@@ -79,6 +82,7 @@ impl ModelArgs {
             device: self.device,
             dtype: self.dtype,
             synthetic_weights: self.synthetic_weights,
+            synthetic_recipe: self.synthetic_recipe,
             seed: self.weights_seed,
             tiny: false,
         }

@@ -9,6 +9,7 @@ use occ_model::ngram::NgramBlocker;
 use occ_model::pipeline::{DeepseekOcr, SyntheticSize};
 use occ_model::preprocess::{load_image, prepare};
 use occ_model::prompt::build_prompt;
+use occ_model::synth::{synth_values, synth_values_with, Recipe};
 
 use crate::decoder::{check_prefill_logits, reduced_engine, DecoderGolden, STEPS};
 
@@ -116,6 +117,20 @@ fn engine_trait_reads_pages_of_different_modes_in_one_batch() {
     // alone equals batched
     let alone = OcrEngine::ocr(&mut e, &pages[1..2], &Prompt::FreeOcr, &opts).unwrap();
     assert_eq!(alone[0].token_ids, out[1].token_ids);
+}
+
+#[test]
+fn synthetic_engine_uses_the_recipe_it_names() {
+    let e = DeepseekOcr::synthetic_with_recipe(SyntheticSize::Tiny, Recipe::V2, 1, DType::F32, &Device::Cpu).unwrap();
+    assert_eq!(e.weights().id, "synthetic:recipe-v2:seed-1:tiny");
+    let dims = e.decoder().lm_head.weight().dims().to_vec();
+    let head = e.decoder().lm_head.weight().flatten_all().unwrap().to_vec1::<f32>().unwrap();
+    assert_eq!(head, synth_values_with(Recipe::V2, "lm_head.weight", &dims, 1));
+    assert_ne!(head, synth_values("lm_head.weight", &dims, 1));
+    let v1 = DeepseekOcr::synthetic(SyntheticSize::Tiny, 1, DType::F32, &Device::Cpu).unwrap();
+    assert_eq!(v1.weights().id, "synthetic:recipe-v1:seed-1:tiny");
+    let head_v1 = v1.decoder().lm_head.weight().flatten_all().unwrap().to_vec1::<f32>().unwrap();
+    assert_eq!(head_v1, synth_values("lm_head.weight", &dims, 1));
 }
 
 /// Greedy OCR with the real checkpoint reads a rendered sentence back.

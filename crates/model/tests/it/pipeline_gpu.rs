@@ -9,7 +9,9 @@
 //!   position and the same argmax at ≥ 99 % of positions; also reported: agreement with the
 //!   reference's own bf16 logits and the reference's bf16-vs-f32 agreement (the yardstick).
 //!
-//! A report is written to `$OCC_PARITY_DIR/rust_report.json`. Commands: docs/PARITY.md.
+//! The engines use the synthetic recipe the reference outputs were made with (`recipe_version` of
+//! meta.json, 1 when absent: `gpu_decoder_parity.py --recipe`). A report is written to
+//! `$OCC_PARITY_DIR/rust_report.json`. Commands: docs/PARITY.md.
 
 use std::path::PathBuf;
 
@@ -20,6 +22,7 @@ use occ_model::generate::{generate, GenerationConfig, PromptInput};
 use occ_model::pipeline::{DeepseekOcr, SyntheticSize};
 use occ_model::preprocess::{load_image, prepare_with_options, PrepareOptions, ResizeOrder};
 use occ_model::prompt::build_prompt;
+use occ_model::synth::Recipe;
 
 struct Case {
     name: String,
@@ -76,11 +79,12 @@ fn full_size_synthetic_parity_with_reference_on_gpu() {
         .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../tests/golden/encoder/inputs"));
     let device = occ_model::ops::cuda_device(0).expect("a CUDA device (build with --features cuda)");
     let order = reference_resize_order(&dir.join("meta.json"));
+    let recipe = reference_recipe(&dir.join("meta.json"));
     let cases = cases(&dir, &pages);
     let mut report = serde_json::Map::new();
     let mut failures = Vec::new();
 
-    let e = DeepseekOcr::synthetic(SyntheticSize::Full, 0, DType::F32, &device).unwrap();
+    let e = DeepseekOcr::synthetic_with_recipe(SyntheticSize::Full, recipe, 0, DType::F32, &device).unwrap();
     for c in &cases {
         let p = prompt_input(&e, c, &device, order);
         let steps = c.greedy.len();
@@ -112,7 +116,7 @@ fn full_size_synthetic_parity_with_reference_on_gpu() {
     }
     drop(e);
 
-    let e = DeepseekOcr::synthetic(SyntheticSize::Full, 0, DType::BF16, &device).unwrap();
+    let e = DeepseekOcr::synthetic_with_recipe(SyntheticSize::Full, recipe, 0, DType::BF16, &device).unwrap();
     for c in &cases {
         let p = prompt_input(&e, c, &device, order);
         let n = c.greedy.len();
@@ -168,4 +172,14 @@ pub fn reference_resize_order(meta: &std::path::Path) -> ResizeOrder {
         }
         None => ResizeOrder::default(),
     }
+}
+
+/// The synthetic recipe of the reference outputs (`recipe_version` in their meta.json; 1 when absent).
+pub fn reference_recipe(meta: &std::path::Path) -> Recipe {
+    let text = std::fs::read_to_string(meta).unwrap_or_default();
+    let v: serde_json::Value = serde_json::from_str(&text).unwrap_or(serde_json::Value::Null);
+    let version = v["recipe_version"].as_u64().unwrap_or(1);
+    let recipe = u32::try_from(version).ok().and_then(Recipe::from_version).expect("recipe_version 1 or 2");
+    eprintln!("reference outputs on synthetic recipe v{}", recipe.version());
+    recipe
 }
