@@ -12,7 +12,7 @@ use crate::config::ClipConfig;
 use crate::nn::attention::sdpa;
 use crate::nn::interpolate::resize_grid_bicubic_aa;
 use crate::nn::linear::{dense, Dense};
-use crate::nn::{no_probe, Probe};
+use crate::nn::{no_probe, Derived, Probe};
 use crate::ops::{vit_attention, Act, VitGrid};
 
 /// `transformer.layers.N.self_attn`.
@@ -44,7 +44,7 @@ impl Attention {
         let scale = (self.head_dim as f64).powf(-0.5);
         let core = if crate::ops::vit_attention_supported(normed, self.head_dim, (1, t), false) {
             let grid = VitGrid { heads: self.heads, grid: (1, t), window: None, scale: scale as f32 };
-            vit_attention(&self.qkv_proj.matmul(normed)?, self.qkv_proj.bias(), None, grid)?
+            vit_attention(&self.qkv_proj.forward(normed)?, self.qkv_proj.bias(), None, grid)?
         } else {
             let qkv = self
                 .qkv_proj
@@ -99,6 +99,8 @@ pub struct Clip {
     pre_layrnorm: LayerNorm,
     layers: Vec<Layer>,
     cfg: ClipConfig,
+    /// Position tables per token count.
+    pos: Derived<usize>,
 }
 
 impl Clip {
@@ -115,6 +117,7 @@ impl Clip {
             pre_layrnorm: layer_norm(cfg.width, cfg.pre_eps, vb.pp("pre_layrnorm"))?,
             layers,
             cfg: cfg.clone(),
+            pos: Derived::default(),
         })
     }
 
@@ -124,6 +127,10 @@ impl Clip {
     /// # Shapes
     /// → (1, tokens, dim).
     pub fn pos_embed(&self, tokens: usize) -> Result<Tensor> {
+        self.pos.get_or(tokens, || self.resized_pos_embed(tokens))
+    }
+
+    fn resized_pos_embed(&self, tokens: usize) -> Result<Tensor> {
         let src = self.cfg.pos_grid();
         let tgt = (tokens as f64).sqrt() as usize;
         if tgt == src {

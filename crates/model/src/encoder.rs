@@ -63,6 +63,9 @@ impl candle_nn::var_builder::SimpleBackend for ShapeRecorder {
 /// Views encoded together by [`DeepEncoder::encode`] by default.
 pub const DEFAULT_MAX_BATCH: usize = 8;
 
+/// Batches of views whose pixels [`DeepEncoder::encode`] uploads at once.
+const UPLOAD_BATCHES: usize = 4;
+
 /// SAM-base + CLIP-L + projector + the learned layout vectors.
 #[derive(Debug, Clone)]
 pub struct DeepEncoder {
@@ -170,14 +173,18 @@ impl DeepEncoder {
         }
         let mut features: BTreeMap<(usize, usize), Tensor> = BTreeMap::new();
         for views in groups.values() {
-            for chunk in views.chunks(self.max_batch) {
-                let views: Vec<&image::RgbImage> = chunk
+            // one upload for several batches: an upload waits for the device to finish its queue
+            for block in views.chunks(self.max_batch * UPLOAD_BATCHES) {
+                let pixels: Vec<&image::RgbImage> = block
                     .iter()
                     .map(|&(i, v)| if v == 0 { &images[i].global } else { &images[i].tiles[v - 1] })
                     .collect();
-                let out = self.encode_views(&images_tensor(&views, self.dtype, device)?)?;
-                for (j, &key) in chunk.iter().enumerate() {
-                    features.insert(key, out.get(j)?);
+                let pixels = images_tensor(&pixels, self.dtype, device)?;
+                for (c, chunk) in block.chunks(self.max_batch).enumerate() {
+                    let out = self.encode_views(&pixels.narrow(0, c * self.max_batch, chunk.len())?)?;
+                    for (j, &key) in chunk.iter().enumerate() {
+                        features.insert(key, out.get(j)?);
+                    }
                 }
             }
         }

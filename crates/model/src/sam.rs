@@ -8,7 +8,7 @@
 //! Windowed blocks zero-pad the grid bottom/right to a multiple of the window and do **not** mask
 //! the padding: padded positions act as keys and values (equal to the qkv bias after projection).
 
-use candle_core::{Module, Result, Tensor};
+use candle_core::{DType, Module, Result, Tensor};
 use candle_nn::{conv2d, conv2d_no_bias, layer_norm, Conv2d, Conv2dConfig, LayerNorm, VarBuilder};
 
 use crate::config::SamConfig;
@@ -17,7 +17,7 @@ use crate::nn::interpolate::{resize_grid_bicubic_aa, resize_rows_linear};
 use crate::nn::linear::{dense, Dense};
 use crate::nn::norm::LayerNorm2d;
 use crate::nn::window::{window_partition, window_unpartition};
-use crate::nn::{no_probe, Probe};
+use crate::nn::{no_probe, Derived, Probe};
 use crate::ops::{vit_attention, Act, VitGrid};
 
 /// `get_rel_pos(q, k, table)`: the table resized to `2·max(q, k) − 1` rows (linear), then gathered
@@ -52,6 +52,8 @@ pub struct Attention {
     rel_pos_w: Tensor,
     heads: usize,
     head_dim: usize,
+    /// `get_rel_pos` tables per (axis 0 = h / 1 = w, side, dtype).
+    tables: Derived<(u8, usize, DType)>,
 }
 
 impl Attention {
@@ -66,7 +68,14 @@ impl Attention {
             rel_pos_w: vb.get((2 * input_size - 1, hd), "rel_pos_w")?,
             heads: cfg.heads,
             head_dim: hd,
+            tables: Derived::default(),
         })
+    }
+
+    /// `get_rel_pos(side, side, table)` of axis 0 (height) or 1 (width) in `dtype`, computed once.
+    fn rel_table(&self, axis: u8, side: usize, dtype: DType) -> Result<Tensor> {
+        let table = if axis == 0 { &self.rel_pos_h } else { &self.rel_pos_w };
+        self.tables.get_or((axis, side, dtype), || get_rel_pos(side, side, table)?.to_dtype(dtype))
     }
 
     /// The stored relative table of the height axis, (2·input_size − 1, head_dim).
@@ -106,13 +115,13 @@ impl Attention {
     /// `normed`: (b, h, w, dim) → (b, h, w, dim).
     pub fn core_fused(&self, normed: &Tensor, span: AttentionSpan) -> Result<Tensor> {
         let (b, h, w, dim) = normed.dims4()?;
-        let qkv = self.qkv.matmul(normed)?.reshape((b, h * w, 3 * dim))?;
+        let qkv = self.qkv.forward(normed)?.reshape((b, h * w, 3 * dim))?;
         let (window, (uh, uw)) = match span {
             AttentionSpan::Global => (None, (h, w)),
             AttentionSpan::Windowed(ws) => (Some(ws), (ws, ws)),
         };
-        let rh = get_rel_pos(uh, uh, &self.rel_pos_h)?.to_dtype(normed.dtype())?;
-        let rw = get_rel_pos(uw, uw, &self.rel_pos_w)?.to_dtype(normed.dtype())?;
+        let rh = self.rel_table(0, uh, normed.dtype())?;
+        let rw = self.rel_table(1, uw, normed.dtype())?;
         let grid = VitGrid { heads: self.heads, grid: (h, w), window, scale: (self.head_dim as f32).powf(-0.5) };
         vit_attention(&qkv, self.qkv.bias(), Some((&rh, &rw)), grid)?.reshape((b, h, w, dim))
     }
@@ -152,8 +161,8 @@ impl Attention {
     fn rel_pos_parts(&self, q: &Tensor, h: usize, w: usize) -> Result<(Tensor, Tensor)> {
         let (b, nh, _, hd) = q.dims4()?;
         let bh = b * nh;
-        let rh = get_rel_pos(h, h, &self.rel_pos_h)?.to_dtype(q.dtype())?; // (h, h, hd)
-        let rw = get_rel_pos(w, w, &self.rel_pos_w)?.to_dtype(q.dtype())?; // (w, w, hd)
+        let rh = self.rel_table(0, h, q.dtype())?; // (h, h, hd)
+        let rw = self.rel_table(1, w, q.dtype())?; // (w, w, hd)
         let r_q = q.reshape((bh, h, w, hd))?;
         // rel_h[n, y, x, k] = Σ_c r_q[n, y, x, c] · rh[y, k, c]: batched over y.
         let rel_h = r_q
@@ -264,6 +273,8 @@ pub struct Sam {
     net_2: Conv2d,
     net_3: Conv2d,
     cfg: SamConfig,
+    /// Resized position tables per grid side.
+    pos: Derived<usize>,
 }
 
 impl Sam {
@@ -287,6 +298,7 @@ impl Sam {
             net_2: conv2d_no_bias(cfg.out_chans, c2, 3, down, vb.pp("net_2"))?,
             net_3: conv2d_no_bias(c2, c3, 3, down, vb.pp("net_3"))?,
             cfg: cfg.clone(),
+            pos: Derived::default(),
         })
     }
 
@@ -299,8 +311,7 @@ impl Sam {
     /// # Shapes
     /// → (1, grid, grid, dim).
     pub fn pos_embed(&self, grid: usize) -> Result<Tensor> {
-        let table = self.pos_embed.squeeze(0)?;
-        resize_grid_bicubic_aa(&table, grid, grid)?.unsqueeze(0)
+        self.pos.get_or(grid, || resize_grid_bicubic_aa(&self.pos_embed.squeeze(0)?, grid, grid)?.unsqueeze(0))
     }
 
     /// # Shapes

@@ -155,10 +155,10 @@ fn encode(engine: &DeepseekOcr, mode: Mode, pages: usize) -> anyhow::Result<(Vec
     let image = page_for(mode)?;
     let vt = mode.vision_tokens(image.width(), image.height())?;
     let tokens = build_prompt(engine.tokenizer(), &Prompt::FreeOcr, &[vt.slots as usize])?;
-    let prepared = prepare(&image, mode)?;
+    let prepared = vec![prepare(&image, mode)?; pages];
     let device = engine.decoder().device();
     let t = Instant::now();
-    let rows = engine.encoder().encode(&vec![prepared; pages], device)?;
+    let rows = engine.encoder().encode(&prepared, device)?;
     device.synchronize()?;
     let seconds = t.elapsed().as_secs_f64();
     let inputs = rows

@@ -1,6 +1,7 @@
 //! Launchers of `kernels.cu` (PTX built by `build.rs`, loaded once per device as module
 //! `occ_kernels`).
 
+use candle_core::backend::BackendStorage;
 use candle_core::cuda_backend::cudarc::driver::{CudaSlice, DeviceRepr, LaunchConfig, PushKernelArg};
 use candle_core::cuda_backend::{CudaStorageSlice, WrapErr};
 use candle_core::{CudaDevice, CudaStorage, Layout, Result};
@@ -465,8 +466,8 @@ pub(super) fn vit_attention(
     if d != 64 {
         candle_core::bail!("vit_attention: the CUDA kernel needs head_dim 64, got {d}")
     }
-    let smem = 2 * 64 * 72 * 2 + if rel.is_some() { 64 * (uh + uw) * 2 + 64 * 4 } else { 0 };
-    if smem > 48 * 1024 || uh >= 1 << 16 || uw >= 1 << 16 {
+    let smem = super::vision::vit_smem_bytes((uh, uw), rel.is_some());
+    if smem > super::vision::VIT_SMEM_MAX || uh >= 1 << 16 || uw >= 1 << 16 {
         candle_core::bail!("vit_attention: a {uh}×{uw} unit is too large for the CUDA kernel")
     }
     let dev = qkv.device.clone();
@@ -476,6 +477,12 @@ pub(super) fn vit_attention(
         _ => candle_core::bail!("vit_attention: the CUDA kernel takes bf16 or f16"),
     };
     let func = dev.get_or_load_custom_func(name, MODULE, PTX)?;
+    // beyond 48 KiB of dynamic shared memory a kernel must opt in
+    func.set_attribute(
+        candle_core::cuda_backend::cudarc::driver::sys::CUfunction_attribute::CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES,
+        smem as i32,
+    )
+    .w()?;
     let (qa, qb) = span(ql, "vit_attention q|k|v")?;
     let (ba, bb) = span(bl, "vit_attention bias")?;
     if qa % 8 != 0 || ba % 8 != 0 {

@@ -501,15 +501,15 @@ OCC_INSTANTIATE(__nv_bfloat16, bf16)
 OCC_INSTANTIATE(__half, f16)
 
 // ---- vision encoder: attention over a grid with SAM's decomposed relative positions (mma.sync) ----
-// qkv (B, gh·gw, 3·H·64) is the q|k|v projection WITHOUT its bias; bias (3·H·64) is added on load with one
-// rounding (round(x + b), the reference's linear). Attention runs per unit: the whole grid (uh = gh, uw = gw),
-// or windows of uh × uw over the grid zero-padded bottom/right (SAM's windowed blocks): a padded token's
-// q|k|v equals the bias (the projection of a zero row) and is NOT masked. rel (optional): rh (uh, uh, 64) then
-// rw (uw, uw, 64); rel_h[i, y'] = round(q_i · rh[y_i, y']), rel_w[i, x'] = round(q_i · rw[x_i, x']) (unscaled
+// qkv (B, gh·gw, 3·H·64) is the q|k|v projection (bias included). Attention runs per unit: the whole grid
+// (uh = gh, uw = gw), or windows of uh × uw over the grid padded bottom/right (SAM's windowed blocks): a padded
+// token's q|k|v is `bias` (3·H·64; the projection of a zero row) and is NOT masked. rel (optional): rh (uh, uh, 64)
+// then rw (uw, uw, 64); rel_h[i, y'] = round(q_i · rh[y_i, y']), rel_w[i, x'] = round(q_i · rw[x_i, x']) (unscaled
 // q, float32 sums), bias[i, j] = round(rel_h[i, y_j] + rel_w[i, x_j]). Scores q·k·scale + bias and the online
-// softmax in float32, probabilities rounded to T before the value product, output rounded once and written
-// to out (B, gh·gw, H·64) for the unit's real tokens. Block: 4 warps × 16 queries of one (image·unit, head);
-// key tiles of 64 in shared memory (row stride 72 elements: conflict-free fragment loads).
+// softmax in float32, probabilities rounded to T before the value product, output rounded once and written to
+// out (B, gh·gw, H·64) for the unit's real tokens. Block: 4 warps × 16 queries of one (image·unit, head); key
+// tiles of 64, double-buffered in shared memory by cp.async (row stride 72 elements: conflict-free fragment
+// loads). Dynamic shared memory: vit_smem_bytes() in ops/cuda.rs.
 template <typename T> struct MmaOp;
 template <> struct MmaOp<__nv_bfloat16> {
     static __device__ __forceinline__ void run(float *d, const uint32_t *a, uint32_t b0, uint32_t b1) {
@@ -539,62 +539,70 @@ template <> struct MmaOp<__half> {
 struct VitGeometry {
     uint32_t gh, gw;     // token grid of the tensor
     uint32_t uh, uw;     // unit (window or grid) sides
-    uint32_t ux;         // units across (units down = gridDim.y / images)
+    uint32_t ux;         // units across
     uint32_t units;      // units per image
     uint32_t heads;
     uint32_t has_rel;
     float scale;
 };
 
-// Pointer to 8 consecutive elements (one 16-byte chunk) of token (gy, gx) of image b, part p (0 q, 1 k, 2 v),
-// head h, chunk c; nullptr for a padded position.
-template <typename T>
-__device__ __forceinline__ const T *vit_chunk(const T *qkv, const VitGeometry &g, uint32_t b, uint32_t gy,
-                                              uint32_t gx, uint32_t p, uint32_t h, uint32_t c) {
-    if (gy >= g.gh || gx >= g.gw) return nullptr;
-    return qkv + (((size_t)b * g.gh + gy) * g.gw + gx) * 3 * g.heads * 64 + ((size_t)p * g.heads + h) * 64 + c * 8;
+// 16 bytes global → shared without registers; src_bytes 0 fills zeros.
+__device__ __forceinline__ void cp_async16(void *dst, const void *src, bool valid) {
+    const uint32_t d = (uint32_t)__cvta_generic_to_shared(dst);
+    const int n = valid ? 16 : 0;
+    asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(d), "l"(src), "r"(n));
 }
-
-// round(x + b) of one 16-byte chunk (x == nullptr: the bias alone).
-template <typename T> __device__ __forceinline__ uint4 vit_load_biased(const T *x, const T *b) {
-    uint4 bv = *reinterpret_cast<const uint4 *>(b);
-    if (x == nullptr) return bv;
-    uint4 xv = *reinterpret_cast<const uint4 *>(x);
-    const T *xs = reinterpret_cast<const T *>(&xv);
-    const T *bs = reinterpret_cast<const T *>(&bv);
-    uint4 out;
-    T *os = reinterpret_cast<T *>(&out);
-#pragma unroll
-    for (int e = 0; e < 8; ++e) os[e] = from_f<T>(to_f(xs[e]) + to_f(bs[e]));
-    return out;
-}
+__device__ __forceinline__ void cp_async_commit() { asm volatile("cp.async.commit_group;\n" ::); }
+template <int N> __device__ __forceinline__ void cp_async_wait() { asm volatile("cp.async.wait_group %0;\n" ::"n"(N)); }
 
 template <typename T>
 __device__ void vit_attention(const T *qkv, const T *bias, const T *rel, T *out, const VitGeometry g) {
-    constexpr int D = 64, BQ = 64, BK = 64, LD = 72;
+    constexpr int D = 64, BQ = 64, BK = 64, LD = 72, TILE = BK * LD;
     extern __shared__ __align__(16) unsigned char vit_smem[];
-    T *ks = reinterpret_cast<T *>(vit_smem);            // [BK][LD]; holds q during the prologue
-    T *vs = ks + BK * LD;                                // [BK][LD]
-    T *relh = vs + BK * LD;                              // [BQ][uh] when has_rel
+    T *ks = reinterpret_cast<T *>(vit_smem);             // [2][BK][LD]; ks[0] holds q during the prologue
+    T *vs = ks + 2 * TILE;                               // [2][BK][LD]
+    T *relh = vs + 2 * TILE;                             // [BQ][uh] when has_rel
     T *relw = relh + (g.has_rel ? BQ * g.uh : 0);        // [BQ][uw] when has_rel
-    uint32_t *kyx = reinterpret_cast<uint32_t *>(relw + (g.has_rel ? BQ * g.uw : 0)); // [BK] when has_rel
+    uint32_t *kyx = reinterpret_cast<uint32_t *>(relw + (g.has_rel ? BQ * g.uw : 0)); // [2][BK] when has_rel
     const uint32_t n = g.uh * g.uw;
     const uint32_t unit = blockIdx.y % g.units, b = blockIdx.y / g.units, h = blockIdx.z;
     const uint32_t oy = (unit / g.ux) * g.uh, ox = (unit % g.ux) * g.uw;
     const uint32_t q0 = blockIdx.x * BQ;
+    const size_t row_len = (size_t)3 * g.heads * 64;
     const int tid = threadIdx.x, warp = tid / 32, lane = tid % 32, gq = lane / 4, tq = lane % 4;
+    // source of 16-byte chunk c of part p for unit token t (padding: the bias), or nullptr past the unit
+    auto src = [&](uint32_t t, uint32_t p, uint32_t c, uint32_t *yx) -> const T * {
+        if (t >= n) return nullptr;
+        const uint32_t ty = t / g.uw, tx = t % g.uw, gy = oy + ty, gx = ox + tx;
+        *yx = (ty << 16) | tx;
+        const size_t off = ((size_t)p * g.heads + h) * 64 + c * 8;
+        if (gy >= g.gh || gx >= g.gw) return bias + off;
+        return qkv + ((size_t)b * g.gh * g.gw + (size_t)gy * g.gw + gx) * row_len + off;
+    };
+    // key/value tile starting at k0 into buffer buf (asynchronous; one commit group)
+    auto issue = [&](uint32_t k0, int buf) {
+        for (int i = tid; i < BK * 8; i += 128) {
+            const int r = i / 8, c = i % 8;
+            uint32_t yx = 0;
+            const T *k = src(k0 + r, 1, c, &yx);
+            const T *v = src(k0 + r, 2, c, &yx);
+            cp_async16(ks + buf * TILE + r * LD + c * 8, k != nullptr ? k : bias, k != nullptr);
+            cp_async16(vs + buf * TILE + r * LD + c * 8, v != nullptr ? v : bias, v != nullptr);
+            if (c == 0 && g.has_rel) kyx[buf * BK + r] = yx;
+        }
+        cp_async_commit();
+    };
 
-    // q tile (biased) into ks
+    // q tile into ks[0], the first key tile into buffer 1 meanwhile
     for (int i = tid; i < BQ * 8; i += 128) {
         const int r = i / 8, c = i % 8;
-        const uint32_t t = q0 + r;
-        uint4 v = make_uint4(0, 0, 0, 0);
-        if (t < n) {
-            const uint32_t ty = t / g.uw, tx = t % g.uw;
-            v = vit_load_biased<T>(vit_chunk(qkv, g, b, oy + ty, ox + tx, 0, h, c), bias + ((size_t)0 * g.heads + h) * 64 + c * 8);
-        }
-        *reinterpret_cast<uint4 *>(ks + r * LD + c * 8) = v;
+        uint32_t yx = 0;
+        const T *q = src(q0 + r, 0, c, &yx);
+        cp_async16(ks + r * LD + c * 8, q != nullptr ? q : bias, q != nullptr);
     }
+    cp_async_commit();
+    issue(0, 1);
+    cp_async_wait<1>();
     __syncthreads();
     // relative-position parts of the block's queries
     if (g.has_rel) {
@@ -635,33 +643,30 @@ __device__ void vit_attention(const T *qkv, const T *bias, const T *rel, T *out,
     }
     __syncthreads();
     const int row0 = warp * 16 + gq, row1 = row0 + 8;  // block-local query rows of this thread
+    const T *rh0 = relh + row0 * g.uh, *rh1 = relh + row1 * g.uh, *rw0 = relw + row0 * g.uw, *rw1 = relw + row1 * g.uw;
     float o[8][4];
 #pragma unroll
     for (int i = 0; i < 8; ++i) o[i][0] = o[i][1] = o[i][2] = o[i][3] = 0.0f;
     float m0 = -INFINITY, m1 = -INFINITY, l0 = 0.0f, l1 = 0.0f;
-    const T *bk = bias + ((size_t)1 * g.heads + h) * 64, *bv = bias + ((size_t)2 * g.heads + h) * 64;
-    const uint32_t vsa = (uint32_t)__cvta_generic_to_shared(vs);
 
-    for (uint32_t k0 = 0; k0 < n; k0 += BK) {
-        for (int i = tid; i < BK * 8; i += 128) {
-            const int r = i / 8, c = i % 8;
-            const uint32_t t = k0 + r;
-            uint4 kv = make_uint4(0, 0, 0, 0), vv = make_uint4(0, 0, 0, 0);
-            if (t < n) {
-                const uint32_t ty = t / g.uw, tx = t % g.uw;
-                kv = vit_load_biased<T>(vit_chunk(qkv, g, b, oy + ty, ox + tx, 1, h, c), bk + c * 8);
-                vv = vit_load_biased<T>(vit_chunk(qkv, g, b, oy + ty, ox + tx, 2, h, c), bv + c * 8);
-                if (c == 0 && g.has_rel) kyx[r] = (ty << 16) | tx;
-            }
-            *reinterpret_cast<uint4 *>(ks + r * LD + c * 8) = kv;
-            *reinterpret_cast<uint4 *>(vs + r * LD + c * 8) = vv;
+    int tile = 0;
+    for (uint32_t k0 = 0; k0 < n; k0 += BK, ++tile) {
+        const int buf = (tile + 1) & 1;  // tile 0 is in buffer 1
+        if (k0 + BK < n) {
+            issue(k0 + BK, buf ^ 1);
+            cp_async_wait<1>();
+        } else {
+            cp_async_wait<0>();
         }
         __syncthreads();
+        const T *kt = ks + buf * TILE;
+        const uint32_t vsa = (uint32_t)__cvta_generic_to_shared(vs + buf * TILE);
+        const uint32_t *kc = kyx + buf * BK;
         float s[8][4];
 #pragma unroll
         for (int nt = 0; nt < 8; ++nt) {
             s[nt][0] = s[nt][1] = s[nt][2] = s[nt][3] = 0.0f;
-            const T *kr = ks + (nt * 8 + gq) * LD + 2 * tq;
+            const T *kr = kt + (nt * 8 + gq) * LD + 2 * tq;
 #pragma unroll
             for (int kk = 0; kk < 4; ++kk) {
                 const uint32_t b0 = *reinterpret_cast<const uint32_t *>(kr + kk * 16);
@@ -679,12 +684,12 @@ __device__ void vit_attention(const T *qkv, const T *bias, const T *rel, T *out,
                 if (k0 + c < n) {
                     float b0 = 0.0f, b1 = 0.0f;
                     if (g.has_rel) {
-                        const uint32_t yx = kyx[c], y = yx >> 16, x = yx & 0xffff;
-                        b0 = to_f(from_f<T>(to_f(relh[row0 * g.uh + y]) + to_f(relw[row0 * g.uw + x])));
-                        b1 = to_f(from_f<T>(to_f(relh[row1 * g.uh + y]) + to_f(relw[row1 * g.uw + x])));
+                        const uint32_t yx = kc[c], y = yx >> 16, x = yx & 0xffff;
+                        b0 = to_f(from_f<T>(to_f(rh0[y]) + to_f(rw0[x])));
+                        b1 = to_f(from_f<T>(to_f(rh1[y]) + to_f(rw1[x])));
                     }
-                    s[nt][e] = s[nt][e] * g.scale + b0;
-                    s[nt][2 + e] = s[nt][2 + e] * g.scale + b1;
+                    s[nt][e] = fmaf(s[nt][e], g.scale, b0);
+                    s[nt][2 + e] = fmaf(s[nt][2 + e], g.scale, b1);
                 } else {
                     s[nt][e] = -INFINITY;
                     s[nt][2 + e] = -INFINITY;
@@ -697,9 +702,9 @@ __device__ void vit_attention(const T *qkv, const T *bias, const T *rel, T *out,
         mx0 = fmaxf(mx0, __shfl_xor_sync(0xffffffff, mx0, 2));
         mx1 = fmaxf(mx1, __shfl_xor_sync(0xffffffff, mx1, 1));
         mx1 = fmaxf(mx1, __shfl_xor_sync(0xffffffff, mx1, 2));
+        // every row sees key 0 in the first tile, so the maxima are finite from then on
         const float n0 = fmaxf(m0, mx0), n1 = fmaxf(m1, mx1);
-        const float a0 = m0 == -INFINITY ? 0.0f : __expf(m0 - n0);
-        const float a1 = m1 == -INFINITY ? 0.0f : __expf(m1 - n1);
+        const float a0 = __expf(m0 - n0), a1 = __expf(m1 - n1);  // exp(-inf) = 0 on the first tile
         m0 = n0;
         m1 = n1;
         l0 *= a0;
@@ -714,13 +719,11 @@ __device__ void vit_attention(const T *qkv, const T *bias, const T *rel, T *out,
         uint32_t pa[4][4];
 #pragma unroll
         for (int nt = 0; nt < 8; ++nt) {
-            const float p0 = n0 == -INFINITY ? 0.0f : __expf(s[nt][0] - n0);
-            const float p1 = n0 == -INFINITY ? 0.0f : __expf(s[nt][1] - n0);
-            const float p2 = n1 == -INFINITY ? 0.0f : __expf(s[nt][2] - n1);
-            const float p3 = n1 == -INFINITY ? 0.0f : __expf(s[nt][3] - n1);
+            const float p0 = __expf(s[nt][0] - n0), p1 = __expf(s[nt][1] - n0);
+            const float p2 = __expf(s[nt][2] - n1), p3 = __expf(s[nt][3] - n1);
             l0 += p0 + p1;
             l1 += p2 + p3;
-            // C fragment of n-tile nt = half of A fragment k-step nt / 2
+            // C fragment of n-tile nt = half of the A fragment of k-step nt / 2
             pa[nt / 2][(nt % 2) * 2 + 0] = MmaOp<T>::pack(p0, p1);
             pa[nt / 2][(nt % 2) * 2 + 1] = MmaOp<T>::pack(p2, p3);
         }
@@ -752,25 +755,23 @@ __device__ void vit_attention(const T *qkv, const T *bias, const T *rel, T *out,
         if (t >= n) continue;
         const uint32_t gy = oy + t / g.uw, gx = ox + t % g.uw;
         if (gy >= g.gh || gx >= g.gw) continue;
-        const float l = half ? l1 : l0;
-        const float inv = l > 0.0f ? 1.0f / l : 0.0f;
+        const float inv = 1.0f / (half ? l1 : l0);
         T *dst = out + (((size_t)b * g.gh + gy) * g.gw + gx) * g.heads * 64 + (size_t)h * 64;
 #pragma unroll
         for (int dt = 0; dt < 8; ++dt) {
             const int d = dt * 8 + 2 * tq;
-            dst[d] = from_f<T>(o[dt][half * 2] * inv);
-            dst[d + 1] = from_f<T>(o[dt][half * 2 + 1] * inv);
+            *reinterpret_cast<uint32_t *>(dst + d) = MmaOp<T>::pack(o[dt][half * 2] * inv, o[dt][half * 2 + 1] * inv);
         }
     }
 }
 
-extern "C" __global__ void __launch_bounds__(128) occ_vit_attention_bf16(const __nv_bfloat16 *qkv, const __nv_bfloat16 *bias,
-                                                        const __nv_bfloat16 *rel, __nv_bfloat16 *out,
-                                                        const VitGeometry g) {
+extern "C" __global__ void __launch_bounds__(128, 4)
+    occ_vit_attention_bf16(const __nv_bfloat16 *qkv, const __nv_bfloat16 *bias, const __nv_bfloat16 *rel,
+                           __nv_bfloat16 *out, const VitGeometry g) {
     vit_attention<__nv_bfloat16>(qkv, bias, rel, out, g);
 }
-extern "C" __global__ void __launch_bounds__(128) occ_vit_attention_f16(const __half *qkv, const __half *bias, const __half *rel,
-                                                       __half *out, const VitGeometry g) {
+extern "C" __global__ void __launch_bounds__(128, 4)
+    occ_vit_attention_f16(const __half *qkv, const __half *bias, const __half *rel, __half *out, const VitGeometry g) {
     vit_attention<__half>(qkv, bias, rel, out, g);
 }
 

@@ -194,19 +194,15 @@ fn vit_attention_cpu<T: Elem>(qkv: &[T], bias: &[T], rel: Option<&[T]>, g: &VitG
     let ((uh, uw), (ny, nx)) = g.units();
     let n = uh * uw;
     let mut out = vec![T::from_f32(0.0); b * gh * gw * nh * d];
-    // round(x + bias) of part p (0 q, 1 k, 2 v), head h, token (y, x); padded tokens: the bias
+    // part p (0 q, 1 k, 2 v) of head h at token (y, x); padded tokens: the bias
     let row = |img: usize, y: usize, x: usize, p: usize, h: usize| -> Vec<f32> {
         let off = (p * nh + h) * d;
-        (0..d)
-            .map(|c| {
-                let bv = bias[off + c];
-                if y < gh && x < gw {
-                    T::from_f32(qkv[(img * gh * gw + y * gw + x) * width + off + c].to_f32() + bv.to_f32()).to_f32()
-                } else {
-                    bv.to_f32()
-                }
-            })
-            .collect()
+        if y < gh && x < gw {
+            let at = (img * gh * gw + y * gw + x) * width + off;
+            qkv[at..at + d].iter().map(|v| v.to_f32()).collect()
+        } else {
+            bias[off..off + d].iter().map(|v| v.to_f32()).collect()
+        }
     };
     let dot = |a: &[f32], t: &[T]| a.iter().zip(t).map(|(x, y)| x * y.to_f32()).sum::<f32>();
     for img in 0..b {
@@ -311,8 +307,9 @@ impl candle_core::CustomOp3 for VitAttention {
 
 /// Attention of the vision encoder straight from a q|k|v projection: `softmax(q·kᵀ·scale + bias)·v`
 /// per head, over the whole grid or within windows ([`VitGrid`]), with SAM's decomposed relative
-/// positions when `rel` is given. The projection's `bias` is added on load (`round(x + b)`); a window's
-/// padded positions hold the bias alone (the projection of a zero row) and are not masked (SAM).
+/// positions when `rel` is given. `qkv` is the projection of the grid's tokens (bias included); a
+/// window's padded positions hold the projection's `bias` alone (the projection of a zero row) and are
+/// not masked (SAM).
 /// `rel = (rh, rw)`: the gathered tables of `get_rel_pos` for the unit, `rh` `(uh, uh, d)` and `rw`
 /// `(uw, uw, d)`; the bias of query `i`, key `j` is `round(rel_h[i, y_j] + rel_w[i, x_j])` with
 /// `rel_h[i, y] = round(q_i · rh[y_i, y])`, `rel_w[i, x] = round(q_i · rw[x_i, x])` (unscaled q). Scores
@@ -320,7 +317,8 @@ impl candle_core::CustomOp3 for VitAttention {
 /// once. Nothing n × n is stored.
 ///
 /// # Shapes
-/// `qkv`: `(images, rows·cols, 3·heads·d)` (q, k, v blocks of `heads·d`), `bias`: `(3·heads·d)` →
+/// `qkv`: `(images, rows·cols, 3·heads·d)` (q, k, v blocks of `heads·d`), `bias`: `(3·heads·d)` (read for
+/// padded positions only) →
 /// `(images, rows·cols, heads·d)`.
 pub fn vit_attention(qkv: &Tensor, bias: &Tensor, rel: Option<(&Tensor, &Tensor)>, grid: VitGrid) -> Result<Tensor> {
     let qkv = qkv.contiguous()?;
@@ -339,14 +337,22 @@ pub fn vit_attention(qkv: &Tensor, bias: &Tensor, rel: Option<(&Tensor, &Tensor)
 /// Whether [`vit_attention`] has a fast kernel for `x` here: CUDA, bf16 or f16, `head_dim` 64 and a unit
 /// whose relative tables fit the kernel's shared memory. Elsewhere the encoder materialises the scores.
 pub fn vit_attention_supported(x: &Tensor, head_dim: usize, unit: (usize, usize), rel: bool) -> bool {
-    let smem = 2 * 64 * 72 * 2 + if rel { 64 * (unit.0 + unit.1) * 2 + 64 * 4 } else { 0 };
     cfg!(feature = "cuda")
         && matches!(x.device(), candle_core::Device::Cuda(_))
         && matches!(x.dtype(), candle_core::DType::BF16 | candle_core::DType::F16)
         && head_dim == 64
-        && smem <= 48 * 1024
+        && vit_smem_bytes(unit, rel) <= VIT_SMEM_MAX
         && unit.0 < 1 << 16
         && unit.1 < 1 << 16
+}
+
+/// Shared memory the CUDA kernel of [`vit_attention`] may use per block (H100/H200 allow 227 KiB).
+pub(super) const VIT_SMEM_MAX: usize = 200 * 1024;
+
+/// Shared memory of one block of the CUDA kernel (16-bit elements): two key and two value tiles of
+/// 64 × 72, and with tables the block's `rel_h`, `rel_w` (64 × (uh + uw)) and two tiles' key coordinates.
+pub(super) fn vit_smem_bytes(unit: (usize, usize), rel: bool) -> usize {
+    4 * 64 * 72 * 2 + if rel { 64 * (unit.0 + unit.1) * 2 + 2 * 64 * 4 } else { 0 }
 }
 
 #[cfg(test)]

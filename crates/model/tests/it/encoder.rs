@@ -236,7 +236,7 @@ fn fused_sam_attention_matches_the_materialised_path() {
 }
 
 /// Without relative positions and windows (CLIP), the fused attention is plain scaled dot-product
-/// attention over `round(q|k|v + bias)`.
+/// attention over the projection (the bias is only read for padded window positions).
 #[test]
 fn fused_attention_without_tables_is_sdpa() {
     use occ_model::ops::{vit_attention, VitGrid};
@@ -245,8 +245,7 @@ fn fused_attention_without_tables_is_sdpa() {
     let bias = rand_tensor(&[3 * heads * d], 12);
     let grid = VitGrid { heads, grid: (1, t), window: None, scale: 0.3 };
     let got = vit_attention(&qkv, &bias, None, grid).unwrap();
-    let full =
-        qkv.broadcast_add(&bias).unwrap().reshape((b, t, 3, heads, d)).unwrap().permute((2, 0, 3, 1, 4)).unwrap();
+    let full = qkv.reshape((b, t, 3, heads, d)).unwrap().permute((2, 0, 3, 1, 4)).unwrap();
     let part = |i: usize| full.i(i).unwrap().contiguous().unwrap();
     let want = occ_model::nn::attention::sdpa(&part(0), &part(1), &part(2), None, 0.3)
         .unwrap()

@@ -182,3 +182,36 @@ fn vision_attention_and_epilogue_match_their_cpu_specification_in_bf16() {
     }
     assert!(failures.is_empty(), "{failures:#?}");
 }
+
+/// The continuous-batching queue on the GPU with the slot cache starting small, so that it grows (and the
+/// decode step's CUDA graph is captured again) three times: the same tokens as the eager queue.
+#[test]
+#[ignore = "needs a CUDA build (--features cuda) and a GPU"]
+fn queue_graph_after_cache_growth_equals_eager_on_gpu() {
+    use occ_model::batcher::{generate_queue, BatcherConfig};
+    use occ_model::decoder::DecoderModel;
+    use occ_model::generate::{GenerationConfig, PromptInput};
+    let gpu = ops::cuda_device(0).expect("a CUDA device");
+    let model = DecoderModel::new(&DecoderConfig::deepseek_ocr(), synth_var_builder(0, DType::BF16, &gpu)).unwrap();
+    let prompts: Vec<PromptInput> = [40usize, 70, 55]
+        .iter()
+        .enumerate()
+        .map(|(i, &len)| {
+            let ids: Vec<u32> = (0..len as u64).map(|j| (splitmix64_at(60 + i as u64, j) % 100_000) as u32).collect();
+            let t = Tensor::new(ids.as_slice(), &gpu).unwrap().unsqueeze(0).unwrap();
+            PromptInput { embeds: model.embed(&t).unwrap().squeeze(0).unwrap(), ids }
+        })
+        .collect();
+    let cfg = GenerationConfig { ignore_eos: true, ..GenerationConfig::plain_greedy(48) };
+    let run = |graph: bool| {
+        let bc = BatcherConfig { slots: 2, prefill_batch: 2, cuda_graph: graph, initial_new_tokens: 8 };
+        generate_queue(&model, &prompts, &cfg, &bc).unwrap()
+    };
+    let (eager, graph) = (run(false), run(true));
+    assert!(graph.graph, "the decode step was captured");
+    for (i, (a, b)) in eager.rows.iter().zip(&graph.rows).enumerate() {
+        assert_eq!(a.tokens.len(), 48, "row {i}");
+        assert_eq!(a.tokens, b.tokens, "row {i}: graph replay after growth differs from eager decoding");
+    }
+    eprintln!("queue with cache growth 8 → 64: graph = eager for {} rows of 48 tokens", eager.rows.len());
+}
