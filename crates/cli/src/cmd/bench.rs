@@ -270,7 +270,7 @@ pub fn run(args: Args, out: &Output) -> anyhow::Result<()> {
         }
         if args.encoder_batch > 0 {
             let n = args.encoder_batch;
-            encode(&engine, mode, n.min(2))?; // warm-up
+            encode(&engine, mode, n)?; // warm-up at the same size (GEMM plans, the allocator's pool)
             let (_, s) = encode(&engine, mode, n)?;
             peak.sample();
             let e = EncoderRun { mode: mode.to_string(), batch: n, s_per_page: s / n as f64 };

@@ -555,15 +555,22 @@ __device__ __forceinline__ void cp_async16(void *dst, const void *src, bool vali
 __device__ __forceinline__ void cp_async_commit() { asm volatile("cp.async.commit_group;\n" ::); }
 template <int N> __device__ __forceinline__ void cp_async_wait() { asm volatile("cp.async.wait_group %0;\n" ::"n"(N)); }
 
+// Row stride (elements) of the rel_h / rel_w tables in shared memory: the smallest S >= side with S = 8 (mod 64),
+// so that the 8 query rows of a fragment start 4 banks apart (conflict-free lookups). ops/vision.rs mirrors it.
+__host__ __device__ __forceinline__ uint32_t vit_rel_stride(uint32_t side) {
+    return side <= 8 ? 8 : 8 + 64 * ((side - 8 + 63) / 64);
+}
+
 template <typename T>
 __device__ void vit_attention(const T *qkv, const T *bias, const T *rel, T *out, const VitGeometry g) {
     constexpr int D = 64, BQ = 64, BK = 64, LD = 72, TILE = BK * LD;
     extern __shared__ __align__(16) unsigned char vit_smem[];
     T *ks = reinterpret_cast<T *>(vit_smem);             // [2][BK][LD]; ks[0] holds q during the prologue
     T *vs = ks + 2 * TILE;                               // [2][BK][LD]
-    T *relh = vs + 2 * TILE;                             // [BQ][uh] when has_rel
-    T *relw = relh + (g.has_rel ? BQ * g.uh : 0);        // [BQ][uw] when has_rel
-    uint32_t *kyx = reinterpret_cast<uint32_t *>(relw + (g.has_rel ? BQ * g.uw : 0)); // [2][BK] when has_rel
+    const uint32_t sh = vit_rel_stride(g.uh), sw = vit_rel_stride(g.uw);
+    T *relh = vs + 2 * TILE;                             // [BQ][sh] when has_rel
+    T *relw = relh + (g.has_rel ? BQ * sh : 0);          // [BQ][sw] when has_rel
+    uint32_t *kyx = reinterpret_cast<uint32_t *>(relw + (g.has_rel ? BQ * sw : 0)); // [2][BK] when has_rel
     const uint32_t n = g.uh * g.uw;
     const uint32_t unit = blockIdx.y % g.units, b = blockIdx.y / g.units, h = blockIdx.z;
     const uint32_t oy = (unit / g.ux) * g.uh, ox = (unit % g.ux) * g.uw;
@@ -625,8 +632,8 @@ __device__ void vit_attention(const T *qkv, const T *bias, const T *rel, T *out,
                     for (int e = 0; e < 8; ++e) acc += to_f(as[e]) * to_f(bs[e]);
                 }
             }
-            if (k < g.uh) relh[r * g.uh + k] = from_f<T>(acc);
-            else relw[r * g.uw + (k - g.uh)] = from_f<T>(acc);
+            if (k < g.uh) relh[r * sh + k] = from_f<T>(acc);
+            else relw[r * sw + (k - g.uh)] = from_f<T>(acc);
         }
     }
     // q fragments (rows warp·16 + gq, + 8; k-steps of 16)
@@ -643,7 +650,7 @@ __device__ void vit_attention(const T *qkv, const T *bias, const T *rel, T *out,
     }
     __syncthreads();
     const int row0 = warp * 16 + gq, row1 = row0 + 8;  // block-local query rows of this thread
-    const T *rh0 = relh + row0 * g.uh, *rh1 = relh + row1 * g.uh, *rw0 = relw + row0 * g.uw, *rw1 = relw + row1 * g.uw;
+    const T *rh0 = relh + row0 * sh, *rh1 = relh + row1 * sh, *rw0 = relw + row0 * sw, *rw1 = relw + row1 * sw;
     float o[8][4];
 #pragma unroll
     for (int i = 0; i < 8; ++i) o[i][0] = o[i][1] = o[i][2] = o[i][3] = 0.0f;

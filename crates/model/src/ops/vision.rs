@@ -350,9 +350,20 @@ pub fn vit_attention_supported(x: &Tensor, head_dim: usize, unit: (usize, usize)
 pub(super) const VIT_SMEM_MAX: usize = 200 * 1024;
 
 /// Shared memory of one block of the CUDA kernel (16-bit elements): two key and two value tiles of
-/// 64 × 72, and with tables the block's `rel_h`, `rel_w` (64 × (uh + uw)) and two tiles' key coordinates.
+/// 64 × 72, and with tables the block's `rel_h`, `rel_w` (64 rows of [`vit_rel_stride`]) and two tiles'
+/// key coordinates.
 pub(super) fn vit_smem_bytes(unit: (usize, usize), rel: bool) -> usize {
-    4 * 64 * 72 * 2 + if rel { 64 * (unit.0 + unit.1) * 2 + 2 * 64 * 4 } else { 0 }
+    4 * 64 * 72 * 2 + if rel { 64 * (vit_rel_stride(unit.0) + vit_rel_stride(unit.1)) * 2 + 2 * 64 * 4 } else { 0 }
+}
+
+/// Row stride of a relative table in the kernel's shared memory (`vit_rel_stride` in kernels.cu): the
+/// smallest `s ≥ side` with `s ≡ 8 (mod 64)`, so that the 8 rows a fragment reads start 4 banks apart.
+fn vit_rel_stride(side: usize) -> usize {
+    if side <= 8 {
+        8
+    } else {
+        8 + 64 * (side - 8).div_ceil(64)
+    }
 }
 
 #[cfg(test)]
