@@ -319,7 +319,7 @@ pub(super) fn decode_attention(
     if d > 256 {
         candle_core::bail!("decode_attention: head_dim {d} > 256 is not supported by the CUDA kernel")
     }
-    const CHUNK: usize = 64; // ATT_CHUNK in kernels.cu
+    const CHUNK: usize = 32; // ATT_CHUNK in kernels.cu
     let nsplit = cap.div_ceil(CHUNK).max(1);
     let dev = q.device.clone();
     let sfx = suffix(&q.slice, "decode_attention")?;

@@ -34,6 +34,7 @@ __device__ __forceinline__ float dot_lane(const T *a, const T *b, const uint32_t
     if (n % per == 0 && ((reinterpret_cast<uintptr_t>(a) | reinterpret_cast<uintptr_t>(b)) & 15) == 0) {
         const uint4 *a4 = reinterpret_cast<const uint4 *>(a);
         const uint4 *b4 = reinterpret_cast<const uint4 *>(b);
+#pragma unroll 4
         for (uint32_t i = lane; i < n / per; i += 32) {
             const uint4 va = a4[i], vb = b4[i];
             const T *ea = reinterpret_cast<const T *>(&va);
@@ -154,10 +155,10 @@ __device__ void kv_insert(T *cache, const T *src, const uint32_t slot, const uin
 // q: (slots, heads, d); cache: (2, slots, kv_heads, cap, d); out: (slots, heads, d).
 // Scores, softmax and the value product in float32; one block per (slot, head); dynamic shared
 // memory: cap floats.
-// Split-key ("flash-decoding") attention: block (slot·head, split) handles keys [split·64, split·64 + 64)
+// Split-key ("flash-decoding") attention: block (slot·head, split) handles keys [split·32, split·32 + 32)
 // of columns 0..=pos and writes its unnormalised partial (m, l, o[d]) to scratch; decode_attention_combine
 // merges the splits. Everything in float32; d <= 256, 4 warps per block.
-constexpr uint32_t ATT_CHUNK = 64;
+constexpr uint32_t ATT_CHUNK = 32;
 
 template <typename T>
 __device__ void decode_attention_split(const T *q, const T *cache, float *scratch, const uint32_t *pos,
@@ -188,6 +189,7 @@ __device__ void decode_attention_split(const T *q, const T *cache, float *scratc
     for (uint32_t c = threadIdx.x; c < d; c += blockDim.x) qs[c] = to_f(qv[c]);
     __syncthreads();
     // scores: a warp per key, lanes over channels (vector loads when possible)
+#pragma unroll 2
     for (uint32_t j = j0 + warp; j < j1; j += 4) {
         const T *kr = keys + (size_t)j * d;
         float acc = 0.0f;
@@ -207,17 +209,19 @@ __device__ void decode_attention_split(const T *q, const T *cache, float *scratc
         if (lane == 0) sc[j - j0] = acc;
     }
     __syncthreads();
-    float m = -INFINITY;
-    for (uint32_t j = 0; j < j1 - j0; ++j) m = fmaxf(m, sc[j]);
+    // maximum and sum of the chunk's (≤ 32) scores in every warp; warp 0 keeps the exponentials
+    const float sv = (uint32_t)lane < j1 - j0 ? sc[lane] : -INFINITY;
+    const float m = warp_max(sv);
+    const float ev = (uint32_t)lane < j1 - j0 ? expf(sv - m) : 0.0f;
+    const float l = warp_sum(ev);
     __syncthreads();
-    for (uint32_t j = threadIdx.x; j < j1 - j0; j += blockDim.x) sc[j] = expf(sc[j] - m);
+    if (warp == 0 && (uint32_t)lane < j1 - j0) sc[lane] = ev;
     __syncthreads();
-    float l = 0.0f;
-    for (uint32_t j = 0; j < j1 - j0; ++j) l += sc[j];
     // values: warp w takes keys j0 + w, j0 + w + 4, ...; lanes over channels
     float acc[8];
 #pragma unroll
     for (int i = 0; i < 8; ++i) acc[i] = 0.0f;
+#pragma unroll 2
     for (uint32_t j = j0 + warp; j < j1; j += 4) {
         const float p = sc[j - j0];
         const T *vr = vals + (size_t)j * d;
@@ -280,6 +284,7 @@ __device__ void moe_route(const T *x, const float *gate, float *route, const uin
         float acc = 0.0f;
         if (hidden % 4 == 0 && (reinterpret_cast<uintptr_t>(g) & 15) == 0) {
             const float4 *g4 = reinterpret_cast<const float4 *>(g);
+#pragma unroll 5
             for (uint32_t c = lane; c < hidden / 4; c += 32) {
                 const float4 gv = g4[c];
                 acc += to_f(xr[4 * c]) * gv.x + to_f(xr[4 * c + 1]) * gv.y + to_f(xr[4 * c + 2]) * gv.z +
