@@ -423,17 +423,20 @@ pub fn image_tensor(img: &RgbImage, device: &Device) -> Result<Tensor> {
 pub fn images_tensor(images: &[&RgbImage], dtype: DType, device: &Device) -> Result<Tensor> {
     let Some(first) = images.first() else { candle_core::bail!("images_tensor: no images") };
     let (w, h) = (first.width() as usize, first.height() as usize);
-    let mut raw = Vec::with_capacity(images.len() * w * h * 3);
-    for img in images {
-        if (img.width() as usize, img.height() as usize) != (w, h) {
-            candle_core::bail!("images_tensor: a {}×{} image among {w}×{h} ones", img.width(), img.height())
-        }
-        raw.extend_from_slice(img.as_raw());
-    }
+    // each image straight from its buffer (no host-side concatenation), joined on the device
+    let parts = images
+        .iter()
+        .map(|img| {
+            if (img.width() as usize, img.height() as usize) != (w, h) {
+                candle_core::bail!("images_tensor: a {}×{} image among {w}×{h} ones", img.width(), img.height())
+            }
+            Tensor::from_slice(img.as_raw().as_slice(), h * w * 3, device)
+        })
+        .collect::<Result<Vec<_>>>()?;
     let table: Vec<f32> = (0..=255u8).map(|v| (f32::from(v) / 255.0 - 0.5) / 0.5).collect();
     let table = Tensor::from_vec(table, 256, device)?.to_dtype(dtype)?;
     // u32 indices: candle's index_select reads an id equal to its type's maximum (255 for u8) as padding
-    let bytes = Tensor::from_vec(raw, images.len() * h * w * 3, device)?.to_dtype(DType::U32)?;
+    let bytes = Tensor::cat(&parts, 0)?.to_dtype(DType::U32)?;
     table.index_select(&bytes, 0)?.reshape((images.len(), h, w, 3))?.permute((0, 3, 1, 2))?.contiguous()
 }
 
