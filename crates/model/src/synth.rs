@@ -231,6 +231,15 @@ pub fn synth_tensor_with(
     Tensor::from_vec(values, shape.clone(), &Device::Cpu)?.to_dtype(dtype)?.to_device(device)
 }
 
+/// A deterministic f32 tensor on the CPU with values uniform in [−1, 1) (24-bit steps of the
+/// SplitMix64 stream seeded with `seed`): inputs for tests and benchmarks, not part of the recipe.
+pub fn uniform_tensor(shape: &[usize], seed: u64) -> Tensor {
+    let n: usize = shape.iter().product();
+    let v: Vec<f32> =
+        (0..n).map(|i| (splitmix64_at(seed, i as u64) >> 40) as f32 / (1u64 << 24) as f32 * 2.0 - 1.0).collect();
+    Tensor::from_vec(v, shape, &Device::Cpu).expect("a shape of n elements for n values")
+}
+
 /// A [`VarBuilder`] backend that synthesises every tensor on request from its full name and the
 /// shape the model asks for, so any configuration (full size or tiny) gets weights without a file.
 #[derive(Debug, Clone, Copy)]

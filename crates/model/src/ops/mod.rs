@@ -1125,13 +1125,7 @@ mod tests {
     use super::*;
     use candle_core::{DType, Device, IndexOp, D};
 
-    fn rand(shape: &[usize], seed: u64) -> Tensor {
-        let n: usize = shape.iter().product();
-        let v: Vec<f32> = (0..n)
-            .map(|i| (crate::synth::splitmix64_at(seed, i as u64) >> 40) as f32 / (1u64 << 24) as f32 * 2.0 - 1.0)
-            .collect();
-        Tensor::from_vec(v, shape, &Device::Cpu).unwrap()
-    }
+    use crate::synth::uniform_tensor as rand;
 
     #[test]
     fn swiglu_equals_silu_times_up() -> Result<()> {

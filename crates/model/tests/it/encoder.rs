@@ -205,13 +205,7 @@ fn checkpoint_names_load_and_bad_tensors_are_named() {
     assert!(err.contains("model.projector.layers.bias"), "{err}");
 }
 
-fn rand_tensor(shape: &[usize], seed: u64) -> Tensor {
-    let n: usize = shape.iter().product();
-    let v: Vec<f32> = (0..n)
-        .map(|i| (occ_model::synth::splitmix64_at(seed, i as u64) >> 40) as f32 / (1u64 << 24) as f32 * 2.0 - 1.0)
-        .collect();
-    Tensor::from_vec(v, shape, &Device::Cpu).unwrap()
-}
+use occ_model::synth::uniform_tensor as rand_tensor;
 
 /// The fused attention (`ops::vit_attention`, CPU specification) equals the materialised path of
 /// SAM's blocks: global over a grid the tables are resized for, and windows over a padded grid.

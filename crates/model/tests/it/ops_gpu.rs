@@ -7,12 +7,7 @@ use occ_model::decoder::DecoderConfig;
 use occ_model::ops;
 use occ_model::synth::{splitmix64_at, synth_var_builder};
 
-fn rand(shape: &[usize], seed: u64) -> Tensor {
-    let n: usize = shape.iter().product();
-    let v: Vec<f32> =
-        (0..n).map(|i| (splitmix64_at(seed, i as u64) >> 40) as f32 / (1u64 << 24) as f32 * 2.0 - 1.0).collect();
-    Tensor::from_vec(v, shape, &Device::Cpu).unwrap()
-}
+use occ_model::synth::uniform_tensor as rand;
 
 fn max_rel(a: &Tensor, b: &Tensor) -> f32 {
     let a = a.to_dtype(DType::F32).unwrap().to_device(&Device::Cpu).unwrap();
