@@ -369,7 +369,7 @@ fn vit_rel_stride(side: usize) -> usize {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use candle_core::{DType, Device};
+    use candle_core::DType;
 
     use crate::synth::uniform_tensor as rand;
 
