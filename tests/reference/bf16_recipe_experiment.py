@@ -32,12 +32,12 @@ import os
 import resource
 import sys
 import time
-import types
 
 import numpy as np
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
+import refutil  # noqa: E402
 import synth_weights  # noqa: E402
 
 ROWS_SEED = 1234
@@ -46,16 +46,9 @@ REDUCED = dict(num_hidden_layers=3, n_routed_experts=16, moe_intermediate_size=2
 
 
 def import_v2(ref_dir):
-    ref_dir = os.path.abspath(ref_dir)
-    if os.path.isdir(os.path.join(ref_dir, "dsocr")):
-        sys.path.insert(0, ref_dir)
-        pkg = "dsocr"
-    else:
-        mod = types.ModuleType("dsocr_ref")
-        mod.__path__ = [ref_dir]
-        sys.modules["dsocr_ref"] = mod
-        pkg = "dsocr_ref"
-    return importlib.import_module(pkg + ".modeling_deepseekocr"), importlib.import_module(pkg + ".modeling_deepseekv2")
+    """(modeling_deepseekocr, modeling_deepseekv2) of the reference (refutil.import_reference's package)."""
+    _, ocr = refutil.import_reference(ref_dir)
+    return ocr, importlib.import_module(ocr.__name__.rsplit(".", 1)[0] + ".modeling_deepseekv2")
 
 
 def parse_variant(text):

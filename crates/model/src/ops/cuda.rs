@@ -11,6 +11,19 @@ const PTX: &str = include_str!(concat!(env!("OUT_DIR"), "/occ_kernels.ptx"));
 const MODULE: &str = "occ_kernels";
 const THREADS: u32 = 256;
 
+/// `match` over the float variants of a CUDA storage slice, expanding the caller's local
+/// `go!(Variant, element_type)` for each (the launchers' one dtype dispatch).
+macro_rules! each_float {
+    ($slice:expr, $what:expr) => {
+        match $slice {
+            CudaStorageSlice::F32(_) => go!(F32, f32),
+            CudaStorageSlice::BF16(_) => go!(BF16, bf16),
+            CudaStorageSlice::F16(_) => go!(F16, f16),
+            _ => candle_core::bail!("{}: unsupported dtype (f32, bf16 or f16)", $what),
+        }
+    };
+}
+
 fn grid_for(n: usize) -> LaunchConfig {
     let blocks = n.div_ceil(THREADS as usize).clamp(1, 65_535) as u32;
     LaunchConfig { grid_dim: (blocks, 1, 1), block_dim: (THREADS, 1, 1), shared_mem_bytes: 0 }
@@ -39,33 +52,24 @@ fn u32_slice<'a>(s: &'a CudaStorage, what: &str) -> Result<&'a CudaSlice<u32>> {
 }
 
 pub(super) fn swiglu(s: &CudaStorage, l: &Layout, rows: usize, n: usize) -> Result<CudaStorage> {
-    fn go<T: DeviceRepr>(
-        dev: &CudaDevice,
-        x: &CudaSlice<T>,
-        l: &Layout,
-        rows: usize,
-        n: usize,
-        name: &str,
-    ) -> Result<CudaSlice<T>> {
-        let (a, b) = span(l, "swiglu input")?;
-        let func = dev.get_or_load_custom_func(name, MODULE, PTX)?;
-        let out = unsafe { dev.alloc::<T>(rows * n)? };
-        let x = x.slice(a..b);
-        let (rows32, n32) = (rows as u32, n as u32);
-        let mut builder = func.builder();
-        builder.arg(&x).arg(&out).arg(&rows32).arg(&n32);
-        unsafe { builder.launch(grid_for(rows * n)) }.w()?;
-        Ok(out)
-    }
-    let dev = &s.device;
+    let dev = s.device.clone();
     let name = format!("occ_swiglu_{}", suffix(&s.slice, "swiglu")?);
-    let slice = match &s.slice {
-        CudaStorageSlice::F32(x) => CudaStorageSlice::F32(go::<f32>(dev, x, l, rows, n, &name)?),
-        CudaStorageSlice::BF16(x) => CudaStorageSlice::BF16(go::<bf16>(dev, x, l, rows, n, &name)?),
-        CudaStorageSlice::F16(x) => CudaStorageSlice::F16(go::<f16>(dev, x, l, rows, n, &name)?),
-        _ => candle_core::bail!("swiglu: unsupported dtype"),
-    };
-    Ok(CudaStorage { slice, device: dev.clone() })
+    let func = dev.get_or_load_custom_func(&name, MODULE, PTX)?;
+    let (a, b) = span(l, "swiglu input")?;
+    let (rows32, n32) = (rows as u32, n as u32);
+    macro_rules! go {
+        ($variant:ident, $t:ty) => {{
+            let CudaStorageSlice::$variant(x) = &s.slice else { candle_core::bail!("swiglu: dtype") };
+            let x = x.slice(a..b);
+            let out = unsafe { dev.alloc::<$t>(rows * n)? };
+            let mut builder = func.builder();
+            builder.arg(&x).arg(&out).arg(&rows32).arg(&n32);
+            unsafe { builder.launch(grid_for(rows * n)) }.w()?;
+            CudaStorageSlice::$variant(out)
+        }};
+    }
+    let slice = each_float!(&s.slice, "swiglu");
+    Ok(CudaStorage { slice, device: dev })
 }
 
 pub(super) fn rms_norm(
@@ -98,12 +102,7 @@ pub(super) fn rms_norm(
             CudaStorageSlice::$variant(out)
         }};
     }
-    let slice = match &x.slice {
-        CudaStorageSlice::F32(_) => go!(F32, f32),
-        CudaStorageSlice::BF16(_) => go!(BF16, bf16),
-        CudaStorageSlice::F16(_) => go!(F16, f16),
-        _ => candle_core::bail!("rms_norm: unsupported dtype"),
-    };
+    let slice = each_float!(&x.slice, "rms_norm");
     Ok(CudaStorage { slice, device: dev })
 }
 
@@ -164,12 +163,7 @@ pub(super) fn qkv_rope_write(
             }
         }};
     }
-    Ok(match &qkv.slice {
-        CudaStorageSlice::F32(_) => go!(F32, f32),
-        CudaStorageSlice::BF16(_) => go!(BF16, bf16),
-        CudaStorageSlice::F16(_) => go!(F16, f16),
-        _ => candle_core::bail!("qkv_rope_write: unsupported dtype"),
-    })
+    Ok(each_float!(&qkv.slice, "qkv_rope_write"))
 }
 
 pub(super) fn moe_route(
@@ -195,7 +189,7 @@ pub(super) fn moe_route(
     };
     let dims = [tokens as u32, hidden as u32, experts as u32, spec.top_k as u32, u32::from(spec.norm_topk_prob)];
     macro_rules! go {
-        ($variant:ident) => {{
+        ($variant:ident, $_t:ty) => {{
             let CudaStorageSlice::$variant(xs) = &x.slice else { candle_core::bail!("moe_route: dtype") };
             let xs = xs.slice(xa..xb);
             let mut builder = func.builder();
@@ -207,12 +201,7 @@ pub(super) fn moe_route(
             unsafe { builder.launch(cfg) }.w()?;
         }};
     }
-    match &x.slice {
-        CudaStorageSlice::F32(_) => go!(F32),
-        CudaStorageSlice::BF16(_) => go!(BF16),
-        CudaStorageSlice::F16(_) => go!(F16),
-        _ => candle_core::bail!("moe_route: unsupported dtype"),
-    }
+    each_float!(&x.slice, "moe_route");
     Ok(CudaStorage { slice: CudaStorageSlice::F32(out), device: dev })
 }
 
@@ -257,12 +246,7 @@ pub(super) fn moe_gate_up(
             CudaStorageSlice::$variant(out)
         }};
     }
-    let slice = match &x.slice {
-        CudaStorageSlice::F32(_) => go!(F32, f32),
-        CudaStorageSlice::BF16(_) => go!(BF16, bf16),
-        CudaStorageSlice::F16(_) => go!(F16, f16),
-        _ => candle_core::bail!("{kernel}: unsupported dtype"),
-    };
+    let slice = each_float!(&x.slice, kernel);
     Ok(CudaStorage { slice, device: dev })
 }
 
@@ -282,7 +266,7 @@ pub(super) fn kv_insert(
     let dims = [slot as u32, slots as u32, heads as u32, cap as u32, len as u32, d as u32];
     let cfg = grid_for(2 * heads * len * d);
     macro_rules! go {
-        ($variant:ident) => {{
+        ($variant:ident, $_t:ty) => {{
             let (CudaStorageSlice::$variant(c), CudaStorageSlice::$variant(k)) = (&mut dst.slice, &src.slice) else {
                 candle_core::bail!("kv_insert: cache and prompt keys must share a dtype")
             };
@@ -296,12 +280,7 @@ pub(super) fn kv_insert(
             unsafe { builder.launch(cfg) }.w()?;
         }};
     }
-    match &dst.slice {
-        CudaStorageSlice::F32(_) => go!(F32),
-        CudaStorageSlice::BF16(_) => go!(BF16),
-        CudaStorageSlice::F16(_) => go!(F16),
-        _ => candle_core::bail!("kv_insert: unsupported dtype"),
-    }
+    each_float!(&dst.slice, "kv_insert");
     Ok(())
 }
 
@@ -357,12 +336,7 @@ pub(super) fn decode_attention(
             CudaStorageSlice::$variant(out)
         }};
     }
-    let slice = match &q.slice {
-        CudaStorageSlice::F32(_) => go!(F32, f32),
-        CudaStorageSlice::BF16(_) => go!(BF16, bf16),
-        CudaStorageSlice::F16(_) => go!(F16, f16),
-        _ => candle_core::bail!("decode_attention: unsupported dtype"),
-    };
+    let slice = each_float!(&q.slice, "decode_attention");
     Ok(CudaStorage { slice, device: dev })
 }
 
@@ -407,12 +381,7 @@ pub(super) fn moe_down(
             CudaStorageSlice::$variant(out)
         }};
     }
-    let slice = match &a.slice {
-        CudaStorageSlice::F32(_) => go!(F32, f32),
-        CudaStorageSlice::BF16(_) => go!(BF16, bf16),
-        CudaStorageSlice::F16(_) => go!(F16, f16),
-        _ => candle_core::bail!("moe_down: unsupported dtype"),
-    };
+    let slice = each_float!(&a.slice, "moe_down");
     Ok(CudaStorage { slice, device: dev })
 }
 
@@ -596,11 +565,7 @@ pub(super) fn bias_act(
             CudaStorageSlice::$variant(out)
         }};
     }
-    let slice = match &x.slice {
-        CudaStorageSlice::F32(_) => go!(F32, f32),
-        CudaStorageSlice::BF16(_) => go!(BF16, bf16),
-        _ => go!(F16, f16),
-    };
+    let slice = each_float!(&x.slice, "bias_act");
     Ok(CudaStorage { slice, device: dev })
 }
 
