@@ -55,7 +55,6 @@ impl Attention {
             let k = qkv.get(1)?.contiguous()?;
             let v = qkv.get(2)?.contiguous()?;
             sdpa(&q, &k, &v, None, scale)?.transpose(1, 2)?.reshape((b, t, dim))?
-            // (b, t, dim)
         };
         self.out_proj.forward_with(&core, Act::None, Some(x))
     }

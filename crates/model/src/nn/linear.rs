@@ -19,10 +19,6 @@ pub fn dense(in_dim: usize, out_dim: usize, vb: VarBuilder<'_>) -> Result<Dense>
 }
 
 impl Dense {
-    pub fn weight(&self) -> &Tensor {
-        &self.weight
-    }
-
     pub fn bias(&self) -> &Tensor {
         &self.bias
     }
@@ -31,7 +27,7 @@ impl Dense {
     ///
     /// # Shapes
     /// `x`: `(…, in)` → `(…, out)`.
-    pub fn matmul(&self, x: &Tensor) -> Result<Tensor> {
+    fn matmul(&self, x: &Tensor) -> Result<Tensor> {
         let in_dim = x.dim(D::Minus1)?;
         let mut dims = x.dims().to_vec();
         let rows = x.elem_count() / in_dim.max(1);

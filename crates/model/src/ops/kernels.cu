@@ -6,7 +6,6 @@
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
 #include <stdint.h>
-#include <mma.h>
 
 __device__ __forceinline__ float to_f(float x) { return x; }
 __device__ __forceinline__ float to_f(__nv_bfloat16 x) { return __bfloat162float(x); }
@@ -153,8 +152,6 @@ __device__ void kv_insert(T *cache, const T *src, const uint32_t slot, const uin
 
 // One query per (slot, head) against the cached columns 0..=pos[slot].
 // q: (slots, heads, d); cache: (2, slots, kv_heads, cap, d); out: (slots, heads, d).
-// Scores, softmax and the value product in float32; one block per (slot, head); dynamic shared
-// memory: cap floats.
 // Split-key ("flash-decoding") attention: block (slot·head, split) handles keys [split·32, split·32 + 32)
 // of columns 0..=pos and writes its unnormalised partial (m, l, o[d]) to scratch; decode_attention_combine
 // merges the splits. Everything in float32; d <= 256, 4 warps per block.

@@ -134,10 +134,8 @@ pub fn bias_act(x: &Tensor, bias: &Tensor, act: Act, residual: Option<&Tensor>) 
     let bias = bias.contiguous()?;
     match residual {
         Some(r) => x.apply_op3_no_bwd(&bias, &r.contiguous()?, &BiasAct { act, residual: true }),
-        None => {
-            let placeholder = Tensor::zeros(1, x.dtype(), x.device())?;
-            x.apply_op3_no_bwd(&bias, &placeholder, &BiasAct { act, residual: false })
-        }
+        // no residual: the input stands in for it (never read; no allocation on the hot path)
+        None => x.apply_op3_no_bwd(&bias, &x, &BiasAct { act, residual: false }),
     }
 }
 
@@ -330,7 +328,8 @@ pub fn vit_attention(qkv: &Tensor, bias: &Tensor, rel: Option<(&Tensor, &Tensor)
             let packed = Tensor::cat(&[rh.reshape(((), d))?, rw.reshape(((), d))?], 0)?;
             qkv.apply_op3_no_bwd(&bias, &packed, &op)
         }
-        None => qkv.apply_op3_no_bwd(&bias, &Tensor::zeros(1, qkv.dtype(), qkv.device())?, &op),
+        // no tables: q|k|v stands in for them (never read)
+        None => qkv.apply_op3_no_bwd(&bias, &qkv, &op),
     }
 }
 
