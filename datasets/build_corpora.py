@@ -197,12 +197,27 @@ def zh_sentence_breaks(para: str) -> list[tuple[int, int]]:
     return out
 
 
-def make_units(doc: str, lang: str, tok) -> list[Unit]:
+@dataclass(frozen=True)
+class PackRules:
+    """Passage-size rules of `cut` (the defaults are the ones of en.jsonl / zh.jsonl)."""
+    min_tokens: int = MIN_TOKENS
+    max_tokens: int = MAX_TOKENS
+    target_tokens: int = TARGET_TOKENS
+    pack_min: int = PACK_MIN
+    pack_max: int = PACK_MAX
+    split_paragraph_over: int = SPLIT_PARAGRAPH_OVER
+    scale: float = SCALE
+
+
+PAGE_RULES = PackRules()
+
+
+def make_units(doc: str, lang: str, tok, split_over: int = SPLIT_PARAGRAPH_OVER) -> list[Unit]:
     units: list[Unit] = []
     for m in re.finditer(r"[^\n]+(?:\n[^\n]+)*", doc):  # paragraphs = blocks without blank lines
         p0, para = m.start(), m.group(0)
         pieces = [(0, len(para))]
-        if count_tokens(tok, [para])[0] > SPLIT_PARAGRAPH_OVER:
+        if count_tokens(tok, [para])[0] > split_over:
             breaks = en_sentence_breaks(para) if lang == "en" else zh_sentence_breaks(para)
             pieces, s = [], 0
             for e, nxt in breaks:
@@ -218,12 +233,12 @@ def make_units(doc: str, lang: str, tok) -> list[Unit]:
     return units
 
 
-def pack(units: list[Unit]) -> list[tuple[int, int]]:
+def pack(units: list[Unit], rules: PackRules = PAGE_RULES) -> list[tuple[int, int]]:
     """Choose passages (unit index ranges [i, j)) by dynamic programming.
 
-    Each passage holds whole consecutive units with PACK_MIN..PACK_MAX tokens; cost is the squared
-    distance from TARGET_TOKENS, plus MID_PARAGRAPH_COST when the passage ends inside a paragraph and
-    HEADING_END_COST when it ends with a heading.
+    Each passage holds whole consecutive units with rules.pack_min..pack_max tokens; cost is the
+    squared distance from rules.target_tokens (in units of rules.scale), plus MID_PARAGRAPH_COST
+    when the passage ends inside a paragraph and HEADING_END_COST when it ends with a heading.
     Units may be skipped (dropped) at a high cost, so texts shorter than a page yield nothing.
     """
     n = len(units)
@@ -243,10 +258,10 @@ def pack(units: list[Unit]) -> list[tuple[int, int]]:
         i = j - 1
         while i >= 0:
             t = prefix[j] - prefix[i] - 1
-            if t > PACK_MAX:
+            if t > rules.pack_max:
                 break
-            if t >= PACK_MIN and best[i] < INF:
-                c = best[i] + ((t - TARGET_TOKENS) / SCALE) ** 2
+            if t >= rules.pack_min and best[i] < INF:
+                c = best[i] + ((t - rules.target_tokens) / rules.scale) ** 2
                 if not units[j - 1].para_end:
                     c += MID_PARAGRAPH_COST
                 if units[j - 1].heading:
@@ -290,18 +305,18 @@ class Passage:
     n_tokens: int = 0
 
 
-def cut(doc: str, source: str, lang: str, tok, stats: dict) -> list[Passage]:
+def cut(doc: str, source: str, lang: str, tok, stats: dict, rules: PackRules = PAGE_RULES) -> list[Passage]:
     if not doc.strip():
         return []
-    units = make_units(doc, lang, tok)
-    ranges = pack(units)
+    units = make_units(doc, lang, tok, rules.split_paragraph_over)
+    ranges = pack(units, rules)
     passages = [Passage(source, doc[units[i].start:units[j - 1].end]) for i, j in ranges]
     counts = count_tokens(tok, [p.text for p in passages])
     kept = []
     used = set()
     for (i, j), p, c in zip(ranges, passages, counts):
         p.n_tokens = c
-        if not (MIN_TOKENS <= c <= MAX_TOKENS):
+        if not (rules.min_tokens <= c <= rules.max_tokens):
             stats["dropped_out_of_range"] = stats.get("dropped_out_of_range", 0) + 1
             continue
         kept.append(p)
