@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Issue 6: `compress-bench bench` and the PyTorch reference (tests/reference/bench_reference.py) in the same
+# GPU speed benchmark: `compress-bench bench` and the PyTorch reference (tests/reference/bench_reference.py) in the same
 # GPU run, then the comparison table (tests/reference/perf_table.py).
 #
 # Run from the repository root on the GPU machine (no network). Expects the git-ignored folders

@@ -23,7 +23,7 @@ pub struct OcrPage {
     pub mode: Mode,
 }
 
-/// The task prompt (spec §7.2).
+/// The task prompt (docs/MODEL.md §9.2).
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Prompt {
@@ -38,7 +38,7 @@ pub enum Prompt {
 }
 
 impl Prompt {
-    /// The prompt text in the "plain" template (spec §7.3): no role tags.
+    /// The prompt text in the "plain" template (docs/MODEL.md §9.3): no role tags.
     pub fn text(&self) -> &str {
         match self {
             Prompt::FreeOcr => "<image>\nFree OCR. ",
@@ -84,7 +84,7 @@ pub struct Timings {
 pub struct OcrOutput {
     /// Caller's page id.
     pub id: String,
-    /// The decoded text (special tokens removed, post-processing of spec §8.4 applied).
+    /// The decoded text (special tokens removed, post-processing of docs/MODEL.md §10.4 applied).
     pub text: String,
     /// Generated token ids, for engines that have them.
     pub token_ids: Option<Vec<u32>>,

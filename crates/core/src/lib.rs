@@ -8,6 +8,7 @@
 //! - [`engine`]: the [`OcrEngine`] trait every reader (DeepSeek-OCR, Tesseract, the truncation
 //!   baseline) implements, and its input/output types.
 //! - [`ratio`]: the one formula for the compression ratio.
+//! - `fakes` (feature `fakes`): fake engines for tests that need no model.
 //!
 //! # Invariants
 //! - Nothing here depends on candle; `occ-eval` and `occ-memory` build in seconds on top of it.

@@ -1,6 +1,7 @@
 //! DeepSeek-OCR resolution modes and the one implementation of vision-token accounting.
 //!
-//! Spec §1.2–1.4 and §2.3. Three different numbers are called "vision tokens":
+//! The modes, counts and tiling rule are described in docs/MODEL.md §2 and §3.3. Three different
+//! numbers are called "vision tokens":
 //!
 //! - **nominal**: compressed feature vectors that carry image content (paper Table 1: 64 / 100 / 256 /
 //!   400, Gundam `n·100 + 256`);
@@ -47,7 +48,7 @@ pub enum ModeError {
     UnsupportedTileRange { min: u32, max: u32 },
 }
 
-/// A DeepSeek-OCR resolution mode (spec §1.2).
+/// A DeepSeek-OCR resolution mode (docs/MODEL.md §2).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(into = "String", try_from = "String")]
 pub enum Mode {
@@ -191,7 +192,7 @@ impl Mode {
     }
 }
 
-/// Compressed tokens per side of a square view: `ceil((s / 16) / 4)` (spec §1.2).
+/// Compressed tokens per side of a square view: `ceil((s / 16) / 4)` (docs/MODEL.md §2).
 pub fn grid_side(view_size: u32) -> u32 {
     (view_size / PATCH_SIZE).div_ceil(DOWNSAMPLE)
 }
@@ -479,7 +480,7 @@ const CANDIDATES_MIN2: &[(u32, &[(u32, u32)])] = &[
     ),
 ];
 
-/// The Gundam tile grid of the reference's `dynamic_preprocess` (spec §2.3).
+/// The Gundam tile grid of the reference's `dynamic_preprocess` (docs/MODEL.md §3.3).
 ///
 /// Returns [`GundamGrid::NONE`] when both sides fit one tile (`width ≤ tile && height ≤ tile`);
 /// otherwise the candidate closest in aspect ratio, with the reference's tie rule: on an exact
@@ -561,7 +562,7 @@ mod tests {
             },
             Case { mode: Mode::Base, size: a4, nominal: 256, valid: 181, valid_floor: 180, slots: 273, grid: (1, 1) },
             Case { mode: Mode::Large, size: a4, nominal: 400, valid: 283, valid_floor: 282, slots: 421, grid: (1, 1) },
-            // Spec §1.2 worked Gundam examples.
+            // The worked Gundam examples of docs/MODEL.md §2.
             Case { mode: Mode::Gundam, size: a4, nominal: 856, valid: 781, valid_floor: 780, slots: 903, grid: (2, 3) },
             Case {
                 mode: Mode::Gundam,
@@ -623,7 +624,7 @@ mod tests {
 
     #[test]
     fn a4_valid_tokens_match_paper_eq1() {
-        // Spec §1.4: an A4 page (ratio 0.7072) gives Base 181 (floor) / 182 (ceil).
+        // docs/MODEL.md §2: an A4 page (ratio 0.7072) gives Base 181 (floor) / 182 (ceil).
         let t = Mode::Base.vision_tokens(2100, 2970).unwrap();
         assert_eq!((t.valid_floor, t.valid), (181, 182));
         let t = Mode::Large.vision_tokens(2100, 2970).unwrap();
@@ -632,7 +633,7 @@ mod tests {
 
     #[test]
     fn candidate_order_matches_reference_listing() {
-        // Spec §2.3, max 6 (vLLM) listing.
+        // The visiting order of CPython for at most 6 tiles (the vLLM runner's cap), docs/MODEL.md §3.3.
         let max6 = CANDIDATES_MIN2.iter().find(|(m, _)| *m == 6).unwrap().1;
         assert_eq!(
             max6,

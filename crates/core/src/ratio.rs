@@ -1,4 +1,4 @@
-//! The one formula for the compression ratio (style guide §4.6).
+//! The one formula for the compression ratio: text tokens ÷ vision tokens, implemented once, here.
 
 /// `text_tokens / vision_tokens`: how many text tokens each vision token stands for.
 ///

@@ -1,6 +1,6 @@
 //! The real DeepSeek-OCR tokenizer (vendored, see `assets/deepseek-ocr/PROVENANCE.md`).
 //!
-//! Text tokens are counted **without** BOS (spec §9.1): that is the numerator of every compression
+//! Text tokens are counted **without** BOS (docs/MODEL.md §9.1): that is the numerator of every compression
 //! ratio in the toolkit.
 
 use std::io::Read;

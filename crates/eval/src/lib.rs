@@ -2,7 +2,8 @@
 //! and its Parquet results. No candle: engines come in through `occ_core::OcrEngine`.
 //!
 //! - [`metrics`], [`normalize`], [`stats`]: one documented definition per score;
-//! - [`spec`], [`corpus`], [`probes`], [`plan`]: what to run, deterministically from a seed;
+//! - [`spec`], [`corpus`], [`probes`], [`plan`]: what to run, deterministically from a seed
+//!   ([`rng`]: the one seeded generator);
 //! - [`render`], [`truncation`]: pages at a target ratio and the text-only baseline;
 //! - [`tesseract`], [`oracle`]: engines that live here (DeepSeek-OCR lives in occ-model);
 //! - [`runner`], [`journal`], [`schema`], [`summary`], [`results`]: the run and its files.

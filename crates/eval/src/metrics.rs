@@ -7,7 +7,7 @@
 //! | --- | --- |
 //! | `char_precision` | `1 − NED`, NED = Levenshtein(gt, out) ÷ max(len gt, len out); both empty → 1. Fox's `edit_dist` and galah92's "precision". |
 //! | `word_precision`, `word_recall`, `word_f1` | over word *multisets*: matches = Σ_w min(count_gt(w), count_out(w)); P = matches ÷ words out, R = matches ÷ words gt, F1 = 2PR ÷ (P+R). |
-//! | `fox_precision_gt_words` | Fox reading 1: unique GT words found in the output ÷ unique GT words (what Fox's `eval_ocr_test.py` computes, since it passes its arguments swapped; spec §9.1). |
+//! | `fox_precision_gt_words` | Fox reading 1: unique GT words found in the output ÷ unique GT words (what Fox's `eval_ocr_test.py` computes, since it passes its arguments swapped; docs/MODEL.md §11.1). |
 //! | `fox_precision_out_words` | Fox reading 2: unique output words found in the GT ÷ unique output words (nltk `precision(reference, test)` as documented; third-party re-implementations). |
 //! | `exact_match` | normalised strings equal. |
 //! | `runaway` | generation hit `max_new_tokens`, or the output ends in a repetition loop ([`RepetitionRule`]). |

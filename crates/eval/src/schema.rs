@@ -1,7 +1,7 @@
 //! The result tables, defined once: each row struct below generates its Parquet schema (column
 //! names, dtypes, docs), its DataFrame conversion both ways and its JSON form (the journal).
 //!
-//! Conventions (style guide §4.6): one tidy row per page × setting, snake_case names with units
+//! Conventions: one long, tidy row per page × setting, snake_case names with units
 //! (`_px`, `_ms`), counts prefixed `n_`. [`VOLATILE_COLUMNS`] are the columns that legitimately
 //! differ between two runs of the same spec (run id and wall-clock timings); everything else is
 //! reproducible bit for bit.

@@ -1,4 +1,4 @@
-//! occ-memory: optical memory for long-context agents (spec §9.4).
+//! occ-memory: optical memory for long-context agents (the paper's memory decay, docs/MODEL.md §11.2).
 //!
 //! Recent rounds of a conversation stay text; older rounds become page images rendered by
 //! `occ-render` for ever smaller DeepSeek-OCR modes, so they cost fewer tokens and fade like memory:

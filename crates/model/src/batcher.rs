@@ -1,5 +1,5 @@
 //! Continuous batching: a queue of prompts decoded through a fixed number of slots, a finished
-//! sequence's slot refilled at once with the next prompt (issue 6).
+//! sequence's slot refilled at once with the next prompt (the GPU throughput path).
 //!
 //! # Design
 //! - The decoder state is a [`SlotCache`] plus three persistent device buffers: the ids fed to the

@@ -1,6 +1,6 @@
 //! DeepSeek-OCR configuration: the `config.json` mirror ([`HfConfig`]) and the typed vision configs.
 //!
-//! Spec §3, §4, §5.1. Two layers, as in the style guide: [`HfConfig`] deserialises `config.json`
+//! Sizes and fields: docs/MODEL.md §4, §5, §7.1. Two layers: [`HfConfig`] deserialises `config.json`
 //! with its own field names; [`SamConfig`], [`ClipConfig`], [`ProjectorConfig`] and
 //! [`VisionConfig`] are what the modules are built from, validated by `TryFrom<&HfConfig>`.
 //!
@@ -41,7 +41,7 @@ pub struct HfConfig {
     /// Unused by the reference code (it tiles with `dynamic_preprocess`).
     #[serde(default)]
     pub candidate_resolutions: Vec<Vec<u32>>,
-    /// Unused by the reference code for ordering (local tiles always come first, spec §1.3).
+    /// Unused by the reference code for ordering (local tiles always come first, docs/MODEL.md §6).
     #[serde(default)]
     pub global_view_pos: Option<String>,
     pub model_type: String,
@@ -135,7 +135,7 @@ impl HfConfig {
     }
 }
 
-/// SAM-base image encoder and 16× compressor (`model.sam_model.*`, spec §3).
+/// SAM-base image encoder and 16× compressor (`model.sam_model.*`, docs/MODEL.md §4).
 #[derive(Debug, Clone, PartialEq)]
 pub struct SamConfig {
     /// Image side the stored `pos_embed` was trained for (its grid is `image_size / patch_size`).
@@ -210,7 +210,7 @@ impl SamConfig {
     }
 }
 
-/// CLIP-L fed with SAM features (`model.vision_model.*`, spec §4).
+/// CLIP-L fed with SAM features (`model.vision_model.*`, docs/MODEL.md §5).
 #[derive(Debug, Clone, PartialEq)]
 pub struct ClipConfig {
     pub width: usize,

@@ -1,5 +1,5 @@
 //! The DeepEncoder: SAM → CLIP → concat(CLIP without class token, SAM) → projector, batched over
-//! views, then the token layout of each image (spec §1.1, §1.3).
+//! views, then the token layout of each image (docs/MODEL.md §1, §6).
 //!
 //! ```no_run
 //! # use occ_model::{config::VisionConfig, encoder::DeepEncoder, preprocess, synth};

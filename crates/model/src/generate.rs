@@ -1,6 +1,6 @@
 //! Batched generation: one prefill of several left-padded prompts, then one decode step per token
 //! for every unfinished row, with per-row stop (EOS or token budget), repetition blockers and greedy
-//! or seeded top-p sampling (spec §8).
+//! or seeded top-p sampling (docs/MODEL.md §10).
 //!
 //! Batching follows [`crate::decoder::cache`]: prompts are left-padded to the longest, positions
 //! and masks make every row compute what it would compute alone, and finished rows are dropped from
@@ -31,15 +31,15 @@ pub struct GenerationConfig {
     /// Never stop at EOS (benchmarks: exactly `max_new_tokens` tokens). EOS may still be chosen.
     pub ignore_eos: bool,
     pub sampling: Sampling,
-    /// The DeepSeek n-gram blocker over generated tokens (spec §8.2).
+    /// The DeepSeek n-gram blocker over generated tokens (docs/MODEL.md §10.2).
     pub ngram: Option<NgramBlocker>,
-    /// transformers' `no_repeat_ngram_size` over prompt + generated tokens (spec §8.3).
+    /// transformers' `no_repeat_ngram_size` over prompt + generated tokens (docs/MODEL.md §10.3).
     pub no_repeat_ngram_size: Option<usize>,
 }
 
 impl Default for GenerationConfig {
     /// Greedy, at most 8192 new tokens (both as the reference runners), EOS id 1, and the DeepSeek
-    /// blocker 30 / 90 / `<td>` `</td>` of the official vLLM image runner (spec §8.1). The HF `infer`
+    /// blocker 30 / 90 / `<td>` `</td>` of the official vLLM image runner (docs/MODEL.md §10.1). The HF `infer`
     /// path would use `no_repeat_ngram_size = 20` instead: set [`Self::hf_infer`] for that.
     fn default() -> Self {
         GenerationConfig {

@@ -1,5 +1,5 @@
-//! Grounded output (`<|ref|>label<|/ref|><|det|>[[x1, y1, x2, y2], …]<|/det|>`, spec §7.4) and the
-//! post-processing of decoded text (spec §8.4).
+//! Grounded output (`<|ref|>label<|/ref|><|det|>[[x1, y1, x2, y2], …]<|/det|>`, docs/MODEL.md §10.5)
+//! and the post-processing of decoded text (§10.4).
 
 use serde::{Deserialize, Serialize};
 
@@ -83,7 +83,8 @@ fn parse_boxes(s: &str) -> Option<Vec<GridBox>> {
     Some(boxes)
 }
 
-/// Decoded text → final text (spec §8.4): strip one trailing EOS string, then surrounding whitespace.
+/// Decoded text → final text (docs/MODEL.md §10.4): strip one trailing EOS string, then surrounding
+/// whitespace.
 pub fn postprocess(decoded: &str) -> String {
     decoded.strip_suffix(EOS_TEXT).unwrap_or(decoded).trim().to_string()
 }

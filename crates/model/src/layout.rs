@@ -1,4 +1,4 @@
-//! Order of the vision rows inside the `<image>` placeholder span (spec §1.3).
+//! Order of the vision rows inside the `<image>` placeholder span (docs/MODEL.md §6).
 //!
 //! - Global view (`h × w` features): each feature row followed by one `image_newline` →
 //!   `h·(w + 1)` rows.

@@ -429,7 +429,7 @@ mod tests {
         let names: BTreeSet<&str> = doc["weight_map"].as_object().unwrap().keys().map(|s| s.as_str()).collect();
         let ours: BTreeSet<&str> = table.keys().map(|s| s.as_str()).collect();
         assert_eq!(ours, names);
-        // total_size of the bf16 checkpoint (spec §6): 2 bytes per parameter
+        // total_size of the bf16 checkpoint (docs/MODEL.md §8): 2 bytes per parameter
         let params: usize = table.values().map(|s| s.iter().product::<usize>()).sum();
         assert_eq!(params, 3_336_106_240);
         assert_eq!(2 * params as u64, doc["metadata"]["total_size"].as_u64().unwrap());

@@ -1,4 +1,4 @@
-//! Repetition blockers of DeepSeek-OCR generation (spec §8.2, §8.3).
+//! Repetition blockers of DeepSeek-OCR generation (docs/MODEL.md §10.2, §10.3).
 //!
 //! - [`NgramBlocker`]: the DeepSeek variant (`NoRepeatNGramLogitsProcessor` of the official vLLM
 //!   runner): looks only at the **generated** tokens, only at n-grams that start inside the last
@@ -19,7 +19,7 @@ pub struct NgramBlocker {
 
 impl NgramBlocker {
     /// ngram 30 / window 90 / `<td>`, `</td>`: the official vLLM image runner
-    /// (`DeepSeek-OCR-vllm/run_dpsk_ocr_image.py`) and upstream vLLM's README (spec §8.1).
+    /// (`DeepSeek-OCR-vllm/run_dpsk_ocr_image.py`) and upstream vLLM's README (docs/MODEL.md §10.1).
     pub fn deepseek_default() -> NgramBlocker {
         NgramBlocker { ngram_size: 30, window_size: 90, whitelist: TABLE_CELL_IDS.to_vec() }
     }

@@ -1,4 +1,4 @@
-//! Image preprocessing, bit-identical to the reference (spec §2).
+//! Image preprocessing, bit-identical to the reference (docs/MODEL.md §3).
 //!
 //! - [`load_image`]: decode, apply the EXIF orientation (`ImageOps.exif_transpose`), convert to RGB.
 //! - [`resize_bicubic_with`]: Pillow's `Image.resize(..., BICUBIC)` for 8-bit RGB, reproduced exactly
@@ -292,7 +292,7 @@ pub fn pad_to_square_with(img: &RgbImage, size: u32, order: ResizeOrder) -> Resu
     Ok(out)
 }
 
-/// The views of one image for one mode, as 8-bit RGB (spec §2.2–2.3).
+/// The views of one image for one mode, as 8-bit RGB (docs/MODEL.md §3.2–3.3).
 #[derive(Debug, Clone, PartialEq)]
 pub struct PreparedImage {
     pub mode: Mode,

@@ -1,4 +1,4 @@
-//! The linear projector (`model.projector.layers`, spec §4): concatenated CLIP + SAM features
+//! The linear projector (`model.projector.layers`, docs/MODEL.md §6): concatenated CLIP + SAM features
 //! (2048) → decoder width (1280).
 
 use candle_core::{Result, Tensor};

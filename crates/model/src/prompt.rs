@@ -1,4 +1,4 @@
-//! Decoder prompts in the "plain" template (spec §1.3, §7.3).
+//! Decoder prompts in the "plain" template (docs/MODEL.md §9.3).
 //!
 //! The reference strips the user text, splits it on `<image>`, and builds
 //! `[BOS] + enc(text₀) + slots₀ × <image> + enc(text₁) + …` with the tokenizer's

@@ -6,6 +6,10 @@
 //! Outputs in the run directory: `plots/<corpus>_<metric>.svg` (curves),
 //! `plots/<corpus>_scatter_char_precision.svg`, `report.md` (links the SVGs) and `report.html`
 //! (SVGs inlined, no external files).
+//!
+//! - [`charts`]: SVG curves and scatter plots (plotters);
+//! - [`tables`]: the report's tables as data, rendered to Markdown and HTML;
+//! - [`paper`]: the paper's Table 2, drawn over the curves.
 
 pub mod charts;
 pub mod paper;

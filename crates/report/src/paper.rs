@@ -1,4 +1,4 @@
-//! The paper's Table 2 (Fox, English, 100 pages; spec §9.2), verbatim.
+//! The paper's Table 2 (Fox, English, 100 pages; docs/MODEL.md §11.1), verbatim.
 
 /// One bin of Table 2.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -14,8 +14,8 @@ pub struct PaperBin {
     pub pages: u32,
 }
 
-/// Table 2 of the DeepSeek-OCR paper. "Precision" is undefined there; spec §9.1 argues it is Fox's
-/// set precision, most likely the reading `fox_precision_gt_words`.
+/// Table 2 of the DeepSeek-OCR paper. "Precision" is undefined there; docs/MODEL.md §11.1 argues it is
+/// Fox's set precision and compares its two readings.
 pub const TABLE2: [PaperBin; 7] = [
     PaperBin {
         tokens: (600, 700),

@@ -11,7 +11,7 @@
 //! - a [`Representation::Downscale`] shrinks: `to`'s global view is smaller than `from`'s.
 //!
 //! Builders: [`Schedule::paper`] (the paper's ladder text → Gundam → Large → Base → Small → Tiny →
-//! dropped, spec §9.4), [`Schedule::paper_time`] (the same over wall time: 1 hour, 1 day, …),
+//! dropped, docs/MODEL.md §11.2), [`Schedule::paper_time`] (the same over wall time: 1 hour, 1 day, …),
 //! [`Schedule::step`], [`Schedule::exponential`], [`Schedule::hybrid`], [`Schedule::text`], and
 //! [`Schedule::ladder`] which they all call. The budget-constrained schedule is a
 //! [`ScheduleSpec::Budget`]: the memory picks one of a candidate family ([`Schedule::budget_family`])
@@ -125,7 +125,7 @@ pub struct Schedule {
     levels: Vec<Level>,
 }
 
-/// The paper's image ladder, largest first (spec §9.4).
+/// The paper's image ladder, largest first (docs/MODEL.md §11.2).
 pub const PAPER_MODES: [Mode; 5] = [Mode::Gundam, Mode::Large, Mode::Base, Mode::Small, Mode::Tiny];
 /// Default start ages (rounds) of the paper ladder's image levels, then the drop age.
 pub const PAPER_AGES: [u64; 6] = [1, 2, 4, 8, 16, 32];

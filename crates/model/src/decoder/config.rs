@@ -1,4 +1,4 @@
-//! Typed decoder configuration ([`DecoderConfig`]) parsed from `config.json` (spec §5.1).
+//! Typed decoder configuration ([`DecoderConfig`]) parsed from `config.json` (docs/MODEL.md §7.1).
 //!
 //! The reference (HF remote code) builds the decoder from the **top-level** keys of `config.json`
 //! (`DeepseekOCRConfig` is a `DeepseekV2Config`); `language_config` repeats them for vLLM. We read the
@@ -52,7 +52,7 @@ pub struct DecoderConfig {
 }
 
 impl DecoderConfig {
-    /// DeepSeek3B-MoE-A570M as in deepseek-ai/DeepSeek-OCR `config.json` (spec §5.1).
+    /// DeepSeek3B-MoE-A570M as in deepseek-ai/DeepSeek-OCR `config.json` (docs/MODEL.md §7.1).
     pub fn deepseek_ocr() -> DecoderConfig {
         DecoderConfig {
             vocab_size: 129_280,

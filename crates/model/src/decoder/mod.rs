@@ -1,4 +1,4 @@
-//! The DeepSeek3B-MoE-A570M decoder of DeepSeek-OCR (spec §5): DeepSeek-V2 layout with plain
+//! The DeepSeek3B-MoE-A570M decoder of DeepSeek-OCR (docs/MODEL.md §7): DeepSeek-V2 layout with plain
 //! multi-head attention.
 //!
 //! Real dimensions: vocabulary 129,280, hidden 1280, 12 layers, 10 heads × 128 (no GQA), RoPE θ

@@ -1,4 +1,4 @@
-//! RMSNorm with float32 statistics (`DeepseekV2RMSNorm`, spec §5.2).
+//! RMSNorm with float32 statistics (`DeepseekV2RMSNorm`, docs/MODEL.md §7.2).
 
 use candle_core::{Module, Result, Tensor};
 use candle_nn::VarBuilder;

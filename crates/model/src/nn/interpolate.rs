@@ -1,4 +1,4 @@
-//! Resampling of learned position tables, as PyTorch's `F.interpolate` does it (spec §3–4).
+//! Resampling of learned position tables, as PyTorch's `F.interpolate` does it (docs/MODEL.md §4–5).
 //!
 //! Both resamplings are linear maps along one axis, so they are built once as `(out, in)` weight
 //! matrices on the host (in f64, rounded to f32) and applied with matmuls on the tables' device:

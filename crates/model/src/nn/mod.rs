@@ -1,8 +1,8 @@
 //! Layers shared by the vision modules: attention, 2-D layer norm, position-table resampling,
 //! window partitioning, activations and the stage probe used by parity tests.
 //!
-//! Exactly one implementation of each lives here (style guide §4.1); `sam.rs` and `clip.rs` compose
-//! them.
+//! Exactly one implementation of each layer lives here, never a copy elsewhere; `sam.rs` and `clip.rs`
+//! compose them.
 
 pub mod attention;
 pub mod interpolate;

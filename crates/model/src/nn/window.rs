@@ -1,5 +1,6 @@
 //! SAM's window partitioning: zero-pad bottom/right to a multiple of the window, cut into windows,
-//! and the inverse. The padded positions are *not* masked in attention (spec §3).
+//! and the inverse. The padded positions are *not* masked in attention, as in the reference
+//! (docs/MODEL.md §4).
 
 use candle_core::{Result, Tensor};
 

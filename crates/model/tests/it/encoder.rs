@@ -104,7 +104,7 @@ fn layout_puts_stitched_tiles_first_then_global_then_separator() {
     let tiles = Tensor::stack(&(0..6).map(|k| tagged(k + 1, 2)).collect::<Vec<_>>(), 0).unwrap();
     let rows = lay_out(&tagged(0, 3), Some((&tiles, grid)), &newline, &sep).unwrap();
     let rows: Vec<Vec<f32>> = rows.to_vec2().unwrap();
-    // Expected, written out from spec §1.3: big grid of 4 rows × 6 columns + newline, then the
+    // Expected, written out from the layout rule (docs/MODEL.md §6): big grid of 4 rows × 6 columns + newline, then the
     // 3×3 global + newlines, then the separator.
     let mut want: Vec<[f32; 3]> = Vec::new();
     for big_row in 0..4 {
