@@ -41,6 +41,7 @@ enum Command {
     Bench(cmd::bench::Args),
     /// Config, checkpoint tensor list and vision tokens per mode for an image size.
     Inspect(cmd::inspect::Args),
+    Train(cmd::train::Args),
 }
 
 fn main() -> ExitCode {
@@ -56,6 +57,7 @@ fn main() -> ExitCode {
         Command::Decay(args) => cmd::decay::run(args, &out),
         Command::Bench(args) => cmd::bench::run(args, &out),
         Command::Inspect(args) => cmd::inspect::run(args, &out),
+        Command::Train(args) => cmd::train::run(args, &out),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -1,4 +1,4 @@
-//! CLIP-L as DeepSeek-OCR uses it (`model.vision_model.*`, spec §4).
+//! CLIP-L as DeepSeek-OCR uses it (`model.vision_model.*`, docs/MODEL.md §5).
 //!
 //! The SAM features replace the patch embeddings (the checkpoint's `patch_embedding` conv is never
 //! run, so it is not loaded); a class token is prepended; the 16×16 position table is resized by
@@ -6,12 +6,13 @@
 //! post-norm.
 
 use candle_core::{Module, Result, Tensor};
-use candle_nn::{layer_norm, LayerNorm, VarBuilder};
+use candle_nn::VarBuilder;
 
 use crate::config::ClipConfig;
 use crate::nn::attention::sdpa;
 use crate::nn::interpolate::resize_grid_bicubic_aa;
 use crate::nn::linear::{dense, Dense};
+use crate::nn::norm::{layer_norm, LayerNorm};
 use crate::nn::{no_probe, Derived, Probe};
 use crate::ops::{vit_attention, Act, VitGrid};
 

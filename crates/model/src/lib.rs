@@ -1,15 +1,28 @@
 //! DeepSeek-OCR in candle: the DeepEncoder (SAM-base → 16× compressor → CLIP-large → projector) and
 //! the DeepSeek3B-MoE decoder, on CPU and CUDA, numerically faithful to the PyTorch reference.
 //!
+//! The model itself (stages, shapes, checkpoint names, token layout, generation rules) is described
+//! in docs/MODEL.md.
+//!
 //! Module map (one component per file, named after its checkpoint prefix):
 //! - [`synth`]: the synthetic-weights recipe shared with `tests/reference/synth_weights.py`.
 //! - [`config`]: `config.json` ([`config::HfConfig`]) and the typed vision configs with presets
 //!   (`VisionConfig::deepseek_ocr()`, `VisionConfig::tiny()`).
+//! - [`load`]: the HF snapshot folder, the expected-tensor table and the one memory-mapping function.
 //! - [`preprocess`]: image loading (EXIF), Pillow-exact bicubic resize, `ImageOps.pad`, Gundam tiling,
 //!   normalisation — bit-identical to the reference.
 //! - [`sam`] (`model.sam_model.*`), [`clip`] (`model.vision_model.*`), [`projector`]
 //!   (`model.projector.*`), [`layout`] (newline / separator rows), [`encoder`] (the DeepEncoder).
+//! - [`decoder`] (`model.layers.*`, `model.embed_tokens`, `model.norm`, `lm_head`): the
+//!   DeepSeek3B-MoE decoder, its configs and key/value caches.
+//! - [`prompt`]: prompt ids with the `<image>` slots; [`generate`]: batched generation;
+//!   [`ngram`]: the repetition blockers; [`batcher`]: continuous batching with CUDA-graph decode;
+//!   [`grounding`]: post-processing and `<|ref|>`/`<|det|>` parsing.
+//! - [`pipeline`]: image → text in one call ([`pipeline::DeepseekOcr`], an `occ_core::OcrEngine`).
+//! - [`mini`]: configs and output vocabularies of the small readers this toolkit trains (loaded as
+//!   engines by [`pipeline::DeepseekOcr::from_mini_dir`]).
 //! - [`nn`]: shared layers (attention, LayerNorm2d, position-table resampling, window partition).
+//! - [`ops`]: fused ops with a CPU specification and CUDA kernels (decode step, vision attention).
 //!
 //! # Vision API
 //! ```no_run
@@ -41,6 +54,7 @@ pub mod generate;
 pub mod grounding;
 pub mod layout;
 pub mod load;
+pub mod mini;
 pub mod ngram;
 pub mod nn;
 pub mod ops;

@@ -4,6 +4,7 @@
 //! [`DeepseekOcr::ocr`] is the one call; [`DeepseekOcr`] also implements [`occ_core::OcrEngine`]
 //! (batched, `preferred_batch` = [`DeepseekOcr::max_batch`]).
 
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use candle_core::{DType, Device, Result, Tensor};
@@ -21,6 +22,7 @@ use crate::encoder::DeepEncoder;
 use crate::generate::{GenerationConfig, PromptInput, Sampling};
 use crate::grounding::{parse_grounding, postprocess, GroundedBlock};
 use crate::load::{expected_tensors, LoadError, WeightsDir};
+use crate::mini::{self, MiniConfig, OutputVocab};
 use crate::preprocess::{prepare, PreparedImage};
 use crate::prompt::{build_prompt, PromptTokens};
 use crate::synth::Recipe;
@@ -47,7 +49,7 @@ pub struct WeightsIdentity {
 /// What one page gave.
 #[derive(Debug, Clone, PartialEq)]
 pub struct PageOutput {
-    /// Decoded with special tokens kept, trailing EOS removed, trimmed (spec §8.4).
+    /// Decoded with special tokens kept, trailing EOS removed, trimmed (docs/MODEL.md §10.4).
     pub text: String,
     /// `<|ref|>/<|det|>` blocks of `text` (empty without the grounding prompt).
     pub blocks: Vec<GroundedBlock>,
@@ -66,6 +68,13 @@ pub struct DeepseekOcr {
     decoder: DecoderModel,
     tokenizer: TextTokenizer,
     weights: WeightsIdentity,
+    /// A trained mini reader's output vocabulary (its decoder works in these ids); `None` for
+    /// DeepSeek-OCR, whose decoder works in the tokenizer's ids.
+    vocab: Option<OutputVocab>,
+    /// The engine name in reports: `deepseek-ocr` or `mini`.
+    name: &'static str,
+    /// The only mode a mini reader reads (its canvas); `None`: every mode.
+    native_mode: Option<Mode>,
     /// Pages per batch of [`OcrEngine::ocr`].
     pub max_batch: usize,
     /// Settings the engine trait starts from (its options override budget, sampling and EOS).
@@ -93,9 +102,70 @@ impl DeepseekOcr {
             decoder: DecoderModel::new(decoder, vb)?,
             tokenizer,
             weights,
+            vocab: None,
+            name: "deepseek-ocr",
+            native_mode: None,
             max_batch: 8,
             generation: GenerationConfig::default(),
         })
+    }
+
+    /// A reader trained by this toolkit (`compress-bench train`) from its folder: `mini.json`,
+    /// `vocab.json`, `model.safetensors` ([`crate::mini`]). Weights stored in any float dtype are
+    /// converted to `dtype`; a missing or misshapen tensor is an error naming it.
+    pub fn from_mini_dir(dir: &Path, dtype: DType, device: &Device) -> std::result::Result<DeepseekOcr, LoadError> {
+        let corrupt = |path: PathBuf, problem: String| LoadError::Corrupt { path, problem };
+        let cfg = MiniConfig::load(&dir.join(mini::CONFIG_FILE))
+            .map_err(|e| corrupt(dir.join(mini::CONFIG_FILE), e.to_string()))?;
+        let tokenizer = TextTokenizer::deepseek_ocr().map_err(|e| corrupt(dir.into(), e.to_string()))?;
+        let vocab = OutputVocab::load(&dir.join(mini::VOCAB_FILE), &tokenizer)
+            .map_err(|e| corrupt(dir.join(mini::VOCAB_FILE), e.to_string()))?;
+        if vocab.len() != cfg.vocab_size {
+            return Err(corrupt(
+                dir.join(mini::VOCAB_FILE),
+                format!("{} ids, but mini.json says vocab_size = {}", vocab.len(), cfg.vocab_size),
+            ));
+        }
+        let path = dir.join(mini::WEIGHTS_FILE);
+        let tensors =
+            candle_core::safetensors::load(&path, device).map_err(|e| corrupt(path.clone(), e.to_string()))?;
+        let vb = VarBuilder::from_tensors(tensors, dtype, device);
+        let id = WeightsIdentity { id: dir.display().to_string(), synthetic: false };
+        DeepseekOcr::mini(&cfg, vb, tokenizer, vocab, id).map_err(|e| corrupt(path.clone(), e.to_string()))
+    }
+
+    /// A mini reader from its parts (training evaluates through this).
+    pub fn mini(
+        cfg: &MiniConfig,
+        vb: VarBuilder<'_>,
+        tokenizer: TextTokenizer,
+        vocab: OutputVocab,
+        weights: WeightsIdentity,
+    ) -> Result<DeepseekOcr> {
+        if vocab.len() != cfg.vocab_size {
+            candle_core::bail!(
+                "the vocabulary has {} ids, the config says vocab_size = {}",
+                vocab.len(),
+                cfg.vocab_size
+            )
+        }
+        let mut engine = DeepseekOcr::new(&cfg.vision(), &cfg.decoder_config(), vb, tokenizer, weights)?;
+        engine.native_mode = Some(cfg.mode().map_err(|e| candle_core::Error::Msg(e.to_string()))?);
+        engine.vocab = Some(vocab);
+        engine.name = "mini";
+        // a small reader repeats itself when lost: block 20-gram repeats as HF `infer` does
+        engine.generation = GenerationConfig::hf_infer();
+        Ok(engine)
+    }
+
+    /// The mode a mini reader reads (`None` for DeepSeek-OCR, which reads every mode).
+    pub fn native_mode(&self) -> Option<Mode> {
+        self.native_mode
+    }
+
+    /// The output vocabulary of a mini reader (`None` for DeepSeek-OCR).
+    pub fn vocab(&self) -> Option<&OutputVocab> {
+        self.vocab.as_ref()
     }
 
     /// An engine on synthetic weights (the default recipe, [`crate::synth::RECIPE_VERSION`]) and the
@@ -161,32 +231,7 @@ impl DeepseekOcr {
     /// # Shapes
     /// `rows`: `(slots, hidden)` → `(len(ids), hidden)`.
     pub fn splice(&self, tokens: &PromptTokens, rows: &Tensor) -> Result<Tensor> {
-        let (n_rows, _) = rows.dims2()?;
-        if n_rows != tokens.slots() {
-            candle_core::bail!("the prompt has {} image slots but the encoder gave {n_rows} rows", tokens.slots())
-        }
-        // Slot ids are looked up as id 0: their embeddings are overwritten anyway.
-        let ids: Vec<u32> = tokens.ids.iter().zip(&tokens.image_mask).map(|(&id, &m)| if m { 0 } else { id }).collect();
-        let n = ids.len();
-        let text = self.decoder.embed(&Tensor::from_vec(ids, (1, n), self.decoder.device())?)?.squeeze(0)?;
-        let rows = rows.to_dtype(text.dtype())?.to_device(text.device())?;
-        let mut parts = Vec::new();
-        let (mut i, mut used) = (0usize, 0usize);
-        while i < n {
-            let is_img = tokens.image_mask[i];
-            let mut j = i;
-            while j < n && tokens.image_mask[j] == is_img {
-                j += 1;
-            }
-            if is_img {
-                parts.push(rows.narrow(0, used, j - i)?);
-                used += j - i;
-            } else {
-                parts.push(text.narrow(0, i, j - i)?);
-            }
-            i = j;
-        }
-        Tensor::cat(&parts, 0)
+        splice(&self.decoder, tokens, rows)
     }
 
     /// Reads every page (each in its own mode) with one prompt; outputs are in input order.
@@ -200,13 +245,22 @@ impl DeepseekOcr {
         let mut tokens = Vec::with_capacity(n);
         let mut counts = Vec::with_capacity(n);
         for (img, mode) in pages {
+            if let Some(native) = self.native_mode.filter(|m| m != mode) {
+                candle_core::bail!(
+                    "this mini reader reads {native} pages (its canvas), not {mode}: use --modes {native}"
+                )
+            }
             let t = Instant::now();
             let p = prepare(img, *mode)?;
             let vt = mode
                 .vision_tokens(img.width(), img.height())
                 .map_err(|e| candle_core::Error::Msg(format!("vision tokens: {e}")))?;
-            let toks = build_prompt(&self.tokenizer, prompt, &[vt.slots as usize])
+            let mut toks = build_prompt(&self.tokenizer, prompt, &[vt.slots as usize])
                 .map_err(|e| candle_core::Error::Msg(e.to_string()))?;
+            if let Some(vocab) = &self.vocab {
+                toks =
+                    vocab.spell_prompt(&self.tokenizer, &toks).map_err(|e| candle_core::Error::Msg(e.to_string()))?;
+            }
             pre_times.push(t.elapsed());
             prepared.push(p);
             tokens.push(toks);
@@ -228,7 +282,10 @@ impl DeepseekOcr {
         out.rows
             .into_iter()
             .enumerate()
-            .map(|(i, g)| {
+            .map(|(i, mut g)| {
+                if let Some(vocab) = &self.vocab {
+                    g.tokens = vocab.to_real(&g.tokens).map_err(|e| candle_core::Error::Msg(e.to_string()))?;
+                }
                 let decoded = self
                     .tokenizer
                     .decode(&g.tokens, false)
@@ -268,6 +325,41 @@ impl DeepseekOcr {
     }
 }
 
+/// Prompt embeddings: token embeddings with the vision rows written over the image slots, in order
+/// (the reference's `masked_scatter`; nothing is added). Differentiable when the decoder's
+/// embeddings or the rows are tracked (training).
+///
+/// # Shapes
+/// `rows`: `(slots, hidden)` → `(len(ids), hidden)`.
+pub fn splice(decoder: &DecoderModel, tokens: &PromptTokens, rows: &Tensor) -> Result<Tensor> {
+    let (n_rows, _) = rows.dims2()?;
+    if n_rows != tokens.slots() {
+        candle_core::bail!("the prompt has {} image slots but the encoder gave {n_rows} rows", tokens.slots())
+    }
+    // Slot ids are looked up as id 0: their embeddings are overwritten anyway.
+    let ids: Vec<u32> = tokens.ids.iter().zip(&tokens.image_mask).map(|(&id, &m)| if m { 0 } else { id }).collect();
+    let n = ids.len();
+    let text = decoder.embed(&Tensor::from_vec(ids, (1, n), decoder.device())?)?.squeeze(0)?;
+    let rows = rows.to_dtype(text.dtype())?.to_device(text.device())?;
+    let mut parts = Vec::new();
+    let (mut i, mut used) = (0usize, 0usize);
+    while i < n {
+        let is_img = tokens.image_mask[i];
+        let mut j = i;
+        while j < n && tokens.image_mask[j] == is_img {
+            j += 1;
+        }
+        if is_img {
+            parts.push(rows.narrow(0, used, j - i)?);
+            used += j - i;
+        } else {
+            parts.push(text.narrow(0, i, j - i)?);
+        }
+        i = j;
+    }
+    Tensor::cat(&parts, 0)
+}
+
 /// `cpu` or `cuda:N`.
 pub fn device_name(device: &Device) -> String {
     match device.location() {
@@ -285,7 +377,7 @@ pub fn dtype_name(dtype: DType) -> String {
 impl OcrEngine for DeepseekOcr {
     fn info(&self) -> EngineInfo {
         EngineInfo {
-            name: "deepseek-ocr".into(),
+            name: self.name.into(),
             version: env!("CARGO_PKG_VERSION").into(),
             weights: Some(self.weights.id.clone()),
             synthetic_weights: self.weights.synthetic,
@@ -309,7 +401,7 @@ impl OcrEngine for DeepseekOcr {
         for chunk in pages.chunks(self.preferred_batch()) {
             let batch: Vec<(&RgbImage, Mode)> = chunk.iter().map(|p| (&p.image, p.mode)).collect();
             let res = DeepseekOcr::ocr(self, &batch, prompt, &cfg).map_err(|e| EngineError::Backend {
-                engine: "deepseek-ocr".into(),
+                engine: self.name.into(),
                 message: format!("pages {}: {e}", chunk.iter().map(|p| p.id.as_str()).collect::<Vec<_>>().join(", ")),
             })?;
             for (page, r) in chunk.iter().zip(res) {

@@ -1,4 +1,4 @@
-//! SAM-base image encoder and the 16× token compressor (`model.sam_model.*`, spec §3).
+//! SAM-base image encoder and the 16× token compressor (`model.sam_model.*`, docs/MODEL.md §4).
 //!
 //! Patch embedding (conv 16×16 stride 16) → absolute positions (resized by antialiased bicubic when
 //! the grid differs from the stored 64×64) → blocks (windowed, or global at
@@ -9,13 +9,13 @@
 //! the padding: padded positions act as keys and values (equal to the qkv bias after projection).
 
 use candle_core::{DType, Module, Result, Tensor};
-use candle_nn::{conv2d, conv2d_no_bias, layer_norm, Conv2d, Conv2dConfig, LayerNorm, VarBuilder};
+use candle_nn::{conv2d, conv2d_no_bias, Conv2d, Conv2dConfig, VarBuilder};
 
 use crate::config::SamConfig;
 use crate::nn::attention::sdpa;
 use crate::nn::interpolate::{resize_grid_bicubic_aa, resize_rows_linear};
 use crate::nn::linear::{dense, Dense};
-use crate::nn::norm::LayerNorm2d;
+use crate::nn::norm::{layer_norm, LayerNorm, LayerNorm2d};
 use crate::nn::window::{window_partition, window_unpartition};
 use crate::nn::{no_probe, Derived, Probe};
 use crate::ops::{vit_attention, Act, VitGrid};

@@ -1,4 +1,4 @@
-//! `compress-bench bench`: speed benchmark of the DeepSeek-OCR engine (issue 6).
+//! `compress-bench bench`: speed benchmark of the DeepSeek-OCR engine (docs/PERFORMANCE.md).
 //!
 //! For every mode × batch size: a page of real text rendered for the mode (Moby-Dick, chapter 1,
 //! 12 px), `--pages` copies of it (default: the batch size) encoded by the vision encoder, then
@@ -154,7 +154,10 @@ fn generation(args: &Args) -> GenerationConfig {
 fn encode(engine: &DeepseekOcr, mode: Mode, pages: usize) -> anyhow::Result<(Vec<PromptInput>, f64)> {
     let image = page_for(mode)?;
     let vt = mode.vision_tokens(image.width(), image.height())?;
-    let tokens = build_prompt(engine.tokenizer(), &Prompt::FreeOcr, &[vt.slots as usize])?;
+    let mut tokens = build_prompt(engine.tokenizer(), &Prompt::FreeOcr, &[vt.slots as usize])?;
+    if let Some(vocab) = engine.vocab() {
+        tokens = vocab.spell_prompt(engine.tokenizer(), &tokens)?; // a mini reader's ids
+    }
     let prepared = vec![prepare(&image, mode)?; pages];
     let device = engine.decoder().device();
     let t = Instant::now();
@@ -227,6 +230,11 @@ pub fn run(args: Args, out: &Output) -> anyhow::Result<()> {
         anyhow::bail!("--batch sizes and --new-tokens must be at least 1")
     }
     let engine = load_engine(&args.model, out)?;
+    if let Some(native) = engine.native_mode() {
+        if let Some(m) = args.modes.iter().find(|&&m| m != native) {
+            anyhow::bail!("the mini reader reads {native} pages only; got --modes {m} (use --modes {native})");
+        }
+    }
     let device = engine.decoder().device().clone();
     let mut peak = Peak { device: device.clone(), bytes: None };
     peak.sample();

@@ -28,6 +28,8 @@ pub enum DecayEngine {
     FakePerfect,
     /// DeepSeek-OCR (candle): `--weights DIR`, or `--synthetic-weights` for plumbing runs.
     DeepseekOcr,
+    /// A reader trained by `compress-bench train` (default: the shipped models/occ-mini-s; --weights DIR).
+    Mini,
 }
 
 /// Optical-memory decay sweep over a synthetic conversation.
@@ -135,7 +137,12 @@ fn engine(
             let (oracle, tap) = occ_eval::oracle::Oracle::perfect();
             Ok((Box::new(oracle), Some(tap)))
         }
-        DecayEngine::DeepseekOcr => Ok((Box::new(super::ocr::load_engine(&args.model.to_ocr(), out)?), None)),
+        DecayEngine::DeepseekOcr => {
+            Ok((Box::new(super::ocr::load_engine(&args.model.to_ocr(super::ocr::ReaderArg::DeepseekOcr), out)?), None))
+        }
+        DecayEngine::Mini => {
+            Ok((Box::new(super::ocr::load_engine(&args.model.to_ocr(super::ocr::ReaderArg::Mini), out)?), None))
+        }
     }
 }
 

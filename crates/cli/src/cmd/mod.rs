@@ -8,3 +8,4 @@ pub mod ocr;
 pub mod render;
 pub mod report;
 pub mod sweep;
+pub mod train;

@@ -73,11 +73,25 @@ pub enum SyntheticArg {
     Tiny,
 }
 
-/// Model flags shared by every subcommand that runs DeepSeek-OCR.
+/// The readers a model-running subcommand can load.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum ReaderArg {
+    /// DeepSeek-OCR (an HF snapshot: --weights DIR, $OCC_WEIGHTS, the HF cache or a download).
+    DeepseekOcr,
+    /// A reader trained by `compress-bench train` (default: the shipped models/occ-mini-s; --weights DIR
+    /// for any run's checkpoint or export).
+    Mini,
+}
+
+/// Model flags shared by every subcommand that runs DeepSeek-OCR or a mini reader.
 #[derive(Debug, Clone, clap::Args)]
 #[command(next_help_heading = "Model")]
 pub struct ModelArgs {
-    /// HF snapshot folder of deepseek-ai/DeepSeek-OCR (config.json, tokenizer.json, model-*.safetensors).
+    /// The reader.
+    #[arg(long, value_enum, default_value = "deepseek-ocr")]
+    pub engine: ReaderArg,
+    /// deepseek-ocr: HF snapshot folder of deepseek-ai/DeepSeek-OCR (config.json, tokenizer.json,
+    /// model-*.safetensors); mini: a reader folder (mini.json, vocab.json, model.safetensors).
     #[arg(long, value_name = "DIR")]
     pub weights: Option<PathBuf>,
     /// Never download weights.
@@ -247,9 +261,43 @@ pub fn resolve_weights(m: &ModelArgs, out: &Output) -> anyhow::Result<PathBuf> {
     )
 }
 
-/// Builds the DeepSeek-OCR engine the model flags ask for.
+/// The shipped reader's folder, relative to the repository root.
+pub const SHIPPED_MINI: &str = "models/occ-mini-s";
+
+/// Finds a mini reader's folder: `--weights`, `$OCC_MINI`, then the shipped reader in the current
+/// folder or in the repository this binary was built from.
+pub fn resolve_mini(m: &ModelArgs) -> anyhow::Result<PathBuf> {
+    if let Some(p) = &m.weights {
+        return Ok(p.clone());
+    }
+    if let Some(p) = std::env::var_os("OCC_MINI").filter(|p| !p.is_empty()) {
+        return Ok(PathBuf::from(p));
+    }
+    let here = PathBuf::from(SHIPPED_MINI);
+    let built = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..").join(SHIPPED_MINI);
+    for candidate in [&here, &built] {
+        if candidate.join(occ_model::mini::CONFIG_FILE).exists() {
+            return Ok(candidate.clone());
+        }
+    }
+    bail!(
+        "no mini reader found; looked at --weights (not given), $OCC_MINI (not set), {} and {}; train one with          `compress-bench train --config experiments/train/mini-s.toml --export DIR` and pass --weights DIR",
+        here.display(),
+        built.display()
+    )
+}
+
+/// Builds the engine the model flags ask for.
 pub fn load_engine(m: &ModelArgs, out: &Output) -> anyhow::Result<DeepseekOcr> {
     let (device, dtype) = device_and_dtype(m)?;
+    if m.engine == ReaderArg::Mini {
+        if m.synthetic_weights.is_some() || m.tiny {
+            bail!("--synthetic-weights is for the deepseek-ocr engine; the mini engine reads a trained reader (--weights DIR)");
+        }
+        let dir = resolve_mini(m)?;
+        return DeepseekOcr::from_mini_dir(&dir, dtype, &device)
+            .with_context(|| format!("loading the mini reader from {}", dir.display()));
+    }
     let synthetic = if m.tiny { Some(SyntheticArg::Tiny) } else { m.synthetic_weights };
     if let Some(size) = synthetic {
         let size = match size {

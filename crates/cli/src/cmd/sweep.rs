@@ -30,6 +30,8 @@ use crate::output::{Output, JSON_SCHEMA_VERSION};
 pub enum EngineKind {
     /// DeepSeek-OCR (candle; --weights, --device, --dtype, --synthetic-weights).
     DeepseekOcr,
+    /// A reader trained by `compress-bench train` (default: the shipped models/occ-mini-s; --weights DIR).
+    Mini,
     /// Debian's Tesseract on the same pixels.
     Tesseract,
     /// Answers with the ground truth (tests of the machinery).
@@ -40,18 +42,20 @@ impl EngineKind {
     fn name(self) -> &'static str {
         match self {
             EngineKind::DeepseekOcr => "deepseek-ocr",
+            EngineKind::Mini => "mini",
             EngineKind::Tesseract => "tesseract",
             EngineKind::FakePerfect => "fake-perfect",
         }
     }
 }
 
-/// Model flags of the `deepseek-ocr` engine (the `ocr` subcommand's, with the synthetic-weights
+/// Model flags of the `deepseek-ocr` and `mini` engines (the `ocr` subcommand's, with the synthetic-weights
 /// seed renamed so it does not clash with the sweep's `--seed`).
 #[derive(Debug, Clone, clap::Args)]
-#[command(next_help_heading = "Model (deepseek-ocr engine)")]
+#[command(next_help_heading = "Model (deepseek-ocr and mini engines)")]
 pub struct ModelArgs {
-    /// HF snapshot folder of deepseek-ai/DeepSeek-OCR (default: $OCC_WEIGHTS, then the HF cache).
+    /// deepseek-ocr: HF snapshot folder (default: $OCC_WEIGHTS, then the HF cache); mini: a reader
+    /// folder (default: $OCC_MINI, then the shipped models/occ-mini-s).
     #[arg(long, value_name = "DIR")]
     pub weights: Option<PathBuf>,
     /// Never download weights.
@@ -75,8 +79,9 @@ pub struct ModelArgs {
 }
 
 impl ModelArgs {
-    pub(crate) fn to_ocr(&self) -> ocr::ModelArgs {
+    pub(crate) fn to_ocr(&self, engine: ocr::ReaderArg) -> ocr::ModelArgs {
         ocr::ModelArgs {
+            engine,
             weights: self.weights.clone(),
             offline: self.offline,
             device: self.device,
@@ -198,10 +203,14 @@ fn build_engines(
             Ok((Engines::Shared(Box::new(oracle)), Some(tap)))
         }
         "deepseek-ocr" => {
-            let engine = ocr::load_engine(&model.to_ocr(), out)?;
+            let engine = ocr::load_engine(&model.to_ocr(ocr::ReaderArg::DeepseekOcr), out)?;
             Ok((Engines::Shared(Box::new(engine)), None))
         }
-        other => bail!("unknown engine {other:?}: expected deepseek-ocr, tesseract or fake-perfect"),
+        "mini" => {
+            let engine = ocr::load_engine(&model.to_ocr(ocr::ReaderArg::Mini), out)?;
+            Ok((Engines::Shared(Box::new(engine)), None))
+        }
+        other => bail!("unknown engine {other:?}: expected deepseek-ocr, mini, tesseract or fake-perfect"),
     }
 }
 

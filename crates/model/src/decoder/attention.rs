@@ -3,7 +3,7 @@
 //!
 //! RoPE is the rotate-half (NeoX) form over the **full** head dimension, θ = `rope_theta`,
 //! `inv_freq[i] = θ^(−2i/d)`, at positions that count every prompt token, image slots included
-//! (spec §5.2). Scores are `q·kᵀ / √d` in the compute dtype, the softmax runs in float32 and its
+//! (docs/MODEL.md §7.2). Scores are `q·kᵀ / √d` in the compute dtype, the softmax runs in float32 and its
 //! result is cast back before the value product, as in the reference's eager path.
 
 use candle_core::{DType, Device, Module, Result, Tensor};
@@ -105,8 +105,8 @@ impl Attention {
         let q = split(0, h)?; // (b, h, q, d)
         let k = split(h, kv)?; // (b, kv, q, d)
         let v = split(h + kv, kv)?;
-        let q = candle_nn::rotary_emb::rope(&q, cos, sin)?;
-        let k = candle_nn::rotary_emb::rope(&k, cos, sin)?;
+        let q = crate::ops::rope(&q, cos, sin)?;
+        let k = crate::ops::rope(&k, cos, sin)?;
         let (k, v) = cache.append(self.layer_idx, &k, &v)?; // (b, kv, k_len, d)
         let (k, v) = (repeat_kv(k, h / kv)?, repeat_kv(v, h / kv)?);
         let scores = (q.matmul(&k.t()?.contiguous()?)? / (d as f64).sqrt())?; // (b, h, q, k_len)
@@ -114,7 +114,7 @@ impl Attention {
         if let Some(mask) = mask {
             scores = scores.broadcast_add(mask)?;
         }
-        let probs = candle_nn::ops::softmax_last_dim(&scores)?.to_dtype(xs.dtype())?;
+        let probs = crate::ops::softmax_last_dim(&scores)?.to_dtype(xs.dtype())?;
         let out = probs.matmul(&v.contiguous()?)?; // (b, h, q, d)
         let out = out.transpose(1, 2)?.reshape((b, q_len, h * d))?;
         self.o_proj.forward(&out)

@@ -131,6 +131,11 @@ impl KvCache {
         let kv = slot.as_mut().ok_or_else(|| candle_core::Error::Msg("kv cache: layer not allocated".into()))?;
         kv.k.slice_set(&k.contiguous()?, 2, len)?;
         kv.v.slice_set(&v.contiguous()?, 2, len)?;
+        if len == 0 && crate::ops::tracks_grad(&[k, v]) {
+            // training: the in-place write above is invisible to autograd; the new keys and values
+            // are the whole cache, so they are returned themselves
+            return Ok((k.clone(), v.clone()));
+        }
         Ok((kv.k.narrow(2, 0, needed)?, kv.v.narrow(2, 0, needed)?))
     }
 

@@ -1,4 +1,4 @@
-//! Mixture of experts (`model.layers.N.mlp` for N ≥ `first_k_dense_replace`, spec §5.3).
+//! Mixture of experts (`model.layers.N.mlp` for N ≥ `first_k_dense_replace`, docs/MODEL.md §7.3).
 //!
 //! Router: `softmax(x_f32 · W_f32ᵀ)` in float32, the top-k experts by score (greedy, or limited to
 //! the best groups), weights = raw probabilities (renormalised only when `norm_topk_prob`) ×
@@ -17,6 +17,9 @@
 //! - **host-routed** (CPU, f32 anywhere, group-limited routing): routes are read back, each expert
 //!   runs on the tokens routed to it (`index_select`), outputs are upcast to float32, weighted and
 //!   summed back per token (`index_add`), then cast to the compute dtype.
+//! - **tracked** (training, whenever autograd tracks the input or the weights): the host path's
+//!   routes, with the pair weights gathered from the router's probabilities so gradients reach the
+//!   router ([`Moe::routed_tracked`]).
 
 use candle_core::{DType, Device, Module, Result, Tensor, D};
 use candle_nn::{Init, VarBuilder};
@@ -142,7 +145,7 @@ impl Moe {
 
     fn probabilities(&self, xs: &Tensor) -> Result<Tensor> {
         let logits = xs.to_dtype(DType::F32)?.matmul(&self.gate.t()?)?; // (n, E) f32
-        candle_nn::ops::softmax_last_dim(&logits)
+        crate::ops::softmax_last_dim(&logits)
     }
 
     /// Routes every token: `(expert, weight)` pairs per token, in token order.
@@ -216,6 +219,52 @@ impl Moe {
         ys.reshape((b, s, hidden))
     }
 
+    /// Routed experts of `flat` with gradients (training): the routes the host path chooses, each
+    /// expert on its tokens, and the pair weights gathered from the tracked router probabilities, so
+    /// that gradients reach the router, the chosen experts and the input.
+    ///
+    /// # Shapes
+    /// `flat`: `(tokens, hidden)` → `(tokens, hidden)`.
+    pub fn routed_tracked(&self, flat: &Tensor) -> Result<Tensor> {
+        let (tokens, hidden) = flat.dims2()?;
+        let probs = self.probabilities(flat)?; // (T, E) f32
+        let routes: Vec<Route> = probs.to_vec2::<f32>()?.iter().map(|s| self.router.route(s)).collect();
+        let (k, n) = (self.router.top_k, self.n_experts());
+        let mut ids = Vec::with_capacity(tokens * k);
+        let mut per_expert: Vec<(Vec<u32>, Vec<u32>)> = vec![(Vec::new(), Vec::new()); n];
+        for (t, route) in routes.iter().enumerate() {
+            if route.len() != k {
+                candle_core::bail!("moe: token {t} was routed to {} experts, expected {k}", route.len())
+            }
+            for (j, &(e, _)) in route.iter().enumerate() {
+                let slot = per_expert
+                    .get_mut(e)
+                    .ok_or_else(|| candle_core::Error::Msg(format!("moe: router picked expert {e} of {n}")))?;
+                slot.0.push(t as u32);
+                slot.1.push((t * k + j) as u32);
+                ids.push(e as u32);
+            }
+        }
+        let device = flat.device();
+        let mut w = probs.gather(&Tensor::from_vec(ids, (tokens, k), device)?, 1)?; // (T, k)
+        if k > 1 && self.router.norm_topk_prob {
+            w = w.broadcast_div(&(w.sum_keepdim(1)? + 1e-20)?)?;
+        }
+        let w = (w * self.router.routed_scaling_factor)?.flatten_all()?;
+        let mut acc = Tensor::zeros((tokens, hidden), DType::F32, device)?;
+        for (e, (rows, pairs)) in per_expert.into_iter().enumerate() {
+            if rows.is_empty() {
+                continue;
+            }
+            let m = rows.len();
+            let rows = Tensor::from_vec(rows, m, device)?;
+            let pw = w.index_select(&Tensor::from_vec(pairs, m, device)?, 0)?.unsqueeze(1)?; // (m, 1)
+            let out = self.expert(e)?.forward(&flat.index_select(&rows, 0)?)?;
+            acc = acc.index_add(&rows, &out.to_dtype(DType::F32)?.broadcast_mul(&pw)?, 0)?;
+        }
+        acc.to_dtype(flat.dtype())
+    }
+
     /// Routed experts of `flat` with host routing (any device and dtype).
     fn routed_on_host(&self, flat: &Tensor) -> Result<Tensor> {
         let (tokens, hidden) = flat.dims2()?;
@@ -265,7 +314,9 @@ impl Module for Moe {
     fn forward(&self, xs: &Tensor) -> Result<Tensor> {
         let (b, s, hidden) = xs.dims3()?;
         let flat = xs.reshape((b * s, hidden))?;
-        let mut ys = if self.uses_device_path(&flat) {
+        let mut ys = if crate::ops::tracks_grad(&[&flat, &self.gate, &self.gate_up, &self.down]) {
+            self.routed_tracked(&flat)?
+        } else if self.uses_device_path(&flat) {
             let tokens = b * s;
             let mut parts = Vec::with_capacity(tokens.div_ceil(DEVICE_CHUNK));
             for start in (0..tokens).step_by(DEVICE_CHUNK) {

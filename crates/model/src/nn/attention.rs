@@ -33,7 +33,7 @@ pub fn sdpa(q: &Tensor, k: &Tensor, v: &Tensor, bias: Option<&Tensor>, scale: f6
         if let Some(bias) = &bias {
             scores = (scores + bias.narrow(0, start, len)?.to_dtype(DType::F32)?)?;
         }
-        let probs = candle_nn::ops::softmax_last_dim(&scores)?.to_dtype(dtype)?;
+        let probs = crate::ops::softmax_last_dim(&scores)?.to_dtype(dtype)?;
         outs.push(probs.matmul(&vc.contiguous()?)?);
         start += len;
     }

@@ -1,7 +1,33 @@
-//! `LayerNorm2d` of SAM's neck: layer norm over the channel axis of an NCHW tensor.
+//! Layer norms of the vision encoder: [`LayerNorm`] over the last axis (SAM's blocks, CLIP) and
+//! `LayerNorm2d` of SAM's neck over the channel axis of an NCHW tensor.
 
-use candle_core::{DType, Result, Tensor, D};
+use candle_core::{DType, Module, Result, Tensor, D};
 use candle_nn::VarBuilder;
+
+/// `nn.LayerNorm` over the last axis: candle-nn's layer norm for inference, its differentiable
+/// composition when autograd tracks the input or the weights (candle-nn's fused op has no backward).
+#[derive(Debug, Clone)]
+pub struct LayerNorm {
+    inner: candle_nn::LayerNorm,
+    eps: f64,
+}
+
+/// Loads `weight` and `bias` of `size` entries.
+pub fn layer_norm(size: usize, eps: f64, vb: VarBuilder<'_>) -> Result<LayerNorm> {
+    Ok(LayerNorm { inner: candle_nn::layer_norm(size, eps, vb)?, eps })
+}
+
+impl Module for LayerNorm {
+    /// # Shapes
+    /// `(…, n)` → `(…, n)`.
+    fn forward(&self, xs: &Tensor) -> Result<Tensor> {
+        let (w, b) = (self.inner.weight(), self.inner.bias());
+        match b {
+            Some(b) if crate::ops::tracks_grad(&[xs, w, b]) => crate::ops::layer_norm(xs, w, b, self.eps),
+            _ => self.inner.forward(xs),
+        }
+    }
+}
 
 /// Normalises each pixel over its channels (biased variance), then a per-channel affine map.
 #[derive(Debug, Clone)]

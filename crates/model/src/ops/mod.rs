@@ -1,4 +1,4 @@
-//! Fused ops of the fast decode path (issue 6), as candle custom ops with a CPU and a CUDA
+//! Fused ops of the fast GPU decode path, as candle custom ops with a CPU and a CUDA
 //! implementation each. The CPU code is the specification (tested against plain candle ops in CI);
 //! the CUDA kernels (`kernels.cu`, compiled to PTX by `build.rs` with the `cuda` feature) compute
 //! the same in float32 and round where the CPU code rounds.
@@ -20,6 +20,11 @@
 //! - [`apply_ban`]: sets banned token ids of every row to −∞ (repetition blockers on the device).
 //! - [`advance`]: `pos += 1` for every slot, on the device.
 //! - [`write_u32`]: host values into a persistent device buffer (inputs of a captured CUDA graph).
+//!
+//! Training: none of the fused ops has a backward. Called on tensors that autograd tracks,
+//! [`swiglu`], [`rms_norm`] and [`bias_act`] compute the same function from differentiable candle
+//! primitives (`diff.rs`), and [`vit_attention_supported`] answers false; [`softmax_last_dim`],
+//! [`layer_norm`] and [`rope`] wrap candle-nn's fused ops the same way.
 //!
 //! # Invariants
 //! - Slot caches are `(2, slots, kv_heads, capacity, head_dim)` (keys, then values), contiguous.
@@ -164,7 +169,9 @@ macro_rules! float_pair {
     };
 }
 
+mod diff;
 mod vision;
+pub use diff::{layer_norm, rope, softmax_last_dim, tracks_grad};
 pub use vision::{bias_act, vit_attention, vit_attention_supported, Act, VitGrid};
 
 // ---------------------------------------------------------------------------------------------
@@ -224,6 +231,9 @@ impl candle_core::CustomOp1 for SwiGlu {
 /// # Shapes
 /// `(…, 2n)` → `(…, n)`.
 pub fn swiglu(xs: &Tensor) -> Result<Tensor> {
+    if xs.track_op() {
+        return diff::swiglu(xs);
+    }
     xs.contiguous()?.apply_op1_no_bwd(&SwiGlu)
 }
 
@@ -290,6 +300,9 @@ impl candle_core::CustomOp2 for RmsNormOp {
 /// # Shapes
 /// `xs`: `(…, n)`; `weight`: `(n,)` → `(…, n)`.
 pub fn rms_norm(xs: &Tensor, weight: &Tensor, eps: f32) -> Result<Tensor> {
+    if tracks_grad(&[xs, weight]) {
+        return diff::rms_norm(xs, weight, eps);
+    }
     xs.contiguous()?.apply_op2_no_bwd(weight, &RmsNormOp { eps })
 }
 

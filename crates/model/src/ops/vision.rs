@@ -130,6 +130,9 @@ fn third<'a, T: Elem>(s: &'a CpuStorage, what: &str) -> Result<&'a [T]> {
 /// # Shapes
 /// `x`: `(…, n)`, `bias`: `(n)`, `residual`: as `x` → as `x`.
 pub fn bias_act(x: &Tensor, bias: &Tensor, act: Act, residual: Option<&Tensor>) -> Result<Tensor> {
+    if super::tracks_grad(&[x, bias]) || residual.is_some_and(|r| r.track_op()) {
+        return super::diff::bias_act(x, bias, act, residual);
+    }
     let x = x.contiguous()?;
     let bias = bias.contiguous()?;
     match residual {
@@ -337,6 +340,7 @@ pub fn vit_attention(qkv: &Tensor, bias: &Tensor, rel: Option<(&Tensor, &Tensor)
 /// whose relative tables fit the kernel's shared memory. Elsewhere the encoder materialises the scores.
 pub fn vit_attention_supported(x: &Tensor, head_dim: usize, unit: (usize, usize), rel: bool) -> bool {
     cfg!(feature = "cuda")
+        && !x.track_op()
         && matches!(x.device(), candle_core::Device::Cuda(_))
         && matches!(x.dtype(), candle_core::DType::BF16 | candle_core::DType::F16)
         && head_dim == 64

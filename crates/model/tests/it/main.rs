@@ -1,6 +1,7 @@
 //! Integration tests of occ-model (one binary, ripgrep style).
 //!
 //! - `preprocess`: preprocessing bit-identical to the reference (Pillow) for every mode.
+//! - `diff`: the differentiable forms of the fused ops (training) equal the fused ops.
 //! - `encoder`: DeepEncoder properties on the tiny config (slot counts, batching, layout, loading).
 //! - `encoder_parity`: full-size DeepEncoder vs the reference goldens, every stage, CPU f32.
 //! - `decoder`: decoder and generation, tiny-config properties and reduced-decoder parity (CPU f32).
@@ -9,6 +10,7 @@
 //! - `encoder_gpu` (feature `cuda`, ignored): every mode on CUDA in f32 and bf16 vs the reference.
 
 mod decoder;
+mod diff;
 mod encoder;
 #[cfg(feature = "cuda")]
 mod encoder_gpu;

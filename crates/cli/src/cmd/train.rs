@@ -1,0 +1,174 @@
+//! `compress-bench train`: trains a small DeepEncoder-style reader from scratch on rendered pages
+//! (occ-train), with checkpoints, exact resume, validation and curves; `--export DIR` writes the
+//! latest checkpoint as a reader folder for `--engine mini --weights DIR` (docs/TRAINING.md).
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::{bail, Context};
+use candle_core::Device;
+use indicatif::{ProgressBar, ProgressStyle};
+use occ_train::trainer::{EvalLog, StartInfo, StepLog};
+use occ_train::{TrainConfig, TrainOptions};
+
+use crate::cmd::ocr::DeviceArg;
+use crate::output::Output;
+
+/// Train a reader (DeepEncoder-style optical compressor) from a TOML config.
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// Training config (experiments/train/<name>.toml).
+    #[arg(long, value_name = "FILE")]
+    pub config: PathBuf,
+    /// Run folder: checkpoints, journals, curves [default: results/train/<name>].
+    #[arg(long, value_name = "DIR")]
+    pub out: Option<PathBuf>,
+    /// Continue from the run folder's latest checkpoint.
+    #[arg(long)]
+    pub resume: bool,
+    /// Device to train on.
+    #[arg(long, value_enum, default_value = "cpu")]
+    pub device: DeviceArg,
+    /// Stop (with a checkpoint) at this step, before the schedule's end.
+    #[arg(long, value_name = "STEP")]
+    pub stop_at: Option<usize>,
+    /// Stop (with a checkpoint) after this many seconds.
+    #[arg(long, value_name = "SECONDS")]
+    pub time_limit: Option<u64>,
+    /// Micro-batches rendered ahead of the model.
+    #[arg(long, default_value_t = 4)]
+    pub prefetch: usize,
+    /// Float32 matrix products in full precision on CUDA (default: TF32 tensor cores).
+    #[arg(long)]
+    pub no_tf32: bool,
+    /// After training, write the latest checkpoint as a reader folder here (weights in bf16).
+    #[arg(long, value_name = "DIR")]
+    pub export: Option<PathBuf>,
+}
+
+struct Progress<'a> {
+    out: &'a Output,
+    bar: Option<ProgressBar>,
+    log_every: usize,
+    last_line: std::time::Instant,
+}
+
+impl occ_train::Observer for Progress<'_> {
+    fn started(&mut self, info: &StartInfo) {
+        let _ = self.out.json_message("train_start", info);
+        self.out.info(&format!(
+            "training: {} parameters, vocabulary {}, {} train / {} validation passages, steps {}..{} ({})",
+            info.parameters,
+            info.vocab_size,
+            info.train_passages,
+            info.validation_passages,
+            info.start_step,
+            info.total_steps,
+            info.resume_kind
+        ));
+        if self.out.progress_enabled() {
+            let bar = ProgressBar::new(info.total_steps as u64);
+            bar.set_position(info.start_step as u64);
+            bar.set_style(
+                ProgressStyle::with_template("{bar:30} {pos}/{len} steps  {msg}  [{elapsed_precise}, eta {eta}]")
+                    .unwrap_or_else(|_| ProgressStyle::default_bar()),
+            );
+            self.bar = Some(bar);
+        }
+    }
+
+    fn step(&mut self, log: &StepLog) {
+        let pps = log.pages as f64 / log.seconds.max(1e-9);
+        let msg = format!(
+            "loss {:.3}  lr {:.2e}  {:.1} pages/s  data wait {:.0}%",
+            log.loss,
+            log.lr,
+            pps,
+            100.0 * log.data_wait_seconds / log.seconds.max(1e-9)
+        );
+        if let Some(bar) = &self.bar {
+            bar.set_position(log.step as u64);
+            bar.set_message(msg);
+        } else if log.step % self.log_every == 0 || self.last_line.elapsed() > Duration::from_secs(30) {
+            self.last_line = std::time::Instant::now();
+            self.out.info(&format!("step {}: {msg}", log.step));
+        }
+        if log.step % self.log_every == 0 {
+            let _ = self.out.json_message("train_step", log);
+        }
+    }
+
+    fn evaluated(&mut self, log: &EvalLog) {
+        let _ = self.out.json_message("train_eval", log);
+        let line = format!(
+            "step {}: validation {}x char precision {:.3} ({} pages, {:.0}% stopped at EOS)",
+            log.step,
+            log.ratio,
+            log.char_precision,
+            log.pages,
+            100.0 * log.stopped
+        );
+        match &self.bar {
+            Some(bar) => bar.println(line),
+            None => self.out.info(&line),
+        }
+    }
+
+    fn checkpointed(&mut self, path: &Path, step: usize) {
+        let _ = self.out.json_message("train_checkpoint", &serde_json::json!({ "step": step, "path": path }));
+    }
+}
+
+pub fn run(args: Args, out: &Output) -> anyhow::Result<()> {
+    let root = std::env::current_dir().context("current folder")?;
+    let cfg = TrainConfig::load(&args.config, &root)?;
+    let run_dir = args.out.clone().unwrap_or_else(|| root.join("results").join("train").join(&cfg.name));
+    let device = match args.device {
+        DeviceArg::Cpu => Device::Cpu,
+        DeviceArg::Cuda => {
+            candle_core::cuda::set_gemm_reduced_precision_f32(!args.no_tf32);
+            occ_model::ops::cuda_device(0)
+                .context("opening CUDA device 0 (is this binary built with `--features cuda` and is a GPU visible?)")?
+        }
+    };
+    if let Some(dir) = &args.export {
+        occ_train::trainer::check_writable(dir).with_context(|| format!("export folder {}", dir.display()))?;
+    }
+    let opts = TrainOptions {
+        run_dir: run_dir.clone(),
+        resume: args.resume,
+        stop_at: args.stop_at,
+        time_limit: args.time_limit.map(Duration::from_secs),
+        device,
+        prefetch: args.prefetch,
+    };
+    let mut progress = Progress { out, bar: None, log_every: cfg.run.log_every, last_line: std::time::Instant::now() };
+    let summary = occ_train::train(&cfg, &opts, &mut progress)
+        .with_context(|| format!("training {} in {}", cfg.name, run_dir.display()))?;
+    if let Some(bar) = &progress.bar {
+        bar.finish_and_clear();
+    }
+    out.json_message("train_summary", &summary)?;
+    out.result(&format!(
+        "trained {} to step {}/{} in {:.0} s: {:.1} pages/s, {:.1}% of step time waiting for pages, last loss {}",
+        cfg.name,
+        summary.end_step,
+        summary.total_steps,
+        summary.seconds,
+        summary.pages_per_second,
+        100.0 * summary.data_wait_share,
+        summary.last_loss.map_or("-".into(), |l| format!("{l:.4}"))
+    ));
+    for s in &summary.last_eval {
+        out.result(&format!("  validation {}x: char precision {:.3} ({} pages)", s.ratio, s.char_precision, s.pages));
+    }
+    if let Some(dir) = &args.export {
+        let Some(ckpt) = occ_train::checkpoint::latest(&run_dir)? else {
+            bail!("nothing to export: {} has no checkpoint", run_dir.display())
+        };
+        occ_train::checkpoint::export(&ckpt, dir)
+            .with_context(|| format!("exporting {} to {}", ckpt.display(), dir.display()))?;
+        out.result(&format!("exported {} to {}", ckpt.display(), dir.display()));
+    }
+    Ok(())
+}

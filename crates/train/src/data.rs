@@ -1,0 +1,240 @@
+//! Training pages, drawn on the fly: a passage (or a generated probe), a target ratio, typography
+//! and margins, rendered by occ-render to the exact ratio in the reader's mode; the ground truth is
+//! the text placed on the page, spelt in the reader's vocabulary.
+//!
+//! # Determinism
+//! Page `i` of micro-batch `m` of step `s` depends only on `(seed, s, m, i)`: its own generator is
+//! seeded from them. So the data order is the same however many threads render, and a resumed run
+//! sees exactly the pages an uninterrupted run would.
+
+use std::io::{BufRead, BufReader, Read};
+use std::path::Path;
+use std::sync::Arc;
+
+use image::RgbImage;
+use occ_core::{Mode, TextTokenizer};
+use occ_eval::rng::SplitMix64;
+use occ_model::mini::OutputVocab;
+use occ_render::{fit_to_ratio, Lang, Margins, RenderSpec};
+use rayon::prelude::*;
+use serde::Deserialize;
+
+use crate::config::DataConfig;
+use crate::error::{TrainError, TrainResult};
+
+/// One passage of a corpus file.
+#[derive(Debug, Clone, Deserialize)]
+pub struct Passage {
+    pub id: String,
+    pub text: String,
+}
+
+/// Reads JSON Lines passages (`.gz` is decompressed); a bad line is an error naming it.
+pub fn read_passages(path: &Path) -> TrainResult<Vec<Passage>> {
+    let file = std::fs::File::open(path).map_err(|e| TrainError::io(path, e))?;
+    let reader: Box<dyn Read> = if path.extension().is_some_and(|e| e == "gz") {
+        Box::new(flate2::read::GzDecoder::new(file))
+    } else {
+        Box::new(file)
+    };
+    let mut out = Vec::new();
+    for (n, line) in BufReader::new(reader).lines().enumerate() {
+        let line = line.map_err(|e| TrainError::Passages { path: path.into(), line: n + 1, problem: e.to_string() })?;
+        if line.trim().is_empty() {
+            continue;
+        }
+        let p: Passage = serde_json::from_str(&line).map_err(|e| TrainError::Passages {
+            path: path.into(),
+            line: n + 1,
+            problem: e.to_string(),
+        })?;
+        if p.text.trim().is_empty() {
+            return Err(TrainError::Passages { path: path.into(), line: n + 1, problem: "empty text".into() });
+        }
+        out.push(p);
+    }
+    if out.is_empty() {
+        return Err(TrainError::Passages { path: path.into(), line: 0, problem: "no passages".into() });
+    }
+    Ok(out)
+}
+
+/// What a page's text is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TextKind {
+    Prose,
+    /// The words of a prose passage in random order.
+    ShuffledWords,
+    /// Random "words" of letters, digits and punctuation.
+    RandomString,
+}
+
+/// One rendered training page.
+#[derive(Debug, Clone)]
+pub struct Page {
+    /// The page as the encoder sees it (the mode's global view).
+    pub image: RgbImage,
+    /// The text on the page.
+    pub text: String,
+    /// `text` in reader ids (no BOS or EOS).
+    pub target: Vec<u32>,
+    /// Achieved ratio (text tokens / nominal vision tokens).
+    pub ratio: f64,
+    pub font_px: f32,
+    pub kind: TextKind,
+}
+
+/// Everything page generation needs, shared by the rendering threads.
+#[derive(Debug)]
+pub struct PageSource {
+    pub passages: Vec<Passage>,
+    pub cfg: DataConfig,
+    pub mode: Mode,
+    pub tok: Arc<TextTokenizer>,
+    pub vocab: Arc<OutputVocab>,
+}
+
+/// Uniform draw in `[lo, hi]`.
+fn uniform(rng: &mut SplitMix64, lo: f64, hi: f64) -> f64 {
+    let u = (rng.next_u64() >> 11) as f64 / (1u64 << 53) as f64;
+    lo + (hi - lo) * u
+}
+
+/// The generator of one page: a pure function of its coordinates.
+pub fn page_rng(seed: u64, step: u64, micro: u64, index: u64) -> SplitMix64 {
+    let mut g = SplitMix64::new(seed ^ 0x6f63_632d_7472_6169); // "occ-trai"
+    let mut mix = |v: u64| {
+        let x = g.next_u64() ^ v;
+        g = SplitMix64::new(x);
+    };
+    mix(step);
+    mix(micro);
+    mix(index);
+    g
+}
+
+const RANDOM_ALPHABET: &str = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789.,;:!?'\"()-/&%$#@+=*";
+
+impl PageSource {
+    /// About `chars` characters of text of the given kind.
+    fn text(&self, kind: TextKind, chars: usize, rng: &mut SplitMix64) -> String {
+        let mut text = String::new();
+        if kind == TextKind::RandomString {
+            let alphabet: Vec<char> = RANDOM_ALPHABET.chars().collect();
+            while text.len() < chars {
+                let len = 1 + rng.below(9);
+                for _ in 0..len {
+                    text.push(alphabet[rng.below(alphabet.len())]);
+                }
+                text.push(if rng.below(12) == 0 { '\n' } else { ' ' });
+            }
+            return text;
+        }
+        // consecutive passages from a random one, starting at a random word of the first
+        let mut p = rng.below(self.passages.len());
+        let first = &self.passages[p].text;
+        let starts: Vec<usize> =
+            first.char_indices().filter(|&(i, c)| i == 0 || c == ' ' || c == '\n').map(|(i, _)| i).collect();
+        let start = starts[rng.below(starts.len().div_ceil(2).max(1)).min(starts.len() - 1)];
+        text.push_str(first[start..].trim_start());
+        while text.len() < chars {
+            p = (p + 1) % self.passages.len();
+            text.push_str("\n\n");
+            text.push_str(&self.passages[p].text);
+        }
+        if kind == TextKind::ShuffledWords {
+            let mut words: Vec<&str> = text.split_whitespace().collect();
+            rng.shuffle(&mut words);
+            return words.join(" ");
+        }
+        text
+    }
+
+    /// Renders the page with generator `rng`. A draw that cannot be rendered (a ratio too high for
+    /// the smallest font) is redrawn, up to 8 times.
+    pub fn page(&self, rng: &mut SplitMix64) -> TrainResult<Page> {
+        let c = &self.cfg;
+        let mut last_err = String::new();
+        for _ in 0..8 {
+            let kind = if uniform(rng, 0.0, 1.0) < c.probe_share {
+                if rng.below(2) == 0 {
+                    TextKind::ShuffledWords
+                } else {
+                    TextKind::RandomString
+                }
+            } else {
+                TextKind::Prose
+            };
+            let ratio = uniform(rng, c.ratios[0], c.ratios[1]);
+            let mut spec = RenderSpec::for_mode(self.mode, Lang::En);
+            spec.line_height = uniform(rng, f64::from(c.line_height[0]), f64::from(c.line_height[1])) as f32;
+            let side = spec.width as f32;
+            let m = |rng: &mut SplitMix64| {
+                (uniform(rng, f64::from(c.margin[0]), f64::from(c.margin[1])) as f32 * side).round() as u32
+            };
+            spec.margins = Margins { left: m(rng), right: m(rng), top: m(rng), bottom: m(rng) };
+            let vt = self.mode.vision_tokens(spec.width, spec.height).map_err(|e| TrainError::Render(e.to_string()))?;
+            let want_tokens = (ratio * f64::from(vt.nominal)).ceil() as usize;
+            let text = self.text(kind, want_tokens * 8 + 64, rng);
+            let fitted = match fit_to_ratio(&text, &self.tok, self.mode, ratio, &spec) {
+                Ok(f) => f,
+                Err(e) => {
+                    last_err = e.to_string();
+                    continue;
+                }
+            };
+            let image = occ_model::preprocess::prepare(&fitted.page.image, self.mode)
+                .map_err(|e| TrainError::Render(e.to_string()))?
+                .global;
+            let target =
+                self.vocab.encode(&self.tok, &fitted.page.text).map_err(|e| TrainError::Render(e.to_string()))?;
+            return Ok(Page {
+                image,
+                ratio: fitted.ratio.nominal,
+                font_px: fitted.font_px,
+                text: fitted.page.text,
+                target,
+                kind,
+            });
+        }
+        Err(TrainError::Render(format!("no renderable page in 8 draws (last: {last_err})")))
+    }
+
+    /// The pages of micro-batch `micro` of step `step`, rendered in parallel, in order.
+    pub fn batch(&self, seed: u64, step: usize, micro: usize, size: usize) -> TrainResult<Vec<Page>> {
+        (0..size).into_par_iter().map(|i| self.page(&mut page_rng(seed, step as u64, micro as u64, i as u64))).collect()
+    }
+
+    /// Validation pages at a fixed `ratio`: page `i` starts at the start of passage `i` (cycling),
+    /// default typography of the mode.
+    pub fn fixed_ratio_pages(&self, ratio: f64, n: usize) -> TrainResult<Vec<Page>> {
+        (0..n)
+            .into_par_iter()
+            .map(|i| {
+                let spec = RenderSpec::for_mode(self.mode, Lang::En);
+                let mut text = String::new();
+                let mut p = i % self.passages.len();
+                while text.len() < 16 * 1024 {
+                    text.push_str(&self.passages[p].text);
+                    text.push_str("\n\n");
+                    p = (p + 1) % self.passages.len();
+                }
+                let fitted = fit_to_ratio(&text, &self.tok, self.mode, ratio, &spec)
+                    .map_err(|e| TrainError::Render(format!("validation page {i} at {ratio}x: {e}")))?;
+                let image = occ_model::preprocess::prepare(&fitted.page.image, self.mode)
+                    .map_err(|e| TrainError::Render(e.to_string()))?
+                    .global;
+                let target =
+                    self.vocab.encode(&self.tok, &fitted.page.text).map_err(|e| TrainError::Render(e.to_string()))?;
+                Ok(Page {
+                    image,
+                    ratio: fitted.ratio.nominal,
+                    font_px: fitted.font_px,
+                    text: fitted.page.text,
+                    target,
+                    kind: TextKind::Prose,
+                })
+            })
+            .collect()
+    }
+}

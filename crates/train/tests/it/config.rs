@@ -1,0 +1,46 @@
+//! Bad configs are refused, naming the field.
+
+use occ_train::TrainConfig;
+
+use crate::common::{tempdir, TINY};
+
+fn load(text: &str) -> String {
+    let dir = tempdir();
+    let p = dir.path().join("c.toml");
+    std::fs::write(&p, text).unwrap();
+    TrainConfig::load(&p, dir.path()).unwrap_err().to_string()
+}
+
+#[test]
+fn unknown_fields_are_named() {
+    let err = load(&TINY.replace("width = 16", "width = 16\nwidht = 3"));
+    assert!(err.contains("widht"), "{err}");
+    let err = load(&TINY.replace("[optim]", "[optim]\nmomentum = 0.9"));
+    assert!(err.contains("momentum"), "{err}");
+}
+
+#[test]
+fn dimensions_that_cannot_build_are_named() {
+    let err = load(&TINY.replace("heads = 2\nmlp_dim", "heads = 3\nmlp_dim"));
+    assert!(err.contains("sam.heads"), "{err}");
+    let err = load(&TINY.replace("canvas = 128", "canvas = 100"));
+    assert!(err.contains("canvas"), "{err}");
+    let err = load(&TINY.replace("experts_per_token = 2", "experts_per_token = 5"));
+    assert!(err.contains("experts_per_token"), "{err}");
+    let err = load(&TINY.replace("vocab_size = 320", "vocab_size = 100"));
+    assert!(err.contains("vocab_size"), "{err}");
+    let err = load(&TINY.replace("ratios = [1.5, 3.0]", "ratios = [3.0, 1.5]"));
+    assert!(err.contains("data.ratios"), "{err}");
+    let err = load(&TINY.replace("max_positions = 256", "max_positions = 10"));
+    assert!(err.contains("max_positions"), "{err}");
+}
+
+#[test]
+fn the_shipped_configs_load() {
+    let root = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..");
+    for name in ["mini-s", "mini-m", "mini-l"] {
+        let p = root.join(format!("experiments/train/{name}.toml"));
+        let cfg = TrainConfig::load(&p, &root).unwrap_or_else(|e| panic!("{name}: {e}"));
+        assert_eq!(cfg.name, name);
+    }
+}

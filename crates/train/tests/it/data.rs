@@ -1,0 +1,57 @@
+//! Pages are a pure function of their coordinates, and their targets spell the ground truth.
+
+use std::sync::Arc;
+
+use occ_core::TextTokenizer;
+use occ_model::mini::OutputVocab;
+use occ_train::data::{read_passages, PageSource};
+
+use crate::common::{tempdir, tiny_config};
+
+pub fn source(cfg: &occ_train::TrainConfig) -> (PageSource, Arc<TextTokenizer>, Arc<OutputVocab>) {
+    let tok = Arc::new(TextTokenizer::deepseek_ocr().unwrap());
+    let passages = read_passages(&cfg.data.train[0]).unwrap();
+    let extra = occ_train::model::prompt_ids(&cfg.model, &tok).unwrap();
+    let vocab = Arc::new(
+        OutputVocab::build(&tok, passages.iter().map(|p| p.text.as_str()), &extra, cfg.model.vocab_size).unwrap(),
+    );
+    let src = PageSource {
+        passages,
+        cfg: cfg.data.clone(),
+        mode: cfg.model.mode().unwrap(),
+        tok: tok.clone(),
+        vocab: vocab.clone(),
+    };
+    (src, tok, vocab)
+}
+
+#[test]
+fn pages_depend_only_on_their_coordinates() {
+    let dir = tempdir();
+    let cfg = tiny_config(dir.path(), |s| s);
+    let (src, tok, vocab) = source(&cfg);
+    let a = src.batch(7, 3, 1, 6).unwrap();
+    let b = src.batch(7, 3, 1, 6).unwrap();
+    let c = src.batch(7, 4, 1, 6).unwrap();
+    for (x, y) in a.iter().zip(&b) {
+        assert_eq!(x.text, y.text);
+        assert_eq!(x.image.as_raw(), y.image.as_raw());
+        assert_eq!(x.target, y.target);
+    }
+    assert!(a.iter().zip(&c).any(|(x, y)| x.text != y.text), "another step draws other pages");
+    for p in &a {
+        assert_eq!((p.image.width(), p.image.height()), (128, 128));
+        let real = vocab.to_real(&p.target).unwrap();
+        assert_eq!(tok.decode(&real, false).unwrap(), p.text, "the target spells the ground truth exactly");
+        assert!(p.ratio > 0.5 && p.ratio < 4.0, "ratio {}", p.ratio);
+    }
+}
+
+#[test]
+fn bad_passage_files_are_named_by_line() {
+    let dir = tempdir();
+    let p = dir.path().join("bad.jsonl");
+    std::fs::write(&p, "{\"id\": \"a\", \"text\": \"fine\"}\n{\"id\": \"b\"}\n").unwrap();
+    let err = read_passages(&p).unwrap_err().to_string();
+    assert!(err.contains("bad.jsonl") && err.contains("line 2") && err.contains("text"), "{err}");
+}

@@ -1,0 +1,90 @@
+//! Every trainable tensor's gradient against central finite differences of the loss, on the tiny
+//! reader (float32): at each tensor's largest-gradient element, the two must agree within 10 %
+//! (plus a small absolute slack for float32 noise).
+//!
+//! Top-k routing is piecewise: a perturbation that changes which experts a token picks is a jump
+//! that no gradient describes. The check therefore routes every token to all experts
+//! (`experts_per_token = experts`), where the loss is smooth and the router's gradient (through
+//! the routing weights) is still exercised; `routed_experts_get_gradients` covers top-2 routing.
+
+use candle_core::{Device, Tensor};
+use occ_train::model::{batch_loss, reader_prompt, Params};
+
+use crate::common::{tempdir, tiny_config};
+use crate::data::source;
+
+#[test]
+fn gradients_of_every_module_match_finite_differences() {
+    let dir = tempdir();
+    let cfg = tiny_config(dir.path(), |s| {
+        s.replace("probe_share = 0.3", "probe_share = 0.0").replace("experts_per_token = 2", "experts_per_token = 4")
+    });
+    let (src, tok, vocab) = source(&cfg);
+    let pages = src.batch(3, 0, 0, 3).unwrap();
+    let images: Vec<&image::RgbImage> = pages.iter().map(|p| &p.image).collect();
+    let targets: Vec<&[u32]> = pages.iter().map(|p| p.target.as_slice()).collect();
+    let prompt = reader_prompt(&cfg.model, &tok, &vocab).unwrap();
+    let params = Params::init(&cfg.model, 5, &Device::Cpu).unwrap();
+    let loss = |params: &Params| -> (Tensor, f64) {
+        let bl = batch_loss(&cfg.model, params.var_builder(), &prompt, &images, &targets).unwrap();
+        let v = f64::from(bl.sum.to_scalar::<f32>().unwrap());
+        (bl.sum, v)
+    };
+    let (sum, _) = loss(&params);
+    let grads = sum.backward().unwrap();
+    let mut checked = 0;
+    let mut failures = Vec::new();
+    for (name, var) in &params.vars {
+        let g = grads.get(var.as_tensor()).unwrap_or_else(|| panic!("{name}: no gradient"));
+        let gv = g.flatten_all().unwrap().to_vec1::<f32>().unwrap();
+        let (i, &gi) = gv.iter().enumerate().max_by(|a, b| a.1.abs().total_cmp(&b.1.abs())).unwrap();
+        if name.contains(".experts.") && gi == 0.0 {
+            continue; // a routed expert no token chose in this batch
+        }
+        assert!(gi != 0.0, "{name}: the gradient is zero everywhere");
+        let orig = var.as_tensor().flatten_all().unwrap().to_vec1::<f32>().unwrap();
+        let eps = 2e-3f32 * orig[i].abs().max(1.0);
+        let at = |delta: f32| {
+            let mut v = orig.clone();
+            v[i] += delta;
+            var.set(&Tensor::from_vec(v, var.shape(), &Device::Cpu).unwrap()).unwrap();
+            loss(&params).1
+        };
+        let (plus, minus) = (at(eps), at(-eps));
+        var.set(&Tensor::from_vec(orig.clone(), var.shape(), &Device::Cpu).unwrap()).unwrap();
+        let fd = (plus - minus) / (2.0 * f64::from(eps));
+        let gi = f64::from(gi);
+        let err = (fd - gi).abs();
+        if !(err <= 0.1 * gi.abs() + 2e-3) {
+            failures.push(format!("{name}[{i}]: analytic {gi:.6}, finite differences {fd:.6}"));
+        }
+        checked += 1;
+    }
+    assert!(checked > 40, "only {checked} tensors checked");
+    assert!(failures.is_empty(), "{} of {checked} tensors disagree:\n{}", failures.len(), failures.join("\n"));
+}
+
+#[test]
+fn routed_experts_get_gradients() {
+    let dir = tempdir();
+    let cfg = tiny_config(dir.path(), |s| s);
+    let (src, tok, vocab) = source(&cfg);
+    let pages = src.batch(3, 0, 0, 3).unwrap();
+    let images: Vec<&image::RgbImage> = pages.iter().map(|p| &p.image).collect();
+    let targets: Vec<&[u32]> = pages.iter().map(|p| p.target.as_slice()).collect();
+    let prompt = reader_prompt(&cfg.model, &tok, &vocab).unwrap();
+    let params = Params::init(&cfg.model, 5, &Device::Cpu).unwrap();
+    let bl = batch_loss(&cfg.model, params.var_builder(), &prompt, &images, &targets).unwrap();
+    let grads = bl.sum.backward().unwrap();
+    let mut experts_with_grad = 0;
+    for (name, var) in &params.vars {
+        let g = grads.get(var.as_tensor()).unwrap_or_else(|| panic!("{name}: no gradient"));
+        let mass = g.abs().unwrap().sum_all().unwrap().to_scalar::<f32>().unwrap();
+        if name.contains(".experts.") {
+            experts_with_grad += usize::from(mass > 0.0);
+        } else {
+            assert!(mass > 0.0, "{name}: zero gradient");
+        }
+    }
+    assert!(experts_with_grad >= 6, "only {experts_with_grad} routed expert tensors got gradients");
+}

@@ -1,0 +1,181 @@
+//! The loop on a tiny config: the loss falls, resume is exact, checkpoints round-trip, and bad
+//! states are refused by name.
+
+use std::collections::HashMap;
+use std::path::Path;
+
+use candle_core::{Device, Tensor};
+use occ_train::checkpoint;
+use occ_train::trainer::{Silent, StepLog, TRAIN_LOG};
+use occ_train::{train, TrainConfig, TrainError, TrainOptions};
+
+use crate::common::{tempdir, tiny_config};
+
+fn opts(run: &Path, resume: bool, stop_at: Option<usize>) -> TrainOptions {
+    TrainOptions { run_dir: run.into(), resume, stop_at, time_limit: None, device: Device::Cpu, prefetch: 2 }
+}
+
+fn tensors(path: &Path) -> HashMap<String, Tensor> {
+    candle_core::safetensors::load(path, &Device::Cpu).unwrap()
+}
+
+fn assert_same(a: &HashMap<String, Tensor>, b: &HashMap<String, Tensor>) {
+    assert_eq!(a.len(), b.len());
+    for (k, x) in a {
+        let y = &b[k];
+        let (x, y) =
+            (x.flatten_all().unwrap().to_vec1::<f32>().unwrap(), y.flatten_all().unwrap().to_vec1::<f32>().unwrap());
+        assert!(x.iter().zip(&y).all(|(p, q)| p.to_bits() == q.to_bits()), "{k} differs");
+    }
+}
+
+#[test]
+fn the_loss_falls() {
+    let dir = tempdir();
+    let cfg = tiny_config(dir.path(), |s| s);
+    let run = dir.path().join("run");
+    let summary = train(&cfg, &opts(&run, false, None), &mut Silent).unwrap();
+    assert_eq!(summary.end_step, 40);
+    let log: Vec<StepLog> = std::fs::read_to_string(run.join(TRAIN_LOG))
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(log.len(), 40, "every step journaled once");
+    let first = log[0].loss;
+    let last: f64 = log[35..].iter().map(|s| s.loss).sum::<f64>() / 5.0;
+    assert!(first > 5.0, "starts near ln(320): {first}");
+    assert!(last < first - 1.0, "loss {first} -> {last}");
+    for f in ["curves.parquet", "eval.parquet", "loss.svg", "precision.svg"] {
+        assert!(run.join(f).exists(), "{f}");
+    }
+    // the final evaluation ran through the inference engine
+    assert_eq!(summary.last_eval.len(), 1);
+    // and the checkpoint is a reader the engine loads
+    let ckpt = checkpoint::latest(&run).unwrap().unwrap();
+    let engine = occ_model::pipeline::DeepseekOcr::from_mini_dir(&ckpt, candle_core::DType::F32, &Device::Cpu).unwrap();
+    assert_eq!(occ_core::OcrEngine::info(&engine).name, "mini");
+}
+
+#[test]
+fn resume_equals_an_uninterrupted_run_and_checkpoints_round_trip() {
+    let dir = tempdir();
+    let cfg = tiny_config(dir.path(), |s| s);
+    let whole = dir.path().join("whole");
+    let parts = dir.path().join("parts");
+    train(&cfg, &opts(&whole, false, Some(4)), &mut Silent).unwrap();
+    train(&cfg, &opts(&parts, false, Some(2)), &mut Silent).unwrap();
+    let s = train(&cfg, &opts(&parts, true, Some(4)), &mut Silent).unwrap();
+    assert_eq!((s.start_step, s.end_step), (2, 4));
+    let a = whole.join(checkpoint::folder_name(4));
+    let b = parts.join(checkpoint::folder_name(4));
+    assert_same(&tensors(&a.join("model.safetensors")), &tensors(&b.join("model.safetensors")));
+    assert_same(&tensors(&a.join(checkpoint::OPTIMIZER_FILE)), &tensors(&b.join(checkpoint::OPTIMIZER_FILE)));
+    // the journal holds each step once
+    let log = std::fs::read_to_string(parts.join(TRAIN_LOG)).unwrap();
+    assert_eq!(log.lines().count(), 4, "{log}");
+
+    // load = what was saved, bit for bit
+    let tok = occ_core::TextTokenizer::deepseek_ocr().unwrap();
+    let r = checkpoint::load(&a, &cfg, &tok, &Device::Cpu).unwrap();
+    assert_eq!(r.state.step, 4);
+    let saved = tensors(&a.join("model.safetensors"));
+    let loaded: HashMap<String, Tensor> = r.params.tensors().into_iter().collect();
+    assert_same(&saved, &loaded);
+    let o = r.optim.unwrap();
+    assert_eq!(o.t, 4);
+    let moments: HashMap<String, Tensor> =
+        o.m.iter()
+            .map(|(k, v)| (format!("m.{k}"), v.clone()))
+            .chain(o.v.iter().map(|(k, v)| (format!("v.{k}"), v.clone())))
+            .collect();
+    assert_same(&tensors(&a.join(checkpoint::OPTIMIZER_FILE)), &moments);
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for e in std::fs::read_dir(from).unwrap() {
+        let e = e.unwrap();
+        let dest = to.join(e.file_name());
+        if e.file_type().unwrap().is_dir() {
+            copy_dir(&e.path(), &dest);
+        } else {
+            std::fs::copy(e.path(), dest).unwrap();
+        }
+    }
+}
+
+#[test]
+fn bad_states_are_refused_and_the_last_good_checkpoint_stays() {
+    let dir = tempdir();
+    let cfg = tiny_config(dir.path(), |s| s);
+    let run = dir.path().join("run");
+    train(&cfg, &opts(&run, false, Some(4)), &mut Silent).unwrap();
+    let latest = || checkpoint::latest(&run).unwrap().unwrap();
+    assert!(latest().ends_with(checkpoint::folder_name(4)));
+
+    // a fresh start on a folder with checkpoints is refused; so is --resume without one
+    let err = train(&cfg, &opts(&run, false, Some(6)), &mut Silent).unwrap_err().to_string();
+    assert!(err.contains("--resume"), "{err}");
+    let err = train(&cfg, &opts(&dir.path().join("empty"), true, Some(6)), &mut Silent).unwrap_err().to_string();
+    assert!(err.contains("no checkpoint"), "{err}");
+
+    // exploding loss: stops at the step, names it, keeps the checkpoint
+    let mut tight: TrainConfig = cfg.clone();
+    tight.optim.max_loss = 0.01;
+    match train(&tight, &opts(&run, true, Some(6)), &mut Silent) {
+        Err(TrainError::Diverged { step, .. }) => assert_eq!(step, 4),
+        other => panic!("expected divergence, got {other:?}"),
+    }
+    assert!(latest().ends_with(checkpoint::folder_name(4)));
+
+    // an interrupted checkpoint write leaves the previous checkpoint as latest
+    std::fs::create_dir_all(run.join(".ckpt-0000006.partial-999")).unwrap();
+    std::fs::write(run.join(".ckpt-0000006.partial-999/model.safetensors"), b"half a file").unwrap();
+    let s = train(&cfg, &opts(&run, true, Some(5)), &mut Silent).unwrap();
+    assert_eq!(s.start_step, 4);
+
+    // another architecture is refused, naming both
+    let other = tiny_config(&dir.path().join("o").tap_mkdir(), |s| s.replace("width = 16", "width = 24"));
+    let err = train(&other, &opts(&run, true, Some(6)), &mut Silent).unwrap_err().to_string();
+    assert!(err.contains("architecture"), "{err}");
+
+    // a truncated weights file is refused, naming it
+    let cut = dir.path().join("cut");
+    copy_dir(&run, &cut);
+    let w = checkpoint::latest(&cut).unwrap().unwrap().join("model.safetensors");
+    let bytes = std::fs::read(&w).unwrap();
+    std::fs::write(&w, &bytes[..bytes.len() / 2]).unwrap();
+    let err = train(&cfg, &opts(&cut, true, Some(6)), &mut Silent).unwrap_err().to_string();
+    assert!(err.contains("model.safetensors"), "{err}");
+
+    // weights only (optimizer state dropped): a warm restart
+    let warm = dir.path().join("warm");
+    copy_dir(&run, &warm);
+    std::fs::remove_file(checkpoint::latest(&warm).unwrap().unwrap().join(checkpoint::OPTIMIZER_FILE)).unwrap();
+    let mut seen = String::new();
+    struct Kind<'a>(&'a mut String);
+    impl occ_train::Observer for Kind<'_> {
+        fn started(&mut self, info: &occ_train::trainer::StartInfo) {
+            *self.0 = info.resume_kind.clone();
+        }
+    }
+    train(&cfg, &opts(&warm, true, Some(6)), &mut Kind(&mut seen)).unwrap();
+    assert_eq!(seen, "warm-restart");
+
+    // an output folder that cannot be created is refused before any work
+    let file = dir.path().join("a-file");
+    std::fs::write(&file, b"x").unwrap();
+    let err = train(&cfg, &opts(&file.join("run"), false, Some(2)), &mut Silent).unwrap_err().to_string();
+    assert!(err.contains("a-file"), "{err}");
+}
+
+trait TapMkdir {
+    fn tap_mkdir(self) -> Self;
+}
+impl TapMkdir for std::path::PathBuf {
+    fn tap_mkdir(self) -> Self {
+        std::fs::create_dir_all(&self).unwrap();
+        self
+    }
+}
