@@ -1,42 +1,75 @@
 #!/usr/bin/env bash
-# One training call on the GPU machine (docs/TRAINING.md, docs/GPU.md): unpacks the carried binary,
-# restores the carried checkpoint if there is one, trains for at most $TIME_LIMIT seconds, and puts
-# what the next call needs into $OUT within the machine's limits (files <= 16 MiB, 64 MiB in all):
-# the latest checkpoint's reader files (weights split into 15 MiB parts), its state.json, the
-# journals and curves. The optimiser state (2x the weights) does not fit, so the next call resumes
-# with a documented warm restart (occ_train::checkpoint).
+# One training call on the GPU machine (docs/TRAINING.md). A call may run 10 minutes and bring back
+# 64 MiB in files of at most 16 MiB, and the working tree it is sent with is limited to 64 MiB, so:
 #
-# Use (on the device, from the repository root):
-#   CONFIG=experiments/train/mini-s.toml TIME_LIMIT=540 scripts/gpu-train.sh
-# Carried: .dist/cb.xz (the CUDA build of compress-bench), and optionally .ckpt/ (a previous call's
-# $OUT, the same file names).
+# - A fresh run trains 20 steps, measures the step time, sets the schedule's length (--steps) so
+#   that CALLS calls of TIME_LIMIT seconds finish it, and resumes exactly (optimiser state on the
+#   local disk) under a time limit.
+# - A resumed run (a previous call's $OUT carried as .ckpt/) restores the weights, which travel in
+#   bf16 (the f32 weights and the optimiser state do not fit the limits), and continues with a warm
+#   restart (zero moments, learning rate re-warmed over 50 steps; occ_train::checkpoint).
+# - $OUT gets the latest checkpoint's reader in bf16 (weights split into 15 MiB parts) and
+#   meta.tar.gz (state.json, mini.json, vocab.json, journals, curves, the log); unpacked together
+#   into .ckpt/ they are what the next call resumes from.
+#
+# Use (on the device, from the repository root, with .dist/cb.xz = the CUDA build of compress-bench):
+#   CONFIG=experiments/train/mini-s.toml TIME_LIMIT=540 CALLS=2 scripts/gpu-train.sh
 set -euo pipefail
 CONFIG=${CONFIG:?set CONFIG=experiments/train/<name>.toml}
 TIME_LIMIT=${TIME_LIMIT:-540}
+CALLS=${CALLS:-1}
 RUN=${RUN:-/tmp/run}
 OUT=${OUT:?run on the device machine, where OUT is set}
+start=$(date +%s)
 xz -dc .dist/cb.xz > /tmp/cb && chmod +x /tmp/cb
-mkdir -p "$RUN"
-resume=()
+META=/tmp/meta
+mkdir -p "$RUN" "$META"
+{ nvidia-smi --query-gpu=name,memory.total --format=csv,noheader || echo "no GPU"; } | tee "$META/device.txt"
+cb_train() { /tmp/cb train --config "$CONFIG" --out "$RUN" --device "${DEVICE:-cuda}" --export /tmp/export "$@" 2>&1 | tee -a "$META/train.log"; }
+steps_of() { python3 -c 'import json,sys; s=json.load(open(sys.argv[1])); print(s[sys.argv[2]] if sys.argv[2] in s else s["config"]["optim"]["steps"])' "$@"; }
+set +e
 if [ -f .ckpt/state.json ]; then
-  step=$(python3 -c 'import json,sys; print(json.load(open(".ckpt/state.json"))["step"])')
+  step=$(steps_of .ckpt/state.json step)
+  total=${STEPS:-$(steps_of .ckpt/state.json total)}
   name=$(printf 'ckpt-%07d' "$step")
   mkdir -p "$RUN/$name"
   cat .ckpt/model.safetensors.part-* > "$RUN/$name/model.safetensors"
   cp .ckpt/state.json .ckpt/mini.json .ckpt/vocab.json "$RUN/$name/"
   for f in train_log.jsonl eval_log.jsonl; do [ -f ".ckpt/$f" ] && cp ".ckpt/$f" "$RUN/"; done
   printf '%s' "$name" > "$RUN/latest"
-  resume=(--resume)
-  echo "resuming from step $step (weights only: warm restart)"
+  echo "resuming from step $step of $total (weights carried in bf16: warm restart)" | tee -a "$META/train.log"
+  left=$(( TIME_LIMIT - ($(date +%s) - start) - 20 ))
+  cb_train --resume --steps "$total" --time-limit "$left"
+  rc=${PIPESTATUS[0]}
+else
+  cb_train --stop-at 20
+  rc=${PIPESTATUS[0]}
+  if [ "$rc" -eq 0 ]; then
+    per_step=$(python3 -c 'import json; r=[json.loads(l) for l in open("'"$RUN"'/train_log.jsonl")]; t=[x["seconds"] for x in r if x["step"]>10]; print(sum(t)/len(t))')
+    left=$(( TIME_LIMIT - ($(date +%s) - start) - 20 ))
+    total=${STEPS:-$(python3 -c "print(max(40, 20 + int(($left - 40) / $per_step) + ($CALLS - 1) * int(($TIME_LIMIT - 60) / $per_step)))")}
+    echo "measured ${per_step} s/step; schedule: $total steps over $CALLS call(s)" | tee -a "$META/train.log"
+    cb_train --resume --steps "$total" --time-limit "$left"
+    rc=${PIPESTATUS[0]}
+  fi
 fi
-nvidia-smi --query-gpu=name,memory.total --format=csv,noheader
-set +e
-/tmp/cb train --config "$CONFIG" --out "$RUN" --device cuda --time-limit "$TIME_LIMIT" "${resume[@]}" ${EXTRA:-} 2>&1 | tee "$OUT/train.log"
-rc=${PIPESTATUS[0]}
 set -e
-latest=$(cat "$RUN/latest")
-split -b 15M -d "$RUN/$latest/model.safetensors" "$OUT/model.safetensors.part-"
-cp "$RUN/$latest/state.json" "$RUN/$latest/mini.json" "$RUN/$latest/vocab.json" "$OUT/"
-for f in train_log.jsonl eval_log.jsonl curves.parquet eval.parquet; do [ -f "$RUN/$f" ] && cp "$RUN/$f" "$OUT/"; done
+if [ -d /tmp/export ]; then
+  split -b 15M -d /tmp/export/model.safetensors "$OUT/model.safetensors.part-"
+  cp /tmp/export/mini.json /tmp/export/vocab.json "$META/"
+  python3 - "$RUN" "$META" <<'PY'
+import json, sys, os
+run, out = sys.argv[1:]
+latest = open(os.path.join(run, "latest")).read().strip()
+s = json.load(open(os.path.join(run, latest, "state.json")))
+s["total"] = s["config"]["optim"]["steps"]
+json.dump(s, open(os.path.join(out, "state.json"), "w"), indent=1)
+PY
+fi
+for f in train_log.jsonl eval_log.jsonl curves.parquet eval.parquet loss.svg precision.svg; do
+  [ -f "$RUN/$f" ] && cp "$RUN/$f" "$META/"
+done
+# at most 8 files come back: the weight parts and one archive of everything else
+tar -czf "$OUT/meta.tar.gz" -C "$META" .
 ls -la "$OUT"
 exit "$rc"

@@ -298,8 +298,8 @@ impl OutputVocab {
     }
 
     /// The `size` most useful ids for `texts`: [`SPECIAL_IDS`], the 256 byte tokens, the prompt's
-    /// ids, then the commonest ids of `texts` (ties by id), so the vocabulary is a pure function of
-    /// its inputs.
+    /// ids, then the commonest ids of `texts` (ties by id; then the lowest unused ids if `texts` has
+    /// too few), so the vocabulary is a pure function of its inputs.
     pub fn build<'a>(
         tok: &TextTokenizer,
         texts: impl IntoIterator<Item = &'a str>,
@@ -329,7 +329,18 @@ impl OutputVocab {
         }
         let mut ranked: Vec<(u32, u64)> = counts.into_iter().filter(|(id, _)| !seen.contains(id)).collect();
         ranked.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
-        real.extend(ranked.into_iter().map(|(id, _)| id).take(size.saturating_sub(real.len())));
+        let want = size.saturating_sub(real.len());
+        real.extend(ranked.into_iter().map(|(id, _)| id).take(want));
+        // texts with fewer distinct ids than asked: the lowest unused ids fill the rest, so the
+        // vocabulary always has `size` ids
+        let mut next = 3u32;
+        let base = tok.inner().get_vocab_size(false) as u32;
+        while real.len() < size && next < base {
+            if !real.contains(&next) {
+                real.push(next);
+            }
+            next += 1;
+        }
         if real.len() > size {
             return Err(MiniError::Vocab(format!("{} ids are needed before any text id; size is {size}", real.len())));
         }

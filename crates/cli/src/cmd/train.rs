@@ -29,6 +29,10 @@ pub struct Args {
     /// Device to train on.
     #[arg(long, value_enum, default_value = "cpu")]
     pub device: DeviceArg,
+    /// Override the schedule's length (`optim.steps`): the warm-up + cosine schedule ends there. A
+    /// resumed run may change it (the architecture must stay the same).
+    #[arg(long, value_name = "N")]
+    pub steps: Option<usize>,
     /// Stop (with a checkpoint) at this step, before the schedule's end.
     #[arg(long, value_name = "STEP")]
     pub stop_at: Option<usize>,
@@ -121,7 +125,11 @@ impl occ_train::Observer for Progress<'_> {
 
 pub fn run(args: Args, out: &Output) -> anyhow::Result<()> {
     let root = std::env::current_dir().context("current folder")?;
-    let cfg = TrainConfig::load(&args.config, &root)?;
+    let mut cfg = TrainConfig::load(&args.config, &root)?;
+    if let Some(n) = args.steps {
+        cfg.optim.steps = n;
+        cfg.validate().context("--steps")?;
+    }
     let run_dir = args.out.clone().unwrap_or_else(|| root.join("results").join("train").join(&cfg.name));
     let device = match args.device {
         DeviceArg::Cpu => Device::Cpu,
