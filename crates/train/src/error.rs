@@ -5,7 +5,8 @@ use std::path::{Path, PathBuf};
 /// Everything that can stop a training run.
 #[derive(Debug, thiserror::Error)]
 pub enum TrainError {
-    #[error("{path}: {source}")]
+    /// The cause (`source`) is chained, not repeated in the message.
+    #[error("{}", path.display())]
     Io { path: PathBuf, source: std::io::Error },
     #[error("training config {path}: {problem}")]
     Config { path: PathBuf, problem: String },

@@ -2,4 +2,5 @@
 
 mod decay;
 mod sweep;
+mod train;
 mod util;
