@@ -31,9 +31,12 @@ impl Grads {
     pub fn add(&mut self, vars: &BTreeMap<String, Var>, store: &GradStore) -> TrainResult<()> {
         for (name, var) in vars {
             let Some(g) = store.get(var.as_tensor()) else { continue };
+            // detached: a gradient computed from tracked tensors would keep the step's whole
+            // autograd graph alive (and, through the moments, every step's)
+            let g = g.detach();
             let sum = match self.sums.remove(name) {
                 Some(s) => (s + g)?,
-                None => g.clone(),
+                None => g,
             };
             self.sums.insert(name.clone(), sum);
         }
@@ -95,8 +98,8 @@ impl AdamW {
             let (Some(m), Some(v)) = (self.m.get(name), self.v.get(name)) else {
                 return Err(TrainError::Other(format!("optimiser has no state for {name}")));
             };
-            let m = ((m * b1)? + (g * (1.0 - b1))?)?;
-            let v = ((v * b2)? + (g.sqr()? * (1.0 - b2))?)?;
+            let m = ((m * b1)? + (g * (1.0 - b1))?)?.detach();
+            let v = ((v * b2)? + (g.sqr()? * (1.0 - b2))?)?.detach();
             let update = ((&m / c1)? / ((&v / c2)?.sqrt()? + cfg.eps)?)?;
             let p = var.as_tensor();
             let decayed =
