@@ -92,6 +92,9 @@ pub struct PageSource {
     pub mode: Mode,
     pub tok: Arc<TextTokenizer>,
     pub vocab: Arc<OutputVocab>,
+    /// Longest target (reader ids) a page may have: the decoder's positions minus the prompt and
+    /// EOS. A longer draw (random strings spelt in bytes at a high ratio) is redrawn.
+    pub max_target: usize,
 }
 
 /// Uniform draw in `[lo, hi]`.
@@ -224,8 +227,9 @@ impl PageSource {
                 let image = occ_model::preprocess::prepare(&fitted.page.image, self.mode)
                     .map_err(|e| TrainError::Render(e.to_string()))?
                     .global;
-                let target =
+                let mut target =
                     self.vocab.encode(&self.tok, &fitted.page.text).map_err(|e| TrainError::Render(e.to_string()))?;
+                target.truncate(self.max_target);
                 Ok(Page {
                     image,
                     ratio: fitted.ratio.nominal,

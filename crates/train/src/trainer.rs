@@ -245,15 +245,23 @@ pub fn train(cfg: &TrainConfig, opts: &TrainOptions, obs: &mut dyn Observer) -> 
         resume_kind: resume_kind.into(),
     });
 
+    let max_target = cfg.model.decoder.max_positions.saturating_sub(prompt.ids.len() + 1);
     let source = Arc::new(PageSource {
         passages: train_passages,
         cfg: cfg.data.clone(),
         mode,
         tok: tok.clone(),
         vocab: vocab.clone(),
+        max_target,
     });
-    let val_source =
-        PageSource { passages: val_passages, cfg: cfg.data.clone(), mode, tok: tok.clone(), vocab: vocab.clone() };
+    let val_source = PageSource {
+        passages: val_passages,
+        cfg: cfg.data.clone(),
+        mode,
+        tok: tok.clone(),
+        vocab: vocab.clone(),
+        max_target,
+    };
     let rx = prefetch(source, cfg.run.seed, start_step, end, cfg, opts.prefetch);
 
     let mut step = start_step;

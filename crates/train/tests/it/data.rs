@@ -21,6 +21,7 @@ pub fn source(cfg: &occ_train::TrainConfig) -> (PageSource, Arc<TextTokenizer>, 
         mode: cfg.model.mode().unwrap(),
         tok: tok.clone(),
         vocab: vocab.clone(),
+        max_target: 200,
     };
     (src, tok, vocab)
 }
