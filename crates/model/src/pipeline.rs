@@ -277,6 +277,18 @@ impl DeepseekOcr {
         // continuous batching: every page in its own slot; the same tokens as `generate` (tests),
         // with the decode step replayed as a CUDA graph on the GPU
         let bc = BatcherConfig { slots: n, prefill_batch: n.min(8), ..Default::default() };
+        // a mini reader was trained for prompt + output within its decoder's positions: it writes no
+        // more than that (a reader that misses EOS would otherwise run to the caller's budget)
+        let capped;
+        let cfg = match self.native_mode {
+            Some(_) => {
+                let longest = inputs.iter().map(|p| p.ids.len()).max().unwrap_or(0);
+                let room = self.decoder.config().max_position_embeddings.saturating_sub(longest).max(1);
+                capped = GenerationConfig { max_new_tokens: cfg.max_new_tokens.min(room), ..cfg.clone() };
+                &capped
+            }
+            None => cfg,
+        };
         let out = generate_queue(&self.decoder, &inputs, cfg, &bc)?;
         let share = |d: Duration| d / n as u32;
         out.rows
