@@ -13,22 +13,38 @@ use occ_train::model::{batch_loss, reader_prompt, Params};
 use crate::common::{tempdir, tiny_config};
 use crate::data::source;
 
+/// Three training pages of the tiny reader and its prompt.
+struct Fixture {
+    pages: Vec<occ_train::data::Page>,
+    prompt: occ_model::prompt::PromptTokens,
+}
+
+impl Fixture {
+    fn new(cfg: &occ_train::TrainConfig) -> Fixture {
+        let (src, tok, vocab) = source(cfg);
+        Fixture { pages: src.batch(3, 0, 0, 3).unwrap(), prompt: reader_prompt(&cfg.model, &tok, &vocab).unwrap() }
+    }
+
+    /// The summed loss of the three pages.
+    fn loss(&self, cfg: &occ_train::TrainConfig, params: &Params) -> Tensor {
+        let images: Vec<&image::RgbImage> = self.pages.iter().map(|p| &p.image).collect();
+        let targets: Vec<&[u32]> = self.pages.iter().map(|p| p.target.as_slice()).collect();
+        batch_loss(&cfg.model, params.var_builder(), &self.prompt, &images, &targets).unwrap().sum
+    }
+}
+
 #[test]
 fn gradients_of_every_module_match_finite_differences() {
     let dir = tempdir();
     let cfg = tiny_config(dir.path(), |s| {
         s.replace("probe_share = 0.3", "probe_share = 0.0").replace("experts_per_token = 2", "experts_per_token = 4")
     });
-    let (src, tok, vocab) = source(&cfg);
-    let pages = src.batch(3, 0, 0, 3).unwrap();
-    let images: Vec<&image::RgbImage> = pages.iter().map(|p| &p.image).collect();
-    let targets: Vec<&[u32]> = pages.iter().map(|p| p.target.as_slice()).collect();
-    let prompt = reader_prompt(&cfg.model, &tok, &vocab).unwrap();
+    let fx = Fixture::new(&cfg);
     let params = Params::init(&cfg.model, 5, &Device::Cpu).unwrap();
     let loss = |params: &Params| -> (Tensor, f64) {
-        let bl = batch_loss(&cfg.model, params.var_builder(), &prompt, &images, &targets).unwrap();
-        let v = f64::from(bl.sum.to_scalar::<f32>().unwrap());
-        (bl.sum, v)
+        let sum = fx.loss(&cfg, params);
+        let v = f64::from(sum.to_scalar::<f32>().unwrap());
+        (sum, v)
     };
     let (sum, _) = loss(&params);
     let grads = sum.backward().unwrap();
@@ -68,14 +84,8 @@ fn gradients_of_every_module_match_finite_differences() {
 fn routed_experts_get_gradients() {
     let dir = tempdir();
     let cfg = tiny_config(dir.path(), |s| s);
-    let (src, tok, vocab) = source(&cfg);
-    let pages = src.batch(3, 0, 0, 3).unwrap();
-    let images: Vec<&image::RgbImage> = pages.iter().map(|p| &p.image).collect();
-    let targets: Vec<&[u32]> = pages.iter().map(|p| p.target.as_slice()).collect();
-    let prompt = reader_prompt(&cfg.model, &tok, &vocab).unwrap();
     let params = Params::init(&cfg.model, 5, &Device::Cpu).unwrap();
-    let bl = batch_loss(&cfg.model, params.var_builder(), &prompt, &images, &targets).unwrap();
-    let grads = bl.sum.backward().unwrap();
+    let grads = Fixture::new(&cfg).loss(&cfg, &params).backward().unwrap();
     let mut experts_with_grad = 0;
     for (name, var) in &params.vars {
         let g = grads.get(var.as_tensor()).unwrap_or_else(|| panic!("{name}: no gradient"));
