@@ -101,6 +101,31 @@ fn train_export_then_read_with_the_mini_engine() {
     assert!(!o.status.success());
     assert!(String::from_utf8_lossy(&o.stderr).contains("custom:128x128"), "{}", String::from_utf8_lossy(&o.stderr));
 
+    // bench: the reader's speed in its mode
+    let o = cb(
+        &root,
+        &[
+            "bench",
+            "--engine",
+            "mini",
+            "--weights",
+            w,
+            "--modes",
+            "custom:128x128",
+            "--batch",
+            "2",
+            "--new-tokens",
+            "4",
+            "--encoder-batch",
+            "0",
+            "--warmup",
+            "0",
+            "--json",
+        ],
+    );
+    assert_ok(&o);
+    assert!(String::from_utf8_lossy(&o.stdout).contains("pages_per_s"), "{}", String::from_utf8_lossy(&o.stdout));
+
     // sweep: the engine is named in the results
     let ds = root.join("datasets");
     let o = cb(
