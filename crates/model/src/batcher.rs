@@ -111,7 +111,9 @@ pub fn generate_queue(
     let (mut prefill, mut decode) = (Duration::ZERO, Duration::ZERO);
     let mut steps = 0usize;
     let mut graph: Option<StepGraph> = None;
-    let mut graph_failed = !bc.cuda_graph;
+    // float32 keeps host routing in the MoE (a read-back per layer), which a graph cannot capture:
+    // decode eagerly without a doomed capture attempt (and its warning)
+    let mut graph_failed = !bc.cuda_graph || model.dtype() == candle_core::DType::F32;
 
     let step = |cache: &SlotCache| -> Result<()> {
         let logits = model.forward_slots(&ids_buf, &pos_buf, cache)?;
