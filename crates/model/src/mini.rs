@@ -21,7 +21,7 @@ use occ_core::{Mode, TextTokenizer};
 use serde::{Deserialize, Serialize};
 
 use crate::config::{ClipConfig, ProjectorConfig, SamConfig, VisionConfig};
-use crate::decoder::{DecoderConfig, TopkMethod};
+use crate::decoder::DecoderConfig;
 
 /// File names inside a model folder.
 pub const CONFIG_FILE: &str = "mini.json";
@@ -174,7 +174,6 @@ impl MiniConfig {
             sam: SamConfig {
                 image_size: self.canvas,
                 patch_size: 16,
-                in_chans: 3,
                 width: s.width,
                 depth: s.depth,
                 heads: s.heads,
@@ -183,7 +182,7 @@ impl MiniConfig {
                 global_attn_indexes: s.global_attn_indexes.clone(),
                 out_chans: s.out_chans,
                 downsample_channels: s.downsample_channels,
-                eps: 1e-6,
+                ..SamConfig::deepseek_ocr()
             },
             clip: ClipConfig {
                 width: clip_width,
@@ -193,14 +192,14 @@ impl MiniConfig {
                 // the stored position grid is the compressed grid (CLIP's `image_size / patch_size`)
                 image_size: grid * 14,
                 patch_size: 14,
-                eps: 1e-5,
-                pre_eps: 1e-5,
+                ..ClipConfig::deepseek_ocr()
             },
             projector: ProjectorConfig { input_dim: 2 * clip_width, n_embed: self.decoder.hidden_size },
         }
     }
 
-    /// The decoder's config, in the output vocabulary's ids (BOS 0, EOS 1 as in the tokenizer).
+    /// The decoder's config, in the output vocabulary's ids (BOS 0, EOS 1 as in the tokenizer): the
+    /// sizes from the config, every rule (routing, norms, RoPE) DeepSeek-OCR's.
     pub fn decoder_config(&self) -> DecoderConfig {
         let d = &self.decoder;
         DecoderConfig {
@@ -215,15 +214,10 @@ impl MiniConfig {
             num_experts_per_tok: d.experts_per_token,
             n_shared_experts: (d.shared_experts > 0).then_some(d.shared_experts),
             first_k_dense_replace: if d.experts > 0 { d.first_dense_layers } else { d.layers },
-            moe_layer_freq: 1,
-            routed_scaling_factor: 1.0,
-            topk_method: TopkMethod::Greedy,
-            norm_topk_prob: false,
-            rms_norm_eps: 1e-6,
-            rope_theta: 10_000.0,
             max_position_embeddings: d.max_positions,
             bos_token_id: BOS_ID,
             eos_token_id: EOS_ID,
+            ..DecoderConfig::deepseek_ocr()
         }
     }
 
@@ -330,13 +324,16 @@ impl OutputVocab {
         let mut ranked: Vec<(u32, u64)> = counts.into_iter().filter(|(id, _)| !seen.contains(id)).collect();
         ranked.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
         let want = size.saturating_sub(real.len());
-        real.extend(ranked.into_iter().map(|(id, _)| id).take(want));
+        for (id, _) in ranked.into_iter().take(want) {
+            seen.insert(id);
+            real.push(id);
+        }
         // texts with fewer distinct ids than asked: the lowest unused ids fill the rest, so the
         // vocabulary always has `size` ids
         let mut next = 3u32;
         let base = tok.inner().get_vocab_size(false) as u32;
         while real.len() < size && next < base {
-            if !real.contains(&next) {
+            if seen.insert(next) {
                 real.push(next);
             }
             next += 1;

@@ -28,7 +28,8 @@ pub const OPTIMIZER_FILE: &str = "optimizer.safetensors";
 pub const LATEST_FILE: &str = "latest";
 /// Steps over which the learning rate ramps up again after a warm restart.
 pub const WARM_RESTART_STEPS: usize = 50;
-const FORMAT: &str = "occ-train-checkpoint-v1";
+/// `state.json`'s `format`.
+pub const FORMAT: &str = "occ-train-checkpoint-v1";
 
 /// `state.json`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

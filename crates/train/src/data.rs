@@ -153,6 +153,15 @@ impl PageSource {
         text
     }
 
+    /// A fitted page as the encoder sees it (the mode's global view), with its target in reader ids.
+    fn finish(&self, fitted: occ_render::FittedPage, kind: TextKind) -> TrainResult<Page> {
+        let image = occ_model::preprocess::prepare(&fitted.page.image, self.mode)
+            .map_err(|e| TrainError::Render(e.to_string()))?
+            .global;
+        let target = self.vocab.encode(&self.tok, &fitted.page.text).map_err(|e| TrainError::Render(e.to_string()))?;
+        Ok(Page { image, ratio: fitted.ratio.nominal, font_px: fitted.font_px, text: fitted.page.text, target, kind })
+    }
+
     /// Renders the page with generator `rng`. A draw that cannot be rendered (a ratio too high for
     /// the smallest font) is redrawn, up to 8 times.
     pub fn page(&self, rng: &mut SplitMix64) -> TrainResult<Page> {
@@ -186,19 +195,13 @@ impl PageSource {
                     continue;
                 }
             };
-            let image = occ_model::preprocess::prepare(&fitted.page.image, self.mode)
-                .map_err(|e| TrainError::Render(e.to_string()))?
-                .global;
-            let target =
-                self.vocab.encode(&self.tok, &fitted.page.text).map_err(|e| TrainError::Render(e.to_string()))?;
-            return Ok(Page {
-                image,
-                ratio: fitted.ratio.nominal,
-                font_px: fitted.font_px,
-                text: fitted.page.text,
-                target,
-                kind,
-            });
+            let page = self.finish(fitted, kind)?;
+            if page.target.len() > self.max_target {
+                last_err =
+                    format!("{} reader tokens, more than the {} the decoder takes", page.target.len(), self.max_target);
+                continue;
+            }
+            return Ok(page);
         }
         Err(TrainError::Render(format!("no renderable page in 8 draws (last: {last_err})")))
     }
@@ -224,20 +227,9 @@ impl PageSource {
                 }
                 let fitted = fit_to_ratio(&text, &self.tok, self.mode, ratio, &spec)
                     .map_err(|e| TrainError::Render(format!("validation page {i} at {ratio}x: {e}")))?;
-                let image = occ_model::preprocess::prepare(&fitted.page.image, self.mode)
-                    .map_err(|e| TrainError::Render(e.to_string()))?
-                    .global;
-                let mut target =
-                    self.vocab.encode(&self.tok, &fitted.page.text).map_err(|e| TrainError::Render(e.to_string()))?;
-                target.truncate(self.max_target);
-                Ok(Page {
-                    image,
-                    ratio: fitted.ratio.nominal,
-                    font_px: fitted.font_px,
-                    text: fitted.page.text,
-                    target,
-                    kind: TextKind::Prose,
-                })
+                let mut page = self.finish(fitted, TextKind::Prose)?;
+                page.target.truncate(self.max_target);
+                Ok(page)
             })
             .collect()
     }

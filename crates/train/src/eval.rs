@@ -2,8 +2,6 @@
 //! through the inference engine (the same `DeepseekOcr` path `--engine mini` uses), scored with the
 //! sweep's normalisation and character precision (1 − normalised edit distance).
 
-use std::time::Instant;
-
 use occ_core::{Prompt, TextTokenizer};
 use occ_eval::metrics::char_precision;
 use occ_eval::{Lang, Normalization};
@@ -46,9 +44,7 @@ pub fn evaluate(
         ..GenerationConfig::hf_infer()
     };
     let batch: Vec<(&image::RgbImage, occ_core::Mode)> = pages.iter().map(|p| (&p.image, mode)).collect();
-    let t = Instant::now();
     let outs = engine.ocr(&batch, &Prompt::FreeOcr, &gen)?;
-    let _ = t.elapsed();
     let norm = Normalization::default();
     let mut total = 0.0;
     let mut stopped = 0usize;

@@ -270,7 +270,7 @@ pub fn train(cfg: &TrainConfig, opts: &TrainOptions, obs: &mut dyn Observer) -> 
     let (mut pages_done, mut busy, mut waited) = (0usize, 0.0f64, 0.0f64);
     let mut last_eval = Vec::new();
     let state_at = |step: usize, optim: &AdamW| State {
-        format: "occ-train-checkpoint-v1".into(),
+        format: checkpoint::FORMAT.into(),
         step,
         adam_t: optim.t,
         model_fingerprint: cfg.model_fingerprint(),

@@ -56,3 +56,19 @@ fn bad_passage_files_are_named_by_line() {
     let err = read_passages(&p).unwrap_err().to_string();
     assert!(err.contains("bad.jsonl") && err.contains("line 2") && err.contains("text"), "{err}");
 }
+
+#[test]
+fn pages_longer_than_the_decoder_takes_are_redrawn() {
+    let dir = tempdir();
+    let cfg = tiny_config(dir.path(), |s| s.replace("probe_share = 0.3", "probe_share = 0.6"));
+    let (mut src, _, _) = source(&cfg);
+    let all = src.batch(7, 0, 0, 16).unwrap();
+    let longest = all.iter().map(|p| p.target.len()).max().unwrap();
+    src.max_target = longest - 1; // at least one of these draws is now too long
+    for p in src.batch(7, 0, 0, 16).unwrap() {
+        assert!(p.target.len() < longest, "a page of {} reader tokens got through", p.target.len());
+    }
+    for p in src.fixed_ratio_pages(3.0, 2).unwrap() {
+        assert!(p.target.len() < longest);
+    }
+}
