@@ -5,7 +5,10 @@
 # - A fresh run trains 20 steps, measures the step time, sets the schedule's length (--steps) so
 #   that CALLS calls of TIME_LIMIT seconds finish it, and resumes exactly (optimiser state on the
 #   local disk) under a time limit.
-# - A resumed run (a previous call's $OUT carried as .ckpt/) restores the weights, which travel in
+# - On a warm machine (the previous call's run folder still in $RUN: calls within ~30 s of each
+#   other get the same machine), the run resumes exactly from its latest checkpoint (float32
+#   weights and AdamW state), whatever .ckpt/ holds.
+# - Otherwise a resumed run (a previous call's $OUT carried as .ckpt/) restores the weights, which travel in
 #   bf16 (the f32 weights and the optimiser state do not fit the limits), and continues with a warm
 #   restart (zero moments, learning rate re-warmed over 50 steps; occ_train::checkpoint).
 # - $OUT gets the latest checkpoint's reader in bf16 (weights split into 15 MiB parts) and
@@ -23,12 +26,20 @@ OUT=${OUT:?run on the device machine, where OUT is set}
 start=$(date +%s)
 xz -dc .dist/cb.xz > /tmp/cb && chmod +x /tmp/cb
 META=/tmp/meta
+rm -rf /tmp/export
 mkdir -p "$RUN" "$META"
 { nvidia-smi --query-gpu=name,memory.total --format=csv,noheader || echo "no GPU"; } | tee "$META/device.txt"
 cb_train() { /tmp/cb train --config "$CONFIG" --out "$RUN" --device "${DEVICE:-cuda}" --export /tmp/export "$@" 2>&1 | tee -a "$META/train.log"; }
 steps_of() { python3 -c 'import json,sys; s=json.load(open(sys.argv[1])); print(s[sys.argv[2]] if sys.argv[2] in s else s["config"]["optim"]["steps"])' "$@"; }
 set +e
-if [ -f .ckpt/state.json ]; then
+if [ -f "$RUN/latest" ]; then
+  step=$(steps_of "$RUN/$(cat "$RUN/latest")/state.json" step)
+  total=${STEPS:-$(steps_of "$RUN/$(cat "$RUN/latest")/state.json" total)}
+  echo "warm machine: resuming exactly from step $step of $total" | tee -a "$META/train.log"
+  left=$(( TIME_LIMIT - ($(date +%s) - start) - 20 ))
+  cb_train --resume --steps "$total" --time-limit "$left"
+  rc=${PIPESTATUS[0]}
+elif [ -f .ckpt/state.json ]; then
   step=$(steps_of .ckpt/state.json step)
   total=${STEPS:-$(steps_of .ckpt/state.json total)}
   name=$(printf 'ckpt-%07d' "$step")

@@ -29,6 +29,19 @@ fn with_newlines(grid: &Tensor, newline: &Tensor) -> Result<Tensor> {
     out.reshape((r * k, c))
 }
 
+/// The rows of a batch of global-only views (no local tiles), as [`lay_out`] lays out each one.
+///
+/// # Shapes
+/// `global`: (b, h·w, c); `newline`, `separator`: (c) → (b, h·(w + 1) + 1, c).
+pub fn lay_out_batch(global: &Tensor, newline: &Tensor, separator: &Tensor) -> Result<Tensor> {
+    let (b, n, c) = global.dims3()?;
+    let side = square_side(n, "the global view")?;
+    let nl = newline.reshape((1, 1, 1, c))?.to_dtype(global.dtype())?.broadcast_as((b, side, 1, c))?;
+    let rows = Tensor::cat(&[&global.reshape((b, side, side, c))?, &nl], 2)?.reshape((b, side * (side + 1), c))?;
+    let sep = separator.reshape((1, 1, c))?.to_dtype(global.dtype())?.broadcast_as((b, 1, c))?;
+    Tensor::cat(&[&rows, &sep], 1)
+}
+
 /// The rows of one image.
 ///
 /// # Shapes

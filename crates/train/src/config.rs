@@ -48,6 +48,41 @@ pub struct DataConfig {
     /// Passages counted to choose the output vocabulary (its commonest ids).
     #[serde(default = "default_vocab_passages")]
     pub vocab_passages: usize,
+    /// A curriculum (`[[data.stages]]`, in step order): while fewer than `until` steps are done,
+    /// ratios are drawn from the stage's range (and micro-batches hold its `batch` pages, when
+    /// given); after the last stage, `ratios` and `optim.batch` apply. Low ratios first let a
+    /// reader learn glyphs on short pages before it has to compress.
+    #[serde(default)]
+    pub stages: Vec<Stage>,
+}
+
+/// One stage of the curriculum.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Stage {
+    /// The stage applies to steps `s < until` (after the previous stage's `until`).
+    pub until: usize,
+    pub ratios: [f64; 2],
+    /// Pages per micro-batch in this stage (short pages fit larger batches); default `optim.batch`.
+    #[serde(default)]
+    pub batch: Option<usize>,
+}
+
+impl DataConfig {
+    /// The stage step `step` (0-based, the step being computed) is in, if any.
+    pub fn stage_at(&self, step: usize) -> Option<&Stage> {
+        self.stages.iter().find(|s| step < s.until)
+    }
+
+    /// The ratio range of step `step`.
+    pub fn ratios_at(&self, step: usize) -> [f64; 2] {
+        self.stage_at(step).map_or(self.ratios, |s| s.ratios)
+    }
+
+    /// Pages per micro-batch of step `step`, given the default `batch`.
+    pub fn batch_at(&self, step: usize, batch: usize) -> usize {
+        self.stage_at(step).and_then(|s| s.batch).unwrap_or(batch)
+    }
 }
 
 fn default_probe_share() -> f64 {
@@ -177,6 +212,20 @@ impl TrainConfig {
         }
         if !(d.ratios[0] > 0.0 && d.ratios[0] <= d.ratios[1] && d.ratios[1].is_finite()) {
             return bad("data.ratios", format!("{:?}", d.ratios), "[lo, hi] with 0 < lo <= hi");
+        }
+        let mut prev = 0;
+        for (i, st) in d.stages.iter().enumerate() {
+            let field = |f: &str| format!("data.stages[{i}].{f}");
+            if st.until <= prev {
+                return bad(&field("until"), st.until.to_string(), "steps increasing from stage to stage, above 0");
+            }
+            prev = st.until;
+            if !(st.ratios[0] > 0.0 && st.ratios[0] <= st.ratios[1] && st.ratios[1].is_finite()) {
+                return bad(&field("ratios"), format!("{:?}", st.ratios), "[lo, hi] with 0 < lo <= hi");
+            }
+            if st.batch == Some(0) {
+                return bad(&field("batch"), "0".into(), "a positive page count");
+            }
         }
         if !(0.0..=1.0).contains(&d.probe_share) {
             return bad("data.probe_share", d.probe_share.to_string(), "a share in [0, 1]");

@@ -50,6 +50,8 @@ pub fn write(run_dir: &Path) -> TrainResult<()> {
             Column::new("tokens".into(), steps.iter().map(|s| s.tokens as u64).collect::<Vec<_>>()),
             col("seconds", steps.iter().map(|s| s.seconds).collect()),
             col("data_wait_seconds", steps.iter().map(|s| s.data_wait_seconds).collect()),
+            col("forward_seconds", steps.iter().map(|s| s.forward_seconds).collect()),
+            col("backward_seconds", steps.iter().map(|s| s.backward_seconds).collect()),
         ],
     )
     .map_err(polars_err)?;

@@ -164,7 +164,7 @@ impl PageSource {
 
     /// Renders the page with generator `rng`. A draw that cannot be rendered (a ratio too high for
     /// the smallest font) is redrawn, up to 8 times.
-    pub fn page(&self, rng: &mut SplitMix64) -> TrainResult<Page> {
+    pub fn page(&self, rng: &mut SplitMix64, ratios: [f64; 2]) -> TrainResult<Page> {
         let c = &self.cfg;
         let mut last_err = String::new();
         for _ in 0..8 {
@@ -177,7 +177,7 @@ impl PageSource {
             } else {
                 TextKind::Prose
             };
-            let ratio = uniform(rng, c.ratios[0], c.ratios[1]);
+            let ratio = uniform(rng, ratios[0], ratios[1]);
             let mut spec = RenderSpec::for_mode(self.mode, Lang::En);
             spec.line_height = uniform(rng, f64::from(c.line_height[0]), f64::from(c.line_height[1])) as f32;
             let side = spec.width as f32;
@@ -206,9 +206,14 @@ impl PageSource {
         Err(TrainError::Render(format!("no renderable page in 8 draws (last: {last_err})")))
     }
 
-    /// The pages of micro-batch `micro` of step `step`, rendered in parallel, in order.
+    /// The pages of micro-batch `micro` of step `step`, rendered in parallel, in order, at the
+    /// ratios of the step's curriculum stage.
     pub fn batch(&self, seed: u64, step: usize, micro: usize, size: usize) -> TrainResult<Vec<Page>> {
-        (0..size).into_par_iter().map(|i| self.page(&mut page_rng(seed, step as u64, micro as u64, i as u64))).collect()
+        let ratios = self.cfg.ratios_at(step);
+        (0..size)
+            .into_par_iter()
+            .map(|i| self.page(&mut page_rng(seed, step as u64, micro as u64, i as u64), ratios))
+            .collect()
     }
 
     /// Validation pages at a fixed `ratio`: page `i` starts at the start of passage `i` (cycling),

@@ -16,9 +16,8 @@ use occ_core::{Prompt, TextTokenizer};
 use occ_eval::rng::SplitMix64;
 use occ_model::decoder::DecoderModel;
 use occ_model::encoder::DeepEncoder;
-use occ_model::layout::lay_out;
+use occ_model::layout::lay_out_batch;
 use occ_model::mini::{MiniConfig, OutputVocab};
-use occ_model::pipeline::splice;
 use occ_model::preprocess::images_tensor;
 use occ_model::prompt::{build_prompt, PromptTokens};
 
@@ -201,29 +200,40 @@ pub fn batch_loss(
             max_len, cfg.decoder.max_positions
         )));
     }
-    let mut rows = Vec::with_capacity(b);
+    // Every page has the same prompt, so its image slots are one run at the same positions: the
+    // batch is embedded in one lookup and the laid-out vision rows replace the slots' embeddings
+    // (what `splice` does page by page). Padding after a page's end is causally invisible to it.
+    let slots = prompt.slots();
+    let at = prompt.image_mask.iter().position(|&m| m).unwrap_or(0);
+    if prompt.image_mask.iter().skip(at).take(slots).any(|&m| !m) {
+        return Err(TrainError::Other("the reader prompt's image slots are not one run".into()));
+    }
+    let mut ids = Vec::with_capacity(b * max_len);
     let mut select = Vec::new();
     let mut labels = Vec::new();
     for (i, target) in targets.iter().enumerate() {
-        let vision = lay_out(&feats.get(i)?, None, encoder.image_newline(), encoder.view_separator())?;
-        let mut ids = prompt.ids.clone();
+        ids.extend(prompt.ids.iter().zip(&prompt.image_mask).map(|(&id, &m)| if m { 0 } else { id }));
         ids.extend_from_slice(target);
-        let mut mask = prompt.image_mask.clone();
-        mask.resize(ids.len(), false);
-        let e = splice(&decoder, &PromptTokens { ids, image_mask: mask }, &vision)?;
-        let pad = max_len - lens[i];
-        rows.push(if pad == 0 {
-            e
-        } else {
-            Tensor::cat(&[&e, &Tensor::zeros((pad, hidden), DType::F32, &device)?], 0)?
-        });
+        ids.resize((i + 1) * max_len, 0);
         // position p-1+j predicts target[j]; position p-1+len predicts EOS
         for j in 0..=target.len() {
             select.push((i * max_len + p - 1 + j) as u32);
             labels.push(if j < target.len() { target[j] } else { occ_core::tokenizer::EOS_ID });
         }
     }
-    let embeds = Tensor::stack(&rows, 0)?; // (b, L, hidden)
+    let text = decoder.embed(&Tensor::from_vec(ids, (b, max_len), &device)?)?; // (b, L, hidden)
+    let vision = lay_out_batch(&feats, encoder.image_newline(), encoder.view_separator())?;
+    if vision.dim(1)? != slots {
+        return Err(TrainError::Other(format!(
+            "the prompt has {slots} image slots but the encoder gave {} rows",
+            vision.dim(1)?
+        )));
+    }
+    let after = max_len - at - slots;
+    let embeds = Tensor::cat(
+        &[&text.narrow(1, 0, at)?, &vision.to_dtype(text.dtype())?, &text.narrow(1, at + slots, after)?],
+        1,
+    )?; // (b, L, hidden)
     let mut cache = decoder.new_cache(vec![0; b]);
     let h = decoder.forward_hidden(&embeds, 0, &mut cache)?; // (b, L, hidden)
     let n = select.len();

@@ -62,6 +62,13 @@ pub struct StepLog {
     /// Seconds of the step, and the part spent waiting for rendered pages.
     pub seconds: f64,
     pub data_wait_seconds: f64,
+    /// Seconds of the forward passes (model build, encoder, decoder, loss) and of the backward
+    /// passes, each ended by a device synchronisation; the rest of `seconds` is waiting for pages,
+    /// gradient accumulation, clipping and the AdamW update.
+    #[serde(default)]
+    pub forward_seconds: f64,
+    #[serde(default)]
+    pub backward_seconds: f64,
 }
 
 /// One validation, as journaled.
@@ -133,6 +140,7 @@ fn prefetch(
     let (accumulate, batch) = (cfg.optim.accumulate, cfg.optim.batch);
     std::thread::spawn(move || {
         for step in start..end {
+            let batch = source.cfg.batch_at(step, batch);
             for micro in 0..accumulate {
                 let pages = source.batch(seed, step, micro, batch);
                 if tx.send((step, micro, pages)).is_err() {
@@ -279,7 +287,7 @@ pub fn train(cfg: &TrainConfig, opts: &TrainOptions, obs: &mut dyn Observer) -> 
     };
     while step < end {
         let t0 = Instant::now();
-        let mut wait = 0.0;
+        let (mut wait, mut forward, mut backward) = (0.0, 0.0, 0.0);
         let mut grads = Grads::default();
         let (mut loss_sum, mut tokens, mut pages) = (0.0f64, 0usize, 0usize);
         for micro in 0..cfg.optim.accumulate {
@@ -292,8 +300,14 @@ pub fn train(cfg: &TrainConfig, opts: &TrainOptions, obs: &mut dyn Observer) -> 
             let batch = batch?;
             let images: Vec<&image::RgbImage> = batch.iter().map(|p| &p.image).collect();
             let targets: Vec<&[u32]> = batch.iter().map(|p| p.target.as_slice()).collect();
+            let tf = Instant::now();
             let bl = batch_loss(&cfg.model, params.var_builder(), &prompt, &images, &targets)?;
+            opts.device.synchronize()?;
+            forward += tf.elapsed().as_secs_f64();
+            let tb = Instant::now();
             let store = bl.sum.backward()?;
+            opts.device.synchronize()?;
+            backward += tb.elapsed().as_secs_f64();
             grads.add(&params.vars, &store)?;
             loss_sum += f64::from(bl.sum.to_scalar::<f32>()?);
             tokens += bl.tokens;
@@ -324,7 +338,18 @@ pub fn train(cfg: &TrainConfig, opts: &TrainOptions, obs: &mut dyn Observer) -> 
         busy += seconds;
         waited += wait;
         last_loss = Some(loss);
-        let log = StepLog { step, loss, lr, grad_norm, pages, tokens, seconds, data_wait_seconds: wait };
+        let log = StepLog {
+            step,
+            loss,
+            lr,
+            grad_norm,
+            pages,
+            tokens,
+            seconds,
+            data_wait_seconds: wait,
+            forward_seconds: forward,
+            backward_seconds: backward,
+        };
         if step % cfg.run.log_every == 0 || step == end || step == start_step + 1 {
             append(&train_log, &log)?;
         }

@@ -8,7 +8,7 @@ use candle_nn::VarBuilder;
 use occ_core::{GundamGrid, Mode};
 use occ_model::config::VisionConfig;
 use occ_model::encoder::DeepEncoder;
-use occ_model::layout::lay_out;
+use occ_model::layout::{lay_out, lay_out_batch};
 use occ_model::preprocess::{prepare, PreparedImage};
 use occ_model::synth::{synth_tensor, synth_var_builder};
 
@@ -135,6 +135,19 @@ fn layout_without_tiles_is_global_then_separator() {
     let rows: Vec<Vec<f32>> = lay_out(&tagged(0, 2), None, &newline, &sep).unwrap().to_vec2().unwrap();
     let want = [[0., 0., 0.], [0., 0., 1.], [-1.; 3], [0., 1., 0.], [0., 1., 1.], [-1.; 3], [-2.; 3]];
     assert_eq!(rows, want.iter().map(|r| r.to_vec()).collect::<Vec<_>>());
+}
+
+#[test]
+fn batch_layout_equals_each_page_laid_out() {
+    let newline = Tensor::new(&[-1f32, -1., -1.], &Device::Cpu).unwrap();
+    let sep = Tensor::new(&[-2f32, -2., -2.], &Device::Cpu).unwrap();
+    let pages: Vec<Tensor> = (0..3).map(|k| (tagged(0, 3) + k as f64).unwrap()).collect();
+    let batch = lay_out_batch(&Tensor::stack(&pages, 0).unwrap(), &newline, &sep).unwrap();
+    assert_eq!(batch.dims(), &[3, 3 * 4 + 1, 3]);
+    for (k, page) in pages.iter().enumerate() {
+        let one: Vec<Vec<f32>> = lay_out(page, None, &newline, &sep).unwrap().to_vec2().unwrap();
+        assert_eq!(batch.i(k).unwrap().to_vec2::<f32>().unwrap(), one, "page {k}");
+    }
 }
 
 /// All tensors the tiny encoder reads, synthesised, as a name → tensor map.

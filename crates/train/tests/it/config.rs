@@ -44,3 +44,18 @@ fn the_shipped_configs_load() {
         assert_eq!(cfg.name, name);
     }
 }
+
+#[test]
+fn curriculum_stages_are_checked_by_field() {
+    let stages = |text: &str| TINY.replace("probe_share = 0.3", &format!("probe_share = 0.3\n{text}"));
+    let err = load(&stages(
+        "[[data.stages]]\nuntil = 5\nratios = [1.0, 2.0]\n[[data.stages]]\nuntil = 5\nratios = [1.0, 2.0]",
+    ));
+    assert!(err.contains("data.stages[1].until"), "{err}");
+    let err = load(&stages("[[data.stages]]\nuntil = 5\nratios = [2.0, 1.0]"));
+    assert!(err.contains("data.stages[0].ratios"), "{err}");
+    let err = load(&stages("[[data.stages]]\nuntil = 5\nratios = [1.0, 2.0]\nbatch = 0"));
+    assert!(err.contains("data.stages[0].batch"), "{err}");
+    let err = load(&stages("[[data.stages]]\nuntil = 5\nratio = [1.0, 2.0]"));
+    assert!(err.contains("ratio"), "{err}");
+}

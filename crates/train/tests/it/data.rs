@@ -72,3 +72,19 @@ fn pages_longer_than_the_decoder_takes_are_redrawn() {
         assert!(p.target.len() < longest);
     }
 }
+
+#[test]
+fn curriculum_stages_set_the_ratios_and_batch_of_their_steps() {
+    let dir = tempdir();
+    let cfg = tiny_config(dir.path(), |s| {
+        s.replace("probe_share = 0.3", "probe_share = 0.0\n[[data.stages]]\nuntil = 2\nratios = [5.0, 6.0]\nbatch = 3")
+    });
+    assert_eq!((cfg.data.batch_at(0, 4), cfg.data.batch_at(1, 4), cfg.data.batch_at(2, 4)), (3, 3, 4));
+    let (src, _, _) = source(&cfg);
+    for page in src.batch(7, 1, 0, 4).unwrap() {
+        assert!(page.ratio > 4.5, "a stage-1 page at {}x", page.ratio);
+    }
+    for page in src.batch(7, 2, 0, 4).unwrap() {
+        assert!(page.ratio < 3.5, "a page after the stage at {}x", page.ratio);
+    }
+}

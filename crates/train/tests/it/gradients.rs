@@ -98,3 +98,24 @@ fn routed_experts_get_gradients() {
     }
     assert!(experts_with_grad >= 6, "only {experts_with_grad} routed expert tensors got gradients");
 }
+
+/// The batch's loss is the sum of each page's loss alone: padding shorter pages to the longest is
+/// invisible (causal attention), and the batched vision layout puts each page's rows in its slots.
+#[test]
+fn batch_loss_is_the_sum_of_each_pages_loss() {
+    let dir = tempdir();
+    let cfg = tiny_config(dir.path(), |s| s.to_string());
+    let fx = Fixture::new(&cfg);
+    let lens: Vec<usize> = fx.pages.iter().map(|p| p.target.len()).collect();
+    assert!(lens.iter().any(|&l| l != lens[0]), "the fixture's pages must differ in length: {lens:?}");
+    let params = Params::init(&cfg.model, 5, &Device::Cpu).unwrap();
+    let whole = f64::from(fx.loss(&cfg, &params).to_scalar::<f32>().unwrap());
+    let mut parts = 0.0;
+    for page in &fx.pages {
+        let bl = batch_loss(&cfg.model, params.var_builder(), &fx.prompt, &[&page.image], &[page.target.as_slice()])
+            .unwrap();
+        assert_eq!(bl.tokens, page.target.len() + 1);
+        parts += f64::from(bl.sum.to_scalar::<f32>().unwrap());
+    }
+    assert!((whole - parts).abs() <= 1e-4 * parts.abs(), "batch {whole} vs pages {parts}");
+}
