@@ -26,6 +26,13 @@ pub enum RenderError {
     NoFonts,
     #[error("font {name}: {message}")]
     InvalidFont { name: String, message: String },
+    #[error(
+        "{script} text (first {ch:?}, U+{code:04X}) needs its letters joined, but font {font} has no {script} \
+         joining features (OpenType GSUB init/medi/fina): it would be drawn with unjoined letters, so it is \
+         refused; use a font chain whose face for {script} shapes it (the built-in DejaVu Sans does)",
+        code = u32::from(*ch)
+    )]
+    UnsupportedScript { script: &'static str, font: String, ch: char },
     #[error("the text is empty: there is nothing to fit to a ratio")]
     EmptyText,
     #[error("target ratio {ratio} is invalid: it must be a finite number > 0")]

@@ -232,7 +232,7 @@ fn fit_normalized(
     let s = spec.with_font_px(font_px);
     let mut sh = Shaper::new(page_text, &s.fonts);
     let lay = layout_normalized(&mut sh, &s, s.max_lines());
-    let page = draw(&mut sh, &lay, &s);
+    let page = draw(&mut sh, &lay, &s)?;
     Ok(FittedPage {
         ratio: Ratios::new(text_tokens, &vision),
         page,

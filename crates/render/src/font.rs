@@ -5,8 +5,10 @@
 //! - **Droid Sans Fallback** (`DroidSansFallbackFull.ttf` from Debian `fonts-droid-fallback`, Apache-2.0,
 //!   see `assets/fonts/PROVENANCE.md`) for CJK.
 //!
-//! Known gaps of the default chain: Korean Hangul syllables and most emoji (DejaVu has a few, e.g.
-//! U+1F600) are in neither face and are reported as missing glyphs.
+//! Known gaps of the default chain: Korean Hangul syllables, Syriac and most emoji (DejaVu has a few,
+//! e.g. U+1F600) are in neither face and are reported as missing glyphs. Right-to-left scripts are
+//! shaped where they need it (`crate::shape`): DejaVu Sans has the OpenType joining features for
+//! Arabic and N'Ko.
 //!
 //! A character is drawn with the first face of the chain that has a glyph for it. A character no face
 //! has is drawn as the **primary face's `.notdef` box**, kept in the ground truth and counted in
@@ -20,6 +22,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use crate::error::{RenderError, Result};
+use crate::shape::{joining_support, ShapedScript};
 
 /// `DroidSansFallbackFull.ttf`, Debian `fonts-droid-fallback` 1:6.0.1r16-1.1.
 const DROID_SANS_FALLBACK: &[u8] = include_bytes!("../assets/fonts/DroidSansFallbackFull.ttf");
@@ -55,12 +58,32 @@ impl BuiltinFont {
     }
 }
 
+/// The bytes of a font file: embedded, or owned and shared.
+#[derive(Clone)]
+enum FontData {
+    Static(&'static [u8]),
+    Shared(Arc<[u8]>),
+}
+
+impl FontData {
+    fn bytes(&self) -> &[u8] {
+        match self {
+            FontData::Static(b) => b,
+            FontData::Shared(b) => b,
+        }
+    }
+}
+
 /// One parsed face with the metrics layout needs, in em units (1.0 = the font size).
 #[derive(Clone)]
 pub struct Face {
     name: String,
     sha256: String,
     font: FontArc,
+    /// The file, for the shaper (rustybuzz parses it itself).
+    data: FontData,
+    /// Joining scripts whose OpenType features the face has.
+    joining: Vec<ShapedScript>,
     units_per_em: f32,
     /// Ascent above the baseline, em.
     ascent_em: f32,
@@ -73,18 +96,19 @@ impl Face {
     pub fn from_bytes(name: impl Into<String>, bytes: Vec<u8>) -> Result<Face> {
         let name = name.into();
         let sha256 = hex_sha256(&bytes);
+        let data = FontData::Shared(Arc::from(bytes.as_slice()));
         let font = FontArc::try_from_vec(bytes)
             .map_err(|e| RenderError::InvalidFont { name: name.clone(), message: e.to_string() })?;
-        Self::from_font(name, sha256, font)
+        Self::from_font(name, sha256, font, data)
     }
 
     fn from_static(name: &str, bytes: &'static [u8]) -> Result<Face> {
         let font = FontArc::try_from_slice(bytes)
             .map_err(|e| RenderError::InvalidFont { name: name.to_string(), message: e.to_string() })?;
-        Self::from_font(name.to_string(), hex_sha256(bytes), font)
+        Self::from_font(name.to_string(), hex_sha256(bytes), font, FontData::Static(bytes))
     }
 
-    fn from_font(name: String, sha256: String, font: FontArc) -> Result<Face> {
+    fn from_font(name: String, sha256: String, font: FontArc, data: FontData) -> Result<Face> {
         let units_per_em = font.units_per_em().filter(|u| *u > 0.0).ok_or_else(|| RenderError::InvalidFont {
             name: name.clone(),
             message: "no units-per-em in the head table".into(),
@@ -97,7 +121,8 @@ impl Face {
                 message: format!("degenerate vertical metrics ascent {ascent_em} em, descent {descent_em} em"),
             });
         }
-        Ok(Face { name, sha256, font, units_per_em, ascent_em, descent_em })
+        let joining = joining_support(data.bytes());
+        Ok(Face { name, sha256, font, data, joining, units_per_em, ascent_em, descent_em })
     }
 
     /// Display name.
@@ -113,6 +138,17 @@ impl Face {
     /// The parsed font.
     pub fn font(&self) -> &FontArc {
         &self.font
+    }
+
+    /// The font file.
+    pub fn data(&self) -> &[u8] {
+        self.data.bytes()
+    }
+
+    /// Whether the face has the OpenType joining features of `script` (Arabic, Syriac, N'Ko), so that
+    /// its letters are drawn in their contextual forms. Scripts that do not join always return true.
+    pub fn shapes(&self, script: ShapedScript) -> bool {
+        !script.joins() || self.joining.contains(&script)
     }
 
     /// Ascent above the baseline in em.
@@ -228,21 +264,17 @@ impl FontSet {
         self.lookup(c).found
     }
 
-    /// Advance width in pixels of `text` set on one line at an em size of `px`, with kerning between
-    /// neighbours of the same face: the measure line breaking uses.
+    /// Advance width in pixels of `text` set on one line at an em size of `px`, as layout measures it:
+    /// kerning between neighbours of the same face, shaped words of right-to-left scripts at the
+    /// advance of their clusters, formatting characters at zero.
     pub fn measure(&self, text: &str, px: f32) -> f32 {
+        let mut sh = crate::layout::Shaper::new(text, self);
         let mut x = 0.0f32;
-        let mut prev: Option<GlyphRef> = None;
-        for c in text.chars() {
-            let g = self.lookup(c);
-            let face = &self.faces[usize::from(g.face)];
-            if let Some(p) = prev {
-                if p.face == g.face && p.found && g.found {
-                    x += face.kern_em(p.glyph, g.glyph) * px;
-                }
-            }
-            x += face.advance_em(g.glyph) * px;
-            prev = Some(g);
+        let mut k = 0;
+        while sh.ensure(k) {
+            let s = &sh.items[k];
+            x += (s.kern_prev_em + s.advance_em) * px;
+            k += 1;
         }
         x
     }

@@ -1,4 +1,5 @@
-//! Line breaking: greedy first-fit over normalised text, in logical order, left to right.
+//! Line breaking: greedy first-fit over normalised text, in logical order; each line is reordered for
+//! display afterwards (`crate::bidi`).
 //!
 //! - **Latin and every non-CJK script**: a line may break only at a run of spaces (U+0020); the run
 //!   goes into the gap between the two lines and is not drawn. Other whitespace (no-break space …)
@@ -10,17 +11,21 @@
 //! - Leading spaces of a paragraph (indentation) are kept and take room; if a word does not fit after
 //!   them, they go into the gap instead.
 //! - x advances by each glyph's advance width plus pair kerning (`kern` table) with the previous glyph of
-//!   the same face on the same line. No shaping, ligatures or bidi: Arabic is drawn with isolated forms
-//!   in logical order.
+//!   the same face on the same line. Right-to-left scripts that join or carry marks (Arabic, Hebrew …)
+//!   are shaped word by word with rustybuzz (`crate::shape`): their advances are those of the shaped
+//!   clusters and they take no `kern` pairs. Bidi formatting characters (U+200E, U+200F, U+061C,
+//!   U+202A–U+202E, U+2066–U+2069) and joiners outside a shaped word (U+200C, U+200D) take no room.
 //!
 //! A line fits when its advance width (trailing spaces excluded) is at most the content width. A single
 //! character wider than the content width ends the page there (the rest overflows).
 
 use std::collections::HashMap;
 
-use ab_glyph::GlyphId;
+use ab_glyph::{Font, GlyphId};
 
+use crate::bidi::is_bidi_control;
 use crate::font::{FontSet, GlyphRef};
+use crate::shape::{run_end, shape_run, ClusterGlyph, ShapedScript};
 
 /// Tolerance of the width comparison, in pixels.
 const WIDTH_EPS: f32 = 1e-3;
@@ -32,6 +37,8 @@ pub(crate) enum Class {
     Space,
     Cjk,
     Other,
+    /// Invisible formatting characters: no room, no ink, never missing.
+    Format,
 }
 
 /// Whether `c` is in a CJK block where a line may break anywhere.
@@ -63,10 +70,40 @@ pub(crate) struct Shaped {
     pub byte: usize,
     pub ch: char,
     pub class: Class,
+    /// The glyph on the one-glyph path; for shaped characters, the face of their run (and `found`).
     pub glyph: GlyphRef,
     pub advance_em: f32,
     /// Kerning with the previous character of the text when both come from the same face.
     pub kern_prev_em: f32,
+    /// Whether the character belongs to a shaped run: it is drawn with its cluster's glyphs (the first
+    /// character of a cluster) or not at all (the others).
+    pub shaped: bool,
+    /// The cluster's glyphs: `Shaper::glyphs[start..start + len]` as `(start, len)`.
+    pub cluster: (u32, u32),
+    /// Set when the character needs joining forms that the face drawing it lacks (it is then
+    /// measured on the one-glyph path, and drawing the page is refused).
+    pub unshapable: Option<ShapedScript>,
+}
+
+impl Shaped {
+    fn new(byte: usize, ch: char, class: Class, glyph: GlyphRef, advance_em: f32) -> Shaped {
+        Shaped {
+            byte,
+            ch,
+            class,
+            glyph,
+            advance_em,
+            kern_prev_em: 0.0,
+            shaped: false,
+            cluster: (0, 0),
+            unshapable: None,
+        }
+    }
+
+    /// Whether `kern` pairs apply to the character.
+    fn kernable(&self) -> bool {
+        !self.shaped && self.glyph.found && matches!(self.class, Class::Space | Class::Cjk | Class::Other)
+    }
 }
 
 /// Lazily shapes characters as layout asks for them, so that a page never shapes more of a long text
@@ -76,13 +113,26 @@ pub(crate) struct Shaper<'a> {
     fonts: &'a FontSet,
     pos: usize,
     pub items: Vec<Shaped>,
+    /// Glyphs of shaped clusters (see [`Shaped::cluster`]).
+    pub glyphs: Vec<ClusterGlyph>,
     ascii: [Option<(GlyphRef, f32)>; 128],
     other: HashMap<char, (GlyphRef, f32)>,
+    /// rustybuzz's view of each face, parsed on first use (`None` inside: the face does not parse).
+    shapers: Vec<Option<Option<rustybuzz::Face<'a>>>>,
 }
 
 impl<'a> Shaper<'a> {
     pub fn new(text: &'a str, fonts: &'a FontSet) -> Shaper<'a> {
-        Shaper { text, fonts, pos: 0, items: Vec::new(), ascii: [None; 128], other: HashMap::new() }
+        Shaper {
+            text,
+            fonts,
+            pos: 0,
+            items: Vec::new(),
+            glyphs: Vec::new(),
+            ascii: [None; 128],
+            other: HashMap::new(),
+            shapers: Vec::new(),
+        }
     }
 
     pub fn text(&self) -> &'a str {
@@ -105,10 +155,25 @@ impl<'a> Shaper<'a> {
                 return false;
             };
             let byte = self.pos;
-            self.pos += ch.len_utf8();
-            self.push(byte, ch);
+            match ShapedScript::of(ch) {
+                Some(script) => {
+                    let end = run_end(self.text, byte, script).max(byte + ch.len_utf8());
+                    self.push_run(byte, end, script);
+                    self.pos = end;
+                }
+                None => {
+                    self.pos += ch.len_utf8();
+                    self.push(byte, ch);
+                }
+            }
         }
         true
+    }
+
+    /// The cluster glyphs of item `k`.
+    pub fn cluster_glyphs(&self, k: usize) -> &[ClusterGlyph] {
+        let (start, len) = self.items[k].cluster;
+        self.glyphs.get(start as usize..(start + len) as usize).unwrap_or(&[])
     }
 
     fn glyph(&mut self, ch: char) -> (GlyphRef, f32) {
@@ -125,27 +190,95 @@ impl<'a> Shaper<'a> {
         }
     }
 
+    /// One character on the one-glyph path.
     fn push(&mut self, byte: usize, ch: char) {
         let class = match ch {
             '\n' => Class::Newline,
             ' ' => Class::Space,
+            '\u{200C}' | '\u{200D}' => Class::Format,
+            c if is_bidi_control(c) => Class::Format,
             c if is_cjk(c) => Class::Cjk,
             _ => Class::Other,
         };
-        let (glyph, advance_em) = if class == Class::Newline {
-            (GlyphRef { face: 0, glyph: GlyphId(0), found: true }, 0.0)
+        let mut item = if matches!(class, Class::Newline | Class::Format) {
+            Shaped::new(byte, ch, class, GlyphRef { face: 0, glyph: GlyphId(0), found: true }, 0.0)
         } else {
-            self.glyph(ch)
+            let (glyph, advance_em) = self.glyph(ch);
+            Shaped::new(byte, ch, class, glyph, advance_em)
         };
-        let kern_prev_em = match self.items.last() {
-            Some(prev)
-                if prev.class != Class::Newline && prev.glyph.face == glyph.face && glyph.found && prev.glyph.found =>
-            {
-                self.fonts.faces()[usize::from(glyph.face)].kern_em(prev.glyph.glyph, glyph.glyph)
+        if let Some(prev) = self.items.last() {
+            if prev.kernable() && item.kernable() && prev.glyph.face == item.glyph.face {
+                item.kern_prev_em =
+                    self.fonts.faces()[usize::from(item.glyph.face)].kern_em(prev.glyph.glyph, item.glyph.glyph);
             }
-            _ => 0.0,
+        }
+        self.items.push(item);
+    }
+
+    /// The face a run of `script` is drawn with: the first face that has every character of the
+    /// script in it, else the first that has its first character, else the primary face.
+    fn run_face(&self, run: &str, script: ShapedScript) -> usize {
+        let faces = self.fonts.faces();
+        let has = |f: usize, c: char| faces[f].font().glyph_id(c).0 != 0;
+        let letters = || run.chars().filter(|c| ShapedScript::of(*c) == Some(script));
+        (0..faces.len())
+            .find(|&f| letters().all(|c| has(f, c)))
+            .or_else(|| letters().next().and_then(|first| (0..faces.len()).find(|&f| has(f, first))))
+            .unwrap_or(0)
+    }
+
+    fn shaper(&mut self, face: usize) -> Option<&rustybuzz::Face<'a>> {
+        if self.shapers.len() <= face {
+            self.shapers.resize_with(face + 1, || None);
+        }
+        let fonts = self.fonts;
+        self.shapers[face].get_or_insert_with(|| rustybuzz::Face::from_slice(fonts.faces()[face].data(), 0)).as_ref()
+    }
+
+    /// The characters of `text[start..end]`, one run of `script`, shaped together.
+    fn push_run(&mut self, start: usize, end: usize, script: ShapedScript) {
+        let (text, fonts) = (self.text, self.fonts);
+        let run = &text[start..end];
+        let fi = self.run_face(run, script);
+        let face = &fonts.faces()[fi];
+        let joins_missing = || run.chars().any(|c| script.needs_joining(c) && face.font().glyph_id(c).0 != 0);
+        let clusters = if face.shapes(script) { self.shaper(fi).map(|rb| shape_run(rb, run, script)) } else { None };
+        let Some(clusters) = clusters else {
+            // No shaping possible: measure on the one-glyph path and flag the characters that needed it.
+            let unshapable = (script.joins() && joins_missing()).then_some(script);
+            for (i, c) in run.char_indices() {
+                self.push(start + i, c);
+                if let Some(item) = self.items.last_mut() {
+                    item.unshapable = unshapable;
+                }
+            }
+            return;
         };
-        self.items.push(Shaped { byte, ch, class, glyph, advance_em, kern_prev_em });
+        let face_id = u16::try_from(fi).unwrap_or(0);
+        let mut next = clusters.iter().peekable();
+        let mut chars = run.char_indices().peekable();
+        while let Some((i, c)) = chars.next() {
+            let char_end = chars.peek().map_or(run.len(), |(j, _)| *j);
+            // Every cluster that starts inside this character belongs to it (normally exactly the one
+            // starting at its first byte, or none for the later characters of a cluster).
+            let first = self.glyphs.len();
+            let mut advance = 0.0f32;
+            while let Some(cl) = next.next_if(|cl| cl.byte < char_end) {
+                for g in &cl.glyphs {
+                    self.glyphs.push(ClusterGlyph { x_em: g.x_em + advance, ..*g });
+                }
+                advance += cl.advance_em;
+            }
+            let len = self.glyphs.len() - first;
+            let joiner = matches!(c, '\u{200C}' | '\u{200D}');
+            let found = joiner || face.font().glyph_id(c).0 != 0;
+            let lead = self.glyphs.get(first).map_or(GlyphId(0), |g| g.glyph);
+            let mut item =
+                Shaped::new(start + i, c, Class::Other, GlyphRef { face: face_id, glyph: lead, found }, advance);
+            item.shaped = true;
+            item.cluster = (first as u32, len as u32);
+            self.items.push(item);
+        }
     }
 }
 
@@ -224,7 +357,7 @@ pub(crate) fn layout(sh: &mut Shaper<'_>, px: f32, width: f32, max_lines: usize)
                     after_space = true;
                     j += 1;
                 }
-                Class::Cjk | Class::Other => {
+                Class::Cjk | Class::Other | Class::Format => {
                     let cjk = s.class == Class::Cjk;
                     if has_vis && (after_space || cjk || prev_cjk) {
                         opp = Some((vis_end, j, vis_width));

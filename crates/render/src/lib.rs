@@ -13,6 +13,9 @@
 //! - [`normalize()`]: the one function deciding which characters go onto a page (tabs, newline policy,
 //!   control characters).
 //! - [`FontSet`]: DejaVu Sans and Droid Sans Fallback (CJK), embedded, with per-glyph fallback.
+//! - Right-to-left text: lines are broken in logical order and drawn in the visual order of the
+//!   Unicode Bidirectional Algorithm (unicode-bidi); Arabic, N'Ko, Syriac, Hebrew and Thaana words are
+//!   shaped with rustybuzz ([`ShapedScript`]).
 //!
 //! # Invariants
 //! - occ-render knows nothing about models. It counts text tokens (through `occ_core::TextTokenizer`)
@@ -29,8 +32,14 @@
 //!   [`RenderError::EmptyText`]; [`fit::paginate`] returns no pages.
 //! - Characters no font has (emoji, …) are drawn as the primary font's `.notdef` box, kept in the
 //!   ground truth and listed in [`RenderedPage::missing_glyphs`].
-//! - Right-to-left scripts (Arabic, Hebrew) are drawn in **logical order, left to right**, one isolated
-//!   glyph per character: no bidi reordering and no Arabic shaping is done.
+//! - Right-to-left scripts (Hebrew, Arabic …) are drawn in **visual order**: each line is reordered by
+//!   the bidi algorithm and its right-to-left runs read right to left, with mirrored brackets
+//!   ([`LineBox::visual`] is the line as drawn); the ground truth stays in logical (reading) order.
+//!   Arabic letters take their joined forms. A joining script whose face lacks the OpenType joining
+//!   features is refused ([`RenderError::UnsupportedScript`]), never drawn unjoined. Alignment is
+//!   physical (`Align::Left` is the left margin for every paragraph).
+//! - Bidi formatting characters (U+200E, U+200F, U+061C, U+202A–U+202E, U+2066–U+2069) and joiners
+//!   (U+200C, U+200D) take no room, draw nothing and stay in the ground truth.
 //! - Control characters other than `\n`, `\r` and `\t` become U+FFFD (see [`normalize()`]).
 //!
 //! # Example
@@ -46,6 +55,7 @@
 //! # Ok::<(), occ_render::RenderError>(())
 //! ```
 
+mod bidi;
 pub mod degrade;
 mod error;
 pub mod fit;
@@ -54,6 +64,7 @@ mod layout;
 mod normalize;
 mod page;
 mod raster;
+mod shape;
 mod spec;
 
 pub use error::{RenderError, Result};
@@ -62,4 +73,5 @@ pub use font::{BuiltinFont, Face, FaceInfo, FontSet};
 pub use layout::is_cjk;
 pub use normalize::{normalize, REPLACEMENT};
 pub use page::{lines_needed, render_page, LineBox, MissingGlyph, MissingGlyphs, RenderedPage};
+pub use shape::{ShapedScript, MAX_RUN_CHARS};
 pub use spec::{Align, Lang, Margins, NewlinePolicy, RenderSpec};

@@ -10,7 +10,8 @@
 //! 4. Every other control character (Unicode general category Cc: U+0000–U+001F, U+007F–U+009F) becomes
 //!    U+FFFD `�`, which is drawn (DejaVu has it) and so stays visible in both page and ground truth.
 //! 5. Everything else, runs of spaces included, is kept as is. No Unicode normalisation (NFC) and no
-//!    bidi reordering is done: right-to-left text is laid out in logical order, left to right.
+//!    bidi reordering is done here: the text stays in logical order (right-to-left lines are reordered
+//!    only when they are drawn, see `crate::bidi`).
 
 use crate::spec::NewlinePolicy;
 

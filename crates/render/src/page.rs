@@ -2,10 +2,12 @@
 
 use std::collections::BTreeMap;
 
+use ab_glyph::Font;
 use image::{Rgb, RgbImage};
 use serde::{Deserialize, Serialize};
 
-use crate::error::Result;
+use crate::bidi::{mirrored, PageBidi};
+use crate::error::{RenderError, Result};
 use crate::layout::{layout, Class, Layout, Shaper};
 use crate::normalize::normalize;
 use crate::raster::{Clip, Painter};
@@ -27,8 +29,14 @@ pub struct LineBox {
     /// Byte range of the line's text in [`RenderedPage::text`].
     pub start: usize,
     pub end: usize,
-    /// The line's text (`text[start..end]`): indentation included, trailing spaces excluded.
+    /// The line's text (`text[start..end]`) in logical (reading) order: indentation included, trailing
+    /// spaces excluded.
     pub text: String,
+    /// The line as drawn, left to right, when that differs from `text`: right-to-left runs reversed
+    /// and their mirrored characters (brackets …) swapped, by the Unicode Bidirectional Algorithm.
+    /// Absent for lines drawn in logical order.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub visual: Option<String>,
     /// True when the line was wrapped, false when it ends at `\n` or at the end of the text.
     pub wrapped: bool,
 }
@@ -84,19 +92,22 @@ impl RenderedPage {
         self.overflow.is_empty()
     }
 
-    /// The text as it looks: one line per line box, joined by `\n`.
+    /// The text as it looks, left to right: one line per line box (its `visual` form where it has
+    /// one), joined by `\n`.
     pub fn visual_text(&self) -> String {
-        self.lines.iter().map(|l| l.text.as_str()).collect::<Vec<_>>().join("\n")
+        self.lines.iter().map(|l| l.visual.as_deref().unwrap_or(&l.text)).collect::<Vec<_>>().join("\n")
     }
 }
 
 /// Renders `text` onto one page. Text that does not fit is returned in [`RenderedPage::overflow`].
 ///
-/// Errors: an invalid spec (zero or non-finite font size, margins that leave no room, …).
+/// Errors: an invalid spec (zero or non-finite font size, margins that leave no room, …), and text on
+/// the page in a joining script (Arabic …) that the face drawing it cannot shape
+/// ([`RenderError::UnsupportedScript`]).
 pub fn render_page(text: &str, spec: &RenderSpec) -> Result<RenderedPage> {
     spec.validate()?;
     let norm = normalize(text, spec.newline, spec.tab_width);
-    Ok(render_normalized(&norm, spec))
+    render_normalized(&norm, spec)
 }
 
 /// How many lines all of `text` takes at the spec's width and font size, ignoring the page height
@@ -114,13 +125,24 @@ pub(crate) fn layout_normalized(sh: &mut Shaper<'_>, spec: &RenderSpec, max_line
 }
 
 /// [`render_page`] for text that is already normalised, with a validated spec.
-pub(crate) fn render_normalized(norm: &str, spec: &RenderSpec) -> RenderedPage {
+pub(crate) fn render_normalized(norm: &str, spec: &RenderSpec) -> Result<RenderedPage> {
     let mut sh = Shaper::new(norm, &spec.fonts);
     let lay = layout_normalized(&mut sh, spec, spec.max_lines());
     draw(&mut sh, &lay, spec)
 }
 
-pub(crate) fn draw(sh: &mut Shaper<'_>, lay: &Layout, spec: &RenderSpec) -> RenderedPage {
+/// Draws the laid-out lines: each line in visual order (see [`crate::bidi`]), shaped clusters with
+/// their glyphs, every other character with its one glyph.
+pub(crate) fn draw(sh: &mut Shaper<'_>, lay: &Layout, spec: &RenderSpec) -> Result<RenderedPage> {
+    let consumed = sh.byte(lay.consumed);
+    if let Some(s) = sh.items[..lay.consumed].iter().find(|s| s.unshapable.is_some()) {
+        let script = s.unshapable.map_or("", |sc| sc.name());
+        return Err(RenderError::UnsupportedScript {
+            script,
+            font: spec.fonts.faces()[usize::from(s.glyph.face)].name().to_string(),
+            ch: s.ch,
+        });
+    }
     let px = spec.font_px;
     let content_w = spec.content_width() as f32;
     let pitch = spec.line_pitch();
@@ -136,6 +158,7 @@ pub(crate) fn draw(sh: &mut Shaper<'_>, lay: &Layout, spec: &RenderSpec) -> Rend
     let mut image = RgbImage::from_pixel(spec.width, spec.height, Rgb(spec.bg));
     let mut painter = Painter::new(&spec.fonts, px, spec.fg, clip);
     let norm = sh.text();
+    let bidi = PageBidi::new(&norm[..consumed]);
     let mut boxes = Vec::with_capacity(lay.lines.len());
     for (n, line) in lay.lines.iter().enumerate() {
         let top = m.top as f32 + n as f32 * pitch;
@@ -150,25 +173,49 @@ pub(crate) fn draw(sh: &mut Shaper<'_>, lay: &Layout, spec: &RenderSpec) -> Rend
             Align::Center => ((content_w - line.width) / 2.0).max(0.0),
             Align::Right => (content_w - line.width).max(0.0),
         };
+        let start = sh.byte(line.start);
+        let end = sh.byte(line.end);
+        let order = visual_order(sh, line.start..line.end, bidi.visual_runs(start..end));
         let x0 = m.left as f32 + offset;
         let mut x = x0;
-        for k in line.start..line.end {
+        let mut visual = String::new();
+        for &(k, rtl) in &order {
             let s = sh.items[k];
             if k > line.start {
                 x += s.kern_prev_em * px;
             }
-            if s.class == Class::Space {
-                x += s.advance_em * px;
-                if k > first_vis {
-                    x += extra;
+            let mut shown = s.ch;
+            match s.class {
+                Class::Space => {
+                    x += s.advance_em * px;
+                    if k > first_vis {
+                        x += extra;
+                    }
                 }
-            } else {
-                painter.draw(&mut image, s.glyph.face, s.glyph.glyph, x, baseline as i32);
-                x += s.advance_em * px;
+                Class::Newline | Class::Format => {}
+                Class::Cjk | Class::Other => {
+                    if s.shaped {
+                        for g in sh.cluster_glyphs(k) {
+                            let y = baseline as i32 - (g.y_em * px).round() as i32;
+                            painter.draw(&mut image, s.glyph.face, g.glyph, x + g.x_em * px, y);
+                        }
+                    } else {
+                        let mut glyph = s.glyph.glyph;
+                        if let Some(m) = mirrored(s.ch).filter(|_| rtl) {
+                            let g = spec.fonts.faces()[usize::from(s.glyph.face)].font().glyph_id(m);
+                            if g.0 != 0 {
+                                glyph = g;
+                                shown = m;
+                            }
+                        }
+                        painter.draw(&mut image, s.glyph.face, glyph, x, baseline as i32);
+                    }
+                    x += s.advance_em * px;
+                }
             }
+            visual.push(shown);
         }
-        let start = sh.byte(line.start);
-        let end = sh.byte(line.end);
+        let text = norm[start..end].to_string();
         boxes.push(LineBox {
             x: x0,
             y: top,
@@ -177,11 +224,11 @@ pub(crate) fn draw(sh: &mut Shaper<'_>, lay: &Layout, spec: &RenderSpec) -> Rend
             baseline,
             start,
             end,
-            text: norm[start..end].to_string(),
+            visual: (visual != text).then_some(visual),
+            text,
             wrapped: line.soft,
         });
     }
-    let consumed = sh.byte(lay.consumed);
     let mut missing: BTreeMap<char, usize> = BTreeMap::new();
     for s in &sh.items[..lay.consumed] {
         if !s.glyph.found && matches!(s.class, Class::Cjk | Class::Other) {
@@ -195,7 +242,7 @@ pub(crate) fn draw(sh: &mut Shaper<'_>, lay: &Layout, spec: &RenderSpec) -> Rend
             .map(|(ch, count)| MissingGlyph { ch, codepoint: format!("U+{:04X}", u32::from(ch)), count })
             .collect(),
     };
-    RenderedPage {
+    Ok(RenderedPage {
         image,
         width: spec.width,
         height: spec.height,
@@ -205,5 +252,30 @@ pub(crate) fn draw(sh: &mut Shaper<'_>, lay: &Layout, spec: &RenderSpec) -> Rend
         missing_glyphs,
         font_px: px,
         chars: lay.consumed,
+    })
+}
+
+/// The items of `line` (character indices) in the order they are drawn, left to right, each with
+/// whether it lies in a right-to-left run. `runs` are the line's visual runs as byte ranges (`None`:
+/// the line is drawn in logical order).
+fn visual_order(
+    sh: &Shaper<'_>,
+    line: std::ops::Range<usize>,
+    runs: Option<Vec<(std::ops::Range<usize>, bool)>>,
+) -> Vec<(usize, bool)> {
+    let Some(runs) = runs else {
+        return line.map(|k| (k, false)).collect();
+    };
+    let items = &sh.items[line.clone()];
+    let index = |byte: usize| line.start + items.partition_point(|s| s.byte < byte);
+    let mut out = Vec::with_capacity(line.len());
+    for (bytes, rtl) in runs {
+        let (a, b) = (index(bytes.start), index(bytes.end));
+        if rtl {
+            out.extend((a..b).rev().map(|k| (k, true)));
+        } else {
+            out.extend((a..b).map(|k| (k, false)));
+        }
     }
+    out
 }

@@ -103,6 +103,11 @@ pub fn violations(page: &RenderedPage, spec: &RenderSpec, input: &str) -> Vec<St
             Some(gap) if gap.chars().all(|c| c == ' ' || c == '\n') => {}
             other => v.push(format!("gap before line {i} is not whitespace: {other:?}")),
         }
+        if let Some(visual) = &line.visual {
+            if visual.chars().count() != line.text.chars().count() {
+                v.push(format!("line {i} visual {visual:?} is not a reordering of {:?}", line.text));
+            }
+        }
         if line.text.ends_with(' ') {
             v.push(format!("line {i} text {:?} ends with a space", line.text));
         }

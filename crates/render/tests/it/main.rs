@@ -1,6 +1,7 @@
 //! Integration tests of occ-render (one binary, ripgrep style).
 
 mod bad_input;
+mod bidi;
 mod common;
 mod degrade;
 mod determinism;
