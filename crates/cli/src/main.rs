@@ -35,6 +35,8 @@ enum Command {
     Report(cmd::report::Args),
     /// Join the outputs of `--shard K/N` runs into one run.
     Merge(cmd::merge::Args),
+    /// Score predictions made elsewhere (JSON Lines of id, truth, prediction) into a sweep's files and report.
+    Score(cmd::score::Args),
     /// Optical-memory decay sweep over a synthetic conversation.
     Decay(cmd::decay::Args),
     /// Speed benchmark of the DeepSeek-OCR engine (tok/s, pages/s, stage times, peak memory).
@@ -54,6 +56,7 @@ fn main() -> ExitCode {
         Command::Sweep(args) => cmd::sweep::run(args, &out),
         Command::Report(args) => cmd::report::run(args, &out),
         Command::Merge(args) => cmd::merge::run(args, &out),
+        Command::Score(args) => cmd::score::run(args, &out),
         Command::Decay(args) => cmd::decay::run(args, &out),
         Command::Bench(args) => cmd::bench::run(args, &out),
         Command::Inspect(args) => cmd::inspect::run(args, &out),

@@ -6,7 +6,8 @@
 //!   ([`rng`]: the one seeded generator);
 //! - [`render`], [`truncation`]: pages at a target ratio and the text-only baseline;
 //! - [`tesseract`], [`oracle`]: engines that live here (DeepSeek-OCR lives in occ-model);
-//! - [`runner`], [`journal`], [`schema`], [`summary`], [`results`]: the run and its files.
+//! - [`runner`], [`journal`], [`schema`], [`summary`], [`results`]: the run and its files;
+//! - [`score`]: predictions made elsewhere, scored into the same files.
 //!
 //! # Invariants
 //! - The sample list is a pure function of the spec and the corpora; results are written in its
@@ -27,6 +28,7 @@ pub mod results;
 pub mod rng;
 pub mod runner;
 pub mod schema;
+pub mod score;
 pub mod spec;
 pub mod stats;
 pub mod summary;

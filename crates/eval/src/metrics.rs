@@ -112,27 +112,69 @@ fn char_precision_from(distance: usize, len_a: usize, len_b: usize) -> f64 {
 }
 
 /// Levenshtein distance (unit insert, delete, substitute) over `char`s. Common prefix and suffix
-/// are stripped first, then the classic two-row dynamic programme: O(n·m) time, O(m) memory.
+/// are stripped first; the rest runs Myers' bit-parallel algorithm in Hyyrö's block form (the
+/// shorter string in 64-character blocks, one pass over the longer): O(⌈m/64⌉·n) time, exactly
+/// the distance of the classic dynamic programme (which the tests keep as the reference).
 pub fn levenshtein(a: &[char], b: &[char]) -> usize {
     let prefix = a.iter().zip(b).take_while(|(x, y)| x == y).count();
     let (a, b) = (&a[prefix..], &b[prefix..]);
     let suffix = a.iter().rev().zip(b.iter().rev()).take_while(|(x, y)| x == y).count();
     let (a, b) = (&a[..a.len() - suffix], &b[..b.len() - suffix]);
-    let (a, b) = if a.len() < b.len() { (b, a) } else { (a, b) };
-    if b.is_empty() {
-        return a.len();
+    let (text, pattern) = if a.len() < b.len() { (b, a) } else { (a, b) };
+    if pattern.is_empty() {
+        return text.len();
     }
-    let mut prev: Vec<u32> = (0..=b.len() as u32).collect();
-    let mut cur = vec![0u32; b.len() + 1];
-    for (i, ca) in a.iter().enumerate() {
-        cur[0] = i as u32 + 1;
-        for (j, cb) in b.iter().enumerate() {
-            let sub = prev[j] + u32::from(ca != cb);
-            cur[j + 1] = sub.min(prev[j + 1] + 1).min(cur[j] + 1);
+    bit_parallel_distance(pattern, text)
+}
+
+/// Myers (1999) / Hyyrö (2003): the edit distance of `pattern` (non-empty) and `text`. Column j
+/// of the DP matrix is kept as vertical deltas (+1 bits in `vp`, −1 bits in `vn`) over the
+/// pattern's positions; each text character updates all of them with a few word operations per
+/// 64 positions, and the bottom cell (the running distance) moves by the last row's horizontal
+/// delta. Blocks pass their top-row horizontal delta to the next block as a carry bit.
+fn bit_parallel_distance(pattern: &[char], text: &[char]) -> usize {
+    let m = pattern.len();
+    let words = m.div_ceil(64);
+    // Match masks: for each distinct pattern character, the bits of the positions holding it;
+    // one all-zero row for characters absent from the pattern.
+    let mut ids: HashMap<char, usize> = HashMap::new();
+    for &c in pattern {
+        let next = ids.len();
+        ids.entry(c).or_insert(next);
+    }
+    let absent = ids.len();
+    let mut peq = vec![0u64; (absent + 1) * words];
+    for (i, c) in pattern.iter().enumerate() {
+        peq[ids[c] * words + i / 64] |= 1u64 << (i % 64);
+    }
+    let mut vp = vec![!0u64; words];
+    let mut vn = vec![0u64; words];
+    let last_bit = 1u64 << ((m - 1) % 64);
+    let mut distance = m;
+    for c in text {
+        let row = ids.get(c).copied().unwrap_or(absent) * words;
+        let eq = &peq[row..row + words];
+        // The top row of the matrix grows by 1 per text character: horizontal delta +1.
+        let (mut hp_carry, mut hn_carry) = (1u64, 0u64);
+        for w in 0..words {
+            let x = eq[w] | hn_carry;
+            let (p, n) = (vp[w], vn[w]);
+            let d0 = ((x & p).wrapping_add(p) ^ p) | x | n;
+            let hp = n | !(d0 | p);
+            let hn = d0 & p;
+            if w == words - 1 {
+                distance += usize::from(hp & last_bit != 0);
+                distance -= usize::from(hn & last_bit != 0);
+            }
+            let hp_shifted = (hp << 1) | hp_carry;
+            let hn_shifted = (hn << 1) | hn_carry;
+            hp_carry = hp >> 63;
+            hn_carry = hn >> 63;
+            vp[w] = hn_shifted | !(d0 | hp_shifted);
+            vn[w] = hp_shifted & d0;
         }
-        std::mem::swap(&mut prev, &mut cur);
     }
-    prev[b.len()] as usize
+    distance
 }
 
 /// The words of a normalised text (see the module docs for the Chinese rule).
@@ -301,6 +343,38 @@ mod tests {
             let b: Vec<char> = b.chars().collect();
             assert_eq!(levenshtein(&a, &b), want, "{a:?} vs {b:?}");
             assert_eq!(levenshtein(&b, &a), want, "symmetric {a:?} vs {b:?}");
+        }
+    }
+
+    /// The classic two-row dynamic programme: the definition `levenshtein` must equal.
+    fn reference_levenshtein(a: &[char], b: &[char]) -> usize {
+        let mut prev: Vec<usize> = (0..=b.len()).collect();
+        let mut cur = vec![0; b.len() + 1];
+        for (i, ca) in a.iter().enumerate() {
+            cur[0] = i + 1;
+            for (j, cb) in b.iter().enumerate() {
+                cur[j + 1] = (prev[j] + usize::from(ca != cb)).min(prev[j + 1] + 1).min(cur[j] + 1);
+            }
+            std::mem::swap(&mut prev, &mut cur);
+        }
+        prev[b.len()]
+    }
+
+    #[test]
+    fn bit_parallel_levenshtein_equals_the_dynamic_programme() {
+        // Random strings over 1–5 letters (many repeats, so many alignments tie) and lengths
+        // crossing the 64-position block boundaries, in both argument orders.
+        let mut rng = crate::rng::SplitMix64::new(7);
+        for case in 0..3000 {
+            let alphabet = ['a', 'b', 'c', 'é', '长'];
+            let k = 1 + rng.below(alphabet.len());
+            let mut draw = |len: usize| -> Vec<char> { (0..len).map(|_| alphabet[rng.below(k)]).collect() };
+            let (la, lb) = (case % 211, (case * 7) % 197);
+            let a = draw(la);
+            let b = draw(lb);
+            let want = reference_levenshtein(&a, &b);
+            assert_eq!(levenshtein(&a, &b), want, "case {case}: {a:?} vs {b:?}");
+            assert_eq!(levenshtein(&b, &a), want, "case {case} swapped");
         }
     }
 

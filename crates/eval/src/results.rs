@@ -166,9 +166,20 @@ pub fn write_outputs(dir: &Path, seed: u64) -> Result<(Written, Vec<SummaryRow>)
     let (entries, _) = journal::read(&dir.join(JOURNAL_FILE))?;
     let samples: Vec<SampleRow> = entries.values().map(|e| e.sample.clone()).collect();
     let predictions: Vec<PredictionRow> = entries.values().map(|e| e.prediction.clone()).collect();
-    let summary = summarize(&samples, seed);
-    schema::write_parquet(&mut SampleRow::to_frame(&samples)?, &dir.join(SAMPLES_FILE))?;
-    schema::write_parquet(&mut PredictionRow::to_frame(&predictions)?, &dir.join(PREDICTIONS_FILE))?;
+    write_tables(dir, &samples, &predictions, seed)
+}
+
+/// Writes `samples.parquet`, `predictions.parquet` and `summary.csv` (statistics seeded by `seed`)
+/// from rows already in sample order, and returns the counts and the summary.
+pub fn write_tables(
+    dir: &Path,
+    samples: &[SampleRow],
+    predictions: &[PredictionRow],
+    seed: u64,
+) -> Result<(Written, Vec<SummaryRow>), ResultsError> {
+    let summary = summarize(samples, seed);
+    schema::write_parquet(&mut SampleRow::to_frame(samples)?, &dir.join(SAMPLES_FILE))?;
+    schema::write_parquet(&mut PredictionRow::to_frame(predictions)?, &dir.join(PREDICTIONS_FILE))?;
     schema::write_csv(&mut SummaryRow::to_frame(&summary)?, &dir.join(SUMMARY_FILE))?;
     let failed = samples.iter().filter(|s| s.status != "ok").count();
     Ok((Written { samples: samples.len(), failed }, summary))

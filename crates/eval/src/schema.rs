@@ -306,6 +306,50 @@ table! {
     }
 }
 
+table! {
+    /// One bin of scored predictions: the row of `bins.csv` written by `compress-bench score`
+    /// (a group × mode × ground-truth-token bin; the headline reading of Fox precision first).
+    #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+    pub struct BinRow {
+        /// Group of the rows (the `corpus` column of samples.parquet).
+        pub group: String,
+        /// Mode name, or `unknown` for rows without a mode.
+        pub mode: String,
+        /// Lowest ground-truth token count of the bin (inclusive); null = no lower bound.
+        pub tokens_lo: Option<u32>,
+        /// Upper end of the bin (exclusive); null = no upper bound.
+        pub tokens_hi: Option<u32>,
+        /// The cell's `target_ratio` in samples.parquet and summary.csv (mean ratio_nominal rounded to 2 decimals; 0 = no vision tokens known).
+        pub target_ratio: f64,
+        /// Pages scored in the bin.
+        pub n_pages: u32,
+        /// Mean ground-truth text tokens of the bin's pages.
+        pub mean_text_tokens: f64,
+        /// Mean nominal vision tokens of the pages that have them; null if none does.
+        pub mean_vision_tokens: Option<f64>,
+        /// Compression of the bin: mean text tokens ÷ nominal vision tokens of its pages (mean ratio_nominal); null without vision tokens.
+        pub compression: Option<f64>,
+        /// Mean Fox set precision, unique output words found in the GT ÷ unique output words (the headline reading).
+        pub fox_precision_out_words: f64,
+        /// Bootstrap 95% CI of fox_precision_out_words, low end.
+        pub fox_precision_out_words_ci_low: f64,
+        /// Bootstrap 95% CI of fox_precision_out_words, high end.
+        pub fox_precision_out_words_ci_high: f64,
+        /// Mean Fox set precision, unique GT words found in the output ÷ unique GT words.
+        pub fox_precision_gt_words: f64,
+        /// Bootstrap 95% CI of fox_precision_gt_words, low end.
+        pub fox_precision_gt_words_ci_low: f64,
+        /// Bootstrap 95% CI of fox_precision_gt_words, high end.
+        pub fox_precision_gt_words_ci_high: f64,
+        /// Mean character precision (1 − NED).
+        pub char_precision: f64,
+        /// Bootstrap 95% CI of char_precision, low end.
+        pub char_precision_ci_low: f64,
+        /// Bootstrap 95% CI of char_precision, high end.
+        pub char_precision_ci_high: f64,
+    }
+}
+
 /// Columns of `samples.parquet` that differ between two runs of the same spec.
 pub const VOLATILE_COLUMNS: [&str; 7] =
     ["run_id", "render_ms", "ocr_ms", "preprocess_ms", "vision_ms", "prefill_ms", "decode_ms"];

@@ -36,20 +36,27 @@ fn x_range(xs: impl Iterator<Item = f64>) -> (f64, f64) {
 }
 
 /// Mean ± CI of `metric` per mode over the target ratio, with the truncation baseline (mean of
-/// `truncation_<metric>` over the modes at each ratio) and, for the paper's metrics, Table 2.
-pub fn curve_svg(summary: &[SummaryRow], corpus: &str, metric: &str, title: &str) -> Result<String, String> {
-    let rows: Vec<&SummaryRow> =
-        summary.iter().filter(|r| r.corpus == corpus && r.metric == metric && r.n > 0 && r.mean.is_finite()).collect();
+/// `truncation_<metric>` over the modes at each ratio) and, when `paper` is set and the metric is
+/// one of [`PAPER_METRICS`], Table 2 for Tiny and Small. Cells without a known ratio
+/// (`target_ratio` 0, scored predictions without vision tokens) are not drawn.
+pub fn curve_svg(
+    summary: &[SummaryRow],
+    corpus: &str,
+    metric: &str,
+    title: &str,
+    paper: bool,
+) -> Result<String, String> {
+    let drawable = |r: &SummaryRow| r.corpus == corpus && r.n > 0 && r.mean.is_finite() && r.target_ratio > 0.0;
+    let rows: Vec<&SummaryRow> = summary.iter().filter(|r| drawable(r) && r.metric == metric).collect();
     let trunc_metric = format!("truncation_{metric}");
-    let trunc: Vec<&SummaryRow> =
-        summary.iter().filter(|r| r.corpus == corpus && r.metric == trunc_metric && r.n > 0).collect();
+    let trunc: Vec<&SummaryRow> = summary.iter().filter(|r| drawable(r) && r.metric == trunc_metric).collect();
     let mut modes: Vec<String> = Vec::new();
     for r in &rows {
         if !modes.contains(&r.mode) {
             modes.push(r.mode.clone());
         }
     }
-    let with_paper = corpus == "en" && PAPER_METRICS.contains(&metric);
+    let with_paper = paper && PAPER_METRICS.contains(&metric);
     let paper: Vec<(String, Vec<(f64, f64)>)> = if with_paper {
         modes.iter().filter_map(|m| points_for_mode(m).map(|p| (m.clone(), p))).collect()
     } else {
@@ -133,7 +140,7 @@ pub fn curve_svg(summary: &[SummaryRow], corpus: &str, metric: &str, title: &str
 pub fn scatter_svg(samples: &[SampleRow], corpus: &str, metric: &str, title: &str) -> Result<String, String> {
     let pts: Vec<(&SampleRow, f64)> = samples
         .iter()
-        .filter(|r| r.corpus == corpus && r.status == "ok")
+        .filter(|r| r.corpus == corpus && r.status == "ok" && r.ratio_nominal.is_finite())
         .filter_map(|r| occ_eval::summary::sample_metric(r, metric).map(|v| (r, v)))
         .collect();
     let (x0, x1) = x_range(pts.iter().map(|(r, _)| r.ratio_nominal));

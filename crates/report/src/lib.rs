@@ -1,7 +1,9 @@
 //! Reports of sweep runs: SVG charts (plotters), Markdown and self-contained HTML with the tables.
 //!
-//! Reads only the run's files (`manifest.json`, `samples.parquet`); statistics are recomputed with
-//! `occ_eval::summary`, the same code that wrote `summary.csv`. The model is never in the loop.
+//! Reads only the run's files (`manifest.json`, `samples.parquet`, and `score.json` for runs of
+//! `compress-bench score`); statistics are recomputed with `occ_eval::summary`, the same code that
+//! wrote `summary.csv`. The model is never in the loop. A score run's report adds a headline, the
+//! table of ground-truth-token bins and the bad rows of its input.
 //!
 //! Outputs in the run directory: `plots/<corpus>_<metric>.svg` (curves),
 //! `plots/<corpus>_scatter_char_precision.svg`, `report.md` (links the SVGs) and `report.html`
@@ -19,6 +21,7 @@ use std::path::{Path, PathBuf};
 
 use occ_eval::results::{self, Manifest, ResultsError};
 use occ_eval::schema::{SampleRow, SummaryRow};
+use occ_eval::score::ScoreRecord;
 
 /// Errors of report generation.
 #[derive(Debug, thiserror::Error)]
@@ -37,12 +40,17 @@ pub const CURVE_METRICS: [&str; 4] = ["char_precision", "word_f1", "fox_precisio
 /// The warning shown for runs on synthetic weights.
 pub const SYNTHETIC_WARNING: &str = "synthetic weights — scores are meaningless";
 
+/// Bad rows of a score run listed in the report (all of them are in `score.json`).
+pub const BAD_ROWS_SHOWN: usize = 50;
+
 /// What a report is made from.
 #[derive(Debug, Clone)]
 pub struct ReportInput {
     pub manifest: Manifest,
     pub samples: Vec<SampleRow>,
     pub summary: Vec<SummaryRow>,
+    /// The input accounting of a `compress-bench score` run; `None` for sweeps.
+    pub score: Option<ScoreRecord>,
 }
 
 impl ReportInput {
@@ -51,11 +59,21 @@ impl ReportInput {
         let manifest = Manifest::load(dir)?;
         let samples = results::read_samples(dir)?;
         let summary = occ_eval::summary::summarize(&samples, manifest.spec.seed);
-        Ok(ReportInput { manifest, samples, summary })
+        let score = ScoreRecord::load(dir)?;
+        Ok(ReportInput { manifest, samples, summary, score })
     }
 
     fn synthetic(&self) -> bool {
         self.manifest.synthetic_weights || self.samples.iter().any(|s| s.synthetic_weights)
+    }
+
+    /// Whether the curves of `corpus` carry the paper's Table 2: the English corpus of a sweep, or
+    /// an English score run binned by ground-truth tokens (the paper's Fox protocol).
+    fn paper_overlay(&self, corpus: &str) -> bool {
+        match &self.score {
+            Some(record) => record.binned() && record.lang == occ_eval::Lang::En,
+            None => corpus == "en",
+        }
     }
 }
 
@@ -81,7 +99,7 @@ pub fn charts(input: &ReportInput) -> Result<Vec<Chart>, ReportError> {
     for corpus in &corpora {
         for metric in CURVE_METRICS {
             let title = format!("{engine} on {corpus}: {metric} (mean, 95% CI){tag}");
-            let svg = charts::curve_svg(&input.summary, corpus, metric, &title)
+            let svg = charts::curve_svg(&input.summary, corpus, metric, &title, input.paper_overlay(corpus))
                 .map_err(|message| ReportError::Chart { name: format!("{corpus}_{metric}"), message })?;
             out.push(Chart { file: format!("{corpus}_{metric}.svg"), title, svg });
         }
@@ -101,8 +119,17 @@ pub fn tables_markdown(input: &ReportInput) -> String {
 fn notes() -> &'static str {
     "Metrics are defined in `occ_eval::metrics` (docs/SWEEPS.md): character precision = 1 − normalised \
      edit distance; word F1 over word multisets; the paper's undefined \"precision\" is reported in both \
-     readings of Fox's set precision. The truncation baseline keeps as many text tokens as the page has \
-     nominal vision tokens (1/r of the text). Cells show mean [bootstrap 95% CI] in percent."
+     readings of Fox's set precision: unique output words found in the ground truth ÷ unique output words \
+     (fox-out, the reading that reproduces the paper's Table 2 and carries its points) and unique \
+     ground-truth words found in the output ÷ unique ground-truth words (fox-gt). The truncation baseline \
+     keeps as many text tokens as the page has nominal vision tokens (1/r of the text). Cells show mean \
+     [bootstrap 95% CI] in percent."
+}
+
+fn score_notes() -> &'static str {
+    "Predictions made elsewhere, scored with the sweep's normalisation and metrics. A cell is a group, a \
+     mode and a bin of ground-truth tokens [lo, hi); its ratio (the x axis and the tables' ratio) is the \
+     mean of its pages' text tokens ÷ nominal vision tokens, rounded to 2 decimals."
 }
 
 /// Written files.
@@ -127,18 +154,39 @@ pub fn write_report(dir: &Path) -> Result<ReportFiles, ReportError> {
         plots.push(p);
     }
     let m = &input.manifest;
-    let facts = tables::run_facts(m);
-    let tables = tables::tables(&input.summary);
+    let (title, facts, notes, headline, mut all_tables) = match &input.score {
+        Some(record) => {
+            let mut t = tables::score_bins(record);
+            t.extend(tables::score_bad_rows(record, BAD_ROWS_SHOWN));
+            let notes = format!("{} {}", score_notes(), notes());
+            (
+                format!("Scored predictions: {}", m.experiment),
+                tables::score_facts(m, record),
+                notes,
+                Some(tables::score_headline(record)),
+                t,
+            )
+        }
+        None => {
+            (format!("Compression sweep: {}", m.experiment), tables::run_facts(m), notes().to_string(), None, vec![])
+        }
+    };
+    all_tables.extend(tables::tables(&input.summary));
+    let tables = all_tables;
     let synthetic = input.synthetic();
 
-    let mut md = format!("# Compression sweep: {}\n\n", m.experiment);
+    let mut md = format!("# {title}\n\n");
     if synthetic {
         md.push_str(&format!("> **Warning: {SYNTHETIC_WARNING}.** This run checks the plumbing only.\n\n"));
     }
     for (k, v) in &facts {
         md.push_str(&format!("- **{k}**: {v}\n"));
     }
-    md.push_str(&format!("\n{}\n\n## Curves\n\n", notes()));
+    md.push_str(&format!("\n{notes}\n\n"));
+    if let Some(h) = &headline {
+        md.push_str(&format!("{}\n", h.markdown()));
+    }
+    md.push_str("## Curves\n\n");
     for c in &charts {
         md.push_str(&format!("![{}](plots/{})\n\n", c.title, c.file));
     }
@@ -153,7 +201,7 @@ pub fn write_report(dir: &Path) -> Result<ReportFiles, ReportError> {
          .warn{background:#fdd;border:2px solid #c00;padding:8px;font-weight:bold}</style>\n",
     );
     html.push_str(&format!("<title>{}</title></head><body>\n", tables::escape(&m.experiment)));
-    html.push_str(&format!("<h1>Compression sweep: {}</h1>\n", tables::escape(&m.experiment)));
+    html.push_str(&format!("<h1>{}</h1>\n", tables::escape(&title)));
     if synthetic {
         html.push_str(&format!(
             "<p class=\"warn\">Warning: {SYNTHETIC_WARNING}. This run checks the plumbing only.</p>\n"
@@ -163,7 +211,11 @@ pub fn write_report(dir: &Path) -> Result<ReportFiles, ReportError> {
     for (k, v) in &facts {
         html.push_str(&format!("<li><b>{}</b>: {}</li>\n", tables::escape(k), tables::escape(v)));
     }
-    html.push_str(&format!("</ul>\n<p>{}</p>\n<h2>Curves</h2>\n", tables::escape(notes())));
+    html.push_str(&format!("</ul>\n<p>{}</p>\n", tables::escape(&notes)));
+    if let Some(h) = &headline {
+        html.push_str(&h.html());
+    }
+    html.push_str("<h2>Curves</h2>\n");
     for c in &charts {
         html.push_str(&format!("<figure>{}</figure>\n", strip_xml_prolog(&c.svg)));
     }

@@ -1,9 +1,11 @@
 //! The report's tables, as data (rendered to Markdown and HTML by the caller).
 
 use occ_eval::results::Manifest;
-use occ_eval::schema::SummaryRow;
+use occ_eval::schema::{BinRow, SummaryRow};
+use occ_eval::score::{Bin, ScoreRecord};
+use occ_eval::stats::CellStats;
 
-use crate::paper::TABLE2;
+use crate::paper::{point, TABLE2};
 
 /// A titled table of strings.
 #[derive(Debug, Clone, PartialEq)]
@@ -70,8 +72,8 @@ fn unique<T: PartialEq + Clone>(items: impl Iterator<Item = T>) -> Vec<T> {
 pub const TABLE_METRICS: [(&str, &str); 5] = [
     ("char_precision", "character precision (1 − NED), %"),
     ("word_f1", "word F1, %"),
+    ("fox_precision_out_words", "Fox set precision, unique output words in GT (the paper's reading), %"),
     ("fox_precision_gt_words", "Fox set precision, unique GT words found, %"),
-    ("fox_precision_out_words", "Fox set precision, unique output words in GT, %"),
     ("runaway", "runaway outputs (max tokens or repetition loop), %"),
 ];
 
@@ -148,8 +150,8 @@ fn paper_comparison(rows: &[&SummaryRow]) -> Option<TextTable> {
     };
     let mut body = Vec::new();
     for b in TABLE2 {
-        let t = find("tiny", b.compression_64, "fox_precision_gt_words");
-        let s = find("small", b.compression_100, "fox_precision_gt_words");
+        let t = find("tiny", b.compression_64, "fox_precision_out_words");
+        let s = find("small", b.compression_100, "fox_precision_out_words");
         if t.is_none() && s.is_none() {
             continue;
         }
@@ -157,12 +159,12 @@ fn paper_comparison(rows: &[&SummaryRow]) -> Option<TextTable> {
         body.push(vec![
             format!("{}–{}", b.tokens.0, b.tokens.1),
             format!("{:.1}", 100.0 * b.precision_64),
-            cell("tiny", b.compression_64, "fox_precision_gt_words"),
             cell("tiny", b.compression_64, "fox_precision_out_words"),
+            cell("tiny", b.compression_64, "fox_precision_gt_words"),
             cell("tiny", b.compression_64, "char_precision"),
             format!("{:.1}", 100.0 * b.precision_100),
-            cell("small", b.compression_100, "fox_precision_gt_words"),
             cell("small", b.compression_100, "fox_precision_out_words"),
+            cell("small", b.compression_100, "fox_precision_gt_words"),
             cell("small", b.compression_100, "char_precision"),
         ]);
     }
@@ -171,16 +173,18 @@ fn paper_comparison(rows: &[&SummaryRow]) -> Option<TextTable> {
     }
     let corpus = rows.first().map(|r| r.corpus.as_str()).unwrap_or("");
     Some(TextTable {
-        title: format!("{corpus}: paper Table 2 vs this run (same compression per bin)"),
+        title: format!(
+            "{corpus}: paper Table 2 vs this run (same compression per bin; fox-out is the paper's reading)"
+        ),
         header: [
             "GT tokens",
             "paper @64",
-            "tiny fox-gt",
             "tiny fox-out",
+            "tiny fox-gt",
             "tiny char",
             "paper @100",
-            "small fox-gt",
             "small fox-out",
+            "small fox-gt",
             "small char",
         ]
         .iter()
@@ -188,6 +192,181 @@ fn paper_comparison(rows: &[&SummaryRow]) -> Option<TextTable> {
         .collect(),
         rows: body,
     })
+}
+
+fn pct_interval(mean: f64, low: f64, high: f64) -> String {
+    if !mean.is_finite() {
+        return "–".into();
+    }
+    format!("{:.1} [{:.1}, {:.1}]", 100.0 * mean, 100.0 * low, 100.0 * high)
+}
+
+/// The headline of a score run: per group × mode, Fox precision in the output-words reading over
+/// every scored page, with the other reading and character precision beside it.
+pub fn score_headline(record: &ScoreRecord) -> TextTable {
+    let pct = |s: &CellStats| pct_interval(s.mean, s.ci_low, s.ci_high);
+    TextTable {
+        title: "Headline: every scored page, mean [bootstrap 95% CI], %".into(),
+        header: [
+            "group",
+            "mode",
+            "pages",
+            "Fox precision, output words in GT",
+            "Fox precision, GT words found",
+            "character precision",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect(),
+        rows: record
+            .headline
+            .iter()
+            .map(|h| {
+                vec![
+                    h.group.clone(),
+                    h.mode.clone(),
+                    h.n_pages.to_string(),
+                    pct(&h.fox_precision_out_words),
+                    pct(&h.fox_precision_gt_words),
+                    pct(&h.char_precision),
+                ]
+            })
+            .collect(),
+    }
+}
+
+/// The bins of a score run, one table per group: per mode the pages, the compression and both
+/// readings of Fox precision (output words first: the paper's), with the paper's Table 2 point
+/// beside Tiny and Small for the bins it has.
+pub fn score_bins(record: &ScoreRecord) -> Vec<TextTable> {
+    let rows = &record.bin_rows;
+    let groups = unique(rows.iter().map(|r| r.group.clone()));
+    let mut out = Vec::new();
+    for group in &groups {
+        let in_group: Vec<&BinRow> = rows.iter().filter(|r| &r.group == group).collect();
+        let modes = unique(in_group.iter().map(|r| r.mode.clone()));
+        let mut bins = unique(in_group.iter().map(|r| (r.tokens_lo, r.tokens_hi)));
+        bins.sort();
+        let paper_modes: Vec<&String> =
+            modes.iter().filter(|m| bins.iter().any(|b| paper_bin(*b).and_then(|p| point(p, m)).is_some())).collect();
+        let mut header = vec!["GT tokens".to_string()];
+        for m in &modes {
+            header.extend([
+                format!("{m} pages"),
+                format!("{m} compression"),
+                format!("{m} fox-out"),
+                format!("{m} fox-gt"),
+                format!("{m} char"),
+            ]);
+            if paper_modes.contains(&m) {
+                header.push(format!("paper {m} (compression)"));
+            }
+        }
+        let mut body = Vec::new();
+        for &bin in &bins {
+            let mut line = vec![Bin { lo: bin.0, hi: bin.1 }.to_string()];
+            for m in &modes {
+                match in_group.iter().find(|r| &r.mode == m && (r.tokens_lo, r.tokens_hi) == bin) {
+                    Some(r) => line.extend([
+                        r.n_pages.to_string(),
+                        r.compression.map_or("–".into(), |c| format!("{c:.2}")),
+                        pct_interval(
+                            r.fox_precision_out_words,
+                            r.fox_precision_out_words_ci_low,
+                            r.fox_precision_out_words_ci_high,
+                        ),
+                        pct_interval(
+                            r.fox_precision_gt_words,
+                            r.fox_precision_gt_words_ci_low,
+                            r.fox_precision_gt_words_ci_high,
+                        ),
+                        pct_interval(r.char_precision, r.char_precision_ci_low, r.char_precision_ci_high),
+                    ]),
+                    None => line.extend(std::iter::repeat_n("–".to_string(), 5)),
+                }
+                if paper_modes.contains(&m) {
+                    line.push(
+                        paper_bin(bin)
+                            .and_then(|p| {
+                                point(p, m).map(|(c, v)| format!("{:.1} ({c}) · {} pages", 100.0 * v, p.pages))
+                            })
+                            .unwrap_or_else(|| "–".into()),
+                    );
+                }
+            }
+            body.push(line);
+        }
+        out.push(TextTable {
+            title: format!("{group}: bins of ground-truth tokens (fox-out is the paper's reading), %"),
+            header,
+            rows: body,
+        });
+    }
+    out
+}
+
+fn paper_bin(bin: (Option<u32>, Option<u32>)) -> Option<&'static crate::paper::PaperBin> {
+    match bin {
+        (Some(lo), Some(hi)) => crate::paper::bin((lo, hi)),
+        _ => None,
+    }
+}
+
+/// Rows of the input that were not scored, by line (at most `limit`, then a count of the rest).
+pub fn score_bad_rows(record: &ScoreRecord, limit: usize) -> Option<TextTable> {
+    if record.bad_rows.is_empty() {
+        return None;
+    }
+    let mut rows: Vec<Vec<String>> = record
+        .bad_rows
+        .iter()
+        .take(limit)
+        .map(|b| vec![b.line.to_string(), b.id.clone().unwrap_or_default(), b.problem.to_string()])
+        .collect();
+    if record.bad_rows.len() > limit {
+        rows.push(vec!["…".into(), String::new(), format!("{} more in score.json", record.bad_rows.len() - limit)]);
+    }
+    Some(TextTable {
+        title: format!("Bad rows, left out ({})", record.bad_rows.len()),
+        header: vec!["line".into(), "id".into(), "problem".into()],
+        rows,
+    })
+}
+
+/// The identity block of a score run.
+pub fn score_facts(m: &Manifest, record: &ScoreRecord) -> Vec<(String, String)> {
+    let b = &record.bins;
+    let range = match (b.min_tokens, b.max_tokens) {
+        (None, None) => "all".to_string(),
+        (lo, hi) => Bin { lo, hi }.to_string(),
+    };
+    let bins = b.width.map_or("none (one cell per group and mode)".to_string(), |w| format!("{w} tokens"));
+    vec![
+        ("experiment".into(), m.experiment.clone()),
+        ("run id".into(), m.run_id.clone()),
+        ("predictions by".into(), m.engines.iter().map(|e| e.name.clone()).collect::<Vec<_>>().join("; ")),
+        ("input".into(), format!("{} (sha256 {})", record.input, record.input_sha256)),
+        (
+            "rows".into(),
+            format!(
+                "{} lines read: {} scored, {} bad rows left out{}, {} outside the token range",
+                record.n_lines,
+                record.n_scored,
+                record.n_bad,
+                if record.strict { " (strict)" } else { "" },
+                record.n_out_of_range
+            ),
+        ),
+        ("ground-truth tokens".into(), format!("range {range}, bins {bins}")),
+        ("language".into(), record.lang.as_str().into()),
+        ("tokenizer".into(), m.tokenizer.clone()),
+        ("bootstrap seed".into(), m.spec.seed.to_string()),
+        ("git commit".into(), m.git_commit.clone()),
+        ("tool".into(), format!("{} {}", m.tool, m.tool_version)),
+        ("host".into(), m.host.clone()),
+        ("created".into(), m.created_utc.clone()),
+        ("wall time".into(), format!("{:.1} s", m.wall_time_s)),
+    ]
 }
 
 /// The run's identity block (Markdown bullet list).

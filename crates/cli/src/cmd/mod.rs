@@ -7,5 +7,6 @@ pub mod merge;
 pub mod ocr;
 pub mod render;
 pub mod report;
+pub mod score;
 pub mod sweep;
 pub mod train;

@@ -1,3 +1,5 @@
-//! Integration tests of occ-eval: the runner on fake engines and the blank renderer.
+//! Integration tests of occ-eval: the runner on fake engines and the blank renderer, and scoring
+//! predictions made elsewhere on a committed fixture.
 
 mod runner;
+mod score;

@@ -1,0 +1,328 @@
+//! `compress-bench score`: score predictions made elsewhere (a vLLM run, another toolkit) into the
+//! files and report of a sweep run.
+//!
+//! Order of work: check the flags and that the output folder takes files, read the predictions
+//! (bad rows by line number), score them in `occ_eval::score` (the sweep's normalisation, metrics
+//! and statistics), write the run and its report. The input format, the bins and both readings of
+//! Fox precision are in docs/SWEEPS.md ("Scoring predictions made elsewhere"); the `--json`
+//! messages in docs/cli-json.md.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::time::Instant;
+
+use anyhow::Context;
+use indicatif::{ProgressBar, ProgressStyle};
+use occ_core::{Mode, TextTokenizer};
+use occ_eval::results;
+use occ_eval::score::{self, BadRow, RunMeta, ScoreError, ScoreOptions, ScoreProgress, ScoreRun, TokenBins};
+use occ_eval::Lang;
+use serde::Serialize;
+
+use crate::cmd::sweep::{git_commit, host};
+use crate::output::{Output, JSON_SCHEMA_VERSION};
+
+/// Bad rows printed on stderr (all of them are in score.json and, under `--json`, on stdout).
+const BAD_ROWS_PRINTED: usize = 20;
+
+/// Score predictions made elsewhere: JSON Lines of id, truth, prediction → the files and report of a sweep.
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// Predictions: JSON Lines with `id`, `truth`, `prediction` and optional `mode`, `vision_tokens`,
+    /// `text_tokens`, `group` (docs/SWEEPS.md).
+    pub predictions: PathBuf,
+    /// Results root: the run goes to <out>/<name>/<run_id>.
+    #[arg(long, default_value = "results")]
+    pub out: PathBuf,
+    /// Experiment name (letters, digits, '-', '_').
+    #[arg(long, default_value = "score")]
+    pub name: String,
+    /// Who made the predictions (recorded as the engine, shown in the report).
+    #[arg(long, default_value = "external")]
+    pub engine: String,
+    /// Language of the texts: en or zh (word splitting and the Chinese whitespace rule).
+    #[arg(long, default_value = "en", value_parser = parse_lang)]
+    pub lang: Lang,
+    /// Mode of rows without a `mode` field (tiny, small, base, large, gundam, custom:…).
+    #[arg(long, value_parser = parse_mode)]
+    pub mode: Option<Mode>,
+    /// Bin width in ground-truth tokens; the paper's Fox protocol is
+    /// `--bin-tokens 100 --min-tokens 600 --max-tokens 1300`.
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..))]
+    pub bin_tokens: Option<u32>,
+    /// Leave out rows with fewer ground-truth tokens (bins start here).
+    #[arg(long)]
+    pub min_tokens: Option<u32>,
+    /// Leave out rows with this many ground-truth tokens or more.
+    #[arg(long)]
+    pub max_tokens: Option<u32>,
+    /// Seed of the bootstrap confidence intervals.
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// Refuse the whole input if any row is bad (default: leave bad rows out and list them).
+    #[arg(long)]
+    pub strict: bool,
+    /// Do not write the report.
+    #[arg(long)]
+    pub no_report: bool,
+}
+
+fn parse_lang(s: &str) -> Result<Lang, String> {
+    match s {
+        "en" => Ok(Lang::En),
+        "zh" => Ok(Lang::Zh),
+        other => Err(format!("unknown language {other:?}: expected en or zh")),
+    }
+}
+
+fn parse_mode(s: &str) -> Result<Mode, String> {
+    s.parse::<Mode>().map_err(|e| e.to_string())
+}
+
+#[derive(Serialize)]
+struct ScoreStart<'a> {
+    schema_version: u32,
+    input: String,
+    input_sha256: &'a str,
+    n_lines: usize,
+    n_rows: usize,
+    n_bad: usize,
+}
+
+#[derive(Serialize)]
+struct BadRowMessage<'a> {
+    line: usize,
+    id: Option<&'a str>,
+    kind: &'static str,
+    message: String,
+}
+
+#[derive(Serialize)]
+struct HeadlineMessage<'a> {
+    group: &'a str,
+    mode: &'a str,
+    n_pages: usize,
+    fox_precision_out_words: f64,
+    fox_precision_out_words_ci: [f64; 2],
+    fox_precision_gt_words: f64,
+    char_precision: f64,
+}
+
+#[derive(Serialize)]
+struct BinMessage<'a> {
+    group: &'a str,
+    mode: &'a str,
+    tokens_lo: Option<u32>,
+    tokens_hi: Option<u32>,
+    n_pages: u32,
+    compression: Option<f64>,
+    fox_precision_out_words: f64,
+    fox_precision_out_words_ci: [f64; 2],
+    fox_precision_gt_words: f64,
+    char_precision: f64,
+}
+
+#[derive(Serialize)]
+struct ScoreSummary<'a> {
+    run_dir: String,
+    run_id: &'a str,
+    n_lines: usize,
+    n_scored: usize,
+    n_bad: usize,
+    n_out_of_range: usize,
+    wall_time_s: f64,
+    files: BTreeMap<&'static str, String>,
+    headline: Vec<HeadlineMessage<'a>>,
+    bins: Vec<BinMessage<'a>>,
+}
+
+/// Progress bar over the rows.
+struct Bar(Option<ProgressBar>);
+
+impl ScoreProgress for Bar {
+    fn started(&mut self, rows: usize) {
+        if let Some(bar) = &self.0 {
+            bar.set_length(rows as u64);
+        }
+    }
+
+    fn advanced(&mut self, done: usize) {
+        if let Some(bar) = &self.0 {
+            bar.set_position(done as u64);
+        }
+    }
+}
+
+/// Every bad row: `bad_row` messages under `--json`, the first few as warnings otherwise.
+fn announce_bad_rows(bad: &[BadRow], out: &Output) -> anyhow::Result<()> {
+    for b in bad {
+        let msg =
+            BadRowMessage { line: b.line, id: b.id.as_deref(), kind: b.problem.kind(), message: b.problem.to_string() };
+        out.json_message("bad_row", &msg)?;
+    }
+    if !out.json {
+        for b in bad.iter().take(BAD_ROWS_PRINTED) {
+            out.warn(&b.to_string());
+        }
+        if bad.len() > BAD_ROWS_PRINTED {
+            out.warn(&format!("… and {} more bad rows", bad.len() - BAD_ROWS_PRINTED));
+        }
+    }
+    Ok(())
+}
+
+pub fn run(args: Args, out: &Output) -> anyhow::Result<()> {
+    let t0 = Instant::now();
+    let (started_utc, _) = results::utc_now();
+    let options = ScoreOptions {
+        engine: args.engine.clone(),
+        lang: args.lang,
+        default_mode: args.mode,
+        bins: TokenBins { width: args.bin_tokens, min_tokens: args.min_tokens, max_tokens: args.max_tokens },
+        seed: args.seed,
+        strict: args.strict,
+        ..ScoreOptions::new(&args.name)
+    };
+    options.validate()?;
+    score::check_writable(&args.out.join(&options.name))?;
+    let bytes = std::fs::read(&args.predictions)
+        .with_context(|| format!("reading predictions {}", args.predictions.display()))?;
+    let input_sha256 = score::sha256_hex(&bytes);
+    let input = score::parse_input(&bytes);
+    drop(bytes);
+    out.json_message(
+        "score_start",
+        &ScoreStart {
+            schema_version: JSON_SCHEMA_VERSION,
+            input: args.predictions.display().to_string(),
+            input_sha256: &input_sha256,
+            n_lines: input.n_lines,
+            n_rows: input.rows.len(),
+            n_bad: input.bad.len(),
+        },
+    )?;
+    let tokenizer = TextTokenizer::deepseek_ocr().context("loading the DeepSeek-OCR tokenizer")?;
+    let bar = out.progress_enabled().then(|| {
+        let bar = ProgressBar::new(input.rows.len() as u64);
+        if let Ok(style) = ProgressStyle::with_template("{spinner} [{elapsed_precise}] {wide_bar} {pos}/{len} rows") {
+            bar.set_style(style);
+        }
+        bar
+    });
+    let mut progress = Bar(bar);
+    let scored = score::score_rows(&input, &options, &tokenizer, &mut progress);
+    if let Some(bar) = progress.0.take() {
+        bar.finish_and_clear();
+    }
+    let scored = match scored {
+        Err(ScoreError::Strict { bad }) => {
+            announce_bad_rows(&bad, out)?;
+            return Err(ScoreError::Strict { bad }.into());
+        }
+        other => other.with_context(|| format!("scoring {}", args.predictions.display()))?,
+    };
+    announce_bad_rows(&scored.bad, out)?;
+    let meta = RunMeta {
+        input: args.predictions.clone(),
+        input_sha256,
+        out_root: args.out.clone(),
+        git_commit: git_commit(),
+        host: host(),
+        tokenizer: tokenizer.source().to_string(),
+        command: std::env::args().collect(),
+        started_utc,
+        wall_time_s: t0.elapsed().as_secs_f64(),
+    };
+    let run = score::write_run(scored, &options, &meta).context("writing the score run")?;
+    let mut files = BTreeMap::new();
+    for f in [
+        results::SAMPLES_FILE,
+        results::PREDICTIONS_FILE,
+        results::SUMMARY_FILE,
+        score::BINS_FILE,
+        score::SCORE_FILE,
+        results::MANIFEST_FILE,
+    ] {
+        files.insert(f, run.dir.join(f).display().to_string());
+    }
+    if !args.no_report {
+        let r = occ_report::write_report(&run.dir)
+            .with_context(|| format!("writing the report of {}", run.dir.display()))?;
+        files.insert("report.md", r.markdown.display().to_string());
+        files.insert("report.html", r.html.display().to_string());
+    }
+    announce(&run, files, out)
+}
+
+fn announce(run: &ScoreRun, files: BTreeMap<&'static str, String>, out: &Output) -> anyhow::Result<()> {
+    let r = &run.record;
+    out.json_message(
+        "score_summary",
+        &ScoreSummary {
+            run_dir: run.dir.display().to_string(),
+            run_id: &run.manifest.run_id,
+            n_lines: r.n_lines,
+            n_scored: r.n_scored,
+            n_bad: r.n_bad,
+            n_out_of_range: r.n_out_of_range,
+            wall_time_s: run.manifest.wall_time_s,
+            files: files.clone(),
+            headline: r
+                .headline
+                .iter()
+                .map(|h| HeadlineMessage {
+                    group: &h.group,
+                    mode: &h.mode,
+                    n_pages: h.n_pages,
+                    fox_precision_out_words: h.fox_precision_out_words.mean,
+                    fox_precision_out_words_ci: [h.fox_precision_out_words.ci_low, h.fox_precision_out_words.ci_high],
+                    fox_precision_gt_words: h.fox_precision_gt_words.mean,
+                    char_precision: h.char_precision.mean,
+                })
+                .collect(),
+            bins: r
+                .bin_rows
+                .iter()
+                .map(|b| BinMessage {
+                    group: &b.group,
+                    mode: &b.mode,
+                    tokens_lo: b.tokens_lo,
+                    tokens_hi: b.tokens_hi,
+                    n_pages: b.n_pages,
+                    compression: b.compression,
+                    fox_precision_out_words: b.fox_precision_out_words,
+                    fox_precision_out_words_ci: [b.fox_precision_out_words_ci_low, b.fox_precision_out_words_ci_high],
+                    fox_precision_gt_words: b.fox_precision_gt_words,
+                    char_precision: b.char_precision,
+                })
+                .collect(),
+        },
+    )?;
+    out.result(&format!(
+        "{} predictions scored ({} bad rows left out, {} outside the token range) in {:.1} s -> {}",
+        r.n_scored,
+        r.n_bad,
+        r.n_out_of_range,
+        run.manifest.wall_time_s,
+        run.dir.display()
+    ));
+    for h in &r.headline {
+        let s = &h.fox_precision_out_words;
+        out.info(&format!(
+            "  {}/{}: Fox precision (output words in GT) {:.1}% [{:.1}, {:.1}], GT words found {:.1}%, \
+             character precision {:.1}%, {} pages",
+            h.group,
+            h.mode,
+            100.0 * s.mean,
+            100.0 * s.ci_low,
+            100.0 * s.ci_high,
+            100.0 * h.fox_precision_gt_words.mean,
+            100.0 * h.char_precision.mean,
+            h.n_pages
+        ));
+    }
+    for (k, v) in &files {
+        out.info(&format!("  {k}: {v}"));
+    }
+    Ok(())
+}

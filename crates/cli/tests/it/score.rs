@@ -1,0 +1,176 @@
+//! `compress-bench score` end to end: the committed fixture under the paper's Fox protocol (files,
+//! `--json` stream, report with the paper's points), `--strict`, an unwritable output folder, a
+//! line that is not UTF-8, and 1,000 Fox-sized predictions timed.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::time::Instant;
+
+use crate::util::{assert_ok, scratch};
+
+use occ_eval::corpus::Corpus;
+use occ_eval::results;
+
+const BIN: &str = env!("CARGO_BIN_EXE_compress-bench");
+const FOX: [&str; 6] = ["--bin-tokens", "100", "--min-tokens", "600", "--max-tokens", "1300"];
+
+fn fixture() -> String {
+    format!("{}/../eval/tests/fixtures/score/fox-mini.jsonl", env!("CARGO_MANIFEST_DIR"))
+}
+
+fn score(input: &str, out: &Path, extra: &[&str]) -> Output {
+    let mut args = vec!["score", input, "--out", out.to_str().unwrap()];
+    args.extend_from_slice(extra);
+    Command::new(BIN).args(&args).output().expect("running compress-bench")
+}
+
+fn messages(o: &Output) -> Vec<serde_json::Value> {
+    String::from_utf8_lossy(&o.stdout).lines().map(|l| serde_json::from_str(l).unwrap()).collect()
+}
+
+/// Run directories under `out/score`.
+fn run_dirs(out: &Path) -> Vec<PathBuf> {
+    match std::fs::read_dir(out.join("score")) {
+        Ok(entries) => entries.map(|e| e.unwrap().path()).filter(|p| p.is_dir()).collect(),
+        Err(_) => Vec::new(),
+    }
+}
+
+#[test]
+fn fixture_scores_into_a_sweeps_files_with_a_json_stream() {
+    let out = scratch("score-files");
+    let o = score(&fixture(), &out, &[&FOX[..], &["--json", "--engine", "fixture-reader"]].concat());
+    assert_ok(&o);
+    let msgs = messages(&o);
+    let types: Vec<&str> = msgs.iter().map(|m| m["type"].as_str().unwrap()).collect();
+    assert_eq!(types.first(), Some(&"score_start"));
+    assert_eq!(types.last(), Some(&"score_summary"));
+    assert_eq!(types.iter().filter(|t| **t == "bad_row").count(), 6);
+    assert_eq!(msgs[0]["data"]["schema_version"], 1);
+    assert_eq!(msgs[0]["data"]["n_lines"], 15);
+    let bad_lines: Vec<u64> =
+        msgs.iter().filter(|m| m["type"] == "bad_row").map(|m| m["data"]["line"].as_u64().unwrap()).collect();
+    assert_eq!(bad_lines, [4, 6, 10, 11, 12, 13]);
+    let summary = &msgs.last().unwrap()["data"];
+    assert_eq!((summary["n_scored"].as_u64(), summary["n_bad"].as_u64()), (Some(6), Some(6)));
+    assert_eq!(summary["n_out_of_range"], 3);
+    let tiny_600 = summary["bins"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|b| b["group"] == "all" && b["mode"] == "tiny" && b["tokens_lo"] == 600)
+        .expect("tiny 600–700");
+    assert_eq!(tiny_600["n_pages"], 3);
+    // (5/6 + 1 + 0) / 3 and (1 + 3/4 + 0) / 3, as in occ-eval's fixture test.
+    assert!((tiny_600["fox_precision_out_words"].as_f64().unwrap() - 11.0 / 18.0).abs() < 1e-12);
+    assert!((tiny_600["fox_precision_gt_words"].as_f64().unwrap() - 7.0 / 12.0).abs() < 1e-12);
+
+    let dirs = run_dirs(&out);
+    assert_eq!(dirs.len(), 1);
+    let dir = &dirs[0];
+    for f in [
+        "samples.parquet",
+        "predictions.parquet",
+        "summary.csv",
+        "bins.csv",
+        "score.json",
+        "manifest.json",
+        "report.md",
+        "report.html",
+    ] {
+        assert!(dir.join(f).is_file(), "{f} missing");
+    }
+    let samples = results::read_samples(dir).unwrap();
+    assert_eq!(samples.len(), 6);
+    assert!(samples.iter().all(|s| s.engine == "fixture-reader"));
+    let report = std::fs::read_to_string(dir.join("report.md")).unwrap();
+    assert!(report.starts_with("# Scored predictions: score"), "{report}");
+    for needle in ["Headline", "paper tiny (compression)", "Bad rows, left out (6)", "duplicate id (lines 4, 6"] {
+        assert!(report.contains(needle), "report.md lacks {needle:?}");
+    }
+    // The paper's points go on the output-words reading (and character precision), not on fox-gt.
+    let plot = |name: &str| std::fs::read_to_string(dir.join("plots").join(name)).unwrap();
+    assert!(plot("all_fox_precision_out_words.svg").contains("paper Table 2, tiny"));
+    assert!(!plot("all_fox_precision_gt_words.svg").contains("paper Table 2"));
+}
+
+#[test]
+fn strict_refuses_the_input_and_writes_no_run() {
+    let out = scratch("score-strict");
+    let o = score(&fixture(), &out, &[&FOX[..], &["--strict"]].concat());
+    assert!(!o.status.success());
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert!(stderr.contains("strict") && stderr.contains("6 bad row"), "{stderr}");
+    assert!(stderr.contains("line 12"), "every bad row is listed: {stderr}");
+    assert!(run_dirs(&out).is_empty());
+}
+
+#[test]
+fn an_unwritable_output_folder_is_refused_before_any_work() {
+    let out = scratch("score-unwritable");
+    let file = out.join("a-file");
+    std::fs::write(&file, "not a folder").unwrap();
+    // The input does not exist either: the output folder is checked first.
+    let o = score("/nonexistent/predictions.jsonl", &file, &[]);
+    assert!(!o.status.success());
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert!(stderr.contains("not writable"), "{stderr}");
+}
+
+#[test]
+fn a_line_that_is_not_utf8_is_a_bad_row() {
+    let out = scratch("score-utf8");
+    let input = out.join("p.jsonl");
+    let mut bytes = br#"{"id": "a", "truth": "one two", "prediction": "one two", "mode": "tiny"}"#.to_vec();
+    bytes.extend_from_slice(b"\n{\"id\": \"b\", \"truth\": \"x\", \"prediction\": \"\xff\"}\n");
+    std::fs::write(&input, bytes).unwrap();
+    let o = score(input.to_str().unwrap(), &out, &["--json", "--no-report"]);
+    assert_ok(&o);
+    let msgs = messages(&o);
+    let bad: Vec<&serde_json::Value> = msgs.iter().filter(|m| m["type"] == "bad_row").collect();
+    assert_eq!(bad.len(), 1);
+    assert_eq!((bad[0]["data"]["line"].as_u64(), bad[0]["data"]["kind"].as_str()), (Some(2), Some("not_utf8")));
+    assert_eq!(msgs.last().unwrap()["data"]["n_scored"], 1);
+    assert!(!run_dirs(&out)[0].join("report.md").exists(), "--no-report");
+}
+
+/// 1,000 Fox-sized predictions (passages of the en corpus, 420–1,367 tokens, each read in Tiny and
+/// Small with words dropped and replaced; text tokens counted by the tokenizer) through the whole
+/// command, report included. Prints the wall time (docs/PERFORMANCE.md records it); CI machines
+/// differ, so only correctness is asserted.
+#[test]
+fn thousand_predictions_timed() {
+    let out = scratch("score-timed");
+    let datasets = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../datasets");
+    let en = Corpus::load("en", &datasets).unwrap();
+    let mut lines = String::new();
+    for i in 0..1000 {
+        let passage = &en.passages[(i / 2) % en.passages.len()];
+        let prediction: Vec<&str> = passage
+            .text
+            .split_whitespace()
+            .enumerate()
+            .filter(|(k, _)| k % 23 != 7)
+            .map(|(k, w)| if k % 17 == 3 { "the" } else { w })
+            .collect();
+        let row = serde_json::json!({
+            "id": format!("page-{i}"),
+            "mode": if i % 2 == 0 { "tiny" } else { "small" },
+            "truth": passage.text,
+            "prediction": prediction.join(" "),
+        });
+        lines.push_str(&row.to_string());
+        lines.push('\n');
+    }
+    let input = out.join("predictions-1000.jsonl");
+    std::fs::write(&input, lines).unwrap();
+    let t0 = Instant::now();
+    let o = score(input.to_str().unwrap(), &out, &[&FOX[..], &["--json"]].concat());
+    let wall = t0.elapsed().as_secs_f64();
+    assert_ok(&o);
+    let summary = messages(&o).pop().unwrap();
+    let n_scored = summary["data"]["n_scored"].as_u64().unwrap();
+    let n_out = summary["data"]["n_out_of_range"].as_u64().unwrap();
+    assert_eq!(n_scored + n_out, 1000);
+    println!("score: 1000 predictions ({n_scored} in 600..1300 tokens) in {wall:.2} s wall, report included");
+}
