@@ -51,7 +51,7 @@ use crate::rng::SplitMix64;
 use crate::schema::{self, BinRow, PredictionRow, SampleRow, SchemaError, SummaryRow, Table};
 use crate::spec::ExperimentSpec;
 use crate::stats::{cell_stats, CellStats};
-use crate::truncation::prefix_tokens;
+use crate::truncation::prefix_from_offsets;
 
 /// Input accounting of a score run (bad rows, rows out of range, bins, headline), in its directory.
 pub const SCORE_FILE: &str = "score.json";
@@ -590,23 +590,23 @@ fn score_row(row: &InputRow, options: &ScoreOptions, tokenizer: &TextTokenizer) 
     if gt_norm.is_empty() {
         return bad(Problem::EmptyTruth);
     }
-    let text_tokens = match row.text_tokens {
-        Some(n) => n,
-        None => match tokenizer.count(&row.truth) {
-            Ok(n) => u32::try_from(n).unwrap_or(u32::MAX),
+    // One tokenisation gives the count (when the row has none) and the truncation baseline's cut.
+    let offsets = match (vision.nominal, row.text_tokens) {
+        (None, Some(_)) => None,
+        _ => match tokenizer.encode_with_offsets(&row.truth) {
+            Ok((_, offsets)) => Some(offsets),
             Err(e) => return bad(Problem::Tokenizer { message: e.to_string() }),
         },
     };
+    let text_tokens =
+        row.text_tokens.unwrap_or_else(|| offsets.as_ref().map_or(0, |o| u32::try_from(o.len()).unwrap_or(u32::MAX)));
     let Some(bin) = options.bins.bin_of(text_tokens) else {
         return Outcome::OutOfRange(OutOfRange { line: row.line, id: row.id.clone(), text_tokens });
     };
-    let truncation = match vision.nominal {
-        Some(budget) => match prefix_tokens(&row.truth, tokenizer, budget as usize) {
-            Ok(prefix) => Some(score(&gt_norm, &options.normalization.apply(prefix, lang), lang)),
-            Err(e) => return bad(Problem::Tokenizer { message: e.to_string() }),
-        },
-        None => None,
-    };
+    let truncation = vision.nominal.zip(offsets.as_deref()).map(|(budget, offsets)| {
+        let prefix = prefix_from_offsets(&row.truth, offsets, budget as usize);
+        score(&gt_norm, &options.normalization.apply(prefix, lang), lang)
+    });
     let out_norm = options.normalization.apply(&row.prediction, lang);
     let sc = score(&gt_norm, &out_norm, lang);
     let flag = runaway(&out_norm, false, &options.repetition);

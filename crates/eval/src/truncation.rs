@@ -14,9 +14,18 @@ pub fn prefix_tokens<'a>(text: &'a str, tokenizer: &TextTokenizer, budget: usize
     if budget == 0 {
         return Ok("");
     }
-    let (ids, offsets) = tokenizer.encode_with_offsets(text)?;
-    if ids.len() <= budget {
-        return Ok(text);
+    let (_, offsets) = tokenizer.encode_with_offsets(text)?;
+    Ok(prefix_from_offsets(text, &offsets, budget))
+}
+
+/// [`prefix_tokens`] for a text already tokenised: `offsets` are the byte ranges of its tokens
+/// ([`TextTokenizer::encode_with_offsets`]), one per token.
+pub fn prefix_from_offsets<'a>(text: &'a str, offsets: &[(usize, usize)], budget: usize) -> &'a str {
+    if budget == 0 {
+        return "";
+    }
+    if offsets.len() <= budget {
+        return text;
     }
     // Byte-level BPE tokens may end inside a multi-byte character; offsets are byte offsets that
     // the tokenizer maps back onto character boundaries, but be defensive.
@@ -24,7 +33,7 @@ pub fn prefix_tokens<'a>(text: &'a str, tokenizer: &TextTokenizer, budget: usize
     while !text.is_char_boundary(end) {
         end -= 1;
     }
-    Ok(&text[..end])
+    &text[..end]
 }
 
 #[cfg(test)]

@@ -172,5 +172,10 @@ fn thousand_predictions_timed() {
     let n_scored = summary["data"]["n_scored"].as_u64().unwrap();
     let n_out = summary["data"]["n_out_of_range"].as_u64().unwrap();
     assert_eq!(n_scored + n_out, 1000);
-    println!("score: 1000 predictions ({n_scored} in 600..1300 tokens) in {wall:.2} s wall, report included");
+    let scoring = summary["data"]["wall_time_s"].as_f64().unwrap();
+    println!(
+        "score: 1000 predictions ({n_scored} in 600..1300 tokens) in {wall:.2} s wall, report included \
+         (reading and scoring {scoring:.2} s); input {}",
+        input.display()
+    );
 }
