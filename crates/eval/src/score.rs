@@ -75,8 +75,8 @@ pub enum ScoreError {
     Options(String),
     #[error("strict scoring refuses the input: {}", strict_message(.bad))]
     Strict { bad: Vec<BadRow> },
-    #[error("nothing to score: {0}")]
-    Empty(String),
+    #[error("nothing to score: {message}")]
+    Empty { message: String, bad: Vec<BadRow> },
     #[error("{0}")]
     Cells(String),
     #[error("writing {path}: {message}")]
@@ -557,12 +557,9 @@ pub fn score_rows(
         return Err(ScoreError::Strict { bad });
     }
     if scored.is_empty() {
-        return Err(ScoreError::Empty(format!(
-            "{} lines read, {} bad, {} outside the token range",
-            input.n_lines,
-            bad.len(),
-            out_of_range.len()
-        )));
+        let message =
+            format!("{} lines read, {} bad, {} outside the token range", input.n_lines, bad.len(), out_of_range.len());
+        return Err(ScoreError::Empty { message, bad });
     }
     let mut samples = Vec::with_capacity(scored.len());
     let mut predictions = Vec::with_capacity(scored.len());

@@ -215,9 +215,11 @@ pub fn run(args: Args, out: &Output) -> anyhow::Result<()> {
         bar.finish_and_clear();
     }
     let scored = match scored {
-        Err(ScoreError::Strict { bad }) => {
-            announce_bad_rows(&bad, out)?;
-            return Err(ScoreError::Strict { bad }.into());
+        Err(e @ (ScoreError::Strict { .. } | ScoreError::Empty { .. })) => {
+            if let ScoreError::Strict { bad } | ScoreError::Empty { bad, .. } = &e {
+                announce_bad_rows(bad, out)?;
+            }
+            return Err(anyhow::Error::new(e).context(format!("scoring {}", args.predictions.display())));
         }
         other => other.with_context(|| format!("scoring {}", args.predictions.display()))?,
     };

@@ -118,6 +118,18 @@ fn an_unwritable_output_folder_is_refused_before_any_work() {
 }
 
 #[test]
+fn an_input_without_a_good_row_lists_its_bad_rows_and_fails() {
+    let out = scratch("score-empty");
+    let input = out.join("p.jsonl");
+    std::fs::write(&input, "{\"id\": \"a\", \"truth\": \"\", \"prediction\": \"x\"}\nnot json\n").unwrap();
+    let o = score(input.to_str().unwrap(), &out, &[]);
+    assert!(!o.status.success());
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert!(stderr.contains("nothing to score") && stderr.contains("line 1") && stderr.contains("line 2"), "{stderr}");
+    assert!(run_dirs(&out).is_empty());
+}
+
+#[test]
 fn a_line_that_is_not_utf8_is_a_bad_row() {
     let out = scratch("score-utf8");
     let input = out.join("p.jsonl");
