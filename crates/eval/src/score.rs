@@ -24,9 +24,9 @@
 //!
 //! Cells: (group, mode, bin). Without bins a group × mode is one cell. With
 //! [`TokenBins::width`], a row with `t` ground-truth tokens falls in the bin
-//! `[lo, lo + width)` with `lo = min + ⌊(t − min) / width⌋ · width` (`min` = `--min-tokens` or 0):
-//! a page of exactly 700 tokens is in 700–800. Rows with `t < min` or `t ≥ max` are left out
-//! and counted, not bad. Each cell's `target_ratio` is the mean `ratio_nominal` of its pages
+//! `[lo, lo + width)` with `lo = min + ⌊(t − min) / width⌋ · width` (`min` =
+//! [`TokenBins::min_tokens`] or 0): a page of exactly 700 tokens is in 700–800. Rows with `t < min`
+//! or `t ≥ max` are left out and counted, not bad. Each cell's `target_ratio` is the mean `ratio_nominal` of its pages
 //! (text tokens ÷ nominal vision tokens) rounded to 2 decimals, so a bin sits on the curves at its
 //! compression, as in the paper's Table 2; binning therefore needs the vision tokens of every row.
 //!
@@ -38,8 +38,10 @@
 use std::collections::{BTreeMap, HashMap};
 use std::fmt;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use occ_core::{compression_ratio, EngineInfo, Mode, TextTokenizer};
+use polars::prelude::{CsvReadOptions, Field, Schema, SerReader};
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
@@ -53,7 +55,7 @@ use crate::spec::ExperimentSpec;
 use crate::stats::{cell_stats, CellStats};
 use crate::truncation::prefix_from_offsets;
 
-/// Input accounting of a score run (bad rows, rows out of range, bins, headline), in its directory.
+/// Input accounting of a score run (what was read, bad rows, rows out of range), in its directory.
 pub const SCORE_FILE: &str = "score.json";
 /// The per-bin table of a score run.
 pub const BINS_FILE: &str = "bins.csv";
@@ -619,7 +621,6 @@ fn score_row(row: &InputRow, options: &ScoreOptions, tokenizer: &TextTokenizer) 
     Outcome::Scored(Box::new((sample, prediction, bin)))
 }
 
-#[allow(clippy::too_many_arguments)]
 fn sample_row(
     row: &InputRow,
     options: &ScoreOptions,
@@ -736,7 +737,8 @@ fn form_cells(samples: &mut [SampleRow], bins: &[Bin]) -> Result<Vec<Cell>, Scor
     Ok(cells)
 }
 
-/// Mean [95% CI] of the headline metrics over every scored page of a group × mode.
+/// Mean [95% CI] of the headline metrics over every scored page of a group × mode (the report
+/// recomputes it from `samples.parquet`; it is a pure function of the rows and the seed).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Headline {
     pub group: String,
@@ -842,7 +844,8 @@ pub fn bin_rows(scored: &Scored, summary: &[SummaryRow]) -> Vec<BinRow> {
     keyed.into_iter().map(|(_, r)| r).collect()
 }
 
-/// `score.json`: what was read, what was left out and why, and the bins and headline.
+/// `score.json`: what was read, what was left out and why, and how (the statistics are in
+/// `summary.csv` and `bins.csv`, whose undefined values are NaN rather than JSON's null).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ScoreRecord {
     /// The predictions file as given.
@@ -861,8 +864,6 @@ pub struct ScoreRecord {
     pub default_mode: Option<Mode>,
     pub bad_rows: Vec<BadRow>,
     pub out_of_range: Vec<OutOfRange>,
-    pub headline: Vec<Headline>,
-    pub bin_rows: Vec<BinRow>,
 }
 
 impl ScoreRecord {
@@ -910,6 +911,24 @@ pub struct ScoreRun {
     pub manifest: Manifest,
     pub summary: Vec<SummaryRow>,
     pub record: ScoreRecord,
+    /// The rows of `bins.csv`.
+    pub bins: Vec<BinRow>,
+    /// The headline ([`headline`]) of the scored rows.
+    pub headline: Vec<Headline>,
+}
+
+/// Reads `bins.csv` of a score run, typed by [`BinRow`]'s schema (NaN and empty cells read back
+/// as NaN and `None`).
+pub fn read_bins(dir: &Path) -> Result<Vec<BinRow>, ScoreError> {
+    let path = dir.join(BINS_FILE);
+    let schema: Schema = BinRow::columns().into_iter().map(|c| Field::new(c.name.into(), c.dtype)).collect();
+    let df = CsvReadOptions::default()
+        .with_has_header(true)
+        .with_schema(Some(Arc::new(schema)))
+        .try_into_reader_with_file_path(Some(path.clone()))
+        .and_then(|reader| reader.finish())
+        .map_err(|source| SchemaError::Polars { context: format!("reading {}", path.display()), source })?;
+    Ok(BinRow::from_frame(&df)?)
 }
 
 /// SHA-256 (hex) of bytes, for [`RunMeta::input_sha256`].
@@ -986,8 +1005,9 @@ pub fn write_run(mut scored: Scored, options: &ScoreOptions, meta: &RunMeta) -> 
         p.run_id = run_id.clone();
     }
     let (written, summary) = results::write_tables(&dir, &scored.samples, &scored.predictions, options.seed)?;
-    let bin_rows = bin_rows(&scored, &summary);
-    schema::write_csv(&mut BinRow::to_frame(&bin_rows)?, &dir.join(BINS_FILE))?;
+    let bins = bin_rows(&scored, &summary);
+    schema::write_csv(&mut BinRow::to_frame(&bins)?, &dir.join(BINS_FILE))?;
+    let headline = headline(&scored.samples, options.seed);
     let record = ScoreRecord {
         input: meta.input.display().to_string(),
         input_sha256: meta.input_sha256.clone(),
@@ -1000,10 +1020,8 @@ pub fn write_run(mut scored: Scored, options: &ScoreOptions, meta: &RunMeta) -> 
         normalization: options.normalization,
         bins: options.bins,
         default_mode: options.default_mode,
-        headline: headline(&scored.samples, options.seed),
         bad_rows: scored.bad,
         out_of_range: scored.out_of_range,
-        bin_rows,
     };
     let path = dir.join(SCORE_FILE);
     let write_err = |message: String| ScoreError::Write { path: path.display().to_string(), message };
@@ -1047,7 +1065,7 @@ pub fn write_run(mut scored: Scored, options: &ScoreOptions, meta: &RunMeta) -> 
         wall_time_s: meta.wall_time_s,
     };
     manifest.save(&dir)?;
-    Ok(ScoreRun { dir, manifest, summary, record })
+    Ok(ScoreRun { dir, manifest, summary, record, bins, headline })
 }
 
 #[cfg(test)]
@@ -1112,6 +1130,40 @@ mod tests {
         assert_eq!(parsed.rows.len(), 1);
         let r = &parsed.rows[0];
         assert_eq!((r.line, r.id.as_str(), r.text_tokens, r.group.as_deref()), (12, "12", Some(5), Some("g")));
+    }
+
+    #[test]
+    fn bins_csv_reads_back_nan_and_open_ends() {
+        let row = BinRow {
+            group: "all".into(),
+            mode: "unknown".into(),
+            tokens_lo: Some(600),
+            tokens_hi: None,
+            target_ratio: 0.0,
+            n_pages: 1,
+            mean_text_tokens: 650.0,
+            mean_vision_tokens: None,
+            compression: None,
+            fox_precision_out_words: 0.5,
+            fox_precision_out_words_ci_low: f64::NAN,
+            fox_precision_out_words_ci_high: f64::NAN,
+            fox_precision_gt_words: 0.25,
+            fox_precision_gt_words_ci_low: 0.0,
+            fox_precision_gt_words_ci_high: 1.0,
+            char_precision: 0.75,
+            char_precision_ci_low: f64::NAN,
+            char_precision_ci_high: f64::NAN,
+        };
+        let dir = std::env::temp_dir().join(format!("occ-score-bins-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        schema::write_csv(&mut BinRow::to_frame(std::slice::from_ref(&row)).unwrap(), &dir.join(BINS_FILE)).unwrap();
+        let back = read_bins(&dir).unwrap();
+        std::fs::remove_dir_all(&dir).unwrap();
+        assert_eq!(back.len(), 1);
+        let b = &back[0];
+        assert_eq!((b.tokens_lo, b.tokens_hi, b.compression, b.mean_vision_tokens), (Some(600), None, None, None));
+        assert!(b.fox_precision_out_words_ci_low.is_nan() && b.char_precision_ci_high.is_nan());
+        assert_eq!((b.fox_precision_out_words, b.fox_precision_gt_words_ci_high), (0.5, 1.0));
     }
 
     #[test]

@@ -20,14 +20,17 @@ pub mod tables;
 use std::path::{Path, PathBuf};
 
 use occ_eval::results::{self, Manifest, ResultsError};
+use occ_eval::schema::BinRow;
 use occ_eval::schema::{SampleRow, SummaryRow};
-use occ_eval::score::ScoreRecord;
+use occ_eval::score::{Headline, ScoreError, ScoreRecord};
 
 /// Errors of report generation.
 #[derive(Debug, thiserror::Error)]
 pub enum ReportError {
     #[error(transparent)]
     Results(#[from] ResultsError),
+    #[error(transparent)]
+    Score(#[from] ScoreError),
     #[error("{path}: {source}")]
     Io { path: String, source: std::io::Error },
     #[error("chart {name}: {message}")]
@@ -51,6 +54,10 @@ pub struct ReportInput {
     pub summary: Vec<SummaryRow>,
     /// The input accounting of a `compress-bench score` run; `None` for sweeps.
     pub score: Option<ScoreRecord>,
+    /// A score run's `bins.csv` (empty for sweeps).
+    pub bins: Vec<BinRow>,
+    /// A score run's headline, recomputed from the samples (empty for sweeps).
+    pub headline: Vec<Headline>,
 }
 
 impl ReportInput {
@@ -60,7 +67,11 @@ impl ReportInput {
         let samples = results::read_samples(dir)?;
         let summary = occ_eval::summary::summarize(&samples, manifest.spec.seed);
         let score = ScoreRecord::load(dir)?;
-        Ok(ReportInput { manifest, samples, summary, score })
+        let (bins, headline) = match &score {
+            Some(_) => (occ_eval::score::read_bins(dir)?, occ_eval::score::headline(&samples, manifest.spec.seed)),
+            None => (Vec::new(), Vec::new()),
+        };
+        Ok(ReportInput { manifest, samples, summary, score, bins, headline })
     }
 
     fn synthetic(&self) -> bool {
@@ -156,14 +167,14 @@ pub fn write_report(dir: &Path) -> Result<ReportFiles, ReportError> {
     let m = &input.manifest;
     let (title, facts, notes, headline, mut all_tables) = match &input.score {
         Some(record) => {
-            let mut t = tables::score_bins(record);
+            let mut t = tables::score_bins(&input.bins);
             t.extend(tables::score_bad_rows(record, BAD_ROWS_SHOWN));
             let notes = format!("{} {}", score_notes(), notes());
             (
                 format!("Scored predictions: {}", m.experiment),
                 tables::score_facts(m, record),
                 notes,
-                Some(tables::score_headline(record)),
+                Some(tables::score_headline(&input.headline)),
                 t,
             )
         }

@@ -2,7 +2,7 @@
 
 use occ_eval::results::Manifest;
 use occ_eval::schema::{BinRow, SummaryRow};
-use occ_eval::score::{Bin, ScoreRecord};
+use occ_eval::score::{Bin, Headline, ScoreRecord};
 use occ_eval::stats::CellStats;
 
 use crate::paper::{point, TABLE2};
@@ -203,7 +203,7 @@ fn pct_interval(mean: f64, low: f64, high: f64) -> String {
 
 /// The headline of a score run: per group × mode, Fox precision in the output-words reading over
 /// every scored page, with the other reading and character precision beside it.
-pub fn score_headline(record: &ScoreRecord) -> TextTable {
+pub fn score_headline(headline: &[Headline]) -> TextTable {
     let pct = |s: &CellStats| pct_interval(s.mean, s.ci_low, s.ci_high);
     TextTable {
         title: "Headline: every scored page, mean [bootstrap 95% CI], %".into(),
@@ -218,8 +218,7 @@ pub fn score_headline(record: &ScoreRecord) -> TextTable {
         .iter()
         .map(|s| s.to_string())
         .collect(),
-        rows: record
-            .headline
+        rows: headline
             .iter()
             .map(|h| {
                 vec![
@@ -238,8 +237,7 @@ pub fn score_headline(record: &ScoreRecord) -> TextTable {
 /// The bins of a score run, one table per group: per mode the pages, the compression and both
 /// readings of Fox precision (output words first: the paper's), with the paper's Table 2 point
 /// beside Tiny and Small for the bins it has.
-pub fn score_bins(record: &ScoreRecord) -> Vec<TextTable> {
-    let rows = &record.bin_rows;
+pub fn score_bins(rows: &[BinRow]) -> Vec<TextTable> {
     let groups = unique(rows.iter().map(|r| r.group.clone()));
     let mut out = Vec::new();
     for group in &groups {

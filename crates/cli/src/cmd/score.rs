@@ -269,7 +269,7 @@ fn announce(run: &ScoreRun, files: BTreeMap<&'static str, String>, out: &Output)
             n_out_of_range: r.n_out_of_range,
             wall_time_s: run.manifest.wall_time_s,
             files: files.clone(),
-            headline: r
+            headline: run
                 .headline
                 .iter()
                 .map(|h| HeadlineMessage {
@@ -282,8 +282,8 @@ fn announce(run: &ScoreRun, files: BTreeMap<&'static str, String>, out: &Output)
                     char_precision: h.char_precision.mean,
                 })
                 .collect(),
-            bins: r
-                .bin_rows
+            bins: run
+                .bins
                 .iter()
                 .map(|b| BinMessage {
                     group: &b.group,
@@ -308,7 +308,7 @@ fn announce(run: &ScoreRun, files: BTreeMap<&'static str, String>, out: &Output)
         run.manifest.wall_time_s,
         run.dir.display()
     ));
-    for h in &r.headline {
+    for h in &run.headline {
         let s = &h.fox_precision_out_words;
         out.info(&format!(
             "  {}/{}: Fox precision (output words in GT) {:.1}% [{:.1}, {:.1}], GT words found {:.1}%, \
