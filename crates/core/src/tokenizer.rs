@@ -33,11 +33,16 @@ pub enum TokenizerError {
     Decode(String),
 }
 
+/// Bytes per piece of [`TextTokenizer::count_long`].
+pub const COUNT_PIECE_BYTES: usize = 64 << 10;
+
 /// A loaded tokenizer with the DeepSeek-OCR conventions (no BOS when counting).
 #[derive(Clone)]
 pub struct TextTokenizer {
     inner: Tokenizer,
     source: String,
+    /// Whether this is the embedded DeepSeek-OCR tokenizer (whose pre-tokenizer `count_long` relies on).
+    embedded: bool,
 }
 
 impl std::fmt::Debug for TextTokenizer {
@@ -54,7 +59,9 @@ impl TextTokenizer {
         flate2::read::GzDecoder::new(EMBEDDED_GZ)
             .read_to_end(&mut json)
             .map_err(|e| TokenizerError::Io { path: source.clone(), source: e })?;
-        Self::from_bytes(&json, source)
+        let mut tok = Self::from_bytes(&json, source)?;
+        tok.embedded = true;
+        Ok(tok)
     }
 
     /// A `tokenizer.json` from disk (e.g. the one in a user's HF snapshot).
@@ -67,7 +74,7 @@ impl TextTokenizer {
     fn from_bytes(bytes: &[u8], source: String) -> Result<TextTokenizer, TokenizerError> {
         let inner = Tokenizer::from_bytes(bytes)
             .map_err(|e| TokenizerError::Parse { path: source.clone(), message: e.to_string() })?;
-        Ok(TextTokenizer { inner, source })
+        Ok(TextTokenizer { inner, source, embedded: false })
     }
 
     /// Where this tokenizer came from (for manifests).
@@ -92,6 +99,43 @@ impl TextTokenizer {
     /// Number of text tokens, without BOS: the numerator of the compression ratio.
     pub fn count(&self, text: &str) -> Result<usize, TokenizerError> {
         Ok(self.encode(text)?.len())
+    }
+
+    /// [`Self::count`] of a long text (megabytes), about twice as fast: the text is counted in pieces of
+    /// about [`COUNT_PIECE_BYTES`] and the counts are added. See [`Self::count_long_in_pieces`] for why
+    /// the sum is exact.
+    pub fn count_long(&self, text: &str) -> Result<usize, TokenizerError> {
+        self.count_long_in_pieces(text, COUNT_PIECE_BYTES)
+    }
+
+    /// [`Self::count`] of `text` as the sum of the counts of pieces of at least `piece_bytes` bytes.
+    ///
+    /// A piece ends after a `\n` that is followed by a non-whitespace character. The DeepSeek-OCR
+    /// pre-tokenizer always splits there: none of its patterns (digit groups, CJK runs, letter runs
+    /// with at most one leading non-newline character, punctuation runs with trailing newlines,
+    /// whitespace runs ending in a newline) continues past a newline into a non-whitespace character,
+    /// BPE never merges across pre-tokens, and no special token contains a newline. So the sum equals
+    /// the count of the whole text (tested on the corpora and on every split point). A tokenizer other
+    /// than the embedded one, or a text without such a newline, is counted in one piece.
+    pub fn count_long_in_pieces(&self, text: &str, piece_bytes: usize) -> Result<usize, TokenizerError> {
+        if !self.embedded {
+            return self.count(text);
+        }
+        let bytes = text.as_bytes();
+        let mut total = 0;
+        let mut start = 0;
+        let mut i = start + piece_bytes.max(1);
+        while i < bytes.len() {
+            let split = (i.max(1)..bytes.len()).find(|&j| bytes[j - 1] == b'\n' && !bytes[j].is_ascii_whitespace());
+            let Some(j) = split else {
+                break;
+            };
+            // `j` follows an ASCII newline, so it is a character boundary.
+            total += self.count(&text[start..j])?;
+            start = j;
+            i = start + piece_bytes.max(1);
+        }
+        Ok(total + self.count(&text[start..])?)
     }
 
     /// Text of `ids`; special tokens are kept when `skip_special` is false.

@@ -75,6 +75,8 @@ pub struct FittedPage {
     pub font_px: f32,
     /// Byte offset of this page's text in the normalised input (pages of [`paginate`]).
     pub offset: usize,
+    /// Whether the page holds all the rest of the normalised input (nothing after it is left out).
+    pub complete: bool,
 }
 
 /// The text-token budget of a page: `round(ratio · nominal vision tokens)`, and the vision tokens.
@@ -207,7 +209,9 @@ pub fn fit_to_ratio_with(
     if norm.is_empty() {
         return Err(RenderError::EmptyText);
     }
-    fit_normalized(&norm, tok, mode, ratio, spec, opts, n, vision, 0)
+    let mut page = fit_normalized(&norm, tok, mode, ratio, spec, opts, n, vision, 0)?;
+    page.complete &= bound == text.len();
+    Ok(page)
 }
 
 fn fit_normalized(
@@ -243,6 +247,7 @@ fn fit_normalized(
         vision,
         font_px,
         offset,
+        complete: cut == norm.len(),
     })
 }
 

@@ -8,7 +8,8 @@
 //!   margins, alignment, colours, newline and tab handling) → [`RenderedPage`] (image, ground truth,
 //!   [`LineBox`]es, overflow, [`MissingGlyphs`]).
 //! - [`fit`]: put `round(r · vision tokens)` text tokens on a page at the largest font that fits
-//!   ([`fit::fit_to_ratio`]), and split long text into such pages ([`fit::paginate`]).
+//!   ([`fit::fit_to_ratio`]), and split long text into such pages ([`fit::paginate`]);
+//!   [`RatioCheck`] says whether a fitted page is within [`RATIO_TOLERANCE`] of its target and why not.
 //! - [`degrade`]: blur, JPEG, noise and downscaling of a page.
 //! - [`normalize()`]: the one function deciding which characters go onto a page (tabs, newline policy,
 //!   control characters).
@@ -64,6 +65,7 @@ mod layout;
 mod normalize;
 mod page;
 mod raster;
+mod ratio_check;
 mod shape;
 mod spec;
 
@@ -73,5 +75,6 @@ pub use font::{BuiltinFont, Face, FaceInfo, FontSet};
 pub use layout::is_cjk;
 pub use normalize::{normalize, REPLACEMENT};
 pub use page::{lines_needed, render_page, LineBox, MissingGlyph, MissingGlyphs, RenderedPage};
+pub use ratio_check::{OffTarget, RatioCheck, RATIO_TOLERANCE};
 pub use shape::{ShapedScript, MAX_RUN_CHARS};
 pub use spec::{Align, Lang, Margins, NewlinePolicy, RenderSpec};

@@ -3,6 +3,13 @@
 //! With `--ratio R` (the default, R = 10) the page holds `round(R · vision tokens)` text tokens of the
 //! input at the largest font that fits (`occ_render::fit::fit_to_ratio`); with `--font-size PX` the text
 //! is set at that size and whatever does not fit is reported as overflow.
+//!
+//! Nothing is dropped or missed silently. The metadata counts the input's tokens, the tokens on the
+//! page and the input left off it (`input_tokens`, `used_tokens`, `dropped_tokens`, `dropped_chars`,
+//! `dropped_bytes`), and, with a ratio, compares the page with its target (`ratio_check`, see
+//! `occ_render::RatioCheck`). Text left off the page is a warning; a page off its target ratio by more
+//! than `occ_render::RATIO_TOLERANCE` (a blank page, a text too short for the budget) is a warning, and
+//! an error with `--strict` (then no file is written).
 
 use std::io::Read;
 use std::path::{Path, PathBuf};
@@ -10,7 +17,7 @@ use std::path::{Path, PathBuf};
 use anyhow::Context;
 use occ_core::{Mode, TextTokenizer, VisionTokens};
 use occ_render::fit::{fit_to_ratio_with, FitOptions, Ratios};
-use occ_render::{render_page, Align, Margins, NewlinePolicy, RenderSpec};
+use occ_render::{normalize, render_page, Align, Margins, NewlinePolicy, RatioCheck, RenderSpec};
 use serde_json::json;
 
 use crate::output::Output;
@@ -90,6 +97,10 @@ pub struct Args {
     /// Smallest font size the fitting may choose (em px).
     #[arg(long, default_value_t = 3.0)]
     pub min_font_size: f32,
+    /// Fail (writing nothing) when the page misses the asked ratio by more than the tolerance (1 %, or
+    /// half a token) instead of warning.
+    #[arg(long, conflicts_with = "font_size")]
+    pub strict: bool,
     /// Output PNG.
     #[arg(long, value_name = "PNG")]
     pub out: PathBuf,
@@ -106,12 +117,15 @@ pub fn run(args: Args, out: &Output) -> anyhow::Result<()> {
         .mode
         .vision_tokens(spec.width, spec.height)
         .with_context(|| format!("vision tokens of mode {} for a {}x{} page", args.mode, spec.width, spec.height))?;
-    let (page, font_px, text_tokens, target_ratio, target_tokens, used_spec) = match args.font_size {
+    // The whole input as the page sees it, counted once: the page's text is a prefix of it.
+    let norm = normalize(&text, spec.newline, spec.tab_width);
+    let input_tokens = tok.count_long(&norm).context("counting the input's text tokens")?;
+    let (page, font_px, text_tokens, target_ratio, target_tokens, used_spec, check) = match args.font_size {
         Some(px) => {
             let spec = spec.with_font_px(px);
             let page = render_page(&text, &spec).context("rendering the page")?;
             let n = tok.count(&page.text).context("counting text tokens")?;
-            (page, px, n, None, None, spec)
+            (page, px, n, None, None, spec, None)
         }
         None => {
             let ratio = args.ratio.unwrap_or(10.0);
@@ -119,10 +133,23 @@ pub fn run(args: Args, out: &Output) -> anyhow::Result<()> {
             let fitted = fit_to_ratio_with(&text, &tok, args.mode, ratio, &spec, &opts).with_context(|| {
                 format!("fitting {} to ratio {ratio} in mode {}", args.text_file.display(), args.mode)
             })?;
+            let check = RatioCheck::of(&fitted);
+            if args.strict && !check.on_target() {
+                anyhow::bail!(
+                    "{} in mode {}: {} (--strict: nothing written)",
+                    args.text_file.display(),
+                    args.mode,
+                    check.message()
+                );
+            }
             let used = spec.with_font_px(fitted.font_px);
-            (fitted.page, fitted.font_px, fitted.text_tokens, Some(ratio), Some(fitted.target_tokens), used)
+            let (n, target) = (fitted.text_tokens, fitted.target_tokens);
+            (fitted.page, fitted.font_px, n, Some(ratio), Some(target), used, Some(check))
         }
     };
+    let dropped = norm.get(page.text.len()..).unwrap_or("");
+    let dropped_chars = dropped.chars().count();
+    let dropped_tokens = input_tokens.saturating_sub(text_tokens);
     let ratios = Ratios::new(text_tokens, &vision);
     let meta_path = args.meta.clone().unwrap_or_else(|| args.out.with_extension("json"));
     for path in [&args.out, &meta_path] {
@@ -143,6 +170,12 @@ pub fn run(args: Args, out: &Output) -> anyhow::Result<()> {
         "target_ratio": target_ratio,
         "target_tokens": target_tokens,
         "text_tokens": text_tokens,
+        "input_tokens": input_tokens,
+        "used_tokens": text_tokens,
+        "dropped_tokens": dropped_tokens,
+        "dropped_chars": dropped_chars,
+        "dropped_bytes": dropped.len(),
+        "ratio_check": check,
         "vision_tokens": vision_json(&vision),
         "ratio": ratios,
         "ground_truth": page.text,
@@ -162,8 +195,20 @@ pub fn run(args: Args, out: &Output) -> anyhow::Result<()> {
             page.missing_glyphs.count
         ));
     }
-    if args.font_size.is_some() && !page.overflow.is_empty() {
-        out.warn(&format!("{overflow_chars} characters did not fit the page at {font_px} px"));
+    if let Some(check) = check.as_ref().filter(|c| !c.on_target()) {
+        out.warn(&format!("{} in mode {}: {}", args.text_file.display(), args.mode, check.message()));
+    }
+    if dropped_chars > 0 {
+        let why = match args.font_size {
+            Some(px) => format!("did not fit the page at {px} px"),
+            None => format!("are beyond the page's budget of {} tokens", target_tokens.unwrap_or(0)),
+        };
+        out.warn(&format!(
+            "{dropped_chars} characters ({} bytes, {dropped_tokens} tokens) of {} {why}: the page holds \
+             {text_tokens} of its {input_tokens} text tokens",
+            dropped.len(),
+            args.text_file.display()
+        ));
     }
     out.json_message("render", &meta)?;
     out.result(&format!(

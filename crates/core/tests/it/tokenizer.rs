@@ -54,3 +54,25 @@ fn missing_tokenizer_file_names_the_path() {
     let err = TextTokenizer::from_file(std::path::Path::new("/nonexistent/tokenizer.json")).unwrap_err();
     assert!(err.to_string().contains("/nonexistent/tokenizer.json"), "{err}");
 }
+
+/// `count_long` splits only where the pre-tokenizer always splits, so its sum is the whole count:
+/// checked on the corpora (large pieces) and on text where every newline is a split point.
+#[test]
+fn counting_in_pieces_equals_counting_the_whole_text() {
+    let tok = TextTokenizer::deepseek_ocr().unwrap();
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../datasets");
+    let mut corpora = String::new();
+    for name in ["en.jsonl", "zh.jsonl"] {
+        corpora.push_str(&std::fs::read_to_string(root.join(name)).unwrap());
+    }
+    let whole = tok.count(&corpora).unwrap();
+    assert_eq!(tok.count_long(&corpora).unwrap(), whole);
+    assert_eq!(tok.count_long_in_pieces(&corpora, 4096).unwrap(), whole);
+    // Every kind of neighbour of a newline, split at every eligible newline.
+    let tricky = "end.\nNext 123\n456 digits\n\n  indented\n\t tab\n中文\n，标点\n'quoted'\n-dash\n<image>\n\
+                  <|grounding|>x\n\u{00e9}t\u{00e9}\n\u{0301}mark\n!?\n\r\nCRLF\n \n space\n\n\nend";
+    for piece in [1, 2, 3, 7, 1 << 20] {
+        assert_eq!(tok.count_long_in_pieces(tricky, piece).unwrap(), tok.count(tricky).unwrap(), "pieces of {piece}");
+    }
+    assert_eq!(tok.count_long("").unwrap(), 0);
+}

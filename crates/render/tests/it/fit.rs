@@ -30,6 +30,9 @@ fn achieved_ratio_is_within_two_percent_for_ratios_5_to_25() {
             assert_eq!(fitted.target_tokens, (r * nominal).round() as usize);
             assert_eq!(fitted.text_tokens, tok.count(&fitted.page.text).unwrap(), "{mode} r={r}");
             assert!(fitted.page.is_complete(), "{mode} r={r}: overflow");
+            assert!(!fitted.complete, "{mode} r={r}: the text goes on after the page");
+            let check = occ_render::RatioCheck::of(&fitted);
+            assert!(check.on_target(), "{mode} r={r}: {}", check.message());
             let err = (fitted.ratio.nominal - r).abs() / r;
             if err > 0.02 {
                 failures
@@ -134,6 +137,7 @@ fn pages_of_paginate_hold_the_budget_and_concatenate_to_the_text() {
         assert_eq!(p.offset, offset);
         offset += p.page.text.len();
         assert!(p.page.is_complete());
+        assert_eq!(p.complete, i + 1 == pages.len(), "page {i}: only the last page ends the text");
         if i + 1 < pages.len() {
             assert!((p.ratio.nominal - 8.0).abs() / 8.0 <= 0.02, "page {i}: {}", p.ratio.nominal);
         } else {

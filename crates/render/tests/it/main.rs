@@ -10,3 +10,4 @@ mod fonts;
 mod layout;
 mod legibility;
 mod props;
+mod ratio_check;
