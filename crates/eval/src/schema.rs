@@ -92,10 +92,12 @@ pub trait Table: Sized {
     fn from_frame(df: &DataFrame) -> Result<Vec<Self>, SchemaError>;
 }
 
+/// A row struct with its schema. Each field takes exactly one `///` line (its column doc) and may
+/// then take attributes (e.g. serde's, for a float that may be NaN).
 macro_rules! table {
-    ($(#[$meta:meta])* pub struct $name:ident { $( #[doc = $doc:literal] pub $field:ident : $ty:ty, )* }) => {
+    ($(#[$meta:meta])* pub struct $name:ident { $( #[doc = $doc:literal] $(#[$fmeta:meta])* pub $field:ident : $ty:ty, )* }) => {
         $(#[$meta])*
-        pub struct $name { $( #[doc = $doc] pub $field: $ty, )* }
+        pub struct $name { $( #[doc = $doc] $(#[$fmeta])* pub $field: $ty, )* }
 
         impl Table for $name {
             fn columns() -> Vec<ColumnDef> {
@@ -294,15 +296,22 @@ table! {
         /// Samples that failed (not in the statistics).
         pub n_failed: u32,
         /// Mean ratio_nominal of the cell's samples.
+        #[serde(with = "crate::stats::nan_as_null")]
         pub mean_ratio_nominal: f64,
         /// Mean of the metric.
+        #[serde(with = "crate::stats::nan_as_null")]
         pub mean: f64,
         /// Median of the metric.
+        #[serde(with = "crate::stats::nan_as_null")]
         pub median: f64,
-        /// Bootstrap 95% CI of the mean, low end.
+        /// 95% CI of the mean, low end (NaN when `ci_method` is "n too small").
+        #[serde(with = "crate::stats::nan_as_null")]
         pub ci_low: f64,
-        /// Bootstrap 95% CI of the mean, high end.
+        /// 95% CI of the mean, high end (NaN when `ci_method` is "n too small").
+        #[serde(with = "crate::stats::nan_as_null")]
         pub ci_high: f64,
+        /// How the CI was made (a percentile bootstrap), or "n too small" below 5 samples (no CI).
+        pub ci_method: String,
     }
 }
 
@@ -331,21 +340,27 @@ table! {
         pub compression: Option<f64>,
         /// Mean Fox set precision, unique output words found in the GT ÷ unique output words (the headline reading).
         pub fox_precision_out_words: f64,
-        /// Bootstrap 95% CI of fox_precision_out_words, low end.
+        /// Bootstrap 95% CI of fox_precision_out_words, low end (NaN, `null` in JSON, below 5 pages: n too small).
+        #[serde(with = "crate::stats::nan_as_null")]
         pub fox_precision_out_words_ci_low: f64,
-        /// Bootstrap 95% CI of fox_precision_out_words, high end.
+        /// Bootstrap 95% CI of fox_precision_out_words, high end (NaN, `null` in JSON, below 5 pages: n too small).
+        #[serde(with = "crate::stats::nan_as_null")]
         pub fox_precision_out_words_ci_high: f64,
         /// Mean Fox set precision, unique GT words found in the output ÷ unique GT words.
         pub fox_precision_gt_words: f64,
-        /// Bootstrap 95% CI of fox_precision_gt_words, low end.
+        /// Bootstrap 95% CI of fox_precision_gt_words, low end (NaN, `null` in JSON, below 5 pages: n too small).
+        #[serde(with = "crate::stats::nan_as_null")]
         pub fox_precision_gt_words_ci_low: f64,
-        /// Bootstrap 95% CI of fox_precision_gt_words, high end.
+        /// Bootstrap 95% CI of fox_precision_gt_words, high end (NaN, `null` in JSON, below 5 pages: n too small).
+        #[serde(with = "crate::stats::nan_as_null")]
         pub fox_precision_gt_words_ci_high: f64,
         /// Mean character precision (1 − NED).
         pub char_precision: f64,
-        /// Bootstrap 95% CI of char_precision, low end.
+        /// Bootstrap 95% CI of char_precision, low end (NaN, `null` in JSON, below 5 pages: n too small).
+        #[serde(with = "crate::stats::nan_as_null")]
         pub char_precision_ci_low: f64,
-        /// Bootstrap 95% CI of char_precision, high end.
+        /// Bootstrap 95% CI of char_precision, high end (NaN, `null` in JSON, below 5 pages: n too small).
+        #[serde(with = "crate::stats::nan_as_null")]
         pub char_precision_ci_high: f64,
     }
 }
@@ -522,6 +537,7 @@ mod tests {
             median: 0.5,
             ci_low: 0.4,
             ci_high: 0.6,
+            ci_method: crate::stats::CI_METHOD.into(),
         }];
         let df = SummaryRow::to_frame(&s).unwrap();
         assert_eq!(SummaryRow::from_frame(&df).unwrap(), s);

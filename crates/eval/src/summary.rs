@@ -72,6 +72,7 @@ pub fn summarize(rows: &[SampleRow], seed: u64) -> Vec<SummaryRow> {
                 median: st.median,
                 ci_low: st.ci_low,
                 ci_high: st.ci_high,
+                ci_method: st.ci_method().to_string(),
             });
         }
     }

@@ -85,10 +85,17 @@ pub fn curve_svg(
             let color = mode_color(mode);
             let mut pts: Vec<&&SummaryRow> = rows.iter().filter(|r| &r.mode == mode).collect();
             pts.sort_by(|a, b| a.target_ratio.total_cmp(&b.target_ratio));
-            if pts.len() > 1 {
-                let mut band: Vec<(f64, f64)> = pts.iter().map(|r| (r.target_ratio, r.ci_high)).collect();
-                band.extend(pts.iter().rev().map(|r| (r.target_ratio, r.ci_low)));
-                chart.draw_series(std::iter::once(Polygon::new(band, color.mix(0.18)))).map_err(err)?;
+            // The CI band spans consecutive points that have a CI (cells below the minimum n have none);
+            // a lone point with a CI gets an error bar.
+            for run in pts.split(|r| !(r.ci_low.is_finite() && r.ci_high.is_finite())) {
+                if run.len() > 1 {
+                    let mut band: Vec<(f64, f64)> = run.iter().map(|r| (r.target_ratio, r.ci_high)).collect();
+                    band.extend(run.iter().rev().map(|r| (r.target_ratio, r.ci_low)));
+                    chart.draw_series(std::iter::once(Polygon::new(band, color.mix(0.18)))).map_err(err)?;
+                } else if let Some(r) = run.first() {
+                    let bar = vec![(r.target_ratio, r.ci_low), (r.target_ratio, r.ci_high)];
+                    chart.draw_series(std::iter::once(PathElement::new(bar, color.mix(0.5)))).map_err(err)?;
+                }
             }
             chart
                 .draw_series(LineSeries::new(pts.iter().map(|r| (r.target_ratio, r.mean)), color.stroke_width(2)))

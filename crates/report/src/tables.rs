@@ -50,12 +50,13 @@ pub fn escape(s: &str) -> String {
     s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;")
 }
 
-/// `96.5 [94.1, 98.2]` (percent, one decimal), or `–` for an empty cell.
+/// `96.5 [94.1, 98.2]` (percent, one decimal); `96.5 [n too small]` for a cell with too few samples
+/// for a CI (`occ_eval::stats::MIN_N_FOR_CI`); `–` for an empty cell.
 pub fn pct_ci(r: &SummaryRow) -> String {
-    if r.n == 0 || !r.mean.is_finite() {
+    if r.n == 0 {
         return "–".into();
     }
-    format!("{:.1} [{:.1}, {:.1}]", 100.0 * r.mean, 100.0 * r.ci_low, 100.0 * r.ci_high)
+    pct_interval(r.mean, r.ci_low, r.ci_high)
 }
 
 fn unique<T: PartialEq + Clone>(items: impl Iterator<Item = T>) -> Vec<T> {
@@ -194,9 +195,13 @@ fn paper_comparison(rows: &[&SummaryRow]) -> Option<TextTable> {
     })
 }
 
+/// `mean [low, high]` in percent, `mean [n too small]` without CI bounds, `–` without a mean.
 fn pct_interval(mean: f64, low: f64, high: f64) -> String {
     if !mean.is_finite() {
         return "–".into();
+    }
+    if !(low.is_finite() && high.is_finite()) {
+        return format!("{:.1} [{}]", 100.0 * mean, occ_eval::stats::NO_CI);
     }
     format!("{:.1} [{:.1}, {:.1}]", 100.0 * mean, 100.0 * low, 100.0 * high)
 }

@@ -328,7 +328,10 @@ struct CellMessage<'a> {
     n: u32,
     n_failed: u32,
     char_precision: f64,
-    char_precision_ci: [f64; 2],
+    /// `null` when the cell has too few samples for a CI (see `ci_method`).
+    char_precision_ci: Option<[f64; 2]>,
+    /// How the CI was made, or "n too small".
+    ci_method: &'a str,
     fox_precision_gt_words: f64,
     truncation_char_precision: f64,
 }
@@ -361,7 +364,8 @@ fn cells(summary: &[SummaryRow]) -> Vec<CellMessage<'_>> {
             n: c.n,
             n_failed: c.n_failed,
             char_precision: c.mean,
-            char_precision_ci: [c.ci_low, c.ci_high],
+            char_precision_ci: (c.ci_low.is_finite() && c.ci_high.is_finite()).then_some([c.ci_low, c.ci_high]),
+            ci_method: &c.ci_method,
             fox_precision_gt_words: get(c, "fox_precision_gt_words").map_or(f64::NAN, |r| r.mean),
             truncation_char_precision: get(c, "truncation_char_precision").map_or(f64::NAN, |r| r.mean),
         })

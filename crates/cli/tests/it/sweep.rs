@@ -66,6 +66,9 @@ fn fake_sweep_writes_every_file_and_a_json_stream() {
     assert_eq!(types.iter().filter(|t| **t == "sample").count(), 12, "3 ratios x 2 modes x 2 pages");
     assert_eq!(msgs[0]["data"]["schema_version"], 1);
     assert_eq!(msgs[0]["data"]["n_samples"], 12);
+    // Two pages per cell are too few for a CI: none is given, and the summary says why.
+    let cells = msgs.last().unwrap()["data"]["cells"].as_array().unwrap();
+    assert!(cells.iter().all(|c| c["n"] == 2 && c["char_precision_ci"].is_null() && c["ci_method"] == "n too small"));
     let dirs = run_dirs(&out);
     assert_eq!(dirs.len(), 1);
     let dir = &dirs[0];
@@ -101,6 +104,10 @@ fn fake_sweep_writes_every_file_and_a_json_stream() {
     assert!(html.contains("<svg") && html.contains("<table>") && !html.contains("synthetic weights"));
     let csv = std::fs::read_to_string(dir.join("summary.csv")).unwrap();
     assert!(csv.starts_with("corpus,mode,target_ratio,metric,n,"));
+    assert!(csv.lines().next().unwrap().ends_with(",ci_low,ci_high,ci_method"));
+    assert!(csv.lines().skip(1).all(|l| l.ends_with(",NaN,NaN,n too small")), "n = 2 cells: no CI");
+    let md = std::fs::read_to_string(dir.join("report.md")).unwrap();
+    assert!(md.contains("[n too small]") && md.contains(occ_eval::stats::CI_METHOD));
 }
 
 #[test]

@@ -145,7 +145,9 @@ fn perfect_engine_scores_one_and_resume_does_nothing_twice() {
     assert_eq!((written.samples, written.failed), (8, 0));
     let cp: Vec<_> = summary.iter().filter(|r| r.metric == "char_precision").collect();
     assert_eq!(cp.len(), 4, "one row per cell");
-    assert!(cp.iter().all(|r| r.n == 2 && r.mean == 1.0 && r.ci_low == 1.0));
+    // Two pages per cell are too few for a CI: "n too small", NaN bounds (not a min–max interval).
+    assert!(cp.iter().all(|r| r.n == 2 && r.mean == 1.0 && r.ci_low.is_nan() && r.ci_high.is_nan()));
+    assert!(cp.iter().all(|r| r.ci_method == occ_eval::stats::NO_CI));
     std::fs::remove_dir_all(&dir).unwrap();
 }
 

@@ -10,12 +10,13 @@ use occ_eval::schema::{PredictionRow, SampleRow};
 use occ_eval::spec::{ExperimentSpec, SpecFile, SpecOverrides};
 
 /// A deterministic run: en, tiny at the paper's first two Tiny ratios and small at its first
-/// Small ratio, four pages each, with hand-set scores.
+/// Small ratio, with hand-set scores: six pages at tiny 10.5 (a CI), three at tiny 11.8 of which one
+/// fails (n = 2: no CI) and one at small 6.7 (n = 1: no CI).
 fn rows() -> Vec<SampleRow> {
-    let cells = [("tiny", 10.5, 64u32), ("tiny", 11.8, 64), ("small", 6.7, 100)];
+    let cells = [("tiny", 10.5, 64u32, 6u32), ("tiny", 11.8, 64, 3), ("small", 6.7, 100, 1)];
     let mut out = Vec::new();
-    for (c, (mode, ratio, vt)) in cells.iter().enumerate() {
-        for page in 0..4u32 {
+    for (c, (mode, ratio, vt, pages)) in cells.iter().enumerate() {
+        for page in 0..*pages {
             let i = out.len() as u64;
             let k = f64::from(page);
             out.push(SampleRow {
@@ -23,7 +24,7 @@ fn rows() -> Vec<SampleRow> {
                 run_id: "run".into(),
                 sample_index: i,
                 sample_id: format!("en/p{page}/{mode}/r{ratio}"),
-                status: if c == 1 && page == 3 { "render_error".into() } else { "ok".into() },
+                status: if c == 1 && page == 2 { "render_error".into() } else { "ok".into() },
                 corpus: "en".into(),
                 lang: "en".into(),
                 mode: (*mode).into(),
@@ -63,6 +64,26 @@ fn report_tables_match_golden() {
     let want = std::fs::read_to_string(&path)
         .unwrap_or_else(|e| panic!("{}: {e}; run with UPDATE_GOLDEN=1 to create it", path.display()));
     assert_eq!(got, want, "report tables changed; review and refresh with UPDATE_GOLDEN=1");
+}
+
+#[test]
+fn cells_of_one_and_two_samples_show_no_ci() {
+    let summary = occ_eval::summary::summarize(&rows(), 0);
+    let tables = occ_report::tables::tables(&summary);
+    let chars = tables.iter().find(|t| t.title == "en: character precision (1 − NED), %").unwrap();
+    let cell = |ratio: &str, col: usize| chars.rows.iter().find(|r| r[0] == ratio).unwrap()[col].clone();
+    // Columns: ratio, tiny, small, truncation. Six pages: an interval.
+    let six = cell("10.5", 1);
+    assert!(six.starts_with("92.5 [") && six.ends_with(']') && six.contains(", "), "{six}");
+    // Two pages (one of three failed) and one page: the mean and "n too small", no interval.
+    assert_eq!(cell("11.8", 1), "80.5 [n too small]");
+    assert_eq!(cell("6.7", 2), "70.0 [n too small]");
+    let by_n = |n: u32| summary.iter().find(|r| r.metric == "char_precision" && r.n == n).unwrap();
+    for n in [1, 2] {
+        assert!(by_n(n).ci_low.is_nan() && by_n(n).ci_high.is_nan(), "n = {n}");
+        assert_eq!(by_n(n).ci_method, occ_eval::stats::NO_CI);
+    }
+    assert_eq!(by_n(6).ci_method, occ_eval::stats::CI_METHOD);
 }
 
 #[test]
@@ -121,8 +142,8 @@ fn write_run(dir: &Path, synthetic: bool) {
         renderer: "test".into(),
         tokenizer: "test".into(),
         host: "test".into(),
-        n_samples_planned: 12,
-        n_samples_done: 12,
+        n_samples_planned: rows().len(),
+        n_samples_done: rows().len(),
         n_failed: 1,
         sessions: vec![],
         wall_time_s: 1.0,
@@ -140,6 +161,10 @@ fn full_report_is_self_contained_and_flags_synthetic_weights() {
     let html = std::fs::read_to_string(&files.html).unwrap();
     let md = std::fs::read_to_string(&files.markdown).unwrap();
     assert!(html.contains(occ_report::SYNTHETIC_WARNING) && md.contains(occ_report::SYNTHETIC_WARNING));
+    // The CI method is named, and why some cells have none.
+    for text in [&html, &md] {
+        assert!(text.contains(occ_eval::stats::CI_METHOD) && text.contains("n too small"));
+    }
     assert_eq!(html.matches("<svg").count(), files.plots.len(), "every chart inlined");
     assert!(!html.contains("src=\""), "no external files");
     assert_eq!(files.plots.len(), occ_report::CURVE_METRICS.len() + 1);
