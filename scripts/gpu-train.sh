@@ -2,9 +2,9 @@
 # One training call on the GPU machine (docs/TRAINING.md). A call may run 10 minutes and bring back
 # 64 MiB in files of at most 16 MiB, and the working tree it is sent with is limited to 64 MiB, so:
 #
-# - A fresh run trains 20 steps, measures the step time, sets the schedule's length (--steps) so
-#   that CALLS calls of TIME_LIMIT seconds finish it, and resumes exactly (optimiser state on the
-#   local disk) under a time limit.
+# - A fresh run trains STEPS steps under the time limit when STEPS is given; otherwise it trains
+#   20 steps, measures the step time, sets the schedule's length (--steps) so that CALLS calls of
+#   TIME_LIMIT seconds finish it, and resumes exactly (optimiser state on the local disk).
 # - On a warm machine (the previous call's run folder still in $RUN: calls within ~30 s of each
 #   other get the same machine), the run resumes exactly from its latest checkpoint (float32
 #   weights and AdamW state), whatever .ckpt/ holds.
@@ -36,7 +36,7 @@ if [ -f "$RUN/latest" ]; then
   step=$(steps_of "$RUN/$(cat "$RUN/latest")/state.json" step)
   total=${STEPS:-$(steps_of "$RUN/$(cat "$RUN/latest")/state.json" total)}
   echo "warm machine: resuming exactly from step $step of $total" | tee -a "$META/train.log"
-  left=$(( TIME_LIMIT - ($(date +%s) - start) - 20 ))
+  left=$(( TIME_LIMIT - ($(date +%s) - start) - 45 ))
   cb_train --resume --steps "$total" --time-limit "$left"
   rc=${PIPESTATUS[0]}
 elif [ -f .ckpt/state.json ]; then
@@ -49,15 +49,20 @@ elif [ -f .ckpt/state.json ]; then
   for f in train_log.jsonl eval_log.jsonl; do [ -f ".ckpt/$f" ] && cp ".ckpt/$f" "$RUN/"; done
   printf '%s' "$name" > "$RUN/latest"
   echo "resuming from step $step of $total (weights carried in bf16: warm restart)" | tee -a "$META/train.log"
-  left=$(( TIME_LIMIT - ($(date +%s) - start) - 20 ))
+  left=$(( TIME_LIMIT - ($(date +%s) - start) - 45 ))
   cb_train --resume --steps "$total" --time-limit "$left"
+  rc=${PIPESTATUS[0]}
+elif [ -n "${STEPS:-}" ]; then
+  # the schedule's length is given: no probe
+  left=$(( TIME_LIMIT - ($(date +%s) - start) - 45 ))
+  cb_train --steps "$STEPS" --time-limit "$left"
   rc=${PIPESTATUS[0]}
 else
   cb_train --stop-at 20
   rc=${PIPESTATUS[0]}
   if [ "$rc" -eq 0 ]; then
     per_step=$(python3 -c 'import json; r=[json.loads(l) for l in open("'"$RUN"'/train_log.jsonl")]; t=[x["seconds"] for x in r if x["step"]>10]; print(sum(t)/len(t))')
-    left=$(( TIME_LIMIT - ($(date +%s) - start) - 20 ))
+    left=$(( TIME_LIMIT - ($(date +%s) - start) - 45 ))
     total=${STEPS:-$(python3 -c "print(max(40, 20 + int(($left - 40) / $per_step) + ($CALLS - 1) * int(($TIME_LIMIT - 60) / $per_step)))")}
     echo "measured ${per_step} s/step; schedule: $total steps over $CALLS call(s)" | tee -a "$META/train.log"
     cb_train --resume --steps "$total" --time-limit "$left"

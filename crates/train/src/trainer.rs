@@ -356,7 +356,7 @@ pub fn train(cfg: &TrainConfig, opts: &TrainOptions, obs: &mut dyn Observer) -> 
         obs.step(&log);
         let out_of_time = opts.time_limit.is_some_and(|l| started.elapsed() >= l);
         let finishing = step == end || out_of_time;
-        if (cfg.eval.every > 0 && step % cfg.eval.every == 0) || (finishing && step == total) {
+        if (cfg.eval.every > 0 && step % cfg.eval.every == 0) || finishing {
             last_eval = run_eval(cfg, &params, &tok, &vocab, &val_source, step, &eval_log, obs)?;
         }
         if step % cfg.run.checkpoint_every == 0 || finishing {
