@@ -22,11 +22,13 @@ use unicode_bidi::{BidiClass, BidiInfo};
 /// Whether `text` can produce a right-to-left level: it has a strong right-to-left character or a
 /// right-to-left embedding, override or isolate. Without one, visual order is logical order.
 pub(crate) fn has_rtl(text: &str) -> bool {
+    // Every right-to-left class starts at U+0590 (Hebrew): the rest of the text needs no lookup.
     text.chars().any(|c| {
-        matches!(
-            unicode_bidi::bidi_class(c),
-            BidiClass::R | BidiClass::AL | BidiClass::RLE | BidiClass::RLO | BidiClass::RLI | BidiClass::FSI
-        )
+        c >= '\u{0590}'
+            && matches!(
+                unicode_bidi::bidi_class(c),
+                BidiClass::R | BidiClass::AL | BidiClass::RLE | BidiClass::RLO | BidiClass::RLI | BidiClass::FSI
+            )
     })
 }
 

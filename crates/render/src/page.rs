@@ -160,6 +160,7 @@ pub(crate) fn draw(sh: &mut Shaper<'_>, lay: &Layout, spec: &RenderSpec) -> Resu
     let norm = sh.text();
     let bidi = PageBidi::new(&norm[..consumed]);
     let mut boxes = Vec::with_capacity(lay.lines.len());
+    let mut order = Vec::new();
     for (n, line) in lay.lines.iter().enumerate() {
         let top = m.top as f32 + n as f32 * pitch;
         let baseline = (top + half_leading + asc * px).round();
@@ -175,7 +176,9 @@ pub(crate) fn draw(sh: &mut Shaper<'_>, lay: &Layout, spec: &RenderSpec) -> Resu
         };
         let start = sh.byte(line.start);
         let end = sh.byte(line.end);
-        let order = visual_order(sh, line.start..line.end, bidi.visual_runs(start..end));
+        let runs = bidi.visual_runs(start..end);
+        let reordered = runs.is_some();
+        visual_order(sh, line.start..line.end, runs, &mut order);
         let x0 = m.left as f32 + offset;
         let mut x = x0;
         let mut visual = String::new();
@@ -213,7 +216,9 @@ pub(crate) fn draw(sh: &mut Shaper<'_>, lay: &Layout, spec: &RenderSpec) -> Resu
                     x += s.advance_em * px;
                 }
             }
-            visual.push(shown);
+            if reordered {
+                visual.push(shown);
+            }
         }
         let text = norm[start..end].to_string();
         boxes.push(LineBox {
@@ -224,7 +229,7 @@ pub(crate) fn draw(sh: &mut Shaper<'_>, lay: &Layout, spec: &RenderSpec) -> Resu
             baseline,
             start,
             end,
-            visual: (visual != text).then_some(visual),
+            visual: (reordered && visual != text).then_some(visual),
             text,
             wrapped: line.soft,
         });
@@ -256,19 +261,21 @@ pub(crate) fn draw(sh: &mut Shaper<'_>, lay: &Layout, spec: &RenderSpec) -> Resu
 }
 
 /// The items of `line` (character indices) in the order they are drawn, left to right, each with
-/// whether it lies in a right-to-left run. `runs` are the line's visual runs as byte ranges (`None`:
-/// the line is drawn in logical order).
+/// whether it lies in a right-to-left run, into `out`. `runs` are the line's visual runs as byte
+/// ranges (`None`: the line is drawn in logical order).
 fn visual_order(
     sh: &Shaper<'_>,
     line: std::ops::Range<usize>,
     runs: Option<Vec<(std::ops::Range<usize>, bool)>>,
-) -> Vec<(usize, bool)> {
+    out: &mut Vec<(usize, bool)>,
+) {
+    out.clear();
     let Some(runs) = runs else {
-        return line.map(|k| (k, false)).collect();
+        out.extend(line.map(|k| (k, false)));
+        return;
     };
     let items = &sh.items[line.clone()];
     let index = |byte: usize| line.start + items.partition_point(|s| s.byte < byte);
-    let mut out = Vec::with_capacity(line.len());
     for (bytes, rtl) in runs {
         let (a, b) = (index(bytes.start), index(bytes.end));
         if rtl {
@@ -277,5 +284,4 @@ fn visual_order(
             out.extend((a..b).map(|k| (k, false)));
         }
     }
-    out
 }

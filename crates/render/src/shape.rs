@@ -100,8 +100,21 @@ impl ShapedScript {
     /// (those are already shaped), a digit or punctuation.
     pub fn needs_joining(self, c: char) -> bool {
         self.joins()
-            && matches!(u32::from(c), 0x0620..=0x064A | 0x066E..=0x06D3 | 0x06D5 | 0x06EE..=0x06FF | 0x0710..=0x074F
-                | 0x0750..=0x077F | 0x0860..=0x086F | 0x0870..=0x08FF | 0x07CA..=0x07EA)
+            && matches!(
+                u32::from(c),
+                0x0620..=0x064A
+                    | 0x066E..=0x066F
+                    | 0x0671..=0x06D3
+                    | 0x06D5
+                    | 0x06EE..=0x06EF
+                    | 0x06FA..=0x06FF
+                    | 0x0710..=0x072F
+                    | 0x074D..=0x077F
+                    | 0x0860..=0x086A
+                    | 0x0870..=0x0887
+                    | 0x08A0..=0x08C9
+                    | 0x07CA..=0x07EA
+            )
     }
 }
 
