@@ -53,10 +53,22 @@ elif [ -f .ckpt/state.json ]; then
   cb_train --resume --steps "$total" --time-limit "$left"
   rc=${PIPESTATUS[0]}
 elif [ -n "${STEPS:-}" ]; then
-  # the schedule's length is given: no probe
-  left=$(( TIME_LIMIT - ($(date +%s) - start) - 45 ))
-  cb_train --steps "$STEPS" --time-limit "$left"
-  rc=${PIPESTATUS[0]}
+  # the schedule's length is given: no probe. Out of device memory before the first checkpoint:
+  # every batch size in the config is halved and the run starts again (at most twice).
+  for attempt in 1 2 3; do
+    left=$(( TIME_LIMIT - ($(date +%s) - start) - 45 ))
+    cb_train --steps "$STEPS" --time-limit "$left"
+    rc=${PIPESTATUS[0]}
+    if [ "$rc" -eq 0 ] || [ -f "$RUN/latest" ] || ! tail -5 "$META/train.log" | grep -qi "out of memory"; then break; fi
+    python3 - "$CONFIG" /tmp/config-halved.toml <<'PY'
+import re, sys
+text = open(sys.argv[1]).read()
+open(sys.argv[2], "w").write(re.sub(r"(?m)^batch = (\d+)", lambda m: f"batch = {max(1, int(m.group(1)) // 2)}", text))
+PY
+    CONFIG=/tmp/config-halved.toml
+    rm -rf "$RUN"; mkdir -p "$RUN"
+    echo "out of device memory: batch sizes halved, starting again" | tee -a "$META/train.log"
+  done
 else
   cb_train --stop-at 20
   rc=${PIPESTATUS[0]}
