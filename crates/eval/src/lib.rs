@@ -7,7 +7,9 @@
 //! - [`render`], [`truncation`]: pages at a target ratio and the text-only baseline;
 //! - [`tesseract`], [`oracle`]: engines that live here (DeepSeek-OCR lives in occ-model);
 //! - [`runner`], [`journal`], [`schema`], [`summary`], [`results`]: the run and its files;
-//! - [`score`]: predictions made elsewhere, scored into the same files.
+//! - [`score`]: predictions made elsewhere, scored into the same files; [`truth`] and
+//!   [`predictions`]: a truth file joined to page images by file name, and the predictions file
+//!   `score` reads, written page by page.
 //!
 //! # Invariants
 //! - The sample list is a pure function of the spec and the corpora; results are written in its
@@ -22,6 +24,7 @@ pub mod metrics;
 pub mod normalize;
 pub mod oracle;
 pub mod plan;
+pub mod predictions;
 pub mod probes;
 pub mod render;
 pub mod results;
@@ -34,6 +37,7 @@ pub mod stats;
 pub mod summary;
 pub mod tesseract;
 pub mod truncation;
+pub mod truth;
 
 pub use normalize::{Lang, Normalization};
 pub use spec::{ExperimentSpec, SpecFile, SpecOverrides};

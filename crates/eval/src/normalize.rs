@@ -40,6 +40,19 @@ impl Lang {
     }
 }
 
+impl std::str::FromStr for Lang {
+    type Err = String;
+
+    /// `en` or `zh` (the spelling of [`Lang::as_str`]).
+    fn from_str(s: &str) -> Result<Lang, String> {
+        match s {
+            "en" => Ok(Lang::En),
+            "zh" => Ok(Lang::Zh),
+            other => Err(format!("unknown language {other:?}: expected en or zh")),
+        }
+    }
+}
+
 /// Normalisation switches (see the module docs for the order and defaults).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -79,6 +92,14 @@ impl Normalization {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn languages_parse_from_their_names() {
+        for lang in [Lang::En, Lang::Zh] {
+            assert_eq!(lang.as_str().parse::<Lang>(), Ok(lang));
+        }
+        assert_eq!("fr".parse::<Lang>(), Err("unknown language \"fr\": expected en or zh".to_string()));
+    }
 
     #[test]
     fn default_normalisation_cases() {

@@ -257,23 +257,43 @@ pub fn parse_input(bytes: &[u8]) -> ParsedInput {
     parsed
 }
 
-fn parse_line(raw: &[u8], line: usize) -> Result<InputRow, BadRow> {
-    let bad = |id: Option<String>, problem| BadRow { line, id, problem };
-    let text = std::str::from_utf8(raw).map_err(|e| bad(None, Problem::NotUtf8 { byte: e.valid_up_to() + 1 }))?;
-    let value: Value =
-        serde_json::from_str(text).map_err(|e| bad(None, Problem::InvalidJson { message: e.to_string() }))?;
-    let Value::Object(obj) = value else {
-        return Err(bad(None, Problem::NotAnObject));
-    };
-    let id = match obj.get("id") {
-        None | Some(Value::Null) => return Err(bad(None, missing("id"))),
+/// One line of a JSON Lines file as an object: UTF-8, valid JSON, an object.
+pub(crate) fn parse_object(raw: &[u8]) -> Result<Map<String, Value>, Problem> {
+    let text = std::str::from_utf8(raw).map_err(|e| Problem::NotUtf8 { byte: e.valid_up_to() + 1 })?;
+    let value: Value = serde_json::from_str(text).map_err(|e| Problem::InvalidJson { message: e.to_string() })?;
+    match value {
+        Value::Object(obj) => Ok(obj),
+        _ => Err(Problem::NotAnObject),
+    }
+}
+
+/// A page id: a non-empty string, or an integer written in decimal. `Ok(None)` when absent or null.
+pub(crate) fn optional_id(obj: &Map<String, Value>) -> Result<Option<String>, Problem> {
+    let id = match optional(obj, "id") {
+        None => return Ok(None),
         Some(Value::String(s)) => s.clone(),
         Some(Value::Number(n)) if n.is_i64() || n.is_u64() => n.to_string(),
-        Some(_) => return Err(bad(None, wrong("id", "a string or an integer"))),
+        Some(_) => return Err(wrong("id", "a string or an integer")),
     };
     if id.is_empty() {
-        return Err(bad(None, Problem::EmptyId));
+        return Err(Problem::EmptyId);
     }
+    Ok(Some(id))
+}
+
+/// An optional non-empty string field such as `group`.
+pub(crate) fn optional_name(obj: &Map<String, Value>, field: &str) -> Result<Option<String>, Problem> {
+    match optional(obj, field) {
+        None => Ok(None),
+        Some(Value::String(s)) if !s.is_empty() => Ok(Some(s.clone())),
+        Some(_) => Err(wrong(field, "a non-empty string")),
+    }
+}
+
+fn parse_line(raw: &[u8], line: usize) -> Result<InputRow, BadRow> {
+    let bad = |id: Option<String>, problem| BadRow { line, id, problem };
+    let obj = parse_object(raw).map_err(|p| bad(None, p))?;
+    let id = optional_id(&obj).map_err(|p| bad(None, p))?.ok_or_else(|| bad(None, missing("id")))?;
     let with_id = |problem| BadRow { line, id: Some(id.clone()), problem };
     let truth = required_string(&obj, "truth").map_err(with_id)?;
     let prediction = required_string(&obj, "prediction").map_err(with_id)?;
@@ -286,28 +306,24 @@ fn parse_line(raw: &[u8], line: usize) -> Result<InputRow, BadRow> {
     };
     let vision_tokens = optional_u32(&obj, "vision_tokens", 1).map_err(with_id)?;
     let text_tokens = optional_u32(&obj, "text_tokens", 0).map_err(with_id)?;
-    let group = match optional(&obj, "group") {
-        None => None,
-        Some(Value::String(s)) if !s.is_empty() => Some(s.clone()),
-        Some(_) => return Err(with_id(wrong("group", "a non-empty string"))),
-    };
+    let group = optional_name(&obj, "group").map_err(with_id)?;
     Ok(InputRow { line, id, truth, prediction, mode, vision_tokens, text_tokens, group })
 }
 
-fn missing(field: &str) -> Problem {
+pub(crate) fn missing(field: &str) -> Problem {
     Problem::MissingField { field: field.into() }
 }
 
-fn wrong(field: &str, expected: &str) -> Problem {
+pub(crate) fn wrong(field: &str, expected: &str) -> Problem {
     Problem::WrongType { field: field.into(), expected: expected.into() }
 }
 
 /// A field that is present and not null.
-fn optional<'a>(obj: &'a Map<String, Value>, field: &str) -> Option<&'a Value> {
+pub(crate) fn optional<'a>(obj: &'a Map<String, Value>, field: &str) -> Option<&'a Value> {
     obj.get(field).filter(|v| !v.is_null())
 }
 
-fn required_string(obj: &Map<String, Value>, field: &str) -> Result<String, Problem> {
+pub(crate) fn required_string(obj: &Map<String, Value>, field: &str) -> Result<String, Problem> {
     match optional(obj, field) {
         None => Err(missing(field)),
         Some(Value::String(s)) => Ok(s.clone()),
@@ -315,7 +331,7 @@ fn required_string(obj: &Map<String, Value>, field: &str) -> Result<String, Prob
     }
 }
 
-fn optional_u32(obj: &Map<String, Value>, field: &str, min: u32) -> Result<Option<u32>, Problem> {
+pub(crate) fn optional_u32(obj: &Map<String, Value>, field: &str, min: u32) -> Result<Option<u32>, Problem> {
     let Some(v) = optional(obj, field) else {
         return Ok(None);
     };

@@ -261,7 +261,7 @@ impl ExperimentSpec {
             datasets_dir: o.datasets_dir.or(file.datasets_dir).unwrap_or_else(|| "datasets".into()),
             normalization: file.normalization.unwrap_or_default(),
             repetition: file.repetition.unwrap_or_default(),
-            tesseract_psm: file.tesseract_psm.unwrap_or(6),
+            tesseract_psm: file.tesseract_psm.unwrap_or(crate::tesseract::DEFAULT_PSM),
         };
         Ok(spec)
     }

@@ -17,6 +17,9 @@ use occ_core::{EngineError, EngineInfo, OcrEngine, OcrOptions, OcrOutput, OcrPag
 
 use crate::normalize::Lang;
 
+/// The default page segmentation: `--psm 6`, one uniform block of text (see the module docs).
+pub const DEFAULT_PSM: u32 = 6;
+
 /// How to get Tesseract on Debian/Ubuntu.
 pub const INSTALL_HINT: &str =
     "install it with `apt-get install tesseract-ocr tesseract-ocr-eng tesseract-ocr-chi-sim`";

@@ -1,4 +1,11 @@
-//! `compress-bench ocr`: read page images with DeepSeek-OCR.
+//! `compress-bench ocr`: read page images with DeepSeek-OCR, a mini reader or Tesseract.
+//!
+//! With `--truth FILE.jsonl --predictions-out P.jsonl` the pages are a document set with ground
+//! truth: the truth file is joined to the images by file name (`occ_eval::truth`; every image
+//! without truth, truth row without image and name given twice is named, warned about and counted,
+//! or refuses the run with `--strict`), only joined pages are read, and each page's reading becomes a
+//! line of `score`'s input (`occ_eval::predictions`), so `compress-bench score P.jsonl` scores the set
+//! (docs/SWEEPS.md, "Reading a document set").
 //!
 //! Weights are looked for, in order: `--weights DIR`, `$OCC_WEIGHTS`, the HuggingFace cache
 //! (`$HF_HUB_CACHE`, else `$HF_HOME/hub`, else `~/.cache/huggingface/hub`, folder
@@ -7,20 +14,31 @@
 //! seeded recipe weights instead (outputs are marked synthetic and are meaningless text);
 //! `--synthetic-recipe 2` picks the recipe of the bf16 parity check (`occ_model::synth`).
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
 use candle_core::{DType, Device};
-use occ_core::{Mode, Prompt};
+use image::RgbImage;
+use occ_core::{EngineInfo, Mode, OcrEngine, OcrOptions, OcrPage, Prompt, Timings, VisionTokens};
+use occ_eval::predictions::{PredictionLine, PredictionsWriter};
+use occ_eval::tesseract::{Tesseract, DEFAULT_PSM};
+use occ_eval::truth::{self, Join, JoinedPage};
+use occ_eval::Lang;
 use occ_model::generate::{GenerationConfig, Sampling};
+use occ_model::grounding::GroundedBlock;
 use occ_model::load::WeightsDir;
 use occ_model::ngram::NgramBlocker;
-use occ_model::pipeline::{device_name, dtype_name, DeepseekOcr, SyntheticSize};
+use occ_model::pipeline::{DeepseekOcr, SyntheticSize};
 use occ_model::synth::Recipe;
+use serde::Serialize;
 use serde_json::json;
 
 use crate::output::Output;
+
+/// Join problems printed on stderr (all of them are `truth_problem` messages under `--json`).
+const PROBLEMS_PRINTED: usize = 20;
 
 /// The HF model repo of the weights.
 pub const HF_REPO: &str = "deepseek-ai/DeepSeek-OCR";
@@ -73,7 +91,7 @@ pub enum SyntheticArg {
     Tiny,
 }
 
-/// The readers a model-running subcommand can load.
+/// The readers of `ocr`; the model readers (all but Tesseract) are also those of `bench`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum ReaderArg {
     /// DeepSeek-OCR (an HF snapshot: --weights DIR, $OCC_WEIGHTS, the HF cache or a download).
@@ -81,6 +99,9 @@ pub enum ReaderArg {
     /// A reader trained by `compress-bench train` (default: the shipped models/occ-mini-s; --weights DIR
     /// for any run's checkpoint or export).
     Mini,
+    /// Debian's Tesseract on the page pixels (`ocr` only; --lang, --threads; the mode only sets the
+    /// token accounting of the predictions).
+    Tesseract,
 }
 
 /// Model flags shared by every subcommand that runs DeepSeek-OCR or a mini reader.
@@ -118,12 +139,33 @@ pub struct ModelArgs {
     pub tiny: bool,
 }
 
-/// Read page images with DeepSeek-OCR.
+/// Read page images with DeepSeek-OCR, a mini reader or Tesseract.
 #[derive(Debug, clap::Args)]
 pub struct Args {
-    /// Page image(s); several are read as one batch.
-    #[arg(long, required = true, value_name = "FILE")]
+    /// Page image(s); pages are read in batches of the engine's size.
+    #[arg(long, value_name = "FILE", required_unless_present = "images")]
     pub image: Vec<PathBuf>,
+    /// A folder of page images: its .png, .jpg and .jpeg files in file-name order (not its subfolders).
+    #[arg(long, value_name = "DIR")]
+    pub images: Option<PathBuf>,
+    /// Ground truth, JSON Lines of `image` (file name), `truth` and optional `id`, `group`,
+    /// `text_tokens`, joined to the images by file name; only joined pages are read (docs/SWEEPS.md).
+    #[arg(long, value_name = "FILE", requires = "predictions_out")]
+    pub truth: Option<PathBuf>,
+    /// Write `score`'s input here, one line per joined page: id, truth, prediction, mode,
+    /// vision_tokens, text_tokens and group where known, and the image's file name.
+    #[arg(long, value_name = "FILE", requires = "truth")]
+    pub predictions_out: Option<PathBuf>,
+    /// Refuse the run, reading nothing, if the join has any problem (an image without truth, a truth
+    /// row without image or unreadable, a name or id given twice) or an image cannot be decoded.
+    #[arg(long, requires = "truth")]
+    pub strict: bool,
+    /// tesseract: language of the pages (en or zh).
+    #[arg(long, default_value = "en")]
+    pub lang: Lang,
+    /// tesseract: parallel processes (default: available CPU threads).
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+    pub threads: Option<u32>,
     /// Resolution mode: tiny, small, base, large, gundam or custom:<base>x<image>[:crop].
     #[arg(long, default_value = "small")]
     pub mode: Mode,
@@ -289,6 +331,9 @@ pub fn resolve_mini(m: &ModelArgs) -> anyhow::Result<PathBuf> {
 
 /// Builds the engine the model flags ask for.
 pub fn load_engine(m: &ModelArgs, out: &Output) -> anyhow::Result<DeepseekOcr> {
+    if m.engine == ReaderArg::Tesseract {
+        bail!("the tesseract engine is not a model (it reads pages in `ocr` and `sweep`); use deepseek-ocr or mini");
+    }
     let (device, dtype) = device_and_dtype(m)?;
     if m.engine == ReaderArg::Mini {
         if m.synthetic_weights.is_some() || m.tiny {
@@ -325,23 +370,101 @@ pub fn peak_rss_bytes() -> Option<u64> {
     Some(kb * 1024)
 }
 
-pub fn run(args: Args, out: &Output) -> anyhow::Result<()> {
-    let prompt = match (&args.prompt_text, args.prompt) {
-        (Some(t), _) => Prompt::Custom(t.clone()),
-        (None, PromptArg::FreeOcr) => Prompt::FreeOcr,
-        (None, PromptArg::Markdown) => Prompt::Markdown,
-        (None, PromptArg::Grounding) => Prompt::Grounding,
-    };
-    let images = args
-        .image
-        .iter()
-        .map(|p| occ_model::preprocess::load_image(p).with_context(|| format!("reading image {}", p.display())))
-        .collect::<anyhow::Result<Vec<_>>>()?;
-    let t_load = Instant::now();
-    let engine = load_engine(&args.model, out)?;
-    let load_s = t_load.elapsed().as_secs_f64();
-    let info = occ_core::OcrEngine::info(&engine);
-    out.json_message("engine", &json!({ "info": info, "load_seconds": load_s }))?;
+/// A loaded reader: a model with its generation settings, or Tesseract.
+enum Reader {
+    Model { engine: Box<DeepseekOcr>, cfg: GenerationConfig },
+    Tesseract(Tesseract),
+}
+
+/// What a reader gave for one page (the model's fields are `None` for Tesseract).
+struct PageRead {
+    text: String,
+    blocks: Vec<GroundedBlock>,
+    token_ids: Option<Vec<u32>>,
+    n_prompt_tokens: Option<usize>,
+    stopped_at_eos: Option<bool>,
+    vision_tokens: Option<VisionTokens>,
+    timings: Timings,
+}
+
+impl Reader {
+    fn load(args: &Args, out: &Output) -> anyhow::Result<Reader> {
+        if args.model.engine != ReaderArg::Tesseract {
+            let engine = Box::new(load_engine(&args.model, out)?);
+            return Ok(Reader::Model { engine, cfg: generation_config(args) });
+        }
+        if args.model.synthetic_weights.is_some() || args.model.tiny {
+            bail!("--synthetic-weights is for the deepseek-ocr engine; tesseract has no weights");
+        }
+        if args.prompt_text.is_some() || args.prompt != PromptArg::FreeOcr {
+            out.warn("tesseract reads plain text; --prompt and --prompt-text are ignored");
+        }
+        let threads = args.threads.map_or_else(
+            || std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1),
+            |n| usize::try_from(n).unwrap_or(1),
+        );
+        Ok(Reader::Tesseract(Tesseract::new("tesseract", args.lang, DEFAULT_PSM, threads)?))
+    }
+
+    fn info(&self) -> EngineInfo {
+        match self {
+            Reader::Model { engine, .. } => OcrEngine::info(engine.as_ref()),
+            Reader::Tesseract(t) => t.info(),
+        }
+    }
+
+    /// Pages per call of [`Reader::read`].
+    fn batch(&self) -> usize {
+        match self {
+            Reader::Model { engine, .. } => engine.max_batch.max(1),
+            Reader::Tesseract(t) => t.preferred_batch(),
+        }
+    }
+
+    /// Reads `images` in `mode`; outputs are in input order.
+    fn read(&mut self, images: &[(String, RgbImage)], mode: Mode, prompt: &Prompt) -> anyhow::Result<Vec<PageRead>> {
+        match self {
+            Reader::Model { engine, cfg } => {
+                let pages: Vec<(&RgbImage, Mode)> = images.iter().map(|(_, i)| (i, mode)).collect();
+                let results = engine.ocr(&pages, prompt, cfg)?;
+                Ok(results
+                    .into_iter()
+                    .map(|r| PageRead {
+                        text: r.text,
+                        blocks: r.blocks,
+                        token_ids: Some(r.token_ids),
+                        n_prompt_tokens: Some(r.n_prompt_tokens),
+                        stopped_at_eos: Some(r.stopped_at_eos),
+                        vision_tokens: Some(r.vision_tokens),
+                        timings: r.timings,
+                    })
+                    .collect())
+            }
+            Reader::Tesseract(t) => {
+                let pages: Vec<OcrPage> =
+                    images.iter().map(|(id, image)| OcrPage { id: id.clone(), image: image.clone(), mode }).collect();
+                let results = t.ocr(&pages, prompt, &OcrOptions::default())?;
+                Ok(results
+                    .into_iter()
+                    .zip(images)
+                    .map(|(r, (_, image))| PageRead {
+                        text: r.text,
+                        blocks: Vec::new(),
+                        token_ids: None,
+                        n_prompt_tokens: None,
+                        stopped_at_eos: None,
+                        // The token accounting of the mode the page stands for (Tesseract reads the
+                        // pixels as they are).
+                        vision_tokens: mode.vision_tokens(image.width(), image.height()).ok(),
+                        timings: r.timings,
+                    })
+                    .collect())
+            }
+        }
+    }
+}
+
+fn generation_config(args: &Args) -> GenerationConfig {
     let sampling = if args.temperature > 0.0 {
         Sampling::TopP { temperature: args.temperature, top_p: args.top_p, seed: args.sample_seed }
     } else {
@@ -352,66 +475,241 @@ pub fn run(args: Args, out: &Output) -> anyhow::Result<()> {
         NgramArg::Hf => (None, Some(20)),
         NgramArg::None => (None, None),
     };
-    let cfg = GenerationConfig {
+    GenerationConfig {
         max_new_tokens: args.max_new_tokens,
         ignore_eos: args.ignore_eos,
         sampling,
         ngram,
         no_repeat_ngram_size: no_repeat,
         ..GenerationConfig::default()
-    };
-    let pages: Vec<(&image::RgbImage, Mode)> = images.iter().map(|i| (i, args.mode)).collect();
-    let results = engine.ocr(&pages, &prompt, &cfg).context("running DeepSeek-OCR")?;
-    let peak = peak_rss_bytes();
-    for (path, r) in args.image.iter().zip(&results) {
-        let ms = |d: std::time::Duration| d.as_secs_f64() * 1e3;
-        let decode_tok_s = if r.timings.decode.as_secs_f64() > 0.0 && r.token_ids.len() > 1 {
-            (r.token_ids.len() - 1) as f64 / r.timings.decode.as_secs_f64()
-        } else {
-            0.0
-        };
+    }
+}
+
+#[derive(Serialize)]
+struct TruthProblemMessage<'a> {
+    kind: &'static str,
+    image: Option<&'a str>,
+    message: String,
+}
+
+#[derive(Serialize)]
+struct PredictionsMessage {
+    path: String,
+    n_images: usize,
+    n_truth_lines: usize,
+    n_joined: usize,
+    n_written: usize,
+    n_unreadable: usize,
+    problems: BTreeMap<&'static str, usize>,
+}
+
+/// Reads the truth file and joins it to the images; announces every problem, and refuses the run
+/// under `--strict` when there is one.
+fn join_truth(path: &Path, images: &[PathBuf], strict: bool, out: &Output) -> anyhow::Result<Join> {
+    let parsed = truth::read_truth(path)?;
+    let join = truth::join(images, parsed);
+    for p in &join.problems {
         out.json_message(
-            "ocr",
-            &json!({
-                "image": path.display().to_string(),
-                "mode": args.mode,
-                "text": r.text,
-                "blocks": r.blocks,
-                "token_ids": r.token_ids,
-                "n_prompt_tokens": r.n_prompt_tokens,
-                "n_generated_tokens": r.token_ids.len(),
-                "stopped_at_eos": r.stopped_at_eos,
-                "vision_tokens": r.vision_tokens,
-                "timings_ms": {
-                    "preprocess": ms(r.timings.preprocess), "vision": ms(r.timings.vision),
-                    "prefill": ms(r.timings.prefill), "decode": ms(r.timings.decode),
-                },
-                "decode_tok_per_s": decode_tok_s,
-                "synthetic_weights": info.synthetic_weights,
-                "device": device_name(engine.decoder().device()),
-                "dtype": dtype_name(engine.decoder().dtype()),
-                "peak_rss_bytes": peak,
-            }),
+            "truth_problem",
+            &TruthProblemMessage { kind: p.kind(), image: p.image(), message: p.to_string() },
         )?;
-        if args.image.len() > 1 {
-            out.result(&format!("==> {} <==", path.display()));
+    }
+    if !out.json {
+        for p in join.problems.iter().take(PROBLEMS_PRINTED) {
+            out.warn(&p.to_string());
         }
-        out.result(&r.text);
-        out.info(&format!(
-            "{}: {} prompt + {} generated tokens ({}), vision {:.0} ms, prefill {:.0} ms, decode {:.0} ms ({:.1} tok/s){}",
+        if join.problems.len() > PROBLEMS_PRINTED {
+            out.warn(&format!("… and {} more problems joining the truth", join.problems.len() - PROBLEMS_PRINTED));
+        }
+    }
+    let counts: Vec<String> = join.counts().iter().map(|(k, n)| format!("{n} {k}")).collect();
+    out.info(&format!(
+        "{}: {} truth lines, {} images, {} pages joined{}",
+        path.display(),
+        join.n_truth_lines,
+        join.n_images,
+        join.pages.len(),
+        if counts.is_empty() { String::new() } else { format!(" ({})", counts.join(", ")) }
+    ));
+    if let (true, Some(first)) = (strict, join.problems.first()) {
+        bail!(
+            "--strict refuses the join of {} with the images: {} problem(s), the first: {first}; nothing was read",
             path.display(),
-            r.n_prompt_tokens,
-            r.token_ids.len(),
-            if r.stopped_at_eos { "EOS" } else { "max tokens" },
+            join.problems.len()
+        );
+    }
+    if join.pages.is_empty() {
+        bail!(
+            "no image joins a truth row of {} by file name ({} images, {} truth lines); nothing to read",
+            path.display(),
+            join.n_images,
+            join.n_truth_lines
+        );
+    }
+    Ok(join)
+}
+
+pub fn run(args: Args, out: &Output) -> anyhow::Result<()> {
+    let prompt = match (&args.prompt_text, args.prompt) {
+        (Some(t), _) => Prompt::Custom(t.clone()),
+        (None, PromptArg::FreeOcr) => Prompt::FreeOcr,
+        (None, PromptArg::Markdown) => Prompt::Markdown,
+        (None, PromptArg::Grounding) => Prompt::Grounding,
+    };
+    let mut paths = args.image.clone();
+    if let Some(dir) = &args.images {
+        paths.extend(truth::list_images(dir)?);
+    }
+    // The join and the output file come before the engine, so a bad input costs no model load.
+    let join = args.truth.as_deref().map(|t| join_truth(t, &paths, args.strict, out)).transpose()?;
+    let mut writer = args
+        .predictions_out
+        .as_deref()
+        .map(|p| PredictionsWriter::create(p).with_context(|| format!("--predictions-out {}", p.display())))
+        .transpose()?;
+    let pages: Vec<(PathBuf, Option<JoinedPage>)> = match &join {
+        Some(j) => j.pages.iter().map(|p| (p.path.clone(), Some(p.clone()))).collect(),
+        None => paths.iter().map(|p| (p.clone(), None)).collect(),
+    };
+    let t_load = Instant::now();
+    let mut reader = Reader::load(&args, out)?;
+    let load_s = t_load.elapsed().as_secs_f64();
+    let info = reader.info();
+    out.json_message("engine", &json!({ "info": info, "load_seconds": load_s }))?;
+    let several = pages.len() > 1;
+    let mut unreadable = 0usize;
+    for chunk in pages.chunks(reader.batch()) {
+        let mut batch = Vec::with_capacity(chunk.len());
+        for (path, joined) in chunk {
+            match occ_model::preprocess::load_image(path) {
+                Ok(image) => batch.push((path, joined, image)),
+                // In a document set an undecodable page is left out and counted, like a join problem.
+                Err(e) if joined.is_some() && !args.strict => {
+                    out.warn(&format!("image {}: {e}; left out", path.display()));
+                    unreadable += 1;
+                }
+                Err(e) => return Err(anyhow::Error::new(e).context(format!("reading image {}", path.display()))),
+            }
+        }
+        let images: Vec<(String, RgbImage)> =
+            batch.iter().map(|(path, _, image)| (path.display().to_string(), image.clone())).collect();
+        let results = reader.read(&images, args.mode, &prompt).with_context(|| {
+            let saved = writer.as_ref().map_or(String::new(), |w| {
+                format!(" (the {} pages read before are in {})", w.written(), w.partial_path().display())
+            });
+            format!("running {}{saved}", info.name)
+        })?;
+        let peak = peak_rss_bytes();
+        for ((path, joined, _), r) in batch.iter().zip(&results) {
+            let id = joined.as_ref().map(JoinedPage::id);
+            announce_page(path, id, args.mode, r, &info, peak, out)?;
+            if let (Some(w), Some(page)) = (writer.as_mut(), joined) {
+                let nominal = r.vision_tokens.map(|v| v.nominal);
+                w.write(&PredictionLine::new(page, &r.text, Some(args.mode), nominal))?;
+            } else {
+                if several {
+                    out.result(&format!("==> {} <==", path.display()));
+                }
+                out.result(&r.text);
+            }
+        }
+        if let Some(w) = writer.as_mut() {
+            w.flush()?;
+        }
+    }
+    // Tesseract runs in child processes, whose memory this process does not see.
+    if let (Some(p), Reader::Model { .. }) = (peak_rss_bytes(), &reader) {
+        out.info(&format!("peak resident memory {:.2} GB", p as f64 / 1e9));
+    }
+    if let (Some(w), Some(join)) = (writer, &join) {
+        let written = w.written();
+        let path = w.finish()?;
+        out.json_message(
+            "predictions",
+            &PredictionsMessage {
+                path: path.display().to_string(),
+                n_images: join.n_images,
+                n_truth_lines: join.n_truth_lines,
+                n_joined: join.pages.len(),
+                n_written: written,
+                n_unreadable: unreadable,
+                problems: join.counts(),
+            },
+        )?;
+        let left_out = join.problems.len() + unreadable;
+        out.result(&format!(
+            "{written} predictions -> {} ({} images, {} truth lines, {left_out} problems left out); score them with \
+             `compress-bench score {}`",
+            path.display(),
+            join.n_images,
+            join.n_truth_lines,
+            path.display()
+        ));
+    }
+    Ok(())
+}
+
+/// The `ocr` message and the info line of one page.
+fn announce_page(
+    path: &Path,
+    id: Option<&str>,
+    mode: Mode,
+    r: &PageRead,
+    info: &EngineInfo,
+    peak: Option<u64>,
+    out: &Output,
+) -> anyhow::Result<()> {
+    let ms = |d: Duration| d.as_secs_f64() * 1e3;
+    let n_generated = r.token_ids.as_ref().map(Vec::len);
+    let decode_s = r.timings.decode.as_secs_f64();
+    let decode_tok_s = match n_generated {
+        Some(n) if decode_s > 0.0 && n > 1 => Some((n - 1) as f64 / decode_s),
+        Some(_) => Some(0.0),
+        None => None,
+    };
+    out.json_message(
+        "ocr",
+        &json!({
+            "image": path.display().to_string(),
+            "id": id,
+            "mode": mode,
+            "text": r.text,
+            "blocks": r.blocks,
+            "token_ids": r.token_ids,
+            "n_prompt_tokens": r.n_prompt_tokens,
+            "n_generated_tokens": n_generated,
+            "stopped_at_eos": r.stopped_at_eos,
+            "vision_tokens": r.vision_tokens,
+            "timings_ms": {
+                "preprocess": ms(r.timings.preprocess), "vision": ms(r.timings.vision),
+                "prefill": ms(r.timings.prefill), "decode": ms(r.timings.decode),
+            },
+            "decode_tok_per_s": decode_tok_s,
+            "engine": info.name,
+            "synthetic_weights": info.synthetic_weights,
+            "device": info.device,
+            "dtype": info.dtype,
+            "peak_rss_bytes": peak,
+        }),
+    )?;
+    let synthetic = if info.synthetic_weights { ", SYNTHETIC WEIGHTS" } else { "" };
+    match (r.n_prompt_tokens, n_generated, r.stopped_at_eos) {
+        (Some(prompt), Some(generated), Some(eos)) => out.info(&format!(
+            "{}: {prompt} prompt + {generated} generated tokens ({}), vision {:.0} ms, prefill {:.0} ms, decode {:.0} ms \
+             ({:.1} tok/s){synthetic}",
+            path.display(),
+            if eos { "EOS" } else { "max tokens" },
             ms(r.timings.vision),
             ms(r.timings.prefill),
             ms(r.timings.decode),
-            decode_tok_s,
-            if info.synthetic_weights { ", SYNTHETIC WEIGHTS" } else { "" }
-        ));
-    }
-    if let Some(p) = peak {
-        out.info(&format!("peak resident memory {:.2} GB", p as f64 / 1e9));
+            decode_tok_s.unwrap_or(0.0),
+        )),
+        _ => out.info(&format!(
+            "{}: {} characters read in {:.0} ms",
+            path.display(),
+            r.text.chars().count(),
+            ms(r.timings.preprocess + r.timings.decode)
+        )),
     }
     Ok(())
 }

@@ -16,6 +16,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 use occ_core::{Mode, TextTokenizer};
 use occ_eval::results;
 use occ_eval::score::{self, BadRow, RunMeta, ScoreError, ScoreOptions, ScoreProgress, ScoreRun, TokenBins};
+use occ_eval::stats::{CellStats, NO_CI};
 use occ_eval::Lang;
 use serde::Serialize;
 
@@ -41,7 +42,7 @@ pub struct Args {
     #[arg(long, default_value = "external")]
     pub engine: String,
     /// Language of the texts: en or zh (word splitting and the Chinese whitespace rule).
-    #[arg(long, default_value = "en", value_parser = parse_lang)]
+    #[arg(long, default_value = "en")]
     pub lang: Lang,
     /// Mode of rows without a `mode` field (tiny, small, base, large, gundam, custom:…).
     #[arg(long, value_parser = parse_mode)]
@@ -65,14 +66,6 @@ pub struct Args {
     /// Do not write the report.
     #[arg(long)]
     pub no_report: bool,
-}
-
-fn parse_lang(s: &str) -> Result<Lang, String> {
-    match s {
-        "en" => Ok(Lang::En),
-        "zh" => Ok(Lang::Zh),
-        other => Err(format!("unknown language {other:?}: expected en or zh")),
-    }
 }
 
 fn parse_mode(s: &str) -> Result<Mode, String> {
@@ -311,13 +304,12 @@ fn announce(run: &ScoreRun, files: BTreeMap<&'static str, String>, out: &Output)
     for h in &run.headline {
         let s = &h.fox_precision_out_words;
         out.info(&format!(
-            "  {}/{}: Fox precision (output words in GT) {:.1}% [{:.1}, {:.1}], GT words found {:.1}%, \
+            "  {}/{}: Fox precision (output words in GT) {:.1}% {}, GT words found {:.1}%, \
              character precision {:.1}%, {} pages",
             h.group,
             h.mode,
             100.0 * s.mean,
-            100.0 * s.ci_low,
-            100.0 * s.ci_high,
+            ci_text(s),
             100.0 * h.fox_precision_gt_words.mean,
             100.0 * h.char_precision.mean,
             h.n_pages
@@ -327,4 +319,13 @@ fn announce(run: &ScoreRun, files: BTreeMap<&'static str, String>, out: &Output)
         out.info(&format!("  {k}: {v}"));
     }
     Ok(())
+}
+
+/// `[low, high]` in percent, or `[n too small]` for a cell without a CI (as in the reports).
+fn ci_text(s: &CellStats) -> String {
+    if s.has_ci() {
+        format!("[{:.1}, {:.1}]", 100.0 * s.ci_low, 100.0 * s.ci_high)
+    } else {
+        format!("[{NO_CI}]")
+    }
 }

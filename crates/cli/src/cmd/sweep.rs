@@ -332,6 +332,9 @@ struct CellMessage<'a> {
     char_precision_ci: Option<[f64; 2]>,
     /// How the CI was made, or "n too small".
     ci_method: &'a str,
+    /// Fox precision, unique output words found in the GT ÷ unique output words (mean).
+    fox_precision_out_words: f64,
+    /// Fox precision, unique GT words found in the output ÷ unique GT words (mean).
     fox_precision_gt_words: f64,
     truncation_char_precision: f64,
 }
@@ -366,6 +369,7 @@ fn cells(summary: &[SummaryRow]) -> Vec<CellMessage<'_>> {
             char_precision: c.mean,
             char_precision_ci: (c.ci_low.is_finite() && c.ci_high.is_finite()).then_some([c.ci_low, c.ci_high]),
             ci_method: &c.ci_method,
+            fox_precision_out_words: get(c, "fox_precision_out_words").map_or(f64::NAN, |r| r.mean),
             fox_precision_gt_words: get(c, "fox_precision_gt_words").map_or(f64::NAN, |r| r.mean),
             truncation_char_precision: get(c, "truncation_char_precision").map_or(f64::NAN, |r| r.mean),
         })

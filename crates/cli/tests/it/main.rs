@@ -1,6 +1,7 @@
 //! End-to-end tests of the `compress-bench` binary. One module per subcommand family.
 
 mod decay;
+mod ocr;
 mod render;
 mod score;
 mod sweep;

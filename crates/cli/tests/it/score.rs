@@ -146,6 +146,27 @@ fn a_line_that_is_not_utf8_is_a_bad_row() {
     assert!(!run_dirs(&out)[0].join("report.md").exists(), "--no-report");
 }
 
+#[test]
+fn a_headline_of_fewer_than_five_pages_prints_n_too_small() {
+    let out = scratch("score-n-too-small");
+    let input = out.join("p.jsonl");
+    let mut lines = String::new();
+    for (i, mode) in ["tiny", "tiny", "tiny", "tiny", "tiny", "small", "small"].iter().enumerate() {
+        let prediction = if i % 2 == 0 { "one two three four" } else { "one two three" };
+        let row = serde_json::json!({"id": i, "mode": mode, "truth": "one two three four", "prediction": prediction});
+        lines.push_str(&format!("{row}\n"));
+    }
+    std::fs::write(&input, lines).unwrap();
+    let o = score(input.to_str().unwrap(), &out, &["--no-report"]);
+    assert_ok(&o);
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    let line = |mode: &str| stderr.lines().find(|l| l.contains(&format!("all/{mode}:"))).unwrap_or("").to_string();
+    assert!(line("small").contains("100.0% [n too small]") && line("small").contains("2 pages"), "{stderr}");
+    let tiny = line("tiny");
+    assert!(tiny.contains("% [") && !tiny.contains("n too small") && tiny.contains("5 pages"), "{stderr}");
+    assert!(!stderr.contains("NaN"), "{stderr}");
+}
+
 /// 1,000 Fox-sized predictions (passages of the en corpus, 420–1,367 tokens, each read in Tiny and
 /// Small with words dropped and replaced; text tokens counted by the tokenizer) through the whole
 /// command, report included. Prints the wall time (docs/PERFORMANCE.md records it); CI machines

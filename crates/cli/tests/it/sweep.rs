@@ -69,6 +69,8 @@ fn fake_sweep_writes_every_file_and_a_json_stream() {
     // Two pages per cell are too few for a CI: none is given, and the summary says why.
     let cells = msgs.last().unwrap()["data"]["cells"].as_array().unwrap();
     assert!(cells.iter().all(|c| c["n"] == 2 && c["char_precision_ci"].is_null() && c["ci_method"] == "n too small"));
+    // Both readings of Fox precision, side by side; a perfect reader scores 1 on each.
+    assert!(cells.iter().all(|c| c["fox_precision_out_words"] == 1.0 && c["fox_precision_gt_words"] == 1.0));
     let dirs = run_dirs(&out);
     assert_eq!(dirs.len(), 1);
     let dir = &dirs[0];
