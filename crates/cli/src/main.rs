@@ -35,6 +35,8 @@ enum Command {
     Report(cmd::report::Args),
     /// Join the outputs of `--shard K/N` runs into one run.
     Merge(cmd::merge::Args),
+    /// One report over several runs: curves on shared charts, paired differences on the pages they share.
+    Compare(cmd::compare::Args),
     /// Score predictions made elsewhere (JSON Lines of id, truth, prediction) into a sweep's files and report.
     Score(cmd::score::Args),
     /// Optical-memory decay sweep over a synthetic conversation.
@@ -57,6 +59,7 @@ fn main() -> ExitCode {
         Command::Report(args) => cmd::report::run(args, &out),
         Command::Merge(args) => cmd::merge::run(args, &out),
         Command::Score(args) => cmd::score::run(args, &out),
+        Command::Compare(args) => cmd::compare::run(args, &out),
         Command::Decay(args) => cmd::decay::run(args, &out),
         Command::Bench(args) => cmd::bench::run(args, &out),
         Command::Inspect(args) => cmd::inspect::run(args, &out),

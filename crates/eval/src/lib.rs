@@ -10,6 +10,7 @@
 //! - [`score`]: predictions made elsewhere, scored into the same files; [`truth`] and
 //!   [`predictions`]: a truth file joined to page images by file name, and the predictions file
 //!   `score` reads, written page by page.
+//! - [`compare`]: samples of several runs paired by page, and the paired differences of their scores.
 //!
 //! # Invariants
 //! - The sample list is a pure function of the spec and the corpora; results are written in its
@@ -18,6 +19,7 @@
 //! - Nothing here prints, reads environment variables or draws progress: the CLI does, through
 //!   [`runner::Observer`].
 
+pub mod compare;
 pub mod corpus;
 pub mod journal;
 pub mod metrics;

@@ -8,6 +8,7 @@ use image::RgbImage;
 use occ_core::{Mode, TextTokenizer, VisionTokens};
 
 use crate::normalize::Lang;
+use crate::schema::SampleRow;
 use crate::truncation::prefix_tokens;
 
 /// A rendered page with its token accounting.
@@ -94,10 +95,10 @@ impl OccRenderer {
         };
         occ_render::RenderSpec::for_mode(mode, lang)
     }
-}
 
-impl PageRenderer for OccRenderer {
-    fn describe(&self) -> String {
+    /// What [`PageRenderer::describe`] says of this renderer (recorded as `renderer` in a run's
+    /// manifest).
+    pub fn description() -> String {
         let s = Self::spec(Mode::Tiny, Lang::En);
         format!(
             "occ-render {} fit_to_ratio: RenderSpec::for_mode (default canvas per mode, margins 3% of the width, \
@@ -107,6 +108,54 @@ impl PageRenderer for OccRenderer {
             s.dpi,
             s.fonts
         )
+    }
+
+    /// Whether a run's `renderer` (its manifest) is this renderer, of any version: its pages can be
+    /// drawn again with [`OccRenderer::redraw`].
+    pub fn drew(renderer: &str) -> bool {
+        renderer.starts_with("occ-render ")
+    }
+
+    /// Draws a page of a finished sample again from what its run recorded: the ground truth (the
+    /// exact text on the page, `predictions.parquet`), the language, the mode and the fitted font size
+    /// (`samples.parquet`). Rendering is deterministic, so with the same renderer version and fonts
+    /// this is the page the engine read, pixel for pixel; the ratio fitting is not repeated, because
+    /// the font size it chose is known.
+    ///
+    /// Errors when the text does not come out as the whole ground truth at that size (a run of
+    /// another renderer or font set, or an edited file): such a page would not be the one that was
+    /// read.
+    pub fn redraw(ground_truth: &str, lang: Lang, mode: Mode, font_px: f32) -> Result<RgbImage, String> {
+        if !(font_px.is_finite() && font_px > 0.0) {
+            return Err(format!("no font size recorded ({font_px} px)"));
+        }
+        let spec = Self::spec(mode, lang).with_font_px(font_px);
+        let page = occ_render::render_page(ground_truth, &spec).map_err(|e| e.to_string())?;
+        if page.text != ground_truth || !page.overflow.is_empty() {
+            return Err(format!(
+                "the ground truth does not re-render as recorded at {font_px} px: {} of {} characters on the page",
+                page.chars,
+                ground_truth.chars().count()
+            ));
+        }
+        Ok(page.image)
+    }
+
+    /// [`OccRenderer::redraw`] with the mode, language and font size of a row of `samples.parquet`.
+    pub fn redraw_sample(sample: &SampleRow, ground_truth: &str) -> Result<RgbImage, String> {
+        let mode: Mode = sample.mode.parse().map_err(|e: occ_core::ModeError| e.to_string())?;
+        let lang = match sample.lang.as_str() {
+            "en" => Lang::En,
+            "zh" => Lang::Zh,
+            other => return Err(format!("unknown language {other:?}")),
+        };
+        Self::redraw(ground_truth, lang, mode, sample.font_px as f32)
+    }
+}
+
+impl PageRenderer for OccRenderer {
+    fn describe(&self) -> String {
+        Self::description()
     }
 
     fn canvas(&self, mode: Mode) -> (u32, u32) {
@@ -124,5 +173,31 @@ impl PageRenderer for OccRenderer {
             vision: fp.vision,
             font_px: fp.font_px,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_page_redrawn_from_its_recorded_settings_is_the_page_that_was_read() {
+        let tok = TextTokenizer::deepseek_ocr().unwrap();
+        let renderer = OccRenderer::new(tok);
+        let text = "Call me Ishmael.\tSome years ago, never mind how long precisely, having little or no money \
+                    in my purse, and nothing particular to interest me on shore, I thought I would sail about \
+                    a little and see the watery part of the world.\n\nIt is a way I have. "
+            .repeat(6);
+        for (mode, ratio) in [(Mode::Tiny, 8.0), (Mode::Small, 5.0)] {
+            let page = renderer.render(&text, Lang::En, mode, ratio).unwrap();
+            // As recorded: the font size goes through samples.parquet as f64.
+            let font_px = f64::from(page.font_px) as f32;
+            let again = OccRenderer::redraw(&page.text, Lang::En, mode, font_px).unwrap();
+            assert!(again == page.image, "{mode} at {ratio}x: pixels differ");
+        }
+        let page = renderer.render(&text, Lang::En, Mode::Tiny, 8.0).unwrap();
+        let bigger = OccRenderer::redraw(&page.text, Lang::En, Mode::Tiny, page.font_px * 2.0).unwrap_err();
+        assert!(bigger.contains("does not re-render as recorded"), "{bigger}");
+        assert!(OccRenderer::redraw(&page.text, Lang::En, Mode::Tiny, 0.0).is_err());
     }
 }

@@ -365,6 +365,55 @@ table! {
     }
 }
 
+table! {
+    /// One comparison × cell × metric of `paired.csv`, written by `compress-bench compare`: the
+    /// difference other − baseline of one metric over the samples both runs read on an identical page
+    /// (`crate::compare`).
+    #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+    pub struct PairedRow {
+        /// Label of the baseline run (the first run given).
+        pub baseline: String,
+        /// Label of the run compared with the baseline.
+        pub other: String,
+        /// Corpus name.
+        pub corpus: String,
+        /// Mode name.
+        pub mode: String,
+        /// Requested compression ratio; null = every ratio of the corpus and mode pooled.
+        pub target_ratio: Option<f64>,
+        /// Metric column of samples.parquet (exact_match as 0/1).
+        pub metric: String,
+        /// Pairs in the cell: identical pages read by both runs, both with status ok.
+        pub n_pairs: u32,
+        /// Mean of the metric in the baseline run over the pairs.
+        #[serde(with = "crate::stats::nan_as_null")]
+        pub mean_baseline: f64,
+        /// Mean of the metric in the other run over the pairs.
+        #[serde(with = "crate::stats::nan_as_null")]
+        pub mean_other: f64,
+        /// Mean of the paired differences other − baseline.
+        #[serde(with = "crate::stats::nan_as_null")]
+        pub mean_diff: f64,
+        /// Median of the paired differences.
+        #[serde(with = "crate::stats::nan_as_null")]
+        pub median_diff: f64,
+        /// 95% CI of the mean difference, low end (NaN when `ci_method` is "n too small").
+        #[serde(with = "crate::stats::nan_as_null")]
+        pub ci_low: f64,
+        /// 95% CI of the mean difference, high end (NaN when `ci_method` is "n too small").
+        #[serde(with = "crate::stats::nan_as_null")]
+        pub ci_high: f64,
+        /// How the CI was made (a percentile bootstrap of the paired differences), or "n too small" below 5 pairs.
+        pub ci_method: String,
+        /// Pairs on which the other run scores higher.
+        pub n_other_better: u32,
+        /// Pairs on which the other run scores lower.
+        pub n_other_worse: u32,
+        /// Pairs with equal scores.
+        pub n_tied: u32,
+    }
+}
+
 /// Columns of `samples.parquet` that differ between two runs of the same spec.
 pub const VOLATILE_COLUMNS: [&str; 7] =
     ["run_id", "render_ms", "ocr_ms", "preprocess_ms", "vision_ms", "prefill_ms", "decode_ms"];

@@ -1,5 +1,6 @@
 //! SVG charts with plotters: accuracy-vs-ratio curves per mode with 95% CI bands, the truncation
-//! baseline and the paper's Table 2 points; per-page scatter.
+//! baseline and the paper's Table 2 points; per-page scatter; accuracy against font size; and the
+//! curves of several runs on one chart (`compress-bench compare`).
 
 use plotters::prelude::*;
 
@@ -33,6 +34,57 @@ fn x_range(xs: impl Iterator<Item = f64>) -> (f64, f64) {
     }
     let pad = ((hi - lo) * 0.05).max(0.5);
     ((lo - pad).max(0.0), hi + pad)
+}
+
+type Chart2d<'a, 'b> = ChartContext<
+    'a,
+    SVGBackend<'b>,
+    Cartesian2d<plotters::coord::types::RangedCoordf64, plotters::coord::types::RangedCoordf64>,
+>;
+
+/// One mean curve over the target ratio (points sorted by ratio) with its CI: a band over consecutive
+/// points that have a CI (cells below the minimum n have none), an error bar for a lone one.
+fn draw_curve(chart: &mut Chart2d<'_, '_>, pts: &[&SummaryRow], color: RGBColor, label: &str) -> Result<(), String> {
+    for run in pts.split(|r| !(r.ci_low.is_finite() && r.ci_high.is_finite())) {
+        if run.len() > 1 {
+            let mut band: Vec<(f64, f64)> = run.iter().map(|r| (r.target_ratio, r.ci_high)).collect();
+            band.extend(run.iter().rev().map(|r| (r.target_ratio, r.ci_low)));
+            chart.draw_series(std::iter::once(Polygon::new(band, color.mix(0.18)))).map_err(err)?;
+        } else if let Some(r) = run.first() {
+            let bar = vec![(r.target_ratio, r.ci_low), (r.target_ratio, r.ci_high)];
+            chart.draw_series(std::iter::once(PathElement::new(bar, color.mix(0.5)))).map_err(err)?;
+        }
+    }
+    chart
+        .draw_series(LineSeries::new(pts.iter().map(|r| (r.target_ratio, r.mean)), color.stroke_width(2)))
+        .map_err(err)?
+        .label(label)
+        .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], color.stroke_width(2)));
+    chart.draw_series(pts.iter().map(|r| Circle::new((r.target_ratio, r.mean), 3, color.filled()))).map_err(err)?;
+    Ok(())
+}
+
+/// The truncation baseline of a chart: the mean of `truncation_<metric>` over the given rows at each
+/// ratio, drawn dashed.
+fn draw_truncation(chart: &mut Chart2d<'_, '_>, trunc: &[&SummaryRow]) -> Result<(), String> {
+    let mut ratios: Vec<f64> = trunc.iter().map(|r| r.target_ratio).collect();
+    ratios.sort_by(f64::total_cmp);
+    ratios.dedup();
+    let line: Vec<(f64, f64)> = ratios
+        .iter()
+        .map(|&x| {
+            let v: Vec<f64> = trunc.iter().filter(|r| r.target_ratio == x).map(|r| r.mean).collect();
+            (x, v.iter().sum::<f64>() / v.len() as f64)
+        })
+        .collect();
+    if !line.is_empty() {
+        chart
+            .draw_series(DashedLineSeries::new(line, 6, 4, BLACK.stroke_width(1)))
+            .map_err(err)?
+            .label("truncation baseline")
+            .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], BLACK));
+    }
+    Ok(())
 }
 
 /// Mean ± CI of `metric` per mode over the target ratio, with the truncation baseline (mean of
@@ -82,47 +134,11 @@ pub fn curve_svg(
             .draw()
             .map_err(err)?;
         for mode in &modes {
-            let color = mode_color(mode);
-            let mut pts: Vec<&&SummaryRow> = rows.iter().filter(|r| &r.mode == mode).collect();
+            let mut pts: Vec<&SummaryRow> = rows.iter().copied().filter(|r| &r.mode == mode).collect();
             pts.sort_by(|a, b| a.target_ratio.total_cmp(&b.target_ratio));
-            // The CI band spans consecutive points that have a CI (cells below the minimum n have none);
-            // a lone point with a CI gets an error bar.
-            for run in pts.split(|r| !(r.ci_low.is_finite() && r.ci_high.is_finite())) {
-                if run.len() > 1 {
-                    let mut band: Vec<(f64, f64)> = run.iter().map(|r| (r.target_ratio, r.ci_high)).collect();
-                    band.extend(run.iter().rev().map(|r| (r.target_ratio, r.ci_low)));
-                    chart.draw_series(std::iter::once(Polygon::new(band, color.mix(0.18)))).map_err(err)?;
-                } else if let Some(r) = run.first() {
-                    let bar = vec![(r.target_ratio, r.ci_low), (r.target_ratio, r.ci_high)];
-                    chart.draw_series(std::iter::once(PathElement::new(bar, color.mix(0.5)))).map_err(err)?;
-                }
-            }
-            chart
-                .draw_series(LineSeries::new(pts.iter().map(|r| (r.target_ratio, r.mean)), color.stroke_width(2)))
-                .map_err(err)?
-                .label(mode.as_str())
-                .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], color.stroke_width(2)));
-            chart
-                .draw_series(pts.iter().map(|r| Circle::new((r.target_ratio, r.mean), 3, color.filled())))
-                .map_err(err)?;
+            draw_curve(&mut chart, &pts, mode_color(mode), mode)?;
         }
-        let mut ratios: Vec<f64> = trunc.iter().map(|r| r.target_ratio).collect();
-        ratios.sort_by(f64::total_cmp);
-        ratios.dedup();
-        let line: Vec<(f64, f64)> = ratios
-            .iter()
-            .map(|&x| {
-                let v: Vec<f64> = trunc.iter().filter(|r| r.target_ratio == x).map(|r| r.mean).collect();
-                (x, v.iter().sum::<f64>() / v.len() as f64)
-            })
-            .collect();
-        if !line.is_empty() {
-            chart
-                .draw_series(DashedLineSeries::new(line, 6, 4, BLACK.stroke_width(1)))
-                .map_err(err)?
-                .label("truncation baseline")
-                .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], BLACK));
-        }
+        draw_truncation(&mut chart, &trunc)?;
         for (mode, pts) in &paper {
             let color = mode_color(mode);
             chart
@@ -181,6 +197,154 @@ pub fn scatter_svg(samples: &[SampleRow], corpus: &str, metric: &str, title: &st
                 .label(mode.as_str())
                 .legend(move |(x, y)| Circle::new((x + 10, y), 3, color.filled()));
         }
+        chart
+            .configure_series_labels()
+            .position(SeriesLabelPosition::LowerLeft)
+            .background_style(WHITE.mix(0.85))
+            .border_style(BLACK)
+            .draw()
+            .map_err(err)?;
+        root.present().map_err(err)?;
+    }
+    Ok(svg)
+}
+
+/// Whether a sample has a known font size (sweeps fit one; scored predictions and the blank test
+/// renderer have none).
+pub fn has_font(r: &SampleRow) -> bool {
+    r.font_px.is_finite() && r.font_px > 0.0
+}
+
+/// Accuracy against font size: one point per page (`metric` against the font size the ratio fitting
+/// chose), coloured by mode, with each mode's mean per 1 px band of font size as a line.
+pub fn font_svg(samples: &[SampleRow], corpus: &str, metric: &str, title: &str) -> Result<String, String> {
+    let pts: Vec<(&SampleRow, f64)> = samples
+        .iter()
+        .filter(|r| r.corpus == corpus && r.status == "ok" && has_font(r))
+        .filter_map(|r| occ_eval::summary::sample_metric(r, metric).map(|v| (r, v)))
+        .collect();
+    let (x0, x1) = x_range(pts.iter().map(|(r, _)| r.font_px));
+    let mut modes: Vec<String> = Vec::new();
+    for (r, _) in &pts {
+        if !modes.contains(&r.mode) {
+            modes.push(r.mode.clone());
+        }
+    }
+    let mut svg = String::new();
+    {
+        let root = SVGBackend::with_string(&mut svg, SIZE).into_drawing_area();
+        root.fill(&WHITE).map_err(err)?;
+        let mut chart = ChartBuilder::on(&root)
+            .caption(title, ("sans-serif", 20))
+            .margin(12)
+            .x_label_area_size(40)
+            .y_label_area_size(50)
+            .build_cartesian_2d(x0..x1, 0f64..1.02f64)
+            .map_err(err)?;
+        chart.configure_mesh().x_desc("font size (em, px)").y_desc(metric).draw().map_err(err)?;
+        for mode in &modes {
+            let color = mode_color(mode);
+            let mine: Vec<&(&SampleRow, f64)> = pts.iter().filter(|(r, _)| &r.mode == mode).collect();
+            chart
+                .draw_series(mine.iter().map(|(r, v)| Circle::new((r.font_px, *v), 3, color.mix(0.5).filled())))
+                .map_err(err)?
+                .label(format!("{mode} (pages; line: mean per 1 px)"))
+                .legend(move |(x, y)| Circle::new((x + 10, y), 3, color.filled()));
+            let mut bands: Vec<(i64, Vec<(f64, f64)>)> = Vec::new();
+            for (r, v) in &mine {
+                let band = r.font_px.floor() as i64;
+                match bands.iter_mut().find(|(b, _)| *b == band) {
+                    Some((_, members)) => members.push((r.font_px, *v)),
+                    None => bands.push((band, vec![(r.font_px, *v)])),
+                }
+            }
+            bands.sort_by_key(|(b, _)| *b);
+            let line: Vec<(f64, f64)> = bands
+                .iter()
+                .map(|(_, m)| {
+                    let n = m.len() as f64;
+                    (m.iter().map(|p| p.0).sum::<f64>() / n, m.iter().map(|p| p.1).sum::<f64>() / n)
+                })
+                .collect();
+            chart.draw_series(LineSeries::new(line, color.stroke_width(2))).map_err(err)?;
+        }
+        chart
+            .configure_series_labels()
+            .position(SeriesLabelPosition::LowerRight)
+            .background_style(WHITE.mix(0.85))
+            .border_style(BLACK)
+            .draw()
+            .map_err(err)?;
+        root.present().map_err(err)?;
+    }
+    Ok(svg)
+}
+
+/// Colour of the i-th run of a comparison (Tableau 10, then repeating).
+pub fn run_color(i: usize) -> RGBColor {
+    const PALETTE: [RGBColor; 10] = [
+        RGBColor(31, 119, 180),
+        RGBColor(214, 39, 40),
+        RGBColor(44, 160, 44),
+        RGBColor(255, 127, 14),
+        RGBColor(148, 103, 189),
+        RGBColor(140, 86, 75),
+        RGBColor(227, 119, 194),
+        RGBColor(127, 127, 127),
+        RGBColor(188, 189, 34),
+        RGBColor(23, 190, 207),
+    ];
+    PALETTE[i % PALETTE.len()]
+}
+
+/// Several runs on one chart: for one corpus, mode and metric, each run's mean ± CI over the target
+/// ratio (`runs`: label and that run's summary rows), and the truncation baseline of the first run.
+pub fn runs_curve_svg(
+    runs: &[(String, Vec<SummaryRow>)],
+    corpus: &str,
+    mode: &str,
+    metric: &str,
+    title: &str,
+) -> Result<String, String> {
+    let drawable =
+        |r: &SummaryRow| r.corpus == corpus && r.mode == mode && r.n > 0 && r.mean.is_finite() && r.target_ratio > 0.0;
+    let curves: Vec<(&String, Vec<&SummaryRow>)> = runs
+        .iter()
+        .map(|(label, rows)| {
+            let mut pts: Vec<&SummaryRow> = rows.iter().filter(|r| drawable(r) && r.metric == metric).collect();
+            pts.sort_by(|a, b| a.target_ratio.total_cmp(&b.target_ratio));
+            (label, pts)
+        })
+        .collect();
+    let trunc_metric = format!("truncation_{metric}");
+    let trunc: Vec<&SummaryRow> = runs
+        .first()
+        .map(|(_, rows)| rows.iter().filter(|r| drawable(r) && r.metric == trunc_metric).collect())
+        .unwrap_or_default();
+    let (x0, x1) = x_range(curves.iter().flat_map(|(_, pts)| pts.iter().map(|r| r.target_ratio)));
+    let mut svg = String::new();
+    {
+        let root = SVGBackend::with_string(&mut svg, SIZE).into_drawing_area();
+        root.fill(&WHITE).map_err(err)?;
+        let mut chart = ChartBuilder::on(&root)
+            .caption(title, ("sans-serif", 20))
+            .margin(12)
+            .x_label_area_size(40)
+            .y_label_area_size(50)
+            .build_cartesian_2d(x0..x1, 0f64..1.02f64)
+            .map_err(err)?;
+        chart
+            .configure_mesh()
+            .x_desc("compression ratio (text tokens / nominal vision tokens)")
+            .y_desc(metric)
+            .draw()
+            .map_err(err)?;
+        for (i, (label, pts)) in curves.iter().enumerate() {
+            if !pts.is_empty() {
+                draw_curve(&mut chart, pts, run_color(i), label)?;
+            }
+        }
+        draw_truncation(&mut chart, &trunc)?;
         chart
             .configure_series_labels()
             .position(SeriesLabelPosition::LowerLeft)

@@ -6,21 +6,28 @@
 //! table of ground-truth-token bins and the bad rows of its input.
 //!
 //! Outputs in the run directory: `plots/<corpus>_<metric>.svg` (curves),
-//! `plots/<corpus>_scatter_char_precision.svg`, `report.md` (links the SVGs) and `report.html`
-//! (SVGs inlined, no external files).
+//! `plots/<corpus>_scatter_char_precision.svg`, `plots/<corpus>_font_char_precision.svg` (accuracy
+//! against font size, runs with fitted fonts), `report.md` (links the SVGs), `report.html` (SVGs
+//! inlined, no external files) and `pages.html` (every page, worst first, with thumbnail and diff;
+//! self-contained, linked from both reports).
 //!
 //! - [`charts`]: SVG curves and scatter plots (plotters);
 //! - [`tables`]: the report's tables as data, rendered to Markdown and HTML;
-//! - [`paper`]: the paper's Table 2, drawn over the curves.
+//! - [`paper`]: the paper's Table 2, drawn over the curves;
+//! - [`pages`], [`diff`]: the per-sample pages and the marked differences of each page;
+//! - [`compare`]: the report over several runs (`compress-bench compare`).
 
 pub mod charts;
+pub mod compare;
+pub mod diff;
+pub mod pages;
 pub mod paper;
 pub mod tables;
 
 use std::path::{Path, PathBuf};
 
 use occ_eval::results::{self, Manifest, ResultsError};
-use occ_eval::schema::BinRow;
+use occ_eval::schema::{self, BinRow, PredictionRow, Table};
 use occ_eval::schema::{SampleRow, SummaryRow};
 use occ_eval::score::{Headline, ScoreError, ScoreRecord};
 use occ_eval::stats::{CI_METHOD, MIN_N_FOR_CI, NO_CI};
@@ -32,6 +39,8 @@ pub enum ReportError {
     Results(#[from] ResultsError),
     #[error(transparent)]
     Score(#[from] ScoreError),
+    #[error(transparent)]
+    Compare(#[from] occ_eval::compare::CompareError),
     #[error("{path}: {source}")]
     Io { path: String, source: std::io::Error },
     #[error("chart {name}: {message}")]
@@ -120,6 +129,12 @@ pub fn charts(input: &ReportInput) -> Result<Vec<Chart>, ReportError> {
         let svg = charts::scatter_svg(&input.samples, corpus, "char_precision", &title)
             .map_err(|message| ReportError::Chart { name: format!("{corpus}_scatter"), message })?;
         out.push(Chart { file: format!("{corpus}_scatter_char_precision.svg"), title, svg });
+        if input.samples.iter().any(|r| &r.corpus == corpus && r.status == "ok" && charts::has_font(r)) {
+            let title = format!("{engine} on {corpus}: char_precision against font size{tag}");
+            let svg = charts::font_svg(&input.samples, corpus, "char_precision", &title)
+                .map_err(|message| ReportError::Chart { name: format!("{corpus}_font"), message })?;
+            out.push(Chart { file: format!("{corpus}_font_char_precision.svg"), title, svg });
+        }
     }
     Ok(out)
 }
@@ -157,13 +172,25 @@ pub struct ReportFiles {
     pub markdown: PathBuf,
     pub html: PathBuf,
     pub plots: Vec<PathBuf>,
+    /// `pages.html`; `None` when the run has no `predictions.parquet`.
+    pub pages: Option<PathBuf>,
 }
 
-/// Writes `plots/*.svg`, `report.md` and `report.html` into the run directory.
+/// Writes `plots/*.svg`, `report.md`, `report.html` and (when the run has `predictions.parquet`)
+/// `pages.html` into the run directory.
 pub fn write_report(dir: &Path) -> Result<ReportFiles, ReportError> {
     let input = ReportInput::load(dir)?;
     let charts = charts(&input)?;
     let io = |p: &Path, e| ReportError::Io { path: p.display().to_string(), source: e };
+    let pages = match read_predictions(dir)? {
+        Some(predictions) => {
+            let p = dir.join(pages::PAGES_FILE);
+            std::fs::write(&p, pages::pages_html(&input.manifest, &input.samples, &predictions))
+                .map_err(|e| io(&p, e))?;
+            Some(p)
+        }
+        None => None,
+    };
     let plots_dir = dir.join("plots");
     std::fs::create_dir_all(&plots_dir).map_err(|e| io(&plots_dir, e))?;
     let mut plots = Vec::new();
@@ -211,6 +238,15 @@ pub fn write_report(dir: &Path) -> Result<ReportFiles, ReportError> {
     }
     md.push_str("## Tables\n\n");
     md.push_str(&tables.iter().map(tables::TextTable::markdown).collect::<Vec<_>>().join("\n"));
+    let worst = pages::worst_table(&input.samples);
+    if pages.is_some() {
+        md.push_str(&format!(
+            "\n## Pages\n\nEvery page with its thumbnail and its ground truth against the output, the differences \
+             marked, worst first: [{0}]({0}).\n\n{1}",
+            pages::PAGES_FILE,
+            worst.markdown()
+        ));
+    }
     let md_path = dir.join("report.md");
     std::fs::write(&md_path, &md).map_err(|e| io(&md_path, e))?;
 
@@ -242,13 +278,31 @@ pub fn write_report(dir: &Path) -> Result<ReportFiles, ReportError> {
     for t in &tables {
         html.push_str(&t.html());
     }
+    if pages.is_some() {
+        html.push_str(&format!(
+            "<h2>Pages</h2>\n<p>Every page with its thumbnail and its ground truth against the output, the \
+             differences marked, worst first: <a href=\"{0}\">{0}</a>.</p>\n{1}",
+            pages::PAGES_FILE,
+            worst.html()
+        ));
+    }
     html.push_str("</body></html>\n");
     let html_path = dir.join("report.html");
     std::fs::write(&html_path, &html).map_err(|e| io(&html_path, e))?;
-    Ok(ReportFiles { markdown: md_path, html: html_path, plots })
+    Ok(ReportFiles { markdown: md_path, html: html_path, plots, pages })
 }
 
-fn strip_xml_prolog(svg: &str) -> &str {
+/// `predictions.parquet` of a run, or `None` when the run has none.
+fn read_predictions(dir: &Path) -> Result<Option<Vec<PredictionRow>>, ReportError> {
+    let path = dir.join(results::PREDICTIONS_FILE);
+    if !path.is_file() {
+        return Ok(None);
+    }
+    let frame = schema::read_parquet(&path).map_err(ResultsError::from)?;
+    Ok(Some(PredictionRow::from_frame(&frame).map_err(ResultsError::from)?))
+}
+
+pub(crate) fn strip_xml_prolog(svg: &str) -> &str {
     match svg.find("<svg") {
         Some(i) => &svg[i..],
         None => svg,

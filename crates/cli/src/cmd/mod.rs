@@ -1,6 +1,7 @@
 //! One module per subcommand; each owns its flags (`Args`) and its `run`.
 
 pub mod bench;
+pub mod compare;
 pub mod decay;
 pub mod inspect;
 pub mod merge;

@@ -20,6 +20,8 @@ struct ReportMessage {
     markdown: String,
     html: String,
     plots: Vec<String>,
+    /// `pages.html`, or null for a run without predictions.
+    pages: Option<String>,
 }
 
 pub fn run(args: Args, out: &Output) -> anyhow::Result<()> {
@@ -32,6 +34,7 @@ pub fn run(args: Args, out: &Output) -> anyhow::Result<()> {
             markdown: files.markdown.display().to_string(),
             html: files.html.display().to_string(),
             plots: files.plots.iter().map(|p| p.display().to_string()).collect(),
+            pages: files.pages.as_ref().map(|p| p.display().to_string()),
         },
     )?;
     out.result(&files.html.display().to_string());

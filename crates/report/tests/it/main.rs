@@ -97,27 +97,55 @@ fn paper_comparison_appears_only_at_the_papers_ratios() {
     assert_eq!(paper.rows[0][1], "96.5");
 }
 
-fn write_run(dir: &Path, synthetic: bool) {
-    std::fs::create_dir_all(dir).unwrap();
-    let mut w = JournalWriter::open(&dir.join(JOURNAL_FILE), 0).unwrap();
-    for r in rows() {
-        let prediction = PredictionRow {
+#[test]
+fn pages_put_the_worst_page_of_each_cell_first_and_mark_its_differences() {
+    let samples = rows();
+    let predictions: Vec<PredictionRow> = samples
+        .iter()
+        .map(|r| PredictionRow {
             run_id: r.run_id.clone(),
             sample_index: r.sample_index,
             sample_id: r.sample_id.clone(),
             mode: r.mode.clone(),
-            ground_truth: "gt".into(),
-            prediction: "out".into(),
-        };
-        w.append(&JournalEntry { sample: r, prediction }).unwrap();
-    }
-    w.flush().unwrap();
+            ground_truth: format!("the whale of page {}", r.sample_index),
+            prediction: format!("the whale  of paqe {}", r.sample_index),
+        })
+        .collect();
+    let m = manifest(false);
+    let html = occ_report::pages::pages_html(&m, &samples, &predictions);
+    // Cell tiny 10.5: six pages, char precision 0.90 + 0.01·page, so page 0 (index 0) is the worst.
+    let ids: Vec<&str> = html.split("data-sample-id=\"").skip(1).map(|s| s.split('"').next().unwrap()).collect();
+    assert_eq!(ids.len(), samples.len(), "every page is listed");
+    assert_eq!(
+        &ids[..6],
+        [
+            "en/p0/tiny/r10.5",
+            "en/p1/tiny/r10.5",
+            "en/p2/tiny/r10.5",
+            "en/p3/tiny/r10.5",
+            "en/p4/tiny/r10.5",
+            "en/p5/tiny/r10.5"
+        ]
+    );
+    // Cell tiny 11.8: the failed page first, then by char precision.
+    assert_eq!(&ids[6..9], ["en/p2/tiny/r11.8", "en/p0/tiny/r11.8", "en/p1/tiny/r11.8"]);
+    // The diff of the normalised texts (whitespace collapsed): one misread word.
+    assert!(html.contains("the whale of <del>page</del><ins>paqe</ins> 0"), "marked diff");
+    assert!(html.contains("No thumbnails: this run's pages were not drawn by occ-render"));
+    assert!(!html.contains("<img"), "a run not drawn by occ-render has no thumbnails");
+    let worst = occ_report::pages::worst_table(&samples);
+    assert_eq!(worst.rows.len(), 3);
+    assert_eq!(worst.rows[1][4], "en/p2/tiny/r11.8");
+    assert_eq!(worst.rows[1][5], "render_error");
+}
+
+fn manifest(synthetic: bool) -> Manifest {
     let spec = ExperimentSpec::resolve(
         SpecFile::default(),
         SpecOverrides { name: Some("golden".into()), ..Default::default() },
     )
     .unwrap();
-    let m = Manifest {
+    Manifest {
         manifest_version: results::MANIFEST_VERSION,
         tool: "compress-bench".into(),
         tool_version: "0".into(),
@@ -147,7 +175,25 @@ fn write_run(dir: &Path, synthetic: bool) {
         n_failed: 1,
         sessions: vec![],
         wall_time_s: 1.0,
-    };
+    }
+}
+
+fn write_run(dir: &Path, synthetic: bool) {
+    std::fs::create_dir_all(dir).unwrap();
+    let mut w = JournalWriter::open(&dir.join(JOURNAL_FILE), 0).unwrap();
+    for r in rows() {
+        let prediction = PredictionRow {
+            run_id: r.run_id.clone(),
+            sample_index: r.sample_index,
+            sample_id: r.sample_id.clone(),
+            mode: r.mode.clone(),
+            ground_truth: "gt".into(),
+            prediction: "out".into(),
+        };
+        w.append(&JournalEntry { sample: r, prediction }).unwrap();
+    }
+    w.flush().unwrap();
+    let m = manifest(synthetic);
     m.save(dir).unwrap();
     results::write_outputs(dir, 0).unwrap();
 }
@@ -168,6 +214,9 @@ fn full_report_is_self_contained_and_flags_synthetic_weights() {
     assert_eq!(html.matches("<svg").count(), files.plots.len(), "every chart inlined");
     assert!(!html.contains("src=\""), "no external files");
     assert_eq!(files.plots.len(), occ_report::CURVE_METRICS.len() + 1);
+    // The per-sample pages are written and linked (no font sizes here: no font chart).
+    assert!(files.pages.as_ref().is_some_and(|p| p.is_file()));
+    assert!(html.contains("<a href=\"pages.html\">") && md.contains("[pages.html](pages.html)"));
     // The paper's points sit on the output-words reading of Fox precision, not the GT-words one.
     let curve = std::fs::read_to_string(dir.join("plots/en_fox_precision_out_words.svg")).unwrap();
     assert!(curve.contains("paper Table 2, tiny") && curve.contains("truncation baseline"));

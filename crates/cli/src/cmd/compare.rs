@@ -1,0 +1,142 @@
+//! `compress-bench compare`: one report over several runs, with paired differences on the pages they
+//! share (`occ_eval::compare` pairs, `occ_report::compare` writes).
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use anyhow::Context;
+use occ_eval::compare::{default_label, Pairing, RunTables};
+use occ_report::compare::RunEntry;
+use serde::Serialize;
+
+use crate::output::Output;
+
+/// One report over several runs: curves on shared charts, paired differences with bootstrap CIs.
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// Run folders (results/<experiment>/<run_id>); the first is the baseline of the differences.
+    #[arg(required = true, num_args = 2.., value_name = "RUN_DIR")]
+    pub runs: Vec<PathBuf>,
+    /// Labels of the runs in tables and charts, comma separated, in order [default: A, B, C, …].
+    #[arg(long, value_delimiter = ',')]
+    pub labels: Option<Vec<String>>,
+    /// Seed of the bootstrap of the paired differences.
+    #[arg(long, default_value_t = 0)]
+    pub bootstrap_seed: u64,
+    /// Results root: the comparison goes to <out>/<name>/<UTC time>.
+    #[arg(long, default_value = "results")]
+    pub out: PathBuf,
+    /// Folder name under the results root.
+    #[arg(long, default_value = "compare")]
+    pub name: String,
+}
+
+/// Paired difference of character precision per comparison, corpus and mode over every ratio.
+#[derive(Serialize)]
+struct Headline<'a> {
+    baseline: &'a str,
+    other: &'a str,
+    corpus: &'a str,
+    mode: &'a str,
+    n_pairs: u32,
+    char_precision_baseline: Option<f64>,
+    char_precision_other: Option<f64>,
+    char_precision_diff: Option<f64>,
+    char_precision_diff_ci: Option<[f64; 2]>,
+    ci_method: &'a str,
+}
+
+#[derive(Serialize)]
+struct CompareMessage<'a> {
+    out_dir: String,
+    files: BTreeMap<&'static str, String>,
+    plots: Vec<String>,
+    runs: &'a [RunEntry],
+    pairings: &'a [Pairing],
+    headline: Vec<Headline<'a>>,
+}
+
+fn finite(v: f64) -> Option<f64> {
+    v.is_finite().then_some(v)
+}
+
+pub fn run(args: Args, out: &Output) -> anyhow::Result<()> {
+    let labels: Vec<String> = match &args.labels {
+        Some(l) if l.len() != args.runs.len() => {
+            return Err(occ_eval::compare::CompareError::LabelCount { given: l.len(), runs: args.runs.len() }.into())
+        }
+        Some(l) => l.clone(),
+        None => (0..args.runs.len()).map(default_label).collect(),
+    };
+    let runs: Vec<RunTables> = args
+        .runs
+        .iter()
+        .zip(&labels)
+        .map(|(dir, label)| RunTables::load(dir, label))
+        .collect::<Result<_, _>>()
+        .context("reading the runs to compare")?;
+    let (files, comparison) = occ_report::compare::write_compare(&runs, &args.out, &args.name, args.bootstrap_seed)
+        .context("comparing the runs")?;
+    let entries: Vec<RunEntry> = runs.iter().map(RunEntry::of).collect();
+    let headline = comparison
+        .rows
+        .iter()
+        .filter(|r| r.target_ratio.is_none() && r.metric == "char_precision")
+        .map(|r| Headline {
+            baseline: &r.baseline,
+            other: &r.other,
+            corpus: &r.corpus,
+            mode: &r.mode,
+            n_pairs: r.n_pairs,
+            char_precision_baseline: finite(r.mean_baseline),
+            char_precision_other: finite(r.mean_other),
+            char_precision_diff: finite(r.mean_diff),
+            char_precision_diff_ci: finite(r.ci_low).zip(finite(r.ci_high)).map(|(a, b)| [a, b]),
+            ci_method: &r.ci_method,
+        })
+        .collect::<Vec<_>>();
+    let mut file_map = BTreeMap::new();
+    file_map.insert(occ_report::compare::MARKDOWN_FILE, files.markdown.display().to_string());
+    file_map.insert(occ_report::compare::HTML_FILE, files.html.display().to_string());
+    file_map.insert(occ_report::compare::CSV_FILE, files.csv.display().to_string());
+    file_map.insert(occ_report::compare::JSON_FILE, files.json.display().to_string());
+    out.json_message(
+        "compare",
+        &CompareMessage {
+            out_dir: files.dir.display().to_string(),
+            files: file_map,
+            plots: files.plots.iter().map(|p| p.display().to_string()).collect(),
+            runs: &entries,
+            pairings: &comparison.pairings,
+            headline,
+        },
+    )?;
+    for p in &comparison.pairings {
+        out.info(&format!(
+            "{} vs {}: {} pages paired ({} scored, {} with a failed sample); not paired: {} with a different page, {} only in {}, {} only in {}",
+            p.other,
+            p.baseline,
+            p.n_paired,
+            p.n_scored,
+            p.n_paired_failed,
+            p.n_page_differs,
+            p.n_baseline_only,
+            p.baseline,
+            p.n_other_only,
+            p.other
+        ));
+    }
+    for r in comparison.rows.iter().filter(|r| r.target_ratio.is_none() && r.metric == "char_precision") {
+        out.info(&format!(
+            "  {} − {} on {}/{}: char precision {} pp over {} pairs",
+            r.other,
+            r.baseline,
+            r.corpus,
+            r.mode,
+            occ_report::compare::pp_ci(r.mean_diff, r.ci_low, r.ci_high),
+            r.n_pairs
+        ));
+    }
+    out.result(&files.html.display().to_string());
+    Ok(())
+}

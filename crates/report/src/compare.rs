@@ -1,0 +1,375 @@
+//! The report over several runs (`compress-bench compare`): each run's curves on one chart per
+//! corpus, mode and metric, and the paired differences of every run with the first (the baseline)
+//! on the pages they share, with bootstrap CIs (`occ_eval::compare` pairs and computes; this module
+//! draws and writes).
+//!
+//! Outputs in the comparison folder: `compare.md` (links the SVGs), `compare.html` (SVGs inlined, no
+//! external files), `paired.csv` (every comparison × cell × metric, `occ_eval::schema::PairedRow`),
+//! `compare.json` (the runs, the pairing counts, the seed and the CI method) and
+//! `plots/<corpus>_<mode>_<metric>.svg`.
+
+use std::path::{Path, PathBuf};
+
+use occ_eval::compare::{Comparison, Pairing, RunTables};
+use occ_eval::results::utc_now;
+use occ_eval::schema::{self, PairedRow, SummaryRow, Table};
+use occ_eval::stats::{CI_METHOD, MIN_N_FOR_CI, NO_CI};
+use serde::Serialize;
+
+use crate::tables::{escape, TextTable};
+use crate::{charts, strip_xml_prolog, Chart, ReportError, CURVE_METRICS};
+
+pub const MARKDOWN_FILE: &str = "compare.md";
+pub const HTML_FILE: &str = "compare.html";
+pub const CSV_FILE: &str = "paired.csv";
+pub const JSON_FILE: &str = "compare.json";
+
+/// Metrics that get a table of paired differences in the report (`paired.csv` has every metric).
+pub const TABLE_METRICS: [(&str, &str); 3] = [
+    ("char_precision", "character precision (1 − NED)"),
+    ("word_f1", "word F1"),
+    ("fox_precision_out_words", "Fox set precision, unique output words in GT"),
+];
+
+/// One run as listed in `compare.json` and the report.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct RunEntry {
+    pub label: String,
+    pub run_dir: String,
+    pub experiment: String,
+    pub run_id: String,
+    pub engine: String,
+    pub engine_version: String,
+    /// The run's passage seed (its spec's `seed`).
+    pub seed: u64,
+    pub n_samples: usize,
+    pub synthetic_weights: bool,
+}
+
+impl RunEntry {
+    /// The entry of a loaded run.
+    pub fn of(r: &RunTables) -> RunEntry {
+        RunEntry {
+            label: r.label.clone(),
+            run_dir: r.dir.display().to_string(),
+            experiment: r.manifest.experiment.clone(),
+            run_id: r.manifest.run_id.clone(),
+            engine: r.engine(),
+            engine_version: r.samples.first().map(|s| s.engine_version.clone()).unwrap_or_default(),
+            seed: r.manifest.spec.seed,
+            n_samples: r.samples.len(),
+            synthetic_weights: r.manifest.synthetic_weights || r.samples.iter().any(|s| s.synthetic_weights),
+        }
+    }
+}
+
+/// `compare.json`.
+#[derive(Debug, Clone, Serialize)]
+pub struct CompareRecord {
+    pub created_utc: String,
+    /// Seed of the bootstrap of the paired differences.
+    pub seed: u64,
+    pub ci_method: String,
+    pub min_n_for_ci: usize,
+    pub runs: Vec<RunEntry>,
+    /// Every run after the first, paired with the first.
+    pub pairings: Vec<Pairing>,
+}
+
+/// Written files.
+#[derive(Debug, Clone)]
+pub struct CompareFiles {
+    pub dir: PathBuf,
+    pub markdown: PathBuf,
+    pub html: PathBuf,
+    pub csv: PathBuf,
+    pub json: PathBuf,
+    pub plots: Vec<PathBuf>,
+}
+
+/// A fresh folder `<out_root>/<name>/<UTC time>[-k]` for a comparison.
+pub fn create_dir(out_root: &Path, name: &str) -> Result<PathBuf, ReportError> {
+    let parent = out_root.join(name);
+    let io = |p: &Path, e| ReportError::Io { path: p.display().to_string(), source: e };
+    std::fs::create_dir_all(&parent).map_err(|e| io(&parent, e))?;
+    let (_, compact) = utc_now();
+    for attempt in 0..1000 {
+        let id = if attempt == 0 { compact.clone() } else { format!("{compact}-{attempt}") };
+        let dir = parent.join(id);
+        match std::fs::create_dir(&dir) {
+            Ok(()) => return Ok(dir),
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => continue,
+            Err(e) => return Err(io(&dir, e)),
+        }
+    }
+    Err(ReportError::Io {
+        path: parent.display().to_string(),
+        source: std::io::Error::other("no free folder name for the comparison"),
+    })
+}
+
+/// Each run's summary, recomputed from its samples with its own seed (as its `summary.csv`).
+fn summaries(runs: &[RunTables]) -> Vec<(String, Vec<SummaryRow>)> {
+    runs.iter().map(|r| (r.label.clone(), occ_eval::summary::summarize(&r.samples, r.manifest.spec.seed))).collect()
+}
+
+/// One chart per corpus × mode × metric of [`CURVE_METRICS`] (corpus and mode in the baseline's order,
+/// then those only other runs have).
+pub fn curves(runs: &[RunTables]) -> Result<Vec<Chart>, ReportError> {
+    let series = summaries(runs);
+    let mut groups: Vec<(String, String)> = Vec::new();
+    for (_, rows) in &series {
+        for r in rows {
+            let g = (r.corpus.clone(), r.mode.clone());
+            if !groups.contains(&g) {
+                groups.push(g);
+            }
+        }
+    }
+    let mut out = Vec::new();
+    for (corpus, mode) in &groups {
+        for metric in CURVE_METRICS {
+            let title = format!("{corpus}, {mode}: {metric} per run (mean, bootstrap 95% CI where n ≥ {MIN_N_FOR_CI})");
+            let svg = charts::runs_curve_svg(&series, corpus, mode, metric, &title)
+                .map_err(|message| ReportError::Chart { name: format!("{corpus}_{mode}_{metric}"), message })?;
+            let file = format!("{corpus}_{mode}_{metric}.svg").replace([':', '/'], "_");
+            out.push(Chart { file, title, svg });
+        }
+    }
+    Ok(out)
+}
+
+/// `+1.2 [−0.3, +2.5]` in percentage points; `+1.2 [n too small]` without a CI.
+pub fn pp_ci(mean: f64, low: f64, high: f64) -> String {
+    if !mean.is_finite() {
+        return "–".into();
+    }
+    let pp = |v: f64| format!("{:+.1}", 100.0 * v);
+    if low.is_finite() && high.is_finite() {
+        format!("{} [{}, {}]", pp(mean), pp(low), pp(high))
+    } else {
+        format!("{} [{NO_CI}]", pp(mean))
+    }
+}
+
+/// The runs compared.
+pub fn runs_table(runs: &[RunEntry]) -> TextTable {
+    TextTable {
+        title: "runs (the first is the baseline)".into(),
+        header: ["label", "engine", "engine version", "experiment", "run id", "seed", "samples", "folder"]
+            .iter()
+            .map(|s| s.to_string())
+            .collect(),
+        rows: runs
+            .iter()
+            .map(|r| {
+                vec![
+                    r.label.clone(),
+                    format!("{}{}", r.engine, if r.synthetic_weights { " (SYNTHETIC WEIGHTS)" } else { "" }),
+                    r.engine_version.clone(),
+                    r.experiment.clone(),
+                    r.run_id.clone(),
+                    r.seed.to_string(),
+                    r.n_samples.to_string(),
+                    r.run_dir.clone(),
+                ]
+            })
+            .collect(),
+    }
+}
+
+/// How many samples each comparison paired, and why the others were not.
+pub fn pairing_table(pairings: &[Pairing]) -> TextTable {
+    TextTable {
+        title: "pairing: samples on identical pages".into(),
+        header: [
+            "baseline",
+            "other",
+            "samples (baseline / other)",
+            "paired",
+            "scored pairs",
+            "paired, a sample failed",
+            "same key, page differs",
+            "baseline only",
+            "other only",
+            "ambiguous key",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect(),
+        rows: pairings
+            .iter()
+            .map(|p| {
+                vec![
+                    p.baseline.clone(),
+                    p.other.clone(),
+                    format!("{} / {}", p.n_baseline, p.n_other),
+                    p.n_paired.to_string(),
+                    p.n_scored.to_string(),
+                    p.n_paired_failed.to_string(),
+                    p.n_page_differs.to_string(),
+                    p.n_baseline_only.to_string(),
+                    p.n_other_only.to_string(),
+                    p.n_ambiguous.to_string(),
+                ]
+            })
+            .collect(),
+    }
+}
+
+/// One table per comparison, corpus and metric of [`TABLE_METRICS`]: a row per mode × ratio and per
+/// mode over all ratios.
+pub fn difference_tables(rows: &[PairedRow]) -> Vec<TextTable> {
+    let mut keys: Vec<(String, String, String)> = Vec::new();
+    for r in rows {
+        let k = (r.baseline.clone(), r.other.clone(), r.corpus.clone());
+        if !keys.contains(&k) {
+            keys.push(k);
+        }
+    }
+    let mut out = Vec::new();
+    for (baseline, other, corpus) in &keys {
+        for (metric, label) in TABLE_METRICS {
+            let body: Vec<Vec<String>> = rows
+                .iter()
+                .filter(|r| &r.baseline == baseline && &r.other == other && &r.corpus == corpus && r.metric == metric)
+                .map(|r| {
+                    vec![
+                        r.mode.clone(),
+                        r.target_ratio.map_or_else(|| "all".to_string(), |x| x.to_string()),
+                        r.n_pairs.to_string(),
+                        format!("{:.1}", 100.0 * r.mean_baseline),
+                        format!("{:.1}", 100.0 * r.mean_other),
+                        pp_ci(r.mean_diff, r.ci_low, r.ci_high),
+                        format!("{} / {} / {}", r.n_other_better, r.n_other_worse, r.n_tied),
+                    ]
+                })
+                .collect();
+            if body.is_empty() {
+                continue;
+            }
+            out.push(TextTable {
+                title: format!("{corpus}: {label}, {other} − {baseline} on the same pages"),
+                header: [
+                    "mode".to_string(),
+                    "ratio".to_string(),
+                    "pairs".to_string(),
+                    format!("{baseline}, %"),
+                    format!("{other}, %"),
+                    format!("{other} − {baseline}, pp [95% CI]"),
+                    format!("{other} better / worse / tied"),
+                ]
+                .to_vec(),
+                rows: body,
+            });
+        }
+    }
+    out
+}
+
+fn notes() -> String {
+    format!(
+        "Samples are paired when both runs read the same page: the same corpus, passage, mode and target ratio, \
+         and an identical page (the same ground truth text, page size and font size). Samples whose key matches \
+         but whose page differs (another seed, passage limits, corpus version or renderer) and samples one run \
+         lacks are counted above and left out. A pair enters the differences when both samples have status ok. \
+         Differences are other − baseline in percentage points (positive: the other run scores higher), per \
+         page, averaged per cell (corpus, mode, ratio) and over every ratio of a mode (\"all\"). CI method: \
+         {CI_METHOD} of the paired differences (seeded, reproducible); cells with fewer than {MIN_N_FOR_CI} \
+         pairs show \"{NO_CI}\". The curves show each run's own mean and CI over all its pages. \
+         `{CSV_FILE}` has every metric."
+    )
+}
+
+/// Pairs the runs (`seed` seeds the bootstrap), then writes every file of the comparison into a new
+/// folder `<out_root>/<name>/<UTC time>` ([`create_dir`]); nothing is written when the runs cannot be
+/// compared.
+pub fn write_compare(
+    runs: &[RunTables],
+    out_root: &Path,
+    name: &str,
+    seed: u64,
+) -> Result<(CompareFiles, Comparison), ReportError> {
+    let comparison = occ_eval::compare::compare(runs, seed)?;
+    let charts = curves(runs)?;
+    let dir = create_dir(out_root, name)?;
+    let dir = dir.as_path();
+    let io = |p: &Path, e| ReportError::Io { path: p.display().to_string(), source: e };
+    let plots_dir = dir.join("plots");
+    std::fs::create_dir_all(&plots_dir).map_err(|e| io(&plots_dir, e))?;
+    let mut plots = Vec::new();
+    for c in &charts {
+        let p = plots_dir.join(&c.file);
+        std::fs::write(&p, &c.svg).map_err(|e| io(&p, e))?;
+        plots.push(p);
+    }
+    let csv = dir.join(CSV_FILE);
+    let mut frame = PairedRow::to_frame(&comparison.rows).map_err(occ_eval::results::ResultsError::from)?;
+    schema::write_csv(&mut frame, &csv).map_err(occ_eval::results::ResultsError::from)?;
+    let entries: Vec<RunEntry> = runs.iter().map(RunEntry::of).collect();
+    let (created, _) = utc_now();
+    let record = CompareRecord {
+        created_utc: created,
+        seed,
+        ci_method: CI_METHOD.into(),
+        min_n_for_ci: MIN_N_FOR_CI,
+        runs: entries.clone(),
+        pairings: comparison.pairings.clone(),
+    };
+    let json = dir.join(JSON_FILE);
+    let text = serde_json::to_string_pretty(&record).map_err(|e| io(&json, std::io::Error::other(e)))?;
+    std::fs::write(&json, text + "\n").map_err(|e| io(&json, e))?;
+
+    let synthetic = entries.iter().any(|r| r.synthetic_weights);
+    let title = format!(
+        "Comparison: {}",
+        entries.iter().map(|r| format!("{} ({})", r.label, r.engine)).collect::<Vec<_>>().join(" vs ")
+    );
+    let mut tables = vec![runs_table(&entries), pairing_table(&comparison.pairings)];
+    tables.extend(difference_tables(&comparison.rows));
+    let notes = notes();
+    let warning = "A run used synthetic weights: its scores are meaningless.";
+
+    let mut md = format!("# {title}\n\n");
+    if synthetic {
+        md.push_str(&format!("> **Warning: {warning}**\n\n"));
+    }
+    md.push_str(&format!("{notes}\n\n"));
+    for t in &tables[..2] {
+        md.push_str(&format!("{}\n", t.markdown()));
+    }
+    md.push_str("## Paired differences\n\n");
+    md.push_str(&tables[2..].iter().map(TextTable::markdown).collect::<Vec<_>>().join("\n"));
+    md.push_str("\n## Curves\n\n");
+    for c in &charts {
+        md.push_str(&format!("![{}](plots/{})\n\n", c.title, c.file));
+    }
+    let md_path = dir.join(MARKDOWN_FILE);
+    std::fs::write(&md_path, &md).map_err(|e| io(&md_path, e))?;
+
+    let mut html = String::from(
+        "<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\">\n<style>body{font-family:sans-serif;max-width:1000px;margin:auto}\
+         table{border-collapse:collapse;margin:8px 0}td,th{border:1px solid #bbb;padding:2px 6px;font-size:13px}\
+         .warn{background:#fdd;border:2px solid #c00;padding:8px;font-weight:bold}</style>\n",
+    );
+    html.push_str(&format!("<title>{}</title></head><body>\n<h1>{}</h1>\n", escape(&title), escape(&title)));
+    if synthetic {
+        html.push_str(&format!("<p class=\"warn\">Warning: {warning}</p>\n"));
+    }
+    html.push_str(&format!("<p>{}</p>\n", escape(&notes)));
+    for t in &tables[..2] {
+        html.push_str(&t.html());
+    }
+    html.push_str("<h2>Paired differences</h2>\n");
+    for t in &tables[2..] {
+        html.push_str(&t.html());
+    }
+    html.push_str("<h2>Curves</h2>\n");
+    for c in &charts {
+        html.push_str(&format!("<figure>{}</figure>\n", strip_xml_prolog(&c.svg)));
+    }
+    html.push_str("</body></html>\n");
+    let html_path = dir.join(HTML_FILE);
+    std::fs::write(&html_path, &html).map_err(|e| io(&html_path, e))?;
+    Ok((CompareFiles { dir: dir.to_path_buf(), markdown: md_path, html: html_path, csv, json, plots }, comparison))
+}
