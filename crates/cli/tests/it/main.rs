@@ -2,6 +2,7 @@
 
 mod compare;
 mod decay;
+mod golden;
 mod ocr;
 mod render;
 mod score;
