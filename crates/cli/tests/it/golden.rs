@@ -51,7 +51,7 @@ fn check_golden(name: &str, got: &str) {
             path.display(),
             first + 1,
             show(&want),
-            show(&got)
+            show(got)
         );
     }
 }
