@@ -1,3 +1,4 @@
 //! Integration tests of occ-core.
 
+mod props;
 mod tokenizer;
