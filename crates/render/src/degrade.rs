@@ -40,7 +40,7 @@ impl Filter {
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum Degradation {
-    /// Gaussian blur with standard deviation `sigma` pixels (> 0).
+    /// Gaussian blur with standard deviation `sigma` pixels (0 < sigma ≤ 1000).
     GaussianBlur { sigma: f32 },
     /// Encode as baseline JPEG at `quality` (1–100) and decode again.
     Jpeg { quality: u8 },
@@ -63,8 +63,10 @@ impl Degradation {
 pub fn apply(img: &RgbImage, d: &Degradation) -> Result<RgbImage> {
     match *d {
         Degradation::GaussianBlur { sigma } => {
-            if !(sigma.is_finite() && sigma > 0.0) {
-                return Err(invalid("gaussian_blur", format!("sigma {sigma} must be a finite number > 0")));
+            // The kernel has 6·sigma taps: a sigma past 1000 px blurs any page flat and, near f32::MAX,
+            // overflows the kernel's allocation.
+            if !(sigma.is_finite() && sigma > 0.0 && sigma <= 1000.0) {
+                return Err(invalid("gaussian_blur", format!("sigma {sigma} must be a finite number in (0, 1000]")));
             }
             Ok(imageproc::filter::gaussian_blur_f32(img, sigma))
         }
@@ -97,6 +99,10 @@ pub fn apply(img: &RgbImage, d: &Degradation) -> Result<RgbImage> {
         Degradation::Downscale { width, height, filter, restore } => {
             if width == 0 || height == 0 {
                 return Err(invalid("downscale", format!("target size {width}x{height} is empty")));
+            }
+            if u64::from(width) * u64::from(height) > crate::spec::MAX_PAGE_PIXELS {
+                let max = crate::spec::MAX_PAGE_PIXELS;
+                return Err(invalid("downscale", format!("target size {width}x{height} is over {max} pixels")));
             }
             let small = image::imageops::resize(img, width, height, filter.to_image());
             Ok(if restore {

@@ -7,12 +7,14 @@
 /// its text on one page.
 #[derive(Debug, thiserror::Error)]
 pub enum RenderError {
-    #[error("font size {px} px is invalid: it must be a finite number > 0")]
+    #[error("font size {px} px is invalid: it must be a finite number > 0 and at most {max} px", max = crate::spec::MAX_FONT_PX)]
     InvalidFontSize { px: f32 },
     #[error("line height {value} is invalid: it must be a finite multiple of the font size > 0")]
     InvalidLineHeight { value: f32 },
     #[error("page {width}x{height} px is empty")]
     EmptyPage { width: u32, height: u32 },
+    #[error("page {width}x{height} px is too large: at most {max} pixels (width × height) are drawn")]
+    PageTooLarge { width: u32, height: u32, max: u64 },
     #[error(
         "page {width}x{height} px leaves no room for text inside margins left {left}, right {right}, top {top}, \
          bottom {bottom} px"

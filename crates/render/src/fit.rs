@@ -143,14 +143,16 @@ fn ceil_boundary(text: &str, mut i: usize) -> usize {
 pub fn fit_font_px(text: &str, spec: &RenderSpec, opts: &FitOptions) -> Result<f32> {
     spec.validate_page()?;
     let ok = |v: f32| v.is_finite() && v > 0.0;
-    if !(ok(opts.min_px) && ok(opts.max_px) && ok(opts.step_px) && opts.min_px <= opts.max_px) {
+    let ok_range = opts.min_px <= opts.max_px.min(crate::spec::MAX_FONT_PX) && opts.step_px >= 1.0 / 1024.0;
+    if !(ok(opts.min_px) && ok(opts.max_px) && ok(opts.step_px) && ok_range) {
         return Err(RenderError::InvalidFontRange { min_px: opts.min_px, max_px: opts.max_px, step_px: opts.step_px });
     }
     let mut sh = Shaper::new(text, &spec.fonts);
     let step = f64::from(opts.step_px);
     let one_line_px = f64::from(spec.content_height()) / f64::from(spec.line_height);
     let k_min = (f64::from(opts.min_px) / step).ceil().max(1.0) as u64;
-    let k_max = ((f64::from(opts.max_px).min(one_line_px)) / step).floor().max(k_min as f64) as u64;
+    let max_px = f64::from(opts.max_px.min(crate::spec::MAX_FONT_PX)).min(one_line_px);
+    let k_max = (max_px / step).floor().max(k_min as f64) as u64;
     let px_of = |k: u64| (k as f64 * step) as f32;
     let mut fits = |k: u64| {
         let s = spec.with_font_px(px_of(k));

@@ -77,4 +77,4 @@ pub use normalize::{normalize, REPLACEMENT};
 pub use page::{lines_needed, render_page, LineBox, MissingGlyph, MissingGlyphs, RenderedPage};
 pub use ratio_check::{OffTarget, RatioCheck, RATIO_TOLERANCE};
 pub use shape::{ShapedScript, MAX_RUN_CHARS};
-pub use spec::{Align, Lang, Margins, NewlinePolicy, RenderSpec};
+pub use spec::{Align, Lang, Margins, NewlinePolicy, RenderSpec, MAX_FONT_PX, MAX_PAGE_PIXELS};

@@ -57,6 +57,14 @@ impl Margins {
     }
 }
 
+/// The largest page [`RenderSpec::validate_page`] accepts, in pixels (width × height): 64 Mpx (an A4 page at
+/// 600 DPI is 35 Mpx). A larger canvas is refused before anything is allocated.
+pub const MAX_PAGE_PIXELS: u64 = 1 << 26;
+
+/// The largest font size (em px) [`RenderSpec::validate`] accepts and the ratio fitting tries: a glyph is
+/// rasterised whole before it is clipped, so its size bounds the memory one glyph takes.
+pub const MAX_FONT_PX: f32 = 1024.0;
+
 /// Everything that determines a page's pixels, apart from the text.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct RenderSpec {
@@ -137,6 +145,9 @@ impl RenderSpec {
         if self.width == 0 || self.height == 0 {
             return Err(RenderError::EmptyPage { width: self.width, height: self.height });
         }
+        if u64::from(self.width) * u64::from(self.height) > MAX_PAGE_PIXELS {
+            return Err(RenderError::PageTooLarge { width: self.width, height: self.height, max: MAX_PAGE_PIXELS });
+        }
         if self.content_width() == 0 || self.content_height() == 0 {
             let m = self.margins;
             return Err(RenderError::MarginsTooLarge {
@@ -165,7 +176,7 @@ impl RenderSpec {
     /// Checks the whole spec.
     pub fn validate(&self) -> Result<()> {
         self.validate_page()?;
-        if !(self.font_px.is_finite() && self.font_px > 0.0) {
+        if !(self.font_px.is_finite() && self.font_px > 0.0 && self.font_px <= MAX_FONT_PX) {
             return Err(RenderError::InvalidFontSize { px: self.font_px });
         }
         Ok(())

@@ -10,4 +10,5 @@ mod fonts;
 mod layout;
 mod legibility;
 mod props;
+mod props_input;
 mod ratio_check;
