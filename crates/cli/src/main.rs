@@ -1,15 +1,24 @@
 //! `compress-bench`: the only binary of the toolkit (ripgrep-style thin CLI).
 //!
 //! Every subcommand lives in its own module under `cmd/`, parses its flags with clap derive and calls
-//! into the library crates. This crate is the only one that reads environment variables, formats
-//! user-facing output, draws progress bars or writes the `--json` stream (docs/cli-json.md).
+//! into the library crates; subcommands do not import each other. What several share is beside them:
+//! - [`engine`]: the engine names, the model flags, generation flags → `GenerationConfig`, building
+//!   engines;
+//! - [`messages`]: every `--json` message as a typed struct; [`output`]: stdout/stderr conventions;
+//! - [`runs`]: provenance (git commit, host) and announcing a written run (sweep, merge).
+//!
+//! This crate is the only one that reads environment variables, formats user-facing output, draws
+//! progress bars or writes the `--json` stream (docs/cli-json.md).
 
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
 mod cmd;
+mod engine;
+mod messages;
 mod output;
+mod runs;
 
 use output::Output;
 

@@ -5,6 +5,8 @@ use std::io::{IsTerminal, Write};
 
 use serde::Serialize;
 
+use crate::messages::{self, Message};
+
 /// Version of the `--json` envelope; bumped on any incompatible change of a message type.
 pub const JSON_SCHEMA_VERSION: u32 = 1;
 
@@ -50,7 +52,12 @@ impl Output {
         !self.json && !self.quiet && std::io::stderr().is_terminal()
     }
 
-    /// One JSON Lines message on stdout (only under `--json`).
+    /// One typed message on stdout (only under `--json`; the types are in [`crate::messages`]).
+    pub fn send<M: Message>(&self, message: &M) -> anyhow::Result<()> {
+        self.json_message(M::TYPE, message)
+    }
+
+    /// One JSON Lines message of type `kind` on stdout (only under `--json`).
     pub fn json_message<T: Serialize>(&self, kind: &str, data: &T) -> anyhow::Result<()> {
         if self.json {
             let line = serde_json::to_string(&Envelope { kind, data })?;
@@ -77,7 +84,7 @@ impl Output {
     /// A warning: stderr, and a `warning` message under `--json`.
     pub fn warn(&self, text: &str) {
         if self.json {
-            let _ = self.json_message("warning", &serde_json::json!({ "message": text }));
+            let _ = self.send(&messages::Warning { message: text });
         } else {
             eprintln!("warning: {text}");
         }
@@ -86,8 +93,8 @@ impl Output {
     /// The final error of a failed command, with its cause chain.
     pub fn error(&self, err: &anyhow::Error) {
         if self.json {
-            let chain: Vec<String> = err.chain().map(|c| c.to_string()).collect();
-            let _ = self.json_message("error", &serde_json::json!({ "message": err.to_string(), "causes": chain }));
+            let causes: Vec<String> = err.chain().map(|c| c.to_string()).collect();
+            let _ = self.send(&messages::Error { message: err.to_string(), causes });
         }
         eprintln!("error: {err:#}");
     }

@@ -88,7 +88,11 @@ impl RunTables {
     /// The name of the engine that read the run's pages.
     pub fn engine(&self) -> String {
         self.samples.first().map(|s| s.engine.clone()).unwrap_or_else(|| {
-            self.manifest.engines.first().map(|e| e.name.clone()).unwrap_or_else(|| self.manifest.spec.engine.clone())
+            self.manifest
+                .engines
+                .first()
+                .map(|e| e.name.clone())
+                .unwrap_or_else(|| self.manifest.spec.engine.to_string())
         })
     }
 }

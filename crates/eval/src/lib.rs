@@ -6,7 +6,9 @@
 //!   ([`rng`]: the one seeded generator);
 //! - [`render`], [`truncation`]: pages at a target ratio and the text-only baseline;
 //! - [`tesseract`], [`oracle`]: engines that live here (DeepSeek-OCR lives in occ-model);
-//! - [`runner`], [`journal`], [`schema`], [`summary`], [`results`]: the run and its files;
+//! - [`sweep`]: a sweep from its spec to its files (prepare → open → execute → finish: corpora
+//!   with the generated probes, plan, shard, manifest, resume), on top of [`runner`] (the loop),
+//!   [`journal`], [`schema`], [`summary`] and [`results`] (the run directory and its files);
 //! - [`score`]: predictions made elsewhere, scored into the same files; [`truth`] and
 //!   [`predictions`]: a truth file joined to page images by file name, and the predictions file
 //!   `score` reads, written page by page.
@@ -37,9 +39,10 @@ pub mod score;
 pub mod spec;
 pub mod stats;
 pub mod summary;
+pub mod sweep;
 pub mod tesseract;
 pub mod truncation;
 pub mod truth;
 
 pub use normalize::{Lang, Normalization};
-pub use spec::{ExperimentSpec, SpecFile, SpecOverrides};
+pub use spec::{EngineKind, ExperimentSpec, SpecFile, SpecOverrides};

@@ -58,6 +58,14 @@ impl Engines {
         }
     }
 
+    /// The engine reading pages of `lang`, taken out (runs in one language).
+    pub fn into_one(self, lang: Lang) -> Result<Box<dyn OcrEngine>, RunError> {
+        match self {
+            Engines::Shared(e) => Ok(e),
+            Engines::PerLang(mut m) => m.remove(&lang).ok_or(RunError::NoEngine(lang.as_str().into())),
+        }
+    }
+
     /// Identities of every engine (one per language for `PerLang`).
     pub fn infos(&self) -> Vec<EngineInfo> {
         match self {

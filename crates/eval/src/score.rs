@@ -51,7 +51,7 @@ use crate::normalize::{Lang, Normalization};
 use crate::results::{self, Manifest, ResultsError, Session};
 use crate::rng::SplitMix64;
 use crate::schema::{self, BinRow, PredictionRow, SampleRow, SchemaError, SummaryRow, Table};
-use crate::spec::ExperimentSpec;
+use crate::spec::{EngineKind, ExperimentSpec};
 use crate::stats::{cell_stats, CellStats};
 use crate::truncation::prefix_from_offsets;
 
@@ -997,7 +997,7 @@ pub fn spec_of(scored: &Scored, options: &ScoreOptions, input: &Path) -> Experim
         ratios_by_mode,
         pages: 0,
         seed: options.seed,
-        engine: options.engine.clone(),
+        engine: EngineKind::External,
         max_new_tokens: 0,
         min_passage_tokens: options.bins.min_tokens.map_or(0, |m| m as usize),
         max_passage_tokens: options.bins.max_tokens.map_or(usize::MAX, |m| m as usize),

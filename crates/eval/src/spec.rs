@@ -7,7 +7,7 @@
 //! ratios = "5..25:5"               # "a..b" (step 1), "a..b:step", "10,12,20", or [10.0, 12.0]
 //! pages = 3                        # pages per cell (corpus × mode × ratio)
 //! seed = 0
-//! engine = "tesseract"
+//! engine = "tesseract"             # deepseek-ocr, mini, tesseract or fake-perfect ([`EngineKind`])
 //! max_new_tokens = 4096
 //! [ratios_by_mode]                 # optional per-mode override of `ratios`
 //! tiny = "10.5,11.8"
@@ -45,6 +45,70 @@ pub enum SpecError {
     Empty { field: String, hint: String },
     #[error("{field} = {value}: {message}")]
     Invalid { field: String, value: String, message: String },
+}
+
+/// The readers of a run. Written in specs, manifests and on the command line by its name
+/// (`deepseek-ocr`, `mini`, `tesseract`, `fake-perfect`, `external`); the CLI builds the engine.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum EngineKind {
+    /// DeepSeek-OCR (occ-model, candle).
+    DeepseekOcr,
+    /// A reader trained by `compress-bench train` (occ-model, candle).
+    Mini,
+    /// Debian's Tesseract on the same pixels ([`crate::tesseract`]).
+    Tesseract,
+    /// Answers with each page's ground truth ([`crate::oracle`]; tests of the machinery).
+    FakePerfect,
+    /// Predictions made elsewhere and scored by [`crate::score`]: no page is read here (the
+    /// engines of such a run name who made the predictions).
+    External,
+}
+
+/// A name that is not an [`EngineKind`].
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("unknown engine {0:?}: expected deepseek-ocr, mini, tesseract, fake-perfect or external")]
+pub struct UnknownEngine(pub String);
+
+impl EngineKind {
+    /// Every engine, in the order of the documentation.
+    pub const ALL: [EngineKind; 5] = [
+        EngineKind::DeepseekOcr,
+        EngineKind::Mini,
+        EngineKind::Tesseract,
+        EngineKind::FakePerfect,
+        EngineKind::External,
+    ];
+
+    /// The name used in specs, manifests and on the command line.
+    pub fn name(self) -> &'static str {
+        match self {
+            EngineKind::DeepseekOcr => "deepseek-ocr",
+            EngineKind::Mini => "mini",
+            EngineKind::Tesseract => "tesseract",
+            EngineKind::FakePerfect => "fake-perfect",
+            EngineKind::External => "external",
+        }
+    }
+
+    /// Whether the engine is a model loaded from weights (occ-model).
+    pub fn is_model(self) -> bool {
+        matches!(self, EngineKind::DeepseekOcr | EngineKind::Mini)
+    }
+}
+
+impl std::fmt::Display for EngineKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl std::str::FromStr for EngineKind {
+    type Err = UnknownEngine;
+
+    fn from_str(s: &str) -> Result<EngineKind, UnknownEngine> {
+        EngineKind::ALL.into_iter().find(|e| e.name() == s.trim()).ok_or_else(|| UnknownEngine(s.to_string()))
+    }
 }
 
 /// Ratios as written in TOML: a string grammar or an array of numbers.
@@ -124,7 +188,7 @@ pub struct SpecFile {
     pub ratios_by_mode: BTreeMap<String, RatioInput>,
     pub pages: Option<usize>,
     pub seed: Option<u64>,
-    pub engine: Option<String>,
+    pub engine: Option<EngineKind>,
     pub max_new_tokens: Option<usize>,
     pub min_passage_tokens: Option<usize>,
     pub max_passage_tokens: Option<usize>,
@@ -152,7 +216,7 @@ pub struct SpecOverrides {
     pub ratios: Option<String>,
     pub pages: Option<usize>,
     pub seed: Option<u64>,
-    pub engine: Option<String>,
+    pub engine: Option<EngineKind>,
     pub max_new_tokens: Option<usize>,
     pub datasets_dir: Option<String>,
 }
@@ -169,7 +233,7 @@ pub struct ExperimentSpec {
     pub ratios_by_mode: BTreeMap<String, Vec<f64>>,
     pub pages: usize,
     pub seed: u64,
-    pub engine: String,
+    pub engine: EngineKind,
     pub max_new_tokens: usize,
     /// Passages with fewer / more ground-truth tokens (as listed in the corpus) are not drawn.
     pub min_passage_tokens: usize,
@@ -254,7 +318,7 @@ impl ExperimentSpec {
             ratios_by_mode,
             pages,
             seed: o.seed.or(file.seed).unwrap_or(0),
-            engine: o.engine.or(file.engine).unwrap_or_else(|| "tesseract".into()),
+            engine: o.engine.or(file.engine).unwrap_or(EngineKind::Tesseract),
             max_new_tokens,
             min_passage_tokens,
             max_passage_tokens,
@@ -283,6 +347,15 @@ impl ExperimentSpec {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn engine_names_round_trip() {
+        for e in EngineKind::ALL {
+            assert_eq!(e.name().parse::<EngineKind>(), Ok(e));
+            assert_eq!(serde_json::to_string(&e).unwrap(), format!("\"{e}\""));
+        }
+        assert!("gpt".parse::<EngineKind>().unwrap_err().to_string().contains("tesseract"));
+    }
 
     #[test]
     fn ratio_grammar() {
@@ -346,6 +419,8 @@ mod tests {
         let zero = SpecOverrides { pages: Some(0), ..Default::default() };
         assert!(ExperimentSpec::resolve(SpecFile::default(), zero).is_err());
         assert!(toml::from_str::<SpecFile>("colour = 1").is_err(), "unknown fields are rejected");
+        let err = toml::from_str::<SpecFile>("engine = \"gpt\"").unwrap_err().to_string();
+        assert!(err.contains("gpt") && err.contains("fake-perfect"), "{err}");
         let empty = SpecOverrides { ratios: Some("20..10".into()), ..Default::default() };
         let err = ExperimentSpec::resolve(SpecFile::default(), empty).unwrap_err().to_string();
         assert!(err.contains("empty"), "{err}");

@@ -17,13 +17,12 @@ use candle_core::Device;
 use occ_core::{Mode, Prompt};
 use occ_model::batcher::{generate_queue, BatcherConfig};
 use occ_model::generate::{GenerationConfig, PromptInput};
-use occ_model::ngram::NgramBlocker;
 use occ_model::pipeline::{device_name, dtype_name, DeepseekOcr};
 use occ_model::preprocess::prepare;
 use occ_model::prompt::build_prompt;
 use serde::Serialize;
 
-use crate::cmd::ocr::{load_engine, ModelArgs, NgramArg};
+use crate::engine::{self, EngineKind, Generation, ModelArgs, NgramArg};
 use crate::output::Output;
 
 /// The text every benchmark page shows.
@@ -60,6 +59,9 @@ pub struct Args {
     /// --profile-from-start off` or `nsys --capture-range cudaProfilerApi`.
     #[arg(long)]
     pub cuda_profile: bool,
+    /// The model to time.
+    #[arg(long, default_value = "deepseek-ocr", value_parser = engine::engine_parser(engine::MODELS))]
+    pub engine: EngineKind,
     #[command(flatten)]
     pub model: ModelArgs,
 }
@@ -136,18 +138,7 @@ fn is_oom(e: &anyhow::Error) -> bool {
 }
 
 fn generation(args: &Args) -> GenerationConfig {
-    let (ngram, no_repeat) = match args.ngram {
-        NgramArg::Deepseek => (Some(NgramBlocker::deepseek_default()), None),
-        NgramArg::Hf => (None, Some(20)),
-        NgramArg::None => (None, None),
-    };
-    GenerationConfig {
-        max_new_tokens: args.new_tokens,
-        ignore_eos: true,
-        ngram,
-        no_repeat_ngram_size: no_repeat,
-        ..GenerationConfig::default()
-    }
+    Generation { ignore_eos: true, ..Generation::greedy(args.new_tokens, args.ngram) }.config()
 }
 
 /// Encodes `pages` copies of the mode's page and returns the prompts and the seconds taken.
@@ -229,7 +220,7 @@ pub fn run(args: Args, out: &Output) -> anyhow::Result<()> {
     if args.batch.contains(&0) || args.new_tokens == 0 {
         anyhow::bail!("--batch sizes and --new-tokens must be at least 1")
     }
-    let engine = load_engine(&args.model, out)?;
+    let engine = engine::load_model(args.engine, &args.model, out)?;
     if let Some(native) = engine.native_mode() {
         if let Some(m) = args.modes.iter().find(|&&m| m != native) {
             anyhow::bail!("the mini reader reads {native} pages only; got --modes {m} (use --modes {native})");

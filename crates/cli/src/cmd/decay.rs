@@ -12,31 +12,20 @@ use std::time::Instant;
 use anyhow::{bail, Context as _};
 use occ_core::{OcrEngine, TextTokenizer};
 use occ_eval::corpus::Corpus;
-use occ_eval::tesseract::Tesseract;
+use occ_eval::oracle::TruthTap;
 use occ_memory::schedule::file;
 use occ_memory::sweep::{self, output, DecayConfig, DecayFile};
 use occ_memory::ScheduleSpec;
 
+use crate::engine::{self, EngineKind, ModelArgs, TesseractSettings};
+use crate::messages::{DecayStart, DecaySummary};
 use crate::output::{Output, JSON_SCHEMA_VERSION};
-
-/// Engines the decay sweep can read with.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-pub enum DecayEngine {
-    /// Debian's Tesseract on the memory's page images.
-    Tesseract,
-    /// Answers with the ground truth of each page (tests of the machinery).
-    FakePerfect,
-    /// DeepSeek-OCR (candle): `--weights DIR`, or `--synthetic-weights` for plumbing runs.
-    DeepseekOcr,
-    /// A reader trained by `compress-bench train` (default: the shipped models/occ-mini-s; --weights DIR).
-    Mini,
-}
 
 /// Optical-memory decay sweep over a synthetic conversation.
 #[derive(Debug, clap::Args)]
 pub struct Args {
     #[command(flatten)]
-    pub model: super::sweep::ModelArgs,
+    pub model: ModelArgs,
     /// Experiment file with a [decay] table and [[schedule]] tables (experiments/decay/*.toml).
     #[arg(long)]
     pub spec: Option<PathBuf>,
@@ -71,8 +60,8 @@ pub struct Args {
     #[arg(long)]
     pub page_ratio: Option<f64>,
     /// Engine that reads the rounds back.
-    #[arg(long, value_enum, default_value = "tesseract")]
-    pub engine: DecayEngine,
+    #[arg(long, default_value = "tesseract", value_parser = engine::engine_parser(engine::SWEEP_ENGINES))]
+    pub engine: EngineKind,
     /// Tesseract: pages read in parallel [default: available cores].
     #[arg(long)]
     pub threads: Option<usize>,
@@ -121,29 +110,12 @@ fn config(args: &Args) -> anyhow::Result<DecayConfig> {
     Ok(cfg)
 }
 
-fn engine(
-    args: &Args,
-    cfg: &DecayConfig,
-    out: &Output,
-) -> anyhow::Result<(Box<dyn OcrEngine>, Option<occ_eval::oracle::TruthTap>)> {
-    match args.engine {
-        DecayEngine::Tesseract => {
-            let lang = Corpus::load(&cfg.corpus, &cfg.datasets)?.lang;
-            let threads =
-                args.threads.unwrap_or_else(|| std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1));
-            Ok((Box::new(Tesseract::new("tesseract", lang, args.psm, threads)?), None))
-        }
-        DecayEngine::FakePerfect => {
-            let (oracle, tap) = occ_eval::oracle::Oracle::perfect();
-            Ok((Box::new(oracle), Some(tap)))
-        }
-        DecayEngine::DeepseekOcr => {
-            Ok((Box::new(super::ocr::load_engine(&args.model.to_ocr(super::ocr::ReaderArg::DeepseekOcr), out)?), None))
-        }
-        DecayEngine::Mini => {
-            Ok((Box::new(super::ocr::load_engine(&args.model.to_ocr(super::ocr::ReaderArg::Mini), out)?), None))
-        }
-    }
+/// The engine reading the rounds back, and the truth tap of the fake engine.
+fn engine(args: &Args, cfg: &DecayConfig, out: &Output) -> anyhow::Result<(Box<dyn OcrEngine>, Option<TruthTap>)> {
+    let lang = Corpus::load(&cfg.corpus, &cfg.datasets)?.lang;
+    let tesseract = TesseractSettings { psm: args.psm, threads: args.threads };
+    let (engines, tap) = engine::build_engines(args.engine, &[lang], tesseract, &args.model, out)?;
+    Ok((engines.into_one(lang)?, tap))
 }
 
 /// `<out>/decay/<run_id>`, or `<run_id>-2`, `-3`, … when taken (not created here).
@@ -169,13 +141,16 @@ pub fn run(args: Args, out: &Output) -> anyhow::Result<()> {
     let dir = run_dir(&args.out, args.run_id.as_deref().unwrap_or(&compact))?;
     let run_id = dir.file_name().map(|n| n.to_string_lossy().to_string()).unwrap_or(compact);
     let names: Vec<String> = cfg.schedules.iter().map(ScheduleSpec::name).collect();
-    out.json_message(
-        "run_start",
-        &serde_json::json!({
-            "schema_version": JSON_SCHEMA_VERSION, "command": "decay", "run_id": run_id, "dir": dir,
-            "engine": info, "schedules": names, "rounds": cfg.rounds, "round_tokens": cfg.round_tokens,
-        }),
-    )?;
+    out.send(&DecayStart {
+        schema_version: JSON_SCHEMA_VERSION,
+        command: "decay",
+        run_id: &run_id,
+        dir: &dir,
+        engine: &info,
+        schedules: &names,
+        rounds: cfg.rounds,
+        round_tokens: cfg.round_tokens,
+    })?;
     out.info(&format!("decay run {run_id}: {} rounds × {} schedules with {info}", cfg.rounds, names.len()));
     let bar = if out.progress_enabled() {
         let b = indicatif::ProgressBar::new((cfg.rounds * cfg.schedules.len()) as u64);
@@ -209,7 +184,7 @@ pub fn run(args: Args, out: &Output) -> anyhow::Result<()> {
     std::fs::create_dir_all(&dir).with_context(|| format!("creating run directory {}", dir.display()))?;
     output::write_all(&dir, &cfg, &results, &meta)?;
     for s in &results.summaries {
-        out.json_message("summary", s)?;
+        out.send(&DecaySummary(s))?;
     }
     if !out.json {
         out.result(&format!(

@@ -4,8 +4,8 @@ use std::path::PathBuf;
 
 use anyhow::Context;
 
-use crate::cmd::sweep::{finish_run, host};
 use crate::output::Output;
+use crate::runs::{finish_run, host};
 
 /// Join the outputs of `--shard K/N` runs into one run.
 #[derive(Debug, clap::Args)]

@@ -5,58 +5,30 @@
 //! without truth, truth row without image and name given twice is named, warned about and counted,
 //! or refuses the run with `--strict`), only joined pages are read, and each page's reading becomes a
 //! line of `score`'s input (`occ_eval::predictions`), so `compress-bench score P.jsonl` scores the set
-//! (docs/SWEEPS.md, "Reading a document set").
-//!
-//! Weights are looked for, in order: `--weights DIR`, `$OCC_WEIGHTS`, the HuggingFace cache
-//! (`$HF_HUB_CACHE`, else `$HF_HOME/hub`, else `~/.cache/huggingface/hub`, folder
-//! `models--deepseek-ai--DeepSeek-OCR/snapshots/<rev>/`), then a download with hf-hub into that cache
-//! (skipped with `--offline` or `HF_HUB_OFFLINE=1`). `--synthetic-weights` runs the engine on the
-//! seeded recipe weights instead (outputs are marked synthetic and are meaningless text);
-//! `--synthetic-recipe 2` picks the recipe of the bf16 parity check (`occ_model::synth`).
+//! (docs/SWEEPS.md, "Reading a document set"). Engines and weights: `crate::engine`.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
-use candle_core::{DType, Device};
 use image::RgbImage;
 use occ_core::{EngineInfo, Mode, OcrEngine, OcrOptions, OcrPage, Prompt, Timings, VisionTokens};
 use occ_eval::predictions::{PredictionLine, PredictionsWriter};
 use occ_eval::tesseract::{Tesseract, DEFAULT_PSM};
 use occ_eval::truth::{self, Join, JoinedPage};
 use occ_eval::Lang;
-use occ_model::generate::{GenerationConfig, Sampling};
+use occ_model::generate::GenerationConfig;
 use occ_model::grounding::GroundedBlock;
-use occ_model::load::WeightsDir;
-use occ_model::ngram::NgramBlocker;
-use occ_model::pipeline::{DeepseekOcr, SyntheticSize};
-use occ_model::synth::Recipe;
+use occ_model::pipeline::DeepseekOcr;
 use serde::Serialize;
 use serde_json::json;
 
+use crate::engine::{self, EngineKind, Generation, ModelArgs, NgramArg, TesseractSettings};
 use crate::output::Output;
 
 /// Join problems printed on stderr (all of them are `truth_problem` messages under `--json`).
 const PROBLEMS_PRINTED: usize = 20;
-
-/// The HF model repo of the weights.
-pub const HF_REPO: &str = "deepseek-ai/DeepSeek-OCR";
-
-/// Devices.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-pub enum DeviceArg {
-    Cpu,
-    Cuda,
-}
-
-/// Compute dtypes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-pub enum DtypeArg {
-    F32,
-    Bf16,
-    F16,
-}
 
 /// Task prompts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -67,76 +39,6 @@ pub enum PromptArg {
     Markdown,
     /// `<image>\n<|grounding|>OCR this image.` (text with boxes).
     Grounding,
-}
-
-/// Repetition blockers.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-pub enum NgramArg {
-    /// DeepSeek n-gram blocker 30 / window 90 / `<td>` `</td>` whitelist (official vLLM runner).
-    Deepseek,
-    /// transformers `no_repeat_ngram_size = 20` over prompt and output (HF `infer`).
-    Hf,
-    /// No blocker.
-    None,
-}
-
-/// Sizes of synthetic engines.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-pub enum SyntheticArg {
-    /// The real architecture (3.3 B parameters, ~13 GB in f32).
-    Full,
-    /// Full encoder + the 3-layer decoder of the CI goldens.
-    Reduced,
-    /// Toy encoder and decoder (seconds on a CPU).
-    Tiny,
-}
-
-/// The readers of `ocr`; the model readers (all but Tesseract) are also those of `bench`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-pub enum ReaderArg {
-    /// DeepSeek-OCR (an HF snapshot: --weights DIR, $OCC_WEIGHTS, the HF cache or a download).
-    DeepseekOcr,
-    /// A reader trained by `compress-bench train` (default: the shipped models/occ-mini-s; --weights DIR
-    /// for any run's checkpoint or export).
-    Mini,
-    /// Debian's Tesseract on the page pixels (`ocr` only; --lang, --threads; the mode only sets the
-    /// token accounting of the predictions).
-    Tesseract,
-}
-
-/// Model flags shared by every subcommand that runs DeepSeek-OCR or a mini reader.
-#[derive(Debug, Clone, clap::Args)]
-#[command(next_help_heading = "Model")]
-pub struct ModelArgs {
-    /// The reader.
-    #[arg(long, value_enum, default_value = "deepseek-ocr")]
-    pub engine: ReaderArg,
-    /// deepseek-ocr: HF snapshot folder of deepseek-ai/DeepSeek-OCR (config.json, tokenizer.json,
-    /// model-*.safetensors); mini: a reader folder (mini.json, vocab.json, model.safetensors).
-    #[arg(long, value_name = "DIR")]
-    pub weights: Option<PathBuf>,
-    /// Never download weights.
-    #[arg(long)]
-    pub offline: bool,
-    /// Device to run on.
-    #[arg(long, value_enum, default_value = "cpu")]
-    pub device: DeviceArg,
-    /// Compute dtype [default: f32 on cpu, bf16 on cuda].
-    #[arg(long, value_enum)]
-    pub dtype: Option<DtypeArg>,
-    /// Run on seeded synthetic weights of this size instead of real weights (meaningless text).
-    #[arg(long, value_enum, num_args = 0..=1, default_missing_value = "full", value_name = "SIZE")]
-    pub synthetic_weights: Option<SyntheticArg>,
-    /// Version of the synthetic-weights recipe: 1 (default) or 2 (bf16 parity: successor head,
-    /// residual-scaled decoder; docs/PARITY.md).
-    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=2), value_name = "N")]
-    pub synthetic_recipe: u32,
-    /// Seed of the synthetic weights.
-    #[arg(long, default_value_t = 0)]
-    pub seed: u64,
-    /// Shorthand for `--synthetic-weights tiny`.
-    #[arg(long)]
-    pub tiny: bool,
 }
 
 /// Read page images with DeepSeek-OCR, a mini reader or Tesseract.
@@ -193,173 +95,11 @@ pub struct Args {
     /// Sampler seed.
     #[arg(long, default_value_t = 0)]
     pub sample_seed: u64,
+    /// The reader.
+    #[arg(long, default_value = "deepseek-ocr", value_parser = engine::engine_parser(engine::READERS))]
+    pub engine: EngineKind,
     #[command(flatten)]
     pub model: ModelArgs,
-}
-
-/// Device and dtype of the model flags.
-pub fn device_and_dtype(m: &ModelArgs) -> anyhow::Result<(Device, DType)> {
-    let device = match m.device {
-        DeviceArg::Cpu => Device::Cpu,
-        DeviceArg::Cuda => occ_model::ops::cuda_device(0)
-            .context("opening CUDA device 0 (is this binary built with `--features cuda` and is a GPU visible?)")?,
-    };
-    let dtype = match (m.dtype, m.device) {
-        (Some(DtypeArg::F32), _) | (None, DeviceArg::Cpu) => DType::F32,
-        (Some(DtypeArg::Bf16), _) | (None, DeviceArg::Cuda) => DType::BF16,
-        (Some(DtypeArg::F16), _) => DType::F16,
-    };
-    Ok((device, dtype))
-}
-
-fn hf_hub_cache() -> PathBuf {
-    if let Some(p) = std::env::var_os("HF_HUB_CACHE") {
-        return PathBuf::from(p);
-    }
-    if let Some(p) = std::env::var_os("HF_HOME") {
-        return PathBuf::from(p).join("hub");
-    }
-    let home = std::env::var_os("HOME").map(PathBuf::from).unwrap_or_else(|| PathBuf::from("."));
-    home.join(".cache").join("huggingface").join("hub")
-}
-
-/// The snapshot folder of the HF cache holding config.json: the revision `refs/main` points at, else
-/// the most recently modified snapshot.
-fn cached_snapshot(hub: &Path) -> Option<PathBuf> {
-    let repo = hub.join(format!("models--{}", HF_REPO.replace('/', "--")));
-    let snaps = repo.join("snapshots");
-    if let Ok(rev) = std::fs::read_to_string(repo.join("refs").join("main")) {
-        let p = snaps.join(rev.trim());
-        if p.join("config.json").is_file() {
-            return Some(p);
-        }
-    }
-    let mut all: Vec<(std::time::SystemTime, PathBuf)> = std::fs::read_dir(&snaps)
-        .ok()?
-        .filter_map(|e| e.ok())
-        .map(|e| e.path())
-        .filter(|p| p.join("config.json").is_file())
-        .map(|p| (p.metadata().and_then(|m| m.modified()).unwrap_or(std::time::UNIX_EPOCH), p))
-        .collect();
-    all.sort();
-    all.pop().map(|(_, p)| p)
-}
-
-fn download(hub: &Path, progress: bool) -> anyhow::Result<PathBuf> {
-    let api = hf_hub::api::sync::ApiBuilder::new()
-        .with_cache_dir(hub.to_path_buf())
-        .with_progress(progress)
-        .build()
-        .context("starting the HuggingFace client")?;
-    let repo = api.model(HF_REPO.to_string());
-    let config = repo.get("config.json").context("downloading config.json")?;
-    repo.get("tokenizer.json").context("downloading tokenizer.json")?;
-    let index = repo.get("model.safetensors.index.json").context("downloading model.safetensors.index.json")?;
-    let doc: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&index)?)?;
-    let mut files: Vec<&str> =
-        doc["weight_map"].as_object().map(|m| m.values().filter_map(|v| v.as_str()).collect()).unwrap_or_default();
-    files.sort_unstable();
-    files.dedup();
-    for f in files {
-        repo.get(f).with_context(|| format!("downloading {f}"))?;
-    }
-    config.parent().map(Path::to_path_buf).context("snapshot folder of the download")
-}
-
-/// Finds the weights folder in the documented order, downloading when allowed.
-pub fn resolve_weights(m: &ModelArgs, out: &Output) -> anyhow::Result<PathBuf> {
-    let mut looked = Vec::new();
-    match &m.weights {
-        Some(p) => return Ok(p.clone()),
-        None => looked.push("--weights: not given".to_string()),
-    }
-    match std::env::var_os("OCC_WEIGHTS") {
-        Some(p) if !p.is_empty() => return Ok(PathBuf::from(p)),
-        _ => looked.push("$OCC_WEIGHTS: not set".to_string()),
-    }
-    let hub = hf_hub_cache();
-    if let Some(p) = cached_snapshot(&hub) {
-        return Ok(p);
-    }
-    looked.push(format!(
-        "HuggingFace cache: no snapshot with config.json under {}",
-        hub.join(format!("models--{}", HF_REPO.replace('/', "--"))).display()
-    ));
-    let offline = m.offline || std::env::var("HF_HUB_OFFLINE").is_ok_and(|v| !v.is_empty() && v != "0");
-    if offline {
-        looked.push("download: skipped (offline)".to_string());
-    } else {
-        out.info(&format!("downloading {HF_REPO} (6.7 GB) into {}", hub.display()));
-        match download(&hub, out.progress_enabled()) {
-            Ok(p) => return Ok(p),
-            Err(e) => looked.push(format!("download from huggingface.co: failed ({e:#})")),
-        }
-    }
-    bail!(
-        "no DeepSeek-OCR weights found; looked at:\n  - {}\nprovide them with --weights DIR (an HF snapshot folder holding \
-         config.json, tokenizer.json and model-*.safetensors), or set OCC_WEIGHTS=DIR, or run once online to download \
-         {HF_REPO} into the HuggingFace cache; --synthetic-weights runs the engine on meaningless synthetic weights",
-        looked.join("\n  - ")
-    )
-}
-
-/// The shipped reader's folder, relative to the repository root.
-pub const SHIPPED_MINI: &str = "models/occ-mini-s";
-
-/// Finds a mini reader's folder: `--weights`, `$OCC_MINI`, then the shipped reader in the current
-/// folder or in the repository this binary was built from.
-pub fn resolve_mini(m: &ModelArgs) -> anyhow::Result<PathBuf> {
-    if let Some(p) = &m.weights {
-        return Ok(p.clone());
-    }
-    if let Some(p) = std::env::var_os("OCC_MINI").filter(|p| !p.is_empty()) {
-        return Ok(PathBuf::from(p));
-    }
-    let here = PathBuf::from(SHIPPED_MINI);
-    let built = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..").join(SHIPPED_MINI);
-    for candidate in [&here, &built] {
-        if candidate.join(occ_model::mini::CONFIG_FILE).exists() {
-            return Ok(candidate.clone());
-        }
-    }
-    bail!(
-        "no mini reader found; looked at --weights (not given), $OCC_MINI (not set), {} and {}; train one with          `compress-bench train --config experiments/train/mini-s.toml --export DIR` and pass --weights DIR",
-        here.display(),
-        built.display()
-    )
-}
-
-/// Builds the engine the model flags ask for.
-pub fn load_engine(m: &ModelArgs, out: &Output) -> anyhow::Result<DeepseekOcr> {
-    if m.engine == ReaderArg::Tesseract {
-        bail!("the tesseract engine is not a model (it reads pages in `ocr` and `sweep`); use deepseek-ocr or mini");
-    }
-    let (device, dtype) = device_and_dtype(m)?;
-    if m.engine == ReaderArg::Mini {
-        if m.synthetic_weights.is_some() || m.tiny {
-            bail!("--synthetic-weights is for the deepseek-ocr engine; the mini engine reads a trained reader (--weights DIR)");
-        }
-        let dir = resolve_mini(m)?;
-        return DeepseekOcr::from_mini_dir(&dir, dtype, &device)
-            .with_context(|| format!("loading the mini reader from {}", dir.display()));
-    }
-    let synthetic = if m.tiny { Some(SyntheticArg::Tiny) } else { m.synthetic_weights };
-    if let Some(size) = synthetic {
-        let size = match size {
-            SyntheticArg::Full => SyntheticSize::Full,
-            SyntheticArg::Reduced => SyntheticSize::Reduced,
-            SyntheticArg::Tiny => SyntheticSize::Tiny,
-        };
-        let recipe = Recipe::from_version(m.synthetic_recipe)
-            .with_context(|| format!("unknown synthetic recipe {} (known: 1, 2)", m.synthetic_recipe))?;
-        out.warn("synthetic weights: the engine's output is meaningless text (plumbing, speed and parity runs only)");
-        return DeepseekOcr::synthetic_with_recipe(size, recipe, m.seed, dtype, &device)
-            .context("building the synthetic engine");
-    }
-    let dir = resolve_weights(m, out)?;
-    let wd = WeightsDir::open(&dir).with_context(|| format!("opening DeepSeek-OCR weights in {}", dir.display()))?;
-    DeepseekOcr::from_weights_dir(&wd, dtype, &device)
-        .with_context(|| format!("loading DeepSeek-OCR weights from {}", dir.display()))
 }
 
 /// Peak resident memory of this process (Linux `VmHWM`), in bytes.
@@ -389,21 +129,21 @@ struct PageRead {
 
 impl Reader {
     fn load(args: &Args, out: &Output) -> anyhow::Result<Reader> {
-        if args.model.engine != ReaderArg::Tesseract {
-            let engine = Box::new(load_engine(&args.model, out)?);
-            return Ok(Reader::Model { engine, cfg: generation_config(args) });
+        if args.engine.is_model() {
+            let engine = Box::new(engine::load_model(args.engine, &args.model, out)?);
+            return Ok(Reader::Model { engine, cfg: generation(args).config() });
         }
-        if args.model.synthetic_weights.is_some() || args.model.tiny {
+        if args.engine != EngineKind::Tesseract {
+            bail!("ocr reads with deepseek-ocr, mini or tesseract, not {}", args.engine);
+        }
+        if args.model.synthetic().is_some() {
             bail!("--synthetic-weights is for the deepseek-ocr engine; tesseract has no weights");
         }
         if args.prompt_text.is_some() || args.prompt != PromptArg::FreeOcr {
             out.warn("tesseract reads plain text; --prompt and --prompt-text are ignored");
         }
-        let threads = args.threads.map_or_else(
-            || std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1),
-            |n| usize::try_from(n).unwrap_or(1),
-        );
-        Ok(Reader::Tesseract(Tesseract::new("tesseract", args.lang, DEFAULT_PSM, threads)?))
+        let threads = args.threads.map(|n| usize::try_from(n).unwrap_or(1));
+        Ok(Reader::Tesseract(TesseractSettings { psm: DEFAULT_PSM, threads }.build(args.lang)?))
     }
 
     fn info(&self) -> EngineInfo {
@@ -464,24 +204,14 @@ impl Reader {
     }
 }
 
-fn generation_config(args: &Args) -> GenerationConfig {
-    let sampling = if args.temperature > 0.0 {
-        Sampling::TopP { temperature: args.temperature, top_p: args.top_p, seed: args.sample_seed }
-    } else {
-        Sampling::Greedy
-    };
-    let (ngram, no_repeat) = match args.ngram {
-        NgramArg::Deepseek => (Some(NgramBlocker::deepseek_default()), None),
-        NgramArg::Hf => (None, Some(20)),
-        NgramArg::None => (None, None),
-    };
-    GenerationConfig {
+fn generation(args: &Args) -> Generation {
+    Generation {
         max_new_tokens: args.max_new_tokens,
         ignore_eos: args.ignore_eos,
-        sampling,
-        ngram,
-        no_repeat_ngram_size: no_repeat,
-        ..GenerationConfig::default()
+        ngram: args.ngram,
+        temperature: args.temperature,
+        top_p: args.top_p,
+        sample_seed: args.sample_seed,
     }
 }
 

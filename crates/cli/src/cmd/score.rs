@@ -20,8 +20,8 @@ use occ_eval::stats::{CellStats, NO_CI};
 use occ_eval::Lang;
 use serde::Serialize;
 
-use crate::cmd::sweep::{git_commit, host};
 use crate::output::{Output, JSON_SCHEMA_VERSION};
+use crate::runs::{git_commit, host};
 
 /// Bad rows printed on stderr (all of them are in score.json and, under `--json`, on stdout).
 const BAD_ROWS_PRINTED: usize = 20;

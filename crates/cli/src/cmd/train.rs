@@ -11,7 +11,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 use occ_train::trainer::{EvalLog, StartInfo, StepLog};
 use occ_train::{TrainConfig, TrainOptions};
 
-use crate::cmd::ocr::DeviceArg;
+use crate::engine::DeviceArg;
 use crate::output::Output;
 
 /// Train a reader (DeepEncoder-style optical compressor) from a TOML config.

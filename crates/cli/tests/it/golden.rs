@@ -5,8 +5,8 @@
 //! `crates/cli/tests/golden/{sweep,decay}.txt` (refresh with `UPDATE_GOLDEN=1` and review the diff).
 //! What is left out, because it differs between two runs of the same command:
 //! - Parquet tables: the volatile columns (`occ_eval::schema::VOLATILE_COLUMNS`: run id and wall-clock
-//!   timings); the rest is written as CSV text, each row of `predictions.parquet` (page texts) as its
-//!   length and hash.
+//!   timings); the rest is written as CSV text with the git commit (the `git_commit` column) replaced
+//!   by a placeholder, each row of `predictions.parquet` (page texts) as its length and hash.
 //! - `manifest.json`: `run_id`, `created_utc`, `git_commit`, `host`, `tool_version`, `sessions`,
 //!   `wall_time_s` / `wall_s`, `command`; every other field is kept.
 //! - Text files (Markdown, HTML, SVG, CSV, the manifest): the run id, run directory, datasets folder,
@@ -78,12 +78,19 @@ impl Volatile {
         Volatile(v)
     }
 
-    fn text(&self, text: &str) -> String {
+    /// `text` with every volatile value replaced by its placeholder.
+    fn values(&self, text: &str) -> String {
         let mut t = text.to_string();
         for (value, placeholder) in &self.0 {
             t = t.replace(value.as_str(), placeholder);
         }
-        t.lines()
+        t
+    }
+
+    /// [`Volatile::values`], without the lines naming a wall time or the command line.
+    fn text(&self, text: &str) -> String {
+        self.values(text)
+            .lines()
             .filter(|l| {
                 let l = l.to_lowercase();
                 !(l.contains("wall time") || l.contains("command"))
@@ -193,7 +200,7 @@ fn stable_run(dir: &Path, stdout: &[u8]) -> String {
                 let header = lines.next().unwrap_or_default().to_string();
                 lines.fold(header + "\n", |acc, l| acc + &format!("{} bytes, fnv1a {:016x}\n", l.len(), fnv1a(l)))
             }
-            "parquet" => table_csv(&path),
+            "parquet" => volatile.values(&table_csv(&path)),
             "json" if name == "manifest.json" => volatile.text(&stable_manifest(&manifest)),
             "html" | "svg" => {
                 let text = volatile.text(&std::fs::read_to_string(&path).unwrap());

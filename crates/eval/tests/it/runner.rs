@@ -30,7 +30,7 @@ fn spec() -> ExperimentSpec {
         modes: Some(vec!["tiny".into(), "small".into()]),
         ratios: Some("2,4".into()),
         pages: Some(2),
-        engine: Some("fake".into()),
+        engine: Some(occ_eval::EngineKind::FakePerfect),
         ..SpecOverrides::default()
     };
     ExperimentSpec::resolve(SpecFile::default(), o).unwrap()

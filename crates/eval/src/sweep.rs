@@ -1,0 +1,238 @@
+//! A compression sweep from its spec to its files, in three steps:
+//!
+//! 1. [`prepare`]: the spec (a new run's, or the manifest's for `--resume`), the corpora (the
+//!    generated `probes` corpus included), the tokenizer and renderer, the sample list and its shard.
+//!    Every bad input fails here, before an engine is loaded or a folder is created.
+//! 2. [`Prepared::open`]: with the engines' identities, the run directory and its `manifest.json`
+//!    (a fresh directory, or the resumed one); then [`Run::execute`] renders, reads, scores and
+//!    journals every sample the journal does not hold yet ([`crate::runner`]) and records the session.
+//! 3. [`finish`]: `samples.parquet`, `predictions.parquet` and `summary.csv` from the journal, and the
+//!    manifest's counts and status (also used by `merge`). The report is occ-report's.
+//!
+//! Building the engines is the caller's: DeepSeek-OCR lives in occ-model, which this crate does not
+//! link ([`Prepared::langs`] says which Tesseract languages are needed).
+
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use occ_core::{EngineInfo, Prompt, TextTokenizer, TokenizerError};
+
+use crate::corpus::{Corpus, CorpusError};
+use crate::normalize::Lang;
+use crate::oracle::TruthTap;
+use crate::plan::{build_plan, PlannedSample, Shard};
+use crate::probes;
+use crate::render::{OccRenderer, PageRenderer};
+use crate::results::{self, Manifest, ResultsError, Session, Written};
+use crate::runner::{self, Engines, Observer, RunContext, RunCounts, RunError};
+use crate::schema::SummaryRow;
+use crate::spec::ExperimentSpec;
+
+/// Name of the generated corpus (made from `en`, [`crate::probes`]).
+pub const PROBES_CORPUS: &str = "probes";
+
+/// Errors of preparing, running and finishing a sweep.
+#[derive(Debug, thiserror::Error)]
+pub enum SweepError {
+    #[error(transparent)]
+    Corpus(#[from] CorpusError),
+    #[error("the probes corpus is generated from the en corpus: {0}")]
+    Probes(CorpusError),
+    #[error("loading the DeepSeek-OCR tokenizer: {0}")]
+    Tokenizer(#[from] TokenizerError),
+    #[error("--resume {dir}: not a run directory: {source}")]
+    NotARun { dir: String, source: ResultsError },
+    #[error("run {0} is already complete; start a new run instead")]
+    Complete(String),
+    #[error(transparent)]
+    Results(#[from] ResultsError),
+    #[error(transparent)]
+    Run(#[from] RunError),
+}
+
+/// What to run: a new run of a resolved spec (optionally one shard of it), or the rest of an
+/// interrupted run (its own spec and shard, from its manifest).
+#[derive(Debug, Clone)]
+pub enum Start {
+    New { spec: Box<ExperimentSpec>, shard: Option<Shard> },
+    Resume { dir: PathBuf },
+}
+
+/// Facts about the invocation that only the caller knows (recorded in the manifest).
+#[derive(Debug, Clone, Default)]
+pub struct Invocation {
+    /// `git rev-parse HEAD` of the working directory, or `unknown`.
+    pub git_commit: String,
+    /// A one-line description of the machine.
+    pub host: String,
+    /// The command line.
+    pub command: Vec<String>,
+    /// Name and version of the tool writing the run.
+    pub tool: String,
+    pub tool_version: String,
+}
+
+/// A sweep ready to run: every input loaded and checked.
+#[derive(Debug)]
+pub struct Prepared {
+    pub spec: ExperimentSpec,
+    pub shard: Option<Shard>,
+    /// The samples of this run (of its shard), in sample order.
+    pub plan: Vec<PlannedSample>,
+    /// Languages of the corpora, sorted and unique (one Tesseract per language).
+    pub langs: Vec<Lang>,
+    pub tokenizer: TextTokenizer,
+    pub renderer: OccRenderer,
+    resumed: Option<(PathBuf, Manifest)>,
+    started: Instant,
+}
+
+/// Loads the corpora of a spec in its order; `probes` is generated from `en` with the spec's seed.
+pub fn load_corpora(spec: &ExperimentSpec) -> Result<Vec<Corpus>, SweepError> {
+    let dir = Path::new(&spec.datasets_dir);
+    spec.corpora
+        .iter()
+        .map(|name| {
+            if name == PROBES_CORPUS {
+                let en = Corpus::load("en", dir).map_err(SweepError::Probes)?;
+                Ok(probes::probes(&en, spec.seed))
+            } else {
+                Ok(Corpus::load(name, dir)?)
+            }
+        })
+        .collect()
+}
+
+/// Step 1: resolves what to run and loads everything it needs.
+pub fn prepare(start: Start) -> Result<Prepared, SweepError> {
+    let started = Instant::now();
+    let (spec, shard, resumed) = match start {
+        Start::New { spec, shard } => (*spec, shard, None),
+        Start::Resume { dir } => {
+            let m = Manifest::load(&dir)
+                .map_err(|source| SweepError::NotARun { dir: dir.display().to_string(), source })?;
+            if m.status == "complete" {
+                return Err(SweepError::Complete(dir.display().to_string()));
+            }
+            (m.spec.clone(), m.shard, Some((dir, m)))
+        }
+    };
+    let corpora = load_corpora(&spec)?;
+    let tokenizer = TextTokenizer::deepseek_ocr()?;
+    let renderer = OccRenderer::new(tokenizer.clone());
+    let plan = build_plan(&spec, &corpora, &renderer)?;
+    let plan: Vec<PlannedSample> = plan.into_iter().filter(|s| shard.is_none_or(|k| k.contains(s.index))).collect();
+    let mut langs: Vec<Lang> = corpora.iter().map(|c| c.lang).collect();
+    langs.sort_by_key(|l| l.as_str());
+    langs.dedup();
+    Ok(Prepared { spec, shard, plan, langs, tokenizer, renderer, resumed, started })
+}
+
+impl Prepared {
+    /// The run directory of a resumed run (`None` for a new run).
+    pub fn resumed_dir(&self) -> Option<&Path> {
+        self.resumed.as_ref().map(|(d, _)| d.as_path())
+    }
+
+    /// Step 2: the run directory with its manifest: a fresh `<out_root>/<experiment>/<run_id>` for a
+    /// new run (never reusing one), the resumed run's own otherwise.
+    pub fn open(
+        &mut self,
+        out_root: &Path,
+        engines: &[EngineInfo],
+        invocation: &Invocation,
+    ) -> Result<Run, SweepError> {
+        let (dir, manifest) = match self.resumed.take() {
+            Some(resumed) => resumed,
+            None => {
+                let (dir, run_id) = results::create_run_dir(out_root, &self.spec, self.shard)?;
+                let (created, _) = results::utc_now();
+                let manifest = Manifest {
+                    manifest_version: results::MANIFEST_VERSION,
+                    tool: invocation.tool.clone(),
+                    tool_version: invocation.tool_version.clone(),
+                    git_commit: invocation.git_commit.clone(),
+                    experiment: self.spec.name.clone(),
+                    run_id,
+                    created_utc: created,
+                    status: "running".into(),
+                    spec_fingerprint: self.spec.fingerprint(),
+                    spec: self.spec.clone(),
+                    shard: self.shard,
+                    merged_from: Vec::new(),
+                    synthetic_weights: engines.iter().any(|i| i.synthetic_weights),
+                    engines: engines.to_vec(),
+                    renderer: self.renderer.describe(),
+                    tokenizer: self.tokenizer.source().to_string(),
+                    host: invocation.host.clone(),
+                    n_samples_planned: self.plan.len(),
+                    n_samples_done: 0,
+                    n_failed: 0,
+                    sessions: Vec::new(),
+                    wall_time_s: 0.0,
+                };
+                manifest.save(&dir)?;
+                (dir, manifest)
+            }
+        };
+        let (started_utc, _) = results::utc_now();
+        Ok(Run { dir, manifest, started_utc, command: invocation.command.clone() })
+    }
+}
+
+/// An open run directory.
+#[derive(Debug)]
+pub struct Run {
+    pub dir: PathBuf,
+    pub manifest: Manifest,
+    started_utc: String,
+    command: Vec<String>,
+}
+
+impl Run {
+    /// Runs every sample of the plan the journal does not hold yet, then records this session
+    /// (its wall time counted from [`prepare`]) in the manifest (not saved until [`finish`]).
+    pub fn execute(
+        &mut self,
+        prepared: &Prepared,
+        engines: &mut Engines,
+        truth_tap: Option<TruthTap>,
+        observer: &mut dyn Observer,
+    ) -> Result<RunCounts, SweepError> {
+        let ctx = RunContext {
+            spec: &prepared.spec,
+            run_id: self.manifest.run_id.clone(),
+            run_dir: self.dir.clone(),
+            git_commit: self.manifest.git_commit.clone(),
+            renderer: &prepared.renderer,
+            tokenizer: &prepared.tokenizer,
+            truth_tap,
+            prompt: Prompt::FreeOcr,
+        };
+        let counts = runner::execute(&ctx, &prepared.plan, engines, observer)?;
+        self.manifest.sessions.push(Session {
+            started_utc: self.started_utc.clone(),
+            wall_time_s: prepared.started.elapsed().as_secs_f64(),
+            samples: counts.done,
+            command: self.command.clone(),
+        });
+        self.manifest.wall_time_s = self.manifest.sessions.iter().map(|s| s.wall_time_s).sum();
+        Ok(counts)
+    }
+
+    /// Step 3 of this run ([`finish`]).
+    pub fn finish(&mut self) -> Result<(Written, Vec<SummaryRow>), ResultsError> {
+        finish(&self.dir, &mut self.manifest)
+    }
+}
+
+/// Step 3: writes the tables of the run in `dir` from its journal, and saves its manifest with the
+/// counts and the status (`complete` when every planned sample is written, else `incomplete`).
+pub fn finish(dir: &Path, manifest: &mut Manifest) -> Result<(Written, Vec<SummaryRow>), ResultsError> {
+    let (written, summary) = results::write_outputs(dir, manifest.spec.seed)?;
+    manifest.n_samples_done = written.samples;
+    manifest.n_failed = written.failed;
+    manifest.status = if written.samples == manifest.n_samples_planned { "complete" } else { "incomplete" }.into();
+    manifest.save(dir)?;
+    Ok((written, summary))
+}
