@@ -2,6 +2,7 @@
 
 mod context;
 mod errors;
+mod props;
 mod recall;
 mod schedule;
 #[cfg(feature = "sweep")]
