@@ -7,10 +7,15 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 
-use occ_core::EngineInfo;
+use occ_core::{EngineInfo, Mode, Timings, VisionTokens};
+use occ_eval::compare::Pairing;
 use occ_eval::plan::Shard;
 use occ_eval::schema::{SampleRow, SummaryRow};
 use occ_memory::sweep::ScheduleSummary;
+use occ_model::grounding::GroundedBlock;
+use occ_render::fit::Ratios;
+use occ_render::{LineBox, MissingGlyphs, RatioCheck, RenderSpec};
+use occ_report::compare::RunEntry;
 use serde::Serialize;
 
 /// A `--json` message: its envelope type and its data.
@@ -190,6 +195,366 @@ pub struct DecayStart<'a> {
 #[serde(transparent)]
 pub struct DecaySummary<'a>(pub &'a ScheduleSummary);
 
+// ---- score
+
+/// `score`: the input read, before scoring.
+#[derive(Debug, Serialize)]
+pub struct ScoreStart<'a> {
+    pub schema_version: u32,
+    pub input: String,
+    pub input_sha256: &'a str,
+    pub n_lines: usize,
+    pub n_rows: usize,
+    pub n_bad: usize,
+}
+
+/// `score`: one bad input row (skipped, or refused with `--strict`).
+#[derive(Debug, Serialize)]
+pub struct BadRowMessage<'a> {
+    pub line: usize,
+    pub id: Option<&'a str>,
+    pub kind: &'static str,
+    pub message: String,
+}
+
+/// One group × mode of a [`ScoreSummary`], over all its pages.
+#[derive(Debug, Serialize)]
+pub struct ScoreHeadline<'a> {
+    pub group: &'a str,
+    pub mode: &'a str,
+    pub n_pages: usize,
+    pub fox_precision_out_words: f64,
+    pub fox_precision_out_words_ci: [f64; 2],
+    pub fox_precision_gt_words: f64,
+    pub char_precision: f64,
+}
+
+/// One token bin of a [`ScoreSummary`] (with `--bin-tokens`).
+#[derive(Debug, Serialize)]
+pub struct ScoreBin<'a> {
+    pub group: &'a str,
+    pub mode: &'a str,
+    pub tokens_lo: Option<u32>,
+    pub tokens_hi: Option<u32>,
+    pub n_pages: u32,
+    pub compression: Option<f64>,
+    pub fox_precision_out_words: f64,
+    pub fox_precision_out_words_ci: [f64; 2],
+    pub fox_precision_gt_words: f64,
+    pub char_precision: f64,
+}
+
+/// `score`: the written run, at the end.
+#[derive(Debug, Serialize)]
+pub struct ScoreSummary<'a> {
+    pub run_dir: String,
+    pub run_id: &'a str,
+    pub n_lines: usize,
+    pub n_scored: usize,
+    pub n_bad: usize,
+    pub n_out_of_range: usize,
+    pub wall_time_s: f64,
+    pub files: BTreeMap<&'static str, String>,
+    pub headline: Vec<ScoreHeadline<'a>>,
+    pub bins: Vec<ScoreBin<'a>>,
+}
+
+// ---- compare
+
+/// Paired difference of character precision per comparison, corpus and mode over every ratio.
+#[derive(Debug, Serialize)]
+pub struct CompareHeadline<'a> {
+    pub baseline: &'a str,
+    pub other: &'a str,
+    pub corpus: &'a str,
+    pub mode: &'a str,
+    pub n_pairs: u32,
+    pub char_precision_baseline: Option<f64>,
+    pub char_precision_other: Option<f64>,
+    pub char_precision_diff: Option<f64>,
+    pub char_precision_diff_ci: Option<[f64; 2]>,
+    pub ci_method: &'a str,
+}
+
+/// `compare`: the written comparison (one message at the end).
+#[derive(Debug, Serialize)]
+pub struct Compare<'a> {
+    pub out_dir: String,
+    pub files: BTreeMap<&'static str, String>,
+    pub plots: Vec<String>,
+    pub runs: &'a [RunEntry],
+    pub pairings: &'a [Pairing],
+    pub headline: Vec<CompareHeadline<'a>>,
+}
+
+// ---- report
+
+/// `report`: the files written.
+#[derive(Debug, Serialize)]
+pub struct ReportFiles {
+    pub run_dir: String,
+    pub markdown: String,
+    pub html: String,
+    pub plots: Vec<String>,
+    /// `pages.html`, or null for a run without predictions.
+    pub pages: Option<String>,
+}
+
+// ---- bench
+
+/// One timed configuration.
+#[derive(Debug, Serialize)]
+pub struct BenchRun {
+    pub mode: String,
+    pub batch: usize,
+    pub pages: usize,
+    pub new_tokens: usize,
+    pub prompt_tokens: usize,
+    pub wall_s: f64,
+    pub pages_per_s: f64,
+    /// Generated tokens per second of wall time (all pages).
+    pub tok_s: f64,
+    /// Decode tokens per second per sequence (decode time only).
+    pub decode_tok_s: f64,
+    /// Decode tokens per second, all slots together.
+    pub decode_tok_s_total: f64,
+    pub encode_s_per_page: f64,
+    pub prefill_s: f64,
+    pub decode_steps: usize,
+    pub cuda_graph: bool,
+    pub peak_gpu_gb: Option<f64>,
+    pub oom_retries: usize,
+}
+
+/// The vision encoder alone.
+#[derive(Debug, Serialize)]
+pub struct EncoderRun {
+    pub mode: String,
+    pub batch: usize,
+    pub s_per_page: f64,
+}
+
+/// The `bench` message.
+#[derive(Debug, Serialize)]
+pub struct BenchReport {
+    pub engine: String,
+    pub device: String,
+    pub dtype: String,
+    pub weights: String,
+    pub runs: Vec<BenchRun>,
+    pub encoder: Vec<EncoderRun>,
+}
+
+// ---- render
+
+/// `render`: the page's metadata, also written to the metadata JSON file (one message).
+#[derive(Debug, Serialize)]
+pub struct RenderMeta<'a> {
+    pub image: String,
+    pub source: String,
+    pub mode: Mode,
+    pub spec: &'a RenderSpec,
+    pub font_px: f32,
+    pub target_ratio: Option<f64>,
+    pub target_tokens: Option<usize>,
+    pub text_tokens: usize,
+    pub input_tokens: usize,
+    pub used_tokens: usize,
+    pub dropped_tokens: usize,
+    pub dropped_chars: usize,
+    pub dropped_bytes: usize,
+    pub ratio_check: Option<&'a RatioCheck>,
+    pub vision_tokens: RenderVision,
+    pub ratio: Ratios,
+    pub ground_truth: &'a str,
+    pub chars: usize,
+    pub lines: &'a [LineBox],
+    pub missing_glyphs: &'a MissingGlyphs,
+    pub overflow_chars: usize,
+    pub overflow_bytes: usize,
+}
+
+/// The vision tokens of a rendered page, the tile grid as `[across, down]`.
+#[derive(Debug, Serialize)]
+pub struct RenderVision {
+    pub nominal: u32,
+    pub valid: u32,
+    pub valid_floor: u32,
+    pub slots: u32,
+    pub grid: [u32; 2],
+}
+
+impl From<&VisionTokens> for RenderVision {
+    fn from(v: &VisionTokens) -> RenderVision {
+        RenderVision {
+            nominal: v.nominal,
+            valid: v.valid,
+            valid_floor: v.valid_floor,
+            slots: v.slots,
+            grid: [v.grid.across, v.grid.down],
+        }
+    }
+}
+
+// ---- ocr
+
+/// `ocr`: the loaded reader, before the first page.
+#[derive(Debug, Serialize)]
+pub struct EngineLoaded<'a> {
+    pub info: &'a EngineInfo,
+    pub load_seconds: f64,
+}
+
+/// `ocr`: one join problem of `--truth` (an image without truth, a truth row without image, …).
+#[derive(Debug, Serialize)]
+pub struct TruthProblem<'a> {
+    pub kind: &'static str,
+    pub image: Option<&'a str>,
+    pub message: String,
+}
+
+/// `ocr`: one page read. The model's fields are `null` for Tesseract.
+#[derive(Debug, Serialize)]
+pub struct OcrPageRead<'a> {
+    pub image: String,
+    /// The truth row's id (with `--truth`).
+    pub id: Option<&'a str>,
+    pub mode: Mode,
+    pub text: &'a str,
+    pub blocks: &'a [GroundedBlock],
+    pub token_ids: Option<&'a [u32]>,
+    pub n_prompt_tokens: Option<usize>,
+    pub n_generated_tokens: Option<usize>,
+    pub stopped_at_eos: Option<bool>,
+    pub vision_tokens: Option<VisionTokens>,
+    pub timings_ms: StageTimes,
+    pub decode_tok_per_s: Option<f64>,
+    pub engine: &'a str,
+    pub synthetic_weights: bool,
+    pub device: &'a str,
+    pub dtype: &'a str,
+    pub peak_rss_bytes: Option<u64>,
+}
+
+/// Stage times of a page, in milliseconds.
+#[derive(Debug, Serialize)]
+pub struct StageTimes {
+    pub preprocess: f64,
+    pub vision: f64,
+    pub prefill: f64,
+    pub decode: f64,
+}
+
+impl From<&Timings> for StageTimes {
+    fn from(t: &Timings) -> StageTimes {
+        let ms = |d: std::time::Duration| d.as_secs_f64() * 1e3;
+        StageTimes { preprocess: ms(t.preprocess), vision: ms(t.vision), prefill: ms(t.prefill), decode: ms(t.decode) }
+    }
+}
+
+// ---- inspect
+
+/// `inspect`: the model configuration and parameter counts.
+#[derive(Debug, Serialize)]
+pub struct InspectConfig<'a> {
+    pub model_type: &'a str,
+    pub sam: SamSummary,
+    pub clip: ClipSummary,
+    pub projector: ProjectorSummary,
+    pub decoder: DecoderSummary,
+}
+
+#[derive(Debug, Serialize)]
+pub struct SamSummary {
+    pub width: usize,
+    pub depth: usize,
+    pub heads: usize,
+    pub window: usize,
+    pub global_blocks: Vec<usize>,
+    pub compressor_channels: [usize; 2],
+    pub parameters: usize,
+}
+
+#[derive(Debug, Serialize)]
+pub struct ClipSummary {
+    pub width: usize,
+    pub layers: usize,
+    pub heads: usize,
+    pub position_grid: usize,
+    pub parameters_loaded: usize,
+}
+
+#[derive(Debug, Serialize)]
+pub struct ProjectorSummary {
+    pub input_dim: usize,
+    pub n_embed: usize,
+    pub parameters: usize,
+}
+
+/// Decoder fields as the config file has them (`null` when absent).
+#[derive(Debug, Serialize)]
+pub struct DecoderSummary {
+    pub hidden_size: serde_json::Value,
+    pub num_hidden_layers: serde_json::Value,
+    pub n_routed_experts: serde_json::Value,
+    pub num_experts_per_tok: serde_json::Value,
+    pub vocab_size: serde_json::Value,
+    pub use_mla: serde_json::Value,
+}
+
+/// `inspect`: vision tokens of each mode for an image size.
+#[derive(Debug, Serialize)]
+pub struct InspectVisionTokens {
+    pub width: u32,
+    pub height: u32,
+    pub modes: Vec<ModeTokens>,
+}
+
+/// One mode of [`InspectVisionTokens`].
+#[derive(Debug, Serialize)]
+pub struct ModeTokens {
+    pub mode: String,
+    pub base_size: u32,
+    pub image_size: u32,
+    pub crop: bool,
+    #[serde(flatten)]
+    pub tokens: VisionTokens,
+}
+
+/// `inspect --tensors`: the encoder's expected tensors against a checkpoint and its index.
+#[derive(Debug, Serialize)]
+pub struct InspectTensors {
+    pub tensors: Vec<TensorRow>,
+    pub shape_mismatches: usize,
+    pub missing_from_index: usize,
+}
+
+/// One tensor of [`InspectTensors`].
+#[derive(Debug, Serialize)]
+pub struct TensorRow {
+    pub name: String,
+    pub expected_shape: Vec<usize>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub checkpoint_shape: Option<Vec<usize>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub checkpoint_dtype: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub in_index: Option<bool>,
+}
+
+/// `ocr --truth … --predictions-out …`: the written predictions file, at the end.
+#[derive(Debug, Serialize)]
+pub struct Predictions {
+    pub path: String,
+    pub n_images: usize,
+    pub n_truth_lines: usize,
+    pub n_joined: usize,
+    pub n_written: usize,
+    pub n_unreadable: usize,
+    /// Join problems by kind.
+    pub problems: BTreeMap<&'static str, usize>,
+}
+
 message! {
     Warning<'_> => "warning",
     Error => "error",
@@ -198,4 +563,18 @@ message! {
     SweepSummary<'_> => "summary",
     DecayStart<'_> => "run_start",
     DecaySummary<'_> => "summary",
+    ScoreStart<'_> => "score_start",
+    BadRowMessage<'_> => "bad_row",
+    ScoreSummary<'_> => "score_summary",
+    Compare<'_> => "compare",
+    ReportFiles => "report",
+    BenchReport => "bench",
+    RenderMeta<'_> => "render",
+    EngineLoaded<'_> => "engine",
+    TruthProblem<'_> => "truth_problem",
+    OcrPageRead<'_> => "ocr",
+    Predictions => "predictions",
+    InspectConfig<'_> => "config",
+    InspectVisionTokens => "vision_tokens",
+    InspectTensors => "tensors",
 }

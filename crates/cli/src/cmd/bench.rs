@@ -20,9 +20,9 @@ use occ_model::generate::{GenerationConfig, PromptInput};
 use occ_model::pipeline::{device_name, dtype_name, DeepseekOcr};
 use occ_model::preprocess::prepare;
 use occ_model::prompt::build_prompt;
-use serde::Serialize;
 
 use crate::engine::{self, EngineKind, Generation, ModelArgs, NgramArg};
+use crate::messages::{BenchReport, BenchRun, EncoderRun};
 use crate::output::Output;
 
 /// The text every benchmark page shows.
@@ -64,49 +64,6 @@ pub struct Args {
     pub engine: EngineKind,
     #[command(flatten)]
     pub model: ModelArgs,
-}
-
-/// One timed configuration.
-#[derive(Debug, Clone, Serialize)]
-pub struct Run {
-    pub mode: String,
-    pub batch: usize,
-    pub pages: usize,
-    pub new_tokens: usize,
-    pub prompt_tokens: usize,
-    pub wall_s: f64,
-    pub pages_per_s: f64,
-    /// Generated tokens per second of wall time (all pages).
-    pub tok_s: f64,
-    /// Decode tokens per second per sequence (decode time only).
-    pub decode_tok_s: f64,
-    /// Decode tokens per second, all slots together.
-    pub decode_tok_s_total: f64,
-    pub encode_s_per_page: f64,
-    pub prefill_s: f64,
-    pub decode_steps: usize,
-    pub cuda_graph: bool,
-    pub peak_gpu_gb: Option<f64>,
-    pub oom_retries: usize,
-}
-
-/// The vision encoder alone.
-#[derive(Debug, Clone, Serialize)]
-pub struct EncoderRun {
-    pub mode: String,
-    pub batch: usize,
-    pub s_per_page: f64,
-}
-
-/// The `bench` message.
-#[derive(Debug, Clone, Serialize)]
-pub struct Report {
-    pub engine: String,
-    pub device: String,
-    pub dtype: String,
-    pub weights: String,
-    pub runs: Vec<Run>,
-    pub encoder: Vec<EncoderRun>,
 }
 
 struct Peak {
@@ -162,7 +119,7 @@ fn encode(engine: &DeepseekOcr, mode: Mode, pages: usize) -> anyhow::Result<(Vec
     Ok((inputs, seconds))
 }
 
-fn run_one(engine: &DeepseekOcr, args: &Args, mode: Mode, batch: usize, peak: &mut Peak) -> anyhow::Result<Run> {
+fn run_one(engine: &DeepseekOcr, args: &Args, mode: Mode, batch: usize, peak: &mut Peak) -> anyhow::Result<BenchRun> {
     let pages = args.pages.unwrap_or(batch).max(1);
     let cfg = generation(args);
     let bc = BatcherConfig {
@@ -196,7 +153,7 @@ fn run_one(engine: &DeepseekOcr, args: &Args, mode: Mode, batch: usize, peak: &m
     let decode_tokens = generated.saturating_sub(pages) as f64;
     let slots = batch.min(pages).max(1) as f64;
     let per_s = |n: f64, s: f64| if s > 0.0 { n / s } else { 0.0 };
-    Ok(Run {
+    Ok(BenchRun {
         mode: mode.to_string(),
         batch,
         pages,
@@ -229,7 +186,7 @@ pub fn run(args: Args, out: &Output) -> anyhow::Result<()> {
     let device = engine.decoder().device().clone();
     let mut peak = Peak { device: device.clone(), bytes: None };
     peak.sample();
-    let mut report = Report {
+    let mut report = BenchReport {
         engine: "compress-bench".into(),
         device: device_name(&device),
         dtype: dtype_name(engine.decoder().dtype()),
@@ -252,7 +209,7 @@ pub fn run(args: Args, out: &Output) -> anyhow::Result<()> {
                     Err(e) => return Err(e).with_context(|| format!("benchmark {mode}, batch {b}")),
                 }
             };
-            let run = Run { oom_retries: retries, ..run };
+            let run = BenchRun { oom_retries: retries, ..run };
             out.info(&format!(
                 "{:<8} batch {:>3}  {:>7.2} pages/s  {:>8.1} tok/s  decode {:>7.1} tok/s/seq  prefill {:>7.1} ms/page  encode {:>7.1} ms/page  graph {}  peak {}",
                 run.mode,
@@ -277,7 +234,7 @@ pub fn run(args: Args, out: &Output) -> anyhow::Result<()> {
             report.encoder.push(e);
         }
     }
-    out.json_message("bench", &report)?;
+    out.send(&report)?;
     if !out.json {
         println!("{}", serde_json::to_string_pretty(&report)?);
     }

@@ -5,10 +5,10 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 use anyhow::Context;
-use occ_eval::compare::{default_label, Pairing, RunTables};
+use occ_eval::compare::{default_label, RunTables};
 use occ_report::compare::RunEntry;
-use serde::Serialize;
 
+use crate::messages::{Compare, CompareHeadline};
 use crate::output::Output;
 
 /// One report over several runs: curves on shared charts, paired differences with bootstrap CIs.
@@ -29,31 +29,6 @@ pub struct Args {
     /// Folder name under the results root.
     #[arg(long, default_value = "compare")]
     pub name: String,
-}
-
-/// Paired difference of character precision per comparison, corpus and mode over every ratio.
-#[derive(Serialize)]
-struct Headline<'a> {
-    baseline: &'a str,
-    other: &'a str,
-    corpus: &'a str,
-    mode: &'a str,
-    n_pairs: u32,
-    char_precision_baseline: Option<f64>,
-    char_precision_other: Option<f64>,
-    char_precision_diff: Option<f64>,
-    char_precision_diff_ci: Option<[f64; 2]>,
-    ci_method: &'a str,
-}
-
-#[derive(Serialize)]
-struct CompareMessage<'a> {
-    out_dir: String,
-    files: BTreeMap<&'static str, String>,
-    plots: Vec<String>,
-    runs: &'a [RunEntry],
-    pairings: &'a [Pairing],
-    headline: Vec<Headline<'a>>,
 }
 
 fn finite(v: f64) -> Option<f64> {
@@ -82,7 +57,7 @@ pub fn run(args: Args, out: &Output) -> anyhow::Result<()> {
         .rows
         .iter()
         .filter(|r| r.target_ratio.is_none() && r.metric == "char_precision")
-        .map(|r| Headline {
+        .map(|r| CompareHeadline {
             baseline: &r.baseline,
             other: &r.other,
             corpus: &r.corpus,
@@ -100,17 +75,14 @@ pub fn run(args: Args, out: &Output) -> anyhow::Result<()> {
     file_map.insert(occ_report::compare::HTML_FILE, files.html.display().to_string());
     file_map.insert(occ_report::compare::CSV_FILE, files.csv.display().to_string());
     file_map.insert(occ_report::compare::JSON_FILE, files.json.display().to_string());
-    out.json_message(
-        "compare",
-        &CompareMessage {
-            out_dir: files.dir.display().to_string(),
-            files: file_map,
-            plots: files.plots.iter().map(|p| p.display().to_string()).collect(),
-            runs: &entries,
-            pairings: &comparison.pairings,
-            headline,
-        },
-    )?;
+    out.send(&Compare {
+        out_dir: files.dir.display().to_string(),
+        files: file_map,
+        plots: files.plots.iter().map(|p| p.display().to_string()).collect(),
+        runs: &entries,
+        pairings: &comparison.pairings,
+        headline,
+    })?;
     for p in &comparison.pairings {
         out.info(&format!(
             "{} vs {}: {} pages paired ({} scored, {} with a failed sample); not paired: {} with a different page, {} only in {}, {} only in {}",

@@ -10,11 +10,14 @@ use std::io::Read;
 use std::path::PathBuf;
 
 use anyhow::Context;
-use occ_core::{Mode, VisionTokens};
+use occ_core::Mode;
 use occ_model::config::{HfConfig, VisionConfig};
-use serde::Serialize;
 use serde_json::Value;
 
+use crate::messages::{
+    ClipSummary, DecoderSummary, InspectConfig, InspectTensors, InspectVisionTokens, ModeTokens, ProjectorSummary,
+    SamSummary, TensorRow,
+};
 use crate::output::Output;
 
 /// Config, checkpoint tensor list and vision tokens per mode for an image size.
@@ -51,28 +54,6 @@ fn parse_size(s: &str) -> Result<(u32, u32), String> {
         return Err(format!("image size {s:?} has an empty side"));
     }
     Ok((w, h))
-}
-
-#[derive(Debug, Serialize)]
-struct ModeRow {
-    mode: String,
-    base_size: u32,
-    image_size: u32,
-    crop: bool,
-    #[serde(flatten)]
-    tokens: VisionTokens,
-}
-
-#[derive(Debug, Serialize)]
-struct TensorRow {
-    name: String,
-    expected_shape: Vec<usize>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    checkpoint_shape: Option<Vec<usize>>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    checkpoint_dtype: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    in_index: Option<bool>,
 }
 
 /// `(dtype, shape)` of every tensor in a safetensors header (the file is not loaded).
@@ -119,25 +100,42 @@ pub fn run(args: Args, out: &Output) -> anyhow::Result<()> {
     let params =
         |prefix: &str| expected.iter().filter(|(n, _)| n.starts_with(prefix)).map(|(_, s)| count(s)).sum::<usize>();
     let text_key = |k: &str| hf.text.get(k).cloned().unwrap_or(Value::Null);
-    let summary = serde_json::json!({
-        "model_type": hf.model_type,
-        "sam": { "width": vision.sam.width, "depth": vision.sam.depth, "heads": vision.sam.heads,
-                 "window": vision.sam.window_size, "global_blocks": vision.sam.global_attn_indexes,
-                 "compressor_channels": vision.sam.downsample_channels,
-                 "parameters": params("model.sam_model.") },
-        "clip": { "width": vision.clip.width, "layers": vision.clip.layers, "heads": vision.clip.heads,
-                  "position_grid": vision.clip.pos_grid(),
-                  "parameters_loaded": params("model.vision_model.") },
-        "projector": { "input_dim": vision.projector.input_dim, "n_embed": vision.projector.n_embed,
-                       "parameters": params("model.projector.") },
-        "decoder": { "hidden_size": text_key("hidden_size"), "num_hidden_layers": text_key("num_hidden_layers"),
-                     "n_routed_experts": text_key("n_routed_experts"), "num_experts_per_tok": text_key("num_experts_per_tok"),
-                     "vocab_size": text_key("vocab_size"), "use_mla": text_key("use_mla") },
-    });
-    let rows: Vec<ModeRow> = modes
+    let summary = InspectConfig {
+        model_type: &hf.model_type,
+        sam: SamSummary {
+            width: vision.sam.width,
+            depth: vision.sam.depth,
+            heads: vision.sam.heads,
+            window: vision.sam.window_size,
+            global_blocks: vision.sam.global_attn_indexes.clone(),
+            compressor_channels: vision.sam.downsample_channels,
+            parameters: params("model.sam_model."),
+        },
+        clip: ClipSummary {
+            width: vision.clip.width,
+            layers: vision.clip.layers,
+            heads: vision.clip.heads,
+            position_grid: vision.clip.pos_grid(),
+            parameters_loaded: params("model.vision_model."),
+        },
+        projector: ProjectorSummary {
+            input_dim: vision.projector.input_dim,
+            n_embed: vision.projector.n_embed,
+            parameters: params("model.projector."),
+        },
+        decoder: DecoderSummary {
+            hidden_size: text_key("hidden_size"),
+            num_hidden_layers: text_key("num_hidden_layers"),
+            n_routed_experts: text_key("n_routed_experts"),
+            num_experts_per_tok: text_key("num_experts_per_tok"),
+            vocab_size: text_key("vocab_size"),
+            use_mla: text_key("use_mla"),
+        },
+    };
+    let rows: Vec<ModeTokens> = modes
         .iter()
         .map(|&m| {
-            Ok(ModeRow {
+            Ok(ModeTokens {
                 mode: m.to_string(),
                 base_size: m.base_size(),
                 image_size: m.image_size(),
@@ -147,8 +145,10 @@ pub fn run(args: Args, out: &Output) -> anyhow::Result<()> {
         })
         .collect::<Result<_, occ_core::ModeError>>()?;
 
-    out.json_message("config", &summary)?;
-    out.json_message("vision_tokens", &serde_json::json!({ "width": width, "height": height, "modes": rows }))?;
+    out.send(&summary)?;
+    let rows = InspectVisionTokens { width, height, modes: rows };
+    out.send(&rows)?;
+    let rows = rows.modes;
     out.result(&format!(
         "config: {}  SAM {}x{} ({} heads, window {}, global {:?})  CLIP {}x{} ({} heads)  projector {}->{}",
         hf.model_type,
@@ -222,7 +222,9 @@ pub fn run(args: Args, out: &Output) -> anyhow::Result<()> {
             })
             .collect();
         let missing_from_index = tensors.iter().filter(|t| t.in_index == Some(false)).count();
-        out.json_message("tensors", &serde_json::json!({ "tensors": tensors, "shape_mismatches": mismatches, "missing_from_index": missing_from_index }))?;
+        let message = InspectTensors { tensors, shape_mismatches: mismatches, missing_from_index };
+        out.send(&message)?;
+        let tensors = message.tensors;
         out.result(&format!(
             "\nencoder tensors ({}, {} parameters):",
             tensors.len(),

@@ -7,7 +7,6 @@
 //! line of `score`'s input (`occ_eval::predictions`), so `compress-bench score P.jsonl` scores the set
 //! (docs/SWEEPS.md, "Reading a document set"). Engines and weights: `crate::engine`.
 
-use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -21,10 +20,9 @@ use occ_eval::Lang;
 use occ_model::generate::GenerationConfig;
 use occ_model::grounding::GroundedBlock;
 use occ_model::pipeline::DeepseekOcr;
-use serde::Serialize;
-use serde_json::json;
 
 use crate::engine::{self, EngineKind, Generation, ModelArgs, NgramArg, TesseractSettings};
+use crate::messages::{EngineLoaded, OcrPageRead, Predictions, StageTimes, TruthProblem};
 use crate::output::Output;
 
 /// Join problems printed on stderr (all of them are `truth_problem` messages under `--json`).
@@ -215,34 +213,13 @@ fn generation(args: &Args) -> Generation {
     }
 }
 
-#[derive(Serialize)]
-struct TruthProblemMessage<'a> {
-    kind: &'static str,
-    image: Option<&'a str>,
-    message: String,
-}
-
-#[derive(Serialize)]
-struct PredictionsMessage {
-    path: String,
-    n_images: usize,
-    n_truth_lines: usize,
-    n_joined: usize,
-    n_written: usize,
-    n_unreadable: usize,
-    problems: BTreeMap<&'static str, usize>,
-}
-
 /// Reads the truth file and joins it to the images; announces every problem, and refuses the run
 /// under `--strict` when there is one.
 fn join_truth(path: &Path, images: &[PathBuf], strict: bool, out: &Output) -> anyhow::Result<Join> {
     let parsed = truth::read_truth(path)?;
     let join = truth::join(images, parsed);
     for p in &join.problems {
-        out.json_message(
-            "truth_problem",
-            &TruthProblemMessage { kind: p.kind(), image: p.image(), message: p.to_string() },
-        )?;
+        out.send(&TruthProblem { kind: p.kind(), image: p.image(), message: p.to_string() })?;
     }
     if !out.json {
         for p in join.problems.iter().take(PROBLEMS_PRINTED) {
@@ -305,7 +282,7 @@ pub fn run(args: Args, out: &Output) -> anyhow::Result<()> {
     let mut reader = Reader::load(&args, out)?;
     let load_s = t_load.elapsed().as_secs_f64();
     let info = reader.info();
-    out.json_message("engine", &json!({ "info": info, "load_seconds": load_s }))?;
+    out.send(&EngineLoaded { info: &info, load_seconds: load_s })?;
     let several = pages.len() > 1;
     let mut unreadable = 0usize;
     for chunk in pages.chunks(reader.batch()) {
@@ -354,18 +331,15 @@ pub fn run(args: Args, out: &Output) -> anyhow::Result<()> {
     if let (Some(w), Some(join)) = (writer, &join) {
         let written = w.written();
         let path = w.finish()?;
-        out.json_message(
-            "predictions",
-            &PredictionsMessage {
-                path: path.display().to_string(),
-                n_images: join.n_images,
-                n_truth_lines: join.n_truth_lines,
-                n_joined: join.pages.len(),
-                n_written: written,
-                n_unreadable: unreadable,
-                problems: join.counts(),
-            },
-        )?;
+        out.send(&Predictions {
+            path: path.display().to_string(),
+            n_images: join.n_images,
+            n_truth_lines: join.n_truth_lines,
+            n_joined: join.pages.len(),
+            n_written: written,
+            n_unreadable: unreadable,
+            problems: join.counts(),
+        })?;
         let left_out = join.problems.len() + unreadable;
         out.result(&format!(
             "{written} predictions -> {} ({} images, {} truth lines, {left_out} problems left out); score them with \
@@ -397,31 +371,25 @@ fn announce_page(
         Some(_) => Some(0.0),
         None => None,
     };
-    out.json_message(
-        "ocr",
-        &json!({
-            "image": path.display().to_string(),
-            "id": id,
-            "mode": mode,
-            "text": r.text,
-            "blocks": r.blocks,
-            "token_ids": r.token_ids,
-            "n_prompt_tokens": r.n_prompt_tokens,
-            "n_generated_tokens": n_generated,
-            "stopped_at_eos": r.stopped_at_eos,
-            "vision_tokens": r.vision_tokens,
-            "timings_ms": {
-                "preprocess": ms(r.timings.preprocess), "vision": ms(r.timings.vision),
-                "prefill": ms(r.timings.prefill), "decode": ms(r.timings.decode),
-            },
-            "decode_tok_per_s": decode_tok_s,
-            "engine": info.name,
-            "synthetic_weights": info.synthetic_weights,
-            "device": info.device,
-            "dtype": info.dtype,
-            "peak_rss_bytes": peak,
-        }),
-    )?;
+    out.send(&OcrPageRead {
+        image: path.display().to_string(),
+        id,
+        mode,
+        text: &r.text,
+        blocks: &r.blocks,
+        token_ids: r.token_ids.as_deref(),
+        n_prompt_tokens: r.n_prompt_tokens,
+        n_generated_tokens: n_generated,
+        stopped_at_eos: r.stopped_at_eos,
+        vision_tokens: r.vision_tokens,
+        timings_ms: StageTimes::from(&r.timings),
+        decode_tok_per_s: decode_tok_s,
+        engine: &info.name,
+        synthetic_weights: info.synthetic_weights,
+        device: &info.device,
+        dtype: &info.dtype,
+        peak_rss_bytes: peak,
+    })?;
     let synthetic = if info.synthetic_weights { ", SYNTHETIC WEIGHTS" } else { "" };
     match (r.n_prompt_tokens, n_generated, r.stopped_at_eos) {
         (Some(prompt), Some(generated), Some(eos)) => out.info(&format!(

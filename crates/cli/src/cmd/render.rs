@@ -14,13 +14,12 @@
 use std::io::Read;
 use std::path::{Path, PathBuf};
 
+use crate::messages::{RenderMeta, RenderVision};
+use crate::output::Output;
 use anyhow::Context;
-use occ_core::{Mode, TextTokenizer, VisionTokens};
+use occ_core::{Mode, TextTokenizer};
 use occ_render::fit::{fit_to_ratio_with, FitOptions, Ratios};
 use occ_render::{normalize, render_page, Align, Margins, NewlinePolicy, RatioCheck, RenderSpec};
-use serde_json::json;
-
-use crate::output::Output;
 
 /// Language of the text (selects the default spec).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -161,31 +160,32 @@ pub fn run(args: Args, out: &Output) -> anyhow::Result<()> {
         .save_with_format(&args.out, image::ImageFormat::Png)
         .with_context(|| format!("writing {}", args.out.display()))?;
     let overflow_chars = page.overflow.chars().count();
-    let meta = json!({
-        "image": args.out.display().to_string(),
-        "source": args.text_file.display().to_string(),
-        "mode": args.mode,
-        "spec": used_spec,
-        "font_px": font_px,
-        "target_ratio": target_ratio,
-        "target_tokens": target_tokens,
-        "text_tokens": text_tokens,
-        "input_tokens": input_tokens,
-        "used_tokens": text_tokens,
-        "dropped_tokens": dropped_tokens,
-        "dropped_chars": dropped_chars,
-        "dropped_bytes": dropped.len(),
-        "ratio_check": check,
-        "vision_tokens": vision_json(&vision),
-        "ratio": ratios,
-        "ground_truth": page.text,
-        "chars": page.chars,
-        "lines": page.lines,
-        "missing_glyphs": page.missing_glyphs,
-        "overflow_chars": overflow_chars,
-        "overflow_bytes": page.overflow.len(),
-    });
-    let body = serde_json::to_string_pretty(&meta)?;
+    let meta = RenderMeta {
+        image: args.out.display().to_string(),
+        source: args.text_file.display().to_string(),
+        mode: args.mode,
+        spec: &used_spec,
+        font_px,
+        target_ratio,
+        target_tokens,
+        text_tokens,
+        input_tokens,
+        used_tokens: text_tokens,
+        dropped_tokens,
+        dropped_chars,
+        dropped_bytes: dropped.len(),
+        ratio_check: check.as_ref(),
+        vision_tokens: RenderVision::from(&vision),
+        ratio: ratios,
+        ground_truth: &page.text,
+        chars: page.chars,
+        lines: &page.lines,
+        missing_glyphs: &page.missing_glyphs,
+        overflow_chars,
+        overflow_bytes: page.overflow.len(),
+    };
+    // Through a JSON value, so the file's keys are sorted (as they have always been written).
+    let body = serde_json::to_string_pretty(&serde_json::to_value(&meta)?)?;
     std::fs::write(&meta_path, body + "\n").with_context(|| format!("writing {}", meta_path.display()))?;
     if !page.missing_glyphs.is_empty() {
         let chars: String =
@@ -210,7 +210,7 @@ pub fn run(args: Args, out: &Output) -> anyhow::Result<()> {
             args.text_file.display()
         ));
     }
-    out.json_message("render", &meta)?;
+    out.send(&meta)?;
     out.result(&format!(
         "wrote {} ({}x{}, {} lines, font {font_px} px, {text_tokens} text tokens, ratio {:.3} nominal / {:.3} valid / \
          {:.3} slots) and {}",
@@ -224,16 +224,6 @@ pub fn run(args: Args, out: &Output) -> anyhow::Result<()> {
         meta_path.display()
     ));
     Ok(())
-}
-
-fn vision_json(v: &VisionTokens) -> serde_json::Value {
-    json!({
-        "nominal": v.nominal,
-        "valid": v.valid,
-        "valid_floor": v.valid_floor,
-        "slots": v.slots,
-        "grid": [v.grid.across, v.grid.down],
-    })
 }
 
 fn build_spec(args: &Args) -> RenderSpec {

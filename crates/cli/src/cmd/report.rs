@@ -3,8 +3,8 @@
 use std::path::PathBuf;
 
 use anyhow::Context;
-use serde::Serialize;
 
+use crate::messages::ReportFiles;
 use crate::output::Output;
 
 /// Plots, tables and the HTML report of a sweep run.
@@ -14,29 +14,16 @@ pub struct Args {
     pub run_dir: PathBuf,
 }
 
-#[derive(Serialize)]
-struct ReportMessage {
-    run_dir: String,
-    markdown: String,
-    html: String,
-    plots: Vec<String>,
-    /// `pages.html`, or null for a run without predictions.
-    pages: Option<String>,
-}
-
 pub fn run(args: Args, out: &Output) -> anyhow::Result<()> {
     let files = occ_report::write_report(&args.run_dir)
         .with_context(|| format!("writing the report of {}", args.run_dir.display()))?;
-    out.json_message(
-        "report",
-        &ReportMessage {
-            run_dir: args.run_dir.display().to_string(),
-            markdown: files.markdown.display().to_string(),
-            html: files.html.display().to_string(),
-            plots: files.plots.iter().map(|p| p.display().to_string()).collect(),
-            pages: files.pages.as_ref().map(|p| p.display().to_string()),
-        },
-    )?;
+    out.send(&ReportFiles {
+        run_dir: args.run_dir.display().to_string(),
+        markdown: files.markdown.display().to_string(),
+        html: files.html.display().to_string(),
+        plots: files.plots.iter().map(|p| p.display().to_string()).collect(),
+        pages: files.pages.as_ref().map(|p| p.display().to_string()),
+    })?;
     out.result(&files.html.display().to_string());
     out.info(&format!("{} and {} plots", files.markdown.display(), files.plots.len()));
     Ok(())

@@ -18,8 +18,8 @@ use occ_eval::results;
 use occ_eval::score::{self, BadRow, RunMeta, ScoreError, ScoreOptions, ScoreProgress, ScoreRun, TokenBins};
 use occ_eval::stats::{CellStats, NO_CI};
 use occ_eval::Lang;
-use serde::Serialize;
 
+use crate::messages::{BadRowMessage, ScoreBin, ScoreHeadline, ScoreStart, ScoreSummary};
 use crate::output::{Output, JSON_SCHEMA_VERSION};
 use crate::runs::{git_commit, host};
 
@@ -72,63 +72,6 @@ fn parse_mode(s: &str) -> Result<Mode, String> {
     s.parse::<Mode>().map_err(|e| e.to_string())
 }
 
-#[derive(Serialize)]
-struct ScoreStart<'a> {
-    schema_version: u32,
-    input: String,
-    input_sha256: &'a str,
-    n_lines: usize,
-    n_rows: usize,
-    n_bad: usize,
-}
-
-#[derive(Serialize)]
-struct BadRowMessage<'a> {
-    line: usize,
-    id: Option<&'a str>,
-    kind: &'static str,
-    message: String,
-}
-
-#[derive(Serialize)]
-struct HeadlineMessage<'a> {
-    group: &'a str,
-    mode: &'a str,
-    n_pages: usize,
-    fox_precision_out_words: f64,
-    fox_precision_out_words_ci: [f64; 2],
-    fox_precision_gt_words: f64,
-    char_precision: f64,
-}
-
-#[derive(Serialize)]
-struct BinMessage<'a> {
-    group: &'a str,
-    mode: &'a str,
-    tokens_lo: Option<u32>,
-    tokens_hi: Option<u32>,
-    n_pages: u32,
-    compression: Option<f64>,
-    fox_precision_out_words: f64,
-    fox_precision_out_words_ci: [f64; 2],
-    fox_precision_gt_words: f64,
-    char_precision: f64,
-}
-
-#[derive(Serialize)]
-struct ScoreSummary<'a> {
-    run_dir: String,
-    run_id: &'a str,
-    n_lines: usize,
-    n_scored: usize,
-    n_bad: usize,
-    n_out_of_range: usize,
-    wall_time_s: f64,
-    files: BTreeMap<&'static str, String>,
-    headline: Vec<HeadlineMessage<'a>>,
-    bins: Vec<BinMessage<'a>>,
-}
-
 /// Progress bar over the rows.
 struct Bar(Option<ProgressBar>);
 
@@ -151,7 +94,7 @@ fn announce_bad_rows(bad: &[BadRow], out: &Output) -> anyhow::Result<()> {
     for b in bad {
         let msg =
             BadRowMessage { line: b.line, id: b.id.as_deref(), kind: b.problem.kind(), message: b.problem.to_string() };
-        out.json_message("bad_row", &msg)?;
+        out.send(&msg)?;
     }
     if !out.json {
         for b in bad.iter().take(BAD_ROWS_PRINTED) {
@@ -183,17 +126,14 @@ pub fn run(args: Args, out: &Output) -> anyhow::Result<()> {
     let input_sha256 = score::sha256_hex(&bytes);
     let input = score::parse_input(&bytes);
     drop(bytes);
-    out.json_message(
-        "score_start",
-        &ScoreStart {
-            schema_version: JSON_SCHEMA_VERSION,
-            input: args.predictions.display().to_string(),
-            input_sha256: &input_sha256,
-            n_lines: input.n_lines,
-            n_rows: input.rows.len(),
-            n_bad: input.bad.len(),
-        },
-    )?;
+    out.send(&ScoreStart {
+        schema_version: JSON_SCHEMA_VERSION,
+        input: args.predictions.display().to_string(),
+        input_sha256: &input_sha256,
+        n_lines: input.n_lines,
+        n_rows: input.rows.len(),
+        n_bad: input.bad.len(),
+    })?;
     let tokenizer = TextTokenizer::deepseek_ocr().context("loading the DeepSeek-OCR tokenizer")?;
     let bar = out.progress_enabled().then(|| {
         let bar = ProgressBar::new(input.rows.len() as u64);
@@ -251,48 +191,45 @@ pub fn run(args: Args, out: &Output) -> anyhow::Result<()> {
 
 fn announce(run: &ScoreRun, files: BTreeMap<&'static str, String>, out: &Output) -> anyhow::Result<()> {
     let r = &run.record;
-    out.json_message(
-        "score_summary",
-        &ScoreSummary {
-            run_dir: run.dir.display().to_string(),
-            run_id: &run.manifest.run_id,
-            n_lines: r.n_lines,
-            n_scored: r.n_scored,
-            n_bad: r.n_bad,
-            n_out_of_range: r.n_out_of_range,
-            wall_time_s: run.manifest.wall_time_s,
-            files: files.clone(),
-            headline: run
-                .headline
-                .iter()
-                .map(|h| HeadlineMessage {
-                    group: &h.group,
-                    mode: &h.mode,
-                    n_pages: h.n_pages,
-                    fox_precision_out_words: h.fox_precision_out_words.mean,
-                    fox_precision_out_words_ci: [h.fox_precision_out_words.ci_low, h.fox_precision_out_words.ci_high],
-                    fox_precision_gt_words: h.fox_precision_gt_words.mean,
-                    char_precision: h.char_precision.mean,
-                })
-                .collect(),
-            bins: run
-                .bins
-                .iter()
-                .map(|b| BinMessage {
-                    group: &b.group,
-                    mode: &b.mode,
-                    tokens_lo: b.tokens_lo,
-                    tokens_hi: b.tokens_hi,
-                    n_pages: b.n_pages,
-                    compression: b.compression,
-                    fox_precision_out_words: b.fox_precision_out_words,
-                    fox_precision_out_words_ci: [b.fox_precision_out_words_ci_low, b.fox_precision_out_words_ci_high],
-                    fox_precision_gt_words: b.fox_precision_gt_words,
-                    char_precision: b.char_precision,
-                })
-                .collect(),
-        },
-    )?;
+    out.send(&ScoreSummary {
+        run_dir: run.dir.display().to_string(),
+        run_id: &run.manifest.run_id,
+        n_lines: r.n_lines,
+        n_scored: r.n_scored,
+        n_bad: r.n_bad,
+        n_out_of_range: r.n_out_of_range,
+        wall_time_s: run.manifest.wall_time_s,
+        files: files.clone(),
+        headline: run
+            .headline
+            .iter()
+            .map(|h| ScoreHeadline {
+                group: &h.group,
+                mode: &h.mode,
+                n_pages: h.n_pages,
+                fox_precision_out_words: h.fox_precision_out_words.mean,
+                fox_precision_out_words_ci: [h.fox_precision_out_words.ci_low, h.fox_precision_out_words.ci_high],
+                fox_precision_gt_words: h.fox_precision_gt_words.mean,
+                char_precision: h.char_precision.mean,
+            })
+            .collect(),
+        bins: run
+            .bins
+            .iter()
+            .map(|b| ScoreBin {
+                group: &b.group,
+                mode: &b.mode,
+                tokens_lo: b.tokens_lo,
+                tokens_hi: b.tokens_hi,
+                n_pages: b.n_pages,
+                compression: b.compression,
+                fox_precision_out_words: b.fox_precision_out_words,
+                fox_precision_out_words_ci: [b.fox_precision_out_words_ci_low, b.fox_precision_out_words_ci_high],
+                fox_precision_gt_words: b.fox_precision_gt_words,
+                char_precision: b.char_precision,
+            })
+            .collect(),
+    })?;
     out.result(&format!(
         "{} predictions scored ({} bad rows left out, {} outside the token range) in {:.1} s -> {}",
         r.n_scored,
