@@ -12,7 +12,7 @@
 
 use candle_core::{DType, Result, Tensor, D};
 
-use super::Act;
+use super::act::Act;
 
 /// Whether autograd tracks any of `ts` (a variable, or a result of an op on one).
 pub fn tracks_grad(ts: &[&Tensor]) -> bool {

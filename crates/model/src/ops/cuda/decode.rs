@@ -1,57 +1,15 @@
-//! Launchers of `kernels.cu` (PTX built by `build.rs`, loaded once per device as module
-//! `occ_kernels`).
+//! Launchers of the decode step's kernels: SwiGLU, RMSNorm, RoPE and the slot-cache writes, the
+//! small-batch MoE, decode attention, and the step's bookkeeping (bans, argmax, positions, host
+//! writes).
 
-use candle_core::backend::BackendStorage;
-use candle_core::cuda_backend::cudarc::driver::{CudaSlice, DeviceRepr, LaunchConfig, PushKernelArg};
+use candle_core::cuda_backend::cudarc::driver::{LaunchConfig, PushKernelArg};
 use candle_core::cuda_backend::{CudaStorageSlice, WrapErr};
-use candle_core::{CudaDevice, CudaStorage, Layout, Result};
+use candle_core::{CudaStorage, Layout, Result};
 use half::{bf16, f16};
 
-const PTX: &str = include_str!(concat!(env!("OUT_DIR"), "/occ_kernels.ptx"));
-const MODULE: &str = "occ_kernels";
-const THREADS: u32 = 256;
+use super::{grid_for, span, suffix, u32_slice, MODULE, PTX};
 
-/// `match` over the float variants of a CUDA storage slice, expanding the caller's local
-/// `go!(Variant, element_type)` for each (the launchers' one dtype dispatch).
-macro_rules! each_float {
-    ($slice:expr, $what:expr) => {
-        match $slice {
-            CudaStorageSlice::F32(_) => go!(F32, f32),
-            CudaStorageSlice::BF16(_) => go!(BF16, bf16),
-            CudaStorageSlice::F16(_) => go!(F16, f16),
-            _ => candle_core::bail!("{}: unsupported dtype (f32, bf16 or f16)", $what),
-        }
-    };
-}
-
-fn grid_for(n: usize) -> LaunchConfig {
-    let blocks = n.div_ceil(THREADS as usize).clamp(1, 65_535) as u32;
-    LaunchConfig { grid_dim: (blocks, 1, 1), block_dim: (THREADS, 1, 1), shared_mem_bytes: 0 }
-}
-
-fn span(l: &Layout, what: &str) -> Result<(usize, usize)> {
-    l.contiguous_offsets().ok_or_else(|| {
-        candle_core::Error::Msg(format!("{what}: expected a contiguous CUDA tensor, got strides {:?}", l.stride()))
-    })
-}
-
-fn suffix(s: &CudaStorageSlice, what: &str) -> Result<&'static str> {
-    Ok(match s {
-        CudaStorageSlice::F32(_) => "f32",
-        CudaStorageSlice::BF16(_) => "bf16",
-        CudaStorageSlice::F16(_) => "f16",
-        _ => candle_core::bail!("{what}: unsupported dtype (f32, bf16 or f16)"),
-    })
-}
-
-fn u32_slice<'a>(s: &'a CudaStorage, what: &str) -> Result<&'a CudaSlice<u32>> {
-    match &s.slice {
-        CudaStorageSlice::U32(v) => Ok(v),
-        _ => candle_core::bail!("{what}: expected u32"),
-    }
-}
-
-pub(super) fn swiglu(s: &CudaStorage, l: &Layout, rows: usize, n: usize) -> Result<CudaStorage> {
+pub(in crate::ops) fn swiglu(s: &CudaStorage, l: &Layout, rows: usize, n: usize) -> Result<CudaStorage> {
     let dev = s.device.clone();
     let name = format!("occ_swiglu_{}", suffix(&s.slice, "swiglu")?);
     let func = dev.get_or_load_custom_func(&name, MODULE, PTX)?;
@@ -72,7 +30,7 @@ pub(super) fn swiglu(s: &CudaStorage, l: &Layout, rows: usize, n: usize) -> Resu
     Ok(CudaStorage { slice, device: dev })
 }
 
-pub(super) fn rms_norm(
+pub(in crate::ops) fn rms_norm(
     x: &CudaStorage,
     xl: &Layout,
     w: &CudaStorage,
@@ -108,7 +66,7 @@ pub(super) fn rms_norm(
 
 /// Part 0 (queries → a new tensor) when `cache` is `None`, part 1 (keys/values → the cache)
 /// otherwise.
-pub(super) fn qkv_rope_write(
+pub(in crate::ops) fn qkv_rope_write(
     qkv: &CudaStorage,
     ql: &Layout,
     pos: &CudaStorage,
@@ -166,13 +124,13 @@ pub(super) fn qkv_rope_write(
     Ok(each_float!(&qkv.slice, "qkv_rope_write"))
 }
 
-pub(super) fn moe_route(
+pub(in crate::ops) fn moe_route(
     x: &CudaStorage,
     xl: &Layout,
     g: &CudaStorage,
     gl: &Layout,
     (tokens, hidden, experts): (usize, usize, usize),
-    spec: super::RouteSpec,
+    (top_k, norm_topk_prob, scale): (usize, bool, f32),
 ) -> Result<CudaStorage> {
     let dev = x.device.clone();
     let name = format!("occ_moe_route_{}", suffix(&x.slice, "moe_route")?);
@@ -181,13 +139,13 @@ pub(super) fn moe_route(
     let (ga, gb) = span(gl, "moe_route router")?;
     let CudaStorageSlice::F32(gate) = &g.slice else { candle_core::bail!("moe_route: the router weight must be f32") };
     let gate = gate.slice(ga..gb);
-    let out = unsafe { dev.alloc::<f32>(tokens * spec.top_k * 2)? };
+    let out = unsafe { dev.alloc::<f32>(tokens * top_k * 2)? };
     let cfg = LaunchConfig {
         grid_dim: (tokens as u32, 1, 1),
         block_dim: (1024, 1, 1),
         shared_mem_bytes: (experts * std::mem::size_of::<f32>()) as u32,
     };
-    let dims = [tokens as u32, hidden as u32, experts as u32, spec.top_k as u32, u32::from(spec.norm_topk_prob)];
+    let dims = [tokens as u32, hidden as u32, experts as u32, top_k as u32, u32::from(norm_topk_prob)];
     macro_rules! go {
         ($variant:ident, $_t:ty) => {{
             let CudaStorageSlice::$variant(xs) = &x.slice else { candle_core::bail!("moe_route: dtype") };
@@ -197,7 +155,7 @@ pub(super) fn moe_route(
             for v in &dims {
                 builder.arg(v);
             }
-            builder.arg(&spec.scale);
+            builder.arg(&scale);
             unsafe { builder.launch(cfg) }.w()?;
         }};
     }
@@ -208,7 +166,7 @@ pub(super) fn moe_route(
 /// `occ_moe_gate_up`: `dims` are the kernel's four u32 sizes, `outputs` the number of output
 /// elements (one warp each).
 #[allow(clippy::too_many_arguments)]
-pub(super) fn moe_gate_up(
+pub(in crate::ops) fn moe_gate_up(
     x: &CudaStorage,
     xl: &Layout,
     w: &CudaStorage,
@@ -250,7 +208,7 @@ pub(super) fn moe_gate_up(
     Ok(CudaStorage { slice, device: dev })
 }
 
-pub(super) fn kv_insert(
+pub(in crate::ops) fn kv_insert(
     dst: &mut CudaStorage,
     dst_l: &Layout,
     src: &CudaStorage,
@@ -285,7 +243,7 @@ pub(super) fn kv_insert(
 }
 
 #[allow(clippy::too_many_arguments)]
-pub(super) fn decode_attention(
+pub(in crate::ops) fn decode_attention(
     q: &CudaStorage,
     ql: &Layout,
     cache: &CudaStorage,
@@ -343,7 +301,7 @@ pub(super) fn decode_attention(
 /// `occ_moe_down` (one rounded output per pair and channel) then `occ_moe_combine` (sum over the k
 /// pairs of each token).
 #[allow(clippy::too_many_arguments)]
-pub(super) fn moe_down(
+pub(in crate::ops) fn moe_down(
     a: &CudaStorage,
     al: &Layout,
     w: &CudaStorage,
@@ -385,7 +343,12 @@ pub(super) fn moe_down(
     Ok(CudaStorage { slice, device: dev })
 }
 
-pub(super) fn apply_ban(dst: &mut CudaStorage, dst_l: &Layout, ban: &CudaStorage, ban_l: &Layout) -> Result<()> {
+pub(in crate::ops) fn apply_ban(
+    dst: &mut CudaStorage,
+    dst_l: &Layout,
+    ban: &CudaStorage,
+    ban_l: &Layout,
+) -> Result<()> {
     let (rows, vocab) = dst_l.shape().dims2()?;
     let (_, max_ban) = ban_l.shape().dims2()?;
     let dev = dst.device.clone();
@@ -402,174 +365,7 @@ pub(super) fn apply_ban(dst: &mut CudaStorage, dst_l: &Layout, ban: &CudaStorage
     Ok(())
 }
 
-/// Shape parameters of `occ_vit_attention_*` (`VitGeometry` in kernels.cu).
-#[repr(C)]
-#[derive(Debug, Clone, Copy)]
-struct VitGeometry {
-    gh: u32,
-    gw: u32,
-    uh: u32,
-    uw: u32,
-    ux: u32,
-    units: u32,
-    heads: u32,
-    has_rel: u32,
-    scale: f32,
-}
-
-// SAFETY: a plain #[repr(C)] struct of 4-byte scalars, laid out as the kernel's `VitGeometry`.
-unsafe impl DeviceRepr for VitGeometry {}
-
-#[allow(clippy::too_many_arguments)]
-pub(super) fn vit_attention(
-    qkv: &CudaStorage,
-    ql: &Layout,
-    bias: &CudaStorage,
-    bl: &Layout,
-    rel: Option<(&CudaStorage, &Layout)>,
-    g: &super::VitGrid,
-    images: usize,
-    d: usize,
-) -> Result<CudaStorage> {
-    let ((uh, uw), (ny, nx)) = g.units();
-    if d != 64 {
-        candle_core::bail!("vit_attention: the CUDA kernel needs head_dim 64, got {d}")
-    }
-    let smem = super::vision::vit_smem_bytes((uh, uw), rel.is_some());
-    if smem > super::vision::VIT_SMEM_MAX || uh >= 1 << 16 || uw >= 1 << 16 {
-        candle_core::bail!("vit_attention: a {uh}×{uw} unit is too large for the CUDA kernel")
-    }
-    let dev = qkv.device.clone();
-    let name = match &qkv.slice {
-        CudaStorageSlice::BF16(_) => "occ_vit_attention_bf16",
-        CudaStorageSlice::F16(_) => "occ_vit_attention_f16",
-        _ => candle_core::bail!("vit_attention: the CUDA kernel takes bf16 or f16"),
-    };
-    let func = dev.get_or_load_custom_func(name, MODULE, PTX)?;
-    // beyond 48 KiB of dynamic shared memory a kernel must opt in
-    func.set_attribute(
-        candle_core::cuda_backend::cudarc::driver::sys::CUfunction_attribute::CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES,
-        smem as i32,
-    )
-    .w()?;
-    let (qa, qb) = span(ql, "vit_attention q|k|v")?;
-    let (ba, bb) = span(bl, "vit_attention bias")?;
-    if qa % 8 != 0 || ba % 8 != 0 {
-        candle_core::bail!("vit_attention: q|k|v and bias views must start on a 16-byte boundary")
-    }
-    let geo = VitGeometry {
-        gh: g.grid.0 as u32,
-        gw: g.grid.1 as u32,
-        uh: uh as u32,
-        uw: uw as u32,
-        ux: nx as u32,
-        units: (ny * nx) as u32,
-        heads: g.heads as u32,
-        has_rel: u32::from(rel.is_some()),
-        scale: g.scale,
-    };
-    let blocks_y = images * ny * nx;
-    if blocks_y > 65_535 || g.heads > 65_535 {
-        candle_core::bail!("vit_attention: {images} images × {} units × {} heads exceed one launch", ny * nx, g.heads)
-    }
-    let cfg = LaunchConfig {
-        grid_dim: ((uh * uw).div_ceil(64) as u32, blocks_y as u32, g.heads as u32),
-        block_dim: (128, 1, 1),
-        shared_mem_bytes: smem as u32,
-    };
-    let out_len = images * g.grid.0 * g.grid.1 * g.heads * d;
-    macro_rules! go {
-        ($variant:ident, $t:ty) => {{
-            let (CudaStorageSlice::$variant(x), CudaStorageSlice::$variant(b)) = (&qkv.slice, &bias.slice) else {
-                candle_core::bail!("vit_attention: q|k|v and bias must share a dtype")
-            };
-            let x = x.slice(qa..qb);
-            let b = b.slice(ba..bb);
-            let out = unsafe { dev.alloc::<$t>(out_len)? };
-            let null: u64 = 0;
-            let mut builder = func.builder();
-            builder.arg(&x).arg(&b);
-            let tables;
-            match rel {
-                Some((r, rl)) => {
-                    let CudaStorageSlice::$variant(r) = &r.slice else {
-                        candle_core::bail!("vit_attention: the relative tables must share the dtype of q|k|v")
-                    };
-                    let (ra, rb) = span(rl, "vit_attention tables")?;
-                    tables = r.slice(ra..rb);
-                    builder.arg(&tables);
-                }
-                // no tables: a null pointer (never read)
-                None => {
-                    builder.arg(&null);
-                }
-            }
-            builder.arg(&out).arg(&geo);
-            unsafe { builder.launch(cfg) }.w()?;
-            CudaStorageSlice::$variant(out)
-        }};
-    }
-    let slice = match &qkv.slice {
-        CudaStorageSlice::BF16(_) => go!(BF16, bf16),
-        _ => go!(F16, f16),
-    };
-    Ok(CudaStorage { slice, device: dev })
-}
-
-pub(super) fn bias_act(
-    x: &CudaStorage,
-    xl: &Layout,
-    b: &CudaStorage,
-    bl: &Layout,
-    res: Option<(&CudaStorage, &Layout)>,
-    n: usize,
-    act: u32,
-) -> Result<CudaStorage> {
-    let dev = x.device.clone();
-    let name = format!("occ_bias_act_{}", suffix(&x.slice, "bias_act")?);
-    let func = dev.get_or_load_custom_func(&name, MODULE, PTX)?;
-    let (xa, xb) = span(xl, "bias_act input")?;
-    let (ba, bb) = span(bl, "bias_act bias")?;
-    let total = xb - xa;
-    // 16-byte vectors when every view starts on a 16-byte boundary (the residual is read by element)
-    let per_vec = 16 / x.dtype().size_in_bytes();
-    let aligned = u32::from(xa % per_vec == 0 && ba % per_vec == 0);
-    let (n32, total64) = (n as u32, total as u64);
-    macro_rules! go {
-        ($variant:ident, $t:ty) => {{
-            let (CudaStorageSlice::$variant(xs), CudaStorageSlice::$variant(bs)) = (&x.slice, &b.slice) else {
-                candle_core::bail!("bias_act: input and bias must share a dtype")
-            };
-            let xs = xs.slice(xa..xb);
-            let bs = bs.slice(ba..bb);
-            let out = unsafe { dev.alloc::<$t>(total)? };
-            let null: u64 = 0;
-            let rs;
-            let mut builder = func.builder();
-            builder.arg(&xs).arg(&bs);
-            match res {
-                Some((r, rl)) => {
-                    let CudaStorageSlice::$variant(r) = &r.slice else {
-                        candle_core::bail!("bias_act: the residual must share the input's dtype")
-                    };
-                    let (ra, rb) = span(rl, "bias_act residual")?;
-                    rs = r.slice(ra..rb);
-                    builder.arg(&rs);
-                }
-                None => {
-                    builder.arg(&null);
-                }
-            }
-            builder.arg(&out).arg(&total64).arg(&n32).arg(&act).arg(&aligned);
-            unsafe { builder.launch(grid_for(total.div_ceil(8))) }.w()?;
-            CudaStorageSlice::$variant(out)
-        }};
-    }
-    let slice = each_float!(&x.slice, "bias_act");
-    Ok(CudaStorage { slice, device: dev })
-}
-
-pub(super) fn argmax(x: &CudaStorage, l: &Layout) -> Result<CudaStorage> {
+pub(in crate::ops) fn argmax(x: &CudaStorage, l: &Layout) -> Result<CudaStorage> {
     let (rows, n) = l.shape().dims2()?;
     let dev = x.device.clone();
     let func = dev.get_or_load_custom_func("occ_argmax_f32", MODULE, PTX)?;
@@ -585,7 +381,7 @@ pub(super) fn argmax(x: &CudaStorage, l: &Layout) -> Result<CudaStorage> {
     Ok(CudaStorage { slice: CudaStorageSlice::U32(out), device: dev })
 }
 
-pub(super) fn advance(s: &mut CudaStorage, l: &Layout) -> Result<()> {
+pub(in crate::ops) fn advance(s: &mut CudaStorage, l: &Layout) -> Result<()> {
     let dev = s.device.clone();
     let func = dev.get_or_load_custom_func("occ_advance", MODULE, PTX)?;
     let (a, b) = span(l, "advance positions")?;
@@ -598,7 +394,7 @@ pub(super) fn advance(s: &mut CudaStorage, l: &Layout) -> Result<()> {
     Ok(())
 }
 
-pub(super) fn write_u32(s: &mut CudaStorage, l: &Layout, values: &[u32]) -> Result<()> {
+pub(in crate::ops) fn write_u32(s: &mut CudaStorage, l: &Layout, values: &[u32]) -> Result<()> {
     let dev = s.device.clone();
     let (a, b) = span(l, "write_u32 buffer")?;
     if b - a != values.len() {
@@ -607,72 +403,4 @@ pub(super) fn write_u32(s: &mut CudaStorage, l: &Layout, values: &[u32]) -> Resu
     let CudaStorageSlice::U32(v) = &mut s.slice else { candle_core::bail!("write_u32: the buffer must be u32") };
     let mut v = v.slice_mut(a..b);
     dev.memcpy_htod(values, &mut v)
-}
-
-/// A CUDA graph of one captured decode step.
-pub(super) struct Graph(candle_core::cuda_backend::cudarc::driver::CudaGraph);
-
-impl Graph {
-    pub(super) fn launch(&self) -> Result<()> {
-        self.0.launch().w()
-    }
-}
-
-pub(super) fn capture(dev: &CudaDevice, step: &dyn Fn() -> Result<()>) -> Result<Option<Graph>> {
-    use candle_core::cuda_backend::cudarc::driver::sys;
-    let _cache = dev.enable_cuda_graph_htod_cache();
-    step()?; // the real first step doubles as the warm-up
-    let stream = dev.cuda_stream();
-    stream.synchronize().w()?;
-    if let Err(e) = stream.begin_capture(sys::CUstreamCaptureMode::CU_STREAM_CAPTURE_MODE_THREAD_LOCAL) {
-        tracing::warn!("CUDA graph capture unavailable ({e}); decoding eagerly");
-        return Ok(None);
-    }
-    let captured = step();
-    let graph = stream.end_capture(sys::CUgraphInstantiate_flags::CUDA_GRAPH_INSTANTIATE_FLAG_AUTO_FREE_ON_LAUNCH);
-    match (captured, graph) {
-        (Ok(()), Ok(Some(g))) => {
-            g.upload().w()?;
-            Ok(Some(Graph(g)))
-        }
-        (captured, graph) => {
-            tracing::warn!(
-                "CUDA graph capture failed (step: {:?}, graph: {:?}); decoding eagerly",
-                captured.err().map(|e| e.to_string()),
-                graph.err().map(|e| e.to_string())
-            );
-            Ok(None)
-        }
-    }
-}
-
-pub(super) fn single_stream_device(ordinal: usize) -> Result<candle_core::Device> {
-    let device = candle_core::Device::new_cuda(ordinal)?;
-    if let candle_core::Device::Cuda(dev) = &device {
-        // SAFETY: this crate runs every kernel on the device's one stream, so no cross-stream
-        // synchronisation is needed; no tensor exists on the device yet.
-        unsafe { dev.disable_event_tracking() };
-    }
-    Ok(device)
-}
-
-pub(super) fn memory_used() -> Option<u64> {
-    let (free, total) = candle_core::cuda_backend::cudarc::driver::result::mem_get_info().ok()?;
-    Some((total - free) as u64)
-}
-
-pub(super) fn profiler(on: bool) -> Result<()> {
-    use candle_core::cuda_backend::cudarc::driver::sys;
-    // SAFETY: plain driver calls without arguments; they only toggle profiler data collection.
-    let status = unsafe {
-        if on {
-            sys::cuProfilerStart()
-        } else {
-            sys::cuProfilerStop()
-        }
-    };
-    if status != sys::CUresult::CUDA_SUCCESS {
-        candle_core::bail!("cuProfiler{}: {status:?}", if on { "Start" } else { "Stop" })
-    }
-    Ok(())
 }

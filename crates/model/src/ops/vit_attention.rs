@@ -1,146 +1,13 @@
-//! Fused ops of the vision encoder: attention straight from a q|k|v projection ([`vit_attention`])
-//! and a linear layer's epilogue ([`bias_act`]). CPU code is the specification, as in the parent
-//! module; the CUDA kernels are in `kernels.cu` (`vit_attention`, `bias_act`).
+//! [`vit_attention`]: the vision encoder's attention straight from the q|k|v projection, over the
+//! whole grid or SAM's windows, SAM's decomposed relative positions computed on the fly (tensor cores
+//! on CUDA, bf16/f16, head_dim 64); nothing n × n is stored. The CUDA kernel is `vit_attention` in
+//! `kernels.cu`.
 
-use candle_core::backend::BackendStorage;
 use candle_core::{CpuStorage, Layout, Result, Shape, Tensor, WithDType};
-use half::{bf16, f16};
 
-use super::{contiguous, Elem};
-
-/// The activation of a linear layer's epilogue.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Act {
-    /// The identity.
-    None,
-    /// Exact GELU, `0.5·x·(1 + erf(x/√2))` (SAM's `nn.GELU`).
-    Gelu,
-    /// `x·sigmoid(1.702·x)` (CLIP's `quick_gelu`), rounded after each of its three ops.
-    QuickGelu,
-}
-
-impl Act {
-    #[cfg_attr(not(feature = "cuda"), allow(dead_code))]
-    fn code(self) -> u32 {
-        match self {
-            Act::None => 0,
-            Act::Gelu => 1,
-            Act::QuickGelu => 2,
-        }
-    }
-}
-
-fn act_cpu<T: Elem>(v: f32, act: Act) -> f32 {
-    match act {
-        Act::None => v,
-        Act::Gelu => (candle_core::cpu::erf::erf_f32(v * std::f32::consts::FRAC_1_SQRT_2) + 1.0) * 0.5 * v,
-        Act::QuickGelu => {
-            let s = T::from_f32(v * 1.702).to_f32();
-            let sg = T::from_f32(((-s).exp() + 1.0).recip()).to_f32();
-            v * sg
-        }
-    }
-}
-
-fn bias_act_cpu<T: Elem>(x: &[T], b: &[T], res: Option<&[T]>, act: Act) -> Vec<T> {
-    let n = b.len();
-    x.iter()
-        .enumerate()
-        .map(|(i, &xi)| {
-            let v = T::from_f32(xi.to_f32() + b[i % n].to_f32()).to_f32();
-            let v = T::from_f32(act_cpu::<T>(v, act));
-            match res {
-                Some(r) => T::from_f32(v.to_f32() + r[i].to_f32()),
-                None => v,
-            }
-        })
-        .collect()
-}
-
-struct BiasAct {
-    act: Act,
-    residual: bool,
-}
-
-impl BiasAct {
-    fn check(&self, xl: &Layout, bl: &Layout, rl: &Layout) -> Result<usize> {
-        let n = *xl.dims().last().unwrap_or(&0);
-        if bl.dims() != [n] || n == 0 {
-            candle_core::bail!("bias_act: bias {:?} for rows of {n} ({:?})", bl.dims(), xl.dims())
-        }
-        if self.residual && rl.dims() != xl.dims() {
-            candle_core::bail!("bias_act: residual {:?} for an input {:?}", rl.dims(), xl.dims())
-        }
-        Ok(n)
-    }
-}
-
-impl candle_core::CustomOp3 for BiasAct {
-    fn name(&self) -> &'static str {
-        "occ-bias-act"
-    }
-
-    fn cpu_fwd(
-        &self,
-        x: &CpuStorage,
-        xl: &Layout,
-        b: &CpuStorage,
-        bl: &Layout,
-        r: &CpuStorage,
-        rl: &Layout,
-    ) -> Result<(CpuStorage, Shape)> {
-        self.check(xl, bl, rl)?;
-        let out = float_pair!(x, b, "bias_act", |xs, bs: T| {
-            let xs = contiguous(xs, xl, "bias_act input")?;
-            let bs = contiguous(bs, bl, "bias_act bias")?;
-            let rs = match self.residual {
-                false => None,
-                true => Some(contiguous(third::<T>(r, "bias_act residual")?, rl, "bias_act residual")?),
-            };
-            T::to_cpu_storage_owned(bias_act_cpu::<T>(xs, bs, rs, self.act))
-        });
-        Ok((out, xl.shape().clone()))
-    }
-
-    #[cfg(feature = "cuda")]
-    fn cuda_fwd(
-        &self,
-        x: &candle_core::CudaStorage,
-        xl: &Layout,
-        b: &candle_core::CudaStorage,
-        bl: &Layout,
-        r: &candle_core::CudaStorage,
-        rl: &Layout,
-    ) -> Result<(candle_core::CudaStorage, Shape)> {
-        let n = self.check(xl, bl, rl)?;
-        let res = self.residual.then_some((r, rl));
-        Ok((super::cuda::bias_act(x, xl, b, bl, res, n, self.act.code())?, xl.shape().clone()))
-    }
-}
-
-/// The elements of a third input that must share the dtype of the first two.
-fn third<'a, T: Elem>(s: &'a CpuStorage, what: &str) -> Result<&'a [T]> {
-    T::cpu_slice(s)
-        .ok_or_else(|| candle_core::Error::Msg(format!("{what}: dtype {:?} differs from the input's", s.dtype())))
-}
-
-/// A linear layer's epilogue in one pass: `round(residual + round(act(round(x + bias))))` (the reference's
-/// bias add, activation and residual add, each rounded to the dtype).
-///
-/// # Shapes
-/// `x`: `(…, n)`, `bias`: `(n)`, `residual`: as `x` → as `x`.
-pub fn bias_act(x: &Tensor, bias: &Tensor, act: Act, residual: Option<&Tensor>) -> Result<Tensor> {
-    if super::tracks_grad(&[x, bias]) || residual.is_some_and(|r| r.track_op()) {
-        return super::diff::bias_act(x, bias, act, residual);
-    }
-    let x = x.contiguous()?;
-    let bias = bias.contiguous()?;
-    match residual {
-        Some(r) => x.apply_op3_no_bwd(&bias, &r.contiguous()?, &BiasAct { act, residual: true }),
-        // no residual: the input stands in for it (never read; no allocation on the hot path)
-        None => x.apply_op3_no_bwd(&bias, &x, &BiasAct { act, residual: false }),
-    }
-}
+#[cfg(feature = "cuda")]
+use super::cuda;
+use super::elem::{contiguous, float_pair, third, Elem};
 
 /// Geometry of [`vit_attention`].
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -300,8 +167,14 @@ impl candle_core::CustomOp3 for VitAttention {
     ) -> Result<(candle_core::CudaStorage, Shape)> {
         let (b, d) = vit_dims(&self.grid, ql, bl, rl, self.has_rel)?;
         let g = self.grid;
+        let (unit, units) = g.units();
+        let smem = vit_smem_bytes(unit, self.has_rel);
+        if smem > VIT_SMEM_MAX || unit.0 >= 1 << 16 || unit.1 >= 1 << 16 {
+            candle_core::bail!("vit_attention: a {}×{} unit is too large for the CUDA kernel", unit.0, unit.1)
+        }
+        let launch = cuda::VitLaunch { grid: g.grid, unit, units, heads: g.heads, scale: g.scale, smem };
         let rel = self.has_rel.then_some((rel, rl));
-        let out = super::cuda::vit_attention(qkv, ql, bias, bl, rel, &g, b, d)?;
+        let out = cuda::vit_attention(qkv, ql, bias, bl, rel, &launch, b, d)?;
         Ok((out, Shape::from((b, g.grid.0 * g.grid.1, g.heads * d))))
     }
 }
@@ -350,12 +223,12 @@ pub fn vit_attention_supported(x: &Tensor, head_dim: usize, unit: (usize, usize)
 }
 
 /// Shared memory the CUDA kernel of [`vit_attention`] may use per block (H100/H200 allow 227 KiB).
-pub(super) const VIT_SMEM_MAX: usize = 200 * 1024;
+const VIT_SMEM_MAX: usize = 200 * 1024;
 
 /// Shared memory of one block of the CUDA kernel (16-bit elements): two key and two value tiles of
 /// 64 × 72, and with tables the block's `rel_h`, `rel_w` (64 rows of [`vit_rel_stride`]) and two tiles'
 /// key coordinates.
-pub(super) fn vit_smem_bytes(unit: (usize, usize), rel: bool) -> usize {
+fn vit_smem_bytes(unit: (usize, usize), rel: bool) -> usize {
     4 * 64 * 72 * 2 + if rel { 64 * (vit_rel_stride(unit.0) + vit_rel_stride(unit.1)) * 2 + 2 * 64 * 4 } else { 0 }
 }
 
@@ -366,38 +239,5 @@ fn vit_rel_stride(side: usize) -> usize {
         8
     } else {
         8 + 64 * (side - 8).div_ceil(64)
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use candle_core::DType;
-
-    use crate::synth::uniform_tensor as rand;
-
-    #[test]
-    fn bias_act_matches_candle_ops() -> Result<()> {
-        let x = (rand(&[2, 3, 8], 1) * 3.0)?;
-        let b = rand(&[8], 2);
-        let r = rand(&[2, 3, 8], 3);
-        let lin = x.broadcast_add(&b)?;
-        let max = |a: &Tensor, b: &Tensor| -> Result<f32> { (a - b)?.abs()?.max_all()?.to_scalar::<f32>() };
-        assert_eq!(max(&bias_act(&x, &b, Act::None, None)?, &lin)?, 0.0);
-        assert_eq!(max(&bias_act(&x, &b, Act::Gelu, None)?, &lin.gelu_erf()?)?, 0.0);
-        assert_eq!(max(&bias_act(&x, &b, Act::QuickGelu, Some(&r))?, &(&r + crate::nn::quick_gelu(&lin)?)?)?, 0.0);
-        assert_eq!(max(&bias_act(&x, &b, Act::None, Some(&r))?, &(&r + &lin)?)?, 0.0);
-        // bf16: exact for the bias and residual adds; the activation computes in f32 and rounds where the
-        // reference's ops round (candle's bf16 ops round their constants and intermediates too: within 1 %)
-        let (xb, bb, rb) = (x.to_dtype(DType::BF16)?, b.to_dtype(DType::BF16)?, r.to_dtype(DType::BF16)?);
-        let f = |t: Tensor| t.to_dtype(DType::F32);
-        let lin_b = xb.broadcast_add(&bb)?;
-        assert_eq!(max(&f(bias_act(&xb, &bb, Act::None, Some(&rb))?)?, &f((&rb + &lin_b)?)?)?, 0.0);
-        let want = f((&rb + crate::nn::quick_gelu(&lin_b)?)?)?;
-        let got = f(bias_act(&xb, &bb, Act::QuickGelu, Some(&rb))?)?;
-        assert!(max(&got, &want)? < 0.02 * want.abs()?.max_all()?.to_scalar::<f32>()?);
-        assert!(bias_act(&x, &rand(&[7], 4), Act::None, None).is_err());
-        assert!(bias_act(&x, &b, Act::None, Some(&rand(&[3, 8], 5))).is_err());
-        Ok(())
     }
 }

@@ -1,0 +1,72 @@
+//! CUDA graphs of a decode step, the single-stream device, device memory and the profiler.
+
+use candle_core::cuda_backend::WrapErr;
+use candle_core::{CudaDevice, Result};
+
+/// A CUDA graph of one captured decode step.
+pub(in crate::ops) struct Graph(candle_core::cuda_backend::cudarc::driver::CudaGraph);
+
+impl Graph {
+    pub(in crate::ops) fn launch(&self) -> Result<()> {
+        self.0.launch().w()
+    }
+}
+
+pub(in crate::ops) fn capture(dev: &CudaDevice, step: &dyn Fn() -> Result<()>) -> Result<Option<Graph>> {
+    use candle_core::cuda_backend::cudarc::driver::sys;
+    let _cache = dev.enable_cuda_graph_htod_cache();
+    step()?; // the real first step doubles as the warm-up
+    let stream = dev.cuda_stream();
+    stream.synchronize().w()?;
+    if let Err(e) = stream.begin_capture(sys::CUstreamCaptureMode::CU_STREAM_CAPTURE_MODE_THREAD_LOCAL) {
+        tracing::warn!("CUDA graph capture unavailable ({e}); decoding eagerly");
+        return Ok(None);
+    }
+    let captured = step();
+    let graph = stream.end_capture(sys::CUgraphInstantiate_flags::CUDA_GRAPH_INSTANTIATE_FLAG_AUTO_FREE_ON_LAUNCH);
+    match (captured, graph) {
+        (Ok(()), Ok(Some(g))) => {
+            g.upload().w()?;
+            Ok(Some(Graph(g)))
+        }
+        (captured, graph) => {
+            tracing::warn!(
+                "CUDA graph capture failed (step: {:?}, graph: {:?}); decoding eagerly",
+                captured.err().map(|e| e.to_string()),
+                graph.err().map(|e| e.to_string())
+            );
+            Ok(None)
+        }
+    }
+}
+
+pub(in crate::ops) fn single_stream_device(ordinal: usize) -> Result<candle_core::Device> {
+    let device = candle_core::Device::new_cuda(ordinal)?;
+    if let candle_core::Device::Cuda(dev) = &device {
+        // SAFETY: this crate runs every kernel on the device's one stream, so no cross-stream
+        // synchronisation is needed; no tensor exists on the device yet.
+        unsafe { dev.disable_event_tracking() };
+    }
+    Ok(device)
+}
+
+pub(in crate::ops) fn memory_used() -> Option<u64> {
+    let (free, total) = candle_core::cuda_backend::cudarc::driver::result::mem_get_info().ok()?;
+    Some((total - free) as u64)
+}
+
+pub(in crate::ops) fn profiler(on: bool) -> Result<()> {
+    use candle_core::cuda_backend::cudarc::driver::sys;
+    // SAFETY: plain driver calls without arguments; they only toggle profiler data collection.
+    let status = unsafe {
+        if on {
+            sys::cuProfilerStart()
+        } else {
+            sys::cuProfilerStop()
+        }
+    };
+    if status != sys::CUresult::CUDA_SUCCESS {
+        candle_core::bail!("cuProfiler{}: {status:?}", if on { "Start" } else { "Stop" })
+    }
+    Ok(())
+}
