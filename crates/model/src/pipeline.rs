@@ -23,7 +23,7 @@ use crate::generate::{GenerationConfig, PromptInput, Sampling};
 use crate::grounding::{parse_grounding, postprocess, GroundedBlock};
 use crate::load::{expected_tensors, LoadError, WeightsDir};
 use crate::mini::{self, MiniConfig, OutputVocab};
-use crate::preprocess::{prepare, PreparedImage};
+use crate::preprocess::{prepare_with_options, PrepareOptions, PreparedImage, ResizeOrder};
 use crate::prompt::{build_prompt, PromptTokens};
 use crate::synth::Recipe;
 
@@ -79,6 +79,10 @@ pub struct DeepseekOcr {
     pub max_batch: usize,
     /// Settings the engine trait starts from (its options override budget, sampling and EOS).
     pub generation: GenerationConfig,
+    /// Pass order of every resize of preprocessing ([`ResizeOrder`]; default
+    /// [`ResizeOrder::Pillow12`], the order the released weights were trained with). Set
+    /// [`ResizeOrder::Pillow13`] to match a reference run under Pillow ≥ 13 bit for bit.
+    pub resize_order: ResizeOrder,
 }
 
 impl DeepseekOcr {
@@ -107,6 +111,7 @@ impl DeepseekOcr {
             native_mode: None,
             max_batch: 8,
             generation: GenerationConfig::default(),
+            resize_order: ResizeOrder::default(),
         })
     }
 
@@ -251,7 +256,8 @@ impl DeepseekOcr {
                 )
             }
             let t = Instant::now();
-            let p = prepare(img, *mode)?;
+            let p =
+                prepare_with_options(img, *mode, PrepareOptions { order: self.resize_order, ..Default::default() })?;
             let vt = mode
                 .vision_tokens(img.width(), img.height())
                 .map_err(|e| candle_core::Error::Msg(format!("vision tokens: {e}")))?;

@@ -4,7 +4,8 @@
 //! - [`resize_bicubic_with`]: Pillow's `Image.resize(..., BICUBIC)` for 8-bit RGB, reproduced exactly
 //!   (separable passes in the [`ResizeOrder`] of a Pillow version; cubic kernel a = −0.5, support
 //!   scaled by the downscale factor, coefficients normalised in f64 then quantised to 22 fractional
-//!   bits, each pass rounded and clamped to u8). [`resize_bicubic`] uses the default order.
+//!   bits, each pass rounded and clamped to u8). [`resize_bicubic`] uses the default order
+//!   ([`ResizeOrder::Pillow12`], the one the released weights were trained with).
 //! - [`pad_to_square_with`]: `ImageOps.pad(image, (s, s), color=(127, 127, 127))` (`contain` with
 //!   Python's half-to-even `round`, then centred paste).
 //! - [`prepare_with_options`]: the views of one image for a [`Mode`]: the global view and, in crop
@@ -21,17 +22,20 @@
 //! `contain` in Base/Large and the Gundam global view, the Gundam tile canvas) follows one
 //! [`ResizeOrder`]:
 //!
-//! - [`ResizeOrder::Pillow12`]: horizontal pass first, always — Pillow ≤ 12.x (checked bit for bit
-//!   against Pillow 12.0.0 and 11.3.0). DeepSeek-OCR predates Pillow 13, so it was trained with this
-//!   order.
-//! - [`ResizeOrder::Pillow13`] (the default): vertical pass first when it removes more than twice as
-//!   many rows as the horizontal pass removes columns (`max(0, h − h') > 2·max(0, w − w')`),
-//!   horizontal first otherwise — Pillow ≥ 13 (checked against 13.0.0).
+//! - [`ResizeOrder::Pillow12`] (the default): horizontal pass first, always — Pillow ≤ 12.x (checked
+//!   bit for bit against Pillow 12.0.0 and 11.3.0). DeepSeek-OCR predates Pillow 13, so the released
+//!   weights were trained on pages resized in this order; it is the default so that inference sees
+//!   the pixels training saw.
+//! - [`ResizeOrder::Pillow13`]: vertical pass first when it removes more than twice as many rows as
+//!   the horizontal pass removes columns (`max(0, h − h') > 2·max(0, w − w')`), horizontal first
+//!   otherwise — Pillow ≥ 13 (checked against 13.0.0). Choose it to match a reference run under
+//!   Pillow 13 bit for bit.
 //!
 //! The orders agree unless both passes run and the Pillow 13 rule picks vertical first: of the
 //! committed page × mode cases only the portrait page stretched to 512² / 640² (Tiny / Small)
-//! differs; the padded and tiled views of the test pages do not. Pick the order from the reference's `PIL.__version__` with
-//! [`ResizeOrder::for_pillow_version`].
+//! differs; the padded and tiled views of the test pages do not. Pick the order from the reference's
+//! `PIL.__version__` with [`ResizeOrder::for_pillow_version`]. The whole pipeline takes the order from
+//! [`DeepseekOcr::resize_order`](crate::pipeline::DeepseekOcr::resize_order).
 
 use std::path::Path;
 
@@ -67,15 +71,16 @@ pub fn load_image(path: &Path) -> Result<RgbImage> {
 }
 
 /// Order of the two separable passes of a BICUBIC resize, as in a given Pillow version (see the
-/// module docs). Parses from and displays as `pillow12` / `pillow13` (also in serde).
+/// module docs). Parses from and displays as `pillow12` / `pillow13` (also in serde). The default is
+/// [`Pillow12`](Self::Pillow12), the order the released DeepSeek-OCR weights were trained with.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum ResizeOrder {
-    /// Horizontal pass first, always (Pillow ≤ 12.x).
+    /// Horizontal pass first, always (Pillow ≤ 12.x; the released weights' training order).
+    #[default]
     Pillow12,
     /// Vertical pass first when it removes more than twice as many rows as the horizontal pass
     /// removes columns, horizontal first otherwise (Pillow ≥ 13).
-    #[default]
     Pillow13,
 }
 
@@ -215,7 +220,7 @@ fn resample_vertical(src: &[u8], w: usize, h: usize, out_h: usize) -> Vec<u8> {
     out
 }
 
-/// [`resize_bicubic_with`] in the default order ([`ResizeOrder::Pillow13`]).
+/// [`resize_bicubic_with`] in the default order ([`ResizeOrder::Pillow12`]).
 pub fn resize_bicubic(img: &RgbImage, width: u32, height: u32) -> Result<RgbImage> {
     resize_bicubic_with(img, width, height, ResizeOrder::default())
 }
@@ -253,7 +258,7 @@ fn round_half_even(x: f64) -> u32 {
     x.round_ties_even().max(0.0) as u32
 }
 
-/// [`pad_to_square_with`] in the default order ([`ResizeOrder::Pillow13`]).
+/// [`pad_to_square_with`] in the default order ([`ResizeOrder::Pillow12`]).
 pub fn pad_to_square(img: &RgbImage, size: u32) -> Result<RgbImage> {
     pad_to_square_with(img, size, ResizeOrder::default())
 }
@@ -323,7 +328,7 @@ impl Default for TileRange {
 }
 
 /// Preprocessing options beyond the mode: the Gundam tile range and the resize pass order.
-/// `PrepareOptions::default()` is what [`prepare`] uses (2..=9 tiles, [`ResizeOrder::Pillow13`]).
+/// `PrepareOptions::default()` is what [`prepare`] uses (2..=9 tiles, [`ResizeOrder::Pillow12`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct PrepareOptions {
     /// Allowed tile counts of the Gundam grid.
@@ -332,7 +337,7 @@ pub struct PrepareOptions {
     pub order: ResizeOrder,
 }
 
-/// [`prepare_with_options`] with the default options (2..=9 tiles, [`ResizeOrder::Pillow13`]).
+/// [`prepare_with_options`] with the default options (2..=9 tiles, [`ResizeOrder::Pillow12`]).
 pub fn prepare(image: &RgbImage, mode: Mode) -> Result<PreparedImage> {
     prepare_with_options(image, mode, PrepareOptions::default())
 }
@@ -511,7 +516,7 @@ mod tests {
 
     #[test]
     fn resize_order_names_parse_display_and_serde() {
-        assert_eq!(ResizeOrder::default(), ResizeOrder::Pillow13);
+        assert_eq!(ResizeOrder::default(), ResizeOrder::Pillow12, "the released weights' training order");
         for order in ResizeOrder::ALL {
             assert_eq!(order.to_string().parse::<ResizeOrder>().unwrap(), order);
             let json = serde_json::to_string(&order).unwrap();

@@ -55,10 +55,15 @@ impl DecoderGolden {
 }
 
 /// The full encoder and the reduced decoder of the goldens on synthetic weights (seed 0), f32 CPU,
-/// built once per test binary (about 3 GB).
+/// resizing in the goldens' Pillow order, built once per test binary (about 3 GB).
 pub fn reduced_engine() -> &'static DeepseekOcr {
     static E: OnceLock<DeepseekOcr> = OnceLock::new();
-    E.get_or_init(|| DeepseekOcr::synthetic(SyntheticSize::Reduced, 0, DType::F32, &Device::Cpu).unwrap())
+    E.get_or_init(|| {
+        let mut e = DeepseekOcr::synthetic(SyntheticSize::Reduced, 0, DType::F32, &Device::Cpu).unwrap();
+        // the pages of the goldens were resized by the reference's Pillow
+        e.resize_order = crate::golden::recorded_resize_order(&DecoderGolden::load().meta);
+        e
+    })
 }
 
 /// The reduced decoder of [`reduced_engine`].

@@ -8,11 +8,11 @@ use candle_core::{DType, Device, Tensor};
 use occ_core::Mode;
 use occ_model::config::VisionConfig;
 use occ_model::encoder::DeepEncoder;
-use occ_model::preprocess::{image_tensor, load_image, prepare};
+use occ_model::preprocess::{image_tensor, load_image, prepare_with_options, PrepareOptions, PreparedImage};
 use occ_model::sam::get_rel_pos;
 use occ_model::synth::synth_var_builder;
 
-use crate::golden::{assert_reports, golden_dir, Golden, Report};
+use crate::golden::{assert_reports, encoder_meta, golden_dir, recorded_resize_order, Golden, Report};
 
 /// One full-size encoder shared by the parity tests (building it synthesises 400M values).
 fn encoder() -> &'static DeepEncoder {
@@ -20,6 +20,12 @@ fn encoder() -> &'static DeepEncoder {
     ENCODER.get_or_init(|| {
         DeepEncoder::new(&VisionConfig::deepseek_ocr(), synth_var_builder(0, DType::F32, &Device::Cpu)).unwrap()
     })
+}
+
+/// The views of `page` in `mode`, resized in the order of the Pillow that made the goldens.
+fn prepare(page: &image::RgbImage, mode: Mode) -> PreparedImage {
+    let order = recorded_resize_order(&encoder_meta());
+    prepare_with_options(page, mode, PrepareOptions { order, ..Default::default() }).unwrap()
 }
 
 /// Runs one view through every stage, comparing each against the golden as it is produced.
@@ -59,7 +65,7 @@ fn compare_stages(golden: &Golden, view: &Tensor) -> (Vec<Report>, Tensor) {
 fn tiny_mode_matches_reference_every_stage_f32() {
     let golden = Golden::load("tiny.safetensors");
     let page = load_image(&golden_dir().join("inputs/page_portrait.png")).unwrap();
-    let prepared = prepare(&page, Mode::Tiny).unwrap();
+    let prepared = prepare(&page, Mode::Tiny);
     let view = image_tensor(&prepared.global, &Device::Cpu).unwrap();
     let (mut reports, _) = compare_stages(&golden, &view);
     // The laid-out rows (the reference's own DeepseekOCRModel.forward layout), via the public API.
@@ -73,7 +79,7 @@ fn tiny_mode_matches_reference_every_stage_f32() {
 fn gundam_tile_matches_reference_every_stage_f32() {
     let golden = Golden::load("tile640.safetensors");
     let page = load_image(&golden_dir().join("inputs/page_landscape.png")).unwrap();
-    let prepared = prepare(&page, Mode::Gundam).unwrap();
+    let prepared = prepare(&page, Mode::Gundam);
     assert_eq!((prepared.grid.across, prepared.grid.down), (3, 2));
     let view = image_tensor(&prepared.tiles[0], &Device::Cpu).unwrap();
     let (reports, _) = compare_stages(&golden, &view);

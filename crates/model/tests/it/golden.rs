@@ -9,6 +9,7 @@ use std::collections::HashMap;
 use std::path::PathBuf;
 
 use candle_core::{DType, Device, Tensor};
+use occ_model::preprocess::ResizeOrder;
 
 /// Values per stage in `S.sample` (must match the generator).
 pub const SAMPLES: usize = 2048;
@@ -32,6 +33,20 @@ pub fn tolerance(stage: &str) -> f64 {
 
 pub fn golden_dir() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../tests/golden/encoder")
+}
+
+/// `tests/golden/encoder/meta.json`: how the encoder goldens were made (versions, Pillow, seed).
+pub fn encoder_meta() -> serde_json::Value {
+    let path = golden_dir().join("meta.json");
+    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    serde_json::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
+/// The resize order of the Pillow that made a golden folder (`"pillow"` in its meta.json): its
+/// preprocessed views, and everything computed from them, are bit-exact in that order only.
+pub fn recorded_resize_order(meta: &serde_json::Value) -> ResizeOrder {
+    let version = meta["pillow"].as_str().expect("the goldens' meta.json records the Pillow version");
+    ResizeOrder::for_pillow_version(version).expect("a Pillow version")
 }
 
 pub fn sha256_hex(bytes: &[u8]) -> String {

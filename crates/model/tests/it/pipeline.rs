@@ -7,7 +7,7 @@ use occ_core::{Mode, OcrEngine, OcrOptions, OcrPage, Prompt};
 use occ_model::generate::GenerationConfig;
 use occ_model::ngram::NgramBlocker;
 use occ_model::pipeline::{DeepseekOcr, SyntheticSize};
-use occ_model::preprocess::{load_image, prepare};
+use occ_model::preprocess::{load_image, prepare_with_options, PrepareOptions, ResizeOrder};
 use occ_model::prompt::build_prompt;
 use occ_model::synth::{synth_values, synth_values_with, Recipe};
 
@@ -32,7 +32,8 @@ fn tiny_pages_prefill_logits_match_reference_f32() {
     let g = DecoderGolden::load();
     let e = reduced_engine();
     for (name, img) in pipeline_cases(g) {
-        let prepared = prepare(&img, Mode::Tiny).unwrap();
+        let options = PrepareOptions { order: e.resize_order, ..Default::default() };
+        let prepared = prepare_with_options(&img, Mode::Tiny, options).unwrap();
         let rows = e.encoder().encode(&[prepared], &Device::Cpu).unwrap().remove(0);
         let toks = build_prompt(e.tokenizer(), &Prompt::FreeOcr, &[73]).unwrap();
         assert_eq!(toks.ids, g.ids(&format!("{name}.ids")), "{name}: prompt ids");
@@ -97,6 +98,7 @@ fn tiny_pages_repetition_blockers_match_reference() {
 #[test]
 fn engine_trait_reads_pages_of_different_modes_in_one_batch() {
     let mut e = DeepseekOcr::synthetic(SyntheticSize::Tiny, 1, DType::F32, &Device::Cpu).unwrap();
+    assert_eq!(e.resize_order, ResizeOrder::Pillow12, "the released weights' training order by default");
     let info = e.info();
     assert!(info.synthetic_weights && info.weights.as_deref().unwrap().starts_with("synthetic:recipe-v1"));
     assert_eq!((info.device.as_str(), info.dtype.as_str()), ("cpu", "f32"));

@@ -170,7 +170,7 @@ pub fn reference_resize_order(meta: &std::path::Path) -> ResizeOrder {
             eprintln!("reference Pillow {version}: resize order {order}");
             order
         }
-        None => ResizeOrder::default(),
+        None => ResizeOrder::Pillow13,
     }
 }
 

@@ -1,11 +1,14 @@
 //! Preprocessing is bit-identical to the reference (Pillow + torchvision): sha256 of every view's u8
 //! pixels and normalised f32.
 //!
-//! - Pillow 13 ([`ResizeOrder::Pillow13`], the default): `preprocess.json` and `resize.json` from
-//!   `tests/reference/gen_encoder_goldens.py`, and `preprocess_pillow13.json` (the same cases plus
-//!   resizes around the pass-order boundary) from `tests/reference/gen_preprocess_goldens.py`.
-//! - Pillow 12 ([`ResizeOrder::Pillow12`]): `preprocess_pillow12.json` from
-//!   `gen_preprocess_goldens.py` run with Pillow 12.0.0.
+//! - Pillow 12 ([`ResizeOrder::Pillow12`], the default: the released weights' training order):
+//!   `preprocess_pillow12.json` from `tests/reference/gen_preprocess_goldens.py` run with Pillow
+//!   12.0.0 (the cases of `preprocess.json` and the resizes of `resize.json` plus resizes around the
+//!   pass-order boundary); the default-order API is checked against it.
+//! - Pillow 13 ([`ResizeOrder::Pillow13`]): `preprocess.json` and `resize.json` from
+//!   `tests/reference/gen_encoder_goldens.py` (Pillow 13.0.0, recorded in `meta.json`), and
+//!   `preprocess_pillow13.json` (the same cases plus the boundary resizes) from
+//!   `gen_preprocess_goldens.py`.
 
 use image::RgbImage;
 use occ_core::Mode;
@@ -15,7 +18,7 @@ use occ_model::preprocess::{
 };
 use serde_json::Value;
 
-use crate::golden::{golden_dir, sha256_hex};
+use crate::golden::{encoder_meta, golden_dir, recorded_resize_order, sha256_hex};
 
 fn json(file: &str) -> Value {
     let path = golden_dir().join(file);
@@ -28,18 +31,33 @@ fn f32_bytes(values: &[f32]) -> Vec<u8> {
 
 #[test]
 fn pillow_bicubic_resize_is_bit_identical() {
-    // The default order (Pillow 13) through the default-order API.
+    // resize.json in the order of the Pillow that recorded it (meta.json).
+    let order = recorded_resize_order(&encoder_meta());
     let golden = json("resize.json");
-    let failures =
-        resize_failures(golden["cases"].as_array().unwrap(), golden["source"].as_str().unwrap(), resize_bicubic);
+    let cases = golden["cases"].as_array().unwrap();
+    let mut failures =
+        resize_failures(cases, golden["source"].as_str().unwrap(), |img, w, h| resize_bicubic_with(img, w, h, order));
+    // The default order (Pillow 12) through the default-order API, against Pillow 12's recording of
+    // the same resizes and the boundary ones.
+    let p12 = &json("preprocess_pillow12.json")["resize"];
+    let p12_cases = p12["cases"].as_array().unwrap();
+    assert!(p12_cases.len() >= cases.len(), "preprocess_pillow12.json holds resize.json's resizes");
+    failures.extend(resize_failures(p12_cases, p12["source"].as_str().unwrap(), resize_bicubic));
     assert!(failures.is_empty(), "resizes differing from Pillow: {failures:?}");
 }
 
 #[test]
 fn views_are_bit_identical_to_reference_for_every_mode() {
+    // preprocess.json in the order of the Pillow that recorded it (meta.json).
+    let order = recorded_resize_order(&encoder_meta());
     let cases = json("preprocess.json")["cases"].as_array().unwrap().clone();
     assert!(cases.len() >= 11, "expected the five modes on two pages plus the EXIF page");
-    let failures = view_failures(&cases, prepare);
+    let options = PrepareOptions { order, ..PrepareOptions::default() };
+    let mut failures = view_failures(&cases, |img, mode| prepare_with_options(img, mode, options));
+    // The default (Pillow 12) through `prepare`, against Pillow 12's recording of the same cases.
+    let p12 = json("preprocess_pillow12.json")["cases"].as_array().unwrap().clone();
+    assert!(p12.len() >= cases.len(), "preprocess_pillow12.json holds preprocess.json's cases");
+    failures.extend(view_failures(&p12, prepare));
     assert!(failures.is_empty(), "views differing from the reference: {failures:#?}");
 }
 
@@ -146,7 +164,7 @@ fn pass_orders_differ_on_the_stretched_portrait_page() {
     for mode in [Mode::Tiny, Mode::Small] {
         let old = prepare_with_options(&img, mode, options(ResizeOrder::Pillow12)).unwrap();
         let new = prepare_with_options(&img, mode, options(ResizeOrder::Pillow13)).unwrap();
-        assert_eq!(new, prepare(&img, mode).unwrap(), "{mode}: Pillow13 is the default");
+        assert_eq!(old, prepare(&img, mode).unwrap(), "{mode}: Pillow12 is the default");
         let differing = old.global.as_raw().iter().zip(new.global.as_raw()).filter(|(a, b)| a != b).count();
         assert!(differing > 0, "{mode}: the two orders give the same 600x848 -> square stretch");
         let max = old.global.as_raw().iter().zip(new.global.as_raw()).map(|(a, b)| a.abs_diff(*b)).max();
