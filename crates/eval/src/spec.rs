@@ -147,6 +147,9 @@ pub fn parse_ratios(text: &str, field: &str) -> Result<Vec<f64>, SpecError> {
             None => (num(rest)?, 1.0),
         };
         let start = num(start)?;
+        if !start.is_finite() || end.is_nan() {
+            return Err(syntax());
+        }
         if !(step.is_finite() && step > 0.0) {
             return Err(SpecError::Invalid {
                 field: field.into(),
@@ -160,14 +163,16 @@ pub fn parse_ratios(text: &str, field: &str) -> Result<Vec<f64>, SpecError> {
         if end < start {
             return Err(SpecError::EmptyRatioRange { field: field.into(), text: text.into() });
         }
-        let count = ((end - start) / step + 1e-9).floor() as usize + 1;
-        if count > 100_000 {
+        // Counted in f64: a range of 2^64 steps or more (`1..inf`) must not wrap to no ratio at all.
+        let steps = ((end - start) / step + 1e-9).floor();
+        if steps >= 100_000.0 {
             return Err(SpecError::Invalid {
                 field: field.into(),
                 value: text.into(),
                 message: "over 100000 ratios".into(),
             });
         }
+        let count = steps as usize + 1;
         // start + i·step, rounded to 1e-9 so 5..6:0.1 gives 5.3, not 5.300000000000001.
         Ok((0..count).map(|i| ((start + i as f64 * step) * 1e9).round() / 1e9).collect())
     } else {
