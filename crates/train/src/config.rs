@@ -39,6 +39,12 @@ pub struct DataConfig {
     /// prose, so the encoder has to read instead of guess.
     #[serde(default = "default_probe_share")]
     pub probe_share: f64,
+    /// Share of the decoder's teacher-forced input tokens replaced by the image placeholder (the
+    /// labels stay the page's text). A decoder that can guess the next token from the previous
+    /// ones learns the language first and ignores the image; hiding part of its input makes the
+    /// page the only reliable source (word dropout against posterior collapse). 0 = off.
+    #[serde(default)]
+    pub input_dropout: f64,
     /// Line height (multiple of the font size), drawn uniformly from `[lo, hi]`.
     #[serde(default = "default_line_height")]
     pub line_height: [f32; 2],
@@ -229,6 +235,9 @@ impl TrainConfig {
         }
         if !(0.0..=1.0).contains(&d.probe_share) {
             return bad("data.probe_share", d.probe_share.to_string(), "a share in [0, 1]");
+        }
+        if !(0.0..0.95).contains(&d.input_dropout) {
+            return bad("data.input_dropout", d.input_dropout.to_string(), "a share in [0, 0.95)");
         }
         if !(d.line_height[0] >= 0.8 && d.line_height[0] <= d.line_height[1] && d.line_height[1] <= 3.0) {
             return bad("data.line_height", format!("{:?}", d.line_height), "[lo, hi] within [0.8, 3]");

@@ -12,6 +12,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 use image::RgbImage;
+use occ_core::tokenizer::IMAGE_ID;
 use occ_core::{Mode, TextTokenizer};
 use occ_eval::rng::SplitMix64;
 use occ_model::mini::OutputVocab;
@@ -78,6 +79,9 @@ pub struct Page {
     pub text: String,
     /// `text` in reader ids (no BOS or EOS).
     pub target: Vec<u32>,
+    /// The decoder's teacher-forced input: `target` with a share `data.input_dropout` of its ids
+    /// replaced by the image placeholder (equal to `target` when that share is 0).
+    pub input: Vec<u32>,
     /// Achieved ratio (text tokens / nominal vision tokens).
     pub ratio: f64,
     pub font_px: f32,
@@ -159,7 +163,15 @@ impl PageSource {
             .map_err(|e| TrainError::Render(e.to_string()))?
             .global;
         let target = self.vocab.encode(&self.tok, &fitted.page.text).map_err(|e| TrainError::Render(e.to_string()))?;
-        Ok(Page { image, ratio: fitted.ratio.nominal, font_px: fitted.font_px, text: fitted.page.text, target, kind })
+        Ok(Page {
+            image,
+            ratio: fitted.ratio.nominal,
+            font_px: fitted.font_px,
+            text: fitted.page.text,
+            input: target.clone(),
+            target,
+            kind,
+        })
     }
 
     /// Renders the page with generator `rng`. A draw that cannot be rendered (a ratio too high for
@@ -195,11 +207,21 @@ impl PageSource {
                     continue;
                 }
             };
-            let page = self.finish(fitted, kind)?;
+            let mut page = self.finish(fitted, kind)?;
             if page.target.len() > self.max_target {
                 last_err =
                     format!("{} reader tokens, more than the {} the decoder takes", page.target.len(), self.max_target);
                 continue;
+            }
+            if c.input_dropout > 0.0 {
+                let hidden = self.vocab.reader_id(IMAGE_ID).ok_or_else(|| {
+                    TrainError::Render("the output vocabulary has no image placeholder for input_dropout".into())
+                })?;
+                for id in &mut page.input {
+                    if uniform(rng, 0.0, 1.0) < c.input_dropout {
+                        *id = hidden;
+                    }
+                }
             }
             return Ok(page);
         }

@@ -175,15 +175,21 @@ pub struct BatchLoss {
     pub tokens: usize,
 }
 
-/// Teacher-forced next-token loss of a micro-batch: each page's prompt, then its target tokens;
-/// the model predicts every target token and the closing EOS from what precedes it.
+/// Teacher-forced next-token loss of a micro-batch: each page's prompt, then its input tokens;
+/// the model predicts every target token and the closing EOS from what precedes it. `inputs[i]`
+/// is `targets[i]` or, with input dropout, the same length with some ids hidden
+/// ([`crate::data::Page::input`]).
 pub fn batch_loss(
     cfg: &MiniConfig,
     vb: VarBuilder<'_>,
     prompt: &PromptTokens,
     images: &[&RgbImage],
+    inputs: &[&[u32]],
     targets: &[&[u32]],
 ) -> TrainResult<BatchLoss> {
+    if inputs.len() != targets.len() || inputs.iter().zip(targets).any(|(i, t)| i.len() != t.len()) {
+        return Err(TrainError::Other("each page's input must be as long as its target".into()));
+    }
     let device = vb.device().clone();
     let encoder = DeepEncoder::new(&cfg.vision(), vb.clone())?;
     let decoder = DecoderModel::new(&cfg.decoder_config(), vb)?;
@@ -211,9 +217,9 @@ pub fn batch_loss(
     let mut ids = Vec::with_capacity(b * max_len);
     let mut select = Vec::new();
     let mut labels = Vec::new();
-    for (i, target) in targets.iter().enumerate() {
+    for (i, (input, target)) in inputs.iter().zip(targets).enumerate() {
         ids.extend(prompt.ids.iter().zip(&prompt.image_mask).map(|(&id, &m)| if m { 0 } else { id }));
-        ids.extend_from_slice(target);
+        ids.extend_from_slice(input);
         ids.resize((i + 1) * max_len, 0);
         // position p-1+j predicts target[j]; position p-1+len predicts EOS
         for j in 0..=target.len() {

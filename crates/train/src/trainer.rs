@@ -299,9 +299,10 @@ pub fn train(cfg: &TrainConfig, opts: &TrainOptions, obs: &mut dyn Observer) -> 
             }
             let batch = batch?;
             let images: Vec<&image::RgbImage> = batch.iter().map(|p| &p.image).collect();
+            let inputs: Vec<&[u32]> = batch.iter().map(|p| p.input.as_slice()).collect();
             let targets: Vec<&[u32]> = batch.iter().map(|p| p.target.as_slice()).collect();
             let tf = Instant::now();
-            let bl = batch_loss(&cfg.model, params.var_builder(), &prompt, &images, &targets)?;
+            let bl = batch_loss(&cfg.model, params.var_builder(), &prompt, &images, &inputs, &targets)?;
             opts.device.synchronize()?;
             forward += tf.elapsed().as_secs_f64();
             let tb = Instant::now();

@@ -33,6 +33,8 @@ fn dimensions_that_cannot_build_are_named() {
     assert!(err.contains("data.ratios"), "{err}");
     let err = load(&TINY.replace("max_positions = 256", "max_positions = 10"));
     assert!(err.contains("max_positions"), "{err}");
+    let err = load(&TINY.replace("probe_share = 0.3", "probe_share = 0.3\ninput_dropout = 0.95"));
+    assert!(err.contains("data.input_dropout"), "{err}");
 }
 
 #[test]

@@ -88,3 +88,35 @@ fn curriculum_stages_set_the_ratios_and_batch_of_their_steps() {
         assert!(page.ratio < 3.5, "a page after the stage at {}x", page.ratio);
     }
 }
+
+#[test]
+fn input_dropout_hides_inputs_never_labels() {
+    let dir = tempdir();
+    let plain = tiny_config(dir.path(), |s| s.to_string());
+    let hidden = tiny_config(dir.path(), |s| s.replace("probe_share = 0.3", "probe_share = 0.3\ninput_dropout = 0.5"));
+    let (a, _, _) = source(&plain);
+    let (b, _, _) = source(&hidden);
+    let placeholder = b.vocab.reader_id(occ_core::tokenizer::IMAGE_ID).unwrap();
+    let pa = a.batch(3, 4, 0, 8).unwrap();
+    let pb = b.batch(3, 4, 0, 8).unwrap();
+    let (mut kept, mut dropped) = (0, 0);
+    for (x, y) in pa.iter().zip(&pb) {
+        assert_eq!(x.input, x.target, "no dropout: the input is the target");
+        // the same page and labels: dropout is drawn after the page
+        assert_eq!((&x.text, &x.target), (&y.text, &y.target));
+        assert_eq!(y.input.len(), y.target.len());
+        for (&i, &t) in y.input.iter().zip(&y.target) {
+            if i == t {
+                kept += 1;
+            } else {
+                assert_eq!(i, placeholder, "a dropped input becomes the image placeholder");
+                dropped += 1;
+            }
+        }
+    }
+    let share = f64::from(dropped) / f64::from(kept + dropped);
+    assert!((0.35..0.65).contains(&share), "{dropped} of {} inputs hidden", kept + dropped);
+    // seeded by the page's coordinates: the same step draws the same inputs
+    let again = b.batch(3, 4, 0, 8).unwrap();
+    assert!(again.iter().zip(&pb).all(|(x, y)| x.input == y.input));
+}

@@ -29,7 +29,7 @@ impl Fixture {
     fn loss(&self, cfg: &occ_train::TrainConfig, params: &Params) -> Tensor {
         let images: Vec<&image::RgbImage> = self.pages.iter().map(|p| &p.image).collect();
         let targets: Vec<&[u32]> = self.pages.iter().map(|p| p.target.as_slice()).collect();
-        batch_loss(&cfg.model, params.var_builder(), &self.prompt, &images, &targets).unwrap().sum
+        batch_loss(&cfg.model, params.var_builder(), &self.prompt, &images, &targets, &targets).unwrap().sum
     }
 }
 
@@ -112,8 +112,15 @@ fn batch_loss_is_the_sum_of_each_pages_loss() {
     let whole = f64::from(fx.loss(&cfg, &params).to_scalar::<f32>().unwrap());
     let mut parts = 0.0;
     for page in &fx.pages {
-        let bl = batch_loss(&cfg.model, params.var_builder(), &fx.prompt, &[&page.image], &[page.target.as_slice()])
-            .unwrap();
+        let bl = batch_loss(
+            &cfg.model,
+            params.var_builder(),
+            &fx.prompt,
+            &[&page.image],
+            &[page.target.as_slice()],
+            &[page.target.as_slice()],
+        )
+        .unwrap();
         assert_eq!(bl.tokens, page.target.len() + 1);
         parts += f64::from(bl.sum.to_scalar::<f32>().unwrap());
     }
