@@ -9,9 +9,9 @@ use std::path::Path;
 
 use occ_core::{EngineInfo, Mode, Timings, VisionTokens};
 use occ_eval::compare::Pairing;
+use occ_eval::decay::ScheduleSummary;
 use occ_eval::plan::Shard;
 use occ_eval::schema::{SampleRow, SummaryRow};
-use occ_memory::sweep::ScheduleSummary;
 use occ_model::grounding::GroundedBlock;
 use occ_render::fit::Ratios;
 use occ_render::{LineBox, MissingGlyphs, RatioCheck, RenderSpec};

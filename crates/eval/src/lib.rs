@@ -12,7 +12,9 @@
 //! - [`score`]: predictions made elsewhere, scored into the same files; [`truth`] and
 //!   [`predictions`]: a truth file joined to page images by file name, and the predictions file
 //!   `score` reads, written page by page.
-//! - [`compare`]: samples of several runs paired by page, and the paired differences of their scores.
+//! - [`compare`]: samples of several runs paired by page, and the paired differences of their scores;
+//! - [`decay`]: the decay sweep of optical memory (`occ_memory` schedules read back through an
+//!   engine), its tables in [`schema`] like the sweep's.
 //!
 //! # Invariants
 //! - The sample list is a pure function of the spec and the corpora; results are written in its
@@ -23,6 +25,7 @@
 
 pub mod compare;
 pub mod corpus;
+pub mod decay;
 pub mod journal;
 pub mod metrics;
 pub mod normalize;

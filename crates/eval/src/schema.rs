@@ -414,6 +414,106 @@ table! {
     }
 }
 
+table! {
+    /// One round under one schedule of a decay run: the row of `decay.parquet`.
+    #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+    pub struct DecayRow {
+        /// Run id; volatile.
+        pub run_id: String,
+        /// The schedule's name (its command-line spelling).
+        pub schedule: String,
+        /// The levels of the schedule used (for a budget spec, of its chosen candidate).
+        pub schedule_levels: String,
+        /// Engine name.
+        pub engine: String,
+        /// Corpus the conversation is made from.
+        pub corpus: String,
+        /// Round id (`r000`, `r001`, …).
+        pub round_id: String,
+        /// Position of the round in the conversation (oldest = 0).
+        pub round_index: u32,
+        /// `user` or `assistant`.
+        pub role: String,
+        /// Passage id of the corpus the round is cut from.
+        pub source_passage: String,
+        /// Age in rounds after the last round (newest = 0).
+        pub age: u32,
+        /// Index of the schedule level holding the round.
+        pub level: u32,
+        /// `text`, a mode, `from>to` or `dropped`.
+        pub representation: String,
+        /// Reading mode of imaged rounds, else empty.
+        pub mode: String,
+        /// Page images of the round.
+        pub n_pages: u32,
+        /// Text tokens of the round (what it costs as text).
+        pub n_text_tokens: u32,
+        /// What the round costs in the context: text tokens or vision slots (0 when dropped).
+        pub cost_tokens: u32,
+        /// Nominal vision tokens of the round's pages.
+        pub cost_vision_nominal: u32,
+        /// Font size of the round's first page (0 for text and dropped rounds).
+        pub font_px: f64,
+        /// 1 − normalised edit distance of the read-back.
+        pub char_precision: f64,
+        /// Word multiset precision of the read-back.
+        pub word_precision: f64,
+        /// Word multiset recall of the read-back.
+        pub word_recall: f64,
+        /// Word multiset F1 of the read-back.
+        pub word_f1: f64,
+        /// The normalised read-back equals the normalised round.
+        pub exact_match: bool,
+        /// Characters of the normalised round.
+        pub n_chars_gt: u32,
+        /// Characters of the normalised read-back.
+        pub n_chars_out: u32,
+        /// Character precision of the truncation baseline at the schedule's context size.
+        pub baseline_char_precision: f64,
+        /// A needle is planted in the round.
+        pub has_needle: bool,
+        /// Tokens of the whole context under this schedule (same on every row of the schedule).
+        pub context_tokens: u32,
+        /// Tokens of the whole conversation as text.
+        pub all_text_tokens: u32,
+        /// Engine time for this round's pages (0 when cached or not imaged); volatile.
+        pub ocr_ms: f64,
+    }
+}
+
+table! {
+    /// One needle under one schedule of a decay run: the row of `needles.parquet`.
+    #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+    pub struct NeedleRow {
+        /// Run id; volatile.
+        pub run_id: String,
+        /// The schedule's name.
+        pub schedule: String,
+        /// Engine name.
+        pub engine: String,
+        /// Needle id (`n00`, `n01`, …).
+        pub needle_id: String,
+        /// Round holding the needle.
+        pub round_id: String,
+        /// Age of that round after the last round.
+        pub age: u32,
+        /// Share of the round's text before the fact.
+        pub depth: f64,
+        /// How the schedule holds the round (`text`, a mode, `from>to` or `dropped`).
+        pub representation: String,
+        /// The sentence planted.
+        pub fact: String,
+        /// The code a read-back must contain (whitespace ignored).
+        pub answer: String,
+        /// The read-back of the round, whitespace removed, contains the answer.
+        pub retrieved: bool,
+        /// The normalised read-back contains the normalised fact sentence.
+        pub fact_recalled: bool,
+        /// What the round costs in the context.
+        pub cost_tokens: u32,
+    }
+}
+
 /// Columns of `samples.parquet` that differ between two runs of the same spec.
 pub const VOLATILE_COLUMNS: [&str; 7] =
     ["run_id", "render_ms", "ocr_ms", "preprocess_ms", "vision_ms", "prefill_ms", "decode_ms"];

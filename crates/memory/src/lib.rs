@@ -15,8 +15,8 @@
 //! - [`OpticalMemory::recall`] reads a round back through any `occ_core::OcrEngine`;
 //! - pages are rendered once per (text, representation, render spec) in a [`RenderCache`].
 //!
-//! The decay sweep (`compress-bench decay`) lives in the `sweep` module behind the `sweep` feature, which adds
-//! `occ-eval` (metrics, corpora, Parquet) and plotters; the library API above needs neither.
+//! The decay sweep that measures schedules (`compress-bench decay`) is `occ_eval::decay`, its report
+//! `occ_report::decay`; this crate stays the small library above (no Parquet, no plotting).
 //!
 //! # Invariants
 //! - Every token count comes from `occ_core` (`TextTokenizer::count`, `Mode::vision_tokens`); nothing
@@ -73,8 +73,6 @@ mod error;
 mod memory;
 mod round;
 pub mod schedule;
-#[cfg(feature = "sweep")]
-pub mod sweep;
 
 pub use cache::{fit_inside, CacheStats, Page, Pages, RenderCache};
 pub use clock::{Clock, ManualClock, SystemClock};

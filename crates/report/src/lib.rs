@@ -15,10 +15,12 @@
 //! - [`tables`]: the report's tables as data, rendered to Markdown and HTML;
 //! - [`paper`]: the paper's Table 2, drawn over the curves;
 //! - [`pages`], [`diff`]: the per-sample pages and the marked differences of each page;
-//! - [`compare`]: the report over several runs (`compress-bench compare`).
+//! - [`compare`]: the report over several runs (`compress-bench compare`);
+//! - [`decay`]: the report of a decay run (`compress-bench decay`), and writing such a run.
 
 pub mod charts;
 pub mod compare;
+pub mod decay;
 pub mod diff;
 pub mod pages;
 pub mod paper;
@@ -41,6 +43,8 @@ pub enum ReportError {
     Score(#[from] ScoreError),
     #[error(transparent)]
     Compare(#[from] occ_eval::compare::CompareError),
+    #[error(transparent)]
+    Decay(#[from] occ_eval::decay::DecayError),
     #[error("{path}: {source}")]
     Io { path: String, source: std::io::Error },
     #[error("chart {name}: {message}")]

@@ -3,18 +3,19 @@
 //! Builds a synthetic conversation from a corpus with planted needles, holds it under each schedule
 //! (`occ_memory`), reads every round back through the engine and writes
 //! `results/decay/<run_id>/{decay.parquet, needles.parquet, manifest.json, report.md, report.html,
-//! plots/*.svg}`. The work is `occ_memory::sweep`; this file parses flags, builds the engine, draws
-//! progress and prints the summary.
+//! plots/*.svg}`. The work is `occ_eval::decay` (configuration, conversation, read-backs, tables and
+//! manifest) and `occ_report::decay` (charts, report, the run's files in order); this file parses
+//! flags, builds the engine (`crate::engine`), draws progress and prints the summary.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::Instant;
 
-use anyhow::{bail, Context as _};
+use anyhow::Context as _;
 use occ_core::{OcrEngine, TextTokenizer};
 use occ_eval::corpus::Corpus;
+use occ_eval::decay::output::{self, RunMeta};
+use occ_eval::decay::{self, DecayConfig, DecayFile, DecayOverrides};
 use occ_eval::oracle::TruthTap;
-use occ_memory::schedule::file;
-use occ_memory::sweep::{self, output, DecayConfig, DecayFile};
 use occ_memory::ScheduleSpec;
 
 use crate::engine::{self, EngineKind, ModelArgs, TesseractSettings};
@@ -81,33 +82,19 @@ fn config(args: &Args) -> anyhow::Result<DecayConfig> {
         Some(p) => DecayFile::load(p)?,
         None => DecayFile::default(),
     };
-    let d = DecayConfig::default();
-    let t = &file.decay;
-    let schedules: Vec<ScheduleSpec> = if !args.schedules.is_empty() {
-        args.schedules
-            .iter()
-            .map(|s| s.parse::<ScheduleSpec>().with_context(|| format!("--schedule {s:?}")))
-            .collect::<anyhow::Result<_>>()?
-    } else if !file.schedule.is_empty() {
-        let path = args.spec.as_deref().map(|p| p.display().to_string()).unwrap_or_default();
-        file::resolve_all(&file.schedule, &path)?
-    } else {
-        d.schedules.clone()
+    let path = args.spec.as_deref().map(|p| p.display().to_string()).unwrap_or_default();
+    let flags = DecayOverrides {
+        schedules: args.schedules.clone(),
+        rounds: args.rounds,
+        round_tokens: args.round_tokens,
+        max_new_tokens: args.max_new_tokens,
+        corpus: args.corpus.clone(),
+        datasets: Some(args.datasets.clone()),
+        seed: args.seed,
+        needles: args.needles,
+        page_ratio: args.page_ratio,
     };
-    let cfg = DecayConfig {
-        rounds: args.rounds.or(t.rounds).unwrap_or(d.rounds),
-        round_tokens: args.round_tokens.or(t.round_tokens).unwrap_or(d.round_tokens),
-        max_new_tokens: args.max_new_tokens.unwrap_or(d.max_new_tokens),
-        corpus: args.corpus.clone().or_else(|| t.corpus.clone()).unwrap_or(d.corpus),
-        datasets: args.datasets.clone(),
-        seed: args.seed.or(t.seed).unwrap_or(d.seed),
-        needles: args.needles.or(t.needles).unwrap_or(d.needles),
-        page_ratio: args.page_ratio.or(t.page_ratio).unwrap_or(d.page_ratio),
-        schedules,
-        normalization: d.normalization,
-    };
-    cfg.validate()?;
-    Ok(cfg)
+    Ok(DecayConfig::resolve(&file, &path, flags)?)
 }
 
 /// The engine reading the rounds back, and the truth tap of the fake engine.
@@ -118,19 +105,6 @@ fn engine(args: &Args, cfg: &DecayConfig, out: &Output) -> anyhow::Result<(Box<d
     Ok((engines.into_one(lang)?, tap))
 }
 
-/// `<out>/decay/<run_id>`, or `<run_id>-2`, `-3`, … when taken (not created here).
-fn run_dir(out: &Path, run_id: &str) -> anyhow::Result<PathBuf> {
-    let base = out.join("decay");
-    for k in 1..1000 {
-        let name = if k == 1 { run_id.to_string() } else { format!("{run_id}-{k}") };
-        let dir = base.join(&name);
-        if !dir.exists() {
-            return Ok(dir);
-        }
-    }
-    bail!("could not find a fresh run directory under {} for run id {run_id}", base.display())
-}
-
 pub fn run(args: Args, out: &Output) -> anyhow::Result<()> {
     let t0 = Instant::now();
     let cfg = config(&args)?;
@@ -138,7 +112,7 @@ pub fn run(args: Args, out: &Output) -> anyhow::Result<()> {
     let info = engine.info();
     let tokenizer = TextTokenizer::deepseek_ocr().context("loading the embedded tokenizer")?;
     let (created, compact) = occ_eval::results::utc_now();
-    let dir = run_dir(&args.out, args.run_id.as_deref().unwrap_or(&compact))?;
+    let dir = output::fresh_run_dir(&args.out, args.run_id.as_deref().unwrap_or(&compact))?;
     let run_id = dir.file_name().map(|n| n.to_string_lossy().to_string()).unwrap_or(compact);
     let names: Vec<String> = cfg.schedules.iter().map(ScheduleSpec::name).collect();
     out.send(&DecayStart {
@@ -162,7 +136,7 @@ pub fn run(args: Args, out: &Output) -> anyhow::Result<()> {
     } else {
         None
     };
-    let results = sweep::run(&cfg, &run_id, &tokenizer, engine.as_mut(), tap.as_ref(), &mut |schedule, _, _| {
+    let results = decay::run(&cfg, &run_id, &tokenizer, engine.as_mut(), tap.as_ref(), &mut |schedule, _, _| {
         if let Some(b) = &bar {
             b.set_message(schedule.to_string());
             b.inc(1);
@@ -172,7 +146,7 @@ pub fn run(args: Args, out: &Output) -> anyhow::Result<()> {
         b.finish_and_clear();
     }
     let command = std::env::args().collect::<Vec<_>>().join(" ");
-    let meta = output::RunMeta {
+    let meta = RunMeta {
         run_id: run_id.clone(),
         created_utc: created,
         command,
@@ -182,7 +156,8 @@ pub fn run(args: Args, out: &Output) -> anyhow::Result<()> {
     };
     // The directory is created only now, so a run that fails leaves nothing behind.
     std::fs::create_dir_all(&dir).with_context(|| format!("creating run directory {}", dir.display()))?;
-    output::write_all(&dir, &cfg, &results, &meta)?;
+    occ_report::decay::write_run(&dir, &cfg, &results, &meta)
+        .with_context(|| format!("writing the decay run {}", dir.display()))?;
     for s in &results.summaries {
         out.send(&DecaySummary(s))?;
     }

@@ -5,6 +5,4 @@ mod errors;
 mod props;
 mod recall;
 mod schedule;
-#[cfg(feature = "sweep")]
-mod sweep;
 mod util;

@@ -1,6 +1,8 @@
 //! Report tests: the table golden (refresh with `UPDATE_GOLDEN=1`) and a full report on a run
 //! directory with synthetic weights.
 
+mod decay;
+
 use std::path::{Path, PathBuf};
 
 use occ_core::EngineInfo;
