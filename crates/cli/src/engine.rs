@@ -29,6 +29,7 @@ use occ_model::generate::{GenerationConfig, Sampling};
 use occ_model::load::WeightsDir;
 use occ_model::ngram::NgramBlocker;
 use occ_model::pipeline::{DeepseekOcr, SyntheticSize};
+use occ_model::preprocess::ResizeOrder;
 use occ_model::synth::Recipe;
 
 pub use occ_eval::EngineKind;
@@ -141,6 +142,16 @@ pub struct ModelArgs {
     /// Shorthand for `--synthetic-weights tiny`.
     #[arg(long)]
     pub tiny: bool,
+    /// Pass order of the image resizes of preprocessing: pillow12 (the order the released
+    /// DeepSeek-OCR weights were trained with) or pillow13 (to match a reference run under
+    /// Pillow >= 13) [default: pillow12].
+    #[arg(long, value_name = "ORDER", value_parser = resize_order_parser())]
+    pub resize_order: Option<ResizeOrder>,
+}
+
+/// A clap value parser for `--resize-order` (the names of `occ_model::preprocess::ResizeOrder`).
+fn resize_order_parser() -> impl TypedValueParser<Value = ResizeOrder> {
+    PossibleValuesParser::new(ResizeOrder::ALL.map(ResizeOrder::name)).try_map(|name| name.parse::<ResizeOrder>())
 }
 
 impl ModelArgs {
@@ -327,6 +338,14 @@ pub fn resolve_mini(m: &ModelArgs) -> anyhow::Result<PathBuf> {
 
 /// Loads the model reader `kind` (deepseek-ocr or mini) as the model flags ask.
 pub fn load_model(kind: EngineKind, m: &ModelArgs, out: &Output) -> anyhow::Result<DeepseekOcr> {
+    let mut engine = load_weights(kind, m, out)?;
+    if let Some(order) = m.resize_order {
+        engine.resize_order = order;
+    }
+    Ok(engine)
+}
+
+fn load_weights(kind: EngineKind, m: &ModelArgs, out: &Output) -> anyhow::Result<DeepseekOcr> {
     if !kind.is_model() {
         bail!("the {kind} engine is not a model; the model engines are deepseek-ocr and mini");
     }
