@@ -8,8 +8,10 @@
 //! hard-coded sizes and does not read `vision_config`; a config whose values differ from what the
 //! reference would build is therefore rejected, naming the field, rather than silently followed.
 //!
-//! The language half (`language_config` and the top-level decoder keys) is kept untyped here
-//! ([`HfConfig::language_config`], [`HfConfig::text`]); the decoder parses it.
+//! The language half is deserialised into [`HfDecoderKeys`] twice, from the top-level keys
+//! ([`HfConfig::decoder`], what the reference reads) and from `language_config`
+//! ([`HfConfig::language_config`], what vLLM reads); `DecoderConfig::try_from(&HfConfig)` applies the
+//! precedence, the defaults and the checks.
 
 use std::collections::BTreeMap;
 
@@ -53,13 +55,62 @@ pub struct HfConfig {
     #[serde(default)]
     pub transformers_version: Option<String>,
     pub vision_config: HfVisionConfig,
-    /// The decoder hyper-parameters as vLLM reads them; parsed by the decoder.
+    /// The decoder hyper-parameters as vLLM reads them (`None` when the file has no
+    /// `language_config`).
     #[serde(default)]
-    pub language_config: Value,
-    /// Every other top-level key: the decoder hyper-parameters as HF reads them
-    /// (`hidden_size`, `num_hidden_layers`, `vocab_size`, …); parsed by the decoder.
+    pub language_config: Option<HfDecoderKeys>,
+    /// Every other top-level key, untyped, for display (`hidden_size`, `num_hidden_layers`,
+    /// `vocab_size`, …). Must stay declared before [`Self::decoder`]: serde hands a flattened map
+    /// every remaining key, and a flattened struct takes the keys it knows.
     #[serde(flatten)]
     pub text: BTreeMap<String, Value>,
+    /// The decoder hyper-parameters as HF reads them: the top-level keys.
+    #[serde(flatten)]
+    pub decoder: HfDecoderKeys,
+}
+
+/// The decoder keys of `config.json` with `DeepseekV2Config`'s names, each `None` when absent or
+/// `null`. They appear at the top level (read by the reference) and again in `language_config`
+/// (read by vLLM); `DecoderConfig::try_from(&HfConfig)` takes the top-level value first, then
+/// `language_config`'s, then `DeepseekV2Config`'s default where one applies (docs/MODEL.md §7.1).
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+pub struct HfDecoderKeys {
+    pub vocab_size: Option<usize>,
+    pub hidden_size: Option<usize>,
+    pub intermediate_size: Option<usize>,
+    pub moe_intermediate_size: Option<usize>,
+    pub num_hidden_layers: Option<usize>,
+    pub num_attention_heads: Option<usize>,
+    pub num_key_value_heads: Option<usize>,
+    /// Checked against `hidden_size / num_attention_heads` when present.
+    pub head_dim: Option<usize>,
+    pub n_routed_experts: Option<usize>,
+    pub num_experts_per_tok: Option<usize>,
+    pub n_shared_experts: Option<usize>,
+    pub first_k_dense_replace: Option<usize>,
+    pub moe_layer_freq: Option<usize>,
+    pub routed_scaling_factor: Option<f64>,
+    pub topk_method: Option<String>,
+    pub n_group: Option<usize>,
+    pub topk_group: Option<usize>,
+    pub norm_topk_prob: Option<bool>,
+    pub rms_norm_eps: Option<f64>,
+    pub rope_theta: Option<f64>,
+    pub max_position_embeddings: Option<usize>,
+    pub bos_token_id: Option<u32>,
+    pub eos_token_id: Option<u32>,
+    /// Multi-head latent attention (`DeepseekV2Config` default true; not ported).
+    pub use_mla: Option<bool>,
+    pub scoring_func: Option<String>,
+    pub hidden_act: Option<String>,
+    pub attention_bias: Option<bool>,
+    pub pretraining_tp: Option<u64>,
+    pub tie_word_embeddings: Option<bool>,
+    pub lm_head: Option<bool>,
+    pub rm_head: Option<bool>,
+    pub ep_size: Option<u64>,
+    /// Any non-null value is rejected (RoPE scaling is not ported).
+    pub rope_scaling: Option<Value>,
 }
 
 /// `config.json` → `projector_config`.
@@ -417,7 +468,8 @@ mod tests {
         let cfg = VisionConfig::try_from(&hf).unwrap();
         assert_eq!(cfg, VisionConfig::deepseek_ocr());
         assert_eq!(hf.text.get("hidden_size"), Some(&Value::from(1280)));
-        assert_eq!(hf.language_config["num_hidden_layers"], Value::from(12));
+        assert_eq!(hf.decoder.hidden_size, Some(1280));
+        assert_eq!(hf.language_config.as_ref().and_then(|l| l.num_hidden_layers), Some(12));
         assert_eq!(cfg.sam.pos_grid(), 64);
         assert_eq!(cfg.clip.pos_grid(), 16);
     }

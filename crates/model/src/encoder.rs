@@ -14,9 +14,8 @@
 //! ```
 
 use std::collections::BTreeMap;
-use std::sync::{Arc, Mutex};
 
-use candle_core::{DType, Device, Result, Shape, Tensor};
+use candle_core::{DType, Device, Result, Tensor};
 use candle_nn::VarBuilder;
 
 use crate::clip::Clip;
@@ -27,37 +26,16 @@ use crate::preprocess::{images_tensor, PreparedImage};
 use crate::projector::Projector;
 use crate::sam::Sam;
 
-/// The tensors [`DeepEncoder::new`] reads for `cfg`, with the shapes it expects, in reading order.
-/// Nothing is allocated (the weights are broadcast scalars).
+/// The tensors [`DeepEncoder::new`] reads for `cfg` with their shapes, in name order: the
+/// encoder's part of the checkpoint table ([`crate::load::expected_vision_tensors`]) less the
+/// stored tensors no module reads ([`crate::load::UNREAD_TENSORS`]); tests tie this to what the
+/// constructor requests. Never fails; the `Result` is kept for callers.
 pub fn expected_tensors(cfg: &VisionConfig) -> Result<Vec<(String, Vec<usize>)>> {
-    let seen = Arc::new(Mutex::new(Vec::new()));
-    let vb = VarBuilder::from_backend(Box::new(ShapeRecorder(seen.clone())), DType::F32, Device::Cpu);
-    DeepEncoder::new(cfg, vb)?;
-    let list = seen.lock().map_err(|_| candle_core::Error::Msg("expected_tensors: poisoned lock".into()))?.clone();
-    Ok(list)
-}
-
-/// A backend that records every request and answers with a broadcast zero of the asked shape.
-/// Names and shapes requested so far.
-type Requests = Arc<Mutex<Vec<(String, Vec<usize>)>>>;
-
-struct ShapeRecorder(Requests);
-
-impl candle_nn::var_builder::SimpleBackend for ShapeRecorder {
-    fn get(&self, s: Shape, name: &str, _: candle_nn::Init, dtype: DType, dev: &Device) -> Result<Tensor> {
-        if let Ok(mut seen) = self.0.lock() {
-            seen.push((name.to_string(), s.dims().to_vec()));
-        }
-        Tensor::zeros((), dtype, dev)?.broadcast_as(s)
+    let mut table = crate::load::expected_vision_tensors(cfg);
+    for name in crate::load::UNREAD_TENSORS {
+        table.remove(name);
     }
-
-    fn get_unchecked(&self, name: &str, _: DType, _: &Device) -> Result<Tensor> {
-        candle_core::bail!("tensor {name} was requested without a shape")
-    }
-
-    fn contains_tensor(&self, _: &str) -> bool {
-        true
-    }
+    Ok(table.into_iter().collect())
 }
 
 /// Views encoded together by [`DeepEncoder::encode`] by default.

@@ -8,7 +8,9 @@
 //! - [`synth`]: the synthetic-weights recipe shared with `tests/reference/synth_weights.py`.
 //! - [`config`]: `config.json` ([`config::HfConfig`]) and the typed vision configs with presets
 //!   (`VisionConfig::deepseek_ocr()`, `VisionConfig::tiny()`).
-//! - [`load`]: the HF snapshot folder, the expected-tensor table and the one memory-mapping function.
+//! - [`load`]: the HF snapshot folder, the checkpoint's tensor table (the one source of names and
+//!   shapes, tied by tests to what the constructors request), the safetensors header and index
+//!   readers with the check against the table, and the one memory-mapping function.
 //! - [`preprocess`]: image loading (EXIF), Pillow-exact bicubic resize, `ImageOps.pad`, Gundam tiling,
 //!   normalisation — bit-identical to the reference.
 //! - [`sam`] (`model.sam_model.*`), [`clip`] (`model.vision_model.*`), [`projector`]

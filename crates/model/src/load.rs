@@ -2,6 +2,13 @@
 //! shape against the table derived from the typed configs ([`expected_tensors`]), and the one
 //! function that memory-maps safetensors files ([`from_safetensors`]).
 //!
+//! The table is the one source of checkpoint names and shapes: the loader checks a checkpoint
+//! against it, `encoder::expected_tensors` and the trainer read it, and tests tie it to what the
+//! modules' constructors actually request ([`requested_tensors`]) and to the real checkpoint's index.
+//! Tools that look at a checkpoint without loading it use the same reader and check:
+//! [`read_safetensors_header`] (one file), [`read_index`] (`model.safetensors.index.json`),
+//! [`WeightsDir::tensors`] (a folder), then [`compare_tensors`] / [`check_tensors`].
+//!
 //! Where the folder comes from (`--weights`, `OCC_WEIGHTS`, the HF cache, a download) is decided by
 //! the CLI; this module only reads the folder it is handed.
 
@@ -9,8 +16,9 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write as _;
 use std::io::Read;
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
 
-use candle_core::{DType, Device};
+use candle_core::{DType, Device, Shape, Tensor};
 use candle_nn::VarBuilder;
 
 use crate::config::{ConfigError, HfConfig, VisionConfig};
@@ -40,6 +48,13 @@ pub struct TensorMismatch {
     /// `(name, expected shape, found shape, file)`
     pub misshaped: Vec<(String, Vec<usize>, Vec<usize>, PathBuf)>,
     pub unexpected: Vec<String>,
+}
+
+impl TensorMismatch {
+    /// Nothing missing, misshapen or unexpected.
+    pub fn is_empty(&self) -> bool {
+        self.missing.is_empty() && self.misshaped.is_empty() && self.unexpected.is_empty()
+    }
 }
 
 impl std::fmt::Display for TensorMismatch {
@@ -75,13 +90,21 @@ impl std::fmt::Display for TensorMismatch {
     }
 }
 
-/// The 2,710 tensors (for the real configs) of a DeepSeek-OCR checkpoint: name → shape.
+/// The 2,710 tensors (for the real configs) of a DeepSeek-OCR checkpoint: name → shape (the
+/// encoder's [`expected_vision_tensors`] and the decoder's [`expected_decoder_tensors`]).
 pub fn expected_tensors(vision: &VisionConfig, dec: &DecoderConfig) -> BTreeMap<String, Vec<usize>> {
+    let mut t = expected_vision_tensors(vision);
+    t.extend(expected_decoder_tensors(dec));
+    t
+}
+
+/// The decoder's tensors (`model.embed_tokens`, `model.layers.*`, `model.norm`, `lm_head`): name →
+/// shape.
+pub fn expected_decoder_tensors(dec: &DecoderConfig) -> BTreeMap<String, Vec<usize>> {
     let mut t: BTreeMap<String, Vec<usize>> = BTreeMap::new();
     let mut put = |name: String, shape: &[usize]| {
         t.insert(name, shape.to_vec());
     };
-    // decoder
     let (h, v) = (dec.hidden_size, dec.vocab_size);
     let (qd, kvd) = (dec.num_attention_heads * dec.head_dim(), dec.num_key_value_heads * dec.head_dim());
     put("lm_head.weight".into(), &[v, h]);
@@ -113,6 +136,22 @@ pub fn expected_tensors(vision: &VisionConfig, dec: &DecoderConfig) -> BTreeMap<
             mlp(&mut put, format!("{l}.mlp"), dec.intermediate_size);
         }
     }
+    t
+}
+
+/// Tensors of the checkpoint that no module reads: CLIP's patch embedding (the DeepEncoder feeds
+/// CLIP SAM's features in place of patch embeddings). They are expected in a checkpoint; the
+/// constructors never request them.
+pub const UNREAD_TENSORS: [&str; 1] = ["model.vision_model.embeddings.patch_embedding.weight"];
+
+/// The DeepEncoder's tensors in a checkpoint (`model.sam_model.*`, `model.vision_model.*`,
+/// `model.projector.*` and the two layout vectors): name → shape. [`UNREAD_TENSORS`] are among
+/// them.
+pub fn expected_vision_tensors(vision: &VisionConfig) -> BTreeMap<String, Vec<usize>> {
+    let mut t: BTreeMap<String, Vec<usize>> = BTreeMap::new();
+    let mut put = |name: String, shape: &[usize]| {
+        t.insert(name, shape.to_vec());
+    };
     // layout vectors and projector
     let (p, n) = (vision.projector.input_dim, vision.projector.n_embed);
     put("model.image_newline".into(), &[n]);
@@ -179,6 +218,45 @@ pub fn expected_tensors(vision: &VisionConfig, dec: &DecoderConfig) -> BTreeMap<
         put(format!("{l}.mlp.fc2.bias"), &[cw]);
     }
     t
+}
+
+/// The tensors a model constructor requests from its [`VarBuilder`] (`build` gets one at the
+/// checkpoint root), with the shapes it asks for, in request order: e.g.
+/// `requested_tensors(|vb| DeepEncoder::new(&cfg, vb))`. The weights are never read (every request is
+/// answered with a broadcast zero of the asked shape, float32 on the CPU), but what the constructor
+/// computes from them (concatenations, stacks) is computed: use small configs for the decoder.
+/// Tests tie [`expected_tensors`] to this.
+pub fn requested_tensors<T>(
+    build: impl FnOnce(VarBuilder<'static>) -> candle_core::Result<T>,
+) -> candle_core::Result<Vec<(String, Vec<usize>)>> {
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let vb = VarBuilder::from_backend(Box::new(ShapeRecorder(seen.clone())), DType::F32, Device::Cpu);
+    build(vb)?;
+    let list = seen.lock().map_err(|_| candle_core::Error::Msg("requested_tensors: poisoned lock".into()))?.clone();
+    Ok(list)
+}
+
+/// Names and shapes requested so far.
+type Requests = Arc<Mutex<Vec<(String, Vec<usize>)>>>;
+
+/// A backend that records every request and answers with a broadcast zero of the asked shape.
+struct ShapeRecorder(Requests);
+
+impl candle_nn::var_builder::SimpleBackend for ShapeRecorder {
+    fn get(&self, s: Shape, name: &str, _: candle_nn::Init, dtype: DType, dev: &Device) -> candle_core::Result<Tensor> {
+        if let Ok(mut seen) = self.0.lock() {
+            seen.push((name.to_string(), s.dims().to_vec()));
+        }
+        Tensor::zeros((), dtype, dev)?.broadcast_as(s)
+    }
+
+    fn get_unchecked(&self, name: &str, _: DType, _: &Device) -> candle_core::Result<Tensor> {
+        candle_core::bail!("tensor {name} was requested without a shape")
+    }
+
+    fn contains_tensor(&self, _: &str) -> bool {
+        true
+    }
 }
 
 /// One tensor of a safetensors header.
@@ -322,14 +400,8 @@ impl WeightsDir {
         let tokenizer = need("tokenizer.json")?;
         let index = root.join("model.safetensors.index.json");
         let weights = if index.is_file() {
-            let text = std::fs::read_to_string(&index).map_err(|e| LoadError::Io { path: index.clone(), source: e })?;
-            let doc: serde_json::Value =
-                serde_json::from_str(&text).map_err(|e| corrupt(&index, format!("not valid JSON: {e}")))?;
-            let map = doc
-                .get("weight_map")
-                .and_then(|m| m.as_object())
-                .ok_or_else(|| corrupt(&index, "no weight_map object"))?;
-            let files: BTreeSet<&str> = map.values().filter_map(|v| v.as_str()).collect();
+            let map = read_index(&index)?;
+            let files: BTreeSet<&str> = map.values().map(String::as_str).collect();
             files
                 .into_iter()
                 .map(|f| {
@@ -373,13 +445,18 @@ impl WeightsDir {
         Ok((vision, dec))
     }
 
-    /// Every tensor of every file, checked against `expected` (names and shapes).
-    pub fn validate(&self, expected: &BTreeMap<String, Vec<usize>>) -> Result<(), LoadError> {
+    /// Every tensor of every file ([`read_safetensors_header`] of each; nothing is mapped).
+    pub fn tensors(&self) -> Result<BTreeMap<String, TensorInfo>, LoadError> {
         let mut found: BTreeMap<String, TensorInfo> = BTreeMap::new();
         for f in &self.weights {
             found.extend(read_safetensors_header(f)?);
         }
-        check_tensors(expected, &found)
+        Ok(found)
+    }
+
+    /// Every tensor of every file, checked against `expected` (names and shapes).
+    pub fn validate(&self, expected: &BTreeMap<String, Vec<usize>>) -> Result<(), LoadError> {
+        check_tensors(expected, &self.tensors()?)
     }
 
     /// The mapped weights.
@@ -388,11 +465,37 @@ impl WeightsDir {
     }
 }
 
-/// Compares found tensors with the expected table.
+/// The `weight_map` of a `model.safetensors.index.json`: tensor name → the file (relative to the
+/// index's folder) that holds it.
+pub fn read_index(path: &Path) -> Result<BTreeMap<String, String>, LoadError> {
+    #[derive(serde::Deserialize)]
+    struct Index {
+        weight_map: BTreeMap<String, String>,
+    }
+    let text = std::fs::read_to_string(path).map_err(|e| LoadError::Io { path: path.to_path_buf(), source: e })?;
+    let index: Index = serde_json::from_str(&text)
+        .map_err(|e| corrupt(path, format!("not a safetensors index (a weight_map of names to files): {e}")))?;
+    Ok(index.weight_map)
+}
+
+/// Compares found tensors with the expected table ([`check_tensors`] as an error).
 pub fn check_tensors(
     expected: &BTreeMap<String, Vec<usize>>,
     found: &BTreeMap<String, TensorInfo>,
 ) -> Result<(), LoadError> {
+    let m = compare_tensors(expected, found);
+    if m.is_empty() {
+        Ok(())
+    } else {
+        Err(LoadError::Tensors(m))
+    }
+}
+
+/// What `found` lacks, has with another shape, or has beyond `expected`, each list in name order.
+pub fn compare_tensors(
+    expected: &BTreeMap<String, Vec<usize>>,
+    found: &BTreeMap<String, TensorInfo>,
+) -> TensorMismatch {
     let mut m = TensorMismatch::default();
     for (name, shape) in expected {
         match found.get(name) {
@@ -404,11 +507,7 @@ pub fn check_tensors(
         }
     }
     m.unexpected = found.keys().filter(|k| !expected.contains_key(*k)).cloned().collect();
-    if m.missing.is_empty() && m.misshaped.is_empty() && m.unexpected.is_empty() {
-        Ok(())
-    } else {
-        Err(LoadError::Tensors(m))
-    }
+    m
 }
 
 #[cfg(test)]
@@ -438,6 +537,99 @@ mod tests {
         assert_eq!(table["model.layers.5.mlp.shared_experts.down_proj.weight"], [1280, 1792]);
     }
 
+    /// What the encoder's and the decoder's constructors request, as a table (a name requested twice
+    /// must be asked with one shape).
+    fn requested(vision: &VisionConfig, dec: &DecoderConfig) -> BTreeMap<String, Vec<usize>> {
+        let mut list = requested_tensors(|vb| crate::encoder::DeepEncoder::new(vision, vb)).unwrap();
+        list.extend(requested_tensors(|vb| crate::decoder::DecoderModel::new(dec, vb)).unwrap());
+        let mut table = BTreeMap::new();
+        for (name, shape) in list {
+            if let Some(before) = table.insert(name.clone(), shape.clone()) {
+                assert_eq!(before, shape, "{name} requested with two shapes");
+            }
+        }
+        table
+    }
+
+    #[test]
+    fn expected_table_is_what_the_modules_request() {
+        use crate::mini::{MiniClip, MiniConfig, MiniDecoder, MiniSam};
+        let mini = MiniConfig {
+            canvas: 256,
+            vocab_size: 300,
+            sam: MiniSam {
+                width: 32,
+                depth: 2,
+                heads: 2,
+                mlp_dim: 64,
+                window_size: 4,
+                global_attn_indexes: vec![1],
+                out_chans: 16,
+                downsample_channels: [32, 64],
+            },
+            clip: MiniClip { layers: 1, heads: 2, ffn_dim: 64 },
+            decoder: MiniDecoder {
+                hidden_size: 64,
+                layers: 3,
+                heads: 4,
+                intermediate_size: 96,
+                moe_intermediate_size: 32,
+                experts: 4,
+                experts_per_token: 2,
+                shared_experts: 1,
+                first_dense_layers: 1,
+                max_positions: 512,
+            },
+        };
+        mini.validate().unwrap();
+        let dense = DecoderConfig { n_routed_experts: None, n_shared_experts: None, ..DecoderConfig::tiny() };
+        let every_other = DecoderConfig { moe_layer_freq: 2, num_hidden_layers: 4, ..DecoderConfig::tiny() };
+        let cases = [
+            ("real encoder, reduced decoder", VisionConfig::deepseek_ocr(), DecoderConfig::reduced()),
+            ("tiny", VisionConfig::tiny(), DecoderConfig::tiny()),
+            ("tiny, dense decoder", VisionConfig::tiny(), dense),
+            ("tiny, MoE every other layer", VisionConfig::tiny(), every_other),
+            ("mini reader", mini.vision(), mini.decoder_config()),
+        ];
+        for (what, vision, dec) in cases {
+            let mut table = expected_tensors(&vision, &dec);
+            for name in UNREAD_TENSORS {
+                assert!(table.remove(name).is_some(), "{what}: {name} is in the checkpoint table");
+            }
+            let asked = requested(&vision, &dec);
+            let only = |a: &BTreeMap<String, Vec<usize>>, b: &BTreeMap<String, Vec<usize>>| -> Vec<String> {
+                a.keys().filter(|k| !b.contains_key(*k)).cloned().collect()
+            };
+            assert!(
+                only(&table, &asked).is_empty(),
+                "{what}: in the table, never requested: {:?}",
+                only(&table, &asked)
+            );
+            assert!(only(&asked, &table).is_empty(), "{what}: requested, not in the table: {:?}", only(&asked, &table));
+            assert_eq!(table, asked, "{what}: shapes");
+            // what the encoder reads is what `encoder::expected_tensors` lists
+            let listed: BTreeMap<String, Vec<usize>> =
+                crate::encoder::expected_tensors(&vision).unwrap().into_iter().collect();
+            let reads = requested_tensors(|vb| crate::encoder::DeepEncoder::new(&vision, vb)).unwrap();
+            assert_eq!(listed, reads.into_iter().collect(), "{what}");
+        }
+    }
+
+    #[test]
+    fn index_reader_gives_the_weight_map() {
+        let dir = std::env::temp_dir().join(format!("occ-index-test-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("model.safetensors.index.json");
+        std::fs::write(&path, INDEX).unwrap();
+        let map = read_index(&path).unwrap();
+        assert_eq!(map.len(), 2710);
+        assert_eq!(map.keys().cloned().collect::<BTreeSet<_>>(), real_table().keys().cloned().collect());
+        std::fs::write(&path, r#"{"weight_map":{"a":1}}"#).unwrap();
+        let err = read_index(&path).unwrap_err().to_string();
+        assert!(err.contains("model.safetensors.index.json") && err.contains("weight_map"), "{err}");
+        std::fs::remove_dir_all(&dir).ok();
+    }
+
     fn info(shape: &[usize]) -> TensorInfo {
         TensorInfo { dtype: "BF16".into(), shape: shape.to_vec(), file: PathBuf::from("model.safetensors") }
     }
@@ -450,6 +642,8 @@ mod tests {
         found.remove("model.layers.3.mlp.experts.17.up_proj.weight");
         found.insert("model.norm.weight".into(), info(&[1024]));
         found.insert("model.extra".into(), info(&[1]));
+        let m = compare_tensors(&table, &found);
+        assert_eq!((m.missing.len(), m.misshaped.len(), m.unexpected.len()), (1, 1, 1));
         let err = check_tensors(&table, &found).unwrap_err().to_string();
         assert!(err.contains("1 missing, 1 with a wrong shape, 1 unexpected"), "{err}");
         assert!(err.contains("model.layers.3.mlp.experts.17.up_proj.weight"), "{err}");

@@ -1,15 +1,14 @@
 //! Typed decoder configuration ([`DecoderConfig`]) parsed from `config.json` (docs/MODEL.md §7.1).
 //!
 //! The reference (HF remote code) builds the decoder from the **top-level** keys of `config.json`
-//! (`DeepseekOCRConfig` is a `DeepseekV2Config`); `language_config` repeats them for vLLM. We read the
-//! top-level key first, then `language_config`, then the `DeepseekV2Config` default for the keys the
+//! (`DeepseekOCRConfig` is a `DeepseekV2Config`); `language_config` repeats them for vLLM. Both are
+//! deserialised into [`HfDecoderKeys`] with the rest of [`HfConfig`]; we take the top-level key
+//! first, then `language_config`'s, then the `DeepseekV2Config` default for the keys the
 //! checkpoint leaves out (`routed_scaling_factor`, `norm_topk_prob`, `rms_norm_eps`, …). Structural
 //! sizes have no default: a missing one is an error naming the field. Every value the port does not
 //! implement (MLA attention, `noaux_tc` routing, sigmoid scoring, RoPE scaling, …) is rejected by name.
 
-use serde_json::Value;
-
-use crate::config::{ConfigError, HfConfig};
+use crate::config::{ConfigError, HfConfig, HfDecoderKeys};
 
 /// How the router picks experts (`topk_method`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -166,10 +165,12 @@ impl DecoderConfig {
         Ok(())
     }
 
-    /// Parses the decoder keys of a `config.json` document (see the module docs for precedence).
-    pub fn from_json_value(doc: &Value) -> Result<DecoderConfig, ConfigError> {
-        let lang = doc.get("language_config").filter(|v| v.is_object());
-        Keys { doc, lang }.parse()
+    /// The decoder of a `config.json`'s keys (see the module docs for the precedence).
+    pub fn from_keys(
+        top: &HfDecoderKeys,
+        language_config: Option<&HfDecoderKeys>,
+    ) -> Result<DecoderConfig, ConfigError> {
+        Keys { top, lang: language_config }.parse()
     }
 }
 
@@ -177,112 +178,91 @@ impl TryFrom<&HfConfig> for DecoderConfig {
     type Error = ConfigError;
 
     fn try_from(hf: &HfConfig) -> Result<DecoderConfig, ConfigError> {
-        let top: serde_json::Map<String, Value> = hf.text.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
-        let mut doc = Value::Object(top);
-        if let Value::Object(map) = &mut doc {
-            map.insert("language_config".into(), hf.language_config.clone());
-        }
-        DecoderConfig::from_json_value(&doc)
+        DecoderConfig::from_keys(&hf.decoder, hf.language_config.as_ref())
     }
 }
 
-/// Key lookup with the reference's precedence: top level, then `language_config`.
+/// The keys with the reference's precedence: top level, then `language_config`.
 struct Keys<'a> {
-    doc: &'a Value,
-    lang: Option<&'a Value>,
+    top: &'a HfDecoderKeys,
+    lang: Option<&'a HfDecoderKeys>,
 }
 
-fn unsupported(field: &str, value: &Value, expected: &str) -> ConfigError {
+fn unsupported(field: &str, value: impl std::fmt::Display, expected: &str) -> ConfigError {
     ConfigError::Unsupported { field: field.into(), value: value.to_string(), expected: expected.into() }
 }
 
+/// A key of [`HfDecoderKeys`] by its `config.json` name.
+type Field<T> = fn(&HfDecoderKeys) -> &Option<T>;
+
 impl Keys<'_> {
-    /// The value of `field`, `None` when absent or JSON `null` at both levels.
-    fn get(&self, field: &str) -> Option<&Value> {
-        let top = self.doc.get(field).filter(|v| !v.is_null());
-        top.or_else(|| self.lang.and_then(|l| l.get(field)).filter(|v| !v.is_null()))
+    /// The value of a key, `None` when absent or `null` at both levels.
+    fn get<T: Clone>(&self, key: Field<T>) -> Option<T> {
+        key(self.top).clone().or_else(|| self.lang.and_then(|l| key(l).clone()))
     }
 
-    fn usize_opt(&self, field: &str) -> Result<Option<usize>, ConfigError> {
-        match self.get(field) {
-            None => Ok(None),
-            Some(v) => {
-                v.as_u64().map(|n| Some(n as usize)).ok_or_else(|| unsupported(field, v, "a non-negative integer"))
-            }
-        }
-    }
-
-    fn usize_req(&self, field: &str) -> Result<usize, ConfigError> {
-        self.usize_opt(field)?.ok_or_else(|| ConfigError::Unsupported {
+    /// A structural size: no default, a missing one is an error naming the field.
+    fn req(&self, field: &str, key: Field<usize>) -> Result<usize, ConfigError> {
+        self.get(key).ok_or_else(|| ConfigError::Unsupported {
             field: field.into(),
             value: "missing".into(),
             expected: "a non-negative integer (the decoder needs it; no default is assumed)".into(),
         })
     }
 
-    fn usize_or(&self, field: &str, default: usize) -> Result<usize, ConfigError> {
-        Ok(self.usize_opt(field)?.unwrap_or(default))
-    }
-
-    fn f64_or(&self, field: &str, default: f64) -> Result<f64, ConfigError> {
-        match self.get(field) {
-            None => Ok(default),
-            Some(v) => v.as_f64().ok_or_else(|| unsupported(field, v, "a number")),
-        }
-    }
-
-    fn bool_or(&self, field: &str, default: bool) -> Result<bool, ConfigError> {
-        match self.get(field) {
-            None => Ok(default),
-            Some(v) => v.as_bool().ok_or_else(|| unsupported(field, v, "true or false")),
-        }
-    }
-
-    fn str_or<'s>(&'s self, field: &str, default: &'s str) -> Result<&'s str, ConfigError> {
-        match self.get(field) {
-            None => Ok(default),
-            Some(v) => v.as_str().ok_or_else(|| unsupported(field, v, "a string")),
-        }
-    }
-
     /// Rejects a key whose value differs from the one the port implements.
-    fn expect(&self, field: &str, ok: impl Fn(&Value) -> bool, expected: &str) -> Result<(), ConfigError> {
-        match self.get(field) {
-            Some(v) if !ok(v) => Err(unsupported(field, v, expected)),
+    fn expect<T: Clone + PartialEq + std::fmt::Debug>(
+        &self,
+        field: &str,
+        key: Field<T>,
+        ok: T,
+        expected: &str,
+    ) -> Result<(), ConfigError> {
+        match self.get(key) {
+            Some(v) if v != ok => Err(unsupported(field, format!("{v:?}"), expected)),
             _ => Ok(()),
         }
     }
 
     fn parse(&self) -> Result<DecoderConfig, ConfigError> {
         // DeepseekV2Config defaults `use_mla` to true; DeepSeek-OCR sets it false. MLA is not ported.
-        if self.bool_or("use_mla", true)? {
+        if self.get(|k| &k.use_mla).unwrap_or(true) {
             return Err(ConfigError::Unsupported {
                 field: "use_mla".into(),
-                value: self.get("use_mla").map_or("missing (DeepseekV2Config default true)".into(), Value::to_string),
+                value: self
+                    .get(|k| &k.use_mla)
+                    .map_or("missing (DeepseekV2Config default true)".into(), |v| v.to_string()),
                 expected: "false: only plain multi-head attention is implemented (multi-head latent attention \
                            is not ported)"
                     .into(),
             });
         }
-        self.expect("scoring_func", |v| v.as_str() == Some("softmax"), "\"softmax\" (sigmoid scoring is not ported)")?;
-        self.expect("hidden_act", |v| v.as_str() == Some("silu"), "\"silu\"")?;
-        self.expect("attention_bias", |v| v.as_bool() == Some(false), "false (projection biases are not ported)")?;
-        self.expect("pretraining_tp", |v| v.as_u64() == Some(1), "1")?;
+        let text = |s: &str| s.to_string();
+        self.expect(
+            "scoring_func",
+            |k| &k.scoring_func,
+            text("softmax"),
+            "\"softmax\" (sigmoid scoring is not ported)",
+        )?;
+        self.expect("hidden_act", |k| &k.hidden_act, text("silu"), "\"silu\"")?;
+        self.expect("attention_bias", |k| &k.attention_bias, false, "false (projection biases are not ported)")?;
+        self.expect("pretraining_tp", |k| &k.pretraining_tp, 1, "1")?;
         self.expect(
             "tie_word_embeddings",
-            |v| v.as_bool() == Some(false),
+            |k| &k.tie_word_embeddings,
+            false,
             "false (lm_head and embed_tokens are separate)",
         )?;
-        self.expect("lm_head", |v| v.as_bool() == Some(true), "true")?;
-        self.expect("rm_head", |v| v.as_bool() == Some(false), "false")?;
-        self.expect("ep_size", |v| v.as_u64() == Some(1), "1 (expert parallelism is not ported)")?;
-        if let Some(v) = self.get("rope_scaling") {
+        self.expect("lm_head", |k| &k.lm_head, true, "true")?;
+        self.expect("rm_head", |k| &k.rm_head, false, "false")?;
+        self.expect("ep_size", |k| &k.ep_size, 1, "1 (expert parallelism is not ported)")?;
+        if let Some(v) = self.get(|k| &k.rope_scaling) {
             return Err(unsupported("rope_scaling", v, "null (plain RoPE; linear/dynamic/yarn scaling is not ported)"));
         }
-        let n_group = self.usize_opt("n_group")?;
-        let topk_group = self.usize_opt("topk_group")?;
+        let n_group = self.get(|k| &k.n_group);
+        let topk_group = self.get(|k| &k.topk_group);
         // DeepseekV2Config's default is the misspelt "gready", which the reference gate rejects.
-        let topk_method = match self.str_or("topk_method", "gready")? {
+        let topk_method = match self.get(|k| &k.topk_method).as_deref().unwrap_or("gready") {
             "greedy" => TopkMethod::Greedy,
             "group_limited_greedy" => {
                 TopkMethod::GroupLimited { n_group: n_group.unwrap_or(0), topk_group: topk_group.unwrap_or(0) }
@@ -297,37 +277,37 @@ impl Keys<'_> {
                 })
             }
         };
-        let n_routed_experts = self.usize_opt("n_routed_experts")?;
+        let n_routed_experts = self.get(|k| &k.n_routed_experts);
+        let num_attention_heads = self.req("num_attention_heads", |k| &k.num_attention_heads)?;
         let cfg = DecoderConfig {
-            vocab_size: self.usize_req("vocab_size")?,
-            hidden_size: self.usize_req("hidden_size")?,
-            intermediate_size: self.usize_req("intermediate_size")?,
-            moe_intermediate_size: if n_routed_experts.is_some() {
-                self.usize_req("moe_intermediate_size")?
-            } else {
-                self.usize_or("moe_intermediate_size", 1407)?
+            vocab_size: self.req("vocab_size", |k| &k.vocab_size)?,
+            hidden_size: self.req("hidden_size", |k| &k.hidden_size)?,
+            intermediate_size: self.req("intermediate_size", |k| &k.intermediate_size)?,
+            moe_intermediate_size: match n_routed_experts {
+                Some(_) => self.req("moe_intermediate_size", |k| &k.moe_intermediate_size)?,
+                None => self.get(|k| &k.moe_intermediate_size).unwrap_or(1407),
             },
-            num_hidden_layers: self.usize_req("num_hidden_layers")?,
-            num_attention_heads: self.usize_req("num_attention_heads")?,
-            num_key_value_heads: match self.usize_opt("num_key_value_heads")? {
-                Some(n) => n,
-                None => self.usize_req("num_attention_heads")?,
-            },
+            num_hidden_layers: self.req("num_hidden_layers", |k| &k.num_hidden_layers)?,
+            num_attention_heads,
+            num_key_value_heads: self.get(|k| &k.num_key_value_heads).unwrap_or(num_attention_heads),
             n_routed_experts,
-            num_experts_per_tok: if n_routed_experts.is_some() { self.usize_req("num_experts_per_tok")? } else { 0 },
-            n_shared_experts: self.usize_opt("n_shared_experts")?.filter(|&n| n > 0),
-            first_k_dense_replace: self.usize_or("first_k_dense_replace", 0)?,
-            moe_layer_freq: self.usize_or("moe_layer_freq", 1)?,
-            routed_scaling_factor: self.f64_or("routed_scaling_factor", 1.0)?,
+            num_experts_per_tok: match n_routed_experts {
+                Some(_) => self.req("num_experts_per_tok", |k| &k.num_experts_per_tok)?,
+                None => 0,
+            },
+            n_shared_experts: self.get(|k| &k.n_shared_experts).filter(|&n| n > 0),
+            first_k_dense_replace: self.get(|k| &k.first_k_dense_replace).unwrap_or(0),
+            moe_layer_freq: self.get(|k| &k.moe_layer_freq).unwrap_or(1),
+            routed_scaling_factor: self.get(|k| &k.routed_scaling_factor).unwrap_or(1.0),
             topk_method,
-            norm_topk_prob: self.bool_or("norm_topk_prob", false)?,
-            rms_norm_eps: self.f64_or("rms_norm_eps", 1e-6)?,
-            rope_theta: self.f64_or("rope_theta", 10_000.0)?,
-            max_position_embeddings: self.usize_or("max_position_embeddings", 2048)?,
-            bos_token_id: self.usize_or("bos_token_id", 100_000)? as u32,
-            eos_token_id: self.usize_or("eos_token_id", 100_001)? as u32,
+            norm_topk_prob: self.get(|k| &k.norm_topk_prob).unwrap_or(false),
+            rms_norm_eps: self.get(|k| &k.rms_norm_eps).unwrap_or(1e-6),
+            rope_theta: self.get(|k| &k.rope_theta).unwrap_or(10_000.0),
+            max_position_embeddings: self.get(|k| &k.max_position_embeddings).unwrap_or(2048),
+            bos_token_id: self.get(|k| &k.bos_token_id).unwrap_or(100_000),
+            eos_token_id: self.get(|k| &k.eos_token_id).unwrap_or(100_001),
         };
-        if let Some(hd) = self.usize_opt("head_dim")? {
+        if let Some(hd) = self.get(|k| &k.head_dim) {
             if hd != cfg.head_dim() {
                 return Err(ConfigError::Unsupported {
                     field: "head_dim".into(),
@@ -344,12 +324,12 @@ impl Keys<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::Value;
 
     const REAL: &str = include_str!("../../../core/assets/deepseek-ocr/config.json");
 
     fn parse(text: &str) -> Result<DecoderConfig, ConfigError> {
-        let doc: Value = serde_json::from_str(text).map_err(|e| ConfigError::Parse(e.to_string()))?;
-        DecoderConfig::from_json_value(&doc)
+        DecoderConfig::try_from(&HfConfig::from_json(text)?)
     }
 
     #[test]
@@ -407,6 +387,17 @@ mod tests {
         doc["topk_group"] = 3.into();
         let c = parse(&doc.to_string()).unwrap();
         assert_eq!(c.topk_method, TopkMethod::GroupLimited { n_group: 8, topk_group: 3 });
+    }
+
+    #[test]
+    fn values_of_the_wrong_type_are_errors() {
+        for (key, value) in
+            [("hidden_size", Value::from("big")), ("norm_topk_prob", 1.into()), ("rope_theta", "x".into())]
+        {
+            assert!(matches!(parse(&with(key, value)), Err(ConfigError::Parse(_))), "{key}");
+        }
+        // null is absent: the default applies
+        assert_eq!(parse(&with("rms_norm_eps", Value::Null)).unwrap().rms_norm_eps, 1e-6);
     }
 
     #[test]
