@@ -333,11 +333,14 @@ pub fn read_safetensors_header(path: &Path) -> Result<BTreeMap<String, TensorInf
             _ => return Err(bad("bad data_offsets")),
         };
         let size = dtype_size(dtype).ok_or_else(|| bad(&format!("unknown dtype {dtype}")))?;
-        let numel: usize = shape.iter().product();
-        if end < start || end - start != (numel * size) as u64 {
+        // Checked: a shape like [2^32, 2^32] must not wrap to a size that matches an empty range.
+        let numel = shape.iter().try_fold(1usize, |n, &d| n.checked_mul(d));
+        let Some((numel, bytes)) = numel.and_then(|n| Some((n, n.checked_mul(size)?))) else {
+            return Err(bad(&format!("shape {shape:?} of {dtype} values overflows the address space")));
+        };
+        if end < start || end - start != bytes as u64 {
             return Err(bad(&format!(
-                "byte range {start}..{end} does not hold {numel} {dtype} values ({} bytes)",
-                numel * size
+                "byte range {start}..{end} does not hold {numel} {dtype} values ({bytes} bytes)"
             )));
         }
         max_end = max_end.max(end);

@@ -21,3 +21,4 @@ mod ops_gpu;
 mod pipeline;
 mod pipeline_gpu;
 mod preprocess;
+mod props;
