@@ -16,6 +16,9 @@
 //! - The `--json` stream: values of `run_id`, `run_dir`, `dir`, `git_commit`, `host`, `wall_time_s`,
 //!   `ocr_ms`, `load_seconds` and the file paths of `files` become `"<volatile>"`.
 //! - `journal.jsonl` (its rows are `samples.parquet`'s and `predictions.parquet`'s).
+//!
+//! The sweep runs in the repository root with `--datasets datasets`, so its spec (recorded with the
+//! datasets folder, and hashed into the spec fingerprint) is the same in every checkout.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -220,9 +223,12 @@ fn stable_run(dir: &Path, stdout: &[u8]) -> String {
 #[test]
 fn fixed_sweep_writes_the_golden_files() {
     let out = scratch("golden-sweep");
-    let ds = datasets();
+    // From the repository root with a relative datasets folder: the spec records the folder, and its
+    // fingerprint (in the run id, the manifest and the stream) must not depend on the checkout's path.
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
     let o = Command::new(BIN)
-        .args(["sweep", "--datasets", &ds, "--out", out.to_str().unwrap(), "--name", "golden", "--json"])
+        .current_dir(&root)
+        .args(["sweep", "--datasets", "datasets", "--out", out.to_str().unwrap(), "--name", "golden", "--json"])
         .args(["--engine", "fake-perfect", "--corpora", "en,probes", "--modes", "tiny,small"])
         .args(["--ratios", "8,16", "--pages", "2", "--seed", "3"])
         .output()
