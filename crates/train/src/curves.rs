@@ -64,6 +64,9 @@ pub fn write(run_dir: &Path) -> TrainResult<()> {
             Column::new("pages".into(), evals.iter().map(|s| s.pages as u64).collect::<Vec<_>>()),
             col("char_precision", evals.iter().map(|s| s.char_precision).collect()),
             col("stopped", evals.iter().map(|s| s.stopped).collect()),
+            col("loss", evals.iter().map(|s| s.loss).collect()),
+            col("loss_other_image", evals.iter().map(|s| s.loss_other_image).collect()),
+            col("image_gain", evals.iter().map(|s| s.image_gain()).collect()),
         ],
     )
     .map_err(polars_err)?;

@@ -1,6 +1,9 @@
 //! Validation during training: validation-split pages at fixed ratios, read greedily by the reader
 //! through the inference engine (the same `DeepseekOcr` path `--engine mini` uses), scored with the
-//! sweep's normalisation and character precision (1 − normalised edit distance).
+//! sweep's normalisation and character precision (1 − normalised edit distance), and the
+//! teacher-forced loss with each page's own image and with another page's image: their difference
+//! (`image_gain`) says how much the reader takes from the page. A reader in the language-model phase
+//! writes fluent text whatever the page (gain ≈ 0); one that reads has a gain of nats per token.
 
 use occ_core::{Prompt, TextTokenizer};
 use occ_eval::metrics::char_precision;
@@ -12,7 +15,7 @@ use serde::Serialize;
 
 use crate::data::Page;
 use crate::error::TrainResult;
-use crate::model::Params;
+use crate::model::{batch_loss, reader_prompt, Params};
 
 /// Precision at one ratio.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -23,6 +26,31 @@ pub struct RatioScore {
     pub char_precision: f64,
     /// Share of pages whose output stopped at EOS (not at the token budget).
     pub stopped: f64,
+    /// Teacher-forced loss (nats per token, EOS included) of the pages' text given their own image.
+    pub loss: f64,
+    /// The same text given the next page's image (page i's text with page i + 1's image, cyclic):
+    /// minus `loss`, the information the reader takes from the page. NaN for fewer than 2 pages.
+    pub loss_other_image: f64,
+}
+
+/// Mean teacher-forced loss per token of `pages`' texts, page i read with image `images[i]`.
+fn mean_loss(
+    cfg: &MiniConfig,
+    params: &Params,
+    prompt: &occ_model::prompt::PromptTokens,
+    pages: &[Page],
+    shift: usize,
+) -> TrainResult<f64> {
+    let n = pages.len();
+    let (mut sum, mut tokens) = (0.0, 0usize);
+    for chunk in (0..n).collect::<Vec<_>>().chunks(16) {
+        let images: Vec<&image::RgbImage> = chunk.iter().map(|&i| &pages[(i + shift) % n].image).collect();
+        let targets: Vec<&[u32]> = chunk.iter().map(|&i| pages[i].target.as_slice()).collect();
+        let bl = batch_loss(cfg, params.detached_var_builder(), prompt, &images, &targets, &targets)?;
+        sum += f64::from(bl.sum.to_dtype(candle_core::DType::F32)?.to_scalar::<f32>()?);
+        tokens += bl.tokens;
+    }
+    Ok(sum / tokens.max(1) as f64)
 }
 
 /// Reads `pages` with the current weights and scores them.
@@ -55,5 +83,16 @@ pub fn evaluate(
         texts.push(o.text.clone());
     }
     let n = pages.len().max(1) as f64;
-    Ok((RatioScore { ratio, pages: pages.len(), char_precision: total / n, stopped: stopped as f64 / n }, texts))
+    let prompt = reader_prompt(cfg, tok, vocab)?;
+    let loss = mean_loss(cfg, params, &prompt, pages, 0)?;
+    let loss_other_image = if pages.len() < 2 { f64::NAN } else { mean_loss(cfg, params, &prompt, pages, 1)? };
+    let score = RatioScore {
+        ratio,
+        pages: pages.len(),
+        char_precision: total / n,
+        stopped: stopped as f64 / n,
+        loss,
+        loss_other_image,
+    };
+    Ok((score, texts))
 }

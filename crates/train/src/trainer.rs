@@ -79,9 +79,32 @@ pub struct EvalLog {
     pub pages: usize,
     pub char_precision: f64,
     pub stopped: f64,
+    /// Teacher-forced loss (nats per token) of the validation texts with their own images, and
+    /// with another page's image ([`RatioScore`]); absent in journals written before they existed.
+    #[serde(default = "nan", deserialize_with = "nan_if_null")]
+    pub loss: f64,
+    #[serde(default = "nan", deserialize_with = "nan_if_null")]
+    pub loss_other_image: f64,
     pub seconds: f64,
     /// The first page's output (a glimpse of what the reader writes).
     pub sample: String,
+}
+
+impl EvalLog {
+    /// Nats per token the reader takes from the page: `loss_other_image − loss` (≈ 0 while it
+    /// ignores the image).
+    pub fn image_gain(&self) -> f64 {
+        self.loss_other_image - self.loss
+    }
+}
+
+fn nan() -> f64 {
+    f64::NAN
+}
+
+/// JSON has no NaN: serde_json writes it as `null`, read back here as NaN.
+fn nan_if_null<'de, D: serde::Deserializer<'de>>(d: D) -> Result<f64, D::Error> {
+    Ok(Option::<f64>::deserialize(d)?.unwrap_or(f64::NAN))
 }
 
 /// What the caller is told as training goes.
@@ -405,6 +428,8 @@ fn run_eval(
             pages: score.pages,
             char_precision: score.char_precision,
             stopped: score.stopped,
+            loss: score.loss,
+            loss_other_image: score.loss_other_image,
             seconds: t.elapsed().as_secs_f64(),
             sample: texts.first().map(|s| s.chars().take(160).collect()).unwrap_or_default(),
         };

@@ -105,12 +105,15 @@ impl occ_train::Observer for Progress<'_> {
     fn evaluated(&mut self, log: &EvalLog) {
         let _ = self.out.json_message("train_eval", log);
         let line = format!(
-            "step {}: validation {}x char precision {:.3} ({} pages, {:.0}% stopped at EOS)",
+            "step {}: validation {}x char precision {:.3} ({} pages, {:.0}% stopped at EOS), loss {:.3}, \
+             image gain {:.3} nats/token",
             log.step,
             log.ratio,
             log.char_precision,
             log.pages,
-            100.0 * log.stopped
+            100.0 * log.stopped,
+            log.loss,
+            log.image_gain()
         );
         match &self.bar {
             Some(bar) => bar.println(line),
@@ -168,7 +171,13 @@ pub fn run(args: Args, out: &Output) -> anyhow::Result<()> {
         summary.last_loss.map_or("-".into(), |l| format!("{l:.4}"))
     ));
     for s in &summary.last_eval {
-        out.result(&format!("  validation {}x: char precision {:.3} ({} pages)", s.ratio, s.char_precision, s.pages));
+        out.result(&format!(
+            "  validation {}x: char precision {:.3} ({} pages), image gain {:.3} nats/token",
+            s.ratio,
+            s.char_precision,
+            s.pages,
+            s.loss_other_image - s.loss
+        ));
     }
     if let Some(dir) = &args.export {
         let Some(ckpt) = occ_train::checkpoint::latest(&run_dir)? else {

@@ -49,8 +49,25 @@ fn the_loss_falls() {
     for f in ["curves.parquet", "eval.parquet", "loss.svg", "precision.svg"] {
         assert!(run.join(f).exists(), "{f}");
     }
-    // the final evaluation ran through the inference engine
+    // the final evaluation ran through the inference engine, and measured the teacher-forced
+    // loss with each page's own image and with another page's
     assert_eq!(summary.last_eval.len(), 1);
+    let e = &summary.last_eval[0];
+    assert!(e.loss.is_finite() && e.loss < first, "validation loss {}", e.loss);
+    assert!(e.loss_other_image.is_finite() && e.loss_other_image > 0.0, "{}", e.loss_other_image);
+    let evals: Vec<occ_train::trainer::EvalLog> = std::fs::read_to_string(run.join("eval_log.jsonl"))
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert!(evals.iter().all(|x| x.loss.is_finite() && x.image_gain().is_finite()));
+    // JSON has no NaN: an undefined loss is written as null and read back as NaN
+    let mut undefined = evals[0].clone();
+    undefined.loss_other_image = f64::NAN;
+    let line = serde_json::to_string(&undefined).unwrap();
+    assert!(line.contains("\"loss_other_image\":null"), "{line}");
+    let back: occ_train::trainer::EvalLog = serde_json::from_str(&line).unwrap();
+    assert!(back.loss_other_image.is_nan() && back.image_gain().is_nan());
     // and the checkpoint is a reader the engine loads
     let ckpt = checkpoint::latest(&run).unwrap().unwrap();
     let engine = occ_model::pipeline::DeepseekOcr::from_mini_dir(&ckpt, candle_core::DType::F32, &Device::Cpu).unwrap();
