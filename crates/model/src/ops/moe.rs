@@ -19,18 +19,45 @@ pub struct RouteSpec {
 
 struct MoeRoute(RouteSpec);
 
+/// Checked sizes of a [`moe_route`] call: `(tokens, hidden, experts)`.
+fn route_dims(xl: &Layout, gl: &Layout, k: usize) -> Result<(usize, usize, usize)> {
+    let (tokens, hidden) = xl.shape().dims2()?;
+    let (experts, gh) = gl.shape().dims2()?;
+    if gh != hidden || k == 0 || k > experts {
+        candle_core::bail!("moe_route: tokens {:?}, router {:?}, top-k {k}", xl.dims(), gl.dims())
+    }
+    Ok((tokens, hidden, experts))
+}
+
+/// Checked sizes of a [`moe_gate_up`] call: `(hidden, pairs, 2n)`.
+fn gate_up_dims(xl: &Layout, wl: &Layout, rl: &Layout, k: usize) -> Result<(usize, usize, usize)> {
+    let (tokens, hidden) = xl.shape().dims2()?;
+    let (_, n2, wh) = wl.shape().dims3()?;
+    let (pairs, _) = rl.shape().dims2()?;
+    if wh != hidden || pairs != tokens * k {
+        candle_core::bail!("moe_gate_up: input {:?}, experts {:?}, route {:?}", xl.dims(), wl.dims(), rl.dims())
+    }
+    Ok((hidden, pairs, n2))
+}
+
+/// Checked sizes of a [`moe_down`] call: `(tokens, n, hidden)`.
+fn down_dims(al: &Layout, wl: &Layout, rl: &Layout, k: usize) -> Result<(usize, usize, usize)> {
+    let (pairs, n) = al.shape().dims2()?;
+    let (_, hidden, wn) = wl.shape().dims3()?;
+    if wn != n || k == 0 || pairs % k != 0 || rl.dims() != [pairs, 2] {
+        candle_core::bail!("moe_down: activations {:?}, experts {:?}, route {:?}", al.dims(), wl.dims(), rl.dims())
+    }
+    Ok((pairs / k, n, hidden))
+}
+
 impl candle_core::CustomOp2 for MoeRoute {
     fn name(&self) -> &'static str {
         "occ-moe-route"
     }
 
     fn cpu_fwd(&self, x: &CpuStorage, xl: &Layout, g: &CpuStorage, gl: &Layout) -> Result<(CpuStorage, Shape)> {
-        let (tokens, hidden) = xl.shape().dims2()?;
-        let (experts, gh) = gl.shape().dims2()?;
+        let (tokens, hidden, experts) = route_dims(xl, gl, self.0.top_k)?;
         let k = self.0.top_k;
-        if gh != hidden || k == 0 || k > experts {
-            candle_core::bail!("moe_route: tokens {:?}, router {:?}, top-k {k}", xl.dims(), gl.dims())
-        }
         let CpuStorage::F32(gate) = g else { candle_core::bail!("moe_route: the router weight must be f32") };
         let gate = contiguous(gate, gl, "moe_route router")?;
         let out = with_float!(x, "moe_route", |v: T| {
@@ -75,12 +102,8 @@ impl candle_core::CustomOp2 for MoeRoute {
         g: &candle_core::CudaStorage,
         gl: &Layout,
     ) -> Result<(candle_core::CudaStorage, Shape)> {
-        let (tokens, hidden) = xl.shape().dims2()?;
-        let (experts, gh) = gl.shape().dims2()?;
+        let (tokens, hidden, experts) = route_dims(xl, gl, self.0.top_k)?;
         let k = self.0.top_k;
-        if gh != hidden || k == 0 || k > experts {
-            candle_core::bail!("moe_route: tokens {:?}, router {:?}, top-k {k}", xl.dims(), gl.dims())
-        }
         Ok((
             cuda::moe_route(x, xl, g, gl, (tokens, hidden, experts), (k, self.0.norm_topk_prob, self.0.scale))?,
             Shape::from((tokens * k, 2)),
@@ -116,13 +139,8 @@ impl candle_core::CustomOp3 for MoeGateUp {
         r: &CpuStorage,
         rl: &Layout,
     ) -> Result<(CpuStorage, Shape)> {
-        let (tokens, hidden) = xl.shape().dims2()?;
-        let (_, n2, wh) = wl.shape().dims3()?;
-        let (pairs, _) = rl.shape().dims2()?;
+        let (hidden, pairs, n2) = gate_up_dims(xl, wl, rl, self.top_k)?;
         let (k, n) = (self.top_k, n2 / 2);
-        if wh != hidden || pairs != tokens * k {
-            candle_core::bail!("moe_gate_up: input {:?}, experts {:?}, route {:?}", xl.dims(), wl.dims(), rl.dims())
-        }
         let CpuStorage::F32(route) = r else { candle_core::bail!("moe_gate_up: the route must be f32") };
         let route = contiguous(route, rl, "moe route")?;
         let out = float_pair!(x, w, "moe_gate_up", |xv, wv: T| {
@@ -155,12 +173,7 @@ impl candle_core::CustomOp3 for MoeGateUp {
         r: &candle_core::CudaStorage,
         rl: &Layout,
     ) -> Result<(candle_core::CudaStorage, Shape)> {
-        let (tokens, hidden) = xl.shape().dims2()?;
-        let (_, n2, wh) = wl.shape().dims3()?;
-        let (pairs, _) = rl.shape().dims2()?;
-        if wh != hidden || pairs != tokens * self.top_k {
-            candle_core::bail!("moe_gate_up: input {:?}, experts {:?}, route {:?}", xl.dims(), wl.dims(), rl.dims())
-        }
+        let (hidden, pairs, n2) = gate_up_dims(xl, wl, rl, self.top_k)?;
         let out = cuda::moe_gate_up(x, xl, w, wl, r, rl, [pairs, self.top_k, n2 / 2, hidden], pairs * n2 / 2)?;
         Ok((out, Shape::from((pairs, n2 / 2))))
     }
@@ -193,13 +206,8 @@ impl candle_core::CustomOp3 for MoeDown {
         r: &CpuStorage,
         rl: &Layout,
     ) -> Result<(CpuStorage, Shape)> {
-        let (pairs, n) = al.shape().dims2()?;
-        let (_, hidden, wn) = wl.shape().dims3()?;
+        let (tokens, n, hidden) = down_dims(al, wl, rl, self.top_k)?;
         let k = self.top_k;
-        if wn != n || pairs % k != 0 || rl.dims() != [pairs, 2] {
-            candle_core::bail!("moe_down: activations {:?}, experts {:?}, route {:?}", al.dims(), wl.dims(), rl.dims())
-        }
-        let tokens = pairs / k;
         let CpuStorage::F32(route) = r else { candle_core::bail!("moe_down: the route must be f32") };
         let route = contiguous(route, rl, "moe route")?;
         let out = float_pair!(a, w, "moe_down", |av, wv: T| {
@@ -235,13 +243,8 @@ impl candle_core::CustomOp3 for MoeDown {
         r: &candle_core::CudaStorage,
         rl: &Layout,
     ) -> Result<(candle_core::CudaStorage, Shape)> {
-        let (pairs, n) = al.shape().dims2()?;
-        let (_, hidden, wn) = wl.shape().dims3()?;
+        let (tokens, n, hidden) = down_dims(al, wl, rl, self.top_k)?;
         let k = self.top_k;
-        if wn != n || pairs % k != 0 || rl.dims() != [pairs, 2] {
-            candle_core::bail!("moe_down: activations {:?}, experts {:?}, route {:?}", al.dims(), wl.dims(), rl.dims())
-        }
-        let tokens = pairs / k;
         let out = cuda::moe_down(a, al, w, wl, r, rl, (tokens, k, n, hidden))?;
         Ok((out, Shape::from((tokens, hidden))))
     }

@@ -25,17 +25,22 @@ fn rms_norm_cpu<T: Elem>(x: &[T], w: &[T], rows: usize, n: usize, eps: f32) -> V
     out
 }
 
+/// Checked sizes of an [`rms_norm`] call: `(rows, n)`.
+fn rms_dims(xl: &Layout, wl: &Layout) -> Result<(usize, usize)> {
+    let n = wl.shape().dims1()?;
+    if xl.dims().last() != Some(&n) {
+        candle_core::bail!("rms_norm: input {:?} does not end in the weight's {n}", xl.dims())
+    }
+    Ok((xl.shape().elem_count() / n.max(1), n))
+}
+
 impl candle_core::CustomOp2 for RmsNormOp {
     fn name(&self) -> &'static str {
         "occ-rms-norm"
     }
 
     fn cpu_fwd(&self, x: &CpuStorage, xl: &Layout, w: &CpuStorage, wl: &Layout) -> Result<(CpuStorage, Shape)> {
-        let n = wl.shape().dims1()?;
-        if xl.dims().last() != Some(&n) {
-            candle_core::bail!("rms_norm: input {:?} does not end in the weight's {n}", xl.dims())
-        }
-        let rows = xl.shape().elem_count() / n.max(1);
+        let (rows, n) = rms_dims(xl, wl)?;
         let out = float_pair!(x, w, "rms_norm", |xv, wv: T| {
             let xv = contiguous(xv, xl, "rms_norm input")?;
             let wv = contiguous(wv, wl, "rms_norm weight")?;
@@ -52,11 +57,7 @@ impl candle_core::CustomOp2 for RmsNormOp {
         w: &candle_core::CudaStorage,
         wl: &Layout,
     ) -> Result<(candle_core::CudaStorage, Shape)> {
-        let n = wl.shape().dims1()?;
-        if xl.dims().last() != Some(&n) {
-            candle_core::bail!("rms_norm: input {:?} does not end in the weight's {n}", xl.dims())
-        }
-        let rows = xl.shape().elem_count() / n.max(1);
+        let (rows, n) = rms_dims(xl, wl)?;
         Ok((cuda::rms_norm(x, xl, w, wl, rows, n, self.eps)?, xl.shape().clone()))
     }
 }
