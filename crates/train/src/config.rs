@@ -259,6 +259,17 @@ impl TrainConfig {
         if !(0.0..1.0).contains(&o.betas[0]) || !(0.0..1.0).contains(&o.betas[1]) {
             return bad("optim.betas", format!("{:?}", o.betas), "each in [0, 1)");
         }
+        let nonneg = |v: f64| v.is_finite() && v >= 0.0;
+        for (field, v, ok, expected) in [
+            ("optim.eps", o.eps, o.eps.is_finite() && o.eps > 0.0, "a finite number > 0"),
+            ("optim.weight_decay", o.weight_decay, nonneg(o.weight_decay), "a finite number >= 0"),
+            ("optim.clip_norm", o.clip_norm, nonneg(o.clip_norm), "a finite number >= 0 (0: no clipping)"),
+            ("optim.max_loss", o.max_loss, o.max_loss > 0.0, "a number > 0 (inf: never stop on the loss)"),
+        ] {
+            if !ok {
+                return bad(field, v.to_string(), expected);
+            }
+        }
         if self.eval.ratios.iter().any(|r| !(r.is_finite() && *r > 0.0)) {
             return bad("eval.ratios", format!("{:?}", self.eval.ratios), "positive ratios");
         }

@@ -10,4 +10,5 @@ mod common;
 mod config;
 mod data;
 mod gradients;
+mod props;
 mod training;
