@@ -206,6 +206,13 @@ pub struct SamConfig {
     /// Output channels of `net_2` and `net_3`.
     pub downsample_channels: [usize; 2],
     pub eps: f64,
+    /// Read ink instead of light: the normalised pixels x (white paper 1, black ink −1, as the
+    /// preprocessing gives them) enter the patch embedding as (1 − x) / 2 (paper 0, ink 1).
+    /// DeepSeek-OCR's weights read light (false). For a reader trained from scratch, paper at 0
+    /// keeps the blank page out of the patch embedding's gradient: with paper at 1, Adam moves
+    /// every weight of a kernel together and the response to blank paper grows until it
+    /// drowns the text (docs/TRAINING.md, "encoder collapse").
+    pub ink_input: bool,
 }
 
 impl SamConfig {
@@ -224,6 +231,7 @@ impl SamConfig {
             out_chans: 256,
             downsample_channels: [512, 1024],
             eps: 1e-6,
+            ink_input: false,
         }
     }
 
@@ -243,6 +251,7 @@ impl SamConfig {
             out_chans: 16,
             downsample_channels: [32, 64],
             eps: 1e-6,
+            ink_input: false,
         }
     }
 

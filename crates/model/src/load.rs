@@ -569,6 +569,7 @@ mod tests {
                 global_attn_indexes: vec![1],
                 out_chans: 16,
                 downsample_channels: [32, 64],
+                ink_input: false,
             },
             clip: MiniClip { layers: 1, heads: 2, ffn_dim: 64 },
             decoder: MiniDecoder {

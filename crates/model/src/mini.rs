@@ -62,6 +62,10 @@ pub struct MiniSam {
     pub out_chans: usize,
     /// Output channels of the two stride-2 convs; the second is the global encoder's width.
     pub downsample_channels: [usize; 2],
+    /// The patch encoder reads ink (paper 0) instead of DeepSeek-OCR's light (paper 1); see
+    /// [`crate::config::SamConfig::ink_input`]. Absent in readers written before it: false.
+    #[serde(default)]
+    pub ink_input: bool,
 }
 
 /// The global encoder over the compressed tokens (CLIP's structure; its width is SAM's output).
@@ -182,6 +186,7 @@ impl MiniConfig {
                 global_attn_indexes: s.global_attn_indexes.clone(),
                 out_chans: s.out_chans,
                 downsample_channels: s.downsample_channels,
+                ink_input: s.ink_input,
                 ..SamConfig::deepseek_ocr()
             },
             clip: ClipConfig {

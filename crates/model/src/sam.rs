@@ -332,6 +332,13 @@ impl Sam {
                 x.dims()
             );
         }
+        let ink;
+        let x = if self.cfg.ink_input {
+            ink = x.affine(-0.5, 0.5)?; // (1 − x) / 2: paper 0, ink 1
+            &ink
+        } else {
+            x
+        };
         let x = self.patch_embed.forward(x)?.permute((0, 2, 3, 1))?.contiguous()?; // (b, h, w, dim)
         probe("sam.patch_embed", &x)?;
         let grid = x.dim(1)?;

@@ -266,3 +266,20 @@ fn fused_attention_without_tables_is_sdpa() {
     let err = vit_attention(&qkv, &bias, None, bad).unwrap_err().to_string();
     assert!(err.contains("vit_attention"), "{err}");
 }
+
+/// A reader built with `ink_input` reads page x exactly as one without it reads (1 − x) / 2.
+#[test]
+fn ink_input_reads_one_minus_the_pixels_halved() {
+    let mut ink = VisionConfig::tiny();
+    ink.sam.ink_input = true;
+    let vb = || synth_var_builder(0, DType::F32, &Device::Cpu);
+    let light = DeepEncoder::new(&VisionConfig::tiny(), vb()).unwrap();
+    let ink = DeepEncoder::new(&ink, vb()).unwrap();
+    let x = rand_tensor(&[2, 3, 64, 64], 3);
+    let flipped = ((1.0 - &x).unwrap() * 0.5).unwrap();
+    let a = ink.encode_views(&x).unwrap();
+    let b = light.encode_views(&flipped).unwrap();
+    assert!(max_abs_diff(&a, &b) < 1e-5, "{}", max_abs_diff(&a, &b));
+    // and it is not the identity: the light reader gives something else on x
+    assert!(max_abs_diff(&a, &light.encode_views(&x).unwrap()) > 1e-3);
+}
