@@ -72,6 +72,11 @@ pub struct Stage {
     /// Pages per micro-batch in this stage (short pages fit larger batches); default `optim.batch`.
     #[serde(default)]
     pub batch: Option<usize>,
+    /// Share of probe pages in this stage; default `data.probe_share`. A first stage of probes
+    /// only (shuffled words, random strings, which no language model can guess) makes the page
+    /// the decoder's only source before it meets prose.
+    #[serde(default)]
+    pub probe_share: Option<f64>,
 }
 
 impl DataConfig {
@@ -88,6 +93,11 @@ impl DataConfig {
     /// Pages per micro-batch of step `step`, given the default `batch`.
     pub fn batch_at(&self, step: usize, batch: usize) -> usize {
         self.stage_at(step).and_then(|s| s.batch).unwrap_or(batch)
+    }
+
+    /// The share of probe pages of step `step`.
+    pub fn probe_share_at(&self, step: usize) -> f64 {
+        self.stage_at(step).and_then(|s| s.probe_share).unwrap_or(self.probe_share)
     }
 }
 
@@ -231,6 +241,9 @@ impl TrainConfig {
             }
             if st.batch == Some(0) {
                 return bad(&field("batch"), "0".into(), "a positive page count");
+            }
+            if let Some(p) = st.probe_share.filter(|p| !(0.0..=1.0).contains(p)) {
+                return bad(&field("probe_share"), p.to_string(), "a share in [0, 1]");
             }
         }
         if !(0.0..=1.0).contains(&d.probe_share) {

@@ -176,11 +176,11 @@ impl PageSource {
 
     /// Renders the page with generator `rng`. A draw that cannot be rendered (a ratio too high for
     /// the smallest font) is redrawn, up to 8 times.
-    pub fn page(&self, rng: &mut SplitMix64, ratios: [f64; 2]) -> TrainResult<Page> {
+    pub fn page(&self, rng: &mut SplitMix64, ratios: [f64; 2], probe_share: f64) -> TrainResult<Page> {
         let c = &self.cfg;
         let mut last_err = String::new();
         for _ in 0..8 {
-            let kind = if uniform(rng, 0.0, 1.0) < c.probe_share {
+            let kind = if uniform(rng, 0.0, 1.0) < probe_share {
                 if rng.below(2) == 0 {
                     TextKind::ShuffledWords
                 } else {
@@ -229,12 +229,12 @@ impl PageSource {
     }
 
     /// The pages of micro-batch `micro` of step `step`, rendered in parallel, in order, at the
-    /// ratios of the step's curriculum stage.
+    /// ratios and probe share of the step's curriculum stage.
     pub fn batch(&self, seed: u64, step: usize, micro: usize, size: usize) -> TrainResult<Vec<Page>> {
-        let ratios = self.cfg.ratios_at(step);
+        let (ratios, probes) = (self.cfg.ratios_at(step), self.cfg.probe_share_at(step));
         (0..size)
             .into_par_iter()
-            .map(|i| self.page(&mut page_rng(seed, step as u64, micro as u64, i as u64), ratios))
+            .map(|i| self.page(&mut page_rng(seed, step as u64, micro as u64, i as u64), ratios, probes))
             .collect()
     }
 

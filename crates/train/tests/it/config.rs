@@ -58,6 +58,8 @@ fn curriculum_stages_are_checked_by_field() {
     assert!(err.contains("data.stages[0].ratios"), "{err}");
     let err = load(&stages("[[data.stages]]\nuntil = 5\nratios = [1.0, 2.0]\nbatch = 0"));
     assert!(err.contains("data.stages[0].batch"), "{err}");
+    let err = load(&stages("[[data.stages]]\nuntil = 5\nratios = [1.0, 2.0]\nprobe_share = 1.5"));
+    assert!(err.contains("data.stages[0].probe_share"), "{err}");
     let err = load(&stages("[[data.stages]]\nuntil = 5\nratio = [1.0, 2.0]"));
     assert!(err.contains("ratio"), "{err}");
 }

@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use occ_core::TextTokenizer;
 use occ_model::mini::OutputVocab;
-use occ_train::data::{read_passages, PageSource};
+use occ_train::data::{read_passages, PageSource, TextKind};
 
 use crate::common::{tempdir, tiny_config};
 
@@ -87,6 +87,20 @@ fn curriculum_stages_set_the_ratios_and_batch_of_their_steps() {
     for page in src.batch(7, 2, 0, 4).unwrap() {
         assert!(page.ratio < 3.5, "a page after the stage at {}x", page.ratio);
     }
+}
+
+#[test]
+fn a_stage_may_set_the_probe_share() {
+    let dir = tempdir();
+    let cfg = tiny_config(dir.path(), |s| {
+        s.replace(
+            "probe_share = 0.3",
+            "probe_share = 0.0\n[[data.stages]]\nuntil = 2\nratios = [1.5, 3.0]\nprobe_share = 1.0",
+        )
+    });
+    let (src, _, _) = source(&cfg);
+    assert!(src.batch(7, 1, 0, 8).unwrap().iter().all(|p| p.kind != TextKind::Prose), "stage 1: probes only");
+    assert!(src.batch(7, 2, 0, 8).unwrap().iter().all(|p| p.kind == TextKind::Prose), "after it: prose only");
 }
 
 #[test]

@@ -56,7 +56,7 @@ fn valid_config() -> impl Strategy<Value = TrainConfig> {
                     .into_iter()
                     .map(|(gap, ratios, batch)| {
                         until += gap;
-                        Stage { until, ratios, batch }
+                        Stage { until, ratios, batch, probe_share: None }
                     })
                     .collect();
                 c.data.line_height = [lh0, lh0 + (3.0 - lh0) * lh1];
@@ -147,18 +147,18 @@ fn invalid_edit() -> impl Strategy<Value = (String, TrainConfig)> {
             !(x.is_finite() && x > 0.0)
         }),
         f("data.stages[0].ratios", |c, x| {
-            c.data.stages = vec![Stage { until: 3, ratios: [1.0, x], batch: None }];
+            c.data.stages = vec![Stage { until: 3, ratios: [1.0, x], batch: None, probe_share: None }];
             !(x.is_finite() && x >= 1.0)
         }),
         f("data.stages[1].until", |c, _| {
             c.data.stages = vec![
-                Stage { until: 3, ratios: [1.0, 2.0], batch: None },
-                Stage { until: 3, ratios: [1.0, 2.0], batch: None },
+                Stage { until: 3, ratios: [1.0, 2.0], batch: None, probe_share: None },
+                Stage { until: 3, ratios: [1.0, 2.0], batch: None, probe_share: None },
             ];
             true
         }),
         f("data.stages[0].batch", |c, _| {
-            c.data.stages = vec![Stage { until: 3, ratios: [1.0, 2.0], batch: Some(0) }];
+            c.data.stages = vec![Stage { until: 3, ratios: [1.0, 2.0], batch: Some(0), probe_share: None }];
             true
         }),
         f("optim.steps", |c, _| {
