@@ -63,8 +63,10 @@ pub struct MiniSam {
     /// Output channels of the two stride-2 convs; the second is the global encoder's width.
     pub downsample_channels: [usize; 2],
     /// The patch encoder reads ink (paper 0) instead of DeepSeek-OCR's light (paper 1); see
-    /// [`crate::config::SamConfig::ink_input`]. Absent in readers written before it: false.
-    #[serde(default)]
+    /// [`crate::config::SamConfig::ink_input`]. Absent in readers written before it: false, and
+    /// not written when false, so those readers' configs (and architecture fingerprints) stay
+    /// byte for byte what they were.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub ink_input: bool,
 }
 

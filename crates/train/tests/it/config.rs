@@ -63,3 +63,21 @@ fn curriculum_stages_are_checked_by_field() {
     let err = load(&stages("[[data.stages]]\nuntil = 5\nratio = [1.0, 2.0]"));
     assert!(err.contains("ratio"), "{err}");
 }
+
+/// `ink_input` is written only when set: the configs (and so the architecture fingerprints) of
+/// readers trained before it existed are unchanged, and their checkpoints still resume.
+#[test]
+fn ink_input_is_written_only_when_set() {
+    let dir = tempdir();
+    let p = dir.path().join("c.toml");
+    std::fs::write(&p, TINY).unwrap();
+    let light = TrainConfig::load(&p, dir.path()).unwrap();
+    assert!(!light.model.sam.ink_input);
+    assert!(!serde_json::to_string(&light.model).unwrap().contains("ink_input"));
+    std::fs::write(&p, TINY.replace("width = 16", "width = 16\nink_input = true")).unwrap();
+    let ink = TrainConfig::load(&p, dir.path()).unwrap();
+    let json = serde_json::to_string(&ink.model).unwrap();
+    assert!(json.contains("\"ink_input\":true"), "{json}");
+    assert_ne!(ink.model_fingerprint(), light.model_fingerprint());
+    assert!(ink.model.vision().sam.ink_input, "the flag reaches the encoder");
+}
