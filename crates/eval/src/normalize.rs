@@ -14,44 +14,9 @@
 use serde::{Deserialize, Serialize};
 use unicode_normalization::UnicodeNormalization;
 
-/// Language of a corpus: decides word splitting and the Chinese whitespace rule.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Lang {
-    En,
-    Zh,
-}
-
-impl Lang {
-    /// `en` or `zh`.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Lang::En => "en",
-            Lang::Zh => "zh",
-        }
-    }
-
-    /// Tesseract's language pack for this language.
-    pub fn tesseract_lang(self) -> &'static str {
-        match self {
-            Lang::En => "eng",
-            Lang::Zh => "chi_sim",
-        }
-    }
-}
-
-impl std::str::FromStr for Lang {
-    type Err = String;
-
-    /// `en` or `zh` (the spelling of [`Lang::as_str`]).
-    fn from_str(s: &str) -> Result<Lang, String> {
-        match s {
-            "en" => Ok(Lang::En),
-            "zh" => Ok(Lang::Zh),
-            other => Err(format!("unknown language {other:?}: expected en or zh")),
-        }
-    }
-}
+/// Language of a corpus: decides word splitting and the Chinese whitespace rule. The one `Lang` of
+/// the toolkit, defined in occ-core.
+pub use occ_core::Lang;
 
 /// Normalisation switches (see the module docs for the order and defaults).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]

@@ -13,7 +13,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::corpus::{Corpus, CorpusError};
 use crate::normalize::Lang;
-use crate::render::{tokens_for_ratio, PageRenderer};
+use crate::render::PageRenderer;
 use crate::rng::SplitMix64;
 use crate::spec::ExperimentSpec;
 
@@ -95,7 +95,8 @@ pub fn build_plan(
                 message: format!("vision tokens of mode {mode} for a {w}x{h} page: {e}"),
             })?;
             for &ratio in spec.ratios_for(mode) {
-                let need = tokens_for_ratio(ratio, &vision) + TOKEN_MARGIN;
+                // The spec's ratios are validated finite and above 0, so the budget exists.
+                let need = occ_core::tokens_for_ratio(ratio, vision.nominal).unwrap_or(0) + TOKEN_MARGIN;
                 if need > total_tokens {
                     return Err(CorpusError::Invalid {
                         name: corpus.name.clone(),

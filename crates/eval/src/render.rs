@@ -5,11 +5,9 @@
 //! the same way but draws nothing, for tests of the bookkeeping without fonts.
 
 use image::RgbImage;
-use occ_core::{Mode, TextTokenizer, VisionTokens};
+use occ_core::{cut_tokens, tokens_for_ratio, Lang, Mode, TextTokenizer, VisionTokens};
 
-use crate::normalize::Lang;
 use crate::schema::SampleRow;
-use crate::truncation::prefix_tokens;
 
 /// A rendered page with its token accounting.
 #[derive(Debug, Clone)]
@@ -37,13 +35,10 @@ pub trait PageRenderer: Send + Sync {
     fn render(&self, text: &str, lang: Lang, mode: Mode, ratio: f64) -> Result<FittedPage, String>;
 }
 
-/// Text tokens a page of `vision` tokens holds at `ratio` (nominal basis, rounded).
-pub fn tokens_for_ratio(ratio: f64, vision: &VisionTokens) -> usize {
-    (ratio * f64::from(vision.nominal)).round().max(1.0) as usize
-}
-
-/// Cuts the text to the ratio's token budget like a real renderer, and draws a blank page of the
-/// mode's default canvas. For tests only: engines that look at pixels read nothing.
+/// Cuts the text to the ratio's token budget as the real renderer does (the budget of
+/// [`occ_core::tokens_for_ratio`] on the nominal vision tokens, the cut of [`occ_core::cut_tokens`]), and
+/// draws a blank page of the mode's default canvas. For tests only: engines that look at pixels read
+/// nothing.
 #[derive(Debug, Clone)]
 pub struct BlankRenderer {
     tokenizer: TextTokenizer,
@@ -67,11 +62,10 @@ impl PageRenderer for BlankRenderer {
     fn render(&self, text: &str, _lang: Lang, mode: Mode, ratio: f64) -> Result<FittedPage, String> {
         let (w, h) = self.canvas(mode);
         let vision = mode.vision_tokens(w, h).map_err(|e| e.to_string())?;
-        let budget = tokens_for_ratio(ratio, &vision);
-        let cut = prefix_tokens(text, &self.tokenizer, budget).map_err(|e| e.to_string())?;
-        let n_text_tokens = self.tokenizer.count(cut).map_err(|e| e.to_string())?;
+        let budget = tokens_for_ratio(ratio, vision.nominal).ok_or_else(|| format!("invalid ratio {ratio}"))?;
+        let (cut, n_text_tokens) = cut_tokens(text, &self.tokenizer, budget).map_err(|e| e.to_string())?;
         let image = RgbImage::from_pixel(w, h, image::Rgb([255, 255, 255]));
-        Ok(FittedPage { image, text: cut.to_string(), n_text_tokens, vision, font_px: 0.0 })
+        Ok(FittedPage { image, text: text[..cut].to_string(), n_text_tokens, vision, font_px: 0.0 })
     }
 }
 
@@ -89,10 +83,6 @@ impl OccRenderer {
     }
 
     fn spec(mode: Mode, lang: Lang) -> occ_render::RenderSpec {
-        let lang = match lang {
-            Lang::En => occ_render::Lang::En,
-            Lang::Zh => occ_render::Lang::Zh,
-        };
         occ_render::RenderSpec::for_mode(mode, lang)
     }
 
@@ -144,11 +134,7 @@ impl OccRenderer {
     /// [`OccRenderer::redraw`] with the mode, language and font size of a row of `samples.parquet`.
     pub fn redraw_sample(sample: &SampleRow, ground_truth: &str) -> Result<RgbImage, String> {
         let mode: Mode = sample.mode.parse().map_err(|e: occ_core::ModeError| e.to_string())?;
-        let lang = match sample.lang.as_str() {
-            "en" => Lang::En,
-            "zh" => Lang::Zh,
-            other => return Err(format!("unknown language {other:?}")),
-        };
+        let lang: Lang = sample.lang.parse()?;
         Self::redraw(ground_truth, lang, mode, sample.font_px as f32)
     }
 }

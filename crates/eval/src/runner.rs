@@ -24,7 +24,6 @@ use crate::plan::PlannedSample;
 use crate::render::{FittedPage, PageRenderer};
 use crate::schema::{PredictionRow, SampleRow};
 use crate::spec::ExperimentSpec;
-use crate::truncation::prefix_tokens;
 
 /// Batches rendered ahead of the engine.
 pub const RENDER_AHEAD: usize = 2;
@@ -145,8 +144,8 @@ fn prepare(ctx: &RunContext<'_>, s: &PlannedSample) -> Prepared {
         let norm = &ctx.spec.normalization;
         let gt_norm = norm.apply(&fitted.text, s.lang);
         let budget = fitted.vision.nominal as usize;
-        let prefix = prefix_tokens(&fitted.text, ctx.tokenizer, budget).map_err(|e| e.to_string())?;
-        let truncation = score(&gt_norm, &norm.apply(prefix, s.lang), s.lang);
+        let (cut, _) = occ_core::cut_tokens(&fitted.text, ctx.tokenizer, budget).map_err(|e| e.to_string())?;
+        let truncation = score(&gt_norm, &norm.apply(&fitted.text[..cut], s.lang), s.lang);
         Ok(PreparedPage { fitted, gt_norm, truncation })
     });
     Prepared { render_ms: ms(t0.elapsed()), page }

@@ -53,7 +53,6 @@ use crate::rng::SplitMix64;
 use crate::schema::{self, BinRow, PredictionRow, SampleRow, SchemaError, SummaryRow, Table};
 use crate::spec::{EngineKind, ExperimentSpec};
 use crate::stats::{cell_stats, CellStats};
-use crate::truncation::prefix_from_offsets;
 
 /// Input accounting of a score run (what was read, bad rows, rows out of range), in its directory.
 pub const SCORE_FILE: &str = "score.json";
@@ -619,7 +618,7 @@ fn score_row(row: &InputRow, options: &ScoreOptions, tokenizer: &TextTokenizer) 
         return Outcome::OutOfRange(OutOfRange { line: row.line, id: row.id.clone(), text_tokens });
     };
     let truncation = vision.nominal.zip(offsets.as_deref()).map(|(budget, offsets)| {
-        let prefix = prefix_from_offsets(&row.truth, offsets, budget as usize);
+        let prefix = &row.truth[..occ_core::cut_at_offsets(&row.truth, offsets, budget as usize)];
         score(&gt_norm, &options.normalization.apply(prefix, lang), lang)
     });
     let out_norm = options.normalization.apply(&row.prediction, lang);

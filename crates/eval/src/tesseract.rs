@@ -17,6 +17,14 @@ use occ_core::{EngineError, EngineInfo, OcrEngine, OcrOptions, OcrOutput, OcrPag
 
 use crate::normalize::Lang;
 
+/// Tesseract's language pack for a language.
+fn tesseract_lang(lang: Lang) -> &'static str {
+    match lang {
+        Lang::En => "eng",
+        Lang::Zh => "chi_sim",
+    }
+}
+
 /// The default page segmentation: `--psm 6`, one uniform block of text (see the module docs).
 pub const DEFAULT_PSM: u32 = 6;
 
@@ -52,7 +60,7 @@ impl Tesseract {
             .output()
             .map_err(|e| unavailable(format!("cannot run `{program} --list-langs`: {e}")))?;
         let listed = String::from_utf8_lossy(&langs.stdout).to_string() + &String::from_utf8_lossy(&langs.stderr);
-        let want = lang.tesseract_lang();
+        let want = tesseract_lang(lang);
         if !listed.lines().any(|l| l.trim() == want) {
             return Err(unavailable(format!("language pack {want} is not installed (`{program} --list-langs`)")));
         }
@@ -74,7 +82,7 @@ impl Tesseract {
             .map_err(|e| EngineError::Input { page: page.id.clone(), message: format!("encoding PNG: {e}") })?;
         let t1 = Instant::now();
         let mut child = Command::new(&self.program)
-            .args(["stdin", "stdout", "-l", self.lang.tesseract_lang(), "--psm", &self.psm.to_string()])
+            .args(["stdin", "stdout", "-l", tesseract_lang(self.lang), "--psm", &self.psm.to_string()])
             .env("OMP_THREAD_LIMIT", "1")
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
@@ -116,7 +124,7 @@ impl OcrEngine for Tesseract {
     fn info(&self) -> EngineInfo {
         EngineInfo {
             name: "tesseract".into(),
-            version: format!("{} (-l {} --psm {})", self.version, self.lang.tesseract_lang(), self.psm),
+            version: format!("{} (-l {} --psm {})", self.version, tesseract_lang(self.lang), self.psm),
             weights: None,
             synthetic_weights: false,
             device: "cpu".into(),

@@ -94,26 +94,9 @@ impl Recipe {
     }
 }
 
-const GOLDEN_GAMMA: u64 = 0x9E37_79B9_7F4A_7C15;
-
-/// 64-bit FNV-1a of `bytes`.
-pub fn fnv1a64(bytes: &[u8]) -> u64 {
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    for &b in bytes {
-        h ^= u64::from(b);
-        h = h.wrapping_mul(0x0000_0100_0000_01b3);
-    }
-    h
-}
-
-/// The `i`-th SplitMix64 output of the stream seeded with `key`.
-#[inline]
-pub fn splitmix64_at(key: u64, i: u64) -> u64 {
-    let mut z = key.wrapping_add(i.wrapping_add(1).wrapping_mul(GOLDEN_GAMMA));
-    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-    z ^ (z >> 31)
-}
+/// The toolkit's one SplitMix64 ([`occ_core::rng`]): the `i`-th output of the stream seeded with a
+/// key, and the 64-bit FNV-1a hash of a name.
+pub use occ_core::rng::{fnv1a64, splitmix64_at};
 
 /// How the uniform `x ∈ [−1, 1)` becomes a weight value (step 4 of the recipe).
 #[derive(Debug, Clone, Copy, PartialEq)]

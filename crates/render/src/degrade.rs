@@ -1,12 +1,13 @@
 //! Deterministic degradations of a rendered page, for robustness and memory-decay experiments.
 //!
 //! Each is a pure function of the image and its parameters: the same input gives the same bytes on the
-//! same build (the noise uses its own seeded SplitMix64 generator, not a library RNG whose stream may
-//! change between versions). JPEG decoding may take SIMD paths chosen at run time, so bytes can differ
-//! between CPU families, never between runs.
+//! same build (the noise uses the toolkit's seeded SplitMix64, [`occ_core::rng`], not a library RNG
+//! whose stream may change between versions). JPEG decoding may take SIMD paths chosen at run time, so
+//! bytes can differ between CPU families, never between runs.
 
 use image::imageops::FilterType;
 use image::{ImageEncoder, RgbImage};
+use occ_core::rng::SplitMix64;
 use occ_core::Mode;
 use serde::{Deserialize, Serialize};
 
@@ -86,7 +87,7 @@ pub fn apply(img: &RgbImage, d: &Degradation) -> Result<RgbImage> {
             if !(sigma.is_finite() && sigma >= 0.0) {
                 return Err(invalid("noise", format!("sigma {sigma} must be a finite number >= 0")));
             }
-            let mut rng = SplitMix64(seed);
+            let mut rng = SplitMix64::new(seed);
             let mut out = img.clone();
             for p in out.pixels_mut() {
                 for c in p.0.iter_mut() {
@@ -125,30 +126,6 @@ pub fn apply_all(img: &RgbImage, steps: &[Degradation]) -> Result<RgbImage> {
 
 fn invalid(what: &'static str, message: String) -> RenderError {
     RenderError::InvalidDegradation { what, message }
-}
-
-/// SplitMix64 (Steele, Lea & Flood 2014): tiny, fast and fully specified here.
-struct SplitMix64(u64);
-
-impl SplitMix64 {
-    fn next_u64(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-
-    /// Uniform in (0, 1].
-    fn unit(&mut self) -> f64 {
-        ((self.next_u64() >> 11) as f64 + 1.0) / (1u64 << 53) as f64
-    }
-
-    /// Standard normal by Box–Muller (one value per call; the pair's second half is discarded).
-    fn normal(&mut self) -> f64 {
-        let (u1, u2) = (self.unit(), self.unit());
-        (-2.0 * u1.ln()).sqrt() * (std::f64::consts::TAU * u2).cos()
-    }
 }
 
 /// Mean absolute difference per channel between two images of the same size (`None` if sizes differ).

@@ -3,11 +3,13 @@
 //! 1. The text is normalised ([`crate::normalize`]); everything below works on the normalised text, so
 //!    the ground truth of a page is exactly the text that was counted.
 //! 2. The budget is `round(r · nominal vision tokens)` of the page in the mode
-//!    ([`occ_core::Mode::vision_tokens`] on the spec's page size).
-//! 3. Only a prefix of the text is tokenized (`6 · budget + 256` bytes, doubled until it holds more than
-//!    `budget + 8` tokens), so a 10 MB text costs no more than a page-sized one. The text is cut where
-//!    the `budget`-th token ends; a cut inside a UTF-8 character (byte-level BPE pieces) moves back to
-//!    the character boundary, and the kept text is re-counted: that count is the page's text tokens.
+//!    ([`occ_core::tokens_for_ratio`] of [`occ_core::Mode::vision_tokens`] on the spec's page size); it
+//!    may be 0, which [`crate::RatioCheck`] reports as an empty budget.
+//! 3. The text is cut where the `budget`-th token ends ([`occ_core::cut_tokens`], re-exported here as
+//!    [`cut_tokens`]: only a prefix of the text is tokenized, so a 10 MB text costs no more than a
+//!    page-sized one). A character is never split: a budget that ends among a character's byte-level
+//!    BPE pieces keeps the whole character, so a budget of one token or more keeps at least one
+//!    character. The kept text is re-counted: that count is the page's text tokens.
 //! 4. The font size is searched by bisection over multiples of [`FitOptions::step_px`] (0.25 px by
 //!    default) between [`FitOptions::min_px`] (3 px) and the size at which one line fills the page
 //!    height (capped by [`FitOptions::max_px`]). Bisection assumes that text that fits at a size also
@@ -16,7 +18,8 @@
 //! 5. The achieved ratio is `compression_ratio(text tokens of the ground truth, vision tokens)` on each
 //!    basis: nominal, valid (paper Eq. 1) and slots.
 
-use occ_core::{compression_ratio, Mode, TextTokenizer, VisionTokens};
+use occ_core::budget::floor_char_boundary;
+use occ_core::{compression_ratio, tokens_for_ratio, Mode, TextTokenizer, VisionTokens};
 use serde::Serialize;
 
 use crate::error::{RenderError, Result};
@@ -79,7 +82,11 @@ pub struct FittedPage {
     pub complete: bool,
 }
 
-/// The text-token budget of a page: `round(ratio · nominal vision tokens)`, and the vision tokens.
+/// Cuts a text after its first `n` tokens (the one cut of the toolkit, see [`occ_core::budget`]).
+pub use occ_core::cut_tokens;
+
+/// The text-token budget of a page: `round(ratio · nominal vision tokens)`
+/// ([`occ_core::tokens_for_ratio`]), and the vision tokens.
 pub fn target_tokens(mode: Mode, spec: &RenderSpec, ratio: f64) -> Result<(usize, VisionTokens)> {
     if !(ratio.is_finite() && ratio > 0.0) {
         return Err(RenderError::InvalidRatio { ratio });
@@ -90,52 +97,8 @@ pub fn target_tokens(mode: Mode, spec: &RenderSpec, ratio: f64) -> Result<(usize
         height: spec.height,
         source,
     })?;
-    let n = (ratio * f64::from(vision.nominal)).round();
-    Ok((n.min(1e12) as usize, vision))
-}
-
-/// Cuts `text` after its first `n` tokens: returns the cut (a char boundary) and the token count of
-/// `text[..cut]`. Tokenizes only as much of `text` as needed.
-pub fn cut_tokens(text: &str, tok: &TextTokenizer, n: usize) -> Result<(usize, usize)> {
-    if n == 0 || text.is_empty() {
-        return Ok((0, 0));
-    }
-    let mut window = floor_boundary(text, n.saturating_mul(6).saturating_add(256));
-    loop {
-        let (ids, offsets) = tok.encode_with_offsets(&text[..window])?;
-        let whole = window == text.len();
-        if ids.len() <= n && whole {
-            return Ok((text.len(), ids.len()));
-        }
-        if ids.len() < n.saturating_add(8) && !whole {
-            window = floor_boundary(text, window.saturating_mul(2));
-            continue;
-        }
-        let cut = floor_boundary(text, offsets[n - 1].1);
-        let cut = if cut == 0 { ceil_boundary(text, offsets[n - 1].1.max(1)) } else { cut };
-        let count = tok.count(&text[..cut])?;
-        return Ok((cut, count));
-    }
-}
-
-fn floor_boundary(text: &str, mut i: usize) -> usize {
-    if i >= text.len() {
-        return text.len();
-    }
-    while !text.is_char_boundary(i) {
-        i -= 1;
-    }
-    i
-}
-
-fn ceil_boundary(text: &str, mut i: usize) -> usize {
-    if i >= text.len() {
-        return text.len();
-    }
-    while !text.is_char_boundary(i) {
-        i += 1;
-    }
-    i
+    let n = tokens_for_ratio(ratio, vision.nominal).ok_or(RenderError::InvalidRatio { ratio })?;
+    Ok((n, vision))
 }
 
 /// The largest font size (a multiple of `opts.step_px`) at which all of the already *normalised* `text`
@@ -206,7 +169,7 @@ pub fn fit_to_ratio_with(
     // Normalise only what the budget can use: 128 input bytes per token is far more than any page
     // needs (English and Chinese prose average 4-5 bytes per token), so a huge text costs no more than a
     // page-sized one.
-    let bound = floor_boundary(text, n.saturating_mul(128).saturating_add(4096));
+    let bound = floor_char_boundary(text, n.saturating_mul(128).saturating_add(4096));
     let norm = normalize(&text[..bound], spec.newline, spec.tab_width);
     if norm.is_empty() {
         return Err(RenderError::EmptyText);
@@ -286,7 +249,7 @@ pub fn paginate_with(
         let page = fit_normalized(&norm[pos..], tok, mode, ratio, spec, opts, n, vision, pos)?;
         let used = page.page.text.len();
         if used == 0 {
-            break; // unreachable for n ≥ 1: a token covers at least one character
+            break; // unreachable for n ≥ 1: the cut keeps at least one character (occ_core::budget)
         }
         pos += used;
         pages.push(page);

@@ -32,14 +32,9 @@ pub enum NewlinePolicy {
     Space,
 }
 
-/// Language of the text; selects the default font chain order.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Lang {
-    #[default]
-    En,
-    Zh,
-}
+/// Language of the text; selects the default font chain order ([`RenderSpec::for_mode`]). The one
+/// `Lang` of the toolkit, defined in occ-core.
+pub use occ_core::Lang;
 
 /// Page margins in pixels.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

@@ -17,16 +17,9 @@ use std::path::{Path, PathBuf};
 use crate::messages::{RenderMeta, RenderVision};
 use crate::output::Output;
 use anyhow::Context;
-use occ_core::{Mode, TextTokenizer};
+use occ_core::{Lang, Mode, TextTokenizer};
 use occ_render::fit::{fit_to_ratio_with, FitOptions, Ratios};
 use occ_render::{normalize, render_page, Align, Margins, NewlinePolicy, RatioCheck, RenderSpec};
-
-/// Language of the text (selects the default spec).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-pub enum LangArg {
-    En,
-    Zh,
-}
 
 /// Horizontal alignment.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -63,9 +56,9 @@ pub struct Args {
     /// Render at this font size (em px) instead of fitting a ratio.
     #[arg(long, value_name = "PX")]
     pub font_size: Option<f32>,
-    /// Language of the text.
-    #[arg(long, value_enum, default_value = "en")]
-    pub lang: LangArg,
+    /// Language of the text (en or zh): selects the default font chain.
+    #[arg(long, default_value = "en")]
+    pub lang: Lang,
     /// Margin on all four sides in pixels [default: 3% of the page width].
     #[arg(long, value_name = "PX")]
     pub margin: Option<u32>,
@@ -227,11 +220,7 @@ pub fn run(args: Args, out: &Output) -> anyhow::Result<()> {
 }
 
 fn build_spec(args: &Args) -> RenderSpec {
-    let lang = match args.lang {
-        LangArg::En => occ_render::Lang::En,
-        LangArg::Zh => occ_render::Lang::Zh,
-    };
-    let mut spec = RenderSpec::for_mode(args.mode, lang);
+    let mut spec = RenderSpec::for_mode(args.mode, args.lang);
     if let Some(w) = args.width {
         spec.width = w;
         spec.margins = Margins::uniform((w * 3).div_ceil(100));

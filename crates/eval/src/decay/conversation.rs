@@ -2,7 +2,7 @@
 //!
 //! - Passages of `datasets/<corpus>.jsonl` are shuffled with the seed (`SplitMix64` stream
 //!   `"decay-conversation"`) and cut to their first `round_tokens` tokens
-//!   ([`crate::truncation::prefix_tokens`]); rounds alternate user / assistant, ids `r000`, `r001`, ….
+//!   ([`occ_core::cut_tokens`]); rounds alternate user / assistant, ids `r000`, `r001`, ….
 //! - Needles: `k` facts such as "The secret code of the blue door is 7391." are planted in the rounds
 //!   whose final ages (after the last round) are evenly spaced from 0 to `rounds − 1`, at depths cycling
 //!   through 10 %, 50 % and 90 % of the round's text (moved forward to the next space, or inserted as is
@@ -16,7 +16,6 @@ use serde::Serialize;
 use crate::corpus::Corpus;
 use crate::normalize::Lang;
 use crate::rng::SplitMix64;
-use crate::truncation::prefix_tokens;
 
 /// Depths (share of the round's text before the fact) cycled through by the needles.
 pub const NEEDLE_DEPTHS: [f64; 3] = [0.1, 0.5, 0.9];
@@ -67,7 +66,8 @@ pub fn build(
     for i in 0..rounds {
         let Some(&p) = order.get(i % order.len().max(1)) else { break };
         let passage = &corpus.passages[p];
-        let text = prefix_tokens(&passage.text, tok, round_tokens)?.trim_end().to_string();
+        let (cut, _) = occ_core::cut_tokens(&passage.text, tok, round_tokens)?;
+        let text = passage.text[..cut].trim_end().to_string();
         let role = if i % 2 == 0 { Role::User } else { Role::Assistant };
         out.push(Round::new(format!("r{i:03}"), role, text));
         sources.push(passage.id.clone());

@@ -39,7 +39,6 @@ use crate::corpus::{Corpus, CorpusError};
 use crate::metrics::{char_precision, score};
 use crate::normalize::{Lang, Normalization};
 use crate::oracle::TruthTap;
-use crate::truncation::prefix_tokens;
 
 pub use crate::schema::{DecayRow, NeedleRow};
 pub use conversation::{Conversation, Needle};
@@ -387,7 +386,8 @@ pub fn truncation_baseline(
             out[i] = 1.0;
             left -= n;
         } else {
-            let kept = prefix_tokens(&r.text, tok, left)?;
+            let (cut, _) = occ_core::cut_tokens(&r.text, tok, left)?;
+            let kept = &r.text[..cut];
             out[i] = char_precision(&normalization.apply(&r.text, conv.lang), &normalization.apply(kept, conv.lang));
             left = 0;
         }
