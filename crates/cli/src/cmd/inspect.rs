@@ -5,13 +5,19 @@
 //! compress-bench inspect --image page.png --tensors --checkpoint model-00001-of-000001.safetensors
 //! compress-bench inspect --config config.json --json
 //! ```
+//!
+//! With `--tensors` the encoder's expected tensors (`occ_model::encoder::expected_tensors`, from the
+//! loader's one table) are compared with a checkpoint through the loader's own header reader and check
+//! (`occ_model::load`: `read_safetensors_header` or `WeightsDir::tensors`, `compare_tensors`,
+//! `read_index`), so `inspect` accepts and refuses exactly what loading the weights would.
 
-use std::io::Read;
-use std::path::PathBuf;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
 
 use anyhow::Context;
 use occ_core::Mode;
 use occ_model::config::{HfConfig, VisionConfig};
+use occ_model::load::{compare_tensors, read_index, read_safetensors_header, TensorInfo, WeightsDir};
 use serde_json::Value;
 
 use crate::messages::{
@@ -38,8 +44,9 @@ pub struct Args {
     /// List the encoder's checkpoint tensors with their expected shapes.
     #[arg(long)]
     pub tensors: bool,
-    /// With --tensors: a `.safetensors` file whose header is checked against the expected shapes.
-    #[arg(long, value_name = "FILE", requires = "tensors")]
+    /// With --tensors: a `.safetensors` file, or a weights folder (every file of it), whose headers are
+    /// checked against the expected shapes.
+    #[arg(long, value_name = "FILE|DIR", requires = "tensors")]
     pub checkpoint: Option<PathBuf>,
     /// With --tensors: a `model.safetensors.index.json` whose names are checked for the encoder's.
     #[arg(long, value_name = "FILE", requires = "tensors")]
@@ -56,21 +63,11 @@ fn parse_size(s: &str) -> Result<(u32, u32), String> {
     Ok((w, h))
 }
 
-/// `(dtype, shape)` of every tensor in a safetensors header (the file is not loaded).
-fn read_safetensors_header(path: &PathBuf) -> anyhow::Result<serde_json::Map<String, Value>> {
-    let mut f = std::fs::File::open(path).with_context(|| format!("opening {}", path.display()))?;
-    let mut len = [0u8; 8];
-    f.read_exact(&mut len).with_context(|| format!("reading the header length of {}", path.display()))?;
-    let len = u64::from_le_bytes(len);
-    anyhow::ensure!(len < 100 << 20, "{}: header of {len} bytes is not plausible", path.display());
-    let mut header = vec![0u8; len as usize];
-    f.read_exact(&mut header).with_context(|| format!("reading the header of {}", path.display()))?;
-    let v: Value =
-        serde_json::from_slice(&header).with_context(|| format!("parsing the header of {}", path.display()))?;
-    match v {
-        Value::Object(map) => Ok(map),
-        _ => anyhow::bail!("{}: header is not a JSON object", path.display()),
-    }
+/// Every tensor of a checkpoint (its headers only: nothing is loaded): one `.safetensors` file, or the
+/// files of a weights folder.
+fn checkpoint_tensors(path: &Path) -> anyhow::Result<BTreeMap<String, TensorInfo>> {
+    let tensors = if path.is_dir() { WeightsDir::open(path)?.tensors()? } else { read_safetensors_header(path)? };
+    Ok(tensors)
 }
 
 fn count(shape: &[usize]) -> usize {
@@ -189,35 +186,23 @@ pub fn run(args: Args, out: &Output) -> anyhow::Result<()> {
     }
 
     if args.tensors {
-        let header = args.checkpoint.as_ref().map(read_safetensors_header).transpose()?;
-        let index: Option<Value> = match &args.index {
-            Some(p) => {
-                let text = std::fs::read_to_string(p).with_context(|| format!("reading {}", p.display()))?;
-                Some(serde_json::from_str(&text).with_context(|| format!("parsing {}", p.display()))?)
-            }
-            None => None,
-        };
-        let mut mismatches = 0usize;
+        let found = args.checkpoint.as_deref().map(checkpoint_tensors).transpose()?;
+        let index = args.index.as_deref().map(read_index).transpose()?;
+        // Only the encoder's names count: the checkpoint may hold the decoder's too.
+        let table: BTreeMap<String, Vec<usize>> = expected.iter().cloned().collect();
+        let mismatches =
+            found.as_ref().map(|f| compare_tensors(&table, f)).map_or(0, |m| m.missing.len() + m.misshaped.len());
         let tensors: Vec<TensorRow> = expected
             .iter()
             .map(|(name, shape)| {
-                let entry = header.as_ref().and_then(|h| h.get(name));
-                let checkpoint_shape = header.as_ref().map(|_| {
-                    entry
-                        .and_then(|e| e.get("shape"))
-                        .and_then(Value::as_array)
-                        .map(|a| a.iter().filter_map(Value::as_u64).map(|v| v as usize).collect::<Vec<_>>())
-                        .unwrap_or_default()
-                });
-                if checkpoint_shape.as_ref().is_some_and(|s| s != shape) {
-                    mismatches += 1;
-                }
+                let entry = found.as_ref().and_then(|f| f.get(name));
                 TensorRow {
                     name: name.clone(),
                     expected_shape: shape.clone(),
-                    checkpoint_shape,
-                    checkpoint_dtype: entry.and_then(|e| e.get("dtype")).and_then(Value::as_str).map(str::to_string),
-                    in_index: index.as_ref().map(|i| i["weight_map"].get(name).is_some()),
+                    // A tensor missing from the checkpoint shows as an empty shape.
+                    checkpoint_shape: found.as_ref().map(|_| entry.map(|e| e.shape.clone()).unwrap_or_default()),
+                    checkpoint_dtype: entry.map(|e| e.dtype.clone()),
+                    in_index: index.as_ref().map(|i| i.contains_key(name)),
                 }
             })
             .collect();

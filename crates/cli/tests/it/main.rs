@@ -3,6 +3,7 @@
 mod compare;
 mod decay;
 mod golden;
+mod inspect;
 mod ocr;
 mod render;
 mod score;
