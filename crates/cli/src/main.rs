@@ -5,7 +5,8 @@
 //! - [`engine`]: the engine names, the model flags, generation flags → `GenerationConfig`, building
 //!   engines;
 //! - [`messages`]: every `--json` message as a typed struct; [`output`]: stdout/stderr conventions;
-//! - [`runs`]: provenance (git commit, host) and announcing a written run (sweep, merge).
+//! - [`runs`]: provenance (git commit, host), announcing a written run (sweep, merge) and the
+//!   command that resumes one; [`interrupt`]: SIGINT/SIGTERM for the long commands.
 //!
 //! This crate is the only one that reads environment variables, formats user-facing output, draws
 //! progress bars or writes the `--json` stream (docs/cli-json.md).
@@ -16,6 +17,7 @@ use clap::{Parser, Subcommand};
 
 mod cmd;
 mod engine;
+mod interrupt;
 mod messages;
 mod output;
 mod runs;
@@ -78,7 +80,11 @@ fn main() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
             out.error(&err);
-            ExitCode::FAILURE
+            if err.downcast_ref::<interrupt::Interrupted>().is_some() {
+                ExitCode::from(interrupt::EXIT_INTERRUPTED)
+            } else {
+                ExitCode::FAILURE
+            }
         }
     }
 }

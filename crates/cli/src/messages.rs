@@ -298,6 +298,11 @@ pub struct ReportFiles {
     pub plots: Vec<String>,
     /// `pages.html`, or null for a run without predictions.
     pub pages: Option<String>,
+    /// A decay run's status (`complete`, `running`, `interrupted`, `failed`); absent for sweeps.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub status: Option<String>,
+    /// What the run folder lacks, one line each (empty for a complete run).
+    pub missing: Vec<String>,
 }
 
 // ---- bench

@@ -29,6 +29,59 @@ pub fn host() -> String {
     format!("{} {}, {threads} CPU threads", std::env::consts::OS, std::env::consts::ARCH)
 }
 
+/// Flags of the model and engine (`engine::ModelArgs`) that take a value, kept in resume commands.
+pub const MODEL_VALUE_FLAGS: [&str; 6] =
+    ["--weights", "--device", "--dtype", "--synthetic-recipe", "--weights-seed", "--resize-order"];
+/// Switches of the model (`engine::ModelArgs`) kept in resume commands (`--synthetic-weights` may
+/// take a value).
+pub const MODEL_SWITCHES: [&str; 3] = ["--offline", "--tiny", "--synthetic-weights"];
+
+/// The command that continues the run in `dir`: this process's program, global flags and
+/// subcommand, then the flags of `argv` named in `keep_values` (with their values) and
+/// `keep_switches`, then `--resume DIR`. Everything else (what defines the run, which the run
+/// folder's manifest holds) is left out.
+pub fn resume_command(argv: &[String], dir: &Path, keep_values: &[&str], keep_switches: &[&str]) -> String {
+    let is_sub = |a: &str| !a.starts_with('-');
+    let sub = argv.iter().skip(1).position(|a| is_sub(a)).map_or(argv.len(), |p| p + 1);
+    let mut out: Vec<String> = argv.iter().take(sub + 1).cloned().collect();
+    if let Some(first) = out.first_mut() {
+        if Path::new(first.as_str()).file_name().is_some_and(|n| n == "compress-bench") {
+            *first = "compress-bench".into();
+        }
+    }
+    let mut i = sub + 1;
+    while i < argv.len() {
+        let a = &argv[i];
+        let name = a.split('=').next().unwrap_or(a);
+        if keep_values.contains(&name) {
+            out.push(a.clone());
+            if !a.contains('=') && i + 1 < argv.len() {
+                out.push(argv[i + 1].clone());
+                i += 1;
+            }
+        } else if keep_switches.contains(&name) {
+            out.push(a.clone());
+            if name == "--synthetic-weights" && !a.contains('=') && argv.get(i + 1).is_some_and(|v| is_sub(v)) {
+                out.push(argv[i + 1].clone());
+                i += 1;
+            }
+        }
+        i += 1;
+    }
+    out.push("--resume".into());
+    out.push(dir.display().to_string());
+    out.iter().map(|a| shell_quote(a)).collect::<Vec<_>>().join(" ")
+}
+
+/// `a` quoted for a POSIX shell when it needs it.
+fn shell_quote(a: &str) -> String {
+    if !a.is_empty() && a.chars().all(|c| c.is_ascii_alphanumeric() || "-_./=:,@%+".contains(c)) {
+        a.to_string()
+    } else {
+        format!("'{}'", a.replace('\'', "'\\''"))
+    }
+}
+
 /// This invocation, as a run's manifest records it.
 pub fn invocation() -> Invocation {
     Invocation {
@@ -75,4 +128,31 @@ pub fn finish_run(dir: &Path, manifest: &mut Manifest, report: bool, out: &Outpu
         out.info(&format!("  {k}: {v}"));
     }
     Ok(written.failed)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn argv(s: &str) -> Vec<String> {
+        s.split_whitespace().map(str::to_string).collect()
+    }
+
+    #[test]
+    fn resume_commands_keep_engine_flags_and_drop_the_run_definition() {
+        let cmd = resume_command(
+            &argv("/x/target/release/compress-bench --quiet sweep spec.toml --ratios 5..7 --weights /w --tiny --threads=3 --pages 2"),
+            Path::new("results/adhoc/r1"),
+            &[&MODEL_VALUE_FLAGS[..], &["--threads"]].concat(),
+            &MODEL_SWITCHES,
+        );
+        assert_eq!(cmd, "compress-bench --quiet sweep --weights /w --tiny --threads=3 --resume results/adhoc/r1");
+        let cmd = resume_command(
+            &argv("compress-bench decay --synthetic-weights tiny --engine mini --rounds 5"),
+            Path::new("out dir/decay/x"),
+            &["--engine"],
+            &MODEL_SWITCHES,
+        );
+        assert_eq!(cmd, "compress-bench decay --synthetic-weights tiny --engine mini --resume 'out dir/decay/x'");
+    }
 }

@@ -2,12 +2,17 @@
 //! to disk after every batch. It is the source of truth of a run: `--resume` skips what it holds,
 //! and the Parquet files are written from it at the end. A line cut short by a crash (`kill -9`)
 //! is dropped and the file truncated to the last complete line before appending.
+//!
+//! The format (JSON Lines, torn last line dropped) is shared by every journaled command:
+//! [`read_lines`] and [`JournalWriter`] take any serde type (the decay sweep journals its
+//! read-backs through them, [`crate::decay::DecayJournal`]).
 
 use std::collections::BTreeMap;
 use std::fs::{File, OpenOptions};
 use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
 
+use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
 use crate::schema::{PredictionRow, SampleRow};
@@ -35,24 +40,36 @@ pub struct JournalEntry {
 /// A missing file is an empty journal. Returns the entries and the byte length of the complete
 /// lines (where appending must continue).
 pub fn read(path: &Path) -> Result<(BTreeMap<u64, JournalEntry>, u64), JournalError> {
+    let (lines, complete) = read_lines::<JournalEntry>(path)?;
+    let mut entries = BTreeMap::new();
+    for entry in lines {
+        entries.entry(entry.sample.sample_index).or_insert(entry);
+    }
+    Ok((entries, complete))
+}
+
+/// Reads the complete lines of a JSON Lines journal of `T`, in file order. A missing file is an
+/// empty journal; a last line without its newline (cut short by a crash) is left out. Returns the
+/// entries and the byte length of the complete lines (where appending must continue).
+pub fn read_lines<T: DeserializeOwned>(path: &Path) -> Result<(Vec<T>, u64), JournalError> {
     let display = path.display().to_string();
     let bytes = match std::fs::read(path) {
         Ok(b) => b,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok((BTreeMap::new(), 0)),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok((Vec::new(), 0)),
         Err(e) => return Err(JournalError::Io { path: display, source: e }),
     };
     let complete = bytes.iter().rposition(|&b| b == b'\n').map(|p| p + 1).unwrap_or(0);
-    let mut entries = BTreeMap::new();
+    let mut entries = Vec::new();
     for (i, line) in bytes[..complete].split(|&b| b == b'\n').enumerate() {
         if line.iter().all(u8::is_ascii_whitespace) {
             continue;
         }
-        let entry: JournalEntry = serde_json::from_slice(line).map_err(|e| JournalError::Corrupt {
+        let entry: T = serde_json::from_slice(line).map_err(|e| JournalError::Corrupt {
             path: display.clone(),
             line: i + 1,
             message: e.to_string(),
         })?;
-        entries.entry(entry.sample.sample_index).or_insert(entry);
+        entries.push(entry);
     }
     Ok((entries, complete as u64))
 }
@@ -75,7 +92,7 @@ impl JournalWriter {
     }
 
     /// Appends one entry (buffered until [`JournalWriter::flush`]).
-    pub fn append(&mut self, entry: &JournalEntry) -> Result<(), JournalError> {
+    pub fn append<T: Serialize>(&mut self, entry: &T) -> Result<(), JournalError> {
         let io = |e: std::io::Error| JournalError::Io { path: self.path.display().to_string(), source: e };
         let line = serde_json::to_string(entry).map_err(|e| io(std::io::Error::other(e)))?;
         self.out.write_all(line.as_bytes()).map_err(io)?;

@@ -9,6 +9,7 @@
 //! - [`sweep`]: a sweep from its spec to its files (prepare → open → execute → finish: corpora
 //!   with the generated probes, plan, shard, manifest, resume), on top of [`runner`] (the loop),
 //!   [`journal`], [`schema`], [`summary`] and [`results`] (the run directory and its files);
+//!   [`lock`]: the lock of a run folder (one process at a time, stale locks taken over);
 //! - [`score`]: predictions made elsewhere, scored into the same files; [`truth`] and
 //!   [`predictions`]: a truth file joined to page images by file name, and the predictions file
 //!   `score` reads, written page by page.
@@ -27,6 +28,7 @@ pub mod compare;
 pub mod corpus;
 pub mod decay;
 pub mod journal;
+pub mod lock;
 pub mod metrics;
 pub mod normalize;
 pub mod oracle;

@@ -4,7 +4,8 @@
 //! (never mixing corpora, so a per-language engine can be chosen) and renders each batch in
 //! parallel with rayon, at most [`RENDER_AHEAD`] batches ahead of the engine. The calling thread
 //! runs the engine, scores the outputs (in parallel), appends them to the journal and flushes it
-//! after every batch.
+//! after every batch. An observer can stop the loop between batches (a signal): the batch in
+//! flight is finished and journaled first.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -90,6 +91,11 @@ pub trait Observer {
     fn sample(&mut self, _row: &SampleRow) {}
     /// A non-fatal problem.
     fn warning(&mut self, _message: &str) {}
+    /// Asked before each batch: `true` stops the run there (the batches before it are journaled;
+    /// [`RunCounts::interrupted`] says so). The CLI answers from its SIGINT/SIGTERM flag.
+    fn should_stop(&mut self) -> bool {
+        false
+    }
 }
 
 /// An observer that ignores everything.
@@ -121,6 +127,8 @@ pub struct RunCounts {
     pub done: usize,
     /// Of `done`, samples whose status is not `ok`.
     pub failed: usize,
+    /// Stopped on request ([`Observer::should_stop`]) before the plan was done.
+    pub interrupted: bool,
 }
 
 struct Prepared {
@@ -190,8 +198,18 @@ pub fn execute(
             }
         });
         for (i, prepared) in rx {
+            if observer.should_stop() {
+                counts.interrupted = true;
+                break; // dropping the receiver stops the renderer
+            }
             let batch = &batches[i];
-            let entries = read_batch(ctx, batch, prepared, engines, &options, observer)?;
+            let mut entries = read_batch(ctx, batch, prepared, engines, &options, observer)?;
+            if observer.should_stop() {
+                // A stop requested while the batch was read may have reached the engine's own
+                // processes (Ctrl-C goes to the whole process group): its engine errors are left
+                // out of the journal, so the resumed run reads those pages again.
+                entries.retain(|e| e.sample.status != "engine_error");
+            }
             for e in &entries {
                 writer.append(e)?;
             }

@@ -18,6 +18,7 @@ use std::time::Instant;
 use occ_core::{EngineInfo, Prompt, TextTokenizer, TokenizerError};
 
 use crate::corpus::{Corpus, CorpusError};
+use crate::lock::{LockError, RunLock};
 use crate::normalize::Lang;
 use crate::oracle::TruthTap;
 use crate::plan::{build_plan, PlannedSample, Shard};
@@ -48,14 +49,23 @@ pub enum SweepError {
     Results(#[from] ResultsError),
     #[error(transparent)]
     Run(#[from] RunError),
+    #[error(transparent)]
+    Lock(#[from] LockError),
 }
 
 /// What to run: a new run of a resolved spec (optionally one shard of it), or the rest of an
 /// interrupted run (its own spec and shard, from its manifest).
 #[derive(Debug, Clone)]
 pub enum Start {
-    New { spec: Box<ExperimentSpec>, shard: Option<Shard> },
-    Resume { dir: PathBuf },
+    New {
+        spec: Box<ExperimentSpec>,
+        shard: Option<Shard>,
+    },
+    /// `command`: the command line, recorded in the run folder's lock.
+    Resume {
+        dir: PathBuf,
+        command: String,
+    },
 }
 
 /// Facts about the invocation that only the caller knows (recorded in the manifest).
@@ -83,7 +93,7 @@ pub struct Prepared {
     pub langs: Vec<Lang>,
     pub tokenizer: TextTokenizer,
     pub renderer: OccRenderer,
-    resumed: Option<(PathBuf, Manifest)>,
+    resumed: Option<(PathBuf, Manifest, RunLock)>,
     started: Instant,
 }
 
@@ -103,18 +113,26 @@ pub fn load_corpora(spec: &ExperimentSpec) -> Result<Vec<Corpus>, SweepError> {
         .collect()
 }
 
-/// Step 1: resolves what to run and loads everything it needs.
+/// Step 1: resolves what to run and loads everything it needs. A resumed run's folder is locked
+/// here ([`crate::lock`]): a second process on it is refused before it loads anything.
 pub fn prepare(start: Start) -> Result<Prepared, SweepError> {
     let started = Instant::now();
     let (spec, shard, resumed) = match start {
         Start::New { spec, shard } => (*spec, shard, None),
-        Start::Resume { dir } => {
+        Start::Resume { dir, command } => {
             let m = Manifest::load(&dir)
                 .map_err(|source| SweepError::NotARun { dir: dir.display().to_string(), source })?;
             if m.status == "complete" {
                 return Err(SweepError::Complete(dir.display().to_string()));
             }
-            (m.spec.clone(), m.shard, Some((dir, m)))
+            let lock = RunLock::acquire(&dir, &command)?;
+            // Read again under the lock: the run may have moved on since.
+            let m = Manifest::load(&dir)
+                .map_err(|source| SweepError::NotARun { dir: dir.display().to_string(), source })?;
+            if m.status == "complete" {
+                return Err(SweepError::Complete(dir.display().to_string()));
+            }
+            (m.spec.clone(), m.shard, Some((dir, m, lock)))
         }
     };
     let corpora = load_corpora(&spec)?;
@@ -131,7 +149,12 @@ pub fn prepare(start: Start) -> Result<Prepared, SweepError> {
 impl Prepared {
     /// The run directory of a resumed run (`None` for a new run).
     pub fn resumed_dir(&self) -> Option<&Path> {
-        self.resumed.as_ref().map(|(d, _)| d.as_path())
+        self.resumed.as_ref().map(|(d, _, _)| d.as_path())
+    }
+
+    /// The stale lock a resumed run took over (its holder was killed), if any.
+    pub fn took_over(&self) -> Option<&crate::lock::LockHolder> {
+        self.resumed.as_ref().and_then(|(_, _, l)| l.took_over())
     }
 
     /// Step 2: the run directory with its manifest: a fresh `<out_root>/<experiment>/<run_id>` for a
@@ -142,10 +165,11 @@ impl Prepared {
         engines: &[EngineInfo],
         invocation: &Invocation,
     ) -> Result<Run, SweepError> {
-        let (dir, manifest) = match self.resumed.take() {
+        let (dir, manifest, lock) = match self.resumed.take() {
             Some(resumed) => resumed,
             None => {
                 let (dir, run_id) = results::create_run_dir(out_root, &self.spec, self.shard)?;
+                let lock = RunLock::acquire(&dir, &invocation.command.join(" "))?;
                 let (created, _) = results::utc_now();
                 let manifest = Manifest {
                     manifest_version: results::MANIFEST_VERSION,
@@ -172,21 +196,22 @@ impl Prepared {
                     wall_time_s: 0.0,
                 };
                 manifest.save(&dir)?;
-                (dir, manifest)
+                (dir, manifest, lock)
             }
         };
         let (started_utc, _) = results::utc_now();
-        Ok(Run { dir, manifest, started_utc, command: invocation.command.clone() })
+        Ok(Run { dir, manifest, started_utc, command: invocation.command.clone(), _lock: lock })
     }
 }
 
-/// An open run directory.
+/// An open run directory, locked ([`crate::lock`]) until the `Run` is dropped.
 #[derive(Debug)]
 pub struct Run {
     pub dir: PathBuf,
     pub manifest: Manifest,
     started_utc: String,
     command: Vec<String>,
+    _lock: RunLock,
 }
 
 impl Run {
@@ -223,6 +248,16 @@ impl Run {
     /// Step 3 of this run ([`finish`]).
     pub fn finish(&mut self) -> Result<(Written, Vec<SummaryRow>), ResultsError> {
         finish(&self.dir, &mut self.manifest)
+    }
+
+    /// Ends a run stopped on request (a signal): writes the tables of what the journal holds, so
+    /// that `report` shows it, and saves the manifest with status `interrupted` (a later
+    /// `--resume` continues it).
+    pub fn interrupt(&mut self) -> Result<Written, ResultsError> {
+        let (written, _) = finish(&self.dir, &mut self.manifest)?;
+        self.manifest.status = "interrupted".into();
+        self.manifest.save(&self.dir)?;
+        Ok(written)
     }
 }
 

@@ -15,6 +15,7 @@ use plotters::prelude::*;
 
 use occ_eval::decay::output::{self, RunMeta};
 use occ_eval::decay::{DecayConfig, DecayResults, DecayRow};
+use occ_eval::journal::JOURNAL_FILE;
 
 use crate::ReportError;
 
@@ -416,4 +417,75 @@ pub fn write_report(
     std::fs::write(&p, html(&md, &svgs)).map_err(|e| io(&p, e))?;
     files.push(p);
     Ok(files)
+}
+
+/// What [`report_folder`] wrote.
+#[derive(Debug, Clone)]
+pub struct FolderReport {
+    /// The run's status (`complete`, `running`, `interrupted`, `failed`).
+    pub status: String,
+    /// Files written (`plots/*.svg`, `report.md`, `report.html`), or the run's own report files
+    /// when they could not be rebuilt.
+    pub files: Vec<PathBuf>,
+    /// What the folder lacks, one line each (empty for a complete run).
+    pub missing: Vec<String>,
+}
+
+/// The report of a decay run folder, complete or not. A run whose journal holds every read-back
+/// gets its plots and report rebuilt from it (no engine); an unfinished run gets a `report.md` /
+/// `report.html` that states what it has and what is missing, with the command that continues it.
+pub fn report_folder(dir: &Path) -> Result<FolderReport, ReportError> {
+    let folder = occ_eval::decay::load_folder(dir)?;
+    let state = &folder.state;
+    let status = state.status().to_string();
+    let config = state.config();
+    let mut missing = Vec::new();
+    if let Some(results) = &folder.results {
+        for f in [output::DECAY_FILE, output::NEEDLES_FILE] {
+            if !dir.join(f).is_file() {
+                missing.push(format!(
+                    "{f} (every read-back is journaled: `compress-bench decay --resume {}` writes it)",
+                    dir.display()
+                ));
+            }
+        }
+        let files = write_report(dir, &config, results, &state.meta)?;
+        return Ok(FolderReport { status, files, missing });
+    }
+    if status == "complete" && folder.reads_journaled == 0 {
+        // Written before decay runs had a journal: its own report stands.
+        let files: Vec<PathBuf> =
+            ["report.md", "report.html"].iter().map(|f| dir.join(f)).filter(|p| p.is_file()).collect();
+        missing.push(format!(
+            "{JOURNAL_FILE} (the run was written before decay runs were journaled; its report is left as written)"
+        ));
+        return Ok(FolderReport { status, files, missing });
+    }
+    missing.push(format!(
+        "the run is {status} with {} read-backs journaled: some rounds are not read back yet",
+        folder.reads_journaled
+    ));
+    for f in [output::DECAY_FILE, output::NEEDLES_FILE, "plots/*.svg"] {
+        missing.push(format!("{f} (written when the run completes)"));
+    }
+    let resume = format!("compress-bench decay --resume {} --engine {}", dir.display(), state.meta.engine.name);
+    let mut md = format!("# Decay run {} ({status})\n\n", state.meta.run_id);
+    for line in &missing {
+        let _ = writeln!(md, "> **Incomplete run — missing:** {line}\n");
+    }
+    let _ = writeln!(md, "- **engine**: {}", state.meta.engine);
+    let _ = writeln!(
+        md,
+        "- **schedules**: {}",
+        state.schedules.iter().map(|s| s.name.as_str()).collect::<Vec<_>>().join(", ")
+    );
+    let _ = writeln!(md, "- **rounds**: {} of {} tokens", config.rounds, config.round_tokens);
+    let _ = writeln!(md, "- **command**: `{}`", state.meta.command);
+    let _ = writeln!(md, "\nContinue the run with `{resume}` (and the engine flags it was started with).");
+    let io = |p: &Path, e: std::io::Error| ReportError::Io { path: p.display().to_string(), source: e };
+    let md_path = dir.join("report.md");
+    std::fs::write(&md_path, &md).map_err(|e| io(&md_path, e))?;
+    let html_path = dir.join("report.html");
+    std::fs::write(&html_path, html(&md, &[])).map_err(|e| io(&html_path, e))?;
+    Ok(FolderReport { status, files: vec![md_path, html_path], missing })
 }

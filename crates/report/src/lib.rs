@@ -72,20 +72,59 @@ pub struct ReportInput {
     pub bins: Vec<BinRow>,
     /// A score run's headline, recomputed from the samples (empty for sweeps).
     pub headline: Vec<Headline>,
+    /// What the run folder lacks (an unfinished run, tables not written yet), one line each;
+    /// empty for a complete run. The report states each at its top.
+    pub missing: Vec<String>,
 }
 
 impl ReportInput {
-    /// Loads a run directory.
+    /// Loads a run directory: a complete run, or one that is still running, was interrupted or
+    /// killed (its rows are then read from `journal.jsonl` when its tables are missing).
     pub fn load(dir: &Path) -> Result<ReportInput, ReportError> {
         let manifest = Manifest::load(dir)?;
-        let samples = results::read_samples(dir)?;
+        let mut missing = Vec::new();
+        let samples = if dir.join(results::SAMPLES_FILE).is_file() {
+            results::read_samples(dir)?
+        } else if dir.join(occ_eval::journal::JOURNAL_FILE).is_file() {
+            missing.push(format!(
+                "{} (not written yet: the rows are read from {})",
+                results::SAMPLES_FILE,
+                occ_eval::journal::JOURNAL_FILE
+            ));
+            let (entries, _) =
+                occ_eval::journal::read(&dir.join(occ_eval::journal::JOURNAL_FILE)).map_err(ResultsError::from)?;
+            entries.into_values().map(|e| e.sample).collect()
+        } else {
+            return Err(ReportError::Results(ResultsError::Manifest {
+                path: dir.display().to_string(),
+                message: format!(
+                    "no {} and no {}: the run has no sample to report",
+                    results::SAMPLES_FILE,
+                    occ_eval::journal::JOURNAL_FILE
+                ),
+            }));
+        };
+        if manifest.status != "complete" && manifest.merged_from.is_empty() {
+            let n = samples.len();
+            let planned = manifest.n_samples_planned;
+            missing.insert(
+                0,
+                format!(
+                    "the run is {} with {n} of {planned} planned samples ({} missing); continue it with \
+                     `compress-bench sweep --resume {}`",
+                    if manifest.status == "running" { "running or was killed" } else { &manifest.status },
+                    planned.saturating_sub(n),
+                    dir.display()
+                ),
+            );
+        }
         let summary = occ_eval::summary::summarize(&samples, manifest.spec.seed);
         let score = ScoreRecord::load(dir)?;
         let (bins, headline) = match &score {
             Some(_) => (occ_eval::score::read_bins(dir)?, occ_eval::score::headline(&samples, manifest.spec.seed)),
             None => (Vec::new(), Vec::new()),
         };
-        Ok(ReportInput { manifest, samples, summary, score, bins, headline })
+        Ok(ReportInput { manifest, samples, summary, score, bins, headline, missing })
     }
 
     fn synthetic(&self) -> bool {
@@ -178,6 +217,8 @@ pub struct ReportFiles {
     pub plots: Vec<PathBuf>,
     /// `pages.html`; `None` when the run has no `predictions.parquet`.
     pub pages: Option<PathBuf>,
+    /// What the run lacks ([`ReportInput::missing`]); empty for a complete run.
+    pub missing: Vec<String>,
 }
 
 /// Writes `plots/*.svg`, `report.md`, `report.html` and (when the run has `predictions.parquet`)
@@ -186,7 +227,7 @@ pub fn write_report(dir: &Path) -> Result<ReportFiles, ReportError> {
     let input = ReportInput::load(dir)?;
     let charts = charts(&input)?;
     let io = |p: &Path, e| ReportError::Io { path: p.display().to_string(), source: e };
-    let pages = match read_predictions(dir)? {
+    let pages = match read_predictions(dir, &input)? {
         Some(predictions) => {
             let p = dir.join(pages::PAGES_FILE);
             std::fs::write(&p, pages::pages_html(&input.manifest, &input.samples, &predictions))
@@ -229,6 +270,9 @@ pub fn write_report(dir: &Path) -> Result<ReportFiles, ReportError> {
     if synthetic {
         md.push_str(&format!("> **Warning: {SYNTHETIC_WARNING}.** This run checks the plumbing only.\n\n"));
     }
+    for line in &input.missing {
+        md.push_str(&format!("> **Incomplete run — missing:** {line}\n\n"));
+    }
     for (k, v) in &facts {
         md.push_str(&format!("- **{k}**: {v}\n"));
     }
@@ -266,6 +310,9 @@ pub fn write_report(dir: &Path) -> Result<ReportFiles, ReportError> {
             "<p class=\"warn\">Warning: {SYNTHETIC_WARNING}. This run checks the plumbing only.</p>\n"
         ));
     }
+    for line in &input.missing {
+        html.push_str(&format!("<p class=\"warn\">Incomplete run — missing: {}</p>\n", tables::escape(line)));
+    }
     html.push_str("<ul>\n");
     for (k, v) in &facts {
         html.push_str(&format!("<li><b>{}</b>: {}</li>\n", tables::escape(k), tables::escape(v)));
@@ -293,12 +340,19 @@ pub fn write_report(dir: &Path) -> Result<ReportFiles, ReportError> {
     html.push_str("</body></html>\n");
     let html_path = dir.join("report.html");
     std::fs::write(&html_path, &html).map_err(|e| io(&html_path, e))?;
-    Ok(ReportFiles { markdown: md_path, html: html_path, plots, pages })
+    Ok(ReportFiles { markdown: md_path, html: html_path, plots, pages, missing: input.missing.clone() })
 }
 
-/// `predictions.parquet` of a run, or `None` when the run has none.
-fn read_predictions(dir: &Path) -> Result<Option<Vec<PredictionRow>>, ReportError> {
+/// `predictions.parquet` of a run (from the journal when the samples came from it), or `None`
+/// when the run has none.
+fn read_predictions(dir: &Path, input: &ReportInput) -> Result<Option<Vec<PredictionRow>>, ReportError> {
     let path = dir.join(results::PREDICTIONS_FILE);
+    if !dir.join(results::SAMPLES_FILE).is_file() {
+        let (entries, _) =
+            occ_eval::journal::read(&dir.join(occ_eval::journal::JOURNAL_FILE)).map_err(ResultsError::from)?;
+        let rows: Vec<PredictionRow> = entries.into_values().map(|e| e.prediction).collect();
+        return Ok((!rows.is_empty() && rows.len() == input.samples.len()).then_some(rows));
+    }
     if !path.is_file() {
         return Ok(None);
     }

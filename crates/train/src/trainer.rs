@@ -214,6 +214,9 @@ pub fn check_writable(dir: &Path) -> TrainResult<()> {
 pub fn train(cfg: &TrainConfig, opts: &TrainOptions, obs: &mut dyn Observer) -> TrainResult<Summary> {
     let started = Instant::now();
     check_writable(&opts.run_dir)?;
+    // One trainer per run folder: a second one is refused, a killed one's lock taken over.
+    let _lock = occ_eval::lock::RunLock::acquire(&opts.run_dir, "compress-bench train")
+        .map_err(|e| TrainError::Other(e.to_string()))?;
     let tok = Arc::new(TextTokenizer::deepseek_ocr().map_err(|e| TrainError::Other(e.to_string()))?);
     let mode = cfg.model.mode().map_err(|e| TrainError::Other(e.to_string()))?;
     let train_passages: Vec<_> = cfg

@@ -13,14 +13,17 @@ use std::time::Instant;
 use anyhow::Context as _;
 use occ_core::{OcrEngine, TextTokenizer};
 use occ_eval::corpus::Corpus;
-use occ_eval::decay::output::{self, RunMeta};
-use occ_eval::decay::{self, DecayConfig, DecayFile, DecayOverrides};
+use occ_eval::decay::output::{self, DecayState, RunMeta};
+use occ_eval::decay::{self, DecayConfig, DecayFile, DecayJournal, DecayOverrides, Outcome};
+use occ_eval::lock::RunLock;
 use occ_eval::oracle::TruthTap;
 use occ_memory::ScheduleSpec;
 
 use crate::engine::{self, EngineKind, ModelArgs, TesseractSettings};
+use crate::interrupt::{Interrupt, Interrupted};
 use crate::messages::{DecayStart, DecaySummary};
 use crate::output::{Output, JSON_SCHEMA_VERSION};
+use crate::runs;
 
 /// Optical-memory decay sweep over a synthetic conversation.
 #[derive(Debug, clap::Args)]
@@ -75,6 +78,16 @@ pub struct Args {
     /// Run id [default: UTC time, e.g. 20250131T120000Z].
     #[arg(long)]
     pub run_id: Option<String>,
+    /// Continue an interrupted or killed run (its configuration is read from its manifest;
+    /// configuration flags are refused; give the same engine flags).
+    #[arg(long, value_name = "RUN_DIR", conflicts_with_all = ["spec", "run_id"])]
+    pub resume: Option<PathBuf>,
+    /// Test hook: abort the process (like `kill -9`) after this many read-backs are journaled.
+    #[arg(long, hide = true)]
+    pub crash_after: Option<usize>,
+    /// Test hook: send this process SIGINT after this many read-backs are journaled.
+    #[arg(long, hide = true)]
+    pub interrupt_after: Option<usize>,
 }
 
 fn config(args: &Args) -> anyhow::Result<DecayConfig> {
@@ -105,15 +118,93 @@ fn engine(args: &Args, cfg: &DecayConfig, out: &Output) -> anyhow::Result<(Box<d
     Ok((engines.into_one(lang)?, tap))
 }
 
+/// What the run continues from: nothing (a new run), or a resumed run's manifest.
+fn resumed(args: &Args) -> anyhow::Result<Option<DecayState>> {
+    let Some(dir) = &args.resume else { return Ok(None) };
+    let flags = [
+        ("--schedule", !args.schedules.is_empty()),
+        ("--rounds", args.rounds.is_some()),
+        ("--round-tokens", args.round_tokens.is_some()),
+        ("--max-new-tokens", args.max_new_tokens.is_some()),
+        ("--corpus", args.corpus.is_some()),
+        ("--seed", args.seed.is_some()),
+        ("--needles", args.needles.is_some()),
+        ("--page-ratio", args.page_ratio.is_some()),
+    ];
+    let given: Vec<&str> = flags.iter().filter(|f| f.1).map(|f| f.0).collect();
+    if !given.is_empty() {
+        anyhow::bail!("--resume continues a run with its own configuration; drop {}", given.join(", "));
+    }
+    let state = DecayState::load(dir)?;
+    if state.status() == "complete" {
+        anyhow::bail!("decay run {} is already complete; start a new run instead", dir.display());
+    }
+    Ok(Some(state))
+}
+
+/// The command that continues the decay run in `dir` (engine flags kept).
+fn resume_command(dir: &std::path::Path) -> String {
+    let argv: Vec<String> = std::env::args().collect();
+    let values = [&runs::MODEL_VALUE_FLAGS[..], &["--engine", "--threads", "--psm"]].concat();
+    runs::resume_command(&argv, dir, &values, &runs::MODEL_SWITCHES)
+}
+
 pub fn run(args: Args, out: &Output) -> anyhow::Result<()> {
     let t0 = Instant::now();
-    let cfg = config(&args)?;
+    let interrupt = Interrupt::install()?;
+    let state = resumed(&args)?;
+    let cfg = match &state {
+        Some(s) => s.config(),
+        None => config(&args)?,
+    };
     let (mut engine, tap) = engine(&args, &cfg, out)?;
     let info = engine.info();
     let tokenizer = TextTokenizer::deepseek_ocr().context("loading the embedded tokenizer")?;
-    let (created, compact) = occ_eval::results::utc_now();
-    let dir = output::fresh_run_dir(&args.out, args.run_id.as_deref().unwrap_or(&compact))?;
-    let run_id = dir.file_name().map(|n| n.to_string_lossy().to_string()).unwrap_or(compact);
+    let command = std::env::args().collect::<Vec<_>>().join(" ");
+    // The run folder is made, locked and given a `running` manifest before any page is read, so an
+    // unwritable folder fails here and a killed run can be resumed.
+    let (dir, mut meta, lock) = match (&args.resume, state) {
+        (Some(dir), Some(state)) => {
+            let lock = RunLock::acquire(dir, &command)?;
+            if state.meta.engine.name != info.name {
+                anyhow::bail!(
+                    "{} was read with engine {}; resume it with --engine {}",
+                    dir.display(),
+                    state.meta.engine.name,
+                    state.meta.engine.name
+                );
+            }
+            let meta = RunMeta { command: command.clone(), engine: info.clone(), ..state.meta };
+            (dir.clone(), meta, lock)
+        }
+        _ => {
+            let (created, compact) = occ_eval::results::utc_now();
+            let dir = output::fresh_run_dir(&args.out, args.run_id.as_deref().unwrap_or(&compact))?;
+            std::fs::create_dir_all(&dir)
+                .with_context(|| format!("output folder {} is not writable", dir.display()))?;
+            let lock = RunLock::acquire(&dir, &command)?;
+            let run_id = dir.file_name().map(|n| n.to_string_lossy().to_string()).unwrap_or(compact);
+            let meta = RunMeta {
+                run_id,
+                created_utc: created,
+                command: command.clone(),
+                engine: info.clone(),
+                tokenizer: tokenizer.source().to_string(),
+                wall_s: 0.0,
+            };
+            (dir, meta, lock)
+        }
+    };
+    if let Some(old) = lock.took_over() {
+        out.warn(&format!(
+            "took over the stale lock of process {} (started {}), which is gone",
+            old.pid, old.started_utc
+        ));
+    }
+    let previous_wall = meta.wall_s;
+    let mut journal = DecayJournal::open(&dir)?;
+    output::write_state(&dir, &cfg, &meta, "running", journal.len())?;
+    let run_id = meta.run_id.clone();
     let names: Vec<String> = cfg.schedules.iter().map(ScheduleSpec::name).collect();
     out.send(&DecayStart {
         schema_version: JSON_SCHEMA_VERSION,
@@ -125,7 +216,13 @@ pub fn run(args: Args, out: &Output) -> anyhow::Result<()> {
         rounds: cfg.rounds,
         round_tokens: cfg.round_tokens,
     })?;
-    out.info(&format!("decay run {run_id}: {} rounds × {} schedules with {info}", cfg.rounds, names.len()));
+    let resumed = if journal.is_empty() { String::new() } else { format!(" ({} read-backs journaled)", journal.len()) };
+    out.info(&format!(
+        "decay run {run_id}: {} rounds × {} schedules with {info}{resumed} -> {}",
+        cfg.rounds,
+        names.len(),
+        dir.display()
+    ));
     let bar = if out.progress_enabled() {
         let b = indicatif::ProgressBar::new((cfg.rounds * cfg.schedules.len()) as u64);
         b.set_style(
@@ -136,28 +233,66 @@ pub fn run(args: Args, out: &Output) -> anyhow::Result<()> {
     } else {
         None
     };
-    let results = decay::run(&cfg, &run_id, &tokenizer, engine.as_mut(), tap.as_ref(), &mut |schedule, _, _| {
-        if let Some(b) = &bar {
-            b.set_message(schedule.to_string());
-            b.inc(1);
+    let mut fresh = 0usize;
+    let requested = interrupt.clone();
+    let mut stop = || {
+        // Asked before each new read-back: `fresh` read-backs are journaled by now.
+        if args.crash_after == Some(fresh) {
+            std::process::abort();
         }
-    })?;
+        if args.interrupt_after == Some(fresh) {
+            Interrupt::raise();
+        }
+        fresh += 1;
+        requested.requested()
+    };
+    let outcome = decay::run_journaled(
+        &cfg,
+        &run_id,
+        &tokenizer,
+        engine.as_mut(),
+        tap.as_ref(),
+        &mut journal,
+        &mut |schedule, _, _| {
+            if let Some(b) = &bar {
+                b.set_message(schedule.to_string());
+                b.inc(1);
+            }
+        },
+        &mut stop,
+    );
     if let Some(b) = bar {
         b.finish_and_clear();
     }
-    let command = std::env::args().collect::<Vec<_>>().join(" ");
-    let meta = RunMeta {
-        run_id: run_id.clone(),
-        created_utc: created,
-        command,
-        engine: info,
-        tokenizer: tokenizer.source().to_string(),
-        wall_s: t0.elapsed().as_secs_f64(),
+    meta.wall_s = previous_wall + t0.elapsed().as_secs_f64();
+    let stopped = match &outcome {
+        Ok(Outcome::Complete(_)) => false,
+        Ok(Outcome::Interrupted) => true,
+        // An engine stopped by the same signal (its processes got it too) is an interrupt as well.
+        Err(_) => interrupt.requested(),
     };
-    // The directory is created only now, so a run that fails leaves nothing behind.
-    std::fs::create_dir_all(&dir).with_context(|| format!("creating run directory {}", dir.display()))?;
+    if stopped {
+        output::write_state(&dir, &cfg, &meta, "interrupted", journal.len())?;
+        return Err(Interrupted {
+            dir: dir.display().to_string(),
+            done: format!("{} read-backs", journal.len()),
+            resume: resume_command(&dir),
+        }
+        .into());
+    }
+    let results = match outcome {
+        Ok(Outcome::Complete(results)) => results,
+        Ok(Outcome::Interrupted) => anyhow::bail!("the decay run stopped without a stop request"),
+        Err(e) => {
+            let _ = output::write_state(&dir, &cfg, &meta, "failed", journal.len());
+            return Err(
+                anyhow::Error::new(e).context(format!("decay run stopped; continue it with: {}", resume_command(&dir)))
+            );
+        }
+    };
     occ_report::decay::write_run(&dir, &cfg, &results, &meta)
         .with_context(|| format!("writing the decay run {}", dir.display()))?;
+    drop(lock);
     for s in &results.summaries {
         out.send(&DecaySummary(s))?;
     }

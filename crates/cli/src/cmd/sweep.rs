@@ -17,6 +17,7 @@ use occ_eval::spec::{ExperimentSpec, SpecFile, SpecOverrides};
 use occ_eval::sweep::{self, Start};
 
 use crate::engine::{self, EngineKind, ModelArgs, TesseractSettings};
+use crate::interrupt::{Interrupt, Interrupted};
 use crate::messages::{Sample, SweepStart};
 use crate::output::{Output, JSON_SCHEMA_VERSION};
 use crate::runs;
@@ -73,6 +74,9 @@ pub struct Args {
     /// Test hook: abort the process (like `kill -9`) after this many samples are journaled.
     #[arg(long, hide = true)]
     pub crash_after: Option<usize>,
+    /// Test hook: send this process SIGINT after this many samples are journaled.
+    #[arg(long, hide = true)]
+    pub interrupt_after: Option<usize>,
 }
 
 /// Progress bar and `run_start` / `sample` / `warning` messages.
@@ -82,6 +86,8 @@ struct CliObserver<'a> {
     run_start: Option<SweepStart<'a>>,
     seen: usize,
     crash_after: Option<usize>,
+    interrupt_after: Option<usize>,
+    interrupt: Interrupt,
 }
 
 impl Observer for CliObserver<'_> {
@@ -118,6 +124,13 @@ impl Observer for CliObserver<'_> {
         if self.crash_after.is_some_and(|n| self.seen >= n) {
             std::process::abort();
         }
+        if self.interrupt_after == Some(self.seen) {
+            Interrupt::raise();
+        }
+    }
+
+    fn should_stop(&mut self) -> bool {
+        self.interrupt.requested()
     }
 
     fn warning(&mut self, message: &str) {
@@ -146,7 +159,7 @@ fn start(args: &Args) -> anyhow::Result<Start> {
         if !given.is_empty() {
             bail!("--resume continues a run with its own spec; drop {}", given.join(", "));
         }
-        return Ok(Start::Resume { dir: dir.clone() });
+        return Ok(Start::Resume { dir: dir.clone(), command: std::env::args().collect::<Vec<_>>().join(" ") });
     }
     let file = match &args.spec {
         Some(p) => SpecFile::load(p)?,
@@ -168,8 +181,23 @@ fn start(args: &Args) -> anyhow::Result<Start> {
     Ok(Start::New { spec: Box::new(spec), shard })
 }
 
+/// The command that continues the run in `dir` (engine and output flags kept).
+fn resume_command(dir: &std::path::Path) -> String {
+    let argv: Vec<String> = std::env::args().collect();
+    let values = [&runs::MODEL_VALUE_FLAGS[..], &["--threads"]].concat();
+    let switches = [&runs::MODEL_SWITCHES[..], &["--no-report"]].concat();
+    runs::resume_command(&argv, dir, &values, &switches)
+}
+
 pub fn run(args: Args, out: &Output) -> anyhow::Result<()> {
+    let interrupt = Interrupt::install()?;
     let mut prepared = sweep::prepare(start(&args)?)?;
+    if let Some(old) = prepared.took_over() {
+        out.warn(&format!(
+            "took over the stale lock of process {} (started {}), which is gone",
+            old.pid, old.started_utc
+        ));
+    }
     let spec = &prepared.spec;
     let tesseract = TesseractSettings { psm: spec.tesseract_psm, threads: args.threads };
     let (mut engines, truth_tap) = engine::build_engines(spec.engine, &prepared.langs, tesseract, &args.model, out)?;
@@ -198,12 +226,28 @@ pub fn run(args: Args, out: &Output) -> anyhow::Result<()> {
         }),
         seen: 0,
         crash_after: args.crash_after,
+        interrupt_after: args.interrupt_after,
+        interrupt: interrupt.clone(),
     };
     let counts = run.execute(&prepared, &mut engines, truth_tap, &mut observer);
     if let Some(bar) = observer.bar.take() {
         bar.finish_and_clear();
     }
-    counts.with_context(|| format!("sweep stopped; continue it with --resume {}", dir.display()))?;
+    let stopped = match &counts {
+        Ok(c) => c.interrupted,
+        // An engine stopped by the same signal (its processes got it too) is an interrupt as well.
+        Err(_) => interrupt.requested(),
+    };
+    if stopped {
+        let written = run.interrupt().with_context(|| format!("marking {} interrupted", dir.display()))?;
+        return Err(Interrupted {
+            dir: dir.display().to_string(),
+            done: format!("{} of {} samples", written.samples, run.manifest.n_samples_planned),
+            resume: resume_command(&dir),
+        }
+        .into());
+    }
+    counts.with_context(|| format!("sweep stopped; continue it with: {}", resume_command(&dir)))?;
     let failed = runs::finish_run(&dir, &mut run.manifest, !args.no_report, out)?;
     if failed > 0 {
         bail!("{failed} samples failed (status render_error or engine_error in samples.parquet); the other results are written");

@@ -15,7 +15,12 @@
 //!   FNV-1a hash of that text.
 //! - The `--json` stream: values of `run_id`, `run_dir`, `dir`, `git_commit`, `host`, `wall_time_s`,
 //!   `ocr_ms`, `load_seconds` and the file paths of `files` become `"<volatile>"`.
-//! - `journal.jsonl` (its rows are `samples.parquet`'s and `predictions.parquet`'s).
+//! - `journal.jsonl` (the sweep's rows are `samples.parquet`'s and `predictions.parquet`'s; the decay
+//!   run's read-backs are its tables' source). The run folder's lock (`run.lock`) is gone when a run
+//!   ends, so it is never listed.
+//!
+//! Deliberate changes recorded in the goldens: the decay manifest's `"status": "complete"` (decay
+//! runs write a `running` manifest first, so that they can be resumed and reported on).
 //!
 //! The sweep runs in the repository root with `--datasets datasets`, so its spec (recorded with the
 //! datasets folder, and hashed into the spec fingerprint) is the same in every checkout.

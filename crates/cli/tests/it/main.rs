@@ -5,6 +5,7 @@ mod decay;
 mod golden;
 mod inspect;
 mod ocr;
+mod reliability;
 mod render;
 mod score;
 mod sweep;

@@ -17,6 +17,13 @@
 //!    whole, the next one cut to the remaining tokens, older ones gone — gives a per-round character
 //!    precision (`baseline_char_precision`).
 //!
+//! Journal and resume: every read-back (round × representation) is appended to `journal.jsonl` in
+//! the run folder and flushed as soon as it is made ([`DecayJournal`]). [`run_journaled`] takes the
+//! read-backs the journal holds instead of reading those pages again, so a run killed at any point
+//! and resumed makes every engine call once and writes the same tables as an uninterrupted run
+//! (the read-back times included: they are journaled too). It can also be stopped between two
+//! read-backs (a signal) and reports [`Outcome::Interrupted`].
+//!
 //! Output ([`output`]): `decay.parquet` (one row per round × schedule, [`DecayRow`]), `needles.parquet`
 //! ([`NeedleRow`]) and `manifest.json`; the report (`plots/*.svg`, `report.md`, `report.html`) is
 //! occ-report's (`occ_report::decay`), which also writes a whole run in order.
@@ -24,18 +31,19 @@
 pub mod conversation;
 pub mod output;
 
-use std::collections::HashMap;
-use std::path::PathBuf;
+use std::collections::{HashMap, HashSet};
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Instant;
 
-use occ_core::{OcrEngine, OcrOptions, TextTokenizer};
+use occ_core::{EngineError, EngineInfo, OcrEngine, OcrOptions, OcrOutput, OcrPage, Prompt, TextTokenizer};
 use occ_memory::schedule::file::{self, ScheduleDef};
 use occ_memory::schedule::{Representation, ScheduleSpec};
 use occ_memory::{ManualClock, MemoryConfig, MemoryError, OpticalMemory, Recall, ScheduleError};
 use serde::{Deserialize, Serialize};
 
 use crate::corpus::{Corpus, CorpusError};
+use crate::journal::{self, JournalError, JournalWriter, JOURNAL_FILE};
 use crate::metrics::{char_precision, score};
 use crate::normalize::{Lang, Normalization};
 use crate::oracle::TruthTap;
@@ -56,6 +64,8 @@ pub enum DecayError {
     Invalid(String),
     #[error("writing {path}: {message}")]
     Write { path: String, message: String },
+    #[error(transparent)]
+    Journal(#[from] JournalError),
 }
 
 /// The `[decay]` table of an experiment file (every field optional; command-line flags override).
@@ -104,8 +114,9 @@ pub struct DecayOverrides {
     pub page_ratio: Option<f64>,
 }
 
-/// Everything a decay run needs besides the engine.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+/// Everything a decay run needs besides the engine. Serialised into the manifest (the schedules
+/// beside it, as `schedules[].spec`), from which `--resume` reads it back.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct DecayConfig {
     pub rounds: usize,
     pub round_tokens: usize,
@@ -223,6 +234,79 @@ pub struct DecayResults {
 /// Progress callback: `(schedule name, rounds done, rounds total)`.
 pub type Progress<'a> = &'a mut dyn FnMut(&str, usize, usize);
 
+/// One read-back of a round in one representation, as journaled.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ReadBack {
+    pub round_id: String,
+    pub representation: Representation,
+    /// The text read back (the round's own text for text rounds, empty for dropped ones).
+    pub text: String,
+    /// Engine outputs (pages read).
+    pub pages: usize,
+    /// Time of the read-back.
+    pub ocr_ms: f64,
+}
+
+/// The read-backs of a run: those of `journal.jsonl` in its folder (appended and flushed as they
+/// are made), or in memory only.
+pub struct DecayJournal {
+    reads: HashMap<(String, Representation), ReadBack>,
+    writer: Option<JournalWriter>,
+}
+
+impl DecayJournal {
+    /// A journal kept in memory only (nothing survives the process).
+    pub fn in_memory() -> DecayJournal {
+        DecayJournal { reads: HashMap::new(), writer: None }
+    }
+
+    /// Opens `dir/journal.jsonl` (created if missing; a line torn by a crash is dropped).
+    pub fn open(dir: &Path) -> Result<DecayJournal, DecayError> {
+        let mut journal = DecayJournal::read(dir)?;
+        let path = dir.join(JOURNAL_FILE);
+        let (_, valid_len) = journal::read_lines::<ReadBack>(&path)?;
+        journal.writer = Some(JournalWriter::open(&path, valid_len)?);
+        Ok(journal)
+    }
+
+    /// Reads `dir/journal.jsonl` without opening it for writing (a missing file is empty).
+    pub fn read(dir: &Path) -> Result<DecayJournal, DecayError> {
+        let (lines, _) = journal::read_lines::<ReadBack>(&dir.join(JOURNAL_FILE))?;
+        let mut reads = HashMap::new();
+        for r in lines {
+            reads.entry((r.round_id.clone(), r.representation)).or_insert(r);
+        }
+        Ok(DecayJournal { reads, writer: None })
+    }
+
+    /// Read-backs held.
+    pub fn len(&self) -> usize {
+        self.reads.len()
+    }
+
+    /// Whether it holds no read-back.
+    pub fn is_empty(&self) -> bool {
+        self.reads.is_empty()
+    }
+
+    fn record(&mut self, read: ReadBack) -> Result<(), DecayError> {
+        if let Some(w) = &mut self.writer {
+            w.append(&read)?;
+            w.flush()?;
+        }
+        self.reads.insert((read.round_id.clone(), read.representation), read);
+        Ok(())
+    }
+}
+
+/// How [`run_journaled`] ended.
+#[derive(Debug)]
+pub enum Outcome {
+    Complete(Box<DecayResults>),
+    /// Stopped on request before every read-back was made (those made are in the journal).
+    Interrupted,
+}
+
 /// Runs the sweep with `engine`. `truth_tap`: fill an oracle engine's page truths before each read.
 pub fn run(
     config: &DecayConfig,
@@ -232,6 +316,27 @@ pub fn run(
     truth_tap: Option<&TruthTap>,
     progress: Progress<'_>,
 ) -> Result<DecayResults, DecayError> {
+    let mut journal = DecayJournal::in_memory();
+    match run_journaled(config, run_id, tokenizer, engine, truth_tap, &mut journal, progress, &mut || false)? {
+        Outcome::Complete(results) => Ok(*results),
+        Outcome::Interrupted => Err(DecayError::Invalid("stopped without a stop request".into())),
+    }
+}
+
+/// Runs the sweep, taking the read-backs `journal` holds and journaling every new one before it is
+/// used. `stop` is asked before each new read-back; `true` ends the run with
+/// [`Outcome::Interrupted`] (the read-back in flight has been journaled).
+#[allow(clippy::too_many_arguments)]
+pub fn run_journaled(
+    config: &DecayConfig,
+    run_id: &str,
+    tokenizer: &TextTokenizer,
+    engine: &mut dyn OcrEngine,
+    truth_tap: Option<&TruthTap>,
+    journal: &mut DecayJournal,
+    progress: Progress<'_>,
+    stop: &mut dyn FnMut() -> bool,
+) -> Result<Outcome, DecayError> {
     config.validate()?;
     let corpus = Corpus::load(&config.corpus, &config.datasets)?;
     let conv =
@@ -250,7 +355,7 @@ pub fn run(
     }
     let engine_name = engine.info().name;
     let norm = |s: &str| config.normalization.apply(s, lang);
-    let mut reads: HashMap<(String, Representation), (Recall, f64)> = HashMap::new();
+    let mut used: HashSet<(String, Representation)> = HashSet::new();
     let mut pages_read = 0;
     let (mut rows, mut needle_rows, mut summaries) = (Vec::new(), Vec::new(), Vec::new());
     let needle_of: HashMap<&str, &Needle> = conv.needles.iter().map(|n| (n.round_id.as_str(), n)).collect();
@@ -268,20 +373,34 @@ pub fn run(
             let level = schedule.level_index(age);
             let repr = schedule.representation(age);
             let key = (round.id.clone(), repr);
-            let mut ocr_ms = 0.0;
-            if !reads.contains_key(&key) {
+            if !journal.reads.contains_key(&key) {
+                if stop() {
+                    return Ok(Outcome::Interrupted);
+                }
                 if let Some(tap) = truth_tap {
                     for (k, p) in memory.pages(&round.id, repr)?.iter().enumerate() {
                         tap.insert(&format!("{}#p{k}", round.id), &p.text);
                     }
                 }
                 let t0 = Instant::now();
-                let recall = memory.recall_as(&round.id, repr, engine)?;
-                ocr_ms = t0.elapsed().as_secs_f64() * 1e3;
-                pages_read += recall.outputs.len();
-                reads.insert(key.clone(), (recall, ocr_ms));
+                let recall: Recall = memory.recall_as(&round.id, repr, engine)?;
+                let ocr_ms = t0.elapsed().as_secs_f64() * 1e3;
+                journal.record(ReadBack {
+                    round_id: round.id.clone(),
+                    representation: repr,
+                    text: recall.text,
+                    pages: recall.outputs.len(),
+                    ocr_ms,
+                })?;
             }
-            let (recall, _) = &reads[&key];
+            let recall = &journal.reads[&key];
+            // The first row to use a read-back carries its time and pages, as when it was made.
+            let ocr_ms = if used.insert(key.clone()) {
+                pages_read += recall.pages;
+                recall.ocr_ms
+            } else {
+                0.0
+            };
             let pages = memory.pages(&round.id, repr)?;
             let seg_cost = match repr {
                 Representation::Text => memory.tokenizer().count(&round.text).map_err(MemoryError::from)?,
@@ -364,7 +483,75 @@ pub fn run(
             pages: t.pages,
         });
     }
-    Ok(DecayResults { rows, needles: needle_rows, summaries, conversation: conv, pages_read })
+    Ok(Outcome::Complete(Box::new(DecayResults {
+        rows,
+        needles: needle_rows,
+        summaries,
+        conversation: conv,
+        pages_read,
+    })))
+}
+
+/// An engine that never reads: [`replay`] runs with it, so any read-back the journal lacks ends
+/// the run as [`Outcome::Interrupted`] instead of reading.
+struct JournalOnly(EngineInfo);
+
+impl OcrEngine for JournalOnly {
+    fn info(&self) -> EngineInfo {
+        self.0.clone()
+    }
+
+    fn ocr(&mut self, _: &[OcrPage], _: &Prompt, _: &OcrOptions) -> Result<Vec<OcrOutput>, EngineError> {
+        Err(EngineError::Unavailable {
+            engine: self.0.name.clone(),
+            reason: "a replay reads from the journal only".into(),
+            how: "resume the run to read the rest".into(),
+        })
+    }
+}
+
+/// Computes a run's results again from its journal alone (no engine): [`Outcome::Complete`] when
+/// the journal holds every read-back the run needs, else [`Outcome::Interrupted`]. `engine` is the
+/// identity of the engine that made the read-backs (its name goes into the rows).
+pub fn replay(
+    config: &DecayConfig,
+    run_id: &str,
+    tokenizer: &TextTokenizer,
+    engine: EngineInfo,
+    journal: &mut DecayJournal,
+) -> Result<Outcome, DecayError> {
+    let mut engine = JournalOnly(engine);
+    run_journaled(config, run_id, tokenizer, &mut engine, None, journal, &mut |_, _, _| {}, &mut || true)
+}
+
+/// A decay run folder read back (for `compress-bench report`).
+#[derive(Debug)]
+pub struct Folder {
+    pub state: output::DecayState,
+    /// Read-backs in its journal.
+    pub reads_journaled: usize,
+    /// The results replayed from the journal; `None` when it lacks read-backs (an unfinished run)
+    /// or the run has no journal (written before decay runs were journaled).
+    pub results: Option<Box<DecayResults>>,
+}
+
+/// Reads a decay run folder: its manifest and, replayed from its journal, its results.
+pub fn load_folder(dir: &Path) -> Result<Folder, DecayError> {
+    let state = output::DecayState::load(dir)?;
+    let mut journal = DecayJournal::read(dir)?;
+    let reads_journaled = journal.len();
+    let results = if journal.is_empty() {
+        None
+    } else {
+        let tokenizer = TextTokenizer::deepseek_ocr()
+            .map_err(|e| DecayError::Invalid(format!("loading the DeepSeek-OCR tokenizer: {e}")))?;
+        let config = state.config();
+        match replay(&config, &state.meta.run_id, &tokenizer, state.meta.engine.clone(), &mut journal)? {
+            Outcome::Complete(r) => Some(r),
+            Outcome::Interrupted => None,
+        }
+    };
+    Ok(Folder { state, reads_journaled, results })
 }
 
 /// Character precision per round (oldest first) of a text-only context of `budget` tokens: the

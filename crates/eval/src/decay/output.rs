@@ -1,12 +1,16 @@
 //! Files of a decay run in occ-eval's part: `decay.parquet` and `needles.parquet` (the tables of
 //! [`crate::schema`], written like every results table) and `manifest.json`. The report between them
 //! is occ-report's (`occ_report::decay::write_run` writes a whole run in order).
+//!
+//! While a run works, `manifest.json` holds its state ([`write_state`]: status `running`, then
+//! `interrupted` or `failed`), with the configuration and schedules a `--resume` reads back
+//! ([`DecayState::load`]); the finished run's manifest ([`write_manifest`]) has status `complete`.
 
 use std::path::{Path, PathBuf};
 
 use occ_core::EngineInfo;
 use occ_memory::ScheduleSpec;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use super::{DecayConfig, DecayError, DecayResults, Needle, ScheduleSummary};
 use crate::schema::{self, DecayRow, NeedleRow, Table};
@@ -18,7 +22,7 @@ pub const NEEDLES_FILE: &str = "needles.parquet";
 pub const MANIFEST_FILE: &str = "manifest.json";
 
 /// Facts about the run that the library cannot know.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct RunMeta {
     pub run_id: String,
     pub created_utc: String,
@@ -35,6 +39,8 @@ pub struct DecayManifest<'a> {
     pub schema_version: u32,
     /// Always `decay`.
     pub kind: &'static str,
+    /// `complete`.
+    pub status: &'static str,
     #[serde(flatten)]
     pub meta: &'a RunMeta,
     pub config: &'a DecayConfig,
@@ -53,8 +59,98 @@ pub struct ScheduleEntry<'a> {
     pub spec: &'a ScheduleSpec,
 }
 
-/// `<out_root>/decay/<run_id>`, or `<run_id>-2`, `-3`, … when taken. Not created here: a decay run
-/// writes its directory only when it has finished, so a run that fails leaves nothing behind.
+/// `manifest.json` of a decay run that has not finished (written by [`write_state`]).
+#[derive(Debug, Serialize)]
+struct StateOut<'a> {
+    schema_version: u32,
+    kind: &'static str,
+    status: &'a str,
+    #[serde(flatten)]
+    meta: &'a RunMeta,
+    config: &'a DecayConfig,
+    schedules: Vec<ScheduleEntry<'a>>,
+    /// Read-backs in `journal.jsonl`.
+    reads_journaled: usize,
+}
+
+/// The manifest of a decay run as read back: its state and what `--resume` needs.
+#[derive(Debug, Clone, Deserialize)]
+pub struct DecayState {
+    pub kind: String,
+    /// `running`, `interrupted`, `failed` or `complete` (runs written before states were recorded
+    /// have none: they are complete).
+    #[serde(default)]
+    pub status: Option<String>,
+    #[serde(flatten)]
+    pub meta: RunMeta,
+    pub config: DecayConfig,
+    pub schedules: Vec<ScheduleOwned>,
+    #[serde(default)]
+    pub reads_journaled: Option<usize>,
+    #[serde(default)]
+    pub files: Vec<String>,
+}
+
+/// A schedule of a manifest read back.
+#[derive(Debug, Clone, Deserialize)]
+pub struct ScheduleOwned {
+    pub name: String,
+    pub spec: ScheduleSpec,
+}
+
+impl DecayState {
+    /// Reads `dir/manifest.json` of a decay run.
+    pub fn load(dir: &Path) -> Result<DecayState, DecayError> {
+        let path = dir.join(MANIFEST_FILE);
+        let text = std::fs::read_to_string(&path)
+            .map_err(|e| DecayError::Invalid(format!("{}: not a decay run: {e}", dir.display())))?;
+        let state: DecayState = serde_json::from_str(&text)
+            .map_err(|e| DecayError::Invalid(format!("{}: not a decay run manifest: {e}", path.display())))?;
+        if state.kind != "decay" {
+            return Err(DecayError::Invalid(format!("{}: kind {:?}, not a decay run", path.display(), state.kind)));
+        }
+        Ok(state)
+    }
+
+    /// The status (`complete` for manifests written before states were recorded).
+    pub fn status(&self) -> &str {
+        self.status.as_deref().unwrap_or("complete")
+    }
+
+    /// The run's configuration with its schedules.
+    pub fn config(&self) -> DecayConfig {
+        DecayConfig { schedules: self.schedules.iter().map(|s| s.spec.clone()).collect(), ..self.config.clone() }
+    }
+}
+
+/// Writes `manifest.json` of an unfinished run into `dir` (atomically): `status` (`running`,
+/// `interrupted`, `failed`), the configuration and schedules, and how many read-backs the journal
+/// holds.
+pub fn write_state(
+    dir: &Path,
+    config: &DecayConfig,
+    meta: &RunMeta,
+    status: &str,
+    reads_journaled: usize,
+) -> Result<PathBuf, DecayError> {
+    let path = dir.join(MANIFEST_FILE);
+    let state = StateOut {
+        schema_version: SCHEMA_VERSION,
+        kind: "decay",
+        status,
+        meta,
+        config,
+        schedules: config.schedules.iter().map(|s| ScheduleEntry { name: s.name(), spec: s }).collect(),
+        reads_journaled,
+    };
+    let text = serde_json::to_string_pretty(&state).map_err(|e| write_err(&path, e))?;
+    let tmp = dir.join(".manifest.json.tmp");
+    std::fs::write(&tmp, text + "\n").map_err(|e| write_err(&tmp, e))?;
+    std::fs::rename(&tmp, &path).map_err(|e| write_err(&path, e))?;
+    Ok(path)
+}
+
+/// `<out_root>/decay/<run_id>`, or `<run_id>-2`, `-3`, … when taken (not created here).
 pub fn fresh_run_dir(out_root: &Path, run_id: &str) -> Result<PathBuf, DecayError> {
     let base = out_root.join("decay");
     for k in 1..1000 {
@@ -104,6 +200,7 @@ pub fn write_manifest(
     let manifest = DecayManifest {
         schema_version: SCHEMA_VERSION,
         kind: "decay",
+        status: "complete",
         meta,
         config,
         schedules: config.schedules.iter().map(|s| ScheduleEntry { name: s.name(), spec: s }).collect(),
