@@ -179,9 +179,22 @@ pub fn run(args: Args, out: &Output) -> anyhow::Result<()> {
         }
         _ => {
             let (created, compact) = occ_eval::results::utc_now();
-            let dir = output::fresh_run_dir(&args.out, args.run_id.as_deref().unwrap_or(&compact))?;
-            std::fs::create_dir_all(&dir)
-                .with_context(|| format!("output folder {} is not writable", dir.display()))?;
+            let parent = args.out.join("decay");
+            std::fs::create_dir_all(&parent)
+                .with_context(|| format!("output folder {} is not writable", parent.display()))?;
+            // Created exclusively: two runs started at once with one run id get two folders.
+            let dir = loop {
+                let dir = output::fresh_run_dir(&args.out, args.run_id.as_deref().unwrap_or(&compact))?;
+                match std::fs::create_dir(&dir) {
+                    Ok(()) => break dir,
+                    Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => continue,
+                    Err(e) => {
+                        return Err(
+                            anyhow::Error::new(e).context(format!("output folder {} is not writable", dir.display()))
+                        )
+                    }
+                }
+            };
             let lock = RunLock::acquire(&dir, &command)?;
             let run_id = dir.file_name().map(|n| n.to_string_lossy().to_string()).unwrap_or(compact);
             let meta = RunMeta {

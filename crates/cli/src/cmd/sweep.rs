@@ -10,8 +10,9 @@ use std::path::PathBuf;
 
 use anyhow::{bail, Context};
 use indicatif::{ProgressBar, ProgressStyle};
+use occ_eval::journal::JournalError;
 use occ_eval::plan::Shard;
-use occ_eval::runner::Observer;
+use occ_eval::runner::{Observer, RunError};
 use occ_eval::schema::SampleRow;
 use occ_eval::spec::{ExperimentSpec, SpecFile, SpecOverrides};
 use occ_eval::sweep::{self, Start};
@@ -247,7 +248,20 @@ pub fn run(args: Args, out: &Output) -> anyhow::Result<()> {
         }
         .into());
     }
-    counts.with_context(|| format!("sweep stopped; continue it with: {}", resume_command(&dir)))?;
+    match counts {
+        // Resuming cannot get past a damaged journal: say what to repair instead.
+        Err(e @ sweep::SweepError::Run(RunError::Journal(JournalError::Corrupt { .. }))) => {
+            return Err(anyhow::Error::new(e).context(format!(
+                "the journal of {} is damaged; fix or delete the line named below (its sample is then run \
+                 again), then continue with: {}",
+                dir.display(),
+                resume_command(&dir)
+            )))
+        }
+        other => {
+            other.with_context(|| format!("sweep stopped; continue it with: {}", resume_command(&dir)))?;
+        }
+    }
     let failed = runs::finish_run(&dir, &mut run.manifest, !args.no_report, out)?;
     if failed > 0 {
         bail!("{failed} samples failed (status render_error or engine_error in samples.parquet); the other results are written");

@@ -293,3 +293,21 @@ fn report_works_on_killed_interrupted_and_decay_folders() {
     assert_eq!(std::fs::read_to_string(ddir.join("report.md")).unwrap(), written);
     std::fs::remove_dir_all(&out).unwrap();
 }
+
+#[test]
+fn a_damaged_journal_names_its_line_and_the_repair_not_the_failing_command_alone() {
+    let out = scratch("rel-damaged");
+    let o = sweep(&out, &["--crash-after", "3", "--quiet"]);
+    assert!(!o.status.success());
+    let dir = only_dir(&out.join("rel"));
+    let journal = std::fs::read_to_string(dir.join("journal.jsonl")).unwrap();
+    let mut lines: Vec<&str> = journal.lines().collect();
+    lines[1] = "{damaged";
+    std::fs::write(dir.join("journal.jsonl"), lines.join("\n") + "\n").unwrap();
+    let ds = datasets();
+    let o = run(&["sweep", "--datasets", &ds, "--resume", dir.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(1));
+    let err = stderr(&o);
+    assert!(err.contains("is damaged; fix or delete the line") && err.contains("line 2"), "{err}");
+    std::fs::remove_dir_all(&out).unwrap();
+}
