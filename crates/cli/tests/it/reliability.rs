@@ -311,3 +311,49 @@ fn a_damaged_journal_names_its_line_and_the_repair_not_the_failing_command_alone
     assert!(err.contains("is damaged; fix or delete the line") && err.contains("line 2"), "{err}");
     std::fs::remove_dir_all(&out).unwrap();
 }
+
+#[test]
+fn a_real_sigint_from_outside_stops_a_tesseract_sweep_that_then_resumes() {
+    let out = scratch("rel-kill-int");
+    let ds = datasets();
+    let mut child = Command::new(BIN)
+        .args(["sweep", "--datasets", &ds, "--out", out.to_str().unwrap(), "--name", "rel", "--engine", "tesseract"])
+        .args(["--ratios", "6,8,10,12", "--modes", "tiny,small", "--pages", "2", "--threads", "1", "--no-report"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Wait for the first journaled sample, then send SIGINT as `kill -INT` would.
+    let journaled = |out: &Path| {
+        std::fs::read_dir(out.join("rel"))
+            .ok()
+            .and_then(|mut d| d.next())
+            .and_then(|e| std::fs::read_to_string(e.unwrap().path().join("journal.jsonl")).ok())
+            .is_some_and(|j| j.lines().count() >= 1)
+    };
+    let t0 = std::time::Instant::now();
+    while !journaled(&out) {
+        assert!(t0.elapsed().as_secs() < 120, "no sample journaled in 2 minutes");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let status = Command::new("kill").args(["-INT", &child.id().to_string()]).status().unwrap();
+    assert!(status.success());
+    let o = child.wait_with_output().unwrap();
+    assert_eq!(o.status.code(), Some(130), "{}", stderr(&o));
+    let dir = only_dir(&out.join("rel"));
+    let m = manifest(&dir);
+    assert_eq!(m["status"], "interrupted");
+    let done = m["n_samples_done"].as_u64().unwrap();
+    assert!((1..16).contains(&done), "{done}");
+    let journal = std::fs::read_to_string(dir.join("journal.jsonl")).unwrap();
+    assert!(!journal.contains("engine_error"), "no sample lost to the signal");
+    let resumed = run_printed(&{
+        let mut cmd = printed_resume(&o);
+        cmd.splice(2..2, ["--datasets".to_string(), ds.clone()]);
+        cmd
+    });
+    assert_ok(&resumed);
+    let m = manifest(&dir);
+    assert_eq!((m["status"].as_str(), m["n_samples_done"].as_u64()), (Some("complete"), Some(16)));
+    std::fs::remove_dir_all(&out).unwrap();
+}
