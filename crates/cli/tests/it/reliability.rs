@@ -316,7 +316,7 @@ fn a_damaged_journal_names_its_line_and_the_repair_not_the_failing_command_alone
 fn a_real_sigint_from_outside_stops_a_tesseract_sweep_that_then_resumes() {
     let out = scratch("rel-kill-int");
     let ds = datasets();
-    let mut child = Command::new(BIN)
+    let child = Command::new(BIN)
         .args(["sweep", "--datasets", &ds, "--out", out.to_str().unwrap(), "--name", "rel", "--engine", "tesseract"])
         .args(["--ratios", "6,8,10,12", "--modes", "tiny,small", "--pages", "2", "--threads", "1", "--no-report"])
         .stdout(std::process::Stdio::null())
