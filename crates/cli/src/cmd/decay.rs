@@ -51,9 +51,10 @@ pub struct Args {
     /// Corpus name: <datasets>/<corpus>.jsonl [default: en].
     #[arg(long)]
     pub corpus: Option<String>,
-    /// Folder of the corpora.
-    #[arg(long, default_value = "datasets")]
-    pub datasets: PathBuf,
+    /// Folder of the corpora [default: datasets]; with `--resume`, where the run's corpus is now
+    /// [default: the folder it was started with].
+    #[arg(long, value_name = "DIR")]
+    pub datasets: Option<PathBuf>,
     /// Seed of passage order and needle codes [default: 7].
     #[arg(long)]
     pub seed: Option<u64>,
@@ -102,7 +103,7 @@ fn config(args: &Args) -> anyhow::Result<DecayConfig> {
         round_tokens: args.round_tokens,
         max_new_tokens: args.max_new_tokens,
         corpus: args.corpus.clone(),
-        datasets: Some(args.datasets.clone()),
+        datasets: args.datasets.clone(),
         seed: args.seed,
         needles: args.needles,
         page_ratio: args.page_ratio,
@@ -145,7 +146,7 @@ fn resumed(args: &Args) -> anyhow::Result<Option<DecayState>> {
 /// The command that continues the decay run in `dir` (engine flags kept).
 fn resume_command(dir: &std::path::Path) -> String {
     let argv: Vec<String> = std::env::args().collect();
-    let values = [&runs::MODEL_VALUE_FLAGS[..], &["--engine", "--threads", "--psm"]].concat();
+    let values = [&runs::MODEL_VALUE_FLAGS[..], &["--engine", "--threads", "--psm", "--datasets"]].concat();
     runs::resume_command(&argv, dir, &values, &runs::MODEL_SWITCHES)
 }
 
@@ -154,7 +155,9 @@ pub fn run(args: Args, out: &Output) -> anyhow::Result<()> {
     let interrupt = Interrupt::install()?;
     let state = resumed(&args)?;
     let cfg = match &state {
-        Some(s) => s.config(),
+        Some(s) => {
+            DecayConfig { datasets: args.datasets.clone().unwrap_or_else(|| s.config.datasets.clone()), ..s.config() }
+        }
         None => config(&args)?,
     };
     let (mut engine, tap) = engine(&args, &cfg, out)?;
