@@ -1,4 +1,4 @@
-//! Property tests of the tokenizer path on arbitrary text (issue 14 item 7; budget and guarantees in
+//! Property tests of the tokenizer path on arbitrary text (budget and guarantees in
 //! docs/RELIABILITY.md, "Fuzzing and property tests").
 
 use std::sync::OnceLock;

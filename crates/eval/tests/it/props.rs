@@ -1,4 +1,4 @@
-//! Property tests of the experiment-spec parser (issue 14 item 7): the ratio grammar on arbitrary
+//! Property tests of the experiment-spec parser: the ratio grammar on arbitrary
 //! strings, ratio lists printed and read back, and TOML specs with one field made invalid (the error
 //! names that field) or none (the resolved spec is valid and survives its JSON form). Budget and
 //! guarantees: docs/RELIABILITY.md, "Fuzzing and property tests".

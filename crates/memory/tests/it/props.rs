@@ -1,4 +1,4 @@
-//! Property tests of the decay-schedule grammar (issue 14 item 7): arbitrary strings and grammar-shaped
+//! Property tests of the decay-schedule grammar: arbitrary strings and grammar-shaped
 //! specs parse to a schedule that obeys every rule of `Schedule::new`, or to an error naming the spec
 //! and the parameter; a schedule printed (its `Display`) and read back as a `ladder` spec or a TOML
 //! `[[schedule]]` table is the same schedule. Budget and guarantees: docs/RELIABILITY.md, "Fuzzing and

@@ -1,4 +1,4 @@
-//! Property tests of the safetensors header reader (issue 14 item 7): arbitrary bytes, valid files,
+//! Property tests of the safetensors header reader: arbitrary bytes, valid files,
 //! and valid files truncated, with a wrong header length, or with a mutated header (huge or overflowing
 //! shapes, offsets out of range, unknown dtypes, junk JSON) are read or refused with an error that
 //! names the file, never a panic or an allocation larger than the file. Budget and guarantees:

@@ -1,4 +1,4 @@
-//! Property tests of the renderer on arbitrary input (issue 14 item 7): any Unicode text (controls,
+//! Property tests of the renderer on arbitrary input: any Unicode text (controls,
 //! combining marks, right-to-left, unpaired bidi controls, megabytes) and any spec numbers (canvas,
 //! margins, font size, line height, tab width, newline marker, ratio) never panic, never allocate
 //! without bound, and either give a consistent page or the spec's own validation error. Budget and

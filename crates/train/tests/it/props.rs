@@ -1,4 +1,4 @@
-//! Property tests of the training config parser (issue 14 item 7): valid configs printed as TOML read
+//! Property tests of the training config parser: valid configs printed as TOML read
 //! back to themselves; a config with one field made invalid (NaN, infinities, negative, zero, out of
 //! range) is refused naming that field; arbitrary TOML is refused naming the file. Budget and
 //! guarantees: docs/RELIABILITY.md, "Fuzzing and property tests".
