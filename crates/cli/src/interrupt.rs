@@ -1,5 +1,5 @@
-//! SIGINT / SIGTERM for the long commands (sweep, decay): the first signal asks the run to stop
-//! after the sample in flight (it is journaled, the manifest is marked `interrupted` and the exact
+//! SIGINT / SIGTERM for the long commands (sweep, decay, train): the first signal asks the run to
+//! stop after the sample (training: the step) in flight (it is journaled, the manifest is marked `interrupted` and the exact
 //! resume command printed); a second one ends the process at once (exit 1; the journal still holds
 //! every sample finished before it).
 
@@ -32,6 +32,11 @@ impl Interrupt {
         self.0.load(Ordering::SeqCst)
     }
 
+    /// The flag the handlers set, for a library loop that polls it (occ-train).
+    pub fn flag(&self) -> Arc<AtomicBool> {
+        Arc::clone(&self.0)
+    }
+
     /// Test hook: raise SIGINT in this process (the handler sets the flag).
     pub fn raise() {
         let _ = signal_hook::low_level::raise(SIGINT);
@@ -41,7 +46,8 @@ impl Interrupt {
 /// The error of a run stopped by a signal; `main` exits with [`EXIT_INTERRUPTED`].
 #[derive(Debug)]
 pub struct Interrupted {
-    pub dir: String,
+    /// What was left behind, e.g. `RUN_DIR is marked interrupted`.
+    pub state: String,
     /// What is done, e.g. `12 of 30 samples`.
     pub done: String,
     /// The command that continues the run.
@@ -50,11 +56,7 @@ pub struct Interrupted {
 
 impl std::fmt::Display for Interrupted {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(
-            f,
-            "interrupted with {} done; {} is marked interrupted. Continue with:\n  {}",
-            self.done, self.dir, self.resume
-        )
+        write!(f, "interrupted with {} done; {}. Continue with:\n  {}", self.done, self.state, self.resume)
     }
 }
 

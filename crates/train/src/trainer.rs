@@ -12,6 +12,7 @@
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{sync_channel, Receiver};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -43,6 +44,9 @@ pub struct TrainOptions {
     pub stop_at: Option<usize>,
     /// Stop (with a checkpoint) once this much time has passed.
     pub time_limit: Option<Duration>,
+    /// A stop request (the CLI sets it on SIGINT / SIGTERM): the run stops after the step in
+    /// flight, with a validation and a checkpoint, as at a time limit.
+    pub stop: Option<Arc<AtomicBool>>,
     pub device: Device,
     /// Micro-batches rendered ahead of the model.
     pub prefetch: usize,
@@ -381,7 +385,8 @@ pub fn train(cfg: &TrainConfig, opts: &TrainOptions, obs: &mut dyn Observer) -> 
             append(&train_log, &log)?;
         }
         obs.step(&log);
-        let out_of_time = opts.time_limit.is_some_and(|l| started.elapsed() >= l);
+        let out_of_time = opts.time_limit.is_some_and(|l| started.elapsed() >= l)
+            || opts.stop.as_ref().is_some_and(|s| s.load(Ordering::SeqCst));
         let finishing = step == end || out_of_time;
         if (cfg.eval.every > 0 && step % cfg.eval.every == 0) || finishing {
             last_eval = run_eval(cfg, &params, &tok, &vocab, &val_source, step, &eval_log, obs)?;

@@ -290,7 +290,7 @@ pub fn run(args: Args, out: &Output) -> anyhow::Result<()> {
     if stopped {
         output::write_state(&dir, &cfg, &meta, "interrupted", journal.len())?;
         return Err(Interrupted {
-            dir: dir.display().to_string(),
+            state: format!("{} is marked interrupted", dir.display()),
             done: format!("{} read-backs", journal.len()),
             resume: resume_command(&dir),
         }

@@ -242,7 +242,7 @@ pub fn run(args: Args, out: &Output) -> anyhow::Result<()> {
     if stopped {
         let written = run.interrupt().with_context(|| format!("marking {} interrupted", dir.display()))?;
         return Err(Interrupted {
-            dir: dir.display().to_string(),
+            state: format!("{} is marked interrupted", dir.display()),
             done: format!("{} of {} samples", written.samples, run.manifest.n_samples_planned),
             resume: resume_command(&dir),
         }

@@ -12,6 +12,7 @@ use occ_train::trainer::{EvalLog, StartInfo, StepLog};
 use occ_train::{TrainConfig, TrainOptions};
 
 use crate::engine::DeviceArg;
+use crate::interrupt::{Interrupt, Interrupted};
 use crate::output::Output;
 
 /// Train a reader (DeepEncoder-style optical compressor) from a TOML config.
@@ -48,6 +49,9 @@ pub struct Args {
     /// After training, write the latest checkpoint as a reader folder here (weights in bf16).
     #[arg(long, value_name = "DIR")]
     pub export: Option<PathBuf>,
+    /// Test hook: send this process SIGINT once this step is done.
+    #[arg(long, hide = true)]
+    pub interrupt_after: Option<usize>,
 }
 
 struct Progress<'a> {
@@ -55,6 +59,7 @@ struct Progress<'a> {
     bar: Option<ProgressBar>,
     log_every: usize,
     last_line: std::time::Instant,
+    interrupt_after: Option<usize>,
 }
 
 impl occ_train::Observer for Progress<'_> {
@@ -99,6 +104,9 @@ impl occ_train::Observer for Progress<'_> {
         }
         if log.step % self.log_every == 0 {
             let _ = self.out.json_message("train_step", log);
+        }
+        if self.interrupt_after == Some(log.step) {
+            Interrupt::raise();
         }
     }
 
@@ -145,15 +153,23 @@ pub fn run(args: Args, out: &Output) -> anyhow::Result<()> {
     if let Some(dir) = &args.export {
         occ_train::trainer::check_writable(dir).with_context(|| format!("export folder {}", dir.display()))?;
     }
+    let interrupt = Interrupt::install()?;
     let opts = TrainOptions {
         run_dir: run_dir.clone(),
         resume: args.resume,
         stop_at: args.stop_at,
         time_limit: args.time_limit.map(Duration::from_secs),
+        stop: Some(interrupt.flag()),
         device,
         prefetch: args.prefetch,
     };
-    let mut progress = Progress { out, bar: None, log_every: cfg.run.log_every, last_line: std::time::Instant::now() };
+    let mut progress = Progress {
+        out,
+        bar: None,
+        log_every: cfg.run.log_every,
+        last_line: std::time::Instant::now(),
+        interrupt_after: args.interrupt_after,
+    };
     let summary = occ_train::train(&cfg, &opts, &mut progress)
         .with_context(|| format!("training {} in {}", cfg.name, run_dir.display()))?;
     if let Some(bar) = &progress.bar {
@@ -178,6 +194,25 @@ pub fn run(args: Args, out: &Output) -> anyhow::Result<()> {
             s.pages,
             s.loss_other_image - s.loss
         ));
+    }
+    if interrupt.requested() {
+        let mut resume =
+            format!("compress-bench train --config {} --out {} --resume", args.config.display(), run_dir.display());
+        if matches!(args.device, DeviceArg::Cuda) {
+            resume.push_str(" --device cuda");
+        }
+        if let Some(n) = args.steps {
+            resume.push_str(&format!(" --steps {n}"));
+        }
+        if let Some(dir) = &args.export {
+            resume.push_str(&format!(" --export {}", dir.display()));
+        }
+        return Err(Interrupted {
+            state: format!("{} holds a checkpoint of step {}", run_dir.display(), summary.end_step),
+            done: format!("{} of {} steps", summary.end_step, summary.total_steps),
+            resume,
+        }
+        .into());
     }
     if let Some(dir) = &args.export {
         let Some(ckpt) = occ_train::checkpoint::latest(&run_dir)? else {

@@ -188,3 +188,28 @@ fn bad_training_input_is_named() {
     );
     assert!(!o.status.success());
 }
+
+/// SIGINT (here raised by the hidden test hook once step 3 is done) stops training after the step
+/// in flight with a checkpoint, exits 130 and prints the command that continues the run, which
+/// then finishes it.
+#[test]
+fn sigint_stops_training_with_a_checkpoint_and_a_working_resume_command() {
+    let out = scratch("train-sigint");
+    let root = root();
+    let cfg = root.join("experiments/train/tiny.toml");
+    let run = out.join("run");
+    let (cfg_s, run_s) = (cfg.to_str().unwrap(), run.to_str().unwrap());
+    let o = cb(&root, &["train", "--config", cfg_s, "--out", run_s, "--steps", "8", "--interrupt-after", "3"]);
+    assert_eq!(o.status.code(), Some(130), "{}", String::from_utf8_lossy(&o.stderr));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("interrupted with 3 of 8 steps done"), "{err}");
+    let latest = std::fs::read_to_string(run.join("latest")).unwrap();
+    assert_eq!(latest.trim(), "ckpt-0000003", "the step in flight is checkpointed");
+    let resume = err.lines().skip_while(|l| !l.contains("Continue with:")).nth(1).expect("a resume command").trim();
+    let want = format!("compress-bench train --config {cfg_s} --out {run_s} --resume --steps 8");
+    assert_eq!(resume, want);
+    let args: Vec<&str> = resume.split(' ').skip(1).collect();
+    let o = cb(&root, &args);
+    assert_ok(&o);
+    assert!(String::from_utf8_lossy(&o.stdout).contains("to step 8/8"), "{}", String::from_utf8_lossy(&o.stdout));
+}

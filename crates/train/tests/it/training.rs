@@ -12,7 +12,15 @@ use occ_train::{train, TrainConfig, TrainError, TrainOptions};
 use crate::common::{tempdir, tiny_config};
 
 fn opts(run: &Path, resume: bool, stop_at: Option<usize>) -> TrainOptions {
-    TrainOptions { run_dir: run.into(), resume, stop_at, time_limit: None, device: Device::Cpu, prefetch: 2 }
+    TrainOptions {
+        run_dir: run.into(),
+        resume,
+        stop_at,
+        time_limit: None,
+        stop: None,
+        device: Device::Cpu,
+        prefetch: 2,
+    }
 }
 
 fn tensors(path: &Path) -> HashMap<String, Tensor> {
