@@ -173,8 +173,19 @@ pub fn parse_ratios(text: &str, field: &str) -> Result<Vec<f64>, SpecError> {
             });
         }
         let count = steps as usize + 1;
-        // start + i·step, rounded to 1e-9 so 5..6:0.1 gives 5.3, not 5.300000000000001.
-        Ok((0..count).map(|i| ((start + i as f64 * step) * 1e9).round() / 1e9).collect())
+        // start + i·step, rounded to 1e-9 so 5..6:0.1 gives 5.3, not 5.300000000000001 (not above
+        // ~1e299, where the scaled value would overflow to infinity: those values stay as they are).
+        Ok((0..count)
+            .map(|i| {
+                let v = start + i as f64 * step;
+                let rounded = (v * 1e9).round() / 1e9;
+                if rounded.is_finite() {
+                    rounded
+                } else {
+                    v
+                }
+            })
+            .collect())
     } else {
         t.split(',').filter(|s| !s.trim().is_empty()).map(num).collect()
     }

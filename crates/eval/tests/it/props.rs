@@ -255,3 +255,13 @@ fn a_range_with_a_nan_or_infinite_end_point_is_a_syntax_error() {
         assert!(err.to_string().starts_with("ratios: cannot parse ratios"), "{text}: {err}");
     }
 }
+
+/// Regression (same property, found by a CI run): `1e300..1e300` gave `[inf]` — the rounding to
+/// 1e-9 scaled the value past f64's range; values that large are kept as they are now.
+#[test]
+fn a_range_of_huge_ratios_keeps_them_finite() {
+    assert_eq!(parse_ratios("1e300..1e300", "ratios").unwrap(), vec![1e300]);
+    assert_eq!(parse_ratios("1e300..1.5e300:1e300", "ratios").unwrap(), vec![1e300]);
+    let two = parse_ratios("1e299..2e299:1e299", "ratios").unwrap();
+    assert!(two.len() == 2 && two.iter().all(|v| v.is_finite()), "{two:?}");
+}
