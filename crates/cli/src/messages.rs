@@ -560,6 +560,24 @@ pub struct Predictions {
     pub problems: BTreeMap<&'static str, usize>,
 }
 
+// ---- train (the journal types of occ-train are the messages: one definition for the file and
+// the stream)
+
+/// A checkpoint written (its folder is a reader `--engine mini --weights` loads).
+#[derive(Debug, Serialize)]
+pub struct TrainCheckpoint<'a> {
+    pub step: usize,
+    pub path: &'a Path,
+}
+
+message! {
+    occ_train::trainer::StartInfo => "train_start",
+    occ_train::trainer::StepLog => "train_step",
+    occ_train::trainer::EvalLog => "train_eval",
+    TrainCheckpoint<'_> => "train_checkpoint",
+    occ_train::trainer::Summary => "train_summary",
+}
+
 message! {
     Warning<'_> => "warning",
     Error => "error",

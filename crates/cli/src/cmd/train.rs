@@ -13,6 +13,7 @@ use occ_train::{TrainConfig, TrainOptions};
 
 use crate::engine::DeviceArg;
 use crate::interrupt::{Interrupt, Interrupted};
+use crate::messages::TrainCheckpoint;
 use crate::output::Output;
 
 /// Train a reader (DeepEncoder-style optical compressor) from a TOML config.
@@ -64,7 +65,7 @@ struct Progress<'a> {
 
 impl occ_train::Observer for Progress<'_> {
     fn started(&mut self, info: &StartInfo) {
-        let _ = self.out.json_message("train_start", info);
+        let _ = self.out.send(info);
         self.out.info(&format!(
             "training: {} parameters, vocabulary {}, {} train / {} validation passages, steps {}..{} ({})",
             info.parameters,
@@ -103,7 +104,7 @@ impl occ_train::Observer for Progress<'_> {
             self.out.info(&format!("step {}: {msg}", log.step));
         }
         if log.step % self.log_every == 0 {
-            let _ = self.out.json_message("train_step", log);
+            let _ = self.out.send(log);
         }
         if self.interrupt_after == Some(log.step) {
             Interrupt::raise();
@@ -111,7 +112,7 @@ impl occ_train::Observer for Progress<'_> {
     }
 
     fn evaluated(&mut self, log: &EvalLog) {
-        let _ = self.out.json_message("train_eval", log);
+        let _ = self.out.send(log);
         let line = format!(
             "step {}: validation {}x char precision {:.3} ({} pages, {:.0}% stopped at EOS), loss {:.3}, \
              image gain {:.3} nats/token",
@@ -130,7 +131,7 @@ impl occ_train::Observer for Progress<'_> {
     }
 
     fn checkpointed(&mut self, path: &Path, step: usize) {
-        let _ = self.out.json_message("train_checkpoint", &serde_json::json!({ "step": step, "path": path }));
+        let _ = self.out.send(&TrainCheckpoint { step, path });
     }
 }
 
@@ -175,7 +176,7 @@ pub fn run(args: Args, out: &Output) -> anyhow::Result<()> {
     if let Some(bar) = &progress.bar {
         bar.finish_and_clear();
     }
-    out.json_message("train_summary", &summary)?;
+    out.send(&summary)?;
     out.result(&format!(
         "trained {} to step {}/{} in {:.0} s: {:.1} pages/s, {:.1}% of step time waiting for pages, last loss {}",
         cfg.name,
