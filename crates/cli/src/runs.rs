@@ -41,6 +41,13 @@ pub const MODEL_SWITCHES: [&str; 3] = ["--offline", "--tiny", "--synthetic-weigh
 /// `keep_switches`, then `--resume DIR`. Everything else (what defines the run, which the run
 /// folder's manifest holds) is left out.
 pub fn resume_command(argv: &[String], dir: &Path, keep_values: &[&str], keep_switches: &[&str]) -> String {
+    rerun_command(argv, keep_values, keep_switches, &["--resume".into(), dir.display().to_string()])
+}
+
+/// [`resume_command`] with any ending: the program, global flags and subcommand of `argv`, its
+/// flags named in `keep_values` (with their values) and `keep_switches`, then `tail`; each
+/// argument quoted for a POSIX shell where it needs it.
+pub fn rerun_command(argv: &[String], keep_values: &[&str], keep_switches: &[&str], tail: &[String]) -> String {
     let is_sub = |a: &str| !a.starts_with('-');
     let sub = argv.iter().skip(1).position(|a| is_sub(a)).map_or(argv.len(), |p| p + 1);
     let mut out: Vec<String> = argv.iter().take(sub + 1).cloned().collect();
@@ -68,8 +75,7 @@ pub fn resume_command(argv: &[String], dir: &Path, keep_values: &[&str], keep_sw
         }
         i += 1;
     }
-    out.push("--resume".into());
-    out.push(dir.display().to_string());
+    out.extend_from_slice(tail);
     out.iter().map(|a| shell_quote(a)).collect::<Vec<_>>().join(" ")
 }
 

@@ -25,18 +25,11 @@ fn err<E: std::fmt::Debug>(e: E) -> String {
     format!("plotting: {e:?}")
 }
 
+/// Colour of the i-th decay series: the comparison palette's Tableau colours without grey and
+/// olive (the decay charts' eight colours, repeating).
 fn color(i: usize) -> RGBColor {
-    const C: [RGBColor; 8] = [
-        RGBColor(31, 119, 180),
-        RGBColor(214, 39, 40),
-        RGBColor(44, 160, 44),
-        RGBColor(255, 127, 14),
-        RGBColor(148, 103, 189),
-        RGBColor(140, 86, 75),
-        RGBColor(227, 119, 194),
-        RGBColor(23, 190, 207),
-    ];
-    C[i % C.len()]
+    const TABLEAU: [usize; 8] = [0, 1, 2, 3, 4, 5, 6, 9];
+    crate::charts::run_color(TABLEAU[i % TABLEAU.len()])
 }
 
 /// A series of a line chart.

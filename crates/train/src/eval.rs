@@ -33,6 +33,13 @@ pub struct RatioScore {
     pub loss_other_image: f64,
 }
 
+impl RatioScore {
+    /// Nats per token the reader takes from the page: `loss_other_image − loss`.
+    pub fn image_gain(&self) -> f64 {
+        self.loss_other_image - self.loss
+    }
+}
+
 /// Mean teacher-forced loss per token of `pages`' texts, page i read with image `images[i]`.
 fn mean_loss(
     cfg: &MiniConfig,
@@ -43,9 +50,10 @@ fn mean_loss(
 ) -> TrainResult<f64> {
     let n = pages.len();
     let (mut sum, mut tokens) = (0.0, 0usize);
-    for chunk in (0..n).collect::<Vec<_>>().chunks(16) {
-        let images: Vec<&image::RgbImage> = chunk.iter().map(|&i| &pages[(i + shift) % n].image).collect();
-        let targets: Vec<&[u32]> = chunk.iter().map(|&i| pages[i].target.as_slice()).collect();
+    for start in (0..n).step_by(16) {
+        let chunk = start..(start + 16).min(n);
+        let images: Vec<&image::RgbImage> = chunk.clone().map(|i| &pages[(i + shift) % n].image).collect();
+        let targets: Vec<&[u32]> = chunk.map(|i| pages[i].target.as_slice()).collect();
         let bl = batch_loss(cfg, params.detached_var_builder(), prompt, &images, &targets, &targets)?;
         sum += f64::from(bl.sum.to_dtype(candle_core::DType::F32)?.to_scalar::<f32>()?);
         tokens += bl.tokens;

@@ -193,21 +193,15 @@ pub fn run(args: Args, out: &Output) -> anyhow::Result<()> {
             s.ratio,
             s.char_precision,
             s.pages,
-            s.loss_other_image - s.loss
+            s.image_gain()
         ));
     }
     if interrupt.requested() {
-        let mut resume =
-            format!("compress-bench train --config {} --out {} --resume", args.config.display(), run_dir.display());
-        if matches!(args.device, DeviceArg::Cuda) {
-            resume.push_str(" --device cuda");
-        }
-        if let Some(n) = args.steps {
-            resume.push_str(&format!(" --steps {n}"));
-        }
-        if let Some(dir) = &args.export {
-            resume.push_str(&format!(" --export {}", dir.display()));
-        }
+        // the flags that define the run again, then the run folder (even when it was the default)
+        let argv: Vec<String> = std::env::args().collect();
+        let values = ["--config", "--device", "--steps", "--prefetch", "--export"];
+        let tail = ["--out".to_string(), run_dir.display().to_string(), "--resume".to_string()];
+        let resume = crate::runs::rerun_command(&argv, &values, &["--no-tf32"], &tail);
         return Err(Interrupted {
             state: format!("{} holds a checkpoint of step {}", run_dir.display(), summary.end_step),
             done: format!("{} of {} steps", summary.end_step, summary.total_steps),

@@ -206,7 +206,7 @@ fn sigint_stops_training_with_a_checkpoint_and_a_working_resume_command() {
     let latest = std::fs::read_to_string(run.join("latest")).unwrap();
     assert_eq!(latest.trim(), "ckpt-0000003", "the step in flight is checkpointed");
     let resume = err.lines().skip_while(|l| !l.contains("Continue with:")).nth(1).expect("a resume command").trim();
-    let want = format!("compress-bench train --config {cfg_s} --out {run_s} --resume --steps 8");
+    let want = format!("compress-bench train --config {cfg_s} --steps 8 --out {run_s} --resume");
     assert_eq!(resume, want);
     let args: Vec<&str> = resume.split(' ').skip(1).collect();
     let o = cb(&root, &args);
