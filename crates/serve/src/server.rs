@@ -1,0 +1,446 @@
+//! The HTTP side: routes, handlers, server-sent events, and starting and draining the server.
+
+use std::convert::Infallible;
+use std::io;
+use std::net::{SocketAddr, TcpListener};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
+use axum::extract::{DefaultBodyLimit, State};
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::response::sse::{Event, KeepAlive, Sse};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use futures_util::stream::{self, Stream, StreamExt};
+use occ_core::Mode;
+use tokio::sync::{oneshot, Notify};
+
+use crate::api::{
+    AssistantMessage, ChatChunk, ChatRequest, ChatResponse, Choice, ChunkChoice, Delta, ModelCard, ModelList, Usage,
+};
+use crate::error::ApiError;
+use crate::input::{self, Limits, Sources};
+use crate::metrics::Metrics;
+use crate::scheduler::{Job, JobResult, Reader, Reading, Scheduler};
+
+/// How the server runs.
+#[derive(Debug, Clone)]
+pub struct ServeConfig {
+    /// Address to listen on (port 0: any free port; [`Server::addr`] tells which).
+    pub addr: SocketAddr,
+    /// The model name clients send (`model`), and the one `/v1/models` lists.
+    pub model_name: String,
+    /// Mode of a request that names none.
+    pub default_mode: Mode,
+    pub limits: Limits,
+    /// Longest wait for a request's answer (queue and reading); 504 after it.
+    pub request_timeout: Duration,
+    /// Folder under which local paths may be read (`--allow-local-files`).
+    pub allow_local_files: Option<PathBuf>,
+    /// The seconds a 503 asks a client to wait (`Retry-After`).
+    pub retry_after_secs: u64,
+    /// Drain and stop on SIGTERM or SIGINT (the CLI); tests stop through [`Server::shutdown`].
+    pub handle_signals: bool,
+    /// How often a streamed answer that is still waiting sends a comment line; a write to a client
+    /// that went away fails, and its request leaves the queue.
+    pub sse_keep_alive: Duration,
+}
+
+impl ServeConfig {
+    /// Defaults for `model_name` on `addr`.
+    pub fn new(addr: SocketAddr, model_name: impl Into<String>) -> ServeConfig {
+        ServeConfig {
+            addr,
+            model_name: model_name.into(),
+            default_mode: Mode::Base,
+            limits: Limits::default(),
+            request_timeout: Duration::from_secs(600),
+            allow_local_files: None,
+            retry_after_secs: 1,
+            handle_signals: false,
+            sse_keep_alive: Duration::from_secs(2),
+        }
+    }
+}
+
+struct AppState {
+    cfg: ServeConfig,
+    sources: Sources,
+    native_mode: Option<Mode>,
+    scheduler: Scheduler,
+    metrics: Arc<Metrics>,
+    draining: AtomicBool,
+    created: u64,
+    next_id: AtomicU64,
+}
+
+/// A running server.
+#[derive(Debug)]
+pub struct Server {
+    addr: SocketAddr,
+    stop: Arc<Notify>,
+    thread: std::thread::JoinHandle<io::Result<()>>,
+}
+
+impl Server {
+    /// Binds `cfg.addr` and serves `reader` on a thread of its own.
+    pub fn start(cfg: ServeConfig, reader: Box<dyn Reader>) -> io::Result<Server> {
+        let listener = TcpListener::bind(cfg.addr)?;
+        listener.set_nonblocking(true)?;
+        let addr = listener.local_addr()?;
+        let stop = Arc::new(Notify::new());
+        let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().thread_name("occ-serve-http").build()?;
+        let thread = {
+            let stop = stop.clone();
+            std::thread::Builder::new()
+                .name("occ-serve".into())
+                .spawn(move || runtime.block_on(serve(cfg, reader, listener, stop)))?
+        };
+        Ok(Server { addr, stop, thread })
+    }
+
+    /// The address it listens on.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// Starts draining: new requests get 503, requests in flight are answered, then the server stops
+    /// ([`Server::wait`] returns).
+    pub fn shutdown(&self) {
+        self.stop.notify_one();
+    }
+
+    /// Waits until the server has stopped.
+    pub fn wait(self) -> io::Result<()> {
+        self.thread.join().map_err(|_| io::Error::other("the server thread panicked"))?
+    }
+}
+
+async fn serve(cfg: ServeConfig, reader: Box<dyn Reader>, listener: TcpListener, stop: Arc<Notify>) -> io::Result<()> {
+    let listener = tokio::net::TcpListener::from_std(listener)?;
+    let metrics = Arc::new(Metrics::default());
+    let native_mode = reader.native_mode();
+    let scheduler = Scheduler::start(reader, cfg.limits.max_queue, metrics.clone());
+    let created = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
+    let state = Arc::new(AppState {
+        sources: Sources { local_dir: cfg.allow_local_files.clone() },
+        native_mode,
+        scheduler,
+        metrics,
+        draining: AtomicBool::new(false),
+        created,
+        next_id: AtomicU64::new(0),
+        cfg,
+    });
+    let app = Router::new()
+        .route("/v1/chat/completions", post(chat))
+        .route("/v1/models", get(models))
+        .route("/health", get(health))
+        .route("/metrics", get(metrics_text))
+        .fallback(not_found)
+        .layer(DefaultBodyLimit::max(state.cfg.limits.max_body_bytes))
+        .with_state(state.clone());
+    let signals = state.cfg.handle_signals;
+    let drain_state = state.clone();
+    let shutdown = async move {
+        wait_for_stop(stop, signals).await;
+        drain_state.draining.store(true, Ordering::SeqCst);
+        tracing::info!("draining: answering the requests in flight, refusing new ones");
+    };
+    let served = axum::serve(listener, app).with_graceful_shutdown(shutdown).await;
+    // every connection is closed: the queue is empty or holds jobs nobody waits for
+    let state = Arc::try_unwrap(state).ok();
+    if let Some(mut st) = state {
+        tokio::task::spawn_blocking(move || st.scheduler.close()).await.map_err(io::Error::other)?;
+    }
+    served
+}
+
+async fn wait_for_stop(stop: Arc<Notify>, signals: bool) {
+    if !signals {
+        return stop.notified().await;
+    }
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        let (Ok(mut term), Ok(mut int)) = (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) else {
+            return stop.notified().await;
+        };
+        tokio::select! {
+            _ = stop.notified() => {}
+            _ = term.recv() => {}
+            _ = int.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    tokio::select! {
+        _ = stop.notified() => {}
+        _ = tokio::signal::ctrl_c() => {}
+    }
+}
+
+async fn not_found() -> ApiError {
+    ApiError::not_found(
+        "not_found",
+        "no such route; the routes are POST /v1/chat/completions, GET /v1/models, /health and /metrics",
+    )
+}
+
+async fn models(State(st): State<Arc<AppState>>) -> Json<ModelList> {
+    Json(ModelList {
+        object: "list".into(),
+        data: vec![ModelCard {
+            id: st.cfg.model_name.clone(),
+            object: "model".into(),
+            created: st.created,
+            owned_by: "compress-bench".into(),
+        }],
+    })
+}
+
+async fn health(State(st): State<Arc<AppState>>) -> Response {
+    let draining = st.draining.load(Ordering::SeqCst);
+    let body = serde_json::json!({
+        "status": if draining { "draining" } else { "ok" },
+        "model": st.cfg.model_name,
+        "queue_depth": st.scheduler.queue_depth(),
+        "active_slots": st.metrics.active(),
+    });
+    let status = if draining { StatusCode::SERVICE_UNAVAILABLE } else { StatusCode::OK };
+    (status, Json(body)).into_response()
+}
+
+async fn metrics_text(State(st): State<Arc<AppState>>) -> Response {
+    st.metrics.set_queue_depth(st.scheduler.queue_depth());
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], st.metrics.render()).into_response()
+}
+
+/// Marks a job cancelled when dropped before [`CancelOnDrop::disarm`]: a handler or stream dropped
+/// because its client went away takes its job out of the queue.
+struct CancelOnDrop {
+    flag: Arc<AtomicBool>,
+    armed: bool,
+    /// Records the request as 499 in the metrics when it was not answered.
+    metrics: Arc<Metrics>,
+    started: Instant,
+}
+
+impl CancelOnDrop {
+    fn disarm(&mut self) {
+        self.armed = false;
+    }
+}
+
+impl Drop for CancelOnDrop {
+    fn drop(&mut self) {
+        if self.armed {
+            self.flag.store(true, Ordering::SeqCst);
+            self.metrics.record_request(499, self.started.elapsed());
+        }
+    }
+}
+
+async fn chat(State(st): State<Arc<AppState>>, headers: HeaderMap, body: Result<Bytes, BytesRejection>) -> Response {
+    let started = Instant::now();
+    match chat_inner(&st, &headers, body, started).await {
+        Ok(resp) => resp,
+        Err(e) => {
+            st.metrics.record_request(e.status.as_u16(), started.elapsed());
+            e.into_response()
+        }
+    }
+}
+
+async fn chat_inner(
+    st: &Arc<AppState>,
+    headers: &HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+    started: Instant,
+) -> Result<Response, ApiError> {
+    if st.draining.load(Ordering::SeqCst) {
+        return Err(ApiError::unavailable("shutting_down", "the server is shutting down", st.cfg.retry_after_secs));
+    }
+    let content_type = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
+    if !content_type.trim_start().to_ascii_lowercase().starts_with("application/json") {
+        return Err(ApiError::unsupported_media(format!(
+            "the body must be JSON with Content-Type: application/json, not {:?}",
+            content_type
+        )));
+    }
+    let body = body.map_err(|e| {
+        if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            ApiError::too_large(
+                "request_too_large",
+                format!("the request body is over the limit of {} bytes", st.cfg.limits.max_body_bytes),
+            )
+        } else {
+            ApiError::invalid("invalid_body", format!("the request body cannot be read: {e}"))
+        }
+    })?;
+    let req: ChatRequest = serde_json::from_slice(&body)
+        .map_err(|e| ApiError::invalid("invalid_json", format!("the body is not a valid chat request: {e}")))?;
+    if req.model != st.cfg.model_name {
+        return Err(ApiError {
+            param: Some("model".into()),
+            ..ApiError::not_found(
+                "model_not_found",
+                format!("the model {:?} does not exist here; this server serves {:?}", req.model, st.cfg.model_name),
+            )
+        });
+    }
+    let params = input::params(&req, &st.cfg.limits)?;
+    let mode = input::mode(&req, st.cfg.default_mode, st.native_mode)?;
+    let (prompt, pages) = {
+        let (req, limits, sources) = (req.clone(), st.cfg.limits.clone(), st.sources.clone());
+        tokio::task::spawn_blocking(move || input::pages_and_prompt(&req, &limits, &sources))
+            .await
+            .map_err(|e| ApiError::internal(format!("reading the images failed: {e}")))??
+    };
+    let n_pages = pages.len();
+    let (reply, answer) = oneshot::channel();
+    let flag = Arc::new(AtomicBool::new(false));
+    let job = Job { pages, mode, prompt, params, cancelled: flag.clone(), reply };
+    st.scheduler.submit(job).map_err(|full| {
+        ApiError::unavailable("queue_full", format!("{full}; try again shortly"), st.cfg.retry_after_secs)
+    })?;
+    let guard = CancelOnDrop { flag, armed: true, metrics: st.metrics.clone(), started };
+    let id = format!("chatcmpl-{}-{}", st.created, st.next_id.fetch_add(1, Ordering::Relaxed));
+    let created = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
+    let meta = Meta { id, created, model: st.cfg.model_name.clone(), n_pages };
+    if req.stream {
+        let include_usage = req.stream_options.as_ref().is_some_and(|o| o.include_usage);
+        let s = event_stream(st.clone(), meta, answer, guard, include_usage);
+        let keep_alive = KeepAlive::new().interval(st.cfg.sse_keep_alive);
+        return Ok(Sse::new(s).keep_alive(keep_alive).into_response());
+    }
+    let mut guard = guard;
+    let readings = wait(answer, st.cfg.request_timeout).await?;
+    guard.disarm();
+    st.metrics.record_request(200, started.elapsed());
+    Ok(Json(meta.response(readings)).into_response())
+}
+
+/// Awaits a job's answer for at most `timeout`.
+async fn wait(answer: oneshot::Receiver<JobResult>, timeout: Duration) -> Result<Vec<Reading>, ApiError> {
+    match tokio::time::timeout(timeout, answer).await {
+        Err(_) => Err(ApiError::timeout(format!("no answer within {} s", timeout.as_secs_f64()))),
+        Ok(Err(_)) => Err(ApiError::internal("the model stopped before answering")),
+        Ok(Ok(Err(msg))) => Err(ApiError::internal(format!("the model failed: {msg}"))),
+        Ok(Ok(Ok(r))) => Ok(r),
+    }
+}
+
+/// What every answer to a request repeats.
+struct Meta {
+    id: String,
+    created: u64,
+    model: String,
+    n_pages: usize,
+}
+
+/// Pages of a PDF are joined with a blank line in the answer.
+const PAGE_SEPARATOR: &str = "\n\n";
+
+fn usage(readings: &[Reading]) -> Usage {
+    let prompt: usize = readings.iter().map(|r| r.prompt_tokens).sum();
+    let completion: usize = readings.iter().map(|r| r.token_ids.len()).sum();
+    let vision: usize = readings.iter().map(|r| r.vision_tokens).sum();
+    Usage {
+        prompt_tokens: prompt as u64,
+        completion_tokens: completion as u64,
+        total_tokens: (prompt + completion) as u64,
+        vision_tokens: Some(vision as u64),
+    }
+}
+
+fn finish_reason(readings: &[Reading]) -> &'static str {
+    if readings.iter().all(|r| r.stopped_at_eos) {
+        "stop"
+    } else {
+        "length"
+    }
+}
+
+fn text(readings: &[Reading]) -> String {
+    readings.iter().map(|r| r.text.as_str()).collect::<Vec<_>>().join(PAGE_SEPARATOR)
+}
+
+impl Meta {
+    fn response(&self, readings: Vec<Reading>) -> ChatResponse {
+        debug_assert_eq!(readings.len(), self.n_pages);
+        ChatResponse {
+            id: self.id.clone(),
+            object: "chat.completion".into(),
+            created: self.created,
+            model: self.model.clone(),
+            choices: vec![Choice {
+                index: 0,
+                message: AssistantMessage { role: "assistant".into(), content: Some(text(&readings)) },
+                finish_reason: Some(finish_reason(&readings).into()),
+            }],
+            usage: Some(usage(&readings)),
+            token_ids: Some(readings.into_iter().map(|r| r.token_ids).collect()),
+        }
+    }
+
+    fn chunk(&self, delta: Delta, finish: Option<&str>) -> ChatChunk {
+        ChatChunk {
+            id: self.id.clone(),
+            object: "chat.completion.chunk".into(),
+            created: self.created,
+            model: self.model.clone(),
+            choices: vec![ChunkChoice { index: 0, delta, finish_reason: finish.map(str::to_string) }],
+            usage: None,
+        }
+    }
+}
+
+fn json_event<T: serde::Serialize>(v: &T) -> Event {
+    Event::default().data(serde_json::to_string(v).expect("invariant: the wire types serialise"))
+}
+
+/// The events of a streamed answer: the role at once, then the text and the finish reason when the
+/// pages are read (the model hands over whole pages), the usage if asked for, and `[DONE]`. Dropping
+/// the stream (the client went away) cancels a job that has not reached the model.
+fn event_stream(
+    st: Arc<AppState>,
+    meta: Meta,
+    answer: oneshot::Receiver<JobResult>,
+    guard: CancelOnDrop,
+    include_usage: bool,
+) -> impl Stream<Item = Result<Event, Infallible>> {
+    let first = json_event(&meta.chunk(Delta { role: Some("assistant".into()), content: Some(String::new()) }, None));
+    let rest = async move {
+        let mut guard = guard;
+        let timeout = st.cfg.request_timeout;
+        let events = match wait(answer, timeout).await {
+            Ok(readings) => {
+                let mut ev = vec![
+                    json_event(&meta.chunk(Delta { role: None, content: Some(text(&readings)) }, None)),
+                    json_event(&meta.chunk(Delta::default(), Some(finish_reason(&readings)))),
+                ];
+                if include_usage {
+                    let mut c = meta.chunk(Delta::default(), None);
+                    c.choices.clear();
+                    c.usage = Some(usage(&readings));
+                    ev.push(json_event(&c));
+                }
+                ev.push(Event::default().data("[DONE]"));
+                st.metrics.record_request(200, guard.started.elapsed());
+                ev
+            }
+            Err(e) => {
+                st.metrics.record_request(e.status.as_u16(), guard.started.elapsed());
+                vec![json_event(&e.body())]
+            }
+        };
+        guard.disarm();
+        stream::iter(events.into_iter().map(Ok))
+    };
+    stream::once(async move { Ok(first) }).chain(stream::once(rest).flatten())
+}

@@ -1,0 +1,148 @@
+//! Helpers shared by the tests: servers on free ports, requests, pages, a gated fake reader.
+
+use std::io::Cursor;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::Duration;
+
+use base64::Engine as _;
+use candle_core::{DType, Device};
+use image::RgbImage;
+use occ_core::{Mode, Prompt};
+use occ_model::pipeline::{DeepseekOcr, SyntheticSize};
+use occ_serve::{Params, Reader, Reading, ServeConfig, Server};
+use serde_json::{json, Value};
+
+/// The tiny synthetic engine every test builds the same way.
+pub fn tiny_engine() -> DeepseekOcr {
+    DeepseekOcr::synthetic(SyntheticSize::Tiny, 1, DType::F32, &Device::Cpu).expect("tiny synthetic engine")
+}
+
+/// A server config on a free local port serving `tiny` in Tiny mode.
+pub fn config() -> ServeConfig {
+    let mut cfg = ServeConfig::new("127.0.0.1:0".parse().unwrap(), "tiny");
+    cfg.default_mode = Mode::Tiny;
+    cfg
+}
+
+/// A page whose pixels depend on `seed`.
+pub fn page(seed: u32) -> RgbImage {
+    RgbImage::from_fn(96 + 8 * (seed % 5), 64 + 4 * (seed % 7), |x, y| {
+        image::Rgb([((x * 7 + seed * 31) % 251) as u8, ((y * 3 + seed * 17) % 241) as u8, (seed * 53 % 256) as u8])
+    })
+}
+
+pub fn png(img: &RgbImage) -> Vec<u8> {
+    let mut out = Vec::new();
+    img.write_to(&mut Cursor::new(&mut out), image::ImageFormat::Png).unwrap();
+    out
+}
+
+pub fn data_url(mime: &str, bytes: &[u8]) -> String {
+    format!("data:{mime};base64,{}", base64::engine::general_purpose::STANDARD.encode(bytes))
+}
+
+/// A chat request reading `url` with the Free-OCR prompt.
+pub fn request(model: &str, url: &str, max_tokens: u64) -> Value {
+    json!({
+        "model": model,
+        "max_tokens": max_tokens,
+        "messages": [{"role": "user", "content": [
+            {"type": "image_url", "image_url": {"url": url}},
+            {"type": "text", "text": "Free OCR. "}
+        ]}]
+    })
+}
+
+pub fn client() -> reqwest::blocking::Client {
+    reqwest::blocking::Client::builder().timeout(Duration::from_secs(120)).build().unwrap()
+}
+
+/// Posts JSON; returns the status, the Retry-After header and the body as JSON.
+pub fn post(server: &Server, body: &Value) -> (u16, Option<String>, Value) {
+    let resp = client()
+        .post(format!("http://{}/v1/chat/completions", server.addr()))
+        .header("content-type", "application/json")
+        .body(body.to_string())
+        .send()
+        .unwrap();
+    let status = resp.status().as_u16();
+    let retry = resp.headers().get("retry-after").map(|v| v.to_str().unwrap().to_string());
+    let text = resp.text().unwrap();
+    (status, retry, serde_json::from_str(&text).unwrap_or_else(|e| panic!("{e}: {text}")))
+}
+
+pub fn get(server: &Server, path: &str) -> (u16, String) {
+    let resp = client().get(format!("http://{}{path}", server.addr())).send().unwrap();
+    (resp.status().as_u16(), resp.text().unwrap())
+}
+
+/// The value of a metric line `name value` (no labels or with them written out in `name`).
+pub fn metric(server: &Server, name: &str) -> f64 {
+    let (_, text) = get(server, "/metrics");
+    text.lines()
+        .find_map(|l| l.strip_prefix(name).and_then(|v| v.strip_prefix(' ')))
+        .map(|v| v.parse().unwrap())
+        .unwrap_or(0.0)
+}
+
+/// Polls `cond` for up to 20 s.
+pub fn eventually(what: &str, mut cond: impl FnMut() -> bool) {
+    for _ in 0..400 {
+        if cond() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    panic!("timed out waiting until {what}");
+}
+
+/// A reader that answers `page WxH` for each page, but only once its gate is open; it counts the
+/// pages it was handed.
+#[derive(Clone, Default)]
+pub struct Gated {
+    open: Arc<(Mutex<bool>, Condvar)>,
+    pub pages_read: Arc<AtomicUsize>,
+    pub calls: Arc<AtomicUsize>,
+}
+
+impl Gated {
+    pub fn open(&self) {
+        *self.open.0.lock().unwrap() = true;
+        self.open.1.notify_all();
+    }
+
+    /// Calls that have started (and may be waiting at the gate).
+    pub fn calls(&self) -> usize {
+        self.calls.load(Ordering::SeqCst)
+    }
+}
+
+impl Reader for Gated {
+    fn max_batch(&self) -> usize {
+        8
+    }
+
+    fn native_mode(&self) -> Option<Mode> {
+        None
+    }
+
+    fn read(&mut self, pages: &[(&RgbImage, Mode)], _: &Prompt, params: &Params) -> Result<Vec<Reading>, String> {
+        self.calls.fetch_add(1, Ordering::SeqCst);
+        let mut open = self.open.0.lock().unwrap();
+        while !*open {
+            open = self.open.1.wait(open).unwrap();
+        }
+        self.pages_read.fetch_add(pages.len(), Ordering::SeqCst);
+        Ok(pages
+            .iter()
+            .map(|(img, _)| Reading {
+                text: format!("page {}x{}", img.width(), img.height()),
+                token_ids: vec![1; params.max_tokens.min(3)],
+                prompt_tokens: 10,
+                vision_tokens: 4,
+                stopped_at_eos: true,
+            })
+            .collect())
+    }
+}

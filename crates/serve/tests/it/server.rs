@@ -1,0 +1,352 @@
+//! The server over HTTP.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
+use std::time::Duration;
+
+use occ_core::{Mode, OcrEngine, OcrOptions, OcrPage, Prompt};
+use occ_serve::pdf;
+use serde_json::{json, Value};
+
+use crate::common::*;
+
+const MAX_TOKENS: u64 = 6;
+
+/// The token ids the in-process engine reads from each page (Tiny mode, Free OCR).
+fn in_process(pages: &[image::RgbImage], max_tokens: u64) -> Vec<Vec<u32>> {
+    let mut engine = tiny_engine();
+    let pages: Vec<OcrPage> = pages
+        .iter()
+        .enumerate()
+        .map(|(i, img)| OcrPage { id: i.to_string(), image: img.clone(), mode: Mode::Tiny })
+        .collect();
+    let opts = OcrOptions { max_new_tokens: max_tokens as usize, ..OcrOptions::default() };
+    // one page per call: each page's result alone
+    pages
+        .iter()
+        .map(|p| {
+            let out = OcrEngine::ocr(&mut engine, std::slice::from_ref(p), &Prompt::FreeOcr, &opts).unwrap();
+            out[0].token_ids.clone().unwrap()
+        })
+        .collect()
+}
+
+fn ids(v: &Value) -> Vec<Vec<u32>> {
+    serde_json::from_value(v["token_ids"].clone()).unwrap()
+}
+
+#[test]
+fn a_completion_has_the_in_process_engines_tokens_text_and_usage() {
+    let server = occ_serve::Server::start(config(), Box::new(tiny_engine())).unwrap();
+    let img = page(1);
+    let want = in_process(std::slice::from_ref(&img), MAX_TOKENS);
+    let (status, _, body) = post(&server, &request("tiny", &data_url("image/png", &png(&img)), MAX_TOKENS));
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(ids(&body), want);
+    assert_eq!(body["object"], "chat.completion");
+    assert_eq!(body["choices"][0]["message"]["role"], "assistant");
+    let usage = &body["usage"];
+    assert_eq!(usage["completion_tokens"], want[0].len());
+    // Tiny mode: 64 vision tokens and their newline / separator slots
+    let vision = usage["vision_tokens"].as_u64().unwrap();
+    let prompt = usage["prompt_tokens"].as_u64().unwrap();
+    assert!(vision >= 64 && prompt > vision, "{usage}");
+    assert_eq!(usage["total_tokens"].as_u64().unwrap(), prompt + want[0].len() as u64);
+    let (_, models) = get(&server, "/v1/models");
+    let models: Value = serde_json::from_str(&models).unwrap();
+    assert_eq!(models["data"][0]["id"], "tiny");
+    server.shutdown();
+    server.wait().unwrap();
+}
+
+#[test]
+fn thirty_two_concurrent_requests_each_equal_their_sequential_result() {
+    let pages: Vec<_> = (0..32).map(page).collect();
+    let want = in_process(&pages, MAX_TOKENS);
+    let server = occ_serve::Server::start(config(), Box::new(tiny_engine())).unwrap();
+    let got: Vec<Vec<u32>> = std::thread::scope(|s| {
+        let handles: Vec<_> = pages
+            .iter()
+            .map(|img| {
+                let server = &server;
+                s.spawn(move || {
+                    let (status, _, body) =
+                        post(server, &request("tiny", &data_url("image/png", &png(img)), MAX_TOKENS));
+                    assert_eq!(status, 200, "{body}");
+                    ids(&body).remove(0)
+                })
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    assert_eq!(got, want);
+    // the requests shared batches: fewer batches than requests
+    let batches = metric(&server, "occ_batches_total");
+    assert!(batches < 32.0, "{batches} batches for 32 requests");
+    assert_eq!(metric(&server, "occ_requests_total{code=\"200\"}"), 32.0);
+    server.shutdown();
+    server.wait().unwrap();
+}
+
+#[test]
+fn a_pdf_is_read_page_by_page() {
+    let bytes = pdf::text_pdf(&["The first page.", "Page two,\nwith a second line.", "3"]);
+    let mut cfg = config();
+    cfg.limits.pdf_dpi = 36.0;
+    let pages = pdf::rasterize(&bytes, pdf::PageRange::ALL, 36.0, u64::MAX, 10).unwrap();
+    assert_eq!(pages.len(), 3);
+    let want = in_process(&pages, MAX_TOKENS);
+    let server = occ_serve::Server::start(cfg, Box::new(tiny_engine())).unwrap();
+    let body = json!({
+        "model": "tiny",
+        "max_tokens": MAX_TOKENS,
+        "messages": [{"role": "user", "content": [
+            {"type": "file", "file": {"file_data": data_url("application/pdf", &bytes), "filename": "doc.pdf"}},
+            {"type": "text", "text": "Free OCR. "}
+        ]}]
+    });
+    let (status, _, resp) = post(&server, &body);
+    assert_eq!(status, 200, "{resp}");
+    assert_eq!(ids(&resp), want);
+    // as an image_url data URL too
+    let body = request("tiny", &data_url("application/pdf", &bytes), MAX_TOKENS);
+    let (status, _, resp) = post(&server, &body);
+    assert_eq!(status, 200, "{resp}");
+    assert_eq!(ids(&resp), want);
+    server.shutdown();
+    server.wait().unwrap();
+}
+
+/// Status and error code of a raw request.
+fn raw(server: &occ_serve::Server, content_type: &str, body: Vec<u8>) -> (u16, Value) {
+    let resp = client()
+        .post(format!("http://{}/v1/chat/completions", server.addr()))
+        .header("content-type", content_type)
+        .body(body)
+        .send()
+        .unwrap();
+    let status = resp.status().as_u16();
+    let text = resp.text().unwrap();
+    (status, serde_json::from_str(&text).unwrap_or_else(|e| panic!("{e}: {text}")))
+}
+
+#[test]
+fn bad_requests_get_the_right_status_and_a_message() {
+    let mut cfg = config();
+    cfg.limits.max_image_pixels = 10_000;
+    cfg.limits.max_body_bytes = 200_000;
+    cfg.limits.max_tokens = 50;
+    let gated = Gated::default();
+    gated.open();
+    let server = occ_serve::Server::start(cfg, Box::new(gated)).unwrap();
+    let ok = data_url("image/png", &png(&page(0)));
+    let cases: Vec<(&str, u16, &str, Vec<u8>, &str)> = vec![
+        ("malformed JSON", 400, "application/json", b"{\"model\": ".to_vec(), "invalid_json"),
+        (
+            "wrong content type",
+            415,
+            "text/plain",
+            request("tiny", &ok, 5).to_string().into_bytes(),
+            "unsupported_media_type",
+        ),
+        (
+            "non-image data URL",
+            400,
+            "application/json",
+            request("tiny", &data_url("text/plain", b"hello"), 5).to_string().into_bytes(),
+            "invalid_image_url",
+        ),
+        (
+            "oversized image",
+            413,
+            "application/json",
+            request("tiny", &data_url("image/png", &png(&image::RgbImage::new(200, 100))), 5).to_string().into_bytes(),
+            "image_too_large",
+        ),
+        (
+            "unknown model",
+            404,
+            "application/json",
+            request("gpt-9", &ok, 5).to_string().into_bytes(),
+            "model_not_found",
+        ),
+        (
+            "max_tokens over the limit",
+            400,
+            "application/json",
+            request("tiny", &ok, 51).to_string().into_bytes(),
+            "invalid_max_tokens",
+        ),
+        (
+            "body over the limit",
+            413,
+            "application/json",
+            request("tiny", &data_url("image/png", &vec![0u8; 300_000]), 5).to_string().into_bytes(),
+            "request_too_large",
+        ),
+    ];
+    for (what, status, ct, body, code) in cases {
+        let (got, body) = raw(&server, ct, body);
+        assert_eq!(got, status, "{what}: {body}");
+        let err = &body["error"];
+        assert_eq!(err["code"], code, "{what}: {body}");
+        let message = err["message"].as_str().unwrap();
+        assert!(message.len() > 10, "{what}: a message that says what is wrong: {message:?}");
+        assert!(err["type"].is_string(), "{what}: {body}");
+    }
+    let (status, body) = get(&server, "/v2/nothing");
+    assert_eq!(status, 404, "{body}");
+    // the server still answers
+    let (status, _, body) = post(&server, &request("tiny", &ok, 5));
+    assert_eq!((status, body["choices"][0]["message"]["content"].as_str()), (200, Some("page 96x64")));
+    server.shutdown();
+    server.wait().unwrap();
+}
+
+#[test]
+fn a_full_queue_gets_503_with_retry_after() {
+    let mut cfg = config();
+    cfg.limits.max_queue = 2;
+    cfg.retry_after_secs = 3;
+    let gated = Gated::default();
+    let server = occ_serve::Server::start(cfg, Box::new(gated.clone())).unwrap();
+    let url = data_url("image/png", &png(&page(0)));
+    std::thread::scope(|s| {
+        // one request at the model (blocked at the gate), two waiting: the queue is full
+        let first = s.spawn(|| post(&server, &request("tiny", &url, 5)));
+        eventually("the first request reaches the model", || gated.calls() == 1);
+        // a different max_tokens keeps these out of the first batch
+        let waiting: Vec<_> = (0..2).map(|_| s.spawn(|| post(&server, &request("tiny", &url, 4)))).collect();
+        eventually("two requests wait", || metric(&server, "occ_queue_depth") == 2.0);
+        let (status, retry, body) = post(&server, &request("tiny", &url, 4));
+        assert_eq!(status, 503, "{body}");
+        assert_eq!(retry.as_deref(), Some("3"));
+        assert_eq!(body["error"]["code"], "queue_full");
+        gated.open();
+        assert_eq!(first.join().unwrap().0, 200);
+        for w in waiting {
+            assert_eq!(w.join().unwrap().0, 200);
+        }
+    });
+    // the two waiting requests were read in one batch
+    assert_eq!(gated.calls(), 2);
+    server.shutdown();
+    server.wait().unwrap();
+}
+
+/// Sends a streamed request by hand and returns the connection after the first event.
+fn stream_then_read_first_event(server: &occ_serve::Server, body: &Value) -> (TcpStream, String) {
+    let mut conn = TcpStream::connect(server.addr()).unwrap();
+    conn.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    let body = body.to_string();
+    write!(
+        conn,
+        "POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    )
+    .unwrap();
+    let mut reader = BufReader::new(conn.try_clone().unwrap());
+    let mut seen = String::new();
+    loop {
+        let mut line = String::new();
+        reader.read_line(&mut line).unwrap();
+        seen.push_str(&line);
+        if line.starts_with("data:") {
+            break;
+        }
+    }
+    (conn, seen)
+}
+
+#[test]
+fn a_client_that_disconnects_mid_stream_frees_its_place_and_the_server_keeps_serving() {
+    let mut cfg = config();
+    cfg.sse_keep_alive = Duration::from_millis(100);
+    let gated = Gated::default();
+    let server = occ_serve::Server::start(cfg, Box::new(gated.clone())).unwrap();
+    let url = data_url("image/png", &png(&page(0)));
+    std::thread::scope(|s| {
+        let first = s.spawn(|| post(&server, &request("tiny", &url, 5)));
+        eventually("the first request reaches the model", || gated.calls() == 1);
+        let mut body = request("tiny", &url, 4);
+        body["stream"] = json!(true);
+        let (conn, seen) = stream_then_read_first_event(&server, &body);
+        assert!(seen.starts_with("HTTP/1.1 200"), "{seen}");
+        assert!(seen.contains("text/event-stream"), "{seen}");
+        assert!(seen.contains("\"role\":\"assistant\""), "{seen}");
+        assert_eq!(metric(&server, "occ_queue_depth"), 1.0);
+        drop(conn);
+        eventually("the disconnected request leaves the queue", || {
+            metric(&server, "occ_queue_depth") == 0.0 && metric(&server, "occ_requests_total{code=\"499\"}") == 1.0
+        });
+        gated.open();
+        assert_eq!(first.join().unwrap().0, 200);
+    });
+    // the disconnected request never reached the model, and the server keeps serving
+    assert_eq!(gated.pages_read.load(std::sync::atomic::Ordering::SeqCst), 1);
+    let (status, _, _) = post(&server, &request("tiny", &url, 5));
+    assert_eq!(status, 200);
+    assert_eq!(metric(&server, "occ_active_slots"), 0.0);
+    server.shutdown();
+    server.wait().unwrap();
+}
+
+#[test]
+fn a_stream_sends_the_role_the_text_the_usage_and_done() {
+    let server = occ_serve::Server::start(config(), Box::new(tiny_engine())).unwrap();
+    let img = page(3);
+    let want = in_process(std::slice::from_ref(&img), MAX_TOKENS);
+    let (_, whole, plain) = post(&server, &request("tiny", &data_url("image/png", &png(&img)), MAX_TOKENS));
+    assert!(whole.is_none());
+    let mut body = request("tiny", &data_url("image/png", &png(&img)), MAX_TOKENS);
+    body["stream"] = json!(true);
+    body["stream_options"] = json!({"include_usage": true});
+    let mut resp = client()
+        .post(format!("http://{}/v1/chat/completions", server.addr()))
+        .header("content-type", "application/json")
+        .body(body.to_string())
+        .send()
+        .unwrap();
+    assert_eq!(resp.status().as_u16(), 200);
+    let mut text = String::new();
+    resp.read_to_string(&mut text).unwrap();
+    let events: Vec<&str> = text.lines().filter_map(|l| l.strip_prefix("data: ")).collect();
+    assert_eq!(events.last(), Some(&"[DONE]"), "{text}");
+    let chunks: Vec<Value> = events[..events.len() - 1].iter().map(|e| serde_json::from_str(e).unwrap()).collect();
+    assert_eq!(chunks[0]["choices"][0]["delta"]["role"], "assistant");
+    let content: String =
+        chunks.iter().filter_map(|c| c["choices"][0]["delta"]["content"].as_str()).collect::<Vec<_>>().join("");
+    assert_eq!(content, plain["choices"][0]["message"]["content"].as_str().unwrap());
+    let finish: Vec<&Value> =
+        chunks.iter().map(|c| &c["choices"][0]["finish_reason"]).filter(|f| !f.is_null()).collect();
+    assert_eq!(finish.len(), 1);
+    let usage = &chunks.last().unwrap()["usage"];
+    assert_eq!(usage["completion_tokens"], want[0].len());
+    assert_eq!(usage, &plain["usage"]);
+    server.shutdown();
+    server.wait().unwrap();
+}
+
+#[test]
+fn shutdown_answers_the_requests_in_flight_then_stops() {
+    let gated = Gated::default();
+    let server = occ_serve::Server::start(config(), Box::new(gated.clone())).unwrap();
+    let url = data_url("image/png", &png(&page(0)));
+    let addr = server.addr();
+    std::thread::scope(|s| {
+        let in_flight = s.spawn(|| post(&server, &request("tiny", &url, 5)));
+        eventually("the request reaches the model", || gated.calls() == 1);
+        server.shutdown();
+        // while draining, health says so
+        eventually("health reports draining", || {
+            let r = client().get(format!("http://{addr}/health")).send();
+            // a refused connection also shows the server no longer takes requests
+            r.map(|r| r.status().as_u16() == 503).unwrap_or(true)
+        });
+        gated.open();
+        let (status, _, body) = in_flight.join().unwrap();
+        assert_eq!(status, 200, "{body}");
+    });
+    server.wait().unwrap();
+    assert!(TcpStream::connect(addr).is_err(), "the server has stopped listening");
+}
