@@ -1,11 +1,12 @@
 //! The toolkit over HTTP, both ways, in OpenAI's chat-completions format (docs/SERVING.md):
-//! [`server`] serves a reader of occ-model to any OpenAI client, and `client` is the engine that
+//! [`server`] serves a reader of occ-model to any OpenAI client, and [`client`] is the engine that
 //! reads pages through any such server (ours, vLLM, SGLang, a hosted API) for `ocr`, `sweep` and
 //! `decay`. Both speak the one wire format of [`api`], so the client is tested against the server.
 //! [`pdf`] turns PDF pages into images for the server and for `ocr --pdf`.
 //!
 //! Module map:
 //! - [`api`]: request, response, stream-chunk and error types of the wire format;
+//! - [`client`]: the `openai` engine ([`client::OpenAiEngine`], an `occ_core::OcrEngine`);
 //! - [`input`]: a request's prompt, pages and settings, with the limits checked;
 //! - [`scheduler`]: the bounded queue and the worker thread that owns the model ([`Reader`]);
 //! - [`server`]: routes, handlers, server-sent events, draining; [`metrics`]: Prometheus text;
@@ -18,6 +19,7 @@
 //! - No environment variable is read and nothing is printed (the CLI does that).
 
 pub mod api;
+pub mod client;
 pub mod error;
 pub mod input;
 pub mod metrics;
@@ -25,6 +27,7 @@ pub mod pdf;
 pub mod scheduler;
 pub mod server;
 
+pub use client::{OpenAiConfig, OpenAiEngine};
 pub use input::Limits;
 pub use scheduler::{Params, Reader, Reading};
 pub use server::{ServeConfig, Server};
