@@ -56,6 +56,8 @@ enum Command {
     Bench(cmd::bench::Args),
     /// Config, checkpoint tensor list and vision tokens per mode for an image size.
     Inspect(cmd::inspect::Args),
+    /// Serve a model over HTTP in OpenAI's chat-completions format (docs/SERVING.md).
+    Serve(cmd::serve::Args),
     Train(cmd::train::Args),
 }
 
@@ -74,6 +76,7 @@ fn main() -> ExitCode {
         Command::Decay(args) => cmd::decay::run(args, &out),
         Command::Bench(args) => cmd::bench::run(args, &out),
         Command::Inspect(args) => cmd::inspect::run(args, &out),
+        Command::Serve(args) => cmd::serve::run(args, &out),
         Command::Train(args) => cmd::train::run(args, &out),
     };
     match result {

@@ -9,5 +9,6 @@ pub mod ocr;
 pub mod render;
 pub mod report;
 pub mod score;
+pub mod serve;
 pub mod sweep;
 pub mod train;

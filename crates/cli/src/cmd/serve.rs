@@ -1,0 +1,114 @@
+//! `compress-bench serve`: an OpenAI-compatible HTTP server for a model reader (docs/SERVING.md).
+//!
+//! The model is loaded as `ocr` loads it (the model flags of [`ModelArgs`]) and handed to
+//! `occ_serve`; this module maps flags to its config, prints the address and waits until SIGTERM or
+//! SIGINT has drained the requests in flight.
+
+use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::Context;
+use occ_core::Mode;
+use occ_serve::{Limits, ServeConfig, Server};
+use serde::Serialize;
+
+use crate::engine::{self, EngineKind, ModelArgs};
+use crate::output::Output;
+
+/// Serve a model over HTTP in OpenAI's chat-completions format.
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// The model to serve.
+    #[arg(long, default_value = "deepseek-ocr", value_parser = engine::engine_parser(engine::MODELS))]
+    pub engine: EngineKind,
+    #[command(flatten)]
+    pub model: ModelArgs,
+    /// Address to listen on.
+    #[arg(long, default_value = "127.0.0.1", help_heading = "Server")]
+    pub host: IpAddr,
+    /// Port to listen on (0: any free port; the address is printed).
+    #[arg(long, default_value_t = 8000, help_heading = "Server")]
+    pub port: u16,
+    /// The model name clients send [default: the engine name].
+    #[arg(long, help_heading = "Server")]
+    pub model_name: Option<String>,
+    /// Mode of a request that names none (a mini reader reads its own mode only).
+    #[arg(long, default_value = "base", help_heading = "Server")]
+    pub mode: Mode,
+    /// Pages read together in one batch at most (each page one decoder slot).
+    #[arg(long, default_value_t = 32, help_heading = "Server")]
+    pub max_batch: usize,
+    /// Local images and PDFs under DIR may be named by path in image_url parts.
+    #[arg(long, value_name = "DIR", help_heading = "Server")]
+    pub allow_local_files: Option<PathBuf>,
+    /// Largest request body, in MiB.
+    #[arg(long, default_value_t = 32, help_heading = "Limits")]
+    pub max_body_mib: usize,
+    /// Largest image or rendered PDF page, in pixels.
+    #[arg(long, default_value_t = 40_000_000, help_heading = "Limits")]
+    pub max_image_pixels: u64,
+    /// Largest max_tokens a request may ask for.
+    #[arg(long, default_value_t = 8192, help_heading = "Limits")]
+    pub max_tokens: usize,
+    /// max_tokens of a request that names none.
+    #[arg(long, default_value_t = 4096, help_heading = "Limits")]
+    pub default_max_tokens: usize,
+    /// Requests waiting for the model at most; more get 503 with Retry-After.
+    #[arg(long, default_value_t = 256, help_heading = "Limits")]
+    pub max_queue: usize,
+    /// Pages of one PDF at most.
+    #[arg(long, default_value_t = 32, help_heading = "Limits")]
+    pub max_pdf_pages: usize,
+    /// Resolution PDF pages are rendered at.
+    #[arg(long, default_value_t = 144.0, help_heading = "Limits")]
+    pub pdf_dpi: f32,
+    /// Seconds a request may wait for its answer (queue and reading); 504 after.
+    #[arg(long, default_value_t = 600.0, help_heading = "Limits")]
+    pub timeout: f64,
+}
+
+/// The `serve_start` message of `--json`.
+#[derive(Debug, Serialize)]
+struct ServeStart<'a> {
+    url: String,
+    model: &'a str,
+    engine: String,
+}
+
+pub fn run(args: Args, out: &Output) -> anyhow::Result<()> {
+    anyhow::ensure!(args.max_batch >= 1, "--max-batch must be at least 1");
+    anyhow::ensure!(args.timeout > 0.0, "--timeout must be positive");
+    let mut model = engine::load_model(args.engine, &args.model, out)?;
+    model.max_batch = args.max_batch;
+    let info = occ_core::OcrEngine::info(&model);
+    let name = args.model_name.clone().unwrap_or_else(|| args.engine.name().to_string());
+    let mut cfg = ServeConfig::new(SocketAddr::new(args.host, args.port), name.clone());
+    cfg.default_mode = model.native_mode().unwrap_or(args.mode);
+    cfg.limits = Limits {
+        max_body_bytes: args.max_body_mib << 20,
+        max_image_pixels: args.max_image_pixels,
+        max_tokens: args.max_tokens,
+        default_max_tokens: args.default_max_tokens.min(args.max_tokens),
+        max_queue: args.max_queue,
+        max_pdf_pages: args.max_pdf_pages,
+        pdf_dpi: args.pdf_dpi,
+    };
+    cfg.request_timeout = Duration::from_secs_f64(args.timeout);
+    cfg.allow_local_files = match &args.allow_local_files {
+        Some(dir) => {
+            Some(dir.canonicalize().with_context(|| format!("--allow-local-files {}: no such folder", dir.display()))?)
+        }
+        None => None,
+    };
+    cfg.handle_signals = true;
+    let server =
+        Server::start(cfg, Box::new(model)).with_context(|| format!("listening on {}:{}", args.host, args.port))?;
+    let url = format!("http://{}", server.addr());
+    out.result(&format!("listening on {url} (model {name:?}: {info})"));
+    out.json_message("serve_start", &ServeStart { url, model: &name, engine: info.to_string() })?;
+    out.info("SIGTERM or Ctrl-C drains the requests in flight and stops");
+    server.wait().context("serving")?;
+    out.info("stopped");
+    Ok(())
+}
