@@ -2,8 +2,9 @@
 //! their scores on those pages with bootstrap CIs.
 //!
 //! **Pairing.** The first run is the baseline; every other run is paired with it. Two samples are
-//! paired when they have the same *page key* — corpus, passage id, mode and target ratio, the columns
-//! a sample id is made of — and their pages are identical: the same ground truth (the exact text on
+//! paired when they have the same *page key* — corpus, passage id, mode, target ratio and page
+//! setting (degradation, font family, line height: `crate::axes`), the columns a sample id is made
+//! of — and their pages are identical: the same ground truth (the exact text on
 //! the page, from `predictions.parquet`), page size and fitted font size. The key alone is not enough:
 //! two runs with different seeds or passage-length limits can start the same passage and continue it
 //! with different ones, and another renderer or font set can lay the same text out differently; such
@@ -11,7 +12,8 @@
 //! (which no sweep or score run writes) is ambiguous and never paired.
 //!
 //! **Differences.** For each pair in which both samples have status `ok`, the difference
-//! other − baseline of each metric of [`METRICS`] is taken; per cell (corpus, mode, target ratio) and
+//! other − baseline of each metric of [`METRICS`] is taken; per cell (corpus, mode, target ratio; runs
+//! with several page settings pool them in a cell) and
 //! pooled over the ratios of each corpus × mode, the mean difference gets the percentile bootstrap CI
 //! of [`crate::stats::cell_stats`] (no CI below [`crate::stats::MIN_N_FOR_CI`] pairs), seeded from the
 //! comparison seed and the cell key. Because both runs read the same pages, the page-to-page
@@ -147,6 +149,10 @@ struct PageKey {
     passage_id: String,
     mode: String,
     target_ratio_bits: u64,
+    /// The page setting (`occ_eval::axes`): a degraded page is another page than the clean one.
+    degradation: String,
+    font_family: String,
+    line_height_bits: u64,
 }
 
 fn key(s: &SampleRow) -> PageKey {
@@ -155,6 +161,9 @@ fn key(s: &SampleRow) -> PageKey {
         passage_id: s.passage_id.clone(),
         mode: s.mode.clone(),
         target_ratio_bits: s.target_ratio.to_bits(),
+        degradation: s.degradation.clone(),
+        font_family: s.font_family.clone(),
+        line_height_bits: s.line_height.to_bits(),
     }
 }
 

@@ -3,7 +3,8 @@
 //!
 //! - [`metrics`], [`normalize`], [`stats`]: one documented definition per score;
 //! - [`spec`], [`corpus`], [`probes`], [`plan`]: what to run, deterministically from a seed
-//!   ([`rng`]: the one seeded generator);
+//!   ([`rng`]: the one seeded generator); [`axes`]: the robustness axes of a sweep (degradation,
+//!   font family, line height);
 //! - [`render`], [`truncation`]: pages at a target ratio and the text-only baseline;
 //! - [`tesseract`], [`oracle`]: engines that live here (DeepSeek-OCR lives in occ-model);
 //! - [`sweep`]: a sweep from its spec to its files (prepare → open → execute → finish: corpora
@@ -24,6 +25,7 @@
 //! - Nothing here prints, reads environment variables or draws progress: the CLI does, through
 //!   [`runner::Observer`].
 
+pub mod axes;
 pub mod compare;
 pub mod corpus;
 pub mod decay;

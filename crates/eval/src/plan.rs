@@ -1,8 +1,8 @@
 //! The deterministic sample list of an experiment, and its sharding.
 //!
-//! Order: corpus → mode → ratio → page (spec order for each). For each corpus the same
-//! `pages` passages are used in every cell (a paired design: curves over ratio and mode compare
-//! the same texts). They are the first `pages` of a permutation of the eligible passages seeded by
+//! Order: corpus → page setting (degradation → font → line height, [`ExperimentSpec::settings`]) →
+//! mode → ratio → page (spec order for each). For each corpus the same `pages` passages are used in
+//! every cell (a paired design: curves over ratio, mode and setting compare the same texts). They are the first `pages` of a permutation of the eligible passages seeded by
 //! `(seed, corpus)`. A page whose ratio needs more tokens than its passage has continues with the
 //! next passages of the permutation (joined by a blank line) until it has enough.
 
@@ -11,6 +11,7 @@ use std::sync::Arc;
 use occ_core::Mode;
 use serde::{Deserialize, Serialize};
 
+use crate::axes::PageSetting;
 use crate::corpus::{Corpus, CorpusError};
 use crate::normalize::Lang;
 use crate::render::PageRenderer;
@@ -30,6 +31,8 @@ pub struct PlannedSample {
     pub passage_id: String,
     pub mode: Mode,
     pub target_ratio: f64,
+    /// Font, line height and degradation of the page.
+    pub setting: Arc<PageSetting>,
     /// Source text with at least the page's token budget (the renderer cuts it).
     pub source_text: Arc<str>,
 }
@@ -88,45 +91,50 @@ pub fn build_plan(
         let mut order = eligible;
         SplitMix64::stream(spec.seed, &format!("passages/{}", corpus.name)).shuffle(&mut order);
         let total_tokens: usize = order.iter().map(|&i| corpus.passages[i].n_tokens).sum();
-        for &mode in &spec.modes {
-            let (w, h) = renderer.canvas(mode);
-            let vision = mode.vision_tokens(w, h).map_err(|e| CorpusError::Invalid {
-                name: corpus.name.clone(),
-                message: format!("vision tokens of mode {mode} for a {w}x{h} page: {e}"),
-            })?;
-            for &ratio in spec.ratios_for(mode) {
-                // The spec's ratios are validated finite and above 0, so the budget exists.
-                let need = occ_core::tokens_for_ratio(ratio, vision.nominal).unwrap_or(0) + TOKEN_MARGIN;
-                if need > total_tokens {
-                    return Err(CorpusError::Invalid {
+        for setting in spec.settings() {
+            let setting = Arc::new(setting);
+            let suffix = setting.id_suffix();
+            for &mode in &spec.modes {
+                let (w, h) = renderer.canvas(mode);
+                let vision = mode.vision_tokens(w, h).map_err(|e| CorpusError::Invalid {
+                    name: corpus.name.clone(),
+                    message: format!("vision tokens of mode {mode} for a {w}x{h} page: {e}"),
+                })?;
+                for &ratio in spec.ratios_for(mode) {
+                    // The spec's ratios are validated finite and above 0, so the budget exists.
+                    let need = occ_core::tokens_for_ratio(ratio, vision.nominal).unwrap_or(0) + TOKEN_MARGIN;
+                    if need > total_tokens {
+                        return Err(CorpusError::Invalid {
                         name: corpus.name.clone(),
                         message: format!(
                             "mode {mode} at ratio {ratio} needs {need} tokens per page, the eligible passages hold {total_tokens} in all"
                         ),
                     });
-                }
-                for page in 0..spec.pages {
-                    let first = &corpus.passages[order[page]];
-                    let mut text = first.text.clone();
-                    let mut have = first.n_tokens;
-                    let mut next = page + 1;
-                    while have < need {
-                        let p = &corpus.passages[order[next % order.len()]];
-                        text.push_str("\n\n");
-                        text.push_str(&p.text);
-                        have += p.n_tokens;
-                        next += 1;
                     }
-                    plan.push(PlannedSample {
-                        index: plan.len() as u64,
-                        sample_id: format!("{}/{}/{}/r{}", corpus.name, first.id, mode, ratio_label(ratio)),
-                        corpus: corpus.name.clone(),
-                        lang: corpus.lang,
-                        passage_id: first.id.clone(),
-                        mode,
-                        target_ratio: ratio,
-                        source_text: Arc::from(text),
-                    });
+                    for page in 0..spec.pages {
+                        let first = &corpus.passages[order[page]];
+                        let mut text = first.text.clone();
+                        let mut have = first.n_tokens;
+                        let mut next = page + 1;
+                        while have < need {
+                            let p = &corpus.passages[order[next % order.len()]];
+                            text.push_str("\n\n");
+                            text.push_str(&p.text);
+                            have += p.n_tokens;
+                            next += 1;
+                        }
+                        plan.push(PlannedSample {
+                            index: plan.len() as u64,
+                            sample_id: format!("{}/{}/{}/r{}{suffix}", corpus.name, first.id, mode, ratio_label(ratio)),
+                            corpus: corpus.name.clone(),
+                            lang: corpus.lang,
+                            passage_id: first.id.clone(),
+                            mode,
+                            target_ratio: ratio,
+                            setting: Arc::clone(&setting),
+                            source_text: Arc::from(text),
+                        });
+                    }
                 }
             }
         }

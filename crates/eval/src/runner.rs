@@ -148,14 +148,16 @@ fn ms(d: Duration) -> f64 {
 
 fn prepare(ctx: &RunContext<'_>, s: &PlannedSample) -> Prepared {
     let t0 = Instant::now();
-    let page = ctx.renderer.render(&s.source_text, s.lang, s.mode, s.target_ratio).and_then(|fitted| {
-        let norm = &ctx.spec.normalization;
-        let gt_norm = norm.apply(&fitted.text, s.lang);
-        let budget = fitted.vision.nominal as usize;
-        let (cut, _) = occ_core::cut_tokens(&fitted.text, ctx.tokenizer, budget).map_err(|e| e.to_string())?;
-        let truncation = score(&gt_norm, &norm.apply(&fitted.text[..cut], s.lang), s.lang);
-        Ok(PreparedPage { fitted, gt_norm, truncation })
-    });
+    let page =
+        ctx.renderer.render(&s.source_text, s.lang, s.mode, s.target_ratio, &s.setting).and_then(|mut fitted| {
+            fitted.image = s.setting.degradation.apply(&fitted.image, crate::axes::noise_seed(&s.sample_id))?;
+            let norm = &ctx.spec.normalization;
+            let gt_norm = norm.apply(&fitted.text, s.lang);
+            let budget = fitted.vision.nominal as usize;
+            let (cut, _) = occ_core::cut_tokens(&fitted.text, ctx.tokenizer, budget).map_err(|e| e.to_string())?;
+            let truncation = score(&gt_norm, &norm.apply(&fitted.text[..cut], s.lang), s.lang);
+            Ok(PreparedPage { fitted, gt_norm, truncation })
+        });
     Prepared { render_ms: ms(t0.elapsed()), page }
 }
 
@@ -312,6 +314,13 @@ fn make_entry(
         font_px: 0.0,
         page_w_px: w,
         page_h_px: h,
+        degradation: s.setting.degradation.to_string(),
+        blur_sigma: s.setting.degradation.blur_sigma(),
+        jpeg_quality: s.setting.degradation.jpeg_quality(),
+        noise_sigma: s.setting.degradation.noise_sigma(),
+        downscale: s.setting.degradation.downscale(),
+        font_family: s.setting.font.name().into(),
+        line_height: s.setting.line_height,
         n_chars_gt: 0,
         n_chars_out: 0,
         n_words_gt: 0,

@@ -93,9 +93,11 @@ pub trait Table: Sized {
 }
 
 /// A row struct with its schema. Each field takes exactly one `///` line (its column doc) and may
-/// then take attributes (e.g. serde's, for a float that may be NaN).
+/// then take attributes (e.g. serde's, for a float that may be NaN). A field may end in
+/// `= <value>`: the value of every row when a file lacks the column (a column added after files were
+/// written without it); a missing column without one is an error.
 macro_rules! table {
-    ($(#[$meta:meta])* pub struct $name:ident { $( #[doc = $doc:literal] $(#[$fmeta:meta])* pub $field:ident : $ty:ty, )* }) => {
+    ($(#[$meta:meta])* pub struct $name:ident { $( #[doc = $doc:literal] $(#[$fmeta:meta])* pub $field:ident : $ty:ty $(= $absent:expr)?, )* }) => {
         $(#[$meta])*
         pub struct $name { $( #[doc = $doc] $(#[$fmeta])* pub $field: $ty, )* }
 
@@ -113,8 +115,12 @@ macro_rules! table {
 
             fn from_frame(df: &DataFrame) -> Result<Vec<Self>, SchemaError> {
                 $(
-                    let col = df.column(stringify!($field)).map_err(polars_err(concat!("reading ", stringify!($name))))?;
-                    let mut $field = <$ty as ColumnValue>::from_column(col)?.into_iter();
+                    let absent: Option<$ty> = table!(@absent $($absent)?);
+                    let mut $field = match (df.column(stringify!($field)), absent) {
+                        (Ok(col), _) => <$ty as ColumnValue>::from_column(col)?.into_iter(),
+                        (Err(_), Some(value)) => vec![value; df.height()].into_iter(),
+                        (Err(e), None) => return Err(polars_err(concat!("reading ", stringify!($name)))(e)),
+                    };
                 )*
                 let mut rows = Vec::with_capacity(df.height());
                 for _ in 0..df.height() {
@@ -127,6 +133,8 @@ macro_rules! table {
             }
         }
     };
+    (@absent $value:expr) => { Some($value) };
+    (@absent) => { None };
 }
 
 table! {
@@ -185,6 +193,27 @@ table! {
         pub page_w_px: u32,
         /// Page height, px.
         pub page_h_px: u32,
+        /// Degradation level of the page (`none`, `blur:1.5`, `blur:1+jpeg:30`, …; occ_eval::axes).
+        #[serde(default = "crate::schema::absent_degradation")]
+        pub degradation: String = absent_degradation(),
+        /// Gaussian blur of the page, standard deviation in px (0 = none).
+        #[serde(default)]
+        pub blur_sigma: f64 = 0.0,
+        /// JPEG quality the page was compressed at (null = no JPEG round trip).
+        #[serde(default)]
+        pub jpeg_quality: Option<u32> = None,
+        /// Gaussian noise added to the page, standard deviation on the 0–255 scale (0 = none).
+        #[serde(default)]
+        pub noise_sigma: f64 = 0.0,
+        /// Factor the page was downscaled by and restored from (1 = none).
+        #[serde(default = "crate::schema::absent_downscale")]
+        pub downscale: f64 = absent_downscale(),
+        /// Font family of the page (`dejavu-sans`, `dejavu-serif`, …; empty when the toolkit did not draw the page).
+        #[serde(default = "crate::schema::absent_font_family")]
+        pub font_family: String = absent_font_family(),
+        /// Line pitch of the page × the font size (0 when the toolkit did not draw the page).
+        #[serde(default = "crate::schema::absent_line_height")]
+        pub line_height: f64 = absent_line_height(),
         /// Characters of the normalised ground truth.
         pub n_chars_gt: u32,
         /// Characters of the normalised output.
@@ -289,6 +318,12 @@ table! {
         pub mode: String,
         /// Requested compression ratio.
         pub target_ratio: f64,
+        /// Degradation level of the cell's pages (`none` = clean).
+        pub degradation: String = absent_degradation(),
+        /// Font family of the cell's pages (empty when the toolkit did not draw them).
+        pub font_family: String = absent_font_family(),
+        /// Line height of the cell's pages (0 when the toolkit did not draw them).
+        pub line_height: f64 = absent_line_height(),
         /// Metric column of samples.parquet (`truncation_*` = the baseline, `runaway` = share flagged).
         pub metric: String,
         /// Samples with status ok.
@@ -514,6 +549,26 @@ table! {
     }
 }
 
+/// `degradation` of a row written before the robustness axes: the clean page.
+pub fn absent_degradation() -> String {
+    crate::axes::NO_DEGRADATION.into()
+}
+
+/// `downscale` of a row written before the robustness axes: not downscaled.
+pub fn absent_downscale() -> f64 {
+    1.0
+}
+
+/// `font_family` of a row written before the robustness axes: the default family.
+pub fn absent_font_family() -> String {
+    occ_render::FontFamily::default().name().into()
+}
+
+/// `line_height` of a row written before the robustness axes: the default line height.
+pub fn absent_line_height() -> f64 {
+    crate::axes::DEFAULT_LINE_HEIGHT
+}
+
 /// Columns of `samples.parquet` that differ between two runs of the same spec.
 pub const VOLATILE_COLUMNS: [&str; 7] =
     ["run_id", "render_ms", "ocr_ms", "preprocess_ms", "vision_ms", "prefill_ms", "decode_ms"];
@@ -589,6 +644,13 @@ mod tests {
             font_px: 9.25,
             page_w_px: 512,
             page_h_px: 512,
+            degradation: if i == 2 { "blur:1.5+jpeg:30".into() } else { "none".into() },
+            blur_sigma: if i == 2 { 1.5 } else { 0.0 },
+            jpeg_quality: if i == 2 { Some(30) } else { None },
+            noise_sigma: 0.0,
+            downscale: 1.0,
+            font_family: "dejavu-sans".into(),
+            line_height: 1.2,
             n_chars_gt: 3000,
             n_chars_out: 2900,
             n_words_gt: 500,
@@ -649,6 +711,37 @@ mod tests {
     }
 
     #[test]
+    fn files_written_before_the_axis_columns_read_with_their_defaults() {
+        let rows: Vec<SampleRow> = (0..3).map(sample_row).collect();
+        let old = SampleRow::to_frame(&rows).unwrap().drop_many([
+            "degradation",
+            "blur_sigma",
+            "jpeg_quality",
+            "noise_sigma",
+            "downscale",
+            "font_family",
+            "line_height",
+        ]);
+        let back = SampleRow::from_frame(&old).unwrap();
+        for (b, r) in back.iter().zip(&rows) {
+            assert_eq!((b.degradation.as_str(), b.font_family.as_str(), b.line_height), ("none", "dejavu-sans", 1.2));
+            assert_eq!((b.blur_sigma, b.jpeg_quality, b.noise_sigma, b.downscale), (0.0, None, 0.0, 1.0));
+            assert_eq!(b.sample_id, r.sample_id);
+        }
+        // A column without a value for absent files is still required.
+        let err = SampleRow::from_frame(&old.drop("sample_id").unwrap()).unwrap_err().to_string();
+        assert!(err.contains("sample_id"), "{err}");
+        // A journal line written before the axes reads with the same defaults.
+        let mut json: serde_json::Value = serde_json::to_value(&rows[0]).unwrap();
+        for k in ["degradation", "blur_sigma", "jpeg_quality", "noise_sigma", "downscale", "font_family", "line_height"]
+        {
+            json.as_object_mut().unwrap().remove(k);
+        }
+        let back: SampleRow = serde_json::from_value(json).unwrap();
+        assert_eq!(back, SampleRow { degradation: "none".into(), ..rows[0].clone() });
+    }
+
+    #[test]
     fn column_names_are_snake_case_and_unique() {
         let cols = SampleRow::columns();
         let mut names: Vec<&str> = cols.iter().map(|c| c.name).collect();
@@ -678,6 +771,9 @@ mod tests {
             corpus: "en".into(),
             mode: "tiny".into(),
             target_ratio: 10.0,
+            degradation: "none".into(),
+            font_family: "dejavu-sans".into(),
+            line_height: 1.2,
             metric: "char_precision".into(),
             n: 3,
             n_failed: 0,

@@ -46,6 +46,7 @@ use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
+use crate::lock::{LockError, RunLock};
 use crate::metrics::{runaway, score, RepetitionRule, Runaway, Scores};
 use crate::normalize::{Lang, Normalization};
 use crate::results::{self, Manifest, ResultsError, Session};
@@ -86,6 +87,11 @@ pub enum ScoreError {
     Results(#[from] ResultsError),
     #[error(transparent)]
     Schema(#[from] SchemaError),
+    #[error(transparent)]
+    Lock(#[from] LockError),
+    /// [`ScoreProgress::should_stop`] asked to stop after `done` of `total` rows.
+    #[error("stopped on request after {done} of {total} rows")]
+    Interrupted { done: usize, total: usize },
 }
 
 fn strict_message(bad: &[BadRow]) -> String {
@@ -458,6 +464,10 @@ pub trait ScoreProgress {
     fn started(&mut self, _rows: usize) {}
     /// After each chunk: rows handled so far.
     fn advanced(&mut self, _done: usize) {}
+    /// Asked before each chunk: `true` stops scoring there ([`ScoreError::Interrupted`]).
+    fn should_stop(&mut self) -> bool {
+        false
+    }
 }
 
 /// Progress that is not reported.
@@ -556,6 +566,9 @@ pub fn score_rows(
     progress.started(input.rows.len());
     let mut outcomes = Vec::with_capacity(input.rows.len());
     for chunk in input.rows.chunks(CHUNK) {
+        if progress.should_stop() {
+            return Err(ScoreError::Interrupted { done: outcomes.len(), total: input.rows.len() });
+        }
         outcomes.par_extend(chunk.par_iter().map(|row| score_row(row, options, tokenizer)));
         progress.advanced(outcomes.len());
     }
@@ -675,6 +688,14 @@ fn sample_row(
         font_px: f64::NAN,
         page_w_px: 0,
         page_h_px: 0,
+        // Pages made elsewhere: no degradation of ours, typography unknown.
+        degradation: crate::axes::NO_DEGRADATION.into(),
+        blur_sigma: 0.0,
+        jpeg_quality: None,
+        noise_sigma: 0.0,
+        downscale: 1.0,
+        font_family: String::new(),
+        line_height: 0.0,
         n_chars_gt: sc.n_chars_gt as u32,
         n_chars_out: sc.n_chars_out as u32,
         n_words_gt: sc.n_words_gt as u32,
@@ -1004,14 +1025,28 @@ pub fn spec_of(scored: &Scored, options: &ScoreOptions, input: &Path) -> Experim
         normalization: options.normalization,
         repetition: options.repetition,
         tesseract_psm: 0,
+        degradations: crate::spec::default_degradations(),
+        fonts: crate::spec::default_fonts(),
+        line_heights: crate::spec::default_line_heights(),
     }
 }
 
 /// Writes a score run: `samples.parquet`, `predictions.parquet`, `summary.csv` (the sweep's
 /// writer), `bins.csv`, `score.json` and `manifest.json` in a fresh `<out_root>/<name>/<run_id>`.
-pub fn write_run(mut scored: Scored, options: &ScoreOptions, meta: &RunMeta) -> Result<ScoreRun, ScoreError> {
+pub fn write_run(scored: Scored, options: &ScoreOptions, meta: &RunMeta) -> Result<ScoreRun, ScoreError> {
+    write_run_locked(scored, options, meta).map(|(run, _lock)| run)
+}
+
+/// [`write_run`], with the run folder locked ([`crate::lock`], the command of `meta`) from its
+/// creation on; the lock is returned so that the caller holds it while it adds files (the report).
+pub fn write_run_locked(
+    mut scored: Scored,
+    options: &ScoreOptions,
+    meta: &RunMeta,
+) -> Result<(ScoreRun, RunLock), ScoreError> {
     let spec = spec_of(&scored, options, &meta.input);
     let (dir, run_id) = results::create_run_dir(&meta.out_root, &spec, None)?;
+    let lock = RunLock::acquire(&dir, &meta.command.join(" "))?;
     for s in &mut scored.samples {
         s.run_id = run_id.clone();
         s.git_commit = meta.git_commit.clone();
@@ -1080,7 +1115,7 @@ pub fn write_run(mut scored: Scored, options: &ScoreOptions, meta: &RunMeta) -> 
         wall_time_s: meta.wall_time_s,
     };
     manifest.save(&dir)?;
-    Ok(ScoreRun { dir, manifest, summary, record, bins, headline })
+    Ok((ScoreRun { dir, manifest, summary, record, bins, headline }, lock))
 }
 
 #[cfg(test)]

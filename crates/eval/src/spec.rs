@@ -11,6 +11,9 @@
 //! max_new_tokens = 4096
 //! [ratios_by_mode]                 # optional per-mode override of `ratios`
 //! tiny = "10.5,11.8"
+//! degradations = ["none", "blur:1.5"]  # robustness axes (occ_eval::axes); default: the clean page,
+//! fonts = ["dejavu-sans"]               # DejaVu Sans at a line height of 1.2
+//! line_heights = [1.2]
 //! [normalization]                  # see occ_eval::normalize
 //! nfkc = true
 //! ```
@@ -23,6 +26,9 @@ use std::path::Path;
 use occ_core::Mode;
 use serde::{Deserialize, Serialize};
 
+use occ_render::FontFamily;
+
+use crate::axes::{DegradationLevel, PageSetting, DEFAULT_LINE_HEIGHT, LINE_HEIGHT_RANGE};
 use crate::metrics::RepetitionRule;
 use crate::normalize::Normalization;
 
@@ -212,6 +218,12 @@ pub struct SpecFile {
     pub normalization: Option<Normalization>,
     pub repetition: Option<RepetitionRule>,
     pub tesseract_psm: Option<u32>,
+    /// Degradation levels of the pages ([`crate::axes`]): `none`, `blur:1.5`, `jpeg:30+noise:8`, …
+    pub degradations: Option<Vec<String>>,
+    /// Font families of the pages (`dejavu-sans`, `dejavu-serif`, `dejavu-sans-mono`, `droid-sans-fallback`).
+    pub fonts: Option<Vec<String>>,
+    /// Line heights of the pages (× the font size).
+    pub line_heights: Option<Vec<f64>>,
 }
 
 impl SpecFile {
@@ -259,6 +271,56 @@ pub struct ExperimentSpec {
     pub repetition: RepetitionRule,
     /// Tesseract page-segmentation mode (`--psm`).
     pub tesseract_psm: u32,
+    /// Robustness axes ([`crate::axes`]): every page is drawn in each combination of a degradation
+    /// level, a font family and a line height. Left out of the manifest (and of the fingerprint)
+    /// while at their defaults, so a spec without axes records and hashes as before they existed.
+    #[serde(default = "default_degradations", skip_serializing_if = "is_default_degradations")]
+    pub degradations: Vec<DegradationLevel>,
+    #[serde(default = "default_fonts", skip_serializing_if = "is_default_fonts")]
+    pub fonts: Vec<FontFamily>,
+    #[serde(default = "default_line_heights", skip_serializing_if = "is_default_line_heights")]
+    pub line_heights: Vec<f64>,
+}
+
+pub(crate) fn default_degradations() -> Vec<DegradationLevel> {
+    vec![DegradationLevel::none()]
+}
+
+fn is_default_degradations(v: &[DegradationLevel]) -> bool {
+    v == default_degradations().as_slice()
+}
+
+pub(crate) fn default_fonts() -> Vec<FontFamily> {
+    vec![FontFamily::default()]
+}
+
+fn is_default_fonts(v: &[FontFamily]) -> bool {
+    v == default_fonts().as_slice()
+}
+
+pub(crate) fn default_line_heights() -> Vec<f64> {
+    vec![DEFAULT_LINE_HEIGHT]
+}
+
+fn is_default_line_heights(v: &[f64]) -> bool {
+    v == default_line_heights().as_slice()
+}
+
+/// `values` unless one repeats (named by `field`).
+fn unique<T: PartialEq + std::fmt::Display>(field: &str, values: Vec<T>) -> Result<Vec<T>, SpecError> {
+    if values.is_empty() {
+        return Err(SpecError::Empty { field: field.into(), hint: "give at least one level (or leave it out)".into() });
+    }
+    for (i, v) in values.iter().enumerate() {
+        if values[..i].contains(v) {
+            return Err(SpecError::Invalid {
+                field: field.into(),
+                value: v.to_string(),
+                message: "listed twice".into(),
+            });
+        }
+    }
+    Ok(values)
 }
 
 /// Corpora the toolkit knows by name (others are accepted if `datasets/<name>.jsonl` exists).
@@ -325,6 +387,47 @@ impl ExperimentSpec {
                 message: format!("below min_passage_tokens = {min_passage_tokens}"),
             });
         }
+        let degradations = match file.degradations {
+            None => default_degradations(),
+            Some(levels) => {
+                let parsed = levels
+                    .iter()
+                    .map(|t| {
+                        DegradationLevel::parse(t).map_err(|message| SpecError::Invalid {
+                            field: "degradations".into(),
+                            value: t.clone(),
+                            message,
+                        })
+                    })
+                    .collect::<Result<Vec<_>, _>>()?;
+                unique("degradations", parsed)?
+            }
+        };
+        let fonts = match file.fonts {
+            None => default_fonts(),
+            Some(names) => {
+                let parsed = names
+                    .iter()
+                    .map(|t| {
+                        t.parse::<FontFamily>().map_err(|e| SpecError::Invalid {
+                            field: "fonts".into(),
+                            value: t.clone(),
+                            message: e.to_string(),
+                        })
+                    })
+                    .collect::<Result<Vec<_>, _>>()?;
+                unique("fonts", parsed)?
+            }
+        };
+        let line_heights = unique("line_heights", file.line_heights.unwrap_or_else(default_line_heights))?;
+        let (lo, hi) = LINE_HEIGHT_RANGE;
+        if let Some(bad) = line_heights.iter().find(|h| !(h.is_finite() && **h >= lo && **h <= hi)) {
+            return Err(SpecError::Invalid {
+                field: "line_heights".into(),
+                value: bad.to_string(),
+                message: format!("a line height must be in [{lo}, {hi}] (× the font size)"),
+            });
+        }
         let spec = ExperimentSpec {
             name,
             description: file.description.unwrap_or_default(),
@@ -342,8 +445,24 @@ impl ExperimentSpec {
             normalization: file.normalization.unwrap_or_default(),
             repetition: file.repetition.unwrap_or_default(),
             tesseract_psm: file.tesseract_psm.unwrap_or(crate::tesseract::DEFAULT_PSM),
+            degradations,
+            fonts,
+            line_heights,
         };
         Ok(spec)
+    }
+
+    /// Every page setting of the sweep (degradation → font → line height, in spec order).
+    pub fn settings(&self) -> Vec<PageSetting> {
+        let mut out = Vec::new();
+        for d in &self.degradations {
+            for &font in &self.fonts {
+                for &line_height in &self.line_heights {
+                    out.push(PageSetting { degradation: d.clone(), font, line_height });
+                }
+            }
+        }
+        out
     }
 
     /// The ratios swept for `mode`.
@@ -425,6 +544,47 @@ mod tests {
         let back: ExperimentSpec = serde_json::from_str(&json).unwrap();
         assert_eq!(back, spec);
         assert_eq!(back.fingerprint(), spec.fingerprint());
+    }
+
+    #[test]
+    fn robustness_axes_parse_default_and_leave_old_specs_as_they_were() {
+        let plain = ExperimentSpec::resolve(SpecFile::default(), SpecOverrides::default()).unwrap();
+        assert_eq!(plain.settings(), vec![PageSetting::default()]);
+        let json = serde_json::to_string(&plain).unwrap();
+        assert!(!json.contains("degradations") && !json.contains("line_heights"), "{json}");
+        // A manifest written before the axes existed reads back with the defaults.
+        let back: ExperimentSpec = serde_json::from_str(&json).unwrap();
+        assert_eq!(back, plain);
+        let file: SpecFile = toml::from_str(
+            r#"
+            degradations = ["none", "blur:1.5+jpeg:30"]
+            fonts = ["dejavu-sans", "dejavu-serif"]
+            line_heights = [1.2, 1.6]
+            "#,
+        )
+        .unwrap();
+        let spec = ExperimentSpec::resolve(file, SpecOverrides::default()).unwrap();
+        let settings = spec.settings();
+        assert_eq!(settings.len(), 8);
+        assert_eq!(settings[0], PageSetting::default());
+        assert_eq!(settings[7].degradation.to_string(), "blur:1.5+jpeg:30");
+        assert_eq!((settings[7].font, settings[7].line_height), (FontFamily::DejavuSerif, 1.6));
+        let json = serde_json::to_string(&spec).unwrap();
+        assert!(json.contains("\"degradations\":[\"none\",\"blur:1.5+jpeg:30\"]"), "{json}");
+        let back: ExperimentSpec = serde_json::from_str(&json).unwrap();
+        assert_eq!(back, spec);
+        assert_ne!(spec.fingerprint(), plain.fingerprint());
+        for (toml_text, want) in [
+            ("degradations = [\"blur:0\"]", "degradations"),
+            ("degradations = [\"none\", \"none\"]", "listed twice"),
+            ("degradations = []", "degradations is empty"),
+            ("fonts = [\"comic-sans\"]", "dejavu-serif"),
+            ("line_heights = [0.5]", "[1, 4]"),
+        ] {
+            let file: SpecFile = toml::from_str(toml_text).unwrap();
+            let err = ExperimentSpec::resolve(file, SpecOverrides::default()).unwrap_err().to_string();
+            assert!(err.contains(want), "{toml_text}: {err}");
+        }
     }
 
     #[test]

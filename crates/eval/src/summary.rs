@@ -1,4 +1,5 @@
-//! Per-cell statistics of a run: cells are (corpus, mode, target ratio), in sample-list order.
+//! Per-cell statistics of a run: cells are (corpus, mode, target ratio, page setting — degradation,
+//! font family, line height), in sample-list order.
 
 use crate::metrics::METRICS;
 use crate::rng::SplitMix64;
@@ -42,28 +43,48 @@ pub fn sample_metric(row: &SampleRow, metric: &str) -> Option<f64> {
 pub fn summarize(rows: &[SampleRow], seed: u64) -> Vec<SummaryRow> {
     let mut sorted: Vec<&SampleRow> = rows.iter().collect();
     sorted.sort_by_key(|r| r.sample_index);
-    let mut cells: Vec<(String, String, f64, Vec<&SampleRow>)> = Vec::new();
+    let same_cell = |a: &SampleRow, b: &SampleRow| {
+        a.corpus == b.corpus
+            && a.mode == b.mode
+            && a.target_ratio == b.target_ratio
+            && a.degradation == b.degradation
+            && a.font_family == b.font_family
+            && a.line_height == b.line_height
+    };
+    let mut cells: Vec<Vec<&SampleRow>> = Vec::new();
     for r in sorted {
-        match cells.iter_mut().find(|c| c.0 == r.corpus && c.1 == r.mode && c.2 == r.target_ratio) {
-            Some(c) => c.3.push(r),
-            None => cells.push((r.corpus.clone(), r.mode.clone(), r.target_ratio, vec![r])),
+        match cells.iter_mut().find(|c| same_cell(c[0], r)) {
+            Some(c) => c.push(r),
+            None => cells.push(vec![r]),
         }
     }
     let metrics = summary_metrics();
     let mut out = Vec::new();
-    for (corpus, mode, ratio, members) in &cells {
+    for members in &cells {
+        let first = members[0];
+        let (corpus, mode, ratio) = (&first.corpus, &first.mode, first.target_ratio);
+        // The setting joins the bootstrap key only off the defaults, so a run without axes keeps the
+        // statistics it had before they existed.
+        let setting = if plain_setting(first) {
+            String::new()
+        } else {
+            format!("/{}/{}/{}", first.degradation, first.font_family, first.line_height)
+        };
         let ok: Vec<&&SampleRow> = members.iter().filter(|r| r.status == "ok").collect();
         let n_failed = (members.len() - ok.len()) as u32;
         let mean_ratio =
             if ok.is_empty() { f64::NAN } else { ok.iter().map(|r| r.ratio_nominal).sum::<f64>() / ok.len() as f64 };
         for metric in &metrics {
             let values: Vec<f64> = ok.iter().filter_map(|r| sample_metric(r, metric)).collect();
-            let key = format!("{corpus}/{mode}/{ratio}/{metric}");
+            let key = format!("{corpus}/{mode}/{ratio}{setting}/{metric}");
             let st = cell_stats(&values, SplitMix64::stream(seed, &key).next_u64());
             out.push(SummaryRow {
                 corpus: corpus.clone(),
                 mode: mode.clone(),
-                target_ratio: *ratio,
+                target_ratio: ratio,
+                degradation: first.degradation.clone(),
+                font_family: first.font_family.clone(),
+                line_height: first.line_height,
                 metric: metric.clone(),
                 n: st.n as u32,
                 n_failed,
@@ -77,4 +98,12 @@ pub fn summarize(rows: &[SampleRow], seed: u64) -> Vec<SummaryRow> {
         }
     }
     out
+}
+
+/// Whether a row's page has the default setting, or one the toolkit does not know (pages made
+/// elsewhere: empty font family, line height 0).
+fn plain_setting(r: &SampleRow) -> bool {
+    (r.degradation.is_empty() || r.degradation == crate::schema::absent_degradation())
+        && (r.font_family.is_empty() || r.font_family == crate::schema::absent_font_family())
+        && (r.line_height == 0.0 || r.line_height == crate::schema::absent_line_height())
 }

@@ -1,9 +1,11 @@
 //! Fonts: the embedded faces and the per-glyph fallback chain.
 //!
-//! Two faces are embedded so that every test and binary renders without system fonts:
+//! The faces are embedded so that every test and binary renders without system fonts:
 //! - **DejaVu Sans** 2.37 from the `dejavu` crate (Latin, Greek, Cyrillic, Arabic, Hebrew, symbols);
 //! - **Droid Sans Fallback** (`DroidSansFallbackFull.ttf` from Debian `fonts-droid-fallback`, Apache-2.0,
-//!   see `assets/fonts/PROVENANCE.md`) for CJK.
+//!   see `assets/fonts/PROVENANCE.md`) for CJK;
+//! - **DejaVu Serif** and **DejaVu Sans Mono** 2.37 (the `dejavu` crate), the other typefaces a sweep
+//!   can set its pages in ([`FontFamily`]).
 //!
 //! Known gaps of the default chain: Korean Hangul syllables, Syriac and most emoji (DejaVu has a few,
 //! e.g. U+1F600) are in neither face and are reported as missing glyphs. Right-to-left scripts are
@@ -34,14 +36,28 @@ pub enum BuiltinFont {
     DejaVuSans,
     /// Droid Sans Fallback (CJK), vendored from Debian.
     DroidSansFallback,
+    /// DejaVu Serif 2.37 (the `dejavu` crate).
+    DejaVuSerif,
+    /// DejaVu Sans Mono 2.37 (the `dejavu` crate).
+    DejaVuSansMono,
 }
 
 impl BuiltinFont {
+    /// Every built-in face.
+    pub const ALL: [BuiltinFont; 4] = [
+        BuiltinFont::DejaVuSans,
+        BuiltinFont::DroidSansFallback,
+        BuiltinFont::DejaVuSerif,
+        BuiltinFont::DejaVuSansMono,
+    ];
+
     /// Display name, as written into page metadata.
     pub fn name(self) -> &'static str {
         match self {
             BuiltinFont::DejaVuSans => "DejaVu Sans",
             BuiltinFont::DroidSansFallback => "Droid Sans Fallback",
+            BuiltinFont::DejaVuSerif => "DejaVu Serif",
+            BuiltinFont::DejaVuSansMono => "DejaVu Sans Mono",
         }
     }
 
@@ -50,11 +66,86 @@ impl BuiltinFont {
         match self {
             BuiltinFont::DejaVuSans => dejavu::sans::regular(),
             BuiltinFont::DroidSansFallback => DROID_SANS_FALLBACK,
+            BuiltinFont::DejaVuSerif => dejavu::serif::regular(),
+            BuiltinFont::DejaVuSansMono => dejavu::sans_mono::regular(),
         }
     }
 
     fn from_name(name: &str) -> Option<BuiltinFont> {
-        [BuiltinFont::DejaVuSans, BuiltinFont::DroidSansFallback].into_iter().find(|f| f.name() == name)
+        BuiltinFont::ALL.into_iter().find(|f| f.name() == name)
+    }
+}
+
+/// The typeface a page is set in: its primary face, with DejaVu Sans (where the family is another) and
+/// Droid Sans Fallback behind it, so that every family covers what the default chain covers.
+/// Written in experiment specs and results by its [`FontFamily::name`] (`dejavu-sans`, …).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Default, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum FontFamily {
+    /// DejaVu Sans (the default chain, [`FontSet::default_chain`]).
+    #[default]
+    DejavuSans,
+    /// DejaVu Serif.
+    DejavuSerif,
+    /// DejaVu Sans Mono.
+    DejavuSansMono,
+    /// Droid Sans Fallback for every script (its Latin is a humanist sans).
+    DroidSansFallback,
+}
+
+/// A name that is not a [`FontFamily`].
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("unknown font family {0:?}: expected dejavu-sans, dejavu-serif, dejavu-sans-mono or droid-sans-fallback")]
+pub struct UnknownFontFamily(pub String);
+
+impl FontFamily {
+    /// Every family, the default first.
+    pub const ALL: [FontFamily; 4] =
+        [FontFamily::DejavuSans, FontFamily::DejavuSerif, FontFamily::DejavuSansMono, FontFamily::DroidSansFallback];
+
+    /// The name used in specs and results.
+    pub fn name(self) -> &'static str {
+        match self {
+            FontFamily::DejavuSans => "dejavu-sans",
+            FontFamily::DejavuSerif => "dejavu-serif",
+            FontFamily::DejavuSansMono => "dejavu-sans-mono",
+            FontFamily::DroidSansFallback => "droid-sans-fallback",
+        }
+    }
+
+    /// The fallback chain of the family.
+    pub fn chain(self) -> FontSet {
+        match self {
+            FontFamily::DejavuSans => FontSet::default_chain(),
+            FontFamily::DejavuSerif => {
+                FontSet::builtin(&[BuiltinFont::DejaVuSerif, BuiltinFont::DejaVuSans, BuiltinFont::DroidSansFallback])
+                    .expect("invariant: the embedded fonts parse (tested by every_family_parses)")
+            }
+            FontFamily::DejavuSansMono => FontSet::builtin(&[
+                BuiltinFont::DejaVuSansMono,
+                BuiltinFont::DejaVuSans,
+                BuiltinFont::DroidSansFallback,
+            ])
+            .expect("invariant: the embedded fonts parse (tested by every_family_parses)"),
+            FontFamily::DroidSansFallback => {
+                FontSet::builtin(&[BuiltinFont::DroidSansFallback, BuiltinFont::DejaVuSans])
+                    .expect("invariant: the embedded fonts parse (tested by every_family_parses)")
+            }
+        }
+    }
+}
+
+impl fmt::Display for FontFamily {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl std::str::FromStr for FontFamily {
+    type Err = UnknownFontFamily;
+
+    fn from_str(s: &str) -> std::result::Result<FontFamily, UnknownFontFamily> {
+        FontFamily::ALL.into_iter().find(|f| f.name() == s.trim()).ok_or_else(|| UnknownFontFamily(s.to_string()))
     }
 }
 
@@ -294,9 +385,13 @@ impl FontSet {
 fn builtin_face(font: BuiltinFont) -> Result<Face> {
     static DEJAVU: OnceLock<std::result::Result<Face, String>> = OnceLock::new();
     static DROID: OnceLock<std::result::Result<Face, String>> = OnceLock::new();
+    static SERIF: OnceLock<std::result::Result<Face, String>> = OnceLock::new();
+    static MONO: OnceLock<std::result::Result<Face, String>> = OnceLock::new();
     let cell = match font {
         BuiltinFont::DejaVuSans => &DEJAVU,
         BuiltinFont::DroidSansFallback => &DROID,
+        BuiltinFont::DejaVuSerif => &SERIF,
+        BuiltinFont::DejaVuSansMono => &MONO,
     };
     cell.get_or_init(|| Face::from_static(font.name(), font.bytes()).map_err(|e| e.to_string()))
         .clone()
@@ -334,7 +429,8 @@ impl<'de> Deserialize<'de> for FontSet {
         for e in entries {
             let font = BuiltinFont::from_name(&e.name).ok_or_else(|| {
                 serde::de::Error::custom(format!(
-                    "font {:?} is not built in (expected \"DejaVu Sans\" or \"Droid Sans Fallback\")",
+                    "font {:?} is not built in (expected \"DejaVu Sans\", \"Droid Sans Fallback\", \"DejaVu Serif\" \
+                     or \"DejaVu Sans Mono\")",
                     e.name
                 ))
             })?;

@@ -13,7 +13,9 @@
 //! - [`degrade`]: blur, JPEG, noise and downscaling of a page.
 //! - [`normalize()`]: the one function deciding which characters go onto a page (tabs, newline policy,
 //!   control characters).
-//! - [`FontSet`]: DejaVu Sans and Droid Sans Fallback (CJK), embedded, with per-glyph fallback.
+//! - [`FontSet`]: DejaVu Sans and Droid Sans Fallback (CJK), embedded, with per-glyph fallback;
+//!   [`FontFamily`]: the typefaces a page can be set in (DejaVu Sans, Serif and Sans Mono, Droid Sans
+//!   Fallback), each a chain that covers what the default one covers.
 //! - Right-to-left text: lines are broken in logical order and drawn in the visual order of the
 //!   Unicode Bidirectional Algorithm (unicode-bidi); Arabic, N'Ko, Syriac, Hebrew and Thaana words are
 //!   shaped with rustybuzz ([`ShapedScript`]).
@@ -71,7 +73,7 @@ mod spec;
 
 pub use error::{RenderError, Result};
 pub use fit::{fit_to_ratio, paginate, FitOptions, FittedPage, Ratios};
-pub use font::{BuiltinFont, Face, FaceInfo, FontSet};
+pub use font::{BuiltinFont, Face, FaceInfo, FontFamily, FontSet, UnknownFontFamily};
 pub use layout::is_cjk;
 pub use normalize::{normalize, REPLACEMENT};
 pub use page::{lines_needed, render_page, LineBox, MissingGlyph, MissingGlyphs, RenderedPage};

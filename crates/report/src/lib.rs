@@ -5,7 +5,9 @@
 //! wrote `summary.csv`. The model is never in the loop. A score run's report adds a headline, the
 //! table of ground-truth-token bins and the bad rows of its input.
 //!
-//! Outputs in the run directory: `plots/<corpus>_<metric>.svg` (curves),
+//! Outputs in the run directory: `plots/<corpus>_<metric>.svg` (curves; for a run with several page
+//! settings, `occ_eval::axes`, the curves of each setting `plots/<corpus>_<metric>_<setting>.svg` and
+//! the settings compared per mode `plots/<corpus>_<mode>_<metric>_by_setting.svg` instead),
 //! `plots/<corpus>_scatter_char_precision.svg`, `plots/<corpus>_font_char_precision.svg` (accuracy
 //! against font size, runs with fitted fonts), `report.md` (links the SVGs), `report.html` (SVGs
 //! inlined, no external files) and `pages.html` (every page, worst first, with thumbnail and diff;
@@ -149,7 +151,9 @@ pub struct Chart {
     pub svg: String,
 }
 
-/// Every chart of a report.
+/// Every chart of a report. A run with several page settings (`occ_eval::axes`) is faceted: the
+/// curves of each setting (`<corpus>_<metric>_<setting>.svg`) and, per mode, the settings' curves on
+/// one chart (`<corpus>_<mode>_<metric>_by_setting.svg`) take the place of the pooled curves.
 pub fn charts(input: &ReportInput) -> Result<Vec<Chart>, ReportError> {
     let mut out = Vec::new();
     let mut corpora: Vec<String> = Vec::new();
@@ -160,13 +164,18 @@ pub fn charts(input: &ReportInput) -> Result<Vec<Chart>, ReportError> {
     }
     let engine = input.manifest.engines.first().map(|e| e.name.clone()).unwrap_or_default();
     let tag = if input.synthetic() { " [SYNTHETIC WEIGHTS]" } else { "" };
+    let (facets, varied) = occ_eval::axes::facets(input.summary.iter().map(occ_eval::axes::facet_of_summary));
     for corpus in &corpora {
-        for metric in CURVE_METRICS {
-            let title =
-                format!("{engine} on {corpus}: {metric} (mean, bootstrap 95% CI where n ≥ {MIN_N_FOR_CI}){tag}");
-            let svg = charts::curve_svg(&input.summary, corpus, metric, &title, input.paper_overlay(corpus))
-                .map_err(|message| ReportError::Chart { name: format!("{corpus}_{metric}"), message })?;
-            out.push(Chart { file: format!("{corpus}_{metric}.svg"), title, svg });
+        if varied.is_empty() {
+            for metric in CURVE_METRICS {
+                let title =
+                    format!("{engine} on {corpus}: {metric} (mean, bootstrap 95% CI where n ≥ {MIN_N_FOR_CI}){tag}");
+                let svg = charts::curve_svg(&input.summary, corpus, metric, &title, input.paper_overlay(corpus))
+                    .map_err(|message| ReportError::Chart { name: format!("{corpus}_{metric}"), message })?;
+                out.push(Chart { file: format!("{corpus}_{metric}.svg"), title, svg });
+            }
+        } else {
+            out.extend(facet_charts(input, corpus, &facets, &varied, &engine, tag)?);
         }
         let title = format!("{engine} on {corpus}: char_precision per page{tag}");
         let svg = charts::scatter_svg(&input.samples, corpus, "char_precision", &title)
@@ -182,9 +191,56 @@ pub fn charts(input: &ReportInput) -> Result<Vec<Chart>, ReportError> {
     Ok(out)
 }
 
+/// The faceted charts of one corpus (see [`charts`]).
+fn facet_charts(
+    input: &ReportInput,
+    corpus: &str,
+    facets: &[occ_eval::axes::Facet],
+    varied: &[&str],
+    engine: &str,
+    tag: &str,
+) -> Result<Vec<Chart>, ReportError> {
+    let mut out = Vec::new();
+    let of_facet = |f: &occ_eval::axes::Facet| -> Vec<SummaryRow> {
+        input.summary.iter().filter(|r| occ_eval::axes::facet_of_summary(r) == *f).cloned().collect()
+    };
+    for f in facets {
+        let rows = of_facet(f);
+        if !rows.iter().any(|r| r.corpus == corpus) {
+            continue;
+        }
+        let (name, slug) = (f.title(varied), f.slug(varied));
+        for metric in CURVE_METRICS {
+            let title = format!(
+                "{engine} on {corpus}, {name}: {metric} (mean, bootstrap 95% CI where n ≥ {MIN_N_FOR_CI}){tag}"
+            );
+            let svg = charts::curve_svg(&rows, corpus, metric, &title, input.paper_overlay(corpus))
+                .map_err(|message| ReportError::Chart { name: format!("{corpus}_{metric}_{slug}"), message })?;
+            out.push(Chart { file: format!("{corpus}_{metric}_{slug}.svg"), title, svg });
+        }
+    }
+    let by_facet: Vec<(String, Vec<SummaryRow>)> = facets.iter().map(|f| (f.title(varied), of_facet(f))).collect();
+    let mut modes: Vec<String> = Vec::new();
+    for r in input.summary.iter().filter(|r| r.corpus == corpus) {
+        if !modes.contains(&r.mode) {
+            modes.push(r.mode.clone());
+        }
+    }
+    for mode in &modes {
+        for metric in CURVE_METRICS {
+            let title = format!("{engine} on {corpus}, {mode}: {metric} by page setting{tag}");
+            let svg = charts::runs_curve_svg(&by_facet, corpus, mode, metric, &title).map_err(|message| {
+                ReportError::Chart { name: format!("{corpus}_{mode}_{metric}_by_setting"), message }
+            })?;
+            out.push(Chart { file: format!("{corpus}_{mode}_{metric}_by_setting.svg"), title, svg });
+        }
+    }
+    Ok(out)
+}
+
 /// The Markdown body shared by `report.md` (without images).
 pub fn tables_markdown(input: &ReportInput) -> String {
-    tables::tables(&input.summary).iter().map(tables::TextTable::markdown).collect::<Vec<_>>().join("\n")
+    tables::faceted_tables(&input.summary).iter().map(tables::TextTable::markdown).collect::<Vec<_>>().join("\n")
 }
 
 fn notes() -> String {
@@ -262,7 +318,7 @@ pub fn write_report(dir: &Path) -> Result<ReportFiles, ReportError> {
             (format!("Compression sweep: {}", m.experiment), tables::run_facts(m), notes().to_string(), None, vec![])
         }
     };
-    all_tables.extend(tables::tables(&input.summary));
+    all_tables.extend(tables::faceted_tables(&input.summary));
     let tables = all_tables;
     let synthetic = input.synthetic();
 

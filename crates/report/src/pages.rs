@@ -39,16 +39,34 @@ pub const THUMBNAIL_PX: u32 = 240;
 /// bounds the size of `pages.html` and the drawing time on large cells.
 pub const THUMBNAILS_PER_CELL: usize = 10;
 
-/// The samples of each cell, the worst first (see the module docs).
+/// ` · blur:1.5 · dejavu-serif · lh1.6`: the page setting of a row where it is off the defaults
+/// (`occ_eval::axes`), empty otherwise.
+pub fn setting_tag(r: &SampleRow) -> String {
+    let mut s = String::new();
+    if !r.degradation.is_empty() && r.degradation != occ_eval::axes::NO_DEGRADATION {
+        s.push_str(&format!(" · {}", r.degradation));
+    }
+    if !r.font_family.is_empty() && r.font_family != occ_eval::schema::absent_font_family() {
+        s.push_str(&format!(" · {}", r.font_family));
+    }
+    if r.line_height != 0.0 && r.line_height != occ_eval::axes::DEFAULT_LINE_HEIGHT {
+        s.push_str(&format!(" · lh{}", r.line_height));
+    }
+    s
+}
+
+/// The samples of each cell (corpus, mode, ratio, page setting), the worst first (see the module docs).
 pub fn worst_first(samples: &[SampleRow]) -> Vec<Vec<&SampleRow>> {
     let mut sorted: Vec<&SampleRow> = samples.iter().collect();
     sorted.sort_by_key(|r| r.sample_index);
     let mut cells: Vec<Vec<&SampleRow>> = Vec::new();
     for r in sorted {
-        match cells
-            .iter_mut()
-            .find(|c| c[0].corpus == r.corpus && c[0].mode == r.mode && c[0].target_ratio == r.target_ratio)
-        {
+        match cells.iter_mut().find(|c| {
+            c[0].corpus == r.corpus
+                && c[0].mode == r.mode
+                && c[0].target_ratio == r.target_ratio
+                && occ_eval::axes::facet_of_sample(c[0]) == occ_eval::axes::facet_of_sample(r)
+        }) {
             Some(c) => c.push(r),
             None => cells.push(vec![r]),
         }
@@ -168,11 +186,12 @@ pub fn pages_html(manifest: &Manifest, samples: &[SampleRow], predictions: &[Pre
         let mean = if ok.is_empty() { f64::NAN } else { ok.iter().sum::<f64>() / ok.len() as f64 };
         let first = cell[0];
         h.push_str(&format!(
-            "<tr><td><a href=\"#{}\">{} · {} · {}×</a></td><td>{}</td><td>{}</td><td><a href=\"#s{}\">{}</a></td><td>{}</td><td>{}</td></tr>\n",
+            "<tr><td><a href=\"#{}\">{} · {} · {}×{}</a></td><td>{}</td><td>{}</td><td><a href=\"#s{}\">{}</a></td><td>{}</td><td>{}</td></tr>\n",
             cell_anchor(k),
             escape(&first.corpus),
             escape(&first.mode),
             first.target_ratio,
+            escape(&setting_tag(first)),
             cell.len(),
             cell.len() - ok.len(),
             first.sample_index,
@@ -185,11 +204,12 @@ pub fn pages_html(manifest: &Manifest, samples: &[SampleRow], predictions: &[Pre
     for (k, cell) in cells.iter().enumerate() {
         let first = cell[0];
         h.push_str(&format!(
-            "<h2 id=\"{}\">{} · {} · {}×</h2>\n",
+            "<h2 id=\"{}\">{} · {} · {}×{}</h2>\n",
             cell_anchor(k),
             escape(&first.corpus),
             escape(&first.mode),
-            first.target_ratio
+            first.target_ratio,
+            escape(&setting_tag(first))
         ));
         for (rank, r) in cell.iter().enumerate() {
             let p = by_index.get(&r.sample_index);
@@ -266,7 +286,7 @@ pub fn worst_table(samples: &[SampleRow]) -> crate::tables::TextTable {
             vec![
                 w.corpus.clone(),
                 w.mode.clone(),
-                format!("{}", w.target_ratio),
+                format!("{}{}", w.target_ratio, setting_tag(w)),
                 cell.len().to_string(),
                 w.sample_id.clone(),
                 if w.status == "ok" { pct(w.char_precision) } else { w.status.clone() },

@@ -145,6 +145,62 @@ pub fn tables(summary: &[SummaryRow]) -> Vec<TextTable> {
     out
 }
 
+/// The tables of a run faceted by its page settings (`occ_eval::axes`): [`tables`] when the run
+/// has one setting; otherwise, per corpus, a table of character precision by setting and mode (mean
+/// over the ratios), then [`tables`] of each setting, titled with it.
+pub fn faceted_tables(summary: &[SummaryRow]) -> Vec<TextTable> {
+    let (facets, varied) = occ_eval::axes::facets(summary.iter().map(occ_eval::axes::facet_of_summary));
+    if varied.is_empty() {
+        return tables(summary);
+    }
+    let mut out = Vec::new();
+    for corpus in unique(summary.iter().map(|r| r.corpus.clone())) {
+        let rows: Vec<&SummaryRow> =
+            summary.iter().filter(|r| r.corpus == corpus && r.metric == "char_precision" && r.n > 0).collect();
+        let modes = unique(rows.iter().map(|r| r.mode.clone()));
+        let mut header: Vec<String> = varied.iter().map(|a| a.to_string()).collect();
+        header.extend(modes.iter().map(|m| format!("{m} (mean over ratios)")));
+        let mut body = Vec::new();
+        for f in &facets {
+            let mut line: Vec<String> = varied
+                .iter()
+                .map(|a| match *a {
+                    "degradation" => f.degradation.clone(),
+                    "font_family" => f.font_family.clone(),
+                    _ => f.line_height.clone(),
+                })
+                .collect();
+            for m in &modes {
+                let means: Vec<f64> = rows
+                    .iter()
+                    .filter(|r| &r.mode == m && occ_eval::axes::facet_of_summary(r) == *f)
+                    .map(|r| r.mean)
+                    .collect();
+                line.push(if means.is_empty() {
+                    "–".into()
+                } else {
+                    format!("{:.1}", 100.0 * means.iter().sum::<f64>() / means.len() as f64)
+                });
+            }
+            body.push(line);
+        }
+        out.push(TextTable {
+            title: format!("{corpus}: character precision (1 − NED) by page setting, %"),
+            header,
+            rows: body,
+        });
+    }
+    for f in &facets {
+        let mine: Vec<SummaryRow> =
+            summary.iter().filter(|r| occ_eval::axes::facet_of_summary(r) == *f).cloned().collect();
+        for mut t in tables(&mine) {
+            t.title = format!("{} — {}", t.title, f.title(&varied));
+            out.push(t);
+        }
+    }
+    out
+}
+
 fn paper_comparison(rows: &[&SummaryRow]) -> Option<TextTable> {
     let find = |mode: &str, ratio: f64, metric: &str| {
         rows.iter().find(|r| r.mode == mode && (r.target_ratio - ratio).abs() < 1e-9 && r.metric == metric).copied()
@@ -375,7 +431,7 @@ pub fn score_facts(m: &Manifest, record: &ScoreRecord) -> Vec<(String, String)> 
 /// The run's identity block (Markdown bullet list).
 pub fn run_facts(m: &Manifest) -> Vec<(String, String)> {
     let engines: Vec<String> = m.engines.iter().map(|e| e.to_string()).collect();
-    vec![
+    let mut facts = vec![
         ("experiment".into(), m.experiment.clone()),
         ("run id".into(), m.run_id.clone()),
         ("engine".into(), engines.join("; ")),
@@ -402,5 +458,21 @@ pub fn run_facts(m: &Manifest) -> Vec<(String, String)> {
         ("host".into(), m.host.clone()),
         ("created".into(), m.created_utc.clone()),
         ("wall time".into(), format!("{:.1} s", m.wall_time_s)),
-    ]
+    ];
+    if m.spec.settings() != [occ_eval::axes::PageSetting::default()] {
+        let list = |v: Vec<String>| v.join(", ");
+        facts.insert(
+            8,
+            (
+                "page settings: degradations / fonts / line heights".into(),
+                format!(
+                    "{} / {} / {}",
+                    list(m.spec.degradations.iter().map(|x| x.to_string()).collect()),
+                    list(m.spec.fonts.iter().map(|x| x.to_string()).collect()),
+                    list(m.spec.line_heights.iter().map(|x| x.to_string()).collect())
+                ),
+            ),
+        );
+    }
+    facts
 }

@@ -20,7 +20,9 @@
 //!   ends, so it is never listed.
 //!
 //! Deliberate changes recorded in the goldens: the decay manifest's `"status": "complete"` (decay
-//! runs write a `running` manifest first, so that they can be resumed and reported on).
+//! runs write a `running` manifest first, so that they can be resumed and reported on); the page
+//! setting columns of `samples.parquet` (`degradation` … `line_height`) and `summary.csv`
+//! (`degradation`, `font_family`, `line_height`), the robustness axes of a sweep.
 //!
 //! The sweep runs in the repository root with `--datasets datasets`, so its spec (recorded with the
 //! datasets folder, and hashed into the spec fingerprint) is the same in every checkout.

@@ -105,7 +105,7 @@ fn fake_sweep_writes_every_file_and_a_json_stream() {
     let html = std::fs::read_to_string(dir.join("report.html")).unwrap();
     assert!(html.contains("<svg") && html.contains("<table>") && !html.contains("synthetic weights"));
     let csv = std::fs::read_to_string(dir.join("summary.csv")).unwrap();
-    assert!(csv.starts_with("corpus,mode,target_ratio,metric,n,"));
+    assert!(csv.starts_with("corpus,mode,target_ratio,degradation,font_family,line_height,metric,n,"));
     assert!(csv.lines().next().unwrap().ends_with(",ci_low,ci_high,ci_method"));
     assert!(csv.lines().skip(1).all(|l| l.ends_with(",NaN,NaN,n too small")), "n = 2 cells: no CI");
     let md = std::fs::read_to_string(dir.join("report.md")).unwrap();
@@ -252,6 +252,65 @@ fn tesseract_sweep_reads_large_print_and_fails_at_small_print() {
     // Tiny at 20x: 1280 tokens on 512², ~4 px type: illegible to Tesseract.
     assert!(mean("tiny", 20.0) < 0.5, "tiny 20x: {}", mean("tiny", 20.0));
     assert!(rows.iter().all(|r| r.engine == "tesseract" && r.engine_version.contains("-l eng --psm 6")));
+}
+
+#[test]
+fn a_sweep_over_two_degradation_levels_writes_them_as_columns_and_facets() {
+    let out = scratch("axes");
+    let spec = out.join("axes.toml");
+    std::fs::write(
+        &spec,
+        "corpora = [\"en\"]\nmodes = [\"tiny\"]\nratios = [4.0]\npages = 2\nengine = \"tesseract\"\n\
+         degradations = [\"none\", \"blur:2.5\"]\n",
+    )
+    .unwrap();
+    assert_ok(&sweep(&out, &[spec.to_str().unwrap()]));
+    let dir = run_dirs(&out)[0].clone();
+    // Columns: every axis of the page, in samples.parquet.
+    let df = schema::read_parquet(&dir.join(results::SAMPLES_FILE)).unwrap();
+    for c in ["degradation", "blur_sigma", "jpeg_quality", "noise_sigma", "downscale", "font_family", "line_height"] {
+        assert!(df.column(c).is_ok(), "column {c} missing");
+    }
+    let rows = results::read_samples(&dir).unwrap();
+    assert_eq!(rows.len(), 4, "2 pages x 2 degradation levels");
+    let (clean, blurred): (Vec<&SampleRow>, Vec<&SampleRow>) = rows.iter().partition(|r| r.degradation == "none");
+    assert_eq!((clean.len(), blurred.len()), (2, 2));
+    for r in &blurred {
+        assert_eq!(r.degradation, "blur:2.5");
+        assert_eq!((r.blur_sigma, r.jpeg_quality, r.noise_sigma, r.downscale), (2.5, None, 0.0, 1.0));
+        assert!(r.sample_id.ends_with("/tiny/r4/blur:2.5"), "{}", r.sample_id);
+    }
+    for r in &rows {
+        assert_eq!((r.font_family.as_str(), r.line_height, r.status.as_str()), ("dejavu-sans", 1.2, "ok"));
+    }
+    // The same pages, degraded after fitting: same text, tokens and font size.
+    for (c, b) in clean.iter().zip(&blurred) {
+        assert_eq!((&c.passage_id, c.n_text_tokens, c.font_px), (&b.passage_id, b.n_text_tokens, b.font_px));
+    }
+    let mean = |v: &[&SampleRow]| v.iter().map(|r| r.char_precision).sum::<f64>() / v.len() as f64;
+    assert!(
+        mean(&blurred) < mean(&clean),
+        "a 2.5 px blur costs Tesseract accuracy: {} vs {}",
+        mean(&blurred),
+        mean(&clean)
+    );
+    // summary.csv: one cell per level.
+    let csv = std::fs::read_to_string(dir.join("summary.csv")).unwrap();
+    assert!(csv.lines().any(|l| l.starts_with("en,tiny,4.0,none,dejavu-sans,1.2,char_precision,2,")), "{csv}");
+    assert!(csv.lines().any(|l| l.starts_with("en,tiny,4.0,blur:2.5,dejavu-sans,1.2,char_precision,2,")), "{csv}");
+    // Facets: the curves of each level, the levels compared, a table by setting, pages per cell.
+    for f in ["en_char_precision_none.svg", "en_char_precision_blur-2.5.svg", "en_tiny_char_precision_by_setting.svg"] {
+        assert!(dir.join("plots").join(f).is_file(), "plots/{f} missing");
+    }
+    assert!(!dir.join("plots/en_char_precision.svg").exists(), "a faceted run has no pooled curve");
+    let md = std::fs::read_to_string(dir.join("report.md")).unwrap();
+    assert!(md.contains("### en: character precision (1 − NED) by page setting, %"), "{md}");
+    assert!(md.contains("| degradation | tiny (mean over ratios) |"), "{md}");
+    assert!(md.contains("— degradation blur:2.5") && md.contains("— degradation none"), "{md}");
+    assert!(md.contains("page settings: degradations / fonts / line heights**: none, blur:2.5 / dejavu-sans / 1.2"));
+    let pages = std::fs::read_to_string(dir.join("pages.html")).unwrap();
+    assert!(pages.contains("en · tiny · 4× · blur:2.5"));
+    assert_eq!(pages.matches("<img class=\"thumb\"").count(), 4, "every page, blurred ones too, is redrawn");
 }
 
 #[test]

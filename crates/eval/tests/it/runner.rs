@@ -62,7 +62,7 @@ fn truth(f: &Fixture) -> HashMap<String, String> {
     f.plan
         .iter()
         .map(|s| {
-            let page = f.renderer.render(&s.source_text, s.lang, s.mode, s.target_ratio).unwrap();
+            let page = f.renderer.render(&s.source_text, s.lang, s.mode, s.target_ratio, &s.setting).unwrap();
             (s.sample_id.clone(), page.text)
         })
         .collect()
@@ -111,6 +111,36 @@ fn plan_is_deterministic_and_ordered() {
     // Small at ratio 4 needs 400 + margin tokens: more than one 300-token passage is joined.
     let long = f.plan.iter().find(|s| s.target_ratio == 4.0 && s.mode.to_string() == "small").unwrap();
     assert!(long.source_text.contains("\n\nPassage "));
+}
+
+#[test]
+fn page_settings_cross_the_grid_with_the_same_passages_and_unique_ids() {
+    let f = fixture();
+    let mut spec = f.spec.clone();
+    spec.degradations =
+        vec![occ_eval::axes::DegradationLevel::none(), occ_eval::axes::DegradationLevel::parse("blur:1.5").unwrap()];
+    spec.fonts = vec![occ_render::FontFamily::DejavuSans, occ_render::FontFamily::DejavuSerif];
+    let plan = build_plan(&spec, &[corpus()], &f.renderer).unwrap();
+    assert_eq!(plan.len(), 4 * f.plan.len(), "two degradations x two fonts");
+    // The default setting comes first, with the sample ids of a run without axes.
+    let ids: Vec<&str> = plan.iter().map(|s| s.sample_id.as_str()).collect();
+    let plain: Vec<&str> = f.plan.iter().map(|s| s.sample_id.as_str()).collect();
+    assert_eq!(&ids[..plain.len()], &plain[..]);
+    let mut unique = ids.clone();
+    unique.sort_unstable();
+    unique.dedup();
+    assert_eq!(unique.len(), ids.len(), "sample ids are unique");
+    let last = plan.last().unwrap();
+    assert!(last.sample_id.ends_with("/r4/blur:1.5/dejavu-serif"), "{}", last.sample_id);
+    assert_eq!(last.setting.degradation.blur_sigma(), 1.5);
+    // Paired design across settings: the same passages and texts.
+    let n = f.plan.len();
+    for k in 1..4 {
+        for (a, b) in plan[..n].iter().zip(&plan[k * n..(k + 1) * n]) {
+            assert_eq!((&a.passage_id, a.mode, a.target_ratio), (&b.passage_id, b.mode, b.target_ratio));
+            assert_eq!(a.source_text, b.source_text);
+        }
+    }
 }
 
 #[test]

@@ -47,3 +47,36 @@ fn font_sets_round_trip_through_json_and_reject_unknown_fonts() {
     assert!(serde_json::from_str::<FontSet>(wrong_hash).unwrap_err().to_string().contains("sha256"));
     assert!(FontSet::new(vec![]).is_err());
 }
+
+#[test]
+fn every_family_parses_covers_the_default_chain_and_sets_other_pixels() {
+    use occ_core::Mode;
+    use occ_render::{render_page, FontFamily, Lang, RenderSpec};
+
+    let text = "Call me Ishmael. Шалом אבג ابت 滚滚长江";
+    let base = RenderSpec::for_mode(Mode::Tiny, Lang::En).with_font_px(14.0);
+    let sans = render_page(text, &base).unwrap();
+    for family in FontFamily::ALL {
+        assert_eq!(family.name().parse::<FontFamily>(), Ok(family));
+        let chain = family.chain();
+        for c in text.chars().filter(|c| !c.is_whitespace()) {
+            assert!(chain.has_glyph(c), "{family}: {c:?} not covered");
+        }
+        let spec = RenderSpec { fonts: chain, ..base.clone() };
+        let page = render_page(text, &spec).unwrap();
+        assert_eq!(page.text, text, "{family}");
+        assert!(page.missing_glyphs.is_empty(), "{family}");
+        if family == FontFamily::default() {
+            assert!(page.image == sans.image, "the default family is the default chain");
+        } else {
+            assert!(page.image != sans.image, "{family} draws other pixels than DejaVu Sans");
+        }
+    }
+    assert_eq!(FontFamily::default().chain(), FontSet::default_chain());
+    let err = "comic-sans".parse::<FontFamily>().unwrap_err().to_string();
+    assert!(err.contains("dejavu-serif"), "{err}");
+    // The new faces serialise by name and read back.
+    let serif = FontFamily::DejavuSerif.chain();
+    let back: FontSet = serde_json::from_str(&serde_json::to_string(&serif).unwrap()).unwrap();
+    assert_eq!(back, serif);
+}
