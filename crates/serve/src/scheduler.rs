@@ -7,7 +7,10 @@
 //! every other waiting job with the same prompt and sampling settings, up to [`Reader::max_batch`]
 //! pages, and reads them in one call: occ-model's continuous batcher then decodes every page of the
 //! batch in its own slot and refills slots as sequences finish. Requests arriving during a batch
-//! wait for the next one (the batcher takes its prompts when it starts).
+//! wait for the next one (the batcher takes its prompts when it starts). When the model falls idle
+//! with fewer pages waiting than a batch holds, the worker waits up to a short batch window for more:
+//! clients that send their next page as soon as an answer arrives then share one batch instead of the
+//! first of them taking the model alone.
 //!
 //! A job whose client went away (disconnect, timeout) is marked cancelled by its handler and dropped
 //! from the queue without reaching the model; a batch already decoding runs to its end.
@@ -17,7 +20,7 @@ use std::panic::AssertUnwindSafe;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread::JoinHandle;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use image::RgbImage;
 use occ_core::{Mode, OcrOptions, Prompt};
@@ -151,14 +154,20 @@ impl std::fmt::Debug for Scheduler {
 }
 
 impl Scheduler {
-    /// Starts the worker; at most `max_queue` requests wait at once.
-    pub fn start(reader: Box<dyn Reader>, max_queue: usize, metrics: Arc<Metrics>) -> Scheduler {
+    /// Starts the worker; at most `max_queue` requests wait at once, and an idle model waits up to
+    /// `batch_window` for a batch to fill.
+    pub fn start(
+        reader: Box<dyn Reader>,
+        max_queue: usize,
+        batch_window: Duration,
+        metrics: Arc<Metrics>,
+    ) -> Scheduler {
         let shared = Arc::new(Shared { state: Mutex::new(State::default()), wake: Condvar::new(), metrics });
         let worker = {
             let shared = shared.clone();
             std::thread::Builder::new()
                 .name("occ-serve-model".into())
-                .spawn(move || work(reader, &shared))
+                .spawn(move || work(reader, &shared, batch_window))
                 .expect("invariant: the OS can start one thread")
         };
         Scheduler { shared, max_queue, worker: Some(worker) }
@@ -204,7 +213,7 @@ impl Drop for Scheduler {
 }
 
 /// Waits for work; `None` once closed and empty.
-fn next_batch(shared: &Shared, max_pages: usize) -> Option<Vec<Job>> {
+fn next_batch(shared: &Shared, max_pages: usize, window: Duration) -> Option<Vec<Job>> {
     let mut st = shared.lock();
     loop {
         st.pending.retain(|j| !j.cancelled.load(Ordering::SeqCst));
@@ -216,6 +225,20 @@ fn next_batch(shared: &Shared, max_pages: usize) -> Option<Vec<Job>> {
             return None;
         }
         st = shared.wake.wait(st).unwrap_or_else(|p| p.into_inner());
+    }
+    // the batch window: more pages may be on their way
+    let deadline = Instant::now() + window;
+    while !st.closed && st.pending.iter().map(|j| j.pages.len()).sum::<usize>() < max_pages {
+        let now = Instant::now();
+        if now >= deadline {
+            break;
+        }
+        st = shared.wake.wait_timeout(st, deadline - now).unwrap_or_else(|p| p.into_inner()).0;
+    }
+    st.pending.retain(|j| !j.cancelled.load(Ordering::SeqCst));
+    if st.pending.is_empty() {
+        drop(st);
+        return next_batch(shared, max_pages, window);
     }
     let first = st.pending.pop_front().expect("invariant: the queue is not empty");
     let mut pages = first.pages.len();
@@ -234,9 +257,9 @@ fn next_batch(shared: &Shared, max_pages: usize) -> Option<Vec<Job>> {
     Some(batch)
 }
 
-fn work(mut reader: Box<dyn Reader>, shared: &Shared) {
+fn work(mut reader: Box<dyn Reader>, shared: &Shared, window: Duration) {
     let max_pages = reader.max_batch().max(1);
-    while let Some(batch) = next_batch(shared, max_pages) {
+    while let Some(batch) = next_batch(shared, max_pages, window) {
         let pages: Vec<(&RgbImage, Mode)> =
             batch.iter().flat_map(|j| j.pages.iter().map(move |p| (p, j.mode))).collect();
         shared.metrics.set_active(pages.len());

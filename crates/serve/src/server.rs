@@ -49,6 +49,8 @@ pub struct ServeConfig {
     /// How often a streamed answer that is still waiting sends a comment line; a write to a client
     /// that went away fails, and its request leaves the queue.
     pub sse_keep_alive: Duration,
+    /// How long an idle model waits for a batch to fill before reading what is queued.
+    pub batch_window: Duration,
 }
 
 impl ServeConfig {
@@ -64,6 +66,7 @@ impl ServeConfig {
             retry_after_secs: 1,
             handle_signals: false,
             sse_keep_alive: Duration::from_secs(2),
+            batch_window: Duration::from_millis(10),
         }
     }
 }
@@ -125,7 +128,7 @@ async fn serve(cfg: ServeConfig, reader: Box<dyn Reader>, listener: TcpListener,
     let listener = tokio::net::TcpListener::from_std(listener)?;
     let metrics = Arc::new(Metrics::default());
     let native_mode = reader.native_mode();
-    let scheduler = Scheduler::start(reader, cfg.limits.max_queue, metrics.clone());
+    let scheduler = Scheduler::start(reader, cfg.limits.max_queue, cfg.batch_window, metrics.clone());
     let created = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
     let state = Arc::new(AppState {
         sources: Sources { local_dir: cfg.allow_local_files.clone() },

@@ -39,6 +39,9 @@ pub struct Args {
     /// Pages read together in one batch at most (each page one decoder slot).
     #[arg(long, default_value_t = 32, help_heading = "Server")]
     pub max_batch: usize,
+    /// Milliseconds an idle model waits for a batch to fill before reading what is queued.
+    #[arg(long, default_value_t = 10, value_name = "MS", help_heading = "Server")]
+    pub batch_window_ms: u64,
     /// Local images and PDFs under DIR may be named by path in image_url parts.
     #[arg(long, value_name = "DIR", help_heading = "Server")]
     pub allow_local_files: Option<PathBuf>,
@@ -95,6 +98,7 @@ pub fn run(args: Args, out: &Output) -> anyhow::Result<()> {
         pdf_dpi: args.pdf_dpi,
     };
     cfg.request_timeout = Duration::from_secs_f64(args.timeout);
+    cfg.batch_window = Duration::from_millis(args.batch_window_ms);
     cfg.allow_local_files = match &args.allow_local_files {
         Some(dir) => {
             Some(dir.canonicalize().with_context(|| format!("--allow-local-files {}: no such folder", dir.display()))?)
