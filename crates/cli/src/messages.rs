@@ -47,6 +47,76 @@ pub struct Error {
     pub causes: Vec<String>,
 }
 
+// ---- sweep and decay --dry-run
+
+/// `sweep --dry-run`, `decay --dry-run`: what the run would do and how long it would take.
+#[derive(Debug, Serialize)]
+pub struct DryRun<'a> {
+    pub command: &'static str,
+    pub engine: &'a [EngineInfo],
+    /// What the counts count: `samples` (sweep) or `read-backs` (decay).
+    pub unit: &'static str,
+    pub n_total: usize,
+    /// Already in a resumed run's journal.
+    pub n_done: usize,
+    pub n_pending: usize,
+    /// Pages the engine would read for the pending items.
+    pub n_pages: usize,
+    /// Seconds taken to load the engine (not in the estimate).
+    pub engine_load_s: f64,
+    /// `None` when nothing is left to run.
+    pub estimate: Option<Estimate>,
+}
+
+/// An estimated time and how it was made.
+#[derive(Debug, Clone, Serialize)]
+pub struct Estimate {
+    /// `measured`: items of this run made by its engine in this process, timed.
+    pub method: &'static str,
+    /// What was measured, e.g. `4 samples spread over the plan, rendered, read and scored`.
+    pub measured: String,
+    pub measured_items: usize,
+    pub measured_s: f64,
+    /// Seconds of work not proportional to the items (decay: building and rendering the
+    /// conversation's pages, timed in full).
+    pub fixed_s: f64,
+    pub seconds_per_item: f64,
+    pub estimated_s: f64,
+}
+
+impl Estimate {
+    /// `seconds` for `items` samples (rendered, read and scored), extrapolated to `pending`.
+    pub fn measured(items: usize, seconds: f64, pending: usize) -> Estimate {
+        let per = seconds / items.max(1) as f64;
+        Estimate {
+            method: "measured",
+            measured: format!(
+                "{items} sample{} spread over the plan, rendered, read and scored",
+                if items == 1 { "" } else { "s" }
+            ),
+            measured_items: items,
+            measured_s: seconds,
+            fixed_s: 0.0,
+            seconds_per_item: per,
+            estimated_s: per * pending as f64,
+        }
+    }
+
+    /// One line: the estimate and how it was made.
+    pub fn describe(&self, unit: &str) -> String {
+        format!(
+            "estimated time: {} ({}: {} in {:.2} s, {:.3} s per {}{})",
+            crate::output::duration_text(self.estimated_s),
+            self.method,
+            self.measured,
+            self.measured_s,
+            self.seconds_per_item,
+            unit.trim_end_matches('s'),
+            if self.fixed_s > 0.0 { format!(", plus {:.2} s of rendering", self.fixed_s) } else { String::new() }
+        )
+    }
+}
+
 // ---- sweep, merge
 
 /// `sweep`: once the run directory exists, before the first page.
@@ -581,6 +651,7 @@ message! {
 message! {
     Warning<'_> => "warning",
     Error => "error",
+    DryRun<'_> => "dry_run",
     SweepStart<'_> => "run_start",
     Sample<'_> => "sample",
     SweepSummary<'_> => "summary",

@@ -61,10 +61,12 @@ pub enum Start {
         spec: Box<ExperimentSpec>,
         shard: Option<Shard>,
     },
-    /// `command`: the command line, recorded in the run folder's lock.
+    /// `command`: the command line, recorded in the run folder's lock. `datasets_dir`: where the
+    /// run's corpora are now (`None`: the folder it was started with; the manifest keeps that one).
     Resume {
         dir: PathBuf,
         command: String,
+        datasets_dir: Option<String>,
     },
 }
 
@@ -119,7 +121,7 @@ pub fn prepare(start: Start) -> Result<Prepared, SweepError> {
     let started = Instant::now();
     let (spec, shard, resumed) = match start {
         Start::New { spec, shard } => (*spec, shard, None),
-        Start::Resume { dir, command } => {
+        Start::Resume { dir, command, datasets_dir } => {
             let m = Manifest::load(&dir)
                 .map_err(|source| SweepError::NotARun { dir: dir.display().to_string(), source })?;
             if m.status == "complete" {
@@ -132,7 +134,11 @@ pub fn prepare(start: Start) -> Result<Prepared, SweepError> {
             if m.status == "complete" {
                 return Err(SweepError::Complete(dir.display().to_string()));
             }
-            (m.spec.clone(), m.shard, Some((dir, m, lock)))
+            let mut spec = m.spec.clone();
+            if let Some(d) = datasets_dir {
+                spec.datasets_dir = d;
+            }
+            (spec, m.shard, Some((dir, m, lock)))
         }
     };
     let corpora = load_corpora(&spec)?;

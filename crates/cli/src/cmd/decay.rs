@@ -11,7 +11,7 @@ use std::path::PathBuf;
 use std::time::Instant;
 
 use anyhow::Context as _;
-use occ_core::{OcrEngine, TextTokenizer};
+use occ_core::{EngineError, EngineInfo, OcrEngine, OcrOptions, OcrOutput, OcrPage, Prompt, TextTokenizer};
 use occ_eval::corpus::Corpus;
 use occ_eval::decay::output::{self, DecayState, RunMeta};
 use occ_eval::decay::{self, DecayConfig, DecayFile, DecayJournal, DecayOverrides, Outcome};
@@ -21,68 +21,78 @@ use occ_memory::ScheduleSpec;
 
 use crate::engine::{self, EngineKind, ModelArgs, TesseractSettings};
 use crate::interrupt::{Interrupt, Interrupted};
-use crate::messages::{DecayStart, DecaySummary};
-use crate::output::{Output, JSON_SCHEMA_VERSION};
+use crate::messages::{DecayStart, DecaySummary, DryRun, Estimate};
+use crate::output::{duration_text, Output, JSON_SCHEMA_VERSION};
 use crate::runs;
 
 /// Optical-memory decay sweep over a synthetic conversation.
+///
+/// Every flag of the run's definition overrides the experiment file's value; its default is the
+/// file's, else the one shown.
 #[derive(Debug, clap::Args)]
 pub struct Args {
-    #[command(flatten)]
-    pub model: ModelArgs,
     /// Experiment file with a [decay] table and [[schedule]] tables (experiments/decay/*.toml).
-    #[arg(long)]
+    #[arg(long, help_heading = CONVERSATION)]
     pub spec: Option<PathBuf>,
-    /// Schedule to sweep (repeatable; replaces the file's). Grammar: `paper`, `paper:ages=1/2/4/8/16/32`,
-    /// `paper-time`, `step:width=4`, `exp:first=2,factor=2`, `hybrid:k=4,width=4`,
-    /// `ladder:levels=text@0/base@4/dropped@20`, `budget:tokens=4000`, `text`; ladder kinds also take
-    /// `modes=a/b/..`, `policy=rerender|downsample`, `drop=AGE|never` (docs/MEMORY.md).
-    #[arg(long = "schedule", value_name = "SPEC")]
+    /// Schedule to sweep (repeatable; replaces the file's) [default: the file's, else paper].
+    /// Grammar: `paper`, `paper:ages=1/2/4/8/16/32`, `paper-time`, `step:width=4`,
+    /// `exp:first=2,factor=2`, `hybrid:k=4,width=4`, `ladder:levels=text@0/base@4/dropped@20`,
+    /// `budget:tokens=4000`, `text`; ladder kinds also take `modes=a/b/..`,
+    /// `policy=rerender|downsample`, `drop=AGE|never` (docs/MEMORY.md).
+    #[arg(long = "schedule", value_name = "SPEC", help_heading = CONVERSATION)]
     pub schedules: Vec<String>,
-    /// Rounds in the conversation [default: 50].
-    #[arg(long)]
+    /// Rounds in the conversation [default: the file's, else 50].
+    #[arg(long, value_name = "N", help_heading = CONVERSATION)]
     pub rounds: Option<usize>,
-    /// Tokens per round (corpus passages cut to this length) [default: 600].
-    #[arg(long)]
+    /// Tokens per round (corpus passages cut to this length) [default: the file's, else 600].
+    #[arg(long, value_name = "N", help_heading = CONVERSATION)]
     pub round_tokens: Option<usize>,
-    /// Upper bound of generated tokens per page read back [default: 4096].
-    #[arg(long)]
-    pub max_new_tokens: Option<usize>,
-    /// Corpus name: <datasets>/<corpus>.jsonl [default: en].
-    #[arg(long)]
+    /// Corpus name: <datasets>/<corpus>.jsonl [default: the file's, else en].
+    #[arg(long, help_heading = CONVERSATION)]
     pub corpus: Option<String>,
-    /// Folder of the corpora [default: datasets]; with `--resume`, where the run's corpus is now
+    /// Folder of the corpora [default: datasets]; with --resume, where the run's corpus is now
     /// [default: the folder it was started with].
-    #[arg(long, value_name = "DIR")]
+    #[arg(long, value_name = "DIR", help_heading = CONVERSATION)]
     pub datasets: Option<PathBuf>,
-    /// Seed of passage order and needle codes [default: 7].
-    #[arg(long)]
+    /// Seed of the run's random choices: passage order, needle codes (not the weights:
+    /// --weights-seed) [default: the file's, else 7].
+    #[arg(long, help_heading = CONVERSATION)]
     pub seed: Option<u64>,
-    /// Needles planted at evenly spaced ages [default: 10].
-    #[arg(long)]
+    /// Needles planted at evenly spaced ages [default: the file's, else 10].
+    #[arg(long, value_name = "N", help_heading = CONVERSATION)]
     pub needles: Option<usize>,
-    /// Text tokens per nominal vision token of a full page [default: 10].
-    #[arg(long)]
+    /// Text tokens per nominal vision token of a full page [default: the file's, else 10].
+    #[arg(long, value_name = "RATIO", help_heading = CONVERSATION)]
     pub page_ratio: Option<f64>,
     /// Engine that reads the rounds back.
-    #[arg(long, default_value = "tesseract", value_parser = engine::engine_parser(engine::SWEEP_ENGINES))]
+    #[arg(long, default_value = "tesseract", value_parser = engine::engine_parser(engine::SWEEP_ENGINES), help_heading = READING)]
     pub engine: EngineKind,
-    /// Tesseract: pages read in parallel [default: available cores].
-    #[arg(long)]
+    /// Upper bound of generated tokens per page read back [default: 4096].
+    #[arg(long, value_name = "N", help_heading = READING)]
+    pub max_new_tokens: Option<usize>,
+    /// tesseract: pages read in parallel, one process each [default: available CPU threads].
+    #[arg(long, value_name = "N", help_heading = READING)]
     pub threads: Option<usize>,
-    /// Tesseract page segmentation mode.
-    #[arg(long, default_value_t = 6)]
+    /// tesseract: page segmentation mode.
+    #[arg(long, default_value_t = 6, help_heading = READING)]
     pub psm: u32,
-    /// Results root; the run goes to <out>/decay/<run_id>/.
-    #[arg(long, default_value = "results")]
+    /// Results root: the run goes to <out>/decay/<run_id>.
+    #[arg(long, default_value = "results", help_heading = RUN_FOLDER)]
     pub out: PathBuf,
     /// Run id [default: UTC time, e.g. 20250131T120000Z].
-    #[arg(long)]
+    #[arg(long, help_heading = RUN_FOLDER)]
     pub run_id: Option<String>,
     /// Continue an interrupted or killed run (its configuration is read from its manifest;
     /// configuration flags are refused; give the same engine flags).
-    #[arg(long, value_name = "RUN_DIR", conflicts_with_all = ["spec", "run_id"])]
+    #[arg(long, value_name = "RUN_DIR", conflicts_with_all = ["spec", "run_id"], help_heading = RUN_FOLDER)]
     pub resume: Option<PathBuf>,
+    /// Print the read-backs and pages the run would make and an estimate of its time: the
+    /// conversation is built and rendered in full, the first pages are read by the engine and
+    /// timed; nothing is written. Then stop.
+    #[arg(long, help_heading = RUN_FOLDER)]
+    pub dry_run: bool,
+    #[command(flatten)]
+    pub model: ModelArgs,
     /// Test hook: abort the process (like `kill -9`) after this many read-backs are journaled.
     #[arg(long, hide = true)]
     pub crash_after: Option<usize>,
@@ -90,6 +100,11 @@ pub struct Args {
     #[arg(long, hide = true)]
     pub interrupt_after: Option<usize>,
 }
+
+/// `--help` headings of decay's own flags (the model flags have theirs).
+const CONVERSATION: &str = "Conversation and schedules";
+const READING: &str = "Reading back";
+const RUN_FOLDER: &str = "Run folder";
 
 fn config(args: &Args) -> anyhow::Result<DecayConfig> {
     let file = match &args.spec {
@@ -150,6 +165,117 @@ fn resume_command(dir: &std::path::Path) -> String {
     runs::resume_command(&argv, dir, &values, &runs::MODEL_SWITCHES)
 }
 
+/// Reads the first call's pages with the engine it wraps (timed) and answers every later call
+/// with empty text, counting the pages: the measurement of `--dry-run`.
+struct Measuring<'a> {
+    inner: &'a mut dyn OcrEngine,
+    pages: usize,
+    /// Pages of the first call and the seconds they took.
+    measured: Option<(usize, f64)>,
+}
+
+impl OcrEngine for Measuring<'_> {
+    fn info(&self) -> EngineInfo {
+        self.inner.info()
+    }
+
+    fn preferred_batch(&self) -> usize {
+        self.inner.preferred_batch()
+    }
+
+    fn ocr(&mut self, pages: &[OcrPage], prompt: &Prompt, options: &OcrOptions) -> Result<Vec<OcrOutput>, EngineError> {
+        self.pages += pages.len();
+        if self.measured.is_none() {
+            let t = Instant::now();
+            let outputs = self.inner.ocr(pages, prompt, options)?;
+            self.measured = Some((pages.len(), t.elapsed().as_secs_f64()));
+            return Ok(outputs);
+        }
+        Ok(pages.iter().map(|p| OcrOutput { id: p.id.clone(), ..OcrOutput::default() }).collect())
+    }
+}
+
+/// `--dry-run`: builds the conversation and goes through every read-back the run (or the rest of a
+/// resumed run) would make, reading only the first call's pages with the engine; the estimate is
+/// this pass's own time (building, rendering) plus every page at the measured speed.
+fn dry_run(
+    cfg: &DecayConfig,
+    tokenizer: &TextTokenizer,
+    engine: &mut dyn OcrEngine,
+    tap: Option<&TruthTap>,
+    mut journal: DecayJournal,
+    load_s: f64,
+    out: &Output,
+) -> anyhow::Result<()> {
+    let info = engine.info();
+    let n_done = journal.len();
+    let mut measuring = Measuring { inner: engine, pages: 0, measured: None };
+    let mut n_pending = 0usize;
+    let mut bar = out.progress(
+        "decay --dry-run",
+        "rounds",
+        (cfg.rounds * cfg.schedules.len()) as u64,
+        "{msg:>32} [{bar:40}] {pos}/{len} {elapsed}",
+    );
+    let t = Instant::now();
+    decay::run_journaled(
+        cfg,
+        "dry-run",
+        tokenizer,
+        &mut measuring,
+        tap,
+        &mut journal,
+        &mut |schedule, _, _| {
+            bar.set_message(schedule.to_string());
+            bar.inc(1);
+        },
+        &mut || {
+            n_pending += 1;
+            false
+        },
+    )?;
+    bar.finish();
+    let pass_s = t.elapsed().as_secs_f64();
+    let (measured_pages, measured_s) = measuring.measured.unwrap_or((0, 0.0));
+    let per_page = if measured_pages > 0 { measured_s / measured_pages as f64 } else { 0.0 };
+    let fixed_s = (pass_s - measured_s).max(0.0);
+    let estimate = (n_pending > 0).then(|| Estimate {
+        method: "measured",
+        measured: format!("the first {measured_pages} pages read by the engine"),
+        measured_items: measured_pages,
+        measured_s,
+        fixed_s,
+        seconds_per_item: per_page,
+        estimated_s: fixed_s + per_page * measuring.pages as f64,
+    });
+    let infos = [info];
+    out.send(&DryRun {
+        command: "decay",
+        engine: &infos,
+        unit: "read-backs",
+        n_total: n_done + n_pending,
+        n_done,
+        n_pending,
+        n_pages: measuring.pages,
+        engine_load_s: load_s,
+        estimate: estimate.clone(),
+    })?;
+    out.result(&format!(
+        "decay: {} rounds × {} schedules: {} read-backs ({n_done} already journaled, {n_pending} to make, \
+         {} pages for the engine)",
+        cfg.rounds,
+        cfg.schedules.len(),
+        n_done + n_pending,
+        measuring.pages
+    ));
+    out.result(&format!("engine: {} (loaded in {})", infos[0], duration_text(load_s)));
+    match estimate {
+        Some(e) => out.result(&e.describe("pages")),
+        None => out.result("nothing to run"),
+    }
+    Ok(())
+}
+
 pub fn run(args: Args, out: &Output) -> anyhow::Result<()> {
     let t0 = Instant::now();
     let interrupt = Interrupt::install()?;
@@ -160,9 +286,18 @@ pub fn run(args: Args, out: &Output) -> anyhow::Result<()> {
         }
         None => config(&args)?,
     };
+    let loading = Instant::now();
     let (mut engine, tap) = engine(&args, &cfg, out)?;
+    let load_s = loading.elapsed().as_secs_f64();
     let info = engine.info();
     let tokenizer = TextTokenizer::deepseek_ocr().context("loading the embedded tokenizer")?;
+    if args.dry_run {
+        let journal = match &args.resume {
+            Some(dir) => DecayJournal::read(dir)?,
+            None => DecayJournal::in_memory(),
+        };
+        return dry_run(&cfg, &tokenizer, engine.as_mut(), tap.as_ref(), journal, load_s, out);
+    }
     let command = std::env::args().collect::<Vec<_>>().join(" ");
     // The run folder is made, locked and given a `running` manifest before any page is read, so an
     // unwritable folder fails here and a killed run can be resumed.
@@ -239,16 +374,12 @@ pub fn run(args: Args, out: &Output) -> anyhow::Result<()> {
         names.len(),
         dir.display()
     ));
-    let bar = if out.progress_enabled() {
-        let b = indicatif::ProgressBar::new((cfg.rounds * cfg.schedules.len()) as u64);
-        b.set_style(
-            indicatif::ProgressStyle::with_template("{msg:>32} [{bar:40}] {pos}/{len} {elapsed}")
-                .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
-        );
-        Some(b)
-    } else {
-        None
-    };
+    let mut bar = out.progress(
+        "decay",
+        "rounds",
+        (cfg.rounds * cfg.schedules.len()) as u64,
+        "{msg:>32} [{bar:40}] {pos}/{len} {elapsed}",
+    );
     let mut fresh = 0usize;
     let requested = interrupt.clone();
     let mut stop = || {
@@ -270,16 +401,12 @@ pub fn run(args: Args, out: &Output) -> anyhow::Result<()> {
         tap.as_ref(),
         &mut journal,
         &mut |schedule, _, _| {
-            if let Some(b) = &bar {
-                b.set_message(schedule.to_string());
-                b.inc(1);
-            }
+            bar.set_message(schedule.to_string());
+            bar.inc(1);
         },
         &mut stop,
     );
-    if let Some(b) = bar {
-        b.finish_and_clear();
-    }
+    bar.finish();
     meta.wall_s = previous_wall + t0.elapsed().as_secs_f64();
     let stopped = match &outcome {
         Ok(Outcome::Complete(_)) => false,
@@ -333,4 +460,42 @@ pub fn run(args: Args, out: &Output) -> anyhow::Result<()> {
         out.result(&format!("wrote {} ({:.1} s)", dir.display(), t0.elapsed().as_secs_f64()));
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The value after the last `else ` (or `default: `) in the `[default: …]` of flag `id`'s help.
+    fn default_in_help(id: &str) -> String {
+        let cmd = <Args as clap::Args>::augment_args(clap::Command::new("decay"));
+        let arg = cmd.get_arguments().find(|a| a.get_id() == id).unwrap_or_else(|| panic!("no flag {id}"));
+        let help = arg.get_help().map(ToString::to_string).unwrap_or_default();
+        let bracket = help.split("[default: ").nth(1).unwrap_or_else(|| panic!("--{id}: no default in {help:?}"));
+        let value = bracket.split(']').next().unwrap_or_default();
+        value.rsplit("else ").next().unwrap_or(value).to_string()
+    }
+
+    #[test]
+    fn the_defaults_in_the_help_are_those_of_a_run_without_the_flag() {
+        let d = DecayConfig::default();
+        assert_eq!(default_in_help("rounds"), d.rounds.to_string());
+        assert_eq!(default_in_help("round_tokens"), d.round_tokens.to_string());
+        assert_eq!(default_in_help("corpus"), d.corpus);
+        assert_eq!(default_in_help("datasets"), d.datasets.display().to_string());
+        assert_eq!(default_in_help("seed"), d.seed.to_string());
+        assert_eq!(default_in_help("needles"), d.needles.to_string());
+        assert_eq!(default_in_help("page_ratio").parse::<f64>().unwrap(), d.page_ratio);
+        assert_eq!(default_in_help("max_new_tokens"), d.max_new_tokens.to_string());
+        let names: Vec<String> = d.schedules.iter().map(ScheduleSpec::name).collect();
+        assert_eq!(default_in_help("schedules"), names.join(","));
+        // And a run without flags is that configuration.
+        assert_eq!(config(&test_args()).unwrap(), d);
+    }
+
+    fn test_args() -> Args {
+        use clap::FromArgMatches;
+        let cmd = <Args as clap::Args>::augment_args(clap::Command::new("decay"));
+        Args::from_arg_matches(&cmd.get_matches_from(["decay"])).unwrap()
+    }
 }

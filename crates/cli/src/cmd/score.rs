@@ -12,16 +12,16 @@ use std::path::PathBuf;
 use std::time::Instant;
 
 use anyhow::Context;
-use indicatif::{ProgressBar, ProgressStyle};
 use occ_core::{Mode, TextTokenizer};
 use occ_eval::results;
 use occ_eval::score::{self, BadRow, RunMeta, ScoreError, ScoreOptions, ScoreProgress, ScoreRun, TokenBins};
 use occ_eval::stats::{CellStats, NO_CI};
 use occ_eval::Lang;
 
+use crate::interrupt::{Interrupt, Interrupted};
 use crate::messages::{BadRowMessage, ScoreBin, ScoreHeadline, ScoreStart, ScoreSummary};
-use crate::output::{Output, JSON_SCHEMA_VERSION};
-use crate::runs::{git_commit, host};
+use crate::output::{Output, Progress, JSON_SCHEMA_VERSION};
+use crate::runs::{self, git_commit, host};
 
 /// Bad rows printed on stderr (all of them are in score.json and, under `--json`, on stdout).
 const BAD_ROWS_PRINTED: usize = 20;
@@ -57,7 +57,7 @@ pub struct Args {
     /// Leave out rows with this many ground-truth tokens or more.
     #[arg(long)]
     pub max_tokens: Option<u32>,
-    /// Seed of the bootstrap confidence intervals.
+    /// Seed of the run's random choices: the bootstrap of the confidence intervals.
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
     /// Refuse the whole input if any row is bad (default: leave bad rows out and list them).
@@ -66,27 +66,49 @@ pub struct Args {
     /// Do not write the report.
     #[arg(long)]
     pub no_report: bool,
+    /// Test hook: send this process SIGINT once this many rows are scored.
+    #[arg(long, hide = true)]
+    pub interrupt_after: Option<usize>,
 }
 
 fn parse_mode(s: &str) -> Result<Mode, String> {
     s.parse::<Mode>().map_err(|e| e.to_string())
 }
 
-/// Progress bar over the rows.
-struct Bar(Option<ProgressBar>);
+/// Progress over the rows, and the stop request of a signal.
+struct Bar {
+    progress: Progress,
+    interrupt: Interrupt,
+    interrupt_after: Option<usize>,
+}
 
 impl ScoreProgress for Bar {
     fn started(&mut self, rows: usize) {
-        if let Some(bar) = &self.0 {
-            bar.set_length(rows as u64);
-        }
+        self.progress.set_length(rows as u64);
     }
 
     fn advanced(&mut self, done: usize) {
-        if let Some(bar) = &self.0 {
-            bar.set_position(done as u64);
+        self.progress.set_position(done as u64);
+        if self.interrupt_after.is_some_and(|n| done >= n) {
+            self.interrupt_after = None;
+            Interrupt::raise();
         }
     }
+
+    fn should_stop(&mut self) -> bool {
+        self.interrupt.requested()
+    }
+}
+
+/// Value flags of `score`, all kept in the command that runs it again.
+const VALUE_FLAGS: [&str; 9] =
+    ["--out", "--name", "--engine", "--lang", "--mode", "--bin-tokens", "--min-tokens", "--max-tokens", "--seed"];
+
+/// This command again (every flag but the test hooks): a score run is written whole from its
+/// input, so running it again is how an interrupted one continues.
+fn rerun_command(args: &Args) -> String {
+    let argv: Vec<String> = std::env::args().collect();
+    runs::rerun_command(&argv, &VALUE_FLAGS, &["--strict", "--no-report"], &[args.predictions.display().to_string()])
 }
 
 /// Every bad row: `bad_row` messages under `--json`, the first few as warnings otherwise.
@@ -109,6 +131,7 @@ fn announce_bad_rows(bad: &[BadRow], out: &Output) -> anyhow::Result<()> {
 
 pub fn run(args: Args, out: &Output) -> anyhow::Result<()> {
     let t0 = Instant::now();
+    let interrupt = Interrupt::install()?;
     let (started_utc, _) = results::utc_now();
     let options = ScoreOptions {
         engine: args.engine.clone(),
@@ -135,19 +158,27 @@ pub fn run(args: Args, out: &Output) -> anyhow::Result<()> {
         n_bad: input.bad.len(),
     })?;
     let tokenizer = TextTokenizer::deepseek_ocr().context("loading the DeepSeek-OCR tokenizer")?;
-    let bar = out.progress_enabled().then(|| {
-        let bar = ProgressBar::new(input.rows.len() as u64);
-        if let Ok(style) = ProgressStyle::with_template("{spinner} [{elapsed_precise}] {wide_bar} {pos}/{len} rows") {
-            bar.set_style(style);
-        }
-        bar
-    });
-    let mut progress = Bar(bar);
+    let mut progress = Bar {
+        progress: out.progress(
+            "score",
+            "rows",
+            input.rows.len() as u64,
+            "{spinner} [{elapsed_precise}] {wide_bar} {pos}/{len} rows",
+        ),
+        interrupt: interrupt.clone(),
+        interrupt_after: args.interrupt_after,
+    };
     let scored = score::score_rows(&input, &options, &tokenizer, &mut progress);
-    if let Some(bar) = progress.0.take() {
-        bar.finish_and_clear();
-    }
+    progress.progress.finish();
     let scored = match scored {
+        Err(ScoreError::Interrupted { done, total }) => {
+            return Err(Interrupted {
+                state: "nothing is written (a score run is written whole, from its input)".into(),
+                done: format!("{done} of {total} rows"),
+                resume: rerun_command(&args),
+            }
+            .into())
+        }
         Err(e @ (ScoreError::Strict { .. } | ScoreError::Empty { .. })) => {
             if let ScoreError::Strict { bad } | ScoreError::Empty { bad, .. } = &e {
                 announce_bad_rows(bad, out)?;
@@ -168,7 +199,9 @@ pub fn run(args: Args, out: &Output) -> anyhow::Result<()> {
         started_utc,
         wall_time_s: t0.elapsed().as_secs_f64(),
     };
-    let run = score::write_run(scored, &options, &meta).context("writing the score run")?;
+    // The tables are written whole even if a signal comes meanwhile (a few seconds); the report is
+    // skipped after one, and `report` writes it later.
+    let (run, lock) = score::write_run_locked(scored, &options, &meta).context("writing the score run")?;
     let mut files = BTreeMap::new();
     for f in [
         results::SAMPLES_FILE,
@@ -180,12 +213,27 @@ pub fn run(args: Args, out: &Output) -> anyhow::Result<()> {
     ] {
         files.insert(f, run.dir.join(f).display().to_string());
     }
+    if !args.no_report && interrupt.requested() {
+        drop(lock);
+        return Err(Interrupted {
+            state: format!("{} holds every table; its report is not written", run.dir.display()),
+            done: format!("{} of {} rows", run.record.n_scored, run.record.n_scored),
+            resume: runs::rerun_command(
+                &std::env::args().take(1).collect::<Vec<_>>(),
+                &[],
+                &[],
+                &["report".into(), run.dir.display().to_string()],
+            ),
+        }
+        .into());
+    }
     if !args.no_report {
         let r = occ_report::write_report(&run.dir)
             .with_context(|| format!("writing the report of {}", run.dir.display()))?;
         files.insert("report.md", r.markdown.display().to_string());
         files.insert("report.html", r.html.display().to_string());
     }
+    drop(lock);
     announce(&run, files, out)
 }
 

@@ -7,55 +7,62 @@
 //! manifest), then the report (docs/SWEEPS.md, docs/cli-json.md).
 
 use std::path::PathBuf;
+use std::time::Instant;
 
 use anyhow::{bail, Context};
-use indicatif::{ProgressBar, ProgressStyle};
-use occ_eval::journal::JournalError;
-use occ_eval::plan::Shard;
-use occ_eval::runner::{Observer, RunError};
+use occ_core::Prompt;
+use occ_eval::journal::{self, JournalError};
+use occ_eval::oracle::TruthTap;
+use occ_eval::plan::{PlannedSample, Shard};
+use occ_eval::runner::{self, Engines, Observer, RunContext, RunError, Silent};
 use occ_eval::schema::SampleRow;
 use occ_eval::spec::{ExperimentSpec, SpecFile, SpecOverrides};
-use occ_eval::sweep::{self, Start};
+use occ_eval::sweep::{self, Prepared, Start};
 
 use crate::engine::{self, EngineKind, ModelArgs, TesseractSettings};
 use crate::interrupt::{Interrupt, Interrupted};
-use crate::messages::{Sample, SweepStart};
-use crate::output::{Output, JSON_SCHEMA_VERSION};
+use crate::messages::{DryRun, Estimate, Sample, SweepStart};
+use crate::output::{duration_text, Output, Progress, JSON_SCHEMA_VERSION};
 use crate::runs;
 
 /// Compression sweep: render corpora at many ratios and modes, read back, score, report.
+///
+/// Every flag of the run's definition overrides the spec's field; its default is the spec's, else
+/// the one shown.
 #[derive(Debug, clap::Args)]
 pub struct Args {
     /// Experiment spec (experiments/*.toml); flags below override its fields.
     pub spec: Option<PathBuf>,
-    /// Ratios: "5..25" (step 1), "5..25:0.5" or "10,12,20".
+    /// Ratios: "5..25" (step 1), "5..25:0.5" or "10,12,20" [default: the spec's, else 5..25:5].
     #[arg(long, allow_hyphen_values = true)]
     pub ratios: Option<String>,
-    /// Modes, comma separated (tiny, small, base, large, gundam).
+    /// Modes, comma separated (tiny, small, base, large, gundam) [default: the spec's, else tiny,small].
     #[arg(long, value_delimiter = ',')]
     pub modes: Option<Vec<String>>,
-    /// Corpora, comma separated (en, zh, probes).
+    /// Corpora, comma separated (en, zh, probes) [default: the spec's, else en].
     #[arg(long, value_delimiter = ',')]
     pub corpora: Option<Vec<String>>,
-    /// Pages per cell (corpus × mode × ratio).
+    /// Pages per cell (corpus × mode × ratio) [default: the spec's, else 3].
     #[arg(long)]
     pub pages: Option<usize>,
-    /// Seed of the passage choice, probes and bootstrap.
+    /// Seed of the run's random choices: passages, probes, bootstrap (not the weights:
+    /// --weights-seed) [default: the spec's, else 0].
     #[arg(long)]
     pub seed: Option<u64>,
     /// Reader [default: the spec's, else tesseract].
     #[arg(long, value_parser = engine::engine_parser(engine::SWEEP_ENGINES))]
     pub engine: Option<EngineKind>,
-    /// Upper bound of generated tokens per page.
+    /// Upper bound of generated tokens per page [default: the spec's, else 4096].
     #[arg(long)]
     pub max_new_tokens: Option<usize>,
-    /// Experiment name (results/<name>/…); default: the spec's name, or "adhoc".
+    /// Experiment name (results/<name>/…) [default: the spec's, else adhoc].
     #[arg(long)]
     pub name: Option<String>,
-    /// Folder of the corpora (en.jsonl, zh.jsonl).
-    #[arg(long)]
+    /// Folder of the corpora (en.jsonl, zh.jsonl) [default: the spec's datasets_dir, else datasets];
+    /// with --resume, where the run's corpora are now [default: the folder it was started with].
+    #[arg(long, value_name = "DIR")]
     pub datasets: Option<String>,
-    /// Results root.
+    /// Results root: the run goes to <out>/<name>/<run_id>.
     #[arg(long, default_value = "results")]
     pub out: PathBuf,
     /// Continue an interrupted run (its spec is used; spec flags are refused).
@@ -64,12 +71,16 @@ pub struct Args {
     /// Run only shard K of N (samples with index % N == K-1); join with `compress-bench merge`.
     #[arg(long, value_name = "K/N")]
     pub shard: Option<String>,
-    /// Parallel Tesseract processes (default: available CPU threads).
-    #[arg(long)]
+    /// tesseract: pages read in parallel, one process each [default: available CPU threads].
+    #[arg(long, value_name = "N")]
     pub threads: Option<usize>,
     /// Do not write the report at the end.
     #[arg(long)]
     pub no_report: bool,
+    /// Print the samples the run would make and an estimate of its time, measured by reading a
+    /// few of them (the engine is loaded; nothing is written), then stop.
+    #[arg(long)]
+    pub dry_run: bool,
     #[command(flatten)]
     pub model: ModelArgs,
     /// Test hook: abort the process (like `kill -9`) after this many samples are journaled.
@@ -80,10 +91,10 @@ pub struct Args {
     pub interrupt_after: Option<usize>,
 }
 
-/// Progress bar and `run_start` / `sample` / `warning` messages.
+/// Progress and `run_start` / `sample` / `warning` messages.
 struct CliObserver<'a> {
     out: &'a Output,
-    bar: Option<ProgressBar>,
+    bar: Option<Progress>,
     run_start: Option<SweepStart<'a>>,
     seen: usize,
     crash_after: Option<usize>,
@@ -100,23 +111,20 @@ impl Observer for CliObserver<'_> {
                 tracing::warn!("writing run_start: {e}");
             }
         }
-        if self.out.progress_enabled() {
-            let bar = ProgressBar::new(total as u64);
-            if let Ok(style) =
-                ProgressStyle::with_template("{spinner} [{elapsed_precise}] {wide_bar} {pos}/{len} ETA {eta} {msg}")
-            {
-                bar.set_style(style);
-            }
-            bar.set_position(already_done as u64);
-            bar.reset_eta();
-            self.bar = Some(bar);
-        }
+        let mut bar = self.out.progress(
+            "sweep",
+            "samples",
+            total as u64,
+            "{spinner} [{elapsed_precise}] {wide_bar} {pos}/{len} ETA {eta} {msg}",
+        );
+        bar.start_at(already_done as u64);
+        self.bar = Some(bar);
     }
 
     fn sample(&mut self, r: &SampleRow) {
-        if let Some(bar) = &self.bar {
-            bar.inc(1);
+        if let Some(bar) = &mut self.bar {
             bar.set_message(format!("{} r{} {:.2}", r.mode, r.target_ratio, r.char_precision));
+            bar.inc(1);
         }
         if let Err(e) = self.out.send(&Sample::new(r)) {
             tracing::warn!("writing sample message: {e}");
@@ -160,7 +168,11 @@ fn start(args: &Args) -> anyhow::Result<Start> {
         if !given.is_empty() {
             bail!("--resume continues a run with its own spec; drop {}", given.join(", "));
         }
-        return Ok(Start::Resume { dir: dir.clone(), command: std::env::args().collect::<Vec<_>>().join(" ") });
+        return Ok(Start::Resume {
+            dir: dir.clone(),
+            command: std::env::args().collect::<Vec<_>>().join(" "),
+            datasets_dir: args.datasets.clone(),
+        });
     }
     let file = match &args.spec {
         Some(p) => SpecFile::load(p)?,
@@ -185,9 +197,88 @@ fn start(args: &Args) -> anyhow::Result<Start> {
 /// The command that continues the run in `dir` (engine and output flags kept).
 fn resume_command(dir: &std::path::Path) -> String {
     let argv: Vec<String> = std::env::args().collect();
-    let values = [&runs::MODEL_VALUE_FLAGS[..], &["--threads"]].concat();
+    let values = [&runs::MODEL_VALUE_FLAGS[..], &["--threads", "--datasets"]].concat();
     let switches = [&runs::MODEL_SWITCHES[..], &["--no-report"]].concat();
     runs::resume_command(&argv, dir, &values, &switches)
+}
+
+/// `--dry-run`: the samples of the run (those a resumed run's journal lacks), and its time
+/// estimated from reading a few of them, spread over the plan, through the sweep's own loop in a
+/// scratch folder (removed after).
+fn dry_run(
+    prepared: &Prepared,
+    mut engines: Engines,
+    truth_tap: Option<TruthTap>,
+    load_s: f64,
+    out: &Output,
+) -> anyhow::Result<()> {
+    let done = match prepared.resumed_dir() {
+        Some(dir) => journal::read(&dir.join(journal::JOURNAL_FILE))?.0,
+        None => Default::default(),
+    };
+    let pending: Vec<&PlannedSample> = prepared.plan.iter().filter(|s| !done.contains_key(&s.index)).collect();
+    let batch = match &engines {
+        Engines::Shared(e) => e.preferred_batch(),
+        Engines::PerLang(m) => m.values().map(|e| e.preferred_batch()).max().unwrap_or(1),
+    }
+    .max(1);
+    // One engine batch of samples, spread evenly over the pending plan (modes and ratios differ in cost).
+    let n_measured = batch.min(pending.len());
+    let measured: Vec<PlannedSample> =
+        (0..n_measured).map(|i| pending[i * pending.len() / n_measured].clone()).collect();
+    let infos = engines.infos();
+    let estimate = if measured.is_empty() {
+        None
+    } else {
+        let scratch = std::env::temp_dir().join(format!("compress-bench-dry-run-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&scratch); // a folder left by a killed process of the same pid
+        std::fs::create_dir_all(&scratch)
+            .with_context(|| format!("creating the scratch folder {}", scratch.display()))?;
+        let ctx = RunContext {
+            spec: &prepared.spec,
+            run_id: "dry-run".into(),
+            run_dir: scratch.clone(),
+            git_commit: String::new(),
+            renderer: &prepared.renderer,
+            tokenizer: &prepared.tokenizer,
+            truth_tap,
+            prompt: Prompt::FreeOcr,
+        };
+        let t = Instant::now();
+        let counts = runner::execute(&ctx, &measured, &mut engines, &mut Silent);
+        let seconds = t.elapsed().as_secs_f64();
+        let _ = std::fs::remove_dir_all(&scratch);
+        counts.context("reading the measured samples")?;
+        Some(Estimate::measured(measured.len(), seconds, pending.len()))
+    };
+    let cells = prepared.plan.len() / prepared.spec.pages.max(1);
+    let engine = infos.iter().map(ToString::to_string).collect::<Vec<_>>().join(", ");
+    out.send(&DryRun {
+        command: "sweep",
+        engine: &infos,
+        unit: "samples",
+        n_total: prepared.plan.len(),
+        n_done: prepared.plan.len() - pending.len(),
+        n_pending: pending.len(),
+        n_pages: pending.len(),
+        engine_load_s: load_s,
+        estimate: estimate.clone(),
+    })?;
+    out.result(&format!(
+        "sweep {}: {} samples ({cells} cells of {} pages{}); {} already journaled, {} to run",
+        prepared.spec.name,
+        prepared.plan.len(),
+        prepared.spec.pages,
+        prepared.shard.map(|s| format!(", shard {}/{}", s.index, s.count)).unwrap_or_default(),
+        prepared.plan.len() - pending.len(),
+        pending.len()
+    ));
+    out.result(&format!("engine: {engine} (loaded in {})", duration_text(load_s)));
+    match estimate {
+        Some(e) => out.result(&e.describe("samples")),
+        None => out.result("nothing to run"),
+    }
+    Ok(())
 }
 
 pub fn run(args: Args, out: &Output) -> anyhow::Result<()> {
@@ -201,7 +292,11 @@ pub fn run(args: Args, out: &Output) -> anyhow::Result<()> {
     }
     let spec = &prepared.spec;
     let tesseract = TesseractSettings { psm: spec.tesseract_psm, threads: args.threads };
+    let loading = Instant::now();
     let (mut engines, truth_tap) = engine::build_engines(spec.engine, &prepared.langs, tesseract, &args.model, out)?;
+    if args.dry_run {
+        return dry_run(&prepared, engines, truth_tap, loading.elapsed().as_secs_f64(), out);
+    }
     let infos = engines.infos();
     let invocation = runs::invocation();
     let mut run = prepared.open(&args.out, &infos, &invocation)?;
@@ -231,8 +326,8 @@ pub fn run(args: Args, out: &Output) -> anyhow::Result<()> {
         interrupt: interrupt.clone(),
     };
     let counts = run.execute(&prepared, &mut engines, truth_tap, &mut observer);
-    if let Some(bar) = observer.bar.take() {
-        bar.finish_and_clear();
+    if let Some(mut bar) = observer.bar.take() {
+        bar.finish();
     }
     let stopped = match &counts {
         Ok(c) => c.interrupted,
@@ -267,4 +362,34 @@ pub fn run(args: Args, out: &Output) -> anyhow::Result<()> {
         bail!("{failed} samples failed (status render_error or engine_error in samples.parquet); the other results are written");
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The value after `else ` in the `[default: …]` of flag `id`'s help.
+    fn default_in_help(id: &str) -> String {
+        let cmd = <Args as clap::Args>::augment_args(clap::Command::new("sweep"));
+        let arg = cmd.get_arguments().find(|a| a.get_id() == id).unwrap_or_else(|| panic!("no flag {id}"));
+        let help = arg.get_help().map(ToString::to_string).unwrap_or_default();
+        let after = help.split("else ").nth(1).unwrap_or_else(|| panic!("--{id}: no default in {help:?}"));
+        after.split(']').next().unwrap_or_default().to_string()
+    }
+
+    #[test]
+    fn the_defaults_in_the_help_are_those_a_spec_without_the_field_gets() {
+        let spec = ExperimentSpec::resolve(SpecFile::default(), SpecOverrides::default()).unwrap();
+        let ratios = SpecOverrides { ratios: Some(default_in_help("ratios")), ..SpecOverrides::default() };
+        assert_eq!(ExperimentSpec::resolve(SpecFile::default(), ratios).unwrap().ratios, spec.ratios);
+        let modes: Vec<String> = spec.modes.iter().map(ToString::to_string).collect();
+        assert_eq!(default_in_help("modes"), modes.join(","));
+        assert_eq!(default_in_help("corpora"), spec.corpora.join(","));
+        assert_eq!(default_in_help("pages"), spec.pages.to_string());
+        assert_eq!(default_in_help("seed"), spec.seed.to_string());
+        assert_eq!(default_in_help("engine"), spec.engine.name());
+        assert_eq!(default_in_help("max_new_tokens"), spec.max_new_tokens.to_string());
+        assert_eq!(default_in_help("name"), spec.name);
+        assert_eq!(default_in_help("datasets"), spec.datasets_dir);
+    }
 }

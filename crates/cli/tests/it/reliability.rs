@@ -233,8 +233,7 @@ fn sigint_marks_the_run_interrupted_and_prints_a_working_resume_command() {
     let cmd = printed_resume(&o);
     assert!(cmd.contains(&"--resume".to_string()) && cmd.contains(&"--no-report".to_string()), "{cmd:?}");
     assert!(!cmd.contains(&"--interrupt-after".to_string()), "{cmd:?}");
-    let mut cmd = cmd;
-    cmd.splice(2..2, ["--datasets".to_string(), datasets()]);
+    assert!(cmd.windows(2).any(|w| w[0] == "--datasets" && w[1] == datasets()), "--datasets is kept: {cmd:?}");
     let resumed = run_printed(&cmd);
     assert_ok(&resumed);
     let m = manifest(&dir);
@@ -347,13 +346,54 @@ fn a_real_sigint_from_outside_stops_a_tesseract_sweep_that_then_resumes() {
     assert!((1..16).contains(&done), "{done}");
     let journal = std::fs::read_to_string(dir.join("journal.jsonl")).unwrap();
     assert!(!journal.contains("engine_error"), "no sample lost to the signal");
-    let resumed = run_printed(&{
-        let mut cmd = printed_resume(&o);
-        cmd.splice(2..2, ["--datasets".to_string(), ds.clone()]);
-        cmd
-    });
+    let resumed = run_printed(&printed_resume(&o));
     assert_ok(&resumed);
     let m = manifest(&dir);
     assert_eq!((m["status"].as_str(), m["n_samples_done"].as_u64()), (Some("complete"), Some(16)));
+    std::fs::remove_dir_all(&out).unwrap();
+}
+
+#[test]
+fn a_sweep_resumed_with_datasets_reads_its_corpora_where_they_are_now() {
+    let out = scratch("rel-sweep-datasets");
+    let (first, moved) = (out.join("ds-first"), out.join("ds-moved"));
+    std::fs::create_dir_all(&first).unwrap();
+    std::fs::copy(Path::new(&datasets()).join("en.jsonl"), first.join("en.jsonl")).unwrap();
+    let mut args: Vec<String> = ["sweep", "--out", out.join("runs").to_str().unwrap(), "--name", "moved"]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+    args.extend(
+        ["--engine", "fake-perfect", "--ratios", "8,12", "--modes", "tiny,small", "--pages", "4", "--no-report"]
+            .map(str::to_string),
+    );
+    args.extend(["--datasets".to_string(), first.display().to_string(), "--interrupt-after".into(), "1".into()]);
+    let o = Command::new(BIN).args(&args).output().unwrap();
+    assert_eq!(o.status.code(), Some(130), "{}", stderr(&o));
+    let dir = only_dir(&out.join("runs/moved"));
+    std::fs::rename(&first, &moved).unwrap();
+    // Without --datasets the run looks where it was started, and says so.
+    let o = run(&["sweep", "--resume", dir.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(stderr(&o).contains(&first.display().to_string()), "{}", stderr(&o));
+    // With it, the run continues from the moved corpus (16 samples in batches of 4: stopped after
+    // the second batch); the printed command keeps --datasets.
+    let o = run(&[
+        "sweep",
+        "--resume",
+        dir.to_str().unwrap(),
+        "--datasets",
+        moved.to_str().unwrap(),
+        "--interrupt-after",
+        "1",
+    ]);
+    assert_eq!(o.status.code(), Some(130), "{}", stderr(&o));
+    let cmd = printed_resume(&o);
+    assert!(cmd.windows(2).any(|w| w[0] == "--datasets" && w[1] == moved.display().to_string()), "{cmd:?}");
+    let o = run_printed(&cmd);
+    assert_ok(&o);
+    let m = manifest(&dir);
+    assert_eq!((m["status"].as_str(), m["n_samples_done"].as_u64()), (Some("complete"), Some(16)));
+    assert_eq!(m["spec"]["datasets_dir"], first.display().to_string(), "the manifest keeps where the run began");
     std::fs::remove_dir_all(&out).unwrap();
 }

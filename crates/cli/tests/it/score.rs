@@ -1,6 +1,6 @@
 //! `compress-bench score` end to end: the committed fixture under the paper's Fox protocol (files,
 //! `--json` stream, report with the paper's points), `--strict`, an unwritable output folder, a
-//! line that is not UTF-8, and 1,000 Fox-sized predictions timed.
+//! line that is not UTF-8, SIGINT while scoring, and 1,000 Fox-sized predictions timed.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -211,4 +211,42 @@ fn thousand_predictions_timed() {
          (reading and scoring {scoring:.2} s); input {}",
         input.display()
     );
+}
+
+/// `n` predictions, every one read perfectly.
+fn perfect_predictions(path: &Path, n: usize) {
+    let lines: Vec<String> = (0..n)
+        .map(|i| {
+            let text = format!("page {i}: the quick brown fox jumps over the lazy dog");
+            serde_json::json!({"id": format!("p{i}"), "truth": text, "prediction": text}).to_string()
+        })
+        .collect();
+    std::fs::write(path, lines.join("\n") + "\n").unwrap();
+}
+
+#[test]
+fn sigint_stops_scoring_before_anything_is_written_and_prints_the_command_that_runs_it_again() {
+    let out = scratch("score-sigint");
+    let input = out.join("preds.jsonl");
+    perfect_predictions(&input, 200);
+    let root = out.join("runs");
+    let o = score(input.to_str().unwrap(), &root, &["--seed", "3", "--interrupt-after", "64"]);
+    let err = String::from_utf8_lossy(&o.stderr).into_owned();
+    assert_eq!(o.status.code(), Some(130), "{err}");
+    assert!(err.contains("interrupted with 64 of 200 rows done; nothing is written"), "{err}");
+    assert!(run_dirs(&root).is_empty(), "no run folder: {:?}", run_dirs(&root));
+    let line = err.lines().skip_while(|l| !l.contains("Continue with:")).nth(1).unwrap_or_else(|| panic!("{err}"));
+    let cmd: Vec<&str> = line.split_whitespace().collect();
+    assert_eq!(cmd[..2], ["compress-bench", "score"], "{cmd:?}");
+    assert!(!cmd.contains(&"--interrupt-after"), "{cmd:?}");
+    assert!(cmd.windows(2).any(|w| w == ["--seed", "3"]), "{cmd:?}");
+    let again = Command::new(BIN).args(&cmd[1..]).output().unwrap();
+    assert_ok(&again);
+    let dirs = run_dirs(&root);
+    assert_eq!(dirs.len(), 1, "{dirs:?}");
+    let m = results::Manifest::load(&dirs[0]).unwrap();
+    assert_eq!((m.status.as_str(), m.n_samples_done), ("complete", 200));
+    assert!(!dirs[0].join(occ_eval::lock::LOCK_FILE).exists(), "the lock is released at the end");
+    assert!(dirs[0].join("report.md").is_file());
+    std::fs::remove_dir_all(&out).unwrap();
 }

@@ -203,7 +203,10 @@ fn a_run_writes_the_sweep_files_and_the_bins() {
         started_utc: "2025-01-01T00:00:00Z".into(),
         wall_time_s: 0.5,
     };
-    let run = score::write_run(scored(&options), &options, &meta).unwrap();
+    let (run, lock) = score::write_run_locked(scored(&options), &options, &meta).unwrap();
+    assert!(run.dir.join(occ_eval::lock::LOCK_FILE).is_file(), "the run folder is locked while it is written");
+    drop(lock);
+    assert!(!run.dir.join(occ_eval::lock::LOCK_FILE).exists(), "and released after");
     assert!(run.dir.starts_with(out.join("fixture")));
     let samples = results::read_samples(&run.dir).unwrap();
     assert_eq!(samples.len(), 6);
@@ -238,4 +241,35 @@ fn bin_rows_round_trip_as_a_table() {
     let df = <BinRow as schema::Table>::to_frame(&bins).unwrap();
     // Compared as text: bins of fewer than 5 pages have NaN CI bounds, and NaN != NaN.
     assert_eq!(format!("{:?}", <BinRow as schema::Table>::from_frame(&df).unwrap()), format!("{bins:?}"));
+}
+
+/// Stops when asked the `n`-th time (before chunk `n`), counting the rows it was told of.
+struct StopAt {
+    asked: usize,
+    n: usize,
+    advanced: usize,
+}
+
+impl score::ScoreProgress for StopAt {
+    fn advanced(&mut self, done: usize) {
+        self.advanced = done;
+    }
+
+    fn should_stop(&mut self) -> bool {
+        self.asked += 1;
+        self.asked == self.n
+    }
+}
+
+#[test]
+fn a_stop_request_ends_scoring_before_the_next_chunk_naming_the_rows_done() {
+    let tok = TextTokenizer::deepseek_ocr().unwrap();
+    let mut stop = StopAt { asked: 0, n: 1, advanced: 0 };
+    let err = score::score_rows(&input(), &fox_options(), &tok, &mut stop).unwrap_err();
+    assert!(matches!(err, ScoreError::Interrupted { done: 0, total } if total == input().rows.len()), "{err}");
+    // Asked before every chunk: the fixture is one chunk, so a stop asked for the second time is never reached.
+    let mut late = StopAt { asked: 0, n: 2, advanced: 0 };
+    let scored = score::score_rows(&input(), &fox_options(), &tok, &mut late).unwrap();
+    assert_eq!((late.asked, late.advanced), (1, input().rows.len()));
+    assert_eq!(scored.samples.len(), 6);
 }
