@@ -250,3 +250,27 @@ fn sigint_stops_scoring_before_anything_is_written_and_prints_the_command_that_r
     assert!(dirs[0].join("report.md").is_file());
     std::fs::remove_dir_all(&out).unwrap();
 }
+
+#[test]
+fn sigint_while_the_tables_are_written_skips_the_report_and_prints_the_report_command() {
+    let out = scratch("score-sigint-late");
+    let input = out.join("preds.jsonl");
+    perfect_predictions(&input, 50);
+    let root = out.join("runs");
+    // The signal comes after the last chunk: the rows are all scored and the tables written.
+    let o = score(input.to_str().unwrap(), &root, &["--interrupt-after", "50"]);
+    let err = String::from_utf8_lossy(&o.stderr).into_owned();
+    assert_eq!(o.status.code(), Some(130), "{err}");
+    let dirs = run_dirs(&root);
+    assert_eq!(dirs.len(), 1, "{dirs:?}");
+    assert!(err.contains("interrupted with 50 of 50 rows done") && err.contains("its report is not written"), "{err}");
+    let m = results::Manifest::load(&dirs[0]).unwrap();
+    assert_eq!((m.status.as_str(), m.n_samples_done), ("complete", 50));
+    assert!(!dirs[0].join("report.md").exists() && !dirs[0].join(occ_eval::lock::LOCK_FILE).exists());
+    let line = err.lines().skip_while(|l| !l.contains("Continue with:")).nth(1).unwrap_or_else(|| panic!("{err}"));
+    let cmd: Vec<&str> = line.split_whitespace().collect();
+    assert_eq!(cmd, ["compress-bench", "report", dirs[0].to_str().unwrap()]);
+    assert_ok(&Command::new(BIN).args(&cmd[1..]).output().unwrap());
+    assert!(dirs[0].join("report.md").is_file());
+    std::fs::remove_dir_all(&out).unwrap();
+}
