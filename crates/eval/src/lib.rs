@@ -11,6 +11,8 @@
 //!   with the generated probes, plan, shard, manifest, resume), on top of [`runner`] (the loop),
 //!   [`journal`], [`schema`], [`summary`] and [`results`] (the run directory and its files);
 //!   [`lock`]: the lock of a run folder (one process at a time, stale locks taken over);
+//!   [`manifest`]: the one manifest shape of every run folder (sweep, score, decay) and the
+//!   migration of older ones;
 //! - [`score`]: predictions made elsewhere, scored into the same files; [`truth`] and
 //!   [`predictions`]: a truth file joined to page images by file name, and the predictions file
 //!   `score` reads, written page by page.
@@ -31,6 +33,7 @@ pub mod corpus;
 pub mod decay;
 pub mod journal;
 pub mod lock;
+pub mod manifest;
 pub mod metrics;
 pub mod normalize;
 pub mod oracle;

@@ -12,14 +12,13 @@ use occ_core::EngineInfo;
 use serde::{Deserialize, Serialize};
 
 use crate::journal::{self, JournalEntry, JournalError, JournalWriter, JOURNAL_FILE};
+use crate::manifest::{ManifestError, ManifestHead, RunKind};
 use crate::plan::Shard;
 use crate::schema::{self, PredictionRow, SampleRow, SchemaError, SummaryRow, Table};
 use crate::spec::ExperimentSpec;
 use crate::summary::summarize;
 
-/// Version of the manifest layout.
-pub const MANIFEST_VERSION: u32 = 1;
-pub const MANIFEST_FILE: &str = "manifest.json";
+pub use crate::manifest::{MANIFEST_FILE, MANIFEST_VERSION};
 pub const SAMPLES_FILE: &str = "samples.parquet";
 pub const PREDICTIONS_FILE: &str = "predictions.parquet";
 pub const SUMMARY_FILE: &str = "summary.csv";
@@ -50,7 +49,10 @@ pub struct Session {
     pub command: Vec<String>,
 }
 
-/// `manifest.json`: what was run, with what, where, and how long it took.
+/// `manifest.json` of a sweep or score run: what was run, with what, where, and how long it took. Its
+/// keys shared with every run's manifest are [`crate::manifest::ManifestHead`]'s (the `kind` is
+/// written by [`Manifest::save`] from the spec); older shapes read through
+/// [`crate::manifest::migrate`].
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Manifest {
     pub manifest_version: u32,
@@ -82,24 +84,63 @@ pub struct Manifest {
     pub wall_time_s: f64,
 }
 
+impl From<ManifestError> for ResultsError {
+    fn from(e: ManifestError) -> ResultsError {
+        match e {
+            ManifestError::Io { path, source } => ResultsError::Io { path, source },
+            ManifestError::Invalid { path, message } => ResultsError::Manifest { path, message },
+        }
+    }
+}
+
 impl Manifest {
-    /// Reads `dir/manifest.json`.
+    /// Reads `dir/manifest.json` of a sweep or score run, of any manifest version.
     pub fn load(dir: &Path) -> Result<Manifest, ResultsError> {
         let path = dir.join(MANIFEST_FILE);
         let display = path.display().to_string();
-        let text = std::fs::read_to_string(&path).map_err(|e| ResultsError::Io { path: display.clone(), source: e })?;
-        serde_json::from_str(&text).map_err(|e| ResultsError::Manifest { path: display, message: e.to_string() })
+        let value = crate::manifest::read(dir)?;
+        if value.get("kind").and_then(serde_json::Value::as_str) == Some(RunKind::Decay.as_str()) {
+            return Err(ResultsError::Manifest {
+                path: display,
+                message: "a decay run, not a sweep or score run".into(),
+            });
+        }
+        serde_json::from_value(value).map_err(|e| ResultsError::Manifest { path: display, message: e.to_string() })
     }
 
-    /// Writes `dir/manifest.json` atomically (temp file + rename).
+    /// Sweep, or score for predictions made elsewhere (the spec's engine `external`).
+    pub fn kind(&self) -> RunKind {
+        if self.spec.engine == crate::spec::EngineKind::External {
+            RunKind::Score
+        } else {
+            RunKind::Sweep
+        }
+    }
+
+    /// The keys every manifest has.
+    pub fn head(&self) -> ManifestHead {
+        ManifestHead {
+            manifest_version: self.manifest_version,
+            kind: self.kind(),
+            status: self.status.clone(),
+            run_id: self.run_id.clone(),
+            created_utc: self.created_utc.clone(),
+            engines: self.engines.clone(),
+            tokenizer: self.tokenizer.clone(),
+            wall_time_s: self.wall_time_s,
+        }
+    }
+
+    /// Writes `dir/manifest.json` atomically (temp file + rename), in the current shape.
     pub fn save(&self, dir: &Path) -> Result<(), ResultsError> {
-        let path = dir.join(MANIFEST_FILE);
-        let tmp = dir.join(".manifest.json.tmp");
-        let io = |p: &Path, e| ResultsError::Io { path: p.display().to_string(), source: e };
-        let text = serde_json::to_string_pretty(self)
-            .map_err(|e| ResultsError::Manifest { path: path.display().to_string(), message: e.to_string() })?;
-        std::fs::write(&tmp, text + "\n").map_err(|e| io(&tmp, e))?;
-        std::fs::rename(&tmp, &path).map_err(|e| io(&path, e))
+        #[derive(Serialize)]
+        struct Out<'a> {
+            #[serde(flatten)]
+            manifest: &'a Manifest,
+            kind: RunKind,
+        }
+        let current = Manifest { manifest_version: MANIFEST_VERSION, ..self.clone() };
+        Ok(crate::manifest::write(dir, &Out { manifest: &current, kind: self.kind() })?)
     }
 }
 

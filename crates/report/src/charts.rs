@@ -1,6 +1,7 @@
 //! SVG charts with plotters: accuracy-vs-ratio curves per mode with 95% CI bands, the truncation
-//! baseline and the paper's Table 2 points; per-page scatter; accuracy against font size; and the
-//! curves of several runs on one chart (`compress-bench compare`).
+//! baseline and the paper's Table 2 points; per-page scatter; accuracy against font size; the
+//! curves of several runs on one chart (`compress-bench compare`); and line charts described as data
+//! ([`LineChart`], the panels of a decay run's report).
 
 use plotters::prelude::*;
 
@@ -348,6 +349,100 @@ pub fn runs_curve_svg(
         chart
             .configure_series_labels()
             .position(SeriesLabelPosition::LowerLeft)
+            .background_style(WHITE.mix(0.85))
+            .border_style(BLACK)
+            .draw()
+            .map_err(err)?;
+        root.present().map_err(err)?;
+    }
+    Ok(svg)
+}
+
+/// Size of a [`LineChart`] in pixels.
+pub const LINE_SIZE: (u32, u32) = (900, 540);
+
+/// Colour of the i-th series of a [`LineChart`]: the comparison palette's Tableau colours without
+/// grey and olive (eight colours, repeating).
+fn line_color(i: usize) -> RGBColor {
+    const TABLEAU: [usize; 8] = [0, 1, 2, 3, 4, 5, 6, 9];
+    run_color(TABLEAU[i % TABLEAU.len()])
+}
+
+/// A series of a [`LineChart`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct Series {
+    pub name: String,
+    pub points: Vec<(f64, f64)>,
+    pub dashed: bool,
+    /// Draw only markers (no line).
+    pub markers_only: bool,
+}
+
+/// A chart described as data: its title, axes and series (a report's panels are lists of these,
+/// drawn by [`line_svg`]).
+#[derive(Debug, Clone, PartialEq)]
+pub struct LineChart {
+    pub title: String,
+    pub x_desc: String,
+    pub y_desc: String,
+    pub series: Vec<Series>,
+    /// Top of the y axis; `None`: 8 % above the highest point.
+    pub y_max: Option<f64>,
+}
+
+/// A [`LineChart`] as SVG text: each series a line with point markers (dashed black for a
+/// baseline, markers only where asked), the legend at the upper right.
+pub fn line_svg(c: &LineChart) -> Result<String, String> {
+    let (title, x_desc, y_desc, series, y_max) =
+        (c.title.as_str(), c.x_desc.as_str(), c.y_desc.as_str(), &c.series, c.y_max);
+    let all = series.iter().flat_map(|s| s.points.iter());
+    let (mut x0, mut x1, mut y1) = (f64::INFINITY, f64::NEG_INFINITY, 0f64);
+    for &(x, y) in all {
+        x0 = x0.min(x);
+        x1 = x1.max(x);
+        y1 = y1.max(y);
+    }
+    if !x0.is_finite() {
+        (x0, x1) = (0.0, 1.0);
+    }
+    let pad = ((x1 - x0) * 0.04).max(0.5);
+    let y1 = y_max.unwrap_or(y1 * 1.08).max(1e-9);
+    let mut svg = String::new();
+    {
+        let root = SVGBackend::with_string(&mut svg, LINE_SIZE).into_drawing_area();
+        root.fill(&WHITE).map_err(err)?;
+        let mut chart = ChartBuilder::on(&root)
+            .caption(title, ("sans-serif", 20))
+            .margin(12)
+            .x_label_area_size(40)
+            .y_label_area_size(60)
+            .build_cartesian_2d((x0 - pad).max(0.0)..x1 + pad, 0f64..y1)
+            .map_err(err)?;
+        chart.configure_mesh().x_desc(x_desc).y_desc(y_desc).draw().map_err(err)?;
+        for (i, s) in series.iter().enumerate() {
+            let c = if s.dashed { BLACK } else { line_color(i) };
+            if s.markers_only {
+                chart
+                    .draw_series(s.points.iter().map(|&p| Circle::new(p, 5, c.filled())))
+                    .map_err(err)?
+                    .label(s.name.as_str())
+                    .legend(move |(x, y)| Circle::new((x + 10, y), 5, c.filled()));
+                continue;
+            }
+            let anno = if s.dashed {
+                chart.draw_series(DashedLineSeries::new(s.points.clone(), 6, 4, c.stroke_width(1))).map_err(err)?
+            } else {
+                chart.draw_series(LineSeries::new(s.points.clone(), c.stroke_width(2))).map_err(err)?
+            };
+            anno.label(s.name.as_str())
+                .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], c.stroke_width(2)));
+            if !s.dashed {
+                chart.draw_series(s.points.iter().map(|&p| Circle::new(p, 2, c.filled()))).map_err(err)?;
+            }
+        }
+        chart
+            .configure_series_labels()
+            .position(SeriesLabelPosition::UpperRight)
             .background_style(WHITE.mix(0.85))
             .border_style(BLACK)
             .draw()

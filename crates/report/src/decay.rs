@@ -1,6 +1,7 @@
-//! The report of a decay run (`compress-bench decay`, `occ_eval::decay`): SVG plots (plotters) and
-//! `report.md` / `report.html` (SVGs inlined); [`write_run`] writes a whole run in order (tables and
-//! manifest through occ-eval, this report between them).
+//! The report of a decay run (`compress-bench decay`, `occ_eval::decay`): its panels as data
+//! ([`panels`]: line charts drawn by [`crate::charts::line_svg`]) and its tables, written as
+//! `report.md` / `report.html` by the writer every report uses ([`crate::document`]); [`write_run`]
+//! writes a whole run in order (tables and manifest through occ-eval, this report between them).
 //!
 //! Plots: `accuracy_vs_age.svg` (character precision of each round by its age, per schedule, with the
 //! all-text truncation baseline of the paper schedule dashed), `tokens_vs_age.svg` (what each round
@@ -8,103 +9,16 @@
 //! (mean character precision over all rounds against the context's total tokens, one point per
 //! schedule, with the truncation baseline at the same budgets) and `needles_vs_age.svg`.
 
-use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
-
-use plotters::prelude::*;
 
 use occ_eval::decay::output::{self, RunMeta};
 use occ_eval::decay::{DecayConfig, DecayResults, DecayRow};
 use occ_eval::journal::JOURNAL_FILE;
 
-use crate::ReportError;
-
-const SIZE: (u32, u32) = (900, 540);
-
-fn err<E: std::fmt::Debug>(e: E) -> String {
-    format!("plotting: {e:?}")
-}
-
-/// Colour of the i-th decay series: the comparison palette's Tableau colours without grey and
-/// olive (the decay charts' eight colours, repeating).
-fn color(i: usize) -> RGBColor {
-    const TABLEAU: [usize; 8] = [0, 1, 2, 3, 4, 5, 6, 9];
-    crate::charts::run_color(TABLEAU[i % TABLEAU.len()])
-}
-
-/// A series of a line chart.
-pub struct Series {
-    pub name: String,
-    pub points: Vec<(f64, f64)>,
-    pub dashed: bool,
-    /// Draw only markers (no line).
-    pub markers_only: bool,
-}
-
-/// A line chart as SVG text.
-pub fn line_chart(
-    title: &str,
-    x_desc: &str,
-    y_desc: &str,
-    series: &[Series],
-    y_max: Option<f64>,
-) -> Result<String, String> {
-    let all = series.iter().flat_map(|s| s.points.iter());
-    let (mut x0, mut x1, mut y1) = (f64::INFINITY, f64::NEG_INFINITY, 0f64);
-    for &(x, y) in all {
-        x0 = x0.min(x);
-        x1 = x1.max(x);
-        y1 = y1.max(y);
-    }
-    if !x0.is_finite() {
-        (x0, x1) = (0.0, 1.0);
-    }
-    let pad = ((x1 - x0) * 0.04).max(0.5);
-    let y1 = y_max.unwrap_or(y1 * 1.08).max(1e-9);
-    let mut svg = String::new();
-    {
-        let root = SVGBackend::with_string(&mut svg, SIZE).into_drawing_area();
-        root.fill(&WHITE).map_err(err)?;
-        let mut chart = ChartBuilder::on(&root)
-            .caption(title, ("sans-serif", 20))
-            .margin(12)
-            .x_label_area_size(40)
-            .y_label_area_size(60)
-            .build_cartesian_2d((x0 - pad).max(0.0)..x1 + pad, 0f64..y1)
-            .map_err(err)?;
-        chart.configure_mesh().x_desc(x_desc).y_desc(y_desc).draw().map_err(err)?;
-        for (i, s) in series.iter().enumerate() {
-            let c = if s.dashed { BLACK } else { color(i) };
-            if s.markers_only {
-                chart
-                    .draw_series(s.points.iter().map(|&p| Circle::new(p, 5, c.filled())))
-                    .map_err(err)?
-                    .label(s.name.as_str())
-                    .legend(move |(x, y)| Circle::new((x + 10, y), 5, c.filled()));
-                continue;
-            }
-            let anno = if s.dashed {
-                chart.draw_series(DashedLineSeries::new(s.points.clone(), 6, 4, c.stroke_width(1))).map_err(err)?
-            } else {
-                chart.draw_series(LineSeries::new(s.points.clone(), c.stroke_width(2))).map_err(err)?
-            };
-            anno.label(s.name.as_str())
-                .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], c.stroke_width(2)));
-            if !s.dashed {
-                chart.draw_series(s.points.iter().map(|&p| Circle::new(p, 2, c.filled()))).map_err(err)?;
-            }
-        }
-        chart
-            .configure_series_labels()
-            .position(SeriesLabelPosition::UpperRight)
-            .background_style(WHITE.mix(0.85))
-            .border_style(BLACK)
-            .draw()
-            .map_err(err)?;
-        root.present().map_err(err)?;
-    }
-    Ok(svg)
-}
+use crate::charts::{line_svg, LineChart, Series};
+use crate::document::Document;
+use crate::tables::TextTable;
+use crate::{Chart, ReportError};
 
 fn by_schedule(results: &DecayResults) -> Vec<(String, Vec<&DecayRow>)> {
     let mut out: Vec<(String, Vec<&DecayRow>)> = Vec::new();
@@ -120,8 +34,8 @@ fn by_schedule(results: &DecayResults) -> Vec<(String, Vec<&DecayRow>)> {
     out
 }
 
-/// The four charts as `(file name, svg)`.
-pub fn charts(results: &DecayResults) -> Result<Vec<(String, String)>, String> {
+/// The four panels of the report as data, `(file name, chart)` (drawn by [`crate::charts::line_svg`]).
+pub fn panels(results: &DecayResults) -> Vec<(String, LineChart)> {
     let groups = by_schedule(results);
     let series = |f: &dyn Fn(&DecayRow) -> f64| -> Vec<Series> {
         groups
@@ -185,89 +99,125 @@ pub fn charts(results: &DecayResults) -> Result<Vec<(String, String)>, String> {
         })
         .collect();
     let engine = results.rows.first().map(|r| r.engine.as_str()).unwrap_or("");
-    Ok(vec![
+    let chart = |title: String, x: &str, y: &str, series: Vec<Series>, y_max: Option<f64>| LineChart {
+        title,
+        x_desc: x.into(),
+        y_desc: y.into(),
+        series,
+        y_max,
+    };
+    let age = "age (rounds before the newest)";
+    vec![
         (
             "accuracy_vs_age.svg".into(),
-            line_chart(
-                &format!("Recall accuracy by age ({engine})"),
-                "age (rounds before the newest)",
-                "character precision (1 − NED)",
-                &acc,
-                Some(1.02),
-            )?,
+            chart(format!("Recall accuracy by age ({engine})"), age, "character precision (1 − NED)", acc, Some(1.02)),
         ),
         (
             "tokens_vs_age.svg".into(),
-            line_chart(
-                "Context tokens per round by age",
-                "age (rounds before the newest)",
-                "tokens (text tokens or vision slots)",
-                &tokens,
-                None,
-            )?,
+            chart("Context tokens per round by age".into(), age, "tokens (text tokens or vision slots)", tokens, None),
         ),
         (
             "accuracy_vs_budget.svg".into(),
-            line_chart(
-                &format!("Accuracy vs context size ({engine})"),
+            chart(
+                format!("Accuracy vs context size ({engine})"),
                 "context tokens (text + vision slots)",
                 "mean character precision",
-                &budget,
+                budget,
                 Some(1.02),
-            )?,
+            ),
         ),
         (
             "needles_vs_age.svg".into(),
-            line_chart(
-                &format!("Needles retrieved by age ({engine})"),
+            chart(
+                format!("Needles retrieved by age ({engine})"),
                 "age of the needle's round",
                 "retrieved (1) / missed (0)",
-                &needles,
+                needles,
                 Some(1.1),
-            )?,
+            ),
         ),
-    ])
+    ]
 }
 
-fn markdown(config: &DecayConfig, results: &DecayResults, meta: &RunMeta, plots: &[String]) -> String {
-    let mut md = String::new();
-    let _ = writeln!(md, "# Decay run {}\n", meta.run_id);
-    let _ = writeln!(md, "- command: `{}`", meta.command);
-    let _ = writeln!(md, "- engine: {}", meta.engine);
-    let _ = writeln!(
-        md,
-        "- conversation: {} rounds of {} tokens from `{}` (seed {}), {} needles; pages at ratio {}",
-        config.rounds, config.round_tokens, config.corpus, config.seed, config.needles, config.page_ratio
-    );
-    let _ = writeln!(md, "- wall time: {:.1} s, {} pages read by the engine", meta.wall_s, results.pages_read);
-    let _ = writeln!(md, "- created: {}\n", meta.created_utc);
-    md.push_str("## Schedules\n\n");
-    md.push_str("| schedule | context tokens | all-text tokens | saving | char precision | word F1 | truncation baseline | needles | text / image / dropped rounds | pages |\n");
-    md.push_str("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- | ---: |\n");
-    for s in &results.summaries {
-        let _ = writeln!(
-            md,
-            "| `{}` | {} | {} | {:.2}× | {:.3} | {:.3} | {:.3} | {}/{} | {} / {} / {} | {} |",
-            s.schedule,
-            s.context_tokens,
-            s.all_text_tokens,
-            s.saving,
-            s.mean_char_precision,
-            s.mean_word_f1,
-            s.baseline_mean_char_precision,
-            s.needles_retrieved,
-            s.needles,
-            s.text_rounds,
-            s.image_rounds,
-            s.dropped_rounds,
-            s.pages
-        );
-    }
-    md.push_str("\nLevels used:\n\n");
-    for s in &results.summaries {
-        let _ = writeln!(md, "- `{}`", s.levels);
-    }
-    md.push_str("\n## By representation\n\n| schedule | representation | rounds | mean char precision | mean word F1 | mean tokens per round | mean font px |\n| --- | --- | ---: | ---: | ---: | ---: | ---: |\n");
+/// The four charts of the report ([`panels`], drawn).
+pub fn charts(results: &DecayResults) -> Result<Vec<Chart>, String> {
+    panels(results).into_iter().map(|(file, c)| Ok(Chart { svg: line_svg(&c)?, title: c.title, file })).collect()
+}
+
+/// The report of a finished run.
+fn document(config: &DecayConfig, results: &DecayResults, meta: &RunMeta, charts: &[Chart]) -> Document {
+    let mut d = Document::new(&format!("decay run {}", meta.run_id), &format!("Decay run {}", meta.run_id));
+    d.facts(&[
+        ("command".into(), format!("`{}`", meta.command)),
+        ("engine".into(), meta.engine.to_string()),
+        (
+            "conversation".into(),
+            format!(
+                "{} rounds of {} tokens from `{}` (seed {}), {} needles planted; pages at ratio {}",
+                config.rounds,
+                config.round_tokens,
+                config.corpus,
+                config.seed,
+                results.conversation.needles.len(),
+                config.page_ratio
+            ),
+        ),
+        ("wall time".into(), format!("{:.1} s, {} pages read by the engine", meta.wall_s, results.pages_read)),
+        ("created".into(), meta.created_utc.clone()),
+    ]);
+    d.heading("Schedules");
+    let header = |h: &[&str]| h.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+    let schedules = TextTable {
+        title: "per schedule".into(),
+        header: header(&[
+            "schedule",
+            "context tokens",
+            "all-text tokens",
+            "saving",
+            "char precision",
+            "word F1",
+            "truncation baseline",
+            "needles",
+            "text / image / dropped rounds",
+            "pages",
+        ]),
+        rows: results
+            .summaries
+            .iter()
+            .map(|s| {
+                vec![
+                    format!("`{}`", s.schedule),
+                    s.context_tokens.to_string(),
+                    s.all_text_tokens.to_string(),
+                    format!("{:.2}×", s.saving),
+                    format!("{:.3}", s.mean_char_precision),
+                    format!("{:.3}", s.mean_word_f1),
+                    format!("{:.3}", s.baseline_mean_char_precision),
+                    format!("{}/{}", s.needles_retrieved, s.needles),
+                    format!("{} / {} / {}", s.text_rounds, s.image_rounds, s.dropped_rounds),
+                    s.pages.to_string(),
+                ]
+            })
+            .collect(),
+    };
+    let levels = TextTable {
+        title: "levels used".into(),
+        header: header(&["schedule", "levels"]),
+        rows: results.summaries.iter().map(|s| vec![format!("`{}`", s.schedule), s.levels.clone()]).collect(),
+    };
+    let mut by_repr = TextTable {
+        title: "by representation".into(),
+        header: header(&[
+            "schedule",
+            "representation",
+            "rounds",
+            "mean char precision",
+            "mean word F1",
+            "mean tokens per round",
+            "mean font px",
+        ]),
+        rows: Vec::new(),
+    };
     for (name, rows) in by_schedule(results) {
         let mut reprs: Vec<&str> = Vec::new();
         for r in rows.iter().rev() {
@@ -280,93 +230,25 @@ fn markdown(config: &DecayConfig, results: &DecayResults, meta: &RunMeta, plots:
             let sel: Vec<&&DecayRow> = rows.iter().filter(|r| r.representation == repr).collect();
             let n = sel.len() as f64;
             let mean = |f: &dyn Fn(&DecayRow) -> f64| sel.iter().map(|r| f(r)).sum::<f64>() / n;
-            let _ = writeln!(
-                md,
-                "| `{name}` | {repr} | {} | {:.3} | {:.3} | {:.0} | {:.1} |",
-                sel.len(),
-                mean(&|r| r.char_precision),
-                mean(&|r| r.word_f1),
-                mean(&|r| f64::from(r.cost_tokens)),
-                mean(&|r| r.font_px)
-            );
+            by_repr.rows.push(vec![
+                format!("`{name}`"),
+                repr.to_string(),
+                sel.len().to_string(),
+                format!("{:.3}", mean(&|r| r.char_precision)),
+                format!("{:.3}", mean(&|r| r.word_f1)),
+                format!("{:.0}", mean(&|r| f64::from(r.cost_tokens))),
+                format!("{:.1}", mean(&|r| r.font_px)),
+            ]);
         }
     }
-    md.push_str("\nNeedles: a needle counts as retrieved when the engine's read-back of its round, whitespace removed, contains the 4-digit code (an OCR engine answers the question by reading the round back).\n\n## Plots\n\n");
-    for p in plots {
-        let _ = writeln!(md, "![{p}](plots/{p})\n");
-    }
-    md
-}
-
-fn escape(s: &str) -> String {
-    s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;")
-}
-
-/// Minimal Markdown → HTML for the report's own constructs (headings, lists, tables, images).
-fn html(md: &str, svgs: &[(String, String)]) -> String {
-    let mut out = String::from(
-        "<!doctype html>\n<html><head><meta charset=\"utf-8\"><title>decay report</title><style>body{font-family:sans-serif;max-width:1000px;margin:auto}table{border-collapse:collapse}td,th{border:1px solid #ccc;padding:2px 6px}code{background:#f4f4f4}</style></head><body>\n",
+    d.tables(&[schedules, levels, by_repr]);
+    d.paragraph(
+        "Needles: a needle counts as retrieved when the engine's read-back of its round, whitespace removed, \
+         contains the 4-digit code (an OCR engine answers the question by reading the round back).",
     );
-    let mut in_table = false;
-    let mut in_list = false;
-    for line in md.lines() {
-        let is_row = line.starts_with('|');
-        if in_table && !is_row {
-            out.push_str("</table>\n");
-            in_table = false;
-        }
-        let is_item = line.starts_with("- ");
-        if in_list && !is_item {
-            out.push_str("</ul>\n");
-            in_list = false;
-        }
-        let code = |s: &str| {
-            let parts: Vec<&str> = s.split('`').collect();
-            parts
-                .iter()
-                .enumerate()
-                .map(|(i, p)| if i % 2 == 1 { format!("<code>{}</code>", escape(p)) } else { escape(p) })
-                .collect::<String>()
-        };
-        if let Some(h) = line.strip_prefix("## ") {
-            let _ = writeln!(out, "<h2>{}</h2>", code(h));
-        } else if let Some(h) = line.strip_prefix("# ") {
-            let _ = writeln!(out, "<h1>{}</h1>", code(h));
-        } else if is_item {
-            if !in_list {
-                out.push_str("<ul>\n");
-                in_list = true;
-            }
-            let _ = writeln!(out, "<li>{}</li>", code(&line[2..]));
-        } else if is_row {
-            if line.contains("---") {
-                continue;
-            }
-            let tag = if in_table { "td" } else { "th" };
-            if !in_table {
-                out.push_str("<table>\n");
-                in_table = true;
-            }
-            let cells: Vec<String> =
-                line.trim_matches('|').split('|').map(|c| format!("<{tag}>{}</{tag}>", code(c.trim()))).collect();
-            let _ = writeln!(out, "<tr>{}</tr>", cells.join(""));
-        } else if let Some(rest) = line.strip_prefix("![") {
-            let name = rest.split(']').next().unwrap_or("");
-            if let Some((_, svg)) = svgs.iter().find(|(n, _)| n == name) {
-                let _ = writeln!(out, "<figure>{svg}</figure>");
-            }
-        } else if !line.trim().is_empty() {
-            let _ = writeln!(out, "<p>{}</p>", code(line));
-        }
-    }
-    if in_table {
-        out.push_str("</table>\n");
-    }
-    if in_list {
-        out.push_str("</ul>\n");
-    }
-    out.push_str("</body></html>\n");
-    out
+    d.heading("Plots");
+    d.charts(charts);
+    d
 }
 
 /// Writes every file of a decay run into `dir` (created if needed): `decay.parquet`,
@@ -385,29 +267,29 @@ pub fn write_run(
     Ok(files)
 }
 
-/// Writes `plots/*.svg`, `report.md` and `report.html`; returns their paths.
+/// Writes `plots/*.svg`, `report.md` and `report.html` (through the one report writer,
+/// [`Document`]); returns their paths.
 pub fn write_report(
     dir: &Path,
     config: &DecayConfig,
     results: &DecayResults,
     meta: &RunMeta,
 ) -> Result<Vec<PathBuf>, ReportError> {
-    let svgs = charts(results).map_err(|message| ReportError::Chart { name: "decay".into(), message })?;
+    let charts = charts(results).map_err(|message| ReportError::Chart { name: "decay".into(), message })?;
     let io = |p: &Path, e: std::io::Error| ReportError::Io { path: p.display().to_string(), source: e };
     std::fs::create_dir_all(dir.join("plots")).map_err(|e| io(&dir.join("plots"), e))?;
     let mut files = Vec::new();
-    for (name, svg) in &svgs {
-        let p = dir.join("plots").join(name);
-        std::fs::write(&p, svg).map_err(|e| io(&p, e))?;
+    for c in &charts {
+        let p = dir.join("plots").join(&c.file);
+        std::fs::write(&p, &c.svg).map_err(|e| io(&p, e))?;
         files.push(p);
     }
-    let names: Vec<String> = svgs.iter().map(|(n, _)| n.clone()).collect();
-    let md = markdown(config, results, meta, &names);
+    let (md, html) = document(config, results, meta, &charts).finish();
     let p = dir.join("report.md");
     std::fs::write(&p, &md).map_err(|e| io(&p, e))?;
     files.push(p);
     let p = dir.join("report.html");
-    std::fs::write(&p, html(&md, &svgs)).map_err(|e| io(&p, e))?;
+    std::fs::write(&p, html).map_err(|e| io(&p, e))?;
     files.push(p);
     Ok(files)
 }
@@ -462,23 +344,29 @@ pub fn report_folder(dir: &Path) -> Result<FolderReport, ReportError> {
         missing.push(format!("{f} (written when the run completes)"));
     }
     let resume = format!("compress-bench decay --resume {} --engine {}", dir.display(), state.meta.engine.name);
-    let mut md = format!("# Decay run {} ({status})\n\n", state.meta.run_id);
+    let id = &state.meta.run_id;
+    let mut d = Document::new(&format!("decay run {id}"), &format!("Decay run {id} ({status})"));
     for line in &missing {
-        let _ = writeln!(md, "> **Incomplete run — missing:** {line}\n");
+        d.warning("Incomplete run — missing:", line);
     }
-    let _ = writeln!(md, "- **engine**: {}", state.meta.engine);
-    let _ = writeln!(
-        md,
-        "- **schedules**: {}",
-        state.schedules.iter().map(|s| s.name.as_str()).collect::<Vec<_>>().join(", ")
+    d.facts(&[
+        ("engine".into(), state.meta.engine.to_string()),
+        ("schedules".into(), state.schedules.iter().map(|s| s.name.as_str()).collect::<Vec<_>>().join(", ")),
+        ("rounds".into(), format!("{} of {} tokens", config.rounds, config.round_tokens)),
+        ("command".into(), format!("`{}`", state.meta.command)),
+    ]);
+    d.raw(
+        &format!("Continue the run with `{resume}` (and the engine flags it was started with).\n"),
+        &format!(
+            "<p>Continue the run with <code>{}</code> (and the engine flags it was started with).</p>\n",
+            crate::tables::escape(&resume)
+        ),
     );
-    let _ = writeln!(md, "- **rounds**: {} of {} tokens", config.rounds, config.round_tokens);
-    let _ = writeln!(md, "- **command**: `{}`", state.meta.command);
-    let _ = writeln!(md, "\nContinue the run with `{resume}` (and the engine flags it was started with).");
+    let (md, html) = d.finish();
     let io = |p: &Path, e: std::io::Error| ReportError::Io { path: p.display().to_string(), source: e };
     let md_path = dir.join("report.md");
     std::fs::write(&md_path, &md).map_err(|e| io(&md_path, e))?;
     let html_path = dir.join("report.html");
-    std::fs::write(&html_path, html(&md, &[])).map_err(|e| io(&html_path, e))?;
+    std::fs::write(&html_path, html).map_err(|e| io(&html_path, e))?;
     Ok(FolderReport { status, files: vec![md_path, html_path], missing })
 }

@@ -15,6 +15,7 @@
 //!
 //! - [`charts`]: SVG curves and scatter plots (plotters);
 //! - [`tables`]: the report's tables as data, rendered to Markdown and HTML;
+//! - [`document`]: the one Markdown/HTML writer of every report (sweep, score and decay runs);
 //! - [`paper`]: the paper's Table 2, drawn over the curves;
 //! - [`pages`], [`diff`]: the per-sample pages and the marked differences of each page;
 //! - [`compare`]: the report over several runs (`compress-bench compare`);
@@ -24,6 +25,7 @@ pub mod charts;
 pub mod compare;
 pub mod decay;
 pub mod diff;
+pub mod document;
 pub mod pages;
 pub mod paper;
 pub mod tables;
@@ -320,80 +322,36 @@ pub fn write_report(dir: &Path) -> Result<ReportFiles, ReportError> {
     };
     all_tables.extend(tables::faceted_tables(&input.summary));
     let tables = all_tables;
-    let synthetic = input.synthetic();
-
-    let mut md = format!("# {title}\n\n");
-    if synthetic {
-        md.push_str(&format!("> **Warning: {SYNTHETIC_WARNING}.** This run checks the plumbing only.\n\n"));
+    let mut doc = document::Document::new(&m.experiment, &title);
+    if input.synthetic() {
+        doc.warning(&format!("Warning: {SYNTHETIC_WARNING}."), "This run checks the plumbing only.");
     }
     for line in &input.missing {
-        md.push_str(&format!("> **Incomplete run — missing:** {line}\n\n"));
+        doc.warning("Incomplete run — missing:", line);
     }
-    for (k, v) in &facts {
-        md.push_str(&format!("- **{k}**: {v}\n"));
-    }
-    md.push_str(&format!("\n{notes}\n\n"));
+    doc.facts(&facts);
+    doc.paragraph(&notes);
     if let Some(h) = &headline {
-        md.push_str(&format!("{}\n", h.markdown()));
+        doc.raw(&format!("{}\n", h.markdown()), &h.html());
     }
-    md.push_str("## Curves\n\n");
-    for c in &charts {
-        md.push_str(&format!("![{}](plots/{})\n\n", c.title, c.file));
-    }
-    md.push_str("## Tables\n\n");
-    md.push_str(&tables.iter().map(tables::TextTable::markdown).collect::<Vec<_>>().join("\n"));
-    let worst = pages::worst_table(&input.samples);
+    doc.heading("Curves");
+    doc.charts(&charts);
+    doc.heading("Tables");
+    doc.tables(&tables);
     if pages.is_some() {
-        md.push_str(&format!(
-            "\n## Pages\n\nEvery page with its thumbnail and its ground truth against the output, the differences \
-             marked, worst first: [{0}]({0}).\n\n{1}",
-            pages::PAGES_FILE,
-            worst.markdown()
-        ));
+        let worst = pages::worst_table(&input.samples);
+        let lead = "Every page with its thumbnail and its ground truth against the output, the differences marked, \
+                    worst first";
+        doc.heading("Pages");
+        doc.raw(
+            &format!("{lead}: [{0}]({0}).\n\n", pages::PAGES_FILE),
+            &format!("<p>{lead}: <a href=\"{0}\">{0}</a>.</p>\n", pages::PAGES_FILE),
+        );
+        doc.tables(&[worst]);
     }
+    let (md, html) = doc.finish();
     let md_path = dir.join("report.md");
     std::fs::write(&md_path, &md).map_err(|e| io(&md_path, e))?;
-
-    let mut html = String::from(
-        "<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\">\n<style>body{font-family:sans-serif;max-width:1000px;margin:auto}\
-         table{border-collapse:collapse;margin:8px 0}td,th{border:1px solid #bbb;padding:2px 6px;font-size:13px}\
-         .warn{background:#fdd;border:2px solid #c00;padding:8px;font-weight:bold}</style>\n",
-    );
-    html.push_str(&format!("<title>{}</title></head><body>\n", tables::escape(&m.experiment)));
-    html.push_str(&format!("<h1>{}</h1>\n", tables::escape(&title)));
-    if synthetic {
-        html.push_str(&format!(
-            "<p class=\"warn\">Warning: {SYNTHETIC_WARNING}. This run checks the plumbing only.</p>\n"
-        ));
-    }
-    for line in &input.missing {
-        html.push_str(&format!("<p class=\"warn\">Incomplete run — missing: {}</p>\n", tables::escape(line)));
-    }
-    html.push_str("<ul>\n");
-    for (k, v) in &facts {
-        html.push_str(&format!("<li><b>{}</b>: {}</li>\n", tables::escape(k), tables::escape(v)));
-    }
-    html.push_str(&format!("</ul>\n<p>{}</p>\n", tables::escape(&notes)));
-    if let Some(h) = &headline {
-        html.push_str(&h.html());
-    }
-    html.push_str("<h2>Curves</h2>\n");
-    for c in &charts {
-        html.push_str(&format!("<figure>{}</figure>\n", strip_xml_prolog(&c.svg)));
-    }
-    html.push_str("<h2>Tables</h2>\n");
-    for t in &tables {
-        html.push_str(&t.html());
-    }
-    if pages.is_some() {
-        html.push_str(&format!(
-            "<h2>Pages</h2>\n<p>Every page with its thumbnail and its ground truth against the output, the \
-             differences marked, worst first: <a href=\"{0}\">{0}</a>.</p>\n{1}",
-            pages::PAGES_FILE,
-            worst.html()
-        ));
-    }
-    html.push_str("</body></html>\n");
     let html_path = dir.join("report.html");
     std::fs::write(&html_path, &html).map_err(|e| io(&html_path, e))?;
     Ok(ReportFiles { markdown: md_path, html: html_path, plots, pages, missing: input.missing.clone() })

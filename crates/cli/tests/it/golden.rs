@@ -22,7 +22,11 @@
 //! Deliberate changes recorded in the goldens: the decay manifest's `"status": "complete"` (decay
 //! runs write a `running` manifest first, so that they can be resumed and reported on); the page
 //! setting columns of `samples.parquet` (`degradation` … `line_height`) and `summary.csv`
-//! (`degradation`, `font_family`, `line_height`), the robustness axes of a sweep.
+//! (`degradation`, `font_family`, `line_height`), the robustness axes of a sweep; the one manifest
+//! shape of every run (`occ_eval::manifest`: `manifest_version` 2 and `kind` in the sweep's manifest,
+//! `manifest_version`, `engines` and `wall_time_s` in the decay run's); the decay report written by the
+//! sweep report's writer (`occ_report::document`: facts in bold, its lists as tables, chart titles as
+//! image names, the needles actually planted).
 //!
 //! The sweep runs in the repository root with `--datasets datasets`, so its spec (recorded with the
 //! datasets folder, and hashed into the spec fingerprint) is the same in every checkout.

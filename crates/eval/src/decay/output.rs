@@ -5,6 +5,10 @@
 //! While a run works, `manifest.json` holds its state ([`write_state`]: status `running`, then
 //! `interrupted` or `failed`), with the configuration and schedules a `--resume` reads back
 //! ([`DecayState::load`]); the finished run's manifest ([`write_manifest`]) has status `complete`.
+//! Both start with the keys of every run's manifest ([`ManifestHead`]: `manifest_version`, `kind`
+//! `decay`, `status`, `run_id`, `created_utc`, `engines`, `tokenizer`, `wall_time_s`); manifests
+//! of the first version (`schema_version`, `engine`, `wall_s`) are read through
+//! [`crate::manifest::migrate`].
 
 use std::path::{Path, PathBuf};
 
@@ -13,15 +17,15 @@ use occ_memory::ScheduleSpec;
 use serde::{Deserialize, Serialize};
 
 use super::{DecayConfig, DecayError, DecayResults, Needle, ScheduleSummary};
+use crate::manifest::{ManifestHead, RunKind, MANIFEST_VERSION};
 use crate::schema::{self, DecayRow, NeedleRow, Table};
 
-/// Version of `manifest.json` and of the Parquet columns of a decay run.
-pub const SCHEMA_VERSION: u32 = 1;
+pub use crate::manifest::MANIFEST_FILE;
 pub const DECAY_FILE: &str = "decay.parquet";
 pub const NEEDLES_FILE: &str = "needles.parquet";
-pub const MANIFEST_FILE: &str = "manifest.json";
 
-/// Facts about the run that the library cannot know.
+/// Facts about the run that the library cannot know (written into the manifest's head, and
+/// `command` beside it).
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct RunMeta {
     pub run_id: String,
@@ -33,16 +37,30 @@ pub struct RunMeta {
     pub wall_s: f64,
 }
 
-/// `manifest.json` of a decay run.
+impl RunMeta {
+    /// The manifest head of the run in `status`.
+    pub fn head(&self, status: &str) -> ManifestHead {
+        ManifestHead {
+            manifest_version: MANIFEST_VERSION,
+            kind: RunKind::Decay,
+            status: status.into(),
+            run_id: self.run_id.clone(),
+            created_utc: self.created_utc.clone(),
+            engines: vec![self.engine.clone()],
+            tokenizer: self.tokenizer.clone(),
+            wall_time_s: self.wall_s,
+        }
+    }
+}
+
+/// `manifest.json` of a finished decay run.
 #[derive(Debug, Serialize)]
 pub struct DecayManifest<'a> {
-    pub schema_version: u32,
-    /// Always `decay`.
-    pub kind: &'static str,
-    /// `complete`.
-    pub status: &'static str,
+    /// Status `complete`.
     #[serde(flatten)]
-    pub meta: &'a RunMeta,
+    pub head: ManifestHead,
+    /// The command line of the last session.
+    pub command: &'a str,
     pub config: &'a DecayConfig,
     pub schedules: Vec<ScheduleEntry<'a>>,
     pub pages_read: usize,
@@ -62,33 +80,46 @@ pub struct ScheduleEntry<'a> {
 /// `manifest.json` of a decay run that has not finished (written by [`write_state`]).
 #[derive(Debug, Serialize)]
 struct StateOut<'a> {
-    schema_version: u32,
-    kind: &'static str,
-    status: &'a str,
     #[serde(flatten)]
-    meta: &'a RunMeta,
+    head: ManifestHead,
+    command: &'a str,
     config: &'a DecayConfig,
     schedules: Vec<ScheduleEntry<'a>>,
     /// Read-backs in `journal.jsonl`.
     reads_journaled: usize,
 }
 
-/// The manifest of a decay run as read back: its state and what `--resume` needs.
-#[derive(Debug, Clone, Deserialize)]
+/// The manifest of a decay run as read back (of any manifest version): its state and what
+/// `--resume` needs.
+#[derive(Debug, Clone)]
 pub struct DecayState {
+    /// The keys of every run's manifest.
+    pub head: ManifestHead,
+    /// Always `decay`.
     pub kind: String,
-    /// `running`, `interrupted`, `failed` or `complete` (runs written before states were recorded
-    /// have none: they are complete).
-    #[serde(default)]
+    /// `running`, `interrupted`, `failed` or `complete`.
     pub status: Option<String>,
-    #[serde(flatten)]
+    /// The head's identity and timing, with the command line, as the run's [`RunMeta`].
     pub meta: RunMeta,
     pub config: DecayConfig,
     pub schedules: Vec<ScheduleOwned>,
-    #[serde(default)]
     pub reads_journaled: Option<usize>,
-    #[serde(default)]
     pub files: Vec<String>,
+}
+
+/// The manifest of a decay run, current shape, as deserialised.
+#[derive(Debug, Clone, Deserialize)]
+struct StateIn {
+    #[serde(flatten)]
+    head: ManifestHead,
+    #[serde(default)]
+    command: String,
+    config: DecayConfig,
+    schedules: Vec<ScheduleOwned>,
+    #[serde(default)]
+    reads_journaled: Option<usize>,
+    #[serde(default)]
+    files: Vec<String>,
 }
 
 /// A schedule of a manifest read back.
@@ -102,14 +133,42 @@ impl DecayState {
     /// Reads `dir/manifest.json` of a decay run.
     pub fn load(dir: &Path) -> Result<DecayState, DecayError> {
         let path = dir.join(MANIFEST_FILE);
-        let text = std::fs::read_to_string(&path)
-            .map_err(|e| DecayError::Invalid(format!("{}: not a decay run: {e}", dir.display())))?;
-        let state: DecayState = serde_json::from_str(&text)
-            .map_err(|e| DecayError::Invalid(format!("{}: not a decay run manifest: {e}", path.display())))?;
-        if state.kind != "decay" {
-            return Err(DecayError::Invalid(format!("{}: kind {:?}, not a decay run", path.display(), state.kind)));
+        let value = crate::manifest::read(dir).map_err(|e| match e {
+            crate::manifest::ManifestError::Io { source, .. } => {
+                DecayError::Invalid(format!("{}: not a decay run: {source}", dir.display()))
+            }
+            e => DecayError::Invalid(format!("not a decay run manifest: {e}")),
+        })?;
+        let kind = value.get("kind").and_then(serde_json::Value::as_str).unwrap_or("").to_string();
+        if kind != RunKind::Decay.as_str() {
+            return Err(DecayError::Invalid(format!("{}: kind {kind:?}, not a decay run", path.display())));
         }
-        Ok(state)
+        let s: StateIn = serde_json::from_value(value)
+            .map_err(|e| DecayError::Invalid(format!("{}: not a decay run manifest: {e}", path.display())))?;
+        let engine = s
+            .head
+            .engines
+            .first()
+            .cloned()
+            .ok_or_else(|| DecayError::Invalid(format!("{}: no engine in a decay run manifest", path.display())))?;
+        let meta = RunMeta {
+            run_id: s.head.run_id.clone(),
+            created_utc: s.head.created_utc.clone(),
+            command: s.command,
+            engine,
+            tokenizer: s.head.tokenizer.clone(),
+            wall_s: s.head.wall_time_s,
+        };
+        Ok(DecayState {
+            kind,
+            status: Some(s.head.status.clone()),
+            head: s.head,
+            meta,
+            config: s.config,
+            schedules: s.schedules,
+            reads_journaled: s.reads_journaled,
+            files: s.files,
+        })
     }
 
     /// The status (`complete` for manifests written before states were recorded).
@@ -135,10 +194,8 @@ pub fn write_state(
 ) -> Result<PathBuf, DecayError> {
     let path = dir.join(MANIFEST_FILE);
     let state = StateOut {
-        schema_version: SCHEMA_VERSION,
-        kind: "decay",
-        status,
-        meta,
+        head: meta.head(status),
+        command: &meta.command,
         config,
         schedules: config.schedules.iter().map(|s| ScheduleEntry { name: s.name(), spec: s }).collect(),
         reads_journaled,
@@ -198,10 +255,8 @@ pub fn write_manifest(
         .map(|p| p.display().to_string())
         .collect();
     let manifest = DecayManifest {
-        schema_version: SCHEMA_VERSION,
-        kind: "decay",
-        status: "complete",
-        meta,
+        head: meta.head("complete"),
+        command: &meta.command,
         config,
         schedules: config.schedules.iter().map(|s| ScheduleEntry { name: s.name(), spec: s }).collect(),
         pages_read: results.pages_read,

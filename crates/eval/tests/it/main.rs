@@ -2,6 +2,7 @@
 //! predictions made elsewhere on a committed fixture.
 
 mod decay;
+mod manifest;
 mod props;
 mod runner;
 mod score;
