@@ -241,7 +241,10 @@ fn dry_run(
     let fixed_s = (pass_s - measured_s).max(0.0);
     let estimate = (n_pending > 0).then(|| Estimate {
         method: "measured",
-        measured: format!("the first {measured_pages} pages read by the engine"),
+        measured: format!(
+            "the engine's first call ({measured_pages} page{})",
+            if measured_pages == 1 { "" } else { "s" }
+        ),
         measured_items: measured_pages,
         measured_s,
         fixed_s,
