@@ -234,7 +234,14 @@ struct CancelOnDrop {
 }
 
 impl CancelOnDrop {
+    /// The request was answered.
     fn disarm(&mut self) {
+        self.armed = false;
+    }
+
+    /// The request gave up (a timeout): its job leaves the queue, and the caller records the status.
+    fn cancel(&mut self) {
+        self.flag.store(true, Ordering::SeqCst);
         self.armed = false;
     }
 }
@@ -322,7 +329,7 @@ async fn chat_inner(
         return Ok(Sse::new(s).keep_alive(keep_alive).into_response());
     }
     let mut guard = guard;
-    let readings = wait(answer, st.cfg.request_timeout).await?;
+    let readings = wait(answer, st.cfg.request_timeout).await.inspect_err(|_| guard.cancel())?;
     guard.disarm();
     st.metrics.record_request(200, started.elapsed());
     Ok(Json(meta.response(readings)).into_response())
@@ -438,6 +445,7 @@ fn event_stream(
                 ev
             }
             Err(e) => {
+                guard.cancel();
                 st.metrics.record_request(e.status.as_u16(), guard.started.elapsed());
                 vec![json_event(&e.body())]
             }

@@ -350,3 +350,30 @@ fn shutdown_answers_the_requests_in_flight_then_stops() {
     server.wait().unwrap();
     assert!(TcpStream::connect(addr).is_err(), "the server has stopped listening");
 }
+
+#[test]
+fn a_request_past_its_timeout_gets_504_and_leaves_the_queue() {
+    let mut cfg = config();
+    cfg.request_timeout = Duration::from_millis(300);
+    let gated = Gated::default();
+    let server = occ_serve::Server::start(cfg, Box::new(gated.clone())).unwrap();
+    let url = data_url("image/png", &png(&page(0)));
+    // the first request holds the model; the second waits in the queue; both time out
+    std::thread::scope(|s| {
+        let first = s.spawn(|| post(&server, &request("tiny", &url, 5)));
+        eventually("the first request reaches the model", || gated.calls() == 1);
+        let (status, _, body) = post(&server, &request("tiny", &url, 4));
+        assert_eq!((status, body["error"]["code"].as_str()), (504, Some("timeout")), "{body}");
+        let (status, _, _) = first.join().unwrap();
+        assert_eq!(status, 504);
+    });
+    assert_eq!(metric(&server, "occ_queue_depth"), 0.0);
+    assert_eq!(metric(&server, "occ_requests_total{code=\"504\"}"), 2.0);
+    assert_eq!(metric(&server, "occ_requests_total{code=\"499\"}"), 0.0);
+    gated.open();
+    // the queued request never reached the model
+    eventually("the model is free", || metric(&server, "occ_active_slots") == 0.0);
+    assert_eq!(gated.pages_read.load(std::sync::atomic::Ordering::SeqCst), 1);
+    server.shutdown();
+    server.wait().unwrap();
+}
