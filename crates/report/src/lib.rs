@@ -13,7 +13,7 @@
 //! inlined, no external files) and `pages.html` (every page, worst first, with thumbnail and diff;
 //! self-contained, linked from both reports).
 //!
-//! - [`charts`]: SVG curves and scatter plots (plotters);
+//! - [`charts`](mod@charts): SVG curves, scatter plots and line charts described as data (plotters);
 //! - [`tables`]: the report's tables as data, rendered to Markdown and HTML;
 //! - [`document`]: the one Markdown/HTML writer of every report (sweep, score and decay runs);
 //! - [`paper`]: the paper's Table 2, drawn over the curves;

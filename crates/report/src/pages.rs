@@ -2,14 +2,15 @@
 //! worst first, with a thumbnail of the page, its scores and token accounting, and its ground truth
 //! against the reader's output with the differences marked ([`crate::diff`]).
 //!
-//! **Order.** Cells (corpus, mode, target ratio) in sample-list order; within a cell the failed
+//! **Order.** Cells (corpus, mode, target ratio, page setting) in sample-list order; within a cell the failed
 //! samples first (no score), then the pages by ascending character precision (ties by sample index).
 //!
 //! **Thumbnails.** A run keeps no page images: they would be the largest files of a run (a Base page
 //! is ~1 MB as pixels, ~100 KB as PNG), and they are not needed, because rendering is deterministic and
 //! the run records everything that decides the page: the exact text on it (`ground_truth` in
-//! `predictions.parquet`), its mode and language and the font size the ratio fitting chose
-//! (`samples.parquet`). The page is drawn again from those
+//! `predictions.parquet`), its mode and language, the font size the ratio fitting chose and its page
+//! setting (font family, line height and degradation, whose noise is seeded by the sample id;
+//! `samples.parquet`). The page is drawn again from those
 //! ([`occ_eval::render::OccRenderer::redraw_sample`]) — the same pixels the reader saw, as long as the
 //! renderer version and fonts are the run's (the manifest records the run's renderer; the pages note a
 //! difference). The redraw is checked: a ground truth that does not come out whole at the recorded
@@ -167,8 +168,8 @@ pub fn pages_html(manifest: &Manifest, samples: &[SampleRow], predictions: &[Pre
         None => {
             let mut note = format!(
                 "Thumbnails of the {THUMBNAILS_PER_CELL} worst pages of each cell, drawn again from the ground truth, \
-                 mode and font size the run recorded (rendering is deterministic); a page whose ground truth does not \
-                 come out whole at its recorded size has none."
+                 mode, font size and page setting the run recorded (rendering and degrading are deterministic); a page \
+                 whose ground truth does not come out whole at its recorded size has none."
             );
             if manifest.renderer != OccRenderer::description() {
                 note.push_str(&format!(
