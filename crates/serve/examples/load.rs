@@ -2,12 +2,18 @@
 //! concurrent clients; prints pages/s, generated tokens/s and request latency (docs/PERFORMANCE.md).
 //!
 //! ```sh
-//! cargo run --release -p occ-serve --example load -- --pages 64 --clients 16 --max-tokens 32
+//! # the server's own overhead on the CPU: tiny synthetic weights
+//! cargo run --release -p occ-serve --example load -- --pages 64 --clients 32 --max-tokens 32
+//! # the GPU measurement: Small pages, exactly 512 tokens each (EOS ignored), real weights
+//! cargo run --release -p occ-serve --features cuda --example load -- --weights /models/DeepSeek-OCR \
+//!     --device cuda --dtype bf16 --mode small --pages 256 --clients 64 --batch 64 --max-tokens 512 --ignore-eos
 //! ```
-//! The model is the tiny synthetic DeepSeek-OCR on the CPU (a measure of the server's own overhead:
-//! HTTP, JSON, base64 and PNG, queueing and batching).
+//! Pages are seeded noise at the mode's default canvas (what a page shows does not change the work
+//! when EOS is ignored). Both paths use the same engine settings; the run fails if the server
+//! generated a different number of tokens than the in-process call.
 
 use std::io::Cursor;
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
@@ -16,6 +22,7 @@ use base64::Engine as _;
 use candle_core::{DType, Device};
 use image::RgbImage;
 use occ_core::{Mode, OcrEngine, OcrOptions, OcrPage, Prompt};
+use occ_model::load::WeightsDir;
 use occ_model::pipeline::{DeepseekOcr, SyntheticSize};
 use occ_serve::{ServeConfig, Server};
 
@@ -24,32 +31,84 @@ struct Opts {
     clients: usize,
     max_tokens: usize,
     batch: usize,
+    mode: Mode,
+    weights: Option<PathBuf>,
+    synthetic: SyntheticSize,
+    cuda: bool,
+    dtype: DType,
+    ignore_eos: bool,
 }
 
 fn parse() -> Opts {
-    let mut o = Opts { pages: 64, clients: 16, max_tokens: 32, batch: 32 };
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    for pair in args.chunks(2) {
-        let v = || pair.get(1).and_then(|v| v.parse().ok()).unwrap_or_else(|| panic!("{} needs a number", pair[0]));
-        match pair[0].as_str() {
-            "--pages" => o.pages = v(),
-            "--clients" => o.clients = v(),
-            "--max-tokens" => o.max_tokens = v(),
-            "--batch" => o.batch = v(),
-            other => panic!("unknown flag {other}; flags: --pages --clients --max-tokens --batch"),
+    let mut o = Opts {
+        pages: 64,
+        clients: 16,
+        max_tokens: 32,
+        batch: 32,
+        mode: Mode::Tiny,
+        weights: None,
+        synthetic: SyntheticSize::Tiny,
+        cuda: false,
+        dtype: DType::F32,
+        ignore_eos: false,
+    };
+    let mut args = std::env::args().skip(1);
+    while let Some(flag) = args.next() {
+        if flag == "--ignore-eos" {
+            o.ignore_eos = true;
+            continue;
+        }
+        let value = args.next().unwrap_or_else(|| panic!("{flag} needs a value"));
+        let num = || value.parse::<usize>().unwrap_or_else(|_| panic!("{flag} needs a number, not {value}"));
+        match flag.as_str() {
+            "--pages" => o.pages = num(),
+            "--clients" => o.clients = num(),
+            "--max-tokens" => o.max_tokens = num(),
+            "--batch" => o.batch = num(),
+            "--mode" => o.mode = value.parse().expect("--mode: tiny, small, base, large or gundam"),
+            "--weights" => o.weights = Some(PathBuf::from(&value)),
+            "--synthetic" => {
+                o.synthetic = match value.as_str() {
+                    "tiny" => SyntheticSize::Tiny,
+                    "reduced" => SyntheticSize::Reduced,
+                    "full" => SyntheticSize::Full,
+                    _ => panic!("--synthetic: tiny, reduced or full"),
+                }
+            }
+            "--device" => o.cuda = value == "cuda",
+            "--dtype" => {
+                o.dtype = match value.as_str() {
+                    "f32" => DType::F32,
+                    "bf16" => DType::BF16,
+                    "f16" => DType::F16,
+                    _ => panic!("--dtype: f32, bf16 or f16"),
+                }
+            }
+            other => panic!(
+                "unknown flag {other}; flags: --pages --clients --max-tokens --batch --mode --weights --synthetic \
+                 --device --dtype --ignore-eos"
+            ),
         }
     }
     o
 }
 
-fn engine(batch: usize) -> DeepseekOcr {
-    let mut e = DeepseekOcr::synthetic(SyntheticSize::Tiny, 1, DType::F32, &Device::Cpu).expect("tiny engine");
-    e.max_batch = batch;
+fn engine(o: &Opts) -> DeepseekOcr {
+    let device = if o.cuda { occ_model::ops::cuda_device(0).expect("CUDA device 0") } else { Device::Cpu };
+    let mut e = match &o.weights {
+        Some(dir) => {
+            let wd = WeightsDir::open(dir).expect("opening the weights folder");
+            DeepseekOcr::from_weights_dir(&wd, o.dtype, &device).expect("loading the weights")
+        }
+        None => DeepseekOcr::synthetic(o.synthetic, 1, o.dtype, &device).expect("synthetic engine"),
+    };
+    e.max_batch = o.batch;
     e
 }
 
-fn page(seed: u32) -> RgbImage {
-    RgbImage::from_fn(320 + 8 * (seed % 5), 320 + 4 * (seed % 7), |x, y| {
+fn page(seed: u32, mode: Mode) -> RgbImage {
+    let (w, h) = mode.default_canvas();
+    RgbImage::from_fn(w - 8 * (seed % 5), h - 4 * (seed % 7), |x, y| {
         image::Rgb([((x * 7 + seed * 31) % 251) as u8, ((y * 3 + seed * 17) % 241) as u8, (seed * 53 % 256) as u8])
     })
 }
@@ -61,16 +120,16 @@ fn percentile(sorted: &[Duration], p: f64) -> f64 {
 
 fn main() {
     let o = parse();
-    let images: Vec<RgbImage> = (0..o.pages as u32).map(page).collect();
-    let options = OcrOptions { max_new_tokens: o.max_tokens, ..OcrOptions::default() };
+    let images: Vec<RgbImage> = (0..o.pages as u32).map(|i| page(i, o.mode)).collect();
+    let options = OcrOptions { max_new_tokens: o.max_tokens, ignore_eos: o.ignore_eos, ..OcrOptions::default() };
 
     // in-process: every page in one engine call, batches of --batch
     let pages: Vec<OcrPage> = images
         .iter()
         .enumerate()
-        .map(|(i, img)| OcrPage { id: i.to_string(), image: img.clone(), mode: Mode::Tiny })
+        .map(|(i, img)| OcrPage { id: i.to_string(), image: img.clone(), mode: o.mode })
         .collect();
-    let mut e = engine(o.batch);
+    let mut e = engine(&o);
     OcrEngine::ocr(&mut e, &pages[..1], &Prompt::FreeOcr, &options).expect("warm-up");
     let t = Instant::now();
     let out = OcrEngine::ocr(&mut e, &pages, &Prompt::FreeOcr, &options).expect("in-process reading");
@@ -78,9 +137,11 @@ fn main() {
     let tokens: usize = out.iter().map(|r| r.n_generated_tokens.unwrap_or(0)).sum();
 
     // server: --clients threads, each sending its next page as soon as the last is answered
-    let mut cfg = ServeConfig::new("127.0.0.1:0".parse().unwrap(), "tiny");
-    cfg.default_mode = Mode::Tiny;
-    let server = Server::start(cfg, Box::new(engine(o.batch))).expect("server");
+    // the in-process engine moves into the server: one model in memory
+    let mut cfg = ServeConfig::new("127.0.0.1:0".parse().unwrap(), "model");
+    cfg.default_mode = o.mode;
+    cfg.limits.max_queue = o.pages.max(1);
+    let server = Server::start(cfg, Box::new(e)).expect("server");
     let url = format!("http://{}/v1/chat/completions", server.addr());
     let bodies: Vec<String> = images
         .iter()
@@ -88,7 +149,7 @@ fn main() {
             let mut png = Vec::new();
             img.write_to(&mut Cursor::new(&mut png), image::ImageFormat::Png).unwrap();
             let data = base64::engine::general_purpose::STANDARD.encode(&png);
-            serde_json::json!({"model": "tiny", "max_tokens": o.max_tokens, "messages": [{"role": "user", "content": [
+            serde_json::json!({"model": "model", "max_tokens": o.max_tokens, "ignore_eos": o.ignore_eos, "messages": [{"role": "user", "content": [
                 {"type": "image_url", "image_url": {"url": format!("data:image/png;base64,{data}")}},
                 {"type": "text", "text": "Free OCR. "}]}]})
             .to_string()
@@ -124,9 +185,20 @@ fn main() {
     server.wait().unwrap();
     let served_tokens = served_tokens.into_inner();
     assert_eq!(served_tokens, tokens, "the server generated what the engine generated");
+    let weights = match &o.weights {
+        Some(w) => w.display().to_string(),
+        None => format!("{:?} synthetic weights", o.synthetic),
+    };
     println!(
-        "{} pages (tiny mode, tiny synthetic weights, CPU), {} tokens at most per page, {} generated in all, batch {}",
-        o.pages, o.max_tokens, tokens, o.batch
+        "{} pages ({} mode, {weights}, {}, {:?}), {} tokens at most per page{}, {} generated in all, batch {}",
+        o.pages,
+        o.mode,
+        if o.cuda { "cuda" } else { "cpu" },
+        o.dtype,
+        o.max_tokens,
+        if o.ignore_eos { " (EOS ignored)" } else { "" },
+        tokens,
+        o.batch
     );
     println!("| path | pages/s | tokens/s | p50 latency ms | p99 latency ms |");
     println!("| --- | --- | --- | --- | --- |");

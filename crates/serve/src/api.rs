@@ -2,8 +2,9 @@
 //! server reads and the client engine writes, the responses, the stream chunks and the error body.
 //!
 //! Fields the toolkit does not use are accepted and ignored (serde's default), so clients written for
-//! other servers work unchanged. Two fields go beyond OpenAI's: the request's `mode` (the resolution
-//! mode a page is read in) and the usage's `vision_tokens`.
+//! other servers work unchanged. Some fields go beyond OpenAI's: the request's `mode` (the resolution
+//! mode a page is read in) and `ignore_eos` (as vLLM's), the usage's `vision_tokens` and the answer's
+//! `token_ids`.
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -28,6 +29,9 @@ pub struct ChatRequest {
     pub stream: bool,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub stream_options: Option<StreamOptions>,
+    /// Generate exactly the token budget, not stopping at EOS (vLLM's extension; benchmarks).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub ignore_eos: bool,
     /// Resolution mode of the pages (`tiny`, `small`, `base`, `large`, `gundam`); the server's default
     /// when absent.
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -141,6 +141,7 @@ impl OpenAiEngine {
             temperature: Some(options.temperature),
             seed: (options.temperature > 0.0).then_some(options.seed),
             mode: self.cfg.send_mode.then(|| page.mode.name()),
+            ignore_eos: options.ignore_eos,
             ..ChatRequest::default()
         };
         Ok((req, t.elapsed()))

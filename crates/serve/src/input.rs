@@ -90,7 +90,13 @@ pub fn params(req: &ChatRequest, limits: &Limits) -> Result<Params, ApiError> {
     if !(top_p > 0.0 && top_p <= 1.0) {
         return Err(ApiError::invalid_param("top_p", "invalid_top_p", format!("top_p is {top_p}; expected (0, 1]")));
     }
-    Ok(Params { max_tokens: max_tokens as usize, temperature, top_p, seed: req.seed.unwrap_or(0) })
+    Ok(Params {
+        max_tokens: max_tokens as usize,
+        temperature,
+        top_p,
+        seed: req.seed.unwrap_or(0),
+        ignore_eos: req.ignore_eos,
+    })
 }
 
 /// The request's mode: its `mode` field, else `default`; a model with a native mode reads only that.
@@ -372,7 +378,10 @@ mod tests {
         req.top_p = Some(0.0);
         assert_eq!(params(&req, &l).unwrap_err().param.as_deref(), Some("top_p"));
         req.top_p = None;
-        assert_eq!(params(&req, &l).unwrap(), Params { max_tokens: 5, temperature: 0.5, top_p: 1.0, seed: 0 });
+        assert_eq!(
+            params(&req, &l).unwrap(),
+            Params { max_tokens: 5, temperature: 0.5, top_p: 1.0, seed: 0, ignore_eos: false }
+        );
         req.mode = Some("small".into());
         assert_eq!(mode(&req, Mode::Base, None).unwrap(), Mode::Small);
         assert_eq!(mode(&req, Mode::Base, Some(Mode::Tiny)).unwrap_err().code, "invalid_mode");

@@ -38,6 +38,8 @@ pub struct Params {
     pub temperature: f64,
     pub top_p: f64,
     pub seed: u64,
+    /// Generate exactly `max_tokens` (benchmarks).
+    pub ignore_eos: bool,
 }
 
 /// What the model read from one page.
@@ -80,7 +82,7 @@ impl Reader for DeepseekOcr {
             max_new_tokens: params.max_tokens,
             temperature: params.temperature,
             seed: params.seed,
-            ignore_eos: false,
+            ignore_eos: params.ignore_eos,
         };
         let mut cfg = self.generation_for(&options);
         if let Sampling::TopP { top_p, .. } = &mut cfg.sampling {
