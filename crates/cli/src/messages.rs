@@ -181,12 +181,16 @@ impl<'a> Sample<'a> {
     }
 }
 
-/// One cell (corpus × mode × ratio) of a [`SweepSummary`].
+/// One cell (corpus × mode × ratio × page setting) of a [`SweepSummary`].
 #[derive(Debug, Serialize)]
 pub struct Cell<'a> {
     pub corpus: &'a str,
     pub mode: &'a str,
     pub target_ratio: f64,
+    /// The page setting of the cell (the spec's robustness axes, `occ_eval::axes`).
+    pub degradation: &'a str,
+    pub font_family: &'a str,
+    pub line_height: f64,
     pub n: u32,
     pub n_failed: u32,
     pub char_precision: f64,
@@ -206,7 +210,13 @@ impl Cell<'_> {
     pub fn all(summary: &[SummaryRow]) -> Vec<Cell<'_>> {
         let get = |c: &SummaryRow, metric: &str| {
             summary.iter().find(|r| {
-                r.corpus == c.corpus && r.mode == c.mode && r.target_ratio == c.target_ratio && r.metric == metric
+                r.corpus == c.corpus
+                    && r.mode == c.mode
+                    && r.target_ratio == c.target_ratio
+                    && r.degradation == c.degradation
+                    && r.font_family == c.font_family
+                    && r.line_height == c.line_height
+                    && r.metric == metric
             })
         };
         summary
@@ -216,6 +226,9 @@ impl Cell<'_> {
                 corpus: &c.corpus,
                 mode: &c.mode,
                 target_ratio: c.target_ratio,
+                degradation: &c.degradation,
+                font_family: &c.font_family,
+                line_height: c.line_height,
                 n: c.n,
                 n_failed: c.n_failed,
                 char_precision: c.mean,

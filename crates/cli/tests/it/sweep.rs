@@ -264,7 +264,8 @@ fn a_sweep_over_two_degradation_levels_writes_them_as_columns_and_facets() {
          degradations = [\"none\", \"blur:2.5\"]\n",
     )
     .unwrap();
-    assert_ok(&sweep(&out, &[spec.to_str().unwrap()]));
+    let o = sweep(&out, &[spec.to_str().unwrap(), "--json"]);
+    assert_ok(&o);
     let dir = run_dirs(&out)[0].clone();
     // Columns: every axis of the page, in samples.parquet.
     let df = schema::read_parquet(&dir.join(results::SAMPLES_FILE)).unwrap();
@@ -294,6 +295,18 @@ fn a_sweep_over_two_degradation_levels_writes_them_as_columns_and_facets() {
         mean(&blurred),
         mean(&clean)
     );
+    // The --json summary: one cell per level, each with its own setting and scores.
+    let last: serde_json::Value =
+        serde_json::from_str(String::from_utf8_lossy(&o.stdout).lines().last().unwrap()).unwrap();
+    let cells = last["data"]["cells"].as_array().unwrap();
+    assert_eq!(cells.len(), 2);
+    for (cell, level, rows) in [(&cells[0], "none", &clean), (&cells[1], "blur:2.5", &blurred)] {
+        assert_eq!((cell["degradation"].as_str(), cell["font_family"].as_str()), (Some(level), Some("dejavu-sans")));
+        let close = |v: &serde_json::Value, want: f64| (v.as_f64().unwrap() - want).abs() < 1e-12;
+        assert!(close(&cell["char_precision"], mean(rows)), "{level}: {cell}");
+        let fox = rows.iter().map(|r| r.fox_precision_out_words).sum::<f64>() / 2.0;
+        assert!(close(&cell["fox_precision_out_words"], fox), "{level}: the cell's own pages: {cell}");
+    }
     // summary.csv: one cell per level.
     let csv = std::fs::read_to_string(dir.join("summary.csv")).unwrap();
     assert!(csv.lines().any(|l| l.starts_with("en,tiny,4.0,none,dejavu-sans,1.2,char_precision,2,")), "{csv}");
