@@ -67,6 +67,9 @@ pub fn write(run_dir: &Path) -> TrainResult<()> {
             col("loss", evals.iter().map(|s| s.loss).collect()),
             col("loss_other_image", evals.iter().map(|s| s.loss_other_image).collect()),
             col("image_gain", evals.iter().map(|s| s.image_gain()).collect()),
+            col("probe_loss", evals.iter().map(|s| s.probe_loss).collect()),
+            col("probe_loss_other_image", evals.iter().map(|s| s.probe_loss_other_image).collect()),
+            col("probe_gain", evals.iter().map(|s| s.probe_gain()).collect()),
         ],
     )
     .map_err(polars_err)?;

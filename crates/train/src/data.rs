@@ -238,6 +238,31 @@ impl PageSource {
             .collect()
     }
 
+    /// Validation probes at a fixed `ratio`: random strings (even `i`) and shuffled words (odd `i`)
+    /// drawn from this source's passages by a generator fixed per page index, default typography of
+    /// the mode. No language model can guess them, so the loss on them with the page's own image
+    /// against another page's says whether the reader reads (prose can be guessed).
+    pub fn fixed_ratio_probes(&self, ratio: f64, n: usize) -> TrainResult<Vec<Page>> {
+        (0..n)
+            .into_par_iter()
+            .map(|i| {
+                let kind = if i % 2 == 0 { TextKind::RandomString } else { TextKind::ShuffledWords };
+                let spec = RenderSpec::for_mode(self.mode, Lang::En);
+                let vt =
+                    self.mode.vision_tokens(spec.width, spec.height).map_err(|e| TrainError::Render(e.to_string()))?;
+                let chars = (ratio * f64::from(vt.nominal)).ceil() as usize * 8 + 64;
+                let mut rng = page_rng(0x7072_6f62, u64::MAX, 0, i as u64); // "prob": not a training step
+                let text = self.text(kind, chars, &mut rng);
+                let fitted = fit_to_ratio(&text, &self.tok, self.mode, ratio, &spec)
+                    .map_err(|e| TrainError::Render(format!("validation probe {i} at {ratio}x: {e}")))?;
+                let mut page = self.finish(fitted, kind)?;
+                page.target.truncate(self.max_target);
+                page.input.truncate(self.max_target);
+                Ok(page)
+            })
+            .collect()
+    }
+
     /// Validation pages at a fixed `ratio`: page `i` starts at the start of passage `i` (cycling),
     /// default typography of the mode.
     pub fn fixed_ratio_pages(&self, ratio: f64, n: usize) -> TrainResult<Vec<Page>> {

@@ -31,12 +31,21 @@ pub struct RatioScore {
     /// The same text given the next page's image (page i's text with page i + 1's image, cyclic):
     /// minus `loss`, the information the reader takes from the page. NaN for fewer than 2 pages.
     pub loss_other_image: f64,
+    /// The same two losses on validation probes (random strings and shuffled words) at this ratio:
+    /// text no language model can guess, so their gap measures reading alone. NaN without probes.
+    pub probe_loss: f64,
+    pub probe_loss_other_image: f64,
 }
 
 impl RatioScore {
     /// Nats per token the reader takes from the page: `loss_other_image − loss`.
     pub fn image_gain(&self) -> f64 {
         self.loss_other_image - self.loss
+    }
+
+    /// Nats per token the reader takes from probe pages: `probe_loss_other_image − probe_loss`.
+    pub fn probe_gain(&self) -> f64 {
+        self.probe_loss_other_image - self.probe_loss
     }
 }
 
@@ -61,7 +70,8 @@ fn mean_loss(
     Ok(sum / tokens.max(1) as f64)
 }
 
-/// Reads `pages` with the current weights and scores them.
+/// Reads `pages` with the current weights and scores them; `probes` (validation probes at the same
+/// ratio, may be empty) are only scored by their teacher-forced losses.
 pub fn evaluate(
     cfg: &MiniConfig,
     params: &Params,
@@ -69,6 +79,7 @@ pub fn evaluate(
     vocab: &OutputVocab,
     ratio: f64,
     pages: &[Page],
+    probes: &[Page],
 ) -> TrainResult<(RatioScore, Vec<String>)> {
     let id = WeightsIdentity { id: "training".into(), synthetic: false };
     let mut engine = DeepseekOcr::mini(cfg, params.detached_var_builder(), tok.clone(), vocab.clone(), id)?;
@@ -94,6 +105,11 @@ pub fn evaluate(
     let prompt = reader_prompt(cfg, tok, vocab)?;
     let loss = mean_loss(cfg, params, &prompt, pages, 0)?;
     let loss_other_image = if pages.len() < 2 { f64::NAN } else { mean_loss(cfg, params, &prompt, pages, 1)? };
+    let (probe_loss, probe_loss_other_image) = if probes.len() < 2 {
+        (f64::NAN, f64::NAN)
+    } else {
+        (mean_loss(cfg, params, &prompt, probes, 0)?, mean_loss(cfg, params, &prompt, probes, 1)?)
+    };
     let score = RatioScore {
         ratio,
         pages: pages.len(),
@@ -101,6 +117,8 @@ pub fn evaluate(
         stopped: stopped as f64 / n,
         loss,
         loss_other_image,
+        probe_loss,
+        probe_loss_other_image,
     };
     Ok((score, texts))
 }

@@ -89,6 +89,12 @@ pub struct EvalLog {
     pub loss: f64,
     #[serde(default = "nan", deserialize_with = "nan_if_null")]
     pub loss_other_image: f64,
+    /// The same on validation probes (random strings, shuffled words: text no language model can
+    /// guess); absent in journals written before they existed.
+    #[serde(default = "nan", deserialize_with = "nan_if_null")]
+    pub probe_loss: f64,
+    #[serde(default = "nan", deserialize_with = "nan_if_null")]
+    pub probe_loss_other_image: f64,
     pub seconds: f64,
     /// The first page's output (a glimpse of what the reader writes).
     pub sample: String,
@@ -99,6 +105,11 @@ impl EvalLog {
     /// ignores the image).
     pub fn image_gain(&self) -> f64 {
         self.loss_other_image - self.loss
+    }
+
+    /// Nats per token the reader takes from probe pages (NaN when not measured).
+    pub fn probe_gain(&self) -> f64 {
+        self.probe_loss_other_image - self.probe_loss
     }
 }
 
@@ -429,7 +440,8 @@ fn run_eval(
     for &ratio in &cfg.eval.ratios {
         let t = Instant::now();
         let pages = source.fixed_ratio_pages(ratio, cfg.eval.pages)?;
-        let (score, texts) = evaluate(&cfg.model, params, tok, vocab, ratio, &pages)?;
+        let probes = source.fixed_ratio_probes(ratio, cfg.eval.pages)?;
+        let (score, texts) = evaluate(&cfg.model, params, tok, vocab, ratio, &pages, &probes)?;
         let entry = EvalLog {
             step,
             ratio,
@@ -438,6 +450,8 @@ fn run_eval(
             stopped: score.stopped,
             loss: score.loss,
             loss_other_image: score.loss_other_image,
+            probe_loss: score.probe_loss,
+            probe_loss_other_image: score.probe_loss_other_image,
             seconds: t.elapsed().as_secs_f64(),
             sample: texts.first().map(|s| s.chars().take(160).collect()).unwrap_or_default(),
         };

@@ -115,14 +115,15 @@ impl occ_train::Observer for Progress<'_> {
         let _ = self.out.send(log);
         let line = format!(
             "step {}: validation {}x char precision {:.3} ({} pages, {:.0}% stopped at EOS), loss {:.3}, \
-             image gain {:.3} nats/token",
+             image gain {:.3} nats/token, probe gain {:.3}",
             log.step,
             log.ratio,
             log.char_precision,
             log.pages,
             100.0 * log.stopped,
             log.loss,
-            log.image_gain()
+            log.image_gain(),
+            log.probe_gain()
         );
         match &self.bar {
             Some(bar) => bar.println(line),
@@ -189,11 +190,12 @@ pub fn run(args: Args, out: &Output) -> anyhow::Result<()> {
     ));
     for s in &summary.last_eval {
         out.result(&format!(
-            "  validation {}x: char precision {:.3} ({} pages), image gain {:.3} nats/token",
+            "  validation {}x: char precision {:.3} ({} pages), image gain {:.3} nats/token, probe gain {:.3}",
             s.ratio,
             s.char_precision,
             s.pages,
-            s.image_gain()
+            s.image_gain(),
+            s.probe_gain()
         ));
     }
     if interrupt.requested() {

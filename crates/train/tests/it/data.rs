@@ -134,3 +134,29 @@ fn input_dropout_hides_inputs_never_labels() {
     let again = b.batch(3, 4, 0, 8).unwrap();
     assert!(again.iter().zip(&pb).all(|(x, y)| x.input == y.input));
 }
+
+#[test]
+fn validation_probes_are_fixed_unguessable_pages_at_the_asked_ratio() {
+    let dir = tempdir();
+    let cfg = tiny_config(dir.path(), |s| s);
+    let (src, tok, vocab) = source(&cfg);
+    let a = src.fixed_ratio_probes(2.0, 4).unwrap();
+    let b = src.fixed_ratio_probes(2.0, 4).unwrap();
+    assert_eq!(a.len(), 4);
+    let kinds: Vec<TextKind> = a.iter().map(|p| p.kind).collect();
+    assert_eq!(
+        kinds,
+        [TextKind::RandomString, TextKind::ShuffledWords, TextKind::RandomString, TextKind::ShuffledWords]
+    );
+    for (x, y) in a.iter().zip(&b) {
+        assert_eq!(x.text, y.text, "the same probes at every validation");
+        assert_eq!(x.image.as_raw(), y.image.as_raw());
+        assert!((x.ratio - 2.0).abs() < 1e-9, "ratio {}", x.ratio);
+        let real = vocab.to_real(&x.target).unwrap();
+        assert_eq!(tok.decode(&real, false).unwrap(), x.text, "the target spells the ground truth exactly");
+    }
+    assert_ne!(a[0].text, a[2].text, "each page index draws its own probe");
+    // and they are not training pages: no training step draws the same text
+    let train = src.batch(cfg.run.seed, 0, 0, 8).unwrap();
+    assert!(train.iter().all(|p| a.iter().all(|q| q.text != p.text)));
+}

@@ -63,12 +63,19 @@ fn the_loss_falls() {
     let e = &summary.last_eval[0];
     assert!(e.loss.is_finite() && e.loss < first, "validation loss {}", e.loss);
     assert!(e.loss_other_image.is_finite() && e.loss_other_image > 0.0, "{}", e.loss_other_image);
+    // and the same on validation probes (random strings and shuffled words)
+    assert!(e.probe_loss.is_finite() && e.probe_loss > 0.0, "probe loss {}", e.probe_loss);
+    assert!(e.probe_loss_other_image.is_finite() && e.probe_gain().is_finite(), "{}", e.probe_loss_other_image);
     let evals: Vec<occ_train::trainer::EvalLog> = std::fs::read_to_string(run.join("eval_log.jsonl"))
         .unwrap()
         .lines()
         .map(|l| serde_json::from_str(l).unwrap())
         .collect();
-    assert!(evals.iter().all(|x| x.loss.is_finite() && x.image_gain().is_finite()));
+    assert!(evals.iter().all(|x| x.loss.is_finite() && x.image_gain().is_finite() && x.probe_gain().is_finite()));
+    // a journal line written before probes were measured reads back with NaN probe losses
+    let old_line = r#"{"step":4,"ratio":1.5,"pages":2,"char_precision":0.1,"stopped":0.0,"loss":3.0,"loss_other_image":3.1,"seconds":0.2,"sample":"x"}"#;
+    let old: occ_train::trainer::EvalLog = serde_json::from_str(old_line).unwrap();
+    assert!(old.probe_loss.is_nan() && old.probe_gain().is_nan() && (old.image_gain() - 0.1).abs() < 1e-9);
     // JSON has no NaN: an undefined loss is written as null and read back as NaN
     let mut undefined = evals[0].clone();
     undefined.loss_other_image = f64::NAN;
