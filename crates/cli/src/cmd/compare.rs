@@ -20,9 +20,10 @@ pub struct Args {
     /// Labels of the runs in tables and charts, comma separated, in order [default: A, B, C, …].
     #[arg(long, value_delimiter = ',')]
     pub labels: Option<Vec<String>>,
-    /// Seed of the bootstrap of the paired differences.
-    #[arg(long, default_value_t = 0)]
-    pub bootstrap_seed: u64,
+    /// Seed of the run's random choices: the bootstrap of the paired differences (`score --seed`
+    /// seeds its bootstrap the same way; `--bootstrap-seed` is the old name).
+    #[arg(long, alias = "bootstrap-seed", default_value_t = 0)]
+    pub seed: u64,
     /// Results root: the comparison goes to <out>/<name>/<UTC time>.
     #[arg(long, default_value = "results")]
     pub out: PathBuf,
@@ -50,8 +51,8 @@ pub fn run(args: Args, out: &Output) -> anyhow::Result<()> {
         .map(|(dir, label)| RunTables::load(dir, label))
         .collect::<Result<_, _>>()
         .context("reading the runs to compare")?;
-    let (files, comparison) = occ_report::compare::write_compare(&runs, &args.out, &args.name, args.bootstrap_seed)
-        .context("comparing the runs")?;
+    let (files, comparison) =
+        occ_report::compare::write_compare(&runs, &args.out, &args.name, args.seed).context("comparing the runs")?;
     let entries: Vec<RunEntry> = runs.iter().map(RunEntry::of).collect();
     let headline = comparison
         .rows

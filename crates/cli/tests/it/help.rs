@@ -152,7 +152,10 @@ fn a_flag_name_means_the_same_in_every_subcommand() {
         // `--tiny` (synthetic weights) is not offered beside `--mode tiny`.
         assert!(!f.contains_key("tiny"), "{sub} --help offers --tiny");
     }
-    assert_eq!(seen["seed"], ["sweep", "score", "decay"]);
+    assert_eq!(seen["seed"], ["sweep", "compare", "score", "decay"]);
+    // compare's old name of its seed still parses (a runtime error on the missing runs, not a usage error).
+    let o = Command::new(BIN).args(["compare", "--bootstrap-seed", "3", "/no/run/a", "/no/run/b"]).output().unwrap();
+    assert_eq!(o.status.code(), Some(1), "{}", String::from_utf8_lossy(&o.stderr));
     assert_eq!(seen["threads"], ["ocr", "sweep", "decay"]);
     assert_eq!(seen["json"].len(), SUBCOMMANDS.len());
 }
