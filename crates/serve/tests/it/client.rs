@@ -131,3 +131,55 @@ fn a_client_error_is_not_retried_and_retries_end() {
     assert!(err.to_string().contains("after 3 retries"), "{err}");
     assert_eq!(engine.retries(), 3);
 }
+
+/// A mini reader (the kind `compress-bench train` exports) on synthetic weights: 128-px pages.
+fn synthetic_mini() -> occ_model::pipeline::DeepseekOcr {
+    use occ_model::mini::{MiniConfig, OutputVocab};
+    use occ_model::pipeline::{DeepseekOcr, WeightsIdentity};
+    use occ_model::prompt::build_prompt;
+    let cfg: MiniConfig = serde_json::from_value(serde_json::json!({
+        "canvas": 128, "vocab_size": 320,
+        "sam": {"width": 16, "depth": 2, "heads": 2, "mlp_dim": 32, "window_size": 4,
+                "global_attn_indexes": [1], "out_chans": 16, "downsample_channels": [16, 32]},
+        "clip": {"layers": 1, "heads": 2, "ffn_dim": 32},
+        "decoder": {"hidden_size": 32, "layers": 2, "heads": 2, "intermediate_size": 64,
+                    "moe_intermediate_size": 16, "experts": 4, "experts_per_token": 2, "shared_experts": 1,
+                    "first_dense_layers": 1, "max_positions": 256}
+    }))
+    .unwrap();
+    cfg.validate().unwrap();
+    let tok = occ_core::TextTokenizer::deepseek_ocr().unwrap();
+    let slots = cfg.mode().unwrap().vision_tokens(128, 128).unwrap().slots as usize;
+    let prompt = build_prompt(&tok, &Prompt::FreeOcr, &[slots]).unwrap().ids;
+    let vocab = OutputVocab::build(&tok, ["Call me Ishmael. Some years ago."], &prompt, cfg.vocab_size).unwrap();
+    let vb = occ_model::synth::synth_var_builder(5, candle_core::DType::F32, &candle_core::Device::Cpu);
+    let id = WeightsIdentity { id: "synthetic:mini".into(), synthetic: true };
+    DeepseekOcr::mini(&cfg, vb, tok, vocab, id).unwrap()
+}
+
+#[test]
+fn a_mini_reader_served_reads_what_it_reads_in_process_and_refuses_other_modes() {
+    let native = synthetic_mini().native_mode().unwrap();
+    let pages: Vec<OcrPage> = (0..3).map(|i| OcrPage { id: format!("p{i}"), image: page(i), mode: native }).collect();
+    let opts = OcrOptions { max_new_tokens: 9, ..OcrOptions::default() };
+    let want = OcrEngine::ocr(&mut synthetic_mini(), &pages, &Prompt::FreeOcr, &opts).unwrap();
+    let mut cfg = config();
+    cfg.model_name = "mini".into();
+    let server = occ_serve::Server::start(cfg, Box::new(synthetic_mini())).unwrap();
+    let endpoint = format!("http://{}/v1", server.addr());
+    // without --send-mode the server reads in the reader's own mode
+    let mut c = fast_retries(endpoint.clone());
+    c.model = "mini".into();
+    let got = OpenAiEngine::new(c.clone()).unwrap().ocr(&pages, &Prompt::FreeOcr, &opts).unwrap();
+    for (g, w) in got.iter().zip(&want) {
+        assert_eq!((&g.token_ids, &g.text), (&w.token_ids, &w.text), "page {}", g.id);
+        assert!(g.token_ids.as_ref().is_some_and(|t| !t.is_empty()));
+    }
+    // another mode is refused with a message naming the reader's
+    c.send_mode = true;
+    let tiny: Vec<OcrPage> = pages.iter().map(|p| OcrPage { mode: Mode::Tiny, ..p.clone() }).collect();
+    let err = OpenAiEngine::new(c).unwrap().ocr(&tiny[..1], &Prompt::FreeOcr, &opts).unwrap_err();
+    assert!(err.to_string().contains("HTTP 400") && err.to_string().contains(&native.to_string()), "{err}");
+    server.shutdown();
+    server.wait().unwrap();
+}
