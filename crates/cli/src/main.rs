@@ -61,8 +61,24 @@ enum Command {
     Train(cmd::train::Args),
 }
 
+/// A command line clap refuses: under `--json` an `error` message on stdout too (its first line),
+/// then clap's own text on stderr and its exit status (2; 0 for `--help` and `--version`).
+fn usage_error(e: clap::Error) -> ! {
+    if e.use_stderr() && std::env::args().any(|a| a == "--json") {
+        let text = e.to_string();
+        let first = text.lines().next().unwrap_or_default();
+        let message = first.strip_prefix("error: ").unwrap_or(first).to_string();
+        let out = Output { json: true, quiet: true, progress_interval: None };
+        let _ = out.send(&messages::Error { causes: vec![message.clone()], message });
+    }
+    e.exit()
+}
+
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => usage_error(e),
+    };
     let out = Output::new(&cli.output);
     out.init_tracing();
     let result = match cli.command {

@@ -193,5 +193,17 @@ fn errors_state_each_cause_once_and_json_errors_carry_the_whole_chain() {
     assert_eq!(causes.len(), 2, "{causes:?}");
     assert!(causes[0].starts_with("reading predictions ") && causes[1].contains("No such file"), "{causes:?}");
     assert!(e["message"].as_str().unwrap().contains("No such file"), "{e}");
+    // A usage error (exit 2) is an `error` message too; --help is not an error.
+    let o = run(&["--json", "sweep", "--pages", "many"]);
+    assert_eq!(o.status.code(), Some(2));
+    let msgs = json_messages(&o);
+    assert_eq!(msgs.len(), 1, "{msgs:?}");
+    assert_eq!(msgs[0]["type"], "error");
+    let message = msgs[0]["data"]["message"].as_str().unwrap();
+    assert!(message.contains("'many'") && message.contains("--pages"), "{message}");
+    assert!(stderr(&o).starts_with("error: invalid value"), "clap's own text stays on stderr: {}", stderr(&o));
+    let o = run(&["--json", "sweep", "--help"]);
+    assert_eq!(o.status.code(), Some(0));
+    assert!(stdout(&o).starts_with("Compression sweep"), "{}", stdout(&o));
     std::fs::remove_dir_all(&out).unwrap();
 }
