@@ -16,8 +16,9 @@ use occ_eval::schema::{self, PairedRow, SummaryRow, Table};
 use occ_eval::stats::{CI_METHOD, MIN_N_FOR_CI, NO_CI};
 use serde::Serialize;
 
-use crate::tables::{escape, TextTable};
-use crate::{charts, strip_xml_prolog, Chart, ReportError, CURVE_METRICS};
+use crate::document::Document;
+use crate::tables::TextTable;
+use crate::{charts, Chart, ReportError, CURVE_METRICS};
 
 pub const MARKDOWN_FILE: &str = "compare.md";
 pub const HTML_FILE: &str = "compare.html";
@@ -330,45 +331,20 @@ pub fn write_compare(
     let notes = notes();
     let warning = "A run used synthetic weights: its scores are meaningless.";
 
-    let mut md = format!("# {title}\n\n");
+    let mut doc = Document::new(&title, &title);
     if synthetic {
-        md.push_str(&format!("> **Warning: {warning}**\n\n"));
+        doc.warning(&format!("Warning: {warning}"), "");
     }
-    md.push_str(&format!("{notes}\n\n"));
-    for t in &tables[..2] {
-        md.push_str(&format!("{}\n", t.markdown()));
-    }
-    md.push_str("## Paired differences\n\n");
-    md.push_str(&tables[2..].iter().map(TextTable::markdown).collect::<Vec<_>>().join("\n"));
-    md.push_str("\n## Curves\n\n");
-    for c in &charts {
-        md.push_str(&format!("![{}](plots/{})\n\n", c.title, c.file));
-    }
+    doc.paragraph(&notes);
+    doc.tables(&tables[..2]);
+    doc.heading("Paired differences");
+    doc.tables(&tables[2..]);
+    doc.heading("Curves");
+    doc.charts(&charts);
+    let (md, html) = doc.finish();
     let md_path = dir.join(MARKDOWN_FILE);
     std::fs::write(&md_path, &md).map_err(|e| io(&md_path, e))?;
 
-    let mut html = String::from(
-        "<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\">\n<style>body{font-family:sans-serif;max-width:1000px;margin:auto}\
-         table{border-collapse:collapse;margin:8px 0}td,th{border:1px solid #bbb;padding:2px 6px;font-size:13px}\
-         .warn{background:#fdd;border:2px solid #c00;padding:8px;font-weight:bold}</style>\n",
-    );
-    html.push_str(&format!("<title>{}</title></head><body>\n<h1>{}</h1>\n", escape(&title), escape(&title)));
-    if synthetic {
-        html.push_str(&format!("<p class=\"warn\">Warning: {warning}</p>\n"));
-    }
-    html.push_str(&format!("<p>{}</p>\n", escape(&notes)));
-    for t in &tables[..2] {
-        html.push_str(&t.html());
-    }
-    html.push_str("<h2>Paired differences</h2>\n");
-    for t in &tables[2..] {
-        html.push_str(&t.html());
-    }
-    html.push_str("<h2>Curves</h2>\n");
-    for c in &charts {
-        html.push_str(&format!("<figure>{}</figure>\n", strip_xml_prolog(&c.svg)));
-    }
-    html.push_str("</body></html>\n");
     let html_path = dir.join(HTML_FILE);
     std::fs::write(&html_path, &html).map_err(|e| io(&html_path, e))?;
     Ok((CompareFiles { dir: dir.to_path_buf(), markdown: md_path, html: html_path, csv, json, plots }, comparison))

@@ -1,7 +1,7 @@
 //! The one Markdown and HTML path of every report: a report is a [`Document`], a sequence of blocks
 //! (title, warnings, facts, paragraphs, headings, charts, tables), each written to `report.md` and to a
-//! self-contained `report.html` (SVGs inlined) at once. The sweep, score, comparison-free decay and
-//! unfinished-run reports differ only in the blocks they add.
+//! self-contained `report.html` (SVGs inlined) at once. The reports of sweeps, score runs, decay runs
+//! (finished or not) and comparisons differ only in the blocks they add.
 
 use crate::tables::{escape, TextTable};
 use crate::Chart;
@@ -30,10 +30,11 @@ impl Document {
         Document { md: format!("# {title}\n\n"), html }
     }
 
-    /// A warning box: `lead` in bold, then `text`.
+    /// A warning box: `lead` in bold, then `text` (may be empty).
     pub fn warning(&mut self, lead: &str, text: &str) {
-        self.md.push_str(&format!("> **{lead}** {text}\n\n"));
-        self.html.push_str(&format!("<p class=\"warn\">{} {}</p>\n", escape(lead), escape(text)));
+        let sep = if text.is_empty() { "" } else { " " };
+        self.md.push_str(&format!("> **{lead}**{sep}{text}\n\n"));
+        self.html.push_str(&format!("<p class=\"warn\">{}{sep}{}</p>\n", escape(lead), escape(text)));
     }
 
     /// A list of `key: value` facts.
