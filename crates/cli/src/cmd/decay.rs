@@ -215,7 +215,7 @@ fn dry_run(
         "decay --dry-run",
         "rounds",
         (cfg.rounds * cfg.schedules.len()) as u64,
-        "{msg:>32} [{bar:40}] {pos}/{len} {elapsed}",
+        "{msg:>32} [{bar:40}] {pos}/{len} {elapsed} ETA {eta}",
     );
     let t = Instant::now();
     decay::run_journaled(
@@ -381,7 +381,7 @@ pub fn run(args: Args, out: &Output) -> anyhow::Result<()> {
         "decay",
         "rounds",
         (cfg.rounds * cfg.schedules.len()) as u64,
-        "{msg:>32} [{bar:40}] {pos}/{len} {elapsed}",
+        "{msg:>32} [{bar:40}] {pos}/{len} {elapsed} ETA {eta}",
     );
     let mut fresh = 0usize;
     let requested = interrupt.clone();

@@ -163,7 +163,7 @@ pub fn run(args: Args, out: &Output) -> anyhow::Result<()> {
             "score",
             "rows",
             input.rows.len() as u64,
-            "{spinner} [{elapsed_precise}] {wide_bar} {pos}/{len} rows",
+            "{spinner} [{elapsed_precise}] {wide_bar} {pos}/{len} rows ETA {eta}",
         ),
         interrupt: interrupt.clone(),
         interrupt_after: args.interrupt_after,
