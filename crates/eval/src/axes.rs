@@ -331,6 +331,25 @@ impl Facet {
     }
 }
 
+/// Whether a row's page has the default setting, or one the toolkit does not know (pages made
+/// elsewhere: empty font family, line height 0).
+pub fn plain_setting(r: &crate::schema::SampleRow) -> bool {
+    (r.degradation.is_empty() || r.degradation == NO_DEGRADATION)
+        && (r.font_family.is_empty() || r.font_family == FontFamily::default().name())
+        && (r.line_height == 0.0 || r.line_height == DEFAULT_LINE_HEIGHT)
+}
+
+/// The part of a statistics seed key that names a row's setting: empty for a plain setting (so a run
+/// without axes keeps the seeds, and the statistics, it had before they existed), else
+/// `/<degradation>/<font_family>/<line_height>`.
+pub fn seed_key(r: &crate::schema::SampleRow) -> String {
+    if plain_setting(r) {
+        String::new()
+    } else {
+        format!("/{}/{}/{}", r.degradation, r.font_family, r.line_height)
+    }
+}
+
 /// The facet of a sample row.
 pub fn facet_of_sample(r: &crate::schema::SampleRow) -> Facet {
     Facet {

@@ -12,9 +12,8 @@
 //! (which no sweep or score run writes) is ambiguous and never paired.
 //!
 //! **Differences.** For each pair in which both samples have status `ok`, the difference
-//! other − baseline of each metric of [`METRICS`] is taken; per cell (corpus, mode, target ratio; runs
-//! with several page settings pool them in a cell) and
-//! pooled over the ratios of each corpus × mode, the mean difference gets the percentile bootstrap CI
+//! other − baseline of each metric of [`METRICS`] is taken; per cell (corpus, mode, page setting,
+//! target ratio) and pooled over the ratios of each corpus × mode × page setting, the mean difference gets the percentile bootstrap CI
 //! of [`crate::stats::cell_stats`] (no CI below [`crate::stats::MIN_N_FOR_CI`] pairs), seeded from the
 //! comparison seed and the cell key. Because both runs read the same pages, the page-to-page
 //! variation of difficulty cancels: the paired CI is much narrower than the two runs' own CIs suggest.
@@ -24,6 +23,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+use crate::axes::facet_of_sample;
 use crate::metrics::METRICS;
 use crate::results::{self, Manifest, ResultsError, PREDICTIONS_FILE, SAMPLES_FILE};
 use crate::rng::SplitMix64;
@@ -325,16 +325,20 @@ pub fn compare(runs: &[RunTables], seed: u64) -> Result<Comparison, CompareError
     Ok(Comparison { pairings, rows })
 }
 
-/// Rows of one pairing: per corpus × mode (first appearance in the baseline), each ratio's cell in
+/// Rows of one pairing: per corpus × mode × page setting (first appearance in the baseline), each ratio's cell in
 /// ascending order and then the pooled row (`target_ratio` null); per cell every metric of [`METRICS`].
 fn paired_rows(baseline: &RunTables, other: &RunTables, p: &Pairing, seed: u64, comparison: usize) -> Vec<PairedRow> {
     let pairs: Vec<(&SampleRow, &SampleRow)> =
         p.pairs.iter().map(|&(i, j)| (&baseline.samples[i], &other.samples[j])).collect();
-    let groups = set_of(pairs.iter().map(|(a, _)| (a.corpus.clone(), a.mode.clone())));
+    let groups = set_of(pairs.iter().map(|(a, _)| (a.corpus.clone(), a.mode.clone(), facet_of_sample(a))));
     let mut out = Vec::new();
-    for (corpus, mode) in &groups {
-        let in_group: Vec<&(&SampleRow, &SampleRow)> =
-            pairs.iter().filter(|(a, _)| &a.corpus == corpus && &a.mode == mode).collect();
+    for (corpus, mode, facet) in &groups {
+        let in_group: Vec<&(&SampleRow, &SampleRow)> = pairs
+            .iter()
+            .filter(|(a, _)| &a.corpus == corpus && &a.mode == mode && facet_of_sample(a) == *facet)
+            .collect();
+        let first = in_group[0].0;
+        let setting = crate::axes::seed_key(first);
         let mut ratios = set_of(in_group.iter().map(|(a, _)| a.target_ratio));
         ratios.sort_by(f64::total_cmp);
         let scopes = ratios.iter().map(|&r| Some(r)).chain(std::iter::once(None));
@@ -348,7 +352,7 @@ fn paired_rows(baseline: &RunTables, other: &RunTables, p: &Pairing, seed: u64, 
                     .filter_map(|(a, b)| Some((sample_metric(a, metric)?, sample_metric(b, metric)?)))
                     .collect();
                 let diffs: Vec<f64> = values.iter().map(|(x, y)| y - x).collect();
-                let key = format!("compare/{comparison}/{corpus}/{mode}/{scope}/{metric}");
+                let key = format!("compare/{comparison}/{corpus}/{mode}{setting}/{scope}/{metric}");
                 let st = cell_stats(&diffs, SplitMix64::stream(seed, &key).next_u64());
                 let mean = |f: fn(&(f64, f64)) -> f64| crate::stats::mean(&values.iter().map(f).collect::<Vec<_>>());
                 out.push(PairedRow {
@@ -356,6 +360,9 @@ fn paired_rows(baseline: &RunTables, other: &RunTables, p: &Pairing, seed: u64, 
                     other: p.other.clone(),
                     corpus: corpus.clone(),
                     mode: mode.clone(),
+                    degradation: first.degradation.clone(),
+                    font_family: first.font_family.clone(),
+                    line_height: first.line_height,
                     target_ratio: ratio,
                     metric: metric.to_string(),
                     n_pairs: st.n as u32,
@@ -452,6 +459,43 @@ mod tests {
         assert!((all.mean_diff - 0.1).abs() < 1e-12);
         assert_eq!(all.ci_method, CI_METHOD);
         assert!(all.ci_low <= all.mean_diff && all.mean_diff <= all.ci_high);
+    }
+
+    /// `run` with every page read a second time blurred (scores `blurred`, in page order).
+    fn with_blur(mut r: RunTables, blurred: &[f64]) -> RunTables {
+        let n = r.samples.len();
+        for k in 0..n {
+            let mut s = r.samples[k].clone();
+            s.sample_index += n as u64;
+            s.degradation = "blur:2".into();
+            s.blur_sigma = 2.0;
+            s.char_precision = blurred[k];
+            let mut p = r.predictions[k].clone();
+            p.sample_index = s.sample_index;
+            r.samples.push(s);
+            r.predictions.push(p);
+        }
+        r
+    }
+
+    #[test]
+    fn pages_of_each_setting_are_paired_and_summarised_apart() {
+        let a = with_blur(run("A", &[("tiny", 10.0, &[0.9, 0.8, 0.7])], &same), &[0.5, 0.5, 0.5]);
+        let b = with_blur(run("B", &[("tiny", 10.0, &[0.9, 0.8, 0.7])], &same), &[0.8, 0.8, 0.8]);
+        let c = compare(&[a, b], 0).unwrap();
+        let p = &c.pairings[0];
+        assert_eq!((p.n_paired, p.n_ambiguous), (6, 0), "the same page clean and blurred is two pages");
+        let row = |degradation: &str| {
+            c.rows
+                .iter()
+                .find(|r| r.metric == "char_precision" && r.target_ratio.is_none() && r.degradation == degradation)
+                .unwrap()
+                .clone()
+        };
+        let (clean, blurred) = (row(""), row("blur:2"));
+        assert_eq!((clean.n_pairs, blurred.n_pairs), (3, 3));
+        assert!(clean.mean_diff.abs() < 1e-12, "{clean:?}");
+        assert!((blurred.mean_diff - 0.3).abs() < 1e-12, "{blurred:?}");
     }
 
     #[test]

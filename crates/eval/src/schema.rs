@@ -414,7 +414,13 @@ table! {
         pub corpus: String,
         /// Mode name.
         pub mode: String,
-        /// Requested compression ratio; null = every ratio of the corpus and mode pooled.
+        /// Degradation level of the pages (`none` = clean; occ_eval::axes).
+        pub degradation: String = absent_degradation(),
+        /// Font family of the pages (empty when the toolkit did not draw them).
+        pub font_family: String = absent_font_family(),
+        /// Line height of the pages (0 when the toolkit did not draw them).
+        pub line_height: f64 = absent_line_height(),
+        /// Requested compression ratio; null = every ratio of the corpus, mode and page setting pooled.
         pub target_ratio: Option<f64>,
         /// Metric column of samples.parquet (exact_match as 0/1).
         pub metric: String,

@@ -63,13 +63,8 @@ pub fn summarize(rows: &[SampleRow], seed: u64) -> Vec<SummaryRow> {
     for members in &cells {
         let first = members[0];
         let (corpus, mode, ratio) = (&first.corpus, &first.mode, first.target_ratio);
-        // The setting joins the bootstrap key only off the defaults, so a run without axes keeps the
-        // statistics it had before they existed.
-        let setting = if plain_setting(first) {
-            String::new()
-        } else {
-            format!("/{}/{}/{}", first.degradation, first.font_family, first.line_height)
-        };
+        // The setting joins the bootstrap key only off the defaults (crate::axes::seed_key).
+        let setting = crate::axes::seed_key(first);
         let ok: Vec<&&SampleRow> = members.iter().filter(|r| r.status == "ok").collect();
         let n_failed = (members.len() - ok.len()) as u32;
         let mean_ratio =
@@ -98,12 +93,4 @@ pub fn summarize(rows: &[SampleRow], seed: u64) -> Vec<SummaryRow> {
         }
     }
     out
-}
-
-/// Whether a row's page has the default setting, or one the toolkit does not know (pages made
-/// elsewhere: empty font family, line height 0).
-fn plain_setting(r: &SampleRow) -> bool {
-    (r.degradation.is_empty() || r.degradation == crate::schema::absent_degradation())
-        && (r.font_family.is_empty() || r.font_family == crate::schema::absent_font_family())
-        && (r.line_height == 0.0 || r.line_height == crate::schema::absent_line_height())
 }

@@ -109,13 +109,17 @@ pub fn create_dir(out_root: &Path, name: &str) -> Result<PathBuf, ReportError> {
     })
 }
 
+/// Each run's label and summary rows.
+type Series = Vec<(String, Vec<SummaryRow>)>;
+
 /// Each run's summary, recomputed from its samples with its own seed (as its `summary.csv`).
-fn summaries(runs: &[RunTables]) -> Vec<(String, Vec<SummaryRow>)> {
+fn summaries(runs: &[RunTables]) -> Series {
     runs.iter().map(|r| (r.label.clone(), occ_eval::summary::summarize(&r.samples, r.manifest.spec.seed))).collect()
 }
 
 /// One chart per corpus × mode × metric of [`CURVE_METRICS`] (corpus and mode in the baseline's order,
-/// then those only other runs have).
+/// then those only other runs have); runs with several page settings (`occ_eval::axes`) get one per
+/// setting too (`<corpus>_<mode>_<metric>_<setting>.svg`).
 pub fn curves(runs: &[RunTables]) -> Result<Vec<Chart>, ReportError> {
     let series = summaries(runs);
     let mut groups: Vec<(String, String)> = Vec::new();
@@ -127,14 +131,44 @@ pub fn curves(runs: &[RunTables]) -> Result<Vec<Chart>, ReportError> {
             }
         }
     }
+    let (facets, varied) =
+        occ_eval::axes::facets(series.iter().flat_map(|(_, rows)| rows.iter().map(occ_eval::axes::facet_of_summary)));
+    // Without axes one chart per group; with them, one per group and setting, each over that
+    // setting's rows of every run.
+    let scopes: Vec<(Option<&occ_eval::axes::Facet>, Series)> = if varied.is_empty() {
+        vec![(None, series.clone())]
+    } else {
+        facets
+            .iter()
+            .map(|f| {
+                let of_facet = series
+                    .iter()
+                    .map(|(label, rows)| {
+                        let mine = rows.iter().filter(|r| occ_eval::axes::facet_of_summary(r) == *f).cloned().collect();
+                        (label.clone(), mine)
+                    })
+                    .collect();
+                (Some(f), of_facet)
+            })
+            .collect()
+    };
     let mut out = Vec::new();
     for (corpus, mode) in &groups {
-        for metric in CURVE_METRICS {
-            let title = format!("{corpus}, {mode}: {metric} per run (mean, bootstrap 95% CI where n ≥ {MIN_N_FOR_CI})");
-            let svg = charts::runs_curve_svg(&series, corpus, mode, metric, &title)
-                .map_err(|message| ReportError::Chart { name: format!("{corpus}_{mode}_{metric}"), message })?;
-            let file = format!("{corpus}_{mode}_{metric}.svg").replace([':', '/'], "_");
-            out.push(Chart { file, title, svg });
+        for (facet, rows) in &scopes {
+            let (name, slug) = match facet {
+                Some(f) => (format!(", {}", f.title(&varied)), format!("_{}", f.slug(&varied))),
+                None => (String::new(), String::new()),
+            };
+            for metric in CURVE_METRICS {
+                let title = format!(
+                    "{corpus}, {mode}{name}: {metric} per run (mean, bootstrap 95% CI where n ≥ {MIN_N_FOR_CI})"
+                );
+                let svg = charts::runs_curve_svg(rows, corpus, mode, metric, &title).map_err(|message| {
+                    ReportError::Chart { name: format!("{corpus}_{mode}_{metric}{slug}"), message }
+                })?;
+                let file = format!("{corpus}_{mode}_{metric}{slug}.svg").replace([':', '/'], "_");
+                out.push(Chart { file, title, svg });
+            }
         }
     }
     Ok(out)
@@ -221,6 +255,11 @@ pub fn pairing_table(pairings: &[Pairing]) -> TextTable {
 /// One table per comparison, corpus and metric of [`TABLE_METRICS`]: a row per mode × ratio and per
 /// mode over all ratios.
 pub fn difference_tables(rows: &[PairedRow]) -> Vec<TextTable> {
+    let setting = |r: &PairedRow| {
+        let parts = [r.degradation.clone(), r.font_family.clone(), format!("lh{}", r.line_height)];
+        parts.join(" · ")
+    };
+    let with_setting = rows.iter().any(|r| setting(r) != setting(&rows[0]));
     let mut keys: Vec<(String, String, String)> = Vec::new();
     for r in rows {
         let k = (r.baseline.clone(), r.other.clone(), r.corpus.clone());
@@ -235,8 +274,9 @@ pub fn difference_tables(rows: &[PairedRow]) -> Vec<TextTable> {
                 .iter()
                 .filter(|r| &r.baseline == baseline && &r.other == other && &r.corpus == corpus && r.metric == metric)
                 .map(|r| {
+                    let mode = if with_setting { format!("{} · {}", r.mode, setting(r)) } else { r.mode.clone() };
                     vec![
-                        r.mode.clone(),
+                        mode,
                         r.target_ratio.map_or_else(|| "all".to_string(), |x| x.to_string()),
                         r.n_pairs.to_string(),
                         format!("{:.1}", 100.0 * r.mean_baseline),
@@ -270,8 +310,8 @@ pub fn difference_tables(rows: &[PairedRow]) -> Vec<TextTable> {
 
 fn notes() -> String {
     format!(
-        "Samples are paired when both runs read the same page: the same corpus, passage, mode and target ratio, \
-         and an identical page (the same ground truth text, page size and font size). Samples whose key matches \
+        "Samples are paired when both runs read the same page: the same corpus, passage, mode, target ratio and \
+         page setting (degradation, font, line height), and an identical page (the same ground truth text, page size and font size). Samples whose key matches \
          but whose page differs (another seed, passage limits, corpus version or renderer) and samples one run \
          lacks are counted above and left out. A pair enters the differences when both samples have status ok. \
          Differences are other − baseline in percentage points (positive: the other run scores higher), per \
