@@ -464,12 +464,12 @@ mod tests {
     /// `run` with every page read a second time blurred (scores `blurred`, in page order).
     fn with_blur(mut r: RunTables, blurred: &[f64]) -> RunTables {
         let n = r.samples.len();
-        for k in 0..n {
+        for (k, &score) in blurred.iter().enumerate().take(n) {
             let mut s = r.samples[k].clone();
             s.sample_index += n as u64;
             s.degradation = "blur:2".into();
             s.blur_sigma = 2.0;
-            s.char_precision = blurred[k];
+            s.char_precision = score;
             let mut p = r.predictions[k].clone();
             p.sample_index = s.sample_index;
             r.samples.push(s);
