@@ -230,3 +230,41 @@ fn full_report_is_self_contained_and_flags_synthetic_weights() {
     assert!(!std::fs::read_to_string(&files.html).unwrap().contains(occ_report::SYNTHETIC_WARNING));
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+/// A run folder as the toolkit wrote it before the robustness axes and the one manifest shape:
+/// `samples.parquet` without the page-setting columns and a version-1 manifest (no `kind`).
+fn make_old(dir: &Path) {
+    let path = dir.join(results::SAMPLES_FILE);
+    let mut old = occ_eval::schema::read_parquet(&path).unwrap().drop_many([
+        "degradation",
+        "blur_sigma",
+        "jpeg_quality",
+        "noise_sigma",
+        "downscale",
+        "font_family",
+        "line_height",
+    ]);
+    occ_eval::schema::write_parquet(&mut old, &path).unwrap();
+    let mpath = dir.join(results::MANIFEST_FILE);
+    let mut m: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&mpath).unwrap()).unwrap();
+    m.as_object_mut().unwrap().remove("kind");
+    m["manifest_version"] = 1.into();
+    std::fs::write(&mpath, serde_json::to_string_pretty(&m).unwrap()).unwrap();
+}
+
+#[test]
+fn a_run_written_before_the_axes_and_the_one_manifest_shape_reports_as_it_did() {
+    let dir = std::env::temp_dir().join(format!("occ-report-old-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    write_run(&dir, false);
+    let now = occ_report::write_report(&dir).unwrap();
+    let (md, html) = (std::fs::read_to_string(&now.markdown).unwrap(), std::fs::read_to_string(&now.html).unwrap());
+    make_old(&dir);
+    let input = occ_report::ReportInput::load(&dir).unwrap();
+    assert!(input.samples.iter().all(|s| s.degradation == "none" && s.font_family == "dejavu-sans"));
+    assert_eq!(input.manifest.manifest_version, results::MANIFEST_VERSION, "read through the migration");
+    let then = occ_report::write_report(&dir).unwrap();
+    assert_eq!(std::fs::read_to_string(&then.markdown).unwrap(), md);
+    assert_eq!(std::fs::read_to_string(&then.html).unwrap(), html);
+    std::fs::remove_dir_all(&dir).unwrap();
+}
