@@ -139,8 +139,9 @@ pub struct ModelArgs {
     /// Seed of the synthetic weights.
     #[arg(long, default_value_t = 0)]
     pub weights_seed: u64,
-    /// Shorthand for `--synthetic-weights tiny`.
-    #[arg(long)]
+    /// Shorthand for `--synthetic-weights tiny`, kept for scripts but not listed in `--help`, where
+    /// it read like `--mode tiny`.
+    #[arg(long, hide = true)]
     pub tiny: bool,
     /// Pass order of the image resizes of preprocessing: pillow12 (the order the released
     /// DeepSeek-OCR weights were trained with) or pillow13 (to match a reference run under

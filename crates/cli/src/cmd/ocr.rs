@@ -63,7 +63,7 @@ pub struct Args {
     /// tesseract: language of the pages (en or zh).
     #[arg(long, default_value = "en")]
     pub lang: Lang,
-    /// tesseract: parallel processes (default: available CPU threads).
+    /// tesseract: pages read in parallel, one process each [default: available CPU threads].
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
     pub threads: Option<u32>,
     /// Resolution mode: tiny, small, base, large, gundam or custom:<base>x<image>[:crop].

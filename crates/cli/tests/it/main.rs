@@ -3,7 +3,9 @@
 mod compare;
 mod decay;
 mod golden;
+mod help;
 mod inspect;
+mod messages;
 mod ocr;
 mod reliability;
 mod render;
