@@ -12,6 +12,46 @@ use crate::paper::{points_for_mode, PAPER_METRICS};
 /// Chart size in pixels.
 pub const SIZE: (u32, u32) = (900, 560);
 
+/// The frame of every chart of the reports: a white page of `size` px with the caption, the axes
+/// over `x` and `y` with their descriptions and mesh, and the legend at `legend`.
+struct Frame<'t> {
+    size: (u32, u32),
+    title: &'t str,
+    y_label_px: u32,
+    x: std::ops::Range<f64>,
+    y: std::ops::Range<f64>,
+    x_desc: &'t str,
+    y_desc: &'t str,
+    legend: SeriesLabelPosition,
+}
+
+/// Draws a chart: its [`Frame`], then what `series` draws into it, then the legend.
+fn draw(f: Frame<'_>, series: impl FnOnce(&mut Chart2d<'_, '_>) -> Result<(), String>) -> Result<String, String> {
+    let mut svg = String::new();
+    {
+        let root = SVGBackend::with_string(&mut svg, f.size).into_drawing_area();
+        root.fill(&WHITE).map_err(err)?;
+        let mut chart = ChartBuilder::on(&root)
+            .caption(f.title, ("sans-serif", 20))
+            .margin(12)
+            .x_label_area_size(40)
+            .y_label_area_size(f.y_label_px)
+            .build_cartesian_2d(f.x, f.y)
+            .map_err(err)?;
+        chart.configure_mesh().x_desc(f.x_desc).y_desc(f.y_desc).draw().map_err(err)?;
+        series(&mut chart)?;
+        chart
+            .configure_series_labels()
+            .position(f.legend)
+            .background_style(WHITE.mix(0.85))
+            .border_style(BLACK)
+            .draw()
+            .map_err(err)?;
+        root.present().map_err(err)?;
+    }
+    Ok(svg)
+}
+
 /// Colour of a mode (stable across charts).
 pub fn mode_color(mode: &str) -> RGBColor {
     match mode {
@@ -117,29 +157,23 @@ pub fn curve_svg(
     };
     let (x0, x1) =
         x_range(rows.iter().map(|r| r.target_ratio).chain(paper.iter().flat_map(|(_, p)| p.iter().map(|q| q.0))));
-    let mut svg = String::new();
-    {
-        let root = SVGBackend::with_string(&mut svg, SIZE).into_drawing_area();
-        root.fill(&WHITE).map_err(err)?;
-        let mut chart = ChartBuilder::on(&root)
-            .caption(title, ("sans-serif", 20))
-            .margin(12)
-            .x_label_area_size(40)
-            .y_label_area_size(50)
-            .build_cartesian_2d(x0..x1, 0f64..1.02f64)
-            .map_err(err)?;
-        chart
-            .configure_mesh()
-            .x_desc("compression ratio (text tokens / nominal vision tokens)")
-            .y_desc(metric)
-            .draw()
-            .map_err(err)?;
+    let frame = Frame {
+        size: SIZE,
+        title,
+        y_label_px: 50,
+        x: x0..x1,
+        y: 0f64..1.02f64,
+        x_desc: "compression ratio (text tokens / nominal vision tokens)",
+        y_desc: metric,
+        legend: SeriesLabelPosition::LowerLeft,
+    };
+    draw(frame, |chart| {
         for mode in &modes {
             let mut pts: Vec<&SummaryRow> = rows.iter().copied().filter(|r| &r.mode == mode).collect();
             pts.sort_by(|a, b| a.target_ratio.total_cmp(&b.target_ratio));
-            draw_curve(&mut chart, &pts, mode_color(mode), mode)?;
+            draw_curve(chart, &pts, mode_color(mode), mode)?;
         }
-        draw_truncation(&mut chart, &trunc)?;
+        draw_truncation(chart, &trunc)?;
         for (mode, pts) in &paper {
             let color = mode_color(mode);
             chart
@@ -148,16 +182,8 @@ pub fn curve_svg(
                 .label(format!("paper Table 2, {mode}"))
                 .legend(move |(x, y)| TriangleMarker::new((x + 10, y), 6, color.filled()));
         }
-        chart
-            .configure_series_labels()
-            .position(SeriesLabelPosition::LowerLeft)
-            .background_style(WHITE.mix(0.85))
-            .border_style(BLACK)
-            .draw()
-            .map_err(err)?;
-        root.present().map_err(err)?;
-    }
-    Ok(svg)
+        Ok(())
+    })
 }
 
 /// One point per page: `metric` against the page's actual nominal ratio, coloured by mode.
@@ -174,18 +200,17 @@ pub fn scatter_svg(samples: &[SampleRow], corpus: &str, metric: &str, title: &st
             modes.push(r.mode.clone());
         }
     }
-    let mut svg = String::new();
-    {
-        let root = SVGBackend::with_string(&mut svg, SIZE).into_drawing_area();
-        root.fill(&WHITE).map_err(err)?;
-        let mut chart = ChartBuilder::on(&root)
-            .caption(title, ("sans-serif", 20))
-            .margin(12)
-            .x_label_area_size(40)
-            .y_label_area_size(50)
-            .build_cartesian_2d(x0..x1, 0f64..1.02f64)
-            .map_err(err)?;
-        chart.configure_mesh().x_desc("ratio_nominal (per page)").y_desc(metric).draw().map_err(err)?;
+    let frame = Frame {
+        size: SIZE,
+        title,
+        y_label_px: 50,
+        x: x0..x1,
+        y: 0f64..1.02f64,
+        x_desc: "ratio_nominal (per page)",
+        y_desc: metric,
+        legend: SeriesLabelPosition::LowerLeft,
+    };
+    draw(frame, |chart| {
         for mode in &modes {
             let color = mode_color(mode);
             chart
@@ -198,16 +223,8 @@ pub fn scatter_svg(samples: &[SampleRow], corpus: &str, metric: &str, title: &st
                 .label(mode.as_str())
                 .legend(move |(x, y)| Circle::new((x + 10, y), 3, color.filled()));
         }
-        chart
-            .configure_series_labels()
-            .position(SeriesLabelPosition::LowerLeft)
-            .background_style(WHITE.mix(0.85))
-            .border_style(BLACK)
-            .draw()
-            .map_err(err)?;
-        root.present().map_err(err)?;
-    }
-    Ok(svg)
+        Ok(())
+    })
 }
 
 /// Whether a sample has a known font size (sweeps fit one; scored predictions and the blank test
@@ -231,18 +248,17 @@ pub fn font_svg(samples: &[SampleRow], corpus: &str, metric: &str, title: &str) 
             modes.push(r.mode.clone());
         }
     }
-    let mut svg = String::new();
-    {
-        let root = SVGBackend::with_string(&mut svg, SIZE).into_drawing_area();
-        root.fill(&WHITE).map_err(err)?;
-        let mut chart = ChartBuilder::on(&root)
-            .caption(title, ("sans-serif", 20))
-            .margin(12)
-            .x_label_area_size(40)
-            .y_label_area_size(50)
-            .build_cartesian_2d(x0..x1, 0f64..1.02f64)
-            .map_err(err)?;
-        chart.configure_mesh().x_desc("font size (em, px)").y_desc(metric).draw().map_err(err)?;
+    let frame = Frame {
+        size: SIZE,
+        title,
+        y_label_px: 50,
+        x: x0..x1,
+        y: 0f64..1.02f64,
+        x_desc: "font size (em, px)",
+        y_desc: metric,
+        legend: SeriesLabelPosition::LowerRight,
+    };
+    draw(frame, |chart| {
         for mode in &modes {
             let color = mode_color(mode);
             let mine: Vec<&(&SampleRow, f64)> = pts.iter().filter(|(r, _)| &r.mode == mode).collect();
@@ -269,16 +285,8 @@ pub fn font_svg(samples: &[SampleRow], corpus: &str, metric: &str, title: &str) 
                 .collect();
             chart.draw_series(LineSeries::new(line, color.stroke_width(2))).map_err(err)?;
         }
-        chart
-            .configure_series_labels()
-            .position(SeriesLabelPosition::LowerRight)
-            .background_style(WHITE.mix(0.85))
-            .border_style(BLACK)
-            .draw()
-            .map_err(err)?;
-        root.present().map_err(err)?;
-    }
-    Ok(svg)
+        Ok(())
+    })
 }
 
 /// Colour of the i-th run of a comparison (Tableau 10, then repeating).
@@ -323,39 +331,25 @@ pub fn runs_curve_svg(
         .map(|(_, rows)| rows.iter().filter(|r| drawable(r) && r.metric == trunc_metric).collect())
         .unwrap_or_default();
     let (x0, x1) = x_range(curves.iter().flat_map(|(_, pts)| pts.iter().map(|r| r.target_ratio)));
-    let mut svg = String::new();
-    {
-        let root = SVGBackend::with_string(&mut svg, SIZE).into_drawing_area();
-        root.fill(&WHITE).map_err(err)?;
-        let mut chart = ChartBuilder::on(&root)
-            .caption(title, ("sans-serif", 20))
-            .margin(12)
-            .x_label_area_size(40)
-            .y_label_area_size(50)
-            .build_cartesian_2d(x0..x1, 0f64..1.02f64)
-            .map_err(err)?;
-        chart
-            .configure_mesh()
-            .x_desc("compression ratio (text tokens / nominal vision tokens)")
-            .y_desc(metric)
-            .draw()
-            .map_err(err)?;
+    let frame = Frame {
+        size: SIZE,
+        title,
+        y_label_px: 50,
+        x: x0..x1,
+        y: 0f64..1.02f64,
+        x_desc: "compression ratio (text tokens / nominal vision tokens)",
+        y_desc: metric,
+        legend: SeriesLabelPosition::LowerLeft,
+    };
+    draw(frame, |chart| {
         for (i, (label, pts)) in curves.iter().enumerate() {
             if !pts.is_empty() {
-                draw_curve(&mut chart, pts, run_color(i), label)?;
+                draw_curve(chart, pts, run_color(i), label)?;
             }
         }
-        draw_truncation(&mut chart, &trunc)?;
-        chart
-            .configure_series_labels()
-            .position(SeriesLabelPosition::LowerLeft)
-            .background_style(WHITE.mix(0.85))
-            .border_style(BLACK)
-            .draw()
-            .map_err(err)?;
-        root.present().map_err(err)?;
-    }
-    Ok(svg)
+        draw_truncation(chart, &trunc)?;
+        Ok(())
+    })
 }
 
 /// Size of a [`LineChart`] in pixels.
@@ -407,18 +401,17 @@ pub fn line_svg(c: &LineChart) -> Result<String, String> {
     }
     let pad = ((x1 - x0) * 0.04).max(0.5);
     let y1 = y_max.unwrap_or(y1 * 1.08).max(1e-9);
-    let mut svg = String::new();
-    {
-        let root = SVGBackend::with_string(&mut svg, LINE_SIZE).into_drawing_area();
-        root.fill(&WHITE).map_err(err)?;
-        let mut chart = ChartBuilder::on(&root)
-            .caption(title, ("sans-serif", 20))
-            .margin(12)
-            .x_label_area_size(40)
-            .y_label_area_size(60)
-            .build_cartesian_2d((x0 - pad).max(0.0)..x1 + pad, 0f64..y1)
-            .map_err(err)?;
-        chart.configure_mesh().x_desc(x_desc).y_desc(y_desc).draw().map_err(err)?;
+    let frame = Frame {
+        size: LINE_SIZE,
+        title,
+        y_label_px: 60,
+        x: (x0 - pad).max(0.0)..x1 + pad,
+        y: 0f64..y1,
+        x_desc,
+        y_desc,
+        legend: SeriesLabelPosition::UpperRight,
+    };
+    draw(frame, |chart| {
         for (i, s) in series.iter().enumerate() {
             let c = if s.dashed { BLACK } else { line_color(i) };
             if s.markers_only {
@@ -440,14 +433,6 @@ pub fn line_svg(c: &LineChart) -> Result<String, String> {
                 chart.draw_series(s.points.iter().map(|&p| Circle::new(p, 2, c.filled()))).map_err(err)?;
             }
         }
-        chart
-            .configure_series_labels()
-            .position(SeriesLabelPosition::UpperRight)
-            .background_style(WHITE.mix(0.85))
-            .border_style(BLACK)
-            .draw()
-            .map_err(err)?;
-        root.present().map_err(err)?;
-    }
-    Ok(svg)
+        Ok(())
+    })
 }
