@@ -295,7 +295,8 @@ pub fn run(args: Args, out: &Output) -> anyhow::Result<()> {
                     out.warn(&format!("image {}: {e}; left out", path.display()));
                     unreadable += 1;
                 }
-                Err(e) => return Err(anyhow::Error::new(e).context(format!("reading image {}", path.display()))),
+                // The loader's error names the image and what failed (opening, reading, decoding).
+                Err(e) => return Err(anyhow::Error::new(e)),
             }
         }
         let images: Vec<(String, RgbImage)> =

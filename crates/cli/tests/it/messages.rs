@@ -193,6 +193,13 @@ fn errors_state_each_cause_once_and_json_errors_carry_the_whole_chain() {
     assert_eq!(causes.len(), 2, "{causes:?}");
     assert!(causes[0].starts_with("reading predictions ") && causes[1].contains("No such file"), "{causes:?}");
     assert!(e["message"].as_str().unwrap().contains("No such file"), "{e}");
+    // An image that cannot be opened is named once.
+    let png = out.join("absent.png");
+    let o = run(&["ocr", "--engine", "tesseract", "--image", png.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(1));
+    let err = stderr(&o);
+    let line = err.lines().find(|l| l.starts_with("error: ")).unwrap_or_else(|| panic!("{err}"));
+    assert_eq!(line.matches(png.to_str().unwrap()).count(), 1, "{line}");
     // A usage error (exit 2) is an `error` message too; --help is not an error.
     let o = run(&["--json", "sweep", "--pages", "many"]);
     assert_eq!(o.status.code(), Some(2));
