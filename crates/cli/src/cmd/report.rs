@@ -6,6 +6,7 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::Context;
+use occ_eval::manifest::{ManifestHead, RunKind};
 
 use crate::messages::ReportFiles;
 use crate::output::Output;
@@ -17,12 +18,11 @@ pub struct Args {
     pub run_dir: PathBuf,
 }
 
-/// Whether `dir` holds a decay run (`"kind": "decay"` in its manifest).
+/// Whether `dir` holds a decay run: the `kind` in the head of its manifest, of any version
+/// ([`ManifestHead::load`] migrates older shapes). A folder whose manifest is missing or unreadable
+/// goes to the sweep's report, which states what is missing or why the manifest cannot be read.
 fn is_decay(dir: &Path) -> bool {
-    std::fs::read_to_string(dir.join(occ_eval::results::MANIFEST_FILE))
-        .ok()
-        .and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok())
-        .is_some_and(|m| m["kind"] == "decay")
+    ManifestHead::load(dir).is_ok_and(|head| head.kind == RunKind::Decay)
 }
 
 pub fn run(args: Args, out: &Output) -> anyhow::Result<()> {
@@ -67,4 +67,28 @@ pub fn run(args: Args, out: &Output) -> anyhow::Result<()> {
     out.result(&files.html.display().to_string());
     out.info(&format!("{} and {} plots", files.markdown.display(), files.plots.len()));
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn fixture(name: &str) -> PathBuf {
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../eval/tests/fixtures/manifests").join(name)
+    }
+
+    #[test]
+    fn decay_folders_are_told_by_the_manifest_head_of_any_version() {
+        assert!(is_decay(&fixture("decay-v1")), "a first-version decay manifest (schema_version, engine, wall_s)");
+        assert!(!is_decay(&fixture("sweep-v1")), "a first-version sweep manifest (no kind)");
+        assert!(!is_decay(&fixture("no-such-run")), "no manifest: the sweep's report states what is missing");
+        let dir = std::env::temp_dir().join(format!("occ-cli-report-kind-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let current = occ_eval::decay::output::DecayState::load(&fixture("decay-v1")).unwrap();
+        occ_eval::decay::output::write_state(&dir, &current.config(), &current.meta, "running", 0).unwrap();
+        assert!(is_decay(&dir), "a current decay manifest");
+        std::fs::write(dir.join("manifest.json"), r#"{"kind": "decay"}"#).unwrap();
+        assert!(!is_decay(&dir), "a kind alone is not a manifest");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
 }
