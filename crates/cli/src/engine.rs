@@ -33,6 +33,9 @@ use occ_model::preprocess::ResizeOrder;
 use occ_model::synth::Recipe;
 
 pub use occ_eval::EngineKind;
+pub use openai::OpenAiArgs;
+
+mod openai;
 
 use crate::output::Output;
 
@@ -43,12 +46,13 @@ pub const HF_REPO: &str = "deepseek-ai/DeepSeek-OCR";
 pub const SHIPPED_MINI: &str = "models/occ-mini-s";
 
 /// Engines of `ocr`.
-pub const READERS: &[EngineKind] = &[EngineKind::DeepseekOcr, EngineKind::Mini, EngineKind::Tesseract];
+pub const READERS: &[EngineKind] =
+    &[EngineKind::DeepseekOcr, EngineKind::Mini, EngineKind::Tesseract, EngineKind::OpenAi];
 /// Engines of `bench` (the models).
 pub const MODELS: &[EngineKind] = &[EngineKind::DeepseekOcr, EngineKind::Mini];
 /// Engines of `sweep` and `decay`.
 pub const SWEEP_ENGINES: &[EngineKind] =
-    &[EngineKind::DeepseekOcr, EngineKind::Mini, EngineKind::Tesseract, EngineKind::FakePerfect];
+    &[EngineKind::DeepseekOcr, EngineKind::Mini, EngineKind::Tesseract, EngineKind::OpenAi, EngineKind::FakePerfect];
 
 /// The `--help` line of an engine.
 pub fn help(kind: EngineKind) -> &'static str {
@@ -62,6 +66,9 @@ pub fn help(kind: EngineKind) -> &'static str {
              any run's checkpoint or export)"
         }
         EngineKind::Tesseract => "Debian's Tesseract on the same pixels",
+        EngineKind::OpenAi => {
+            "Any OpenAI-compatible server (compress-bench serve, vLLM, SGLang, a hosted API): --endpoint URL --model NAME"
+        }
         EngineKind::FakePerfect => "Answers with each page's ground truth (tests of the machinery)",
         EngineKind::External => "Predictions made elsewhere (score only)",
     }
@@ -148,6 +155,8 @@ pub struct ModelArgs {
     /// Pillow >= 13) [default: pillow12].
     #[arg(long, value_name = "ORDER", value_parser = resize_order_parser())]
     pub resize_order: Option<ResizeOrder>,
+    #[command(flatten)]
+    pub openai: OpenAiArgs,
 }
 
 /// A clap value parser for `--resize-order` (the names of `occ_model::preprocess::ResizeOrder`).
@@ -412,6 +421,7 @@ pub fn build_engines(
             }
             Ok((Engines::PerLang(m), None))
         }
+        EngineKind::OpenAi => Ok((Engines::Shared(Box::new(model.openai.build()?)), None)),
         EngineKind::FakePerfect => {
             let (oracle, tap) = Oracle::perfect();
             Ok((Engines::Shared(Box::new(oracle)), Some(tap)))

@@ -30,11 +30,25 @@ pub fn host() -> String {
 }
 
 /// Flags of the model and engine (`engine::ModelArgs`) that take a value, kept in resume commands.
-pub const MODEL_VALUE_FLAGS: [&str; 6] =
-    ["--weights", "--device", "--dtype", "--synthetic-recipe", "--weights-seed", "--resize-order"];
+pub const MODEL_VALUE_FLAGS: [&str; 13] = [
+    "--weights",
+    "--device",
+    "--dtype",
+    "--synthetic-recipe",
+    "--weights-seed",
+    "--resize-order",
+    // the openai engine's (`engine::OpenAiArgs`)
+    "--endpoint",
+    "--model",
+    "--api-key-env",
+    "--prompt-template",
+    "--concurrency",
+    "--retries",
+    "--request-timeout",
+];
 /// Switches of the model (`engine::ModelArgs`) kept in resume commands (`--synthetic-weights` may
 /// take a value).
-pub const MODEL_SWITCHES: [&str; 3] = ["--offline", "--tiny", "--synthetic-weights"];
+pub const MODEL_SWITCHES: [&str; 4] = ["--offline", "--tiny", "--synthetic-weights", "--send-mode"];
 
 /// The command that continues the run in `dir`: this process's program, global flags and
 /// subcommand, then the flags of `argv` named in `keep_values` (with their values) and

@@ -7,7 +7,7 @@
 //! ratios = "5..25:5"               # "a..b" (step 1), "a..b:step", "10,12,20", or [10.0, 12.0]
 //! pages = 3                        # pages per cell (corpus × mode × ratio)
 //! seed = 0
-//! engine = "tesseract"             # deepseek-ocr, mini, tesseract or fake-perfect ([`EngineKind`])
+//! engine = "tesseract"             # deepseek-ocr, mini, tesseract, openai or fake-perfect ([`EngineKind`])
 //! max_new_tokens = 4096
 //! [ratios_by_mode]                 # optional per-mode override of `ratios`
 //! tiny = "10.5,11.8"
@@ -54,7 +54,7 @@ pub enum SpecError {
 }
 
 /// The readers of a run. Written in specs, manifests and on the command line by its name
-/// (`deepseek-ocr`, `mini`, `tesseract`, `fake-perfect`, `external`); the CLI builds the engine.
+/// (`deepseek-ocr`, `mini`, `tesseract`, `openai`, `fake-perfect`, `external`); the CLI builds the engine.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum EngineKind {
@@ -64,6 +64,10 @@ pub enum EngineKind {
     Mini,
     /// Debian's Tesseract on the same pixels ([`crate::tesseract`]).
     Tesseract,
+    /// Any server that speaks OpenAI's chat completions, over HTTP (the CLI builds it from its
+    /// endpoint flags; the manifest names the endpoint and the model).
+    #[serde(rename = "openai")]
+    OpenAi,
     /// Answers with each page's ground truth ([`crate::oracle`]; tests of the machinery).
     FakePerfect,
     /// Predictions made elsewhere and scored by [`crate::score`]: no page is read here (the
@@ -73,15 +77,16 @@ pub enum EngineKind {
 
 /// A name that is not an [`EngineKind`].
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("unknown engine {0:?}: expected deepseek-ocr, mini, tesseract, fake-perfect or external")]
+#[error("unknown engine {0:?}: expected deepseek-ocr, mini, tesseract, openai, fake-perfect or external")]
 pub struct UnknownEngine(pub String);
 
 impl EngineKind {
     /// Every engine, in the order of the documentation.
-    pub const ALL: [EngineKind; 5] = [
+    pub const ALL: [EngineKind; 6] = [
         EngineKind::DeepseekOcr,
         EngineKind::Mini,
         EngineKind::Tesseract,
+        EngineKind::OpenAi,
         EngineKind::FakePerfect,
         EngineKind::External,
     ];
@@ -92,6 +97,7 @@ impl EngineKind {
             EngineKind::DeepseekOcr => "deepseek-ocr",
             EngineKind::Mini => "mini",
             EngineKind::Tesseract => "tesseract",
+            EngineKind::OpenAi => "openai",
             EngineKind::FakePerfect => "fake-perfect",
             EngineKind::External => "external",
         }

@@ -6,7 +6,11 @@
 //! or refuses the run with `--strict`), only joined pages are read, and each page's reading becomes a
 //! line of `score`'s input (`occ_eval::predictions`), so `compress-bench score P.jsonl` scores the set
 //! (docs/SWEEPS.md, "Reading a document set"). Engines and weights: `crate::engine`.
+//!
+//! `--pdf FILE` reads a PDF's pages (`--pages`, rendered at `--dpi` by `occ_serve::pdf`), each page
+//! named `FILE#page=N` in the outputs. `--engine openai` reads through an OpenAI-compatible server.
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -20,6 +24,8 @@ use occ_eval::Lang;
 use occ_model::generate::GenerationConfig;
 use occ_model::grounding::GroundedBlock;
 use occ_model::pipeline::DeepseekOcr;
+use occ_serve::pdf::PageRange;
+use occ_serve::OpenAiEngine;
 
 use crate::engine::{self, EngineKind, Generation, ModelArgs, NgramArg, TesseractSettings};
 use crate::messages::{EngineLoaded, OcrPageRead, Predictions, StageTimes, TruthProblem};
@@ -43,11 +49,20 @@ pub enum PromptArg {
 #[derive(Debug, clap::Args)]
 pub struct Args {
     /// Page image(s); pages are read in batches of the engine's size.
-    #[arg(long, value_name = "FILE", required_unless_present = "images")]
+    #[arg(long, value_name = "FILE", required_unless_present_any = ["images", "pdf"])]
     pub image: Vec<PathBuf>,
     /// A folder of page images: its .png, .jpg and .jpeg files in file-name order (not its subfolders).
     #[arg(long, value_name = "DIR")]
     pub images: Option<PathBuf>,
+    /// A PDF document: its pages are rendered (pure Rust) and read one by one, named FILE#page=N.
+    #[arg(long, value_name = "FILE")]
+    pub pdf: Option<PathBuf>,
+    /// Pages of --pdf, counted from 1: N, N-M, N- or -M [default: every page].
+    #[arg(long, value_name = "RANGE", requires = "pdf")]
+    pub pages: Option<PageRange>,
+    /// Resolution the pages of --pdf are rendered at, in dots per inch.
+    #[arg(long, default_value_t = 144.0, value_name = "DPI")]
+    pub dpi: f32,
     /// Ground truth, JSON Lines of `image` (file name), `truth` and optional `id`, `group`,
     /// `text_tokens`, joined to the images by file name; only joined pages are read (docs/SWEEPS.md).
     #[arg(long, value_name = "FILE", requires = "predictions_out")]
@@ -108,10 +123,12 @@ pub fn peak_rss_bytes() -> Option<u64> {
     Some(kb * 1024)
 }
 
-/// A loaded reader: a model with its generation settings, or Tesseract.
+/// A loaded reader: a model with its generation settings, Tesseract, or an OpenAI-compatible server
+/// with the options of every request.
 enum Reader {
     Model { engine: Box<DeepseekOcr>, cfg: GenerationConfig },
     Tesseract(Tesseract),
+    Remote { engine: Box<OpenAiEngine>, options: OcrOptions },
 }
 
 /// What a reader gave for one page (the model's fields are `None` for Tesseract).
@@ -131,6 +148,15 @@ impl Reader {
             let engine = Box::new(engine::load_model(args.engine, &args.model, out)?);
             return Ok(Reader::Model { engine, cfg: generation(args).config() });
         }
+        if args.engine == EngineKind::OpenAi {
+            let options = OcrOptions {
+                max_new_tokens: args.max_new_tokens,
+                temperature: args.temperature,
+                seed: args.sample_seed,
+                ignore_eos: args.ignore_eos,
+            };
+            return Ok(Reader::Remote { engine: Box::new(args.model.openai.build()?), options });
+        }
         if args.engine != EngineKind::Tesseract {
             bail!("ocr reads with deepseek-ocr, mini or tesseract, not {}", args.engine);
         }
@@ -148,6 +174,7 @@ impl Reader {
         match self {
             Reader::Model { engine, .. } => OcrEngine::info(engine.as_ref()),
             Reader::Tesseract(t) => t.info(),
+            Reader::Remote { engine, .. } => engine.info(),
         }
     }
 
@@ -156,6 +183,7 @@ impl Reader {
         match self {
             Reader::Model { engine, .. } => engine.max_batch.max(1),
             Reader::Tesseract(t) => t.preferred_batch(),
+            Reader::Remote { engine, .. } => engine.preferred_batch(),
         }
     }
 
@@ -198,8 +226,45 @@ impl Reader {
                     })
                     .collect())
             }
+            Reader::Remote { engine, options } => {
+                let pages: Vec<OcrPage> =
+                    images.iter().map(|(id, image)| OcrPage { id: id.clone(), image: image.clone(), mode }).collect();
+                let results = engine.ocr(&pages, prompt, options)?;
+                Ok(results
+                    .into_iter()
+                    .map(|r| PageRead {
+                        blocks: occ_model::grounding::parse_grounding(&r.text),
+                        text: r.text,
+                        // the server's usage; token ids only from servers that send them (this toolkit's)
+                        stopped_at_eos: r.token_ids.as_ref().map(|_| !r.hit_max_tokens),
+                        token_ids: r.token_ids,
+                        n_prompt_tokens: r.n_prompt_tokens,
+                        vision_tokens: None,
+                        timings: r.timings,
+                    })
+                    .collect())
+            }
         }
     }
+}
+
+/// The pages of `--pdf` (those of `--pages`), rendered at `--dpi`, by the names `FILE#page=N`
+/// that are appended to `paths`.
+fn render_pdf(args: &Args, paths: &mut Vec<PathBuf>) -> anyhow::Result<HashMap<PathBuf, RgbImage>> {
+    /// Pixels of one rendered page at most (a letter page at 1,200 dpi is 135 M).
+    const MAX_PIXELS: u64 = 150_000_000;
+    let Some(pdf) = &args.pdf else { return Ok(HashMap::new()) };
+    let bytes = std::fs::read(pdf).with_context(|| format!("reading --pdf {}", pdf.display()))?;
+    let range = args.pages.unwrap_or(PageRange::ALL);
+    let images = occ_serve::pdf::rasterize(&bytes, range, args.dpi, MAX_PIXELS, usize::MAX)
+        .with_context(|| format!("rendering --pdf {}", pdf.display()))?;
+    let mut out = HashMap::new();
+    for (i, image) in images.into_iter().enumerate() {
+        let name = PathBuf::from(format!("{}#page={}", pdf.display(), range.from + i));
+        paths.push(name.clone());
+        out.insert(name, image);
+    }
+    Ok(out)
 }
 
 fn generation(args: &Args) -> Generation {
@@ -267,6 +332,7 @@ pub fn run(args: Args, out: &Output) -> anyhow::Result<()> {
     if let Some(dir) = &args.images {
         paths.extend(truth::list_images(dir)?);
     }
+    let mut pdf_pages = render_pdf(&args, &mut paths)?;
     // The join and the output file come before the engine, so a bad input costs no model load.
     let join = args.truth.as_deref().map(|t| join_truth(t, &paths, args.strict, out)).transpose()?;
     let mut writer = args
@@ -288,7 +354,8 @@ pub fn run(args: Args, out: &Output) -> anyhow::Result<()> {
     for chunk in pages.chunks(reader.batch()) {
         let mut batch = Vec::with_capacity(chunk.len());
         for (path, joined) in chunk {
-            match occ_model::preprocess::load_image(path) {
+            let loaded = pdf_pages.remove(path).map(Ok).unwrap_or_else(|| occ_model::preprocess::load_image(path));
+            match loaded {
                 Ok(image) => batch.push((path, joined, image)),
                 // In a document set an undecodable page is left out and counted, like a join problem.
                 Err(e) if joined.is_some() && !args.strict => {

@@ -10,6 +10,7 @@ mod ocr;
 mod reliability;
 mod render;
 mod score;
+mod serve;
 mod sweep;
 mod train;
 mod util;

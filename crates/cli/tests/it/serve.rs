@@ -1,0 +1,226 @@
+//! `compress-bench serve`, the `openai` engine and `ocr --pdf` end to end on tiny synthetic weights:
+//! `ocr --engine openai` against `serve` reads the token ids `ocr` reads in-process, SIGTERM drains
+//! and stops the server, and a PDF's pages are read one by one as their rendered images would be.
+
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Child, Command, Output, Stdio};
+
+use serde_json::Value;
+
+use crate::util::{assert_ok, scratch};
+
+const BIN: &str = env!("CARGO_BIN_EXE_compress-bench");
+
+fn run(args: &[&str]) -> Output {
+    Command::new(BIN).args(args).output().expect("running compress-bench")
+}
+
+/// The `ocr` messages of a `--json` run: (image, token ids).
+fn pages_read(o: &Output) -> Vec<(String, Vec<u64>)> {
+    String::from_utf8_lossy(&o.stdout)
+        .lines()
+        .map(|l| serde_json::from_str::<Value>(l).unwrap())
+        .filter(|m| m["type"] == "ocr")
+        .map(|m| {
+            let ids = m["data"]["token_ids"].as_array().unwrap().iter().map(|v| v.as_u64().unwrap()).collect();
+            (m["data"]["image"].as_str().unwrap().to_string(), ids)
+        })
+        .collect()
+}
+
+/// Three pages of different text, as PNG files.
+fn pages(dir: &Path) -> Vec<String> {
+    let pdf = occ_serve::pdf::text_pdf(&["One page of text.", "Another page,\nof two lines.", "A third."]);
+    let images = occ_serve::pdf::rasterize(&pdf, occ_serve::pdf::PageRange::ALL, 40.0, u64::MAX, 10).unwrap();
+    images
+        .iter()
+        .enumerate()
+        .map(|(i, img)| {
+            let p = dir.join(format!("page-{i}.png"));
+            img.save(&p).unwrap();
+            p.display().to_string()
+        })
+        .collect()
+}
+
+/// `serve` on a free port; returns the child and its base URL (read from its first stdout line).
+fn serve(extra: &[&str]) -> (Child, String) {
+    let mut child = Command::new(BIN)
+        .args(["serve", "--synthetic-weights", "tiny", "--port", "0"])
+        .args(extra)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("starting compress-bench serve");
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
+    let url = line.split_whitespace().find(|w| w.starts_with("http://")).unwrap_or_else(|| panic!("{line}"));
+    (child, url.to_string())
+}
+
+#[test]
+fn the_openai_engine_against_serve_reads_what_ocr_reads_in_process_and_sigterm_stops_the_server() {
+    let dir = scratch("serve-openai");
+    let images = pages(&dir);
+    let mut common: Vec<&str> = vec!["--json", "ocr", "--mode", "tiny", "--max-new-tokens", "12"];
+    for p in &images {
+        common.extend(["--image", p]);
+    }
+    let local = run(&[common.as_slice(), &["--synthetic-weights", "tiny"]].concat());
+    assert_ok(&local);
+    let want = pages_read(&local);
+    assert_eq!(want.len(), 3);
+
+    let (server, url) = serve(&[]);
+    let endpoint = format!("{url}/v1");
+    let remote = run(&[
+        common.as_slice(),
+        &[
+            "--engine",
+            "openai",
+            "--endpoint",
+            &endpoint,
+            "--model",
+            "deepseek-ocr",
+            "--send-mode",
+            "--concurrency",
+            "3",
+        ],
+    ]
+    .concat());
+    assert_ok(&remote);
+    assert_eq!(pages_read(&remote), want);
+    // the manifest's engine line names the endpoint and the model
+    let engine: Value = String::from_utf8_lossy(&remote.stdout)
+        .lines()
+        .map(|l| serde_json::from_str::<Value>(l).unwrap())
+        .find(|m| m["type"] == "engine")
+        .unwrap();
+    assert_eq!(engine["data"]["info"]["name"], "openai");
+    assert_eq!(engine["data"]["info"]["weights"], format!("deepseek-ocr at {endpoint}"));
+
+    // an unknown model is the server's 404, with its message, and no retry
+    let wrong =
+        run(&[common.as_slice(), &["--engine", "openai", "--endpoint", &endpoint, "--model", "gpt-x"]].concat());
+    assert!(!wrong.status.success());
+    let stderr = String::from_utf8_lossy(&wrong.stderr);
+    assert!(stderr.contains("HTTP 404") && stderr.contains("gpt-x"), "{stderr}");
+
+    let kill = Command::new("kill").args(["-TERM", &server.id().to_string()]).status().unwrap();
+    assert!(kill.success());
+    let out = server.wait_with_output().unwrap();
+    assert!(out.status.success(), "serve exits 0 after SIGTERM: {:?}", out.status);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("stopped"));
+}
+
+#[test]
+fn the_openai_engine_needs_an_endpoint_and_a_model() {
+    let dir = scratch("serve-openai-flags");
+    let images = pages(&dir);
+    let o = run(&["ocr", "--engine", "openai", "--image", &images[0]]);
+    assert!(!o.status.success());
+    assert!(String::from_utf8_lossy(&o.stderr).contains("--endpoint URL and --model NAME"));
+}
+
+#[test]
+fn ocr_reads_a_pdf_page_by_page_like_its_rendered_pages() {
+    let dir = scratch("ocr-pdf");
+    let pdf = dir.join("doc.pdf");
+    std::fs::write(&pdf, occ_serve::pdf::text_pdf(&["One page of text.", "Another page,\nof two lines.", "A third."]))
+        .unwrap();
+    let images = pages(&dir);
+    let pdf_arg = pdf.display().to_string();
+    let common = ["--json", "ocr", "--synthetic-weights", "tiny", "--mode", "tiny", "--max-new-tokens", "6"];
+    let read = run(&[common.as_slice(), &["--pdf", &pdf_arg, "--pages", "2-3", "--dpi", "40"]].concat());
+    assert_ok(&read);
+    let got = pages_read(&read);
+    let names: Vec<&str> = got.iter().map(|(n, _)| n.as_str()).collect();
+    assert_eq!(names, [format!("{pdf_arg}#page=2"), format!("{pdf_arg}#page=3")]);
+    let png = run(&[common.as_slice(), &["--image", &images[1], "--image", &images[2]]].concat());
+    assert_ok(&png);
+    let want: Vec<Vec<u64>> = pages_read(&png).into_iter().map(|(_, ids)| ids).collect();
+    assert_eq!(got.into_iter().map(|(_, ids)| ids).collect::<Vec<_>>(), want);
+    // a range past the end names the page count
+    let bad = run(&[common.as_slice(), &["--pdf", &pdf_arg, "--pages", "3-5"]].concat());
+    assert!(!bad.status.success());
+    assert!(
+        String::from_utf8_lossy(&bad.stderr).contains("the PDF has 3 pages"),
+        "{}",
+        String::from_utf8_lossy(&bad.stderr)
+    );
+}
+
+/// The rows of a sweep run with what names the run and the engine and the timings set alike.
+fn comparable_rows(dir: &Path) -> Vec<occ_eval::schema::SampleRow> {
+    let mut rows = occ_eval::results::read_samples(dir).unwrap();
+    for r in &mut rows {
+        r.run_id.clear();
+        r.experiment.clear();
+        (r.engine, r.engine_version, r.weights, r.synthetic_weights) = (String::new(), String::new(), None, false);
+        (r.device, r.dtype) = (String::new(), String::new());
+        (r.render_ms, r.ocr_ms, r.preprocess_ms, r.vision_ms, r.prefill_ms, r.decode_ms) =
+            (0.0, 0.0, 0.0, 0.0, 0.0, 0.0);
+    }
+    rows
+}
+
+#[test]
+fn a_sweep_through_the_openai_engine_killed_and_resumed_equals_the_in_process_sweep() {
+    let out = scratch("serve-sweep");
+    let ds = format!("{}/../../datasets", env!("CARGO_MANIFEST_DIR"));
+    let grid = ["--ratios", "8,12", "--modes", "tiny", "--pages", "3", "--max-new-tokens", "10"];
+    let sweep = |name: &str, extra: &[&str]| {
+        let mut args = vec!["sweep", "--datasets", &ds, "--out", out.to_str().unwrap(), "--name", name];
+        args.extend_from_slice(&grid);
+        args.extend_from_slice(extra);
+        run(&args)
+    };
+    let only_run = |name: &str| {
+        let dirs: Vec<_> = std::fs::read_dir(out.join(name)).unwrap().map(|e| e.unwrap().path()).collect();
+        assert_eq!(dirs.len(), 1, "{dirs:?}");
+        dirs[0].clone()
+    };
+    assert_ok(&sweep("local", &["--engine", "deepseek-ocr", "--synthetic-weights", "tiny"]));
+    let local = comparable_rows(&only_run("local"));
+    assert_eq!(local.len(), 6);
+
+    let (server, url) = serve(&[]);
+    let endpoint = format!("{url}/v1");
+    let remote = ["--engine", "openai", "--endpoint", &endpoint, "--model", "deepseek-ocr", "--send-mode"];
+    // the process aborts after 3 samples (as a kill -9 would), then the run is resumed
+    let crashed = sweep("remote", &[&remote[..], &["--crash-after", "3", "--concurrency", "1"]].concat());
+    assert!(!crashed.status.success(), "the crash hook aborts the process");
+    let dir = only_run("remote");
+    assert!(!dir.join("samples.parquet").exists());
+    let resumed = run(&[
+        "sweep",
+        "--datasets",
+        &ds,
+        "--resume",
+        dir.to_str().unwrap(),
+        "--endpoint",
+        &endpoint,
+        "--model",
+        "deepseek-ocr",
+        "--send-mode",
+    ]);
+    assert_ok(&resumed);
+    let manifest = occ_eval::results::Manifest::load(&dir).unwrap();
+    assert_eq!((manifest.status.as_str(), manifest.n_samples_done), ("complete", 6));
+    // the manifest names the endpoint and the model
+    let engine = &manifest.engines[0];
+    assert_eq!((engine.name.as_str(), engine.version.as_str()), ("openai", "deepseek-ocr"));
+    assert_eq!(engine.device, endpoint);
+    let rows = occ_eval::results::read_samples(&dir).unwrap();
+    assert!(rows.iter().all(|r| r.engine == "openai" && r.status == "ok"), "{rows:?}");
+    // nothing lost, nothing read twice, and each sample as the in-process engine read it
+    assert_eq!(comparable_rows(&dir), local);
+    kill_term(server);
+}
+
+fn kill_term(server: Child) {
+    let kill = Command::new("kill").args(["-TERM", &server.id().to_string()]).status().unwrap();
+    assert!(kill.success());
+    assert!(server.wait_with_output().unwrap().status.success());
+}
