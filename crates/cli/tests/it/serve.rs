@@ -44,8 +44,31 @@ fn pages(dir: &Path) -> Vec<String> {
         .collect()
 }
 
-/// `serve` on a free port; returns the child and its base URL (read from its first stdout line).
-fn serve(extra: &[&str]) -> (Child, String) {
+/// A running `serve`, killed if a test fails before stopping it.
+struct Served(Option<Child>);
+
+impl Served {
+    /// SIGTERM, then the exit status and stderr.
+    fn terminate(mut self) -> (std::process::ExitStatus, String) {
+        let child = self.0.take().expect("invariant: running");
+        let kill = Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
+        assert!(kill.success());
+        let out = child.wait_with_output().unwrap();
+        (out.status, String::from_utf8_lossy(&out.stderr).into_owned())
+    }
+}
+
+impl Drop for Served {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.0.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+/// `serve` on a free port; returns it and its base URL (read from its first stdout line).
+fn serve(extra: &[&str]) -> (Served, String) {
     let mut child = Command::new(BIN)
         .args(["serve", "--synthetic-weights", "tiny", "--port", "0"])
         .args(extra)
@@ -53,10 +76,12 @@ fn serve(extra: &[&str]) -> (Child, String) {
         .stderr(Stdio::piped())
         .spawn()
         .expect("starting compress-bench serve");
+    let stdout = child.stdout.take().unwrap();
+    let served = Served(Some(child));
     let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
+    BufReader::new(stdout).read_line(&mut line).unwrap();
     let url = line.split_whitespace().find(|w| w.starts_with("http://")).unwrap_or_else(|| panic!("{line}"));
-    (child, url.to_string())
+    (served, url.to_string())
 }
 
 #[test]
@@ -107,11 +132,9 @@ fn the_openai_engine_against_serve_reads_what_ocr_reads_in_process_and_sigterm_s
     let stderr = String::from_utf8_lossy(&wrong.stderr);
     assert!(stderr.contains("HTTP 404") && stderr.contains("gpt-x"), "{stderr}");
 
-    let kill = Command::new("kill").args(["-TERM", &server.id().to_string()]).status().unwrap();
-    assert!(kill.success());
-    let out = server.wait_with_output().unwrap();
-    assert!(out.status.success(), "serve exits 0 after SIGTERM: {:?}", out.status);
-    assert!(String::from_utf8_lossy(&out.stderr).contains("stopped"));
+    let (status, stderr) = server.terminate();
+    assert!(status.success(), "serve exits 0 after SIGTERM: {status:?}\n{stderr}");
+    assert!(stderr.contains("stopped"), "{stderr}");
 }
 
 #[test]
@@ -216,11 +239,5 @@ fn a_sweep_through_the_openai_engine_killed_and_resumed_equals_the_in_process_sw
     assert!(rows.iter().all(|r| r.engine == "openai" && r.status == "ok"), "{rows:?}");
     // nothing lost, nothing read twice, and each sample as the in-process engine read it
     assert_eq!(comparable_rows(&dir), local);
-    kill_term(server);
-}
-
-fn kill_term(server: Child) {
-    let kill = Command::new("kill").args(["-TERM", &server.id().to_string()]).status().unwrap();
-    assert!(kill.success());
-    assert!(server.wait_with_output().unwrap().status.success());
+    assert!(server.terminate().0.success());
 }
