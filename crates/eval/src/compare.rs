@@ -34,9 +34,9 @@ use crate::summary::sample_metric;
 /// Errors of a comparison; each names the run folder or the runs involved.
 #[derive(Debug, thiserror::Error)]
 pub enum CompareError {
-    #[error("{dir}: {source}")]
+    #[error("{}", in_dir(.dir, .source))]
     Results { dir: String, source: ResultsError },
-    #[error("{dir}: {source}")]
+    #[error("{}", in_dir(.dir, .source))]
     Schema { dir: String, source: SchemaError },
     #[error(
         "{dir} has no {file}: only finished runs can be compared (finish an interrupted sweep with `sweep --resume`)"
@@ -55,6 +55,17 @@ pub enum CompareError {
          (status not ok): there is no pair of scores to compare"
     )]
     NothingScored { baseline: String, other: String, n_paired: usize },
+}
+
+/// `dir: cause`, or the cause alone when it already names the folder (a file in it): each cause
+/// is stated once.
+fn in_dir(dir: &str, source: &dyn std::fmt::Display) -> String {
+    let cause = source.to_string();
+    if cause.contains(dir) {
+        cause
+    } else {
+        format!("{dir}: {cause}")
+    }
 }
 
 /// The tables of one finished run.
@@ -537,5 +548,19 @@ mod tests {
         assert_eq!(default_label(25), "Z");
         assert_eq!(default_label(26), "AA");
         assert_eq!(default_label(27), "AB");
+    }
+
+    #[test]
+    fn a_folder_that_is_not_a_run_is_named_once() {
+        let dir = std::env::temp_dir().join(format!("occ-compare-not-a-run-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let message = RunTables::load(&dir, "A").unwrap_err().to_string();
+        let name = dir.display().to_string();
+        assert_eq!(message.matches(&name).count(), 1, "{message}");
+        assert!(message.contains("manifest.json"), "{message}");
+        // A cause that does not name the folder gets it in front.
+        let bare = CompareError::Results { dir: name.clone(), source: ResultsError::Merge("x".into()) };
+        assert_eq!(bare.to_string(), format!("{name}: cannot merge: x"));
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 }

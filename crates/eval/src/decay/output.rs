@@ -134,8 +134,8 @@ impl DecayState {
     pub fn load(dir: &Path) -> Result<DecayState, DecayError> {
         let path = dir.join(MANIFEST_FILE);
         let value = crate::manifest::read(dir).map_err(|e| match e {
-            crate::manifest::ManifestError::Io { source, .. } => {
-                DecayError::Invalid(format!("{}: not a decay run: {source}", dir.display()))
+            crate::manifest::ManifestError::Io { path, source } => {
+                DecayError::Invalid(format!("not a decay run: {path}: {source}"))
             }
             e => DecayError::Invalid(format!("not a decay run manifest: {e}")),
         })?;

@@ -80,3 +80,16 @@ fn a_first_version_decay_manifest_reads_with_the_shared_keys() {
     assert_eq!(manifest::read(&out).unwrap(), new, "the current shape migrates to itself");
     std::fs::remove_dir_all(&out).unwrap();
 }
+
+#[test]
+fn a_folder_without_a_manifest_is_not_a_decay_run_naming_the_file_once() {
+    let dir = scratch("empty");
+    let message = DecayState::load(&dir).unwrap_err().to_string();
+    let file = dir.join("manifest.json").display().to_string();
+    assert!(
+        message.ends_with(&format!("not a decay run: {file}: No such file or directory (os error 2)")),
+        "{message}"
+    );
+    assert_eq!(message.matches(&dir.display().to_string()).count(), 1, "{message}");
+    std::fs::remove_dir_all(&dir).unwrap();
+}
