@@ -18,7 +18,7 @@ use serde::Serialize;
 
 use crate::document::Document;
 use crate::tables::TextTable;
-use crate::{charts, Chart, ReportError, CURVE_METRICS};
+use crate::{charts, io_error, write_plots, Chart, ReportError, CURVE_METRICS};
 
 pub const MARKDOWN_FILE: &str = "compare.md";
 pub const HTML_FILE: &str = "compare.html";
@@ -91,8 +91,7 @@ pub struct CompareFiles {
 /// A fresh folder `<out_root>/<name>/<UTC time>[-k]` for a comparison.
 pub fn create_dir(out_root: &Path, name: &str) -> Result<PathBuf, ReportError> {
     let parent = out_root.join(name);
-    let io = |p: &Path, e| ReportError::Io { path: p.display().to_string(), source: e };
-    std::fs::create_dir_all(&parent).map_err(|e| io(&parent, e))?;
+    std::fs::create_dir_all(&parent).map_err(io_error(&parent))?;
     let (_, compact) = utc_now();
     for attempt in 0..1000 {
         let id = if attempt == 0 { compact.clone() } else { format!("{compact}-{attempt}") };
@@ -100,7 +99,7 @@ pub fn create_dir(out_root: &Path, name: &str) -> Result<PathBuf, ReportError> {
         match std::fs::create_dir(&dir) {
             Ok(()) => return Ok(dir),
             Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => continue,
-            Err(e) => return Err(io(&dir, e)),
+            Err(e) => return Err(io_error(&dir)(e)),
         }
     }
     Err(ReportError::Io {
@@ -335,15 +334,7 @@ pub fn write_compare(
     let charts = curves(runs)?;
     let dir = create_dir(out_root, name)?;
     let dir = dir.as_path();
-    let io = |p: &Path, e| ReportError::Io { path: p.display().to_string(), source: e };
-    let plots_dir = dir.join("plots");
-    std::fs::create_dir_all(&plots_dir).map_err(|e| io(&plots_dir, e))?;
-    let mut plots = Vec::new();
-    for c in &charts {
-        let p = plots_dir.join(&c.file);
-        std::fs::write(&p, &c.svg).map_err(|e| io(&p, e))?;
-        plots.push(p);
-    }
+    let plots = write_plots(dir, &charts)?;
     let csv = dir.join(CSV_FILE);
     let mut frame = PairedRow::to_frame(&comparison.rows).map_err(occ_eval::results::ResultsError::from)?;
     schema::write_csv(&mut frame, &csv).map_err(occ_eval::results::ResultsError::from)?;
@@ -358,8 +349,8 @@ pub fn write_compare(
         pairings: comparison.pairings.clone(),
     };
     let json = dir.join(JSON_FILE);
-    let text = serde_json::to_string_pretty(&record).map_err(|e| io(&json, std::io::Error::other(e)))?;
-    std::fs::write(&json, text + "\n").map_err(|e| io(&json, e))?;
+    let text = serde_json::to_string_pretty(&record).map_err(|e| io_error(&json)(std::io::Error::other(e)))?;
+    std::fs::write(&json, text + "\n").map_err(io_error(&json))?;
 
     let synthetic = entries.iter().any(|r| r.synthetic_weights);
     let title = format!(
@@ -381,11 +372,6 @@ pub fn write_compare(
     doc.tables(&tables[2..]);
     doc.heading("Curves");
     doc.charts(&charts);
-    let (md, html) = doc.finish();
-    let md_path = dir.join(MARKDOWN_FILE);
-    std::fs::write(&md_path, &md).map_err(|e| io(&md_path, e))?;
-
-    let html_path = dir.join(HTML_FILE);
-    std::fs::write(&html_path, &html).map_err(|e| io(&html_path, e))?;
+    let (md_path, html_path) = doc.write(dir, MARKDOWN_FILE, HTML_FILE)?;
     Ok((CompareFiles { dir: dir.to_path_buf(), markdown: md_path, html: html_path, csv, json, plots }, comparison))
 }

@@ -18,7 +18,7 @@ use occ_eval::journal::JOURNAL_FILE;
 use crate::charts::{line_svg, LineChart, Series};
 use crate::document::Document;
 use crate::tables::TextTable;
-use crate::{Chart, ReportError};
+use crate::{write_plots, Chart, ReportError};
 
 fn by_schedule(results: &DecayResults) -> Vec<(String, Vec<&DecayRow>)> {
     let mut out: Vec<(String, Vec<&DecayRow>)> = Vec::new();
@@ -276,21 +276,9 @@ pub fn write_report(
     meta: &RunMeta,
 ) -> Result<Vec<PathBuf>, ReportError> {
     let charts = charts(results).map_err(|message| ReportError::Chart { name: "decay".into(), message })?;
-    let io = |p: &Path, e: std::io::Error| ReportError::Io { path: p.display().to_string(), source: e };
-    std::fs::create_dir_all(dir.join("plots")).map_err(|e| io(&dir.join("plots"), e))?;
-    let mut files = Vec::new();
-    for c in &charts {
-        let p = dir.join("plots").join(&c.file);
-        std::fs::write(&p, &c.svg).map_err(|e| io(&p, e))?;
-        files.push(p);
-    }
-    let (md, html) = document(config, results, meta, &charts).finish();
-    let p = dir.join("report.md");
-    std::fs::write(&p, &md).map_err(|e| io(&p, e))?;
-    files.push(p);
-    let p = dir.join("report.html");
-    std::fs::write(&p, html).map_err(|e| io(&p, e))?;
-    files.push(p);
+    let mut files = write_plots(dir, &charts)?;
+    let (md, html) = document(config, results, meta, &charts).write(dir, "report.md", "report.html")?;
+    files.extend([md, html]);
     Ok(files)
 }
 
@@ -362,11 +350,6 @@ pub fn report_folder(dir: &Path) -> Result<FolderReport, ReportError> {
             crate::tables::escape(&resume)
         ),
     );
-    let (md, html) = d.finish();
-    let io = |p: &Path, e: std::io::Error| ReportError::Io { path: p.display().to_string(), source: e };
-    let md_path = dir.join("report.md");
-    std::fs::write(&md_path, &md).map_err(|e| io(&md_path, e))?;
-    let html_path = dir.join("report.html");
-    std::fs::write(&html_path, html).map_err(|e| io(&html_path, e))?;
+    let (md_path, html_path) = d.write(dir, "report.md", "report.html")?;
     Ok(FolderReport { status, files: vec![md_path, html_path], missing })
 }

@@ -3,8 +3,10 @@
 //! self-contained `report.html` (SVGs inlined) at once. The reports of sweeps, score runs, decay runs
 //! (finished or not) and comparisons differ only in the blocks they add.
 
+use std::path::{Path, PathBuf};
+
 use crate::tables::{escape, TextTable};
-use crate::Chart;
+use crate::{io_error, Chart, ReportError};
 
 /// The style sheet of every HTML report.
 pub const STYLE: &str = "body{font-family:sans-serif;max-width:1000px;margin:auto}\
@@ -96,6 +98,16 @@ impl Document {
         self.html.push_str("</body></html>\n");
         (self.md, self.html)
     }
+
+    /// Finishes the document and writes it as `dir/<markdown>` and `dir/<html>`; returns the two paths.
+    pub fn write(self, dir: &Path, markdown: &str, html: &str) -> Result<(PathBuf, PathBuf), ReportError> {
+        let (md, page) = self.finish();
+        let md_path = dir.join(markdown);
+        std::fs::write(&md_path, md).map_err(io_error(&md_path))?;
+        let html_path = dir.join(html);
+        std::fs::write(&html_path, page).map_err(io_error(&html_path))?;
+        Ok((md_path, html_path))
+    }
 }
 
 #[cfg(test)]
@@ -120,5 +132,22 @@ mod tests {
         assert!(html.starts_with("<!DOCTYPE html>") && html.ends_with("</body></html>\n"));
         assert!(html.contains("<title>page &lt;1&gt;</title>") && html.contains("<h1>Title &amp; more</h1>"));
         assert!(html.contains("<p class=\"warn\">Careful: a &lt;b&gt; c</p>") && html.contains("<h2>Next</h2>"));
+    }
+
+    #[test]
+    fn written_files_hold_the_finished_forms_and_a_missing_folder_is_named() {
+        let dir = std::env::temp_dir().join(format!("occ-report-document-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let mut d = Document::new("p", "T");
+        d.paragraph("text");
+        let (md, html) = d.clone().finish();
+        let (md_path, html_path) = d.clone().write(&dir, "a.md", "a.html").unwrap();
+        assert_eq!((md_path.clone(), html_path.clone()), (dir.join("a.md"), dir.join("a.html")));
+        assert_eq!(std::fs::read_to_string(md_path).unwrap(), md);
+        assert_eq!(std::fs::read_to_string(html_path).unwrap(), html);
+        let gone = dir.join("no-such-folder");
+        let err = d.write(&gone, "a.md", "a.html").unwrap_err().to_string();
+        assert!(err.starts_with(&gone.join("a.md").display().to_string()), "{err}");
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 }

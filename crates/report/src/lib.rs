@@ -55,6 +55,25 @@ pub enum ReportError {
     Chart { name: String, message: String },
 }
 
+/// The [`ReportError::Io`] of an operation on `path`.
+pub(crate) fn io_error(path: &Path) -> impl FnOnce(std::io::Error) -> ReportError + '_ {
+    move |source| ReportError::Io { path: path.display().to_string(), source }
+}
+
+/// Writes each chart as `dir/plots/<file>` (the folder made when missing); returns the paths, in order.
+pub(crate) fn write_plots(dir: &Path, charts: &[Chart]) -> Result<Vec<PathBuf>, ReportError> {
+    let plots_dir = dir.join("plots");
+    std::fs::create_dir_all(&plots_dir).map_err(io_error(&plots_dir))?;
+    charts
+        .iter()
+        .map(|c| {
+            let p = plots_dir.join(&c.file);
+            std::fs::write(&p, &c.svg).map_err(io_error(&p))?;
+            Ok(p)
+        })
+        .collect()
+}
+
 /// Metrics drawn as curves.
 pub const CURVE_METRICS: [&str; 4] = ["char_precision", "word_f1", "fox_precision_gt_words", "fox_precision_out_words"];
 
@@ -284,24 +303,16 @@ pub struct ReportFiles {
 pub fn write_report(dir: &Path) -> Result<ReportFiles, ReportError> {
     let input = ReportInput::load(dir)?;
     let charts = charts(&input)?;
-    let io = |p: &Path, e| ReportError::Io { path: p.display().to_string(), source: e };
     let pages = match read_predictions(dir, &input)? {
         Some(predictions) => {
             let p = dir.join(pages::PAGES_FILE);
             std::fs::write(&p, pages::pages_html(&input.manifest, &input.samples, &predictions))
-                .map_err(|e| io(&p, e))?;
+                .map_err(io_error(&p))?;
             Some(p)
         }
         None => None,
     };
-    let plots_dir = dir.join("plots");
-    std::fs::create_dir_all(&plots_dir).map_err(|e| io(&plots_dir, e))?;
-    let mut plots = Vec::new();
-    for c in &charts {
-        let p = plots_dir.join(&c.file);
-        std::fs::write(&p, &c.svg).map_err(|e| io(&p, e))?;
-        plots.push(p);
-    }
+    let plots = write_plots(dir, &charts)?;
     let m = &input.manifest;
     let (title, facts, notes, headline, mut all_tables) = match &input.score {
         Some(record) => {
@@ -349,11 +360,7 @@ pub fn write_report(dir: &Path) -> Result<ReportFiles, ReportError> {
         );
         doc.tables(&[worst]);
     }
-    let (md, html) = doc.finish();
-    let md_path = dir.join("report.md");
-    std::fs::write(&md_path, &md).map_err(|e| io(&md_path, e))?;
-    let html_path = dir.join("report.html");
-    std::fs::write(&html_path, &html).map_err(|e| io(&html_path, e))?;
+    let (md_path, html_path) = doc.write(dir, "report.md", "report.html")?;
     Ok(ReportFiles { markdown: md_path, html: html_path, plots, pages, missing: input.missing.clone() })
 }
 
