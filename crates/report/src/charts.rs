@@ -186,20 +186,32 @@ pub fn curve_svg(
     })
 }
 
-/// One point per page: `metric` against the page's actual nominal ratio, coloured by mode.
-pub fn scatter_svg(samples: &[SampleRow], corpus: &str, metric: &str, title: &str) -> Result<String, String> {
+/// The `ok` pages of `corpus` that `keep` accepts, each with its `metric`, and their modes in the
+/// order they first appear: the points of the per-page charts.
+fn pages_by_mode<'a>(
+    samples: &'a [SampleRow],
+    corpus: &str,
+    metric: &str,
+    keep: impl Fn(&SampleRow) -> bool,
+) -> (Vec<(&'a SampleRow, f64)>, Vec<String>) {
     let pts: Vec<(&SampleRow, f64)> = samples
         .iter()
-        .filter(|r| r.corpus == corpus && r.status == "ok" && r.ratio_nominal.is_finite())
+        .filter(|r| r.corpus == corpus && r.status == "ok" && keep(r))
         .filter_map(|r| occ_eval::summary::sample_metric(r, metric).map(|v| (r, v)))
         .collect();
-    let (x0, x1) = x_range(pts.iter().map(|(r, _)| r.ratio_nominal));
     let mut modes: Vec<String> = Vec::new();
     for (r, _) in &pts {
         if !modes.contains(&r.mode) {
             modes.push(r.mode.clone());
         }
     }
+    (pts, modes)
+}
+
+/// One point per page: `metric` against the page's actual nominal ratio, coloured by mode.
+pub fn scatter_svg(samples: &[SampleRow], corpus: &str, metric: &str, title: &str) -> Result<String, String> {
+    let (pts, modes) = pages_by_mode(samples, corpus, metric, |r| r.ratio_nominal.is_finite());
+    let (x0, x1) = x_range(pts.iter().map(|(r, _)| r.ratio_nominal));
     let frame = Frame {
         size: SIZE,
         title,
@@ -236,18 +248,8 @@ pub fn has_font(r: &SampleRow) -> bool {
 /// Accuracy against font size: one point per page (`metric` against the font size the ratio fitting
 /// chose), coloured by mode, with each mode's mean per 1 px band of font size as a line.
 pub fn font_svg(samples: &[SampleRow], corpus: &str, metric: &str, title: &str) -> Result<String, String> {
-    let pts: Vec<(&SampleRow, f64)> = samples
-        .iter()
-        .filter(|r| r.corpus == corpus && r.status == "ok" && has_font(r))
-        .filter_map(|r| occ_eval::summary::sample_metric(r, metric).map(|v| (r, v)))
-        .collect();
+    let (pts, modes) = pages_by_mode(samples, corpus, metric, has_font);
     let (x0, x1) = x_range(pts.iter().map(|(r, _)| r.font_px));
-    let mut modes: Vec<String> = Vec::new();
-    for (r, _) in &pts {
-        if !modes.contains(&r.mode) {
-            modes.push(r.mode.clone());
-        }
-    }
     let frame = Frame {
         size: SIZE,
         title,
