@@ -7,14 +7,13 @@ use std::time::Duration;
 
 use anyhow::{bail, Context};
 use candle_core::Device;
-use indicatif::{ProgressBar, ProgressStyle};
 use occ_train::trainer::{EvalLog, StartInfo, StepLog};
 use occ_train::{TrainConfig, TrainOptions};
 
 use crate::engine::DeviceArg;
 use crate::interrupt::{Interrupt, Interrupted};
 use crate::messages::TrainCheckpoint;
-use crate::output::Output;
+use crate::output::{self, Output};
 
 /// Train a reader (DeepEncoder-style optical compressor) from a TOML config.
 #[derive(Debug, clap::Args)]
@@ -57,9 +56,9 @@ pub struct Args {
 
 struct Progress<'a> {
     out: &'a Output,
-    bar: Option<ProgressBar>,
+    /// A bar on a terminal, else a `progress:` line every `--progress-interval` seconds.
+    bar: Option<output::Progress>,
     log_every: usize,
-    last_line: std::time::Instant,
     interrupt_after: Option<usize>,
 }
 
@@ -76,15 +75,14 @@ impl occ_train::Observer for Progress<'_> {
             info.total_steps,
             info.resume_kind
         ));
-        if self.out.progress_enabled() {
-            let bar = ProgressBar::new(info.total_steps as u64);
-            bar.set_position(info.start_step as u64);
-            bar.set_style(
-                ProgressStyle::with_template("{bar:30} {pos}/{len} steps  {msg}  [{elapsed_precise}, eta {eta}]")
-                    .unwrap_or_else(|_| ProgressStyle::default_bar()),
-            );
-            self.bar = Some(bar);
-        }
+        let mut bar = self.out.progress(
+            "train",
+            "steps",
+            info.total_steps as u64,
+            "{bar:30} {pos}/{len} steps  {msg}  [{elapsed_precise}, eta {eta}]",
+        );
+        bar.start_at(info.start_step as u64);
+        self.bar = Some(bar);
     }
 
     fn step(&mut self, log: &StepLog) {
@@ -96,12 +94,12 @@ impl occ_train::Observer for Progress<'_> {
             pps,
             100.0 * log.data_wait_seconds / log.seconds.max(1e-9)
         );
-        if let Some(bar) = &self.bar {
-            bar.set_position(log.step as u64);
-            bar.set_message(msg);
-        } else if log.step % self.log_every == 0 || self.last_line.elapsed() > Duration::from_secs(30) {
-            self.last_line = std::time::Instant::now();
+        if !self.out.progress_enabled() && log.step % self.log_every == 0 {
             self.out.info(&format!("step {}: {msg}", log.step));
+        }
+        if let Some(bar) = &mut self.bar {
+            bar.set_message(msg);
+            bar.set_position(log.step as u64);
         }
         if log.step % self.log_every == 0 {
             let _ = self.out.send(log);
@@ -126,7 +124,7 @@ impl occ_train::Observer for Progress<'_> {
             log.probe_gain()
         );
         match &self.bar {
-            Some(bar) => bar.println(line),
+            Some(bar) => bar.suspend(|| self.out.info(&line)),
             None => self.out.info(&line),
         }
     }
@@ -165,17 +163,11 @@ pub fn run(args: Args, out: &Output) -> anyhow::Result<()> {
         device,
         prefetch: args.prefetch,
     };
-    let mut progress = Progress {
-        out,
-        bar: None,
-        log_every: cfg.run.log_every,
-        last_line: std::time::Instant::now(),
-        interrupt_after: args.interrupt_after,
-    };
+    let mut progress = Progress { out, bar: None, log_every: cfg.run.log_every, interrupt_after: args.interrupt_after };
     let summary = occ_train::train(&cfg, &opts, &mut progress)
         .with_context(|| format!("training {} in {}", cfg.name, run_dir.display()))?;
-    if let Some(bar) = &progress.bar {
-        bar.finish_and_clear();
+    if let Some(bar) = &mut progress.bar {
+        bar.finish();
     }
     out.send(&summary)?;
     out.result(&format!(

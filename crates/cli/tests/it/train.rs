@@ -213,3 +213,44 @@ fn sigint_stops_training_with_a_checkpoint_and_a_working_resume_command() {
     assert_ok(&o);
     assert!(String::from_utf8_lossy(&o.stdout).contains("to step 8/8"), "{}", String::from_utf8_lossy(&o.stdout));
 }
+
+#[test]
+fn a_stderr_that_is_not_a_terminal_gets_training_progress_lines_at_the_interval() {
+    let out = scratch("train-progress");
+    let root = root();
+    let cfg = root.join("experiments/train/tiny.toml");
+    let cfg_s = cfg.to_str().unwrap();
+    let run = out.join("run");
+    let run_s = run.to_str().unwrap();
+    // The test's pipes are not terminals: a line per step at a tiny interval, under --json too.
+    let o = cb(
+        &root,
+        &["--json", "train", "--config", cfg_s, "--out", run_s, "--steps", "3", "--progress-interval", "1e-6"],
+    );
+    assert_ok(&o);
+    let err = String::from_utf8_lossy(&o.stderr);
+    let lines: Vec<&str> = err.lines().filter(|l| l.starts_with("progress: ")).collect();
+    assert_eq!(lines.len(), 3, "one line per step: {err}");
+    assert!(lines[0].starts_with("progress: train 1/3 steps (33%), "), "{lines:?}");
+    assert!(lines[1].contains(" elapsed, about ") && lines[1].contains(" left; loss "), "{lines:?}");
+    assert!(lines[2].starts_with("progress: train 3/3 steps (100%), "), "{lines:?}");
+    // A resumed run counts from where it starts; --quiet and 0 print none.
+    let o = cb(
+        &root,
+        &["train", "--config", cfg_s, "--out", run_s, "--resume", "--steps", "4", "--progress-interval", "1e-6"],
+    );
+    assert_ok(&o);
+    let err = String::from_utf8_lossy(&o.stderr);
+    let lines: Vec<&str> = err.lines().filter(|l| l.starts_with("progress: ")).collect();
+    assert_eq!(lines.len(), 1, "{err}");
+    assert!(lines[0].starts_with("progress: train 4/4 steps (100%), ") && lines[0].contains("; loss "), "{lines:?}");
+    for extra in [&["--progress-interval", "1e-6", "--quiet"][..], &["--progress-interval", "0"]] {
+        let dir = out.join(format!("quiet-{}", extra.len()));
+        let mut args = vec!["train", "--config", cfg_s, "--out", dir.to_str().unwrap(), "--steps", "2"];
+        args.extend_from_slice(extra);
+        let o = cb(&root, &args);
+        assert_ok(&o);
+        assert!(!String::from_utf8_lossy(&o.stderr).contains("progress: "), "{extra:?}");
+    }
+    std::fs::remove_dir_all(&out).unwrap();
+}
