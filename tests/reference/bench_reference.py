@@ -1,4 +1,4 @@
-"""Speed of the PyTorch reference of DeepSeek-OCR (issue 6): the "what a user would run instead" line.
+"""Speed of the PyTorch reference of DeepSeek-OCR (docs/PERFORMANCE.md): the "what a user would run instead" line.
 
 Runs the HF remote code of deepseek-ai/DeepSeek-OCR, imported at run time from --reference-dir (a folder
 holding `dsocr/` or the five .py files, plus config.json and the tokenizer files), on one device, batch 1,

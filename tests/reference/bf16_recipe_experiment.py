@@ -1,4 +1,4 @@
-"""CPU experiment: does a synthetic recipe make the bf16 decoder criterion of issue 4 measurable?
+"""CPU experiment: does a synthetic recipe make the bf16 decoder criterion measurable (docs/PARITY.md)?
 
 The criterion (GPU, full size): bf16 logits, with the reference's own f32 greedy sequence teacher-forced,
 have cosine >= 0.999 with the f32 logits at every position and the same argmax at >= 99% of positions.

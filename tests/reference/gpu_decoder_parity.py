@@ -1,4 +1,4 @@
-"""Full-size reference outputs for the GPU parity check of the DeepSeek-OCR decoder (issue 4).
+"""Full-size reference outputs for the GPU parity check of the DeepSeek-OCR decoder (docs/PARITY.md).
 
 Builds the reference DeepseekOCRForCausalLM at FULL size (config.json as is), fills every parameter with
 the synthetic-weights recipe (synth_weights.py, seed 0; `--recipe 2` for recipe 2, whose successor head

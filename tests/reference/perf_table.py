@@ -1,4 +1,4 @@
-"""Markdown comparison table of `compress-bench bench --json` against bench_reference.py (issue 6).
+"""Markdown comparison table of `compress-bench bench --json` against bench_reference.py (docs/PERFORMANCE.md).
 
 Both JSON files carry {"engine", "device", "dtype", "runs": [...], "encoder": [...]} with run keys
 mode, batch, pages, new_tokens, prompt_tokens, encode_s_per_page, prefill_s, decode_tok_s, tok_s,
@@ -7,8 +7,8 @@ missing values print as "—". Speed-ups are ours / reference for rates and refe
 > 1 always means ours is faster.
 
 Prints the table on stdout; with --update FILE replaces the text between the lines `<!-- bench:begin -->`
-and `<!-- bench:end -->` of FILE (appending a section "## GPU benchmark vs the PyTorch reference
-(issue 6)" with those markers when they are absent).
+and `<!-- bench:end -->` of FILE (appending a section "## GPU benchmark vs the PyTorch reference" with those markers when they are
+absent).
 
 Usage: python perf_table.py --ours ours.json [--reference ref.json] [--command "..."]... [--update docs/PERFORMANCE.md]
 """
@@ -21,7 +21,7 @@ import re
 import sys
 
 BEGIN, END = "<!-- bench:begin -->", "<!-- bench:end -->"
-SECTION = "## GPU benchmark vs the PyTorch reference (issue 6)"
+SECTION = "## GPU benchmark vs the PyTorch reference"
 MODE_ORDER = ["tiny", "small", "base", "large", "gundam"]
 DASH = "—"
 
