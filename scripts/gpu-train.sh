@@ -59,7 +59,8 @@ elif [ -n "${STEPS:-}" ]; then
     left=$(( TIME_LIMIT - ($(date +%s) - start) - 45 ))
     cb_train --steps "$STEPS" --time-limit "$left"
     rc=${PIPESTATUS[0]}
-    if [ "$rc" -eq 0 ] || [ -f "$RUN/latest" ] || ! tail -5 "$META/train.log" | grep -qi "out of memory"; then break; fi
+    # the error line is followed by a backtrace, so the whole log is searched
+    if [ "$rc" -eq 0 ] || [ -f "$RUN/latest" ] || ! grep -qi "out of memory" "$META/train.log"; then break; fi
     python3 - "$CONFIG" /tmp/config-halved.toml <<'PY'
 import re, sys
 text = open(sys.argv[1]).read()
@@ -82,7 +83,7 @@ else
   fi
 fi
 set -e
-if [ -d /tmp/export ]; then
+if [ -f /tmp/export/model.safetensors ]; then
   split -b 15M -d /tmp/export/model.safetensors "$OUT/model.safetensors.part-"
   cp /tmp/export/mini.json /tmp/export/vocab.json "$META/"
   python3 - "$RUN" "$META" <<'PY'
