@@ -580,10 +580,17 @@ pub const VOLATILE_COLUMNS: [&str; 7] =
     ["run_id", "render_ms", "ocr_ms", "preprocess_ms", "vision_ms", "prefill_ms", "decode_ms"];
 
 /// Writes a frame as Parquet (zstd).
+///
+/// The Arrow schema stored in the file (`ARROW:schema`, which readers use for the column types) is
+/// that of Arrow's oldest types: plain (large) strings, not the string-view type polars holds in
+/// memory, which pyarrow 14 and older cannot read ("Unrecognized type: 24"). The pages are the same
+/// either way (Parquet `BYTE_ARRAY` strings).
 pub fn write_parquet(df: &mut DataFrame, path: &Path) -> Result<(), SchemaError> {
     let display = path.display().to_string();
+    let arrow_schema = polars_parquet::write::schema_to_metadata_key(&df.schema().to_arrow(CompatLevel::oldest()));
     let file = File::create(path).map_err(|e| SchemaError::Io { path: display.clone(), source: e })?;
     ParquetWriter::new(file)
+        .with_key_value_metadata(Some(KeyValueMetadata::Static(vec![arrow_schema])))
         .with_compression(ParquetCompression::Zstd(None))
         .finish(df)
         .map_err(polars_err(format!("writing {display}")))?;

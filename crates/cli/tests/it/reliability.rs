@@ -397,3 +397,46 @@ fn a_sweep_resumed_with_datasets_reads_its_corpora_where_they_are_now() {
     assert_eq!(m["spec"]["datasets_dir"], first.display().to_string(), "the manifest keeps where the run began");
     std::fs::remove_dir_all(&out).unwrap();
 }
+
+/// The Python that reads the Parquet files: `$OCC_PYARROW_PYTHON`, else `python3`. `.ci/run` points
+/// it at a virtual environment with pyarrow 14 (the last version without Arrow's string-view type).
+fn pyarrow_python() -> String {
+    std::env::var("OCC_PYARROW_PYTHON").unwrap_or_else(|_| "python3".into())
+}
+
+#[test]
+fn parquet_files_of_sweep_and_decay_runs_are_read_by_pyarrow() {
+    let out = scratch("rel-pyarrow");
+    assert_ok(&sweep(&out.join("sweep"), &[]));
+    assert_ok(&decay(&out.join("decay"), "pa", &[]));
+    let sweep_dir = only_dir(&out.join("sweep/rel"));
+    let decay_dir = out.join("decay/decay/pa");
+    let files: Vec<PathBuf> = ["samples.parquet", "predictions.parquet"]
+        .iter()
+        .map(|f| sweep_dir.join(f))
+        .chain(["decay.parquet", "needles.parquet"].iter().map(|f| decay_dir.join(f)))
+        .collect();
+    let script = "import sys, pyarrow, pyarrow.parquet as pq\n\
+                  print('pyarrow', pyarrow.__version__, file=sys.stderr)\n\
+                  for p in sys.argv[1:]:\n    \
+                      t = pq.read_table(p)\n    \
+                      print(p, t.num_rows, ' '.join(sorted({str(c.type) for c in t.schema})))\n";
+    let python = pyarrow_python();
+    let o = Command::new(&python)
+        .arg("-c")
+        .arg(script)
+        .args(&files)
+        .output()
+        .unwrap_or_else(|e| panic!("running {python} (the test needs pyarrow: .ci/run installs pyarrow 14): {e}"));
+    let text = String::from_utf8_lossy(&o.stdout);
+    assert!(o.status.success(), "pyarrow could not read the files ({python}):\n{}", stderr(&o));
+    eprintln!("{}{text}", stderr(&o));
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines.len(), files.len(), "{text}");
+    for (line, file) in lines.iter().zip(&files) {
+        let rows = schema::read_parquet(file).unwrap().height();
+        assert!(line.starts_with(&format!("{} {rows} ", file.display())), "{line}");
+        assert!(line.contains("large_string") && !line.contains("view"), "plain strings only: {line}");
+    }
+    std::fs::remove_dir_all(&out).unwrap();
+}
