@@ -25,6 +25,7 @@ use std::collections::{HashMap, HashSet};
 use serde::{Deserialize, Serialize};
 
 use crate::normalize::Lang;
+use crate::schema::SampleRow;
 
 /// All scores of one (ground truth, prediction) pair.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -67,6 +68,39 @@ impl Scores {
             "exact_match" => f64::from(u8::from(self.exact_match)),
             _ => return None,
         })
+    }
+}
+
+/// The one place where scores become columns of `samples.parquet` (the sweep's runner and `score`
+/// both write their rows through it).
+impl SampleRow {
+    /// Sets the metric columns and the character and word counts from a page's scores.
+    pub fn set_scores(&mut self, sc: &Scores) {
+        self.n_chars_gt = sc.n_chars_gt as u32;
+        self.n_chars_out = sc.n_chars_out as u32;
+        self.n_words_gt = sc.n_words_gt as u32;
+        self.n_words_out = sc.n_words_out as u32;
+        self.char_precision = sc.char_precision;
+        self.edit_distance = sc.edit_distance as u32;
+        self.word_precision = sc.word_precision;
+        self.word_recall = sc.word_recall;
+        self.word_f1 = sc.word_f1;
+        self.fox_precision_gt_words = sc.fox_precision_gt_words;
+        self.fox_precision_out_words = sc.fox_precision_out_words;
+        self.exact_match = sc.exact_match;
+    }
+
+    /// Sets the truncation baseline's columns from its scores (`exact_match` as 0/1); NaN when the
+    /// row has no baseline (a scored prediction without a mode).
+    pub fn set_truncation(&mut self, t: Option<&Scores>) {
+        let t = |f: fn(&Scores) -> f64| t.map_or(f64::NAN, f);
+        self.truncation_char_precision = t(|s| s.char_precision);
+        self.truncation_word_precision = t(|s| s.word_precision);
+        self.truncation_word_recall = t(|s| s.word_recall);
+        self.truncation_word_f1 = t(|s| s.word_f1);
+        self.truncation_fox_precision_gt_words = t(|s| s.fox_precision_gt_words);
+        self.truncation_fox_precision_out_words = t(|s| s.fox_precision_out_words);
+        self.truncation_exact_match = t(|s| f64::from(u8::from(s.exact_match)));
     }
 }
 
@@ -321,6 +355,25 @@ pub fn runaway(text: &str, hit_max_tokens: bool, rule: &RepetitionRule) -> Runaw
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_row_takes_every_metric_and_the_baseline_from_its_scores() {
+        let sc = score("the cat sat on the mat", "the cat sat on a mat", Lang::En);
+        let mut row = SampleRow::default();
+        row.set_scores(&sc);
+        for name in METRICS {
+            assert_eq!(crate::summary::sample_metric(&row, name), sc.metric(name), "{name}");
+        }
+        assert_eq!((row.edit_distance, row.n_chars_gt, row.n_words_out), (3, 22, 6));
+        row.set_truncation(None);
+        assert!(row.truncation_char_precision.is_nan() && row.truncation_exact_match.is_nan());
+        let prefix = score("the cat sat on the mat", "the cat", Lang::En);
+        row.set_truncation(Some(&prefix));
+        for name in METRICS {
+            let column = format!("truncation_{name}");
+            assert_eq!(crate::summary::sample_metric(&row, &column), prefix.metric(name), "{column}");
+        }
+    }
 
     fn close(a: f64, b: f64) -> bool {
         (a - b).abs() < 1e-12

@@ -389,13 +389,8 @@ fn make_entry(
     row.page_w_px = f.image.width();
     row.page_h_px = f.image.height();
     let t = &page.truncation;
-    row.truncation_char_precision = t.char_precision;
-    row.truncation_word_precision = t.word_precision;
-    row.truncation_word_recall = t.word_recall;
-    row.truncation_word_f1 = t.word_f1;
-    row.truncation_fox_precision_gt_words = t.fox_precision_gt_words;
-    row.truncation_fox_precision_out_words = t.fox_precision_out_words;
-    row.truncation_exact_match = f64::from(u8::from(t.exact_match));
+    row.set_truncation(Some(t));
+    // The ground truth's counts, also on rows the engine failed (the baseline read the same truth).
     row.n_chars_gt = t.n_chars_gt as u32;
     row.n_words_gt = t.n_words_gt as u32;
     prediction.ground_truth = f.text.clone();
@@ -415,16 +410,7 @@ fn make_entry(
     let out_norm = ctx.spec.normalization.apply(&output.text, s.lang);
     let sc = score(&page.gt_norm, &out_norm, s.lang);
     let flag = runaway(&out_norm, output.hit_max_tokens, &ctx.spec.repetition);
-    row.n_chars_out = sc.n_chars_out as u32;
-    row.n_words_out = sc.n_words_out as u32;
-    row.char_precision = sc.char_precision;
-    row.edit_distance = sc.edit_distance as u32;
-    row.word_precision = sc.word_precision;
-    row.word_recall = sc.word_recall;
-    row.word_f1 = sc.word_f1;
-    row.fox_precision_gt_words = sc.fox_precision_gt_words;
-    row.fox_precision_out_words = sc.fox_precision_out_words;
-    row.exact_match = sc.exact_match;
+    row.set_scores(&sc);
     row.runaway = flag != Runaway::None;
     row.runaway_reason = flag.as_str().into();
     row.hit_max_tokens = output.hit_max_tokens;

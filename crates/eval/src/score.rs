@@ -660,8 +660,7 @@ fn sample_row(
     truncation: Option<&Scores>,
 ) -> SampleRow {
     let ratio = |v: u32| compression_ratio(text_tokens as usize, v).unwrap_or(f64::NAN);
-    let t = |f: fn(&Scores) -> f64| truncation.map_or(f64::NAN, f);
-    SampleRow {
+    let mut sample = SampleRow {
         experiment: options.name.clone(),
         run_id: String::new(),
         sample_index: 0,
@@ -696,29 +695,10 @@ fn sample_row(
         downscale: 1.0,
         font_family: String::new(),
         line_height: 0.0,
-        n_chars_gt: sc.n_chars_gt as u32,
-        n_chars_out: sc.n_chars_out as u32,
-        n_words_gt: sc.n_words_gt as u32,
-        n_words_out: sc.n_words_out as u32,
-        char_precision: sc.char_precision,
-        edit_distance: sc.edit_distance as u32,
-        word_precision: sc.word_precision,
-        word_recall: sc.word_recall,
-        word_f1: sc.word_f1,
-        fox_precision_gt_words: sc.fox_precision_gt_words,
-        fox_precision_out_words: sc.fox_precision_out_words,
-        exact_match: sc.exact_match,
         runaway: flag != Runaway::None,
         runaway_reason: flag.as_str().into(),
         hit_max_tokens: false,
         n_generated_tokens: None,
-        truncation_char_precision: t(|s| s.char_precision),
-        truncation_word_precision: t(|s| s.word_precision),
-        truncation_word_recall: t(|s| s.word_recall),
-        truncation_word_f1: t(|s| s.word_f1),
-        truncation_fox_precision_gt_words: t(|s| s.fox_precision_gt_words),
-        truncation_fox_precision_out_words: t(|s| s.fox_precision_out_words),
-        truncation_exact_match: t(|s| f64::from(u8::from(s.exact_match))),
         engine: options.engine.clone(),
         engine_version: String::new(),
         weights: None,
@@ -732,7 +712,12 @@ fn sample_row(
         vision_ms: 0.0,
         prefill_ms: 0.0,
         decode_ms: 0.0,
-    }
+        // The metric and baseline columns, set below.
+        ..SampleRow::default()
+    };
+    sample.set_scores(sc);
+    sample.set_truncation(truncation);
+    sample
 }
 
 /// Groups rows into cells (first appearance order) and sets each row's `target_ratio`.
