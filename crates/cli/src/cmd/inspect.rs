@@ -190,8 +190,8 @@ pub fn run(args: Args, out: &Output) -> anyhow::Result<()> {
         let index = args.index.as_deref().map(read_index).transpose()?;
         // Only the encoder's names count: the checkpoint may hold the decoder's too.
         let table: BTreeMap<String, Vec<usize>> = expected.iter().cloned().collect();
-        let mismatches =
-            found.as_ref().map(|f| compare_tensors(&table, f)).map_or(0, |m| m.missing.len() + m.misshaped.len());
+        let (missing, mismatches) =
+            found.as_ref().map(|f| compare_tensors(&table, f)).map_or((0, 0), |m| (m.missing.len(), m.misshaped.len()));
         let tensors: Vec<TensorRow> = expected
             .iter()
             .map(|(name, shape)| {
@@ -199,8 +199,8 @@ pub fn run(args: Args, out: &Output) -> anyhow::Result<()> {
                 TensorRow {
                     name: name.clone(),
                     expected_shape: shape.clone(),
-                    // A tensor missing from the checkpoint shows as an empty shape.
-                    checkpoint_shape: found.as_ref().map(|_| entry.map(|e| e.shape.clone()).unwrap_or_default()),
+                    // Absent for a tensor the checkpoint does not hold.
+                    checkpoint_shape: entry.map(|e| e.shape.clone()),
                     checkpoint_dtype: entry.map(|e| e.dtype.clone()),
                     in_index: index.as_ref().map(|i| i.contains_key(name)),
                 }
@@ -217,13 +217,20 @@ pub fn run(args: Args, out: &Output) -> anyhow::Result<()> {
         ));
         for t in &tensors {
             let extra = match (&t.checkpoint_shape, t.in_index) {
+                (None, _) if found.is_some() => "  MISSING from checkpoint".to_string(),
                 (Some(s), _) if s != &t.expected_shape => format!("  MISMATCH: checkpoint {s:?}"),
                 (_, Some(false)) => "  MISSING from index".to_string(),
                 _ => String::new(),
             };
             out.result(&format!("{:<70} {:?}{extra}", t.name, t.expected_shape));
         }
-        anyhow::ensure!(mismatches == 0, "{mismatches} encoder tensors have a different shape in the checkpoint");
+        let problems: Vec<String> =
+            [(missing, "are missing from the checkpoint"), (mismatches, "have a different shape in the checkpoint")]
+                .iter()
+                .filter(|(n, _)| *n > 0)
+                .map(|(n, what)| format!("{n} encoder tensors {what}"))
+                .collect();
+        anyhow::ensure!(problems.is_empty(), "{}", problems.join(", "));
         anyhow::ensure!(missing_from_index == 0, "{missing_from_index} encoder tensors are missing from the index");
     }
     Ok(())

@@ -78,22 +78,32 @@ fn a_checkpoint_file_or_folder_is_checked_by_the_loaders_reader() {
     for checkpoint in [&file, &folder] {
         let o = inspect(&["--json", "--checkpoint", checkpoint.to_str().unwrap()]);
         assert!(!o.status.success(), "{}", checkpoint.display());
-        assert!(String::from_utf8_lossy(&o.stderr).contains("encoder tensors have a different shape"));
         let m = tensors_message(&o);
         let all = m["tensors"].as_array().unwrap().len();
-        // Every tensor but the right one: the wrong one and the missing ones (shown with an empty shape).
-        assert_eq!(m["shape_mismatches"], all - 1);
+        // The wrong one is a mismatch; the others are missing, not misshaped.
+        let err = String::from_utf8_lossy(&o.stderr);
+        let want = format!(
+            "error: {} encoder tensors are missing from the checkpoint, 1 encoder tensors have a different shape",
+            all - 2
+        );
+        assert!(err.contains(&want), "{err}");
+        assert_eq!(m["shape_mismatches"], 1);
+        let rows = m["tensors"].as_array().unwrap();
+        assert_eq!(rows.iter().filter(|r| r.get("checkpoint_shape").is_none()).count(), all - 2);
         assert_eq!(row(&m, RIGHT)["checkpoint_shape"], serde_json::json!([768]));
         assert_eq!(row(&m, RIGHT)["checkpoint_dtype"], "F32");
         assert_eq!(row(&m, WRONG)["checkpoint_shape"], serde_json::json!([4]));
         let missing = "model.projector.layers.bias";
-        assert_eq!(row(&m, missing)["checkpoint_shape"], serde_json::json!([]));
-        assert!(row(&m, missing).get("checkpoint_dtype").is_none());
+        assert!(
+            row(&m, missing).get("checkpoint_shape").is_none() && row(&m, missing).get("checkpoint_dtype").is_none()
+        );
     }
     let o = inspect(&["--checkpoint", file.to_str().unwrap()]);
     let stdout = String::from_utf8_lossy(&o.stdout);
     assert!(stdout.contains(&format!("{WRONG:<70} [768]  MISMATCH: checkpoint [4]")), "{stdout}");
     assert!(stdout.contains(&format!("{RIGHT:<70} [768]\n")), "{stdout}");
+    assert!(stdout.contains("model.projector.layers.bias") && stdout.contains("[1280]  MISSING from checkpoint\n"));
+    assert!(!stdout.contains("MISMATCH: checkpoint []"), "{stdout}");
 
     // Tensor data shorter than the header declares: refused with the file's name, as loading would.
     write_safetensors(&file, &[(RIGHT, vec![768])], Some(100));
