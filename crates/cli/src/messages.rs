@@ -29,6 +29,10 @@ macro_rules! message {
         $(impl Message for $ty {
             const TYPE: &'static str = $name;
         })*
+
+        /// Every [`Message::TYPE`], in the order of the list below.
+        #[cfg(test)]
+        const TYPES: &[&str] = &[$($name),*];
     };
 }
 
@@ -643,6 +647,16 @@ pub struct Predictions {
     pub problems: BTreeMap<&'static str, usize>,
 }
 
+// ---- serve
+
+/// `serve`: the server listens (once).
+#[derive(Debug, Serialize)]
+pub struct ServeStart<'a> {
+    pub url: String,
+    pub model: &'a str,
+    pub engine: String,
+}
+
 // ---- train (the journal types of occ-train are the messages: one definition for the file and
 // the stream)
 
@@ -659,9 +673,6 @@ message! {
     occ_train::trainer::EvalLog => "train_eval",
     TrainCheckpoint<'_> => "train_checkpoint",
     occ_train::trainer::Summary => "train_summary",
-}
-
-message! {
     Warning<'_> => "warning",
     Error => "error",
     DryRun<'_> => "dry_run",
@@ -684,4 +695,17 @@ message! {
     InspectConfig<'_> => "config",
     InspectVisionTokens => "vision_tokens",
     InspectTensors => "tensors",
+    ServeStart<'_> => "serve_start",
+}
+
+#[cfg(test)]
+mod tests {
+    /// docs/cli-json.md names every message type (as `` `type` ``), so it documents each one sent.
+    #[test]
+    fn every_message_type_is_documented() {
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../../docs/cli-json.md");
+        let doc = std::fs::read_to_string(path).expect("reading docs/cli-json.md");
+        let missing: Vec<&str> = super::TYPES.iter().copied().filter(|t| !doc.contains(&format!("`{t}`"))).collect();
+        assert!(missing.is_empty(), "message types not in docs/cli-json.md: {missing:?}");
+    }
 }

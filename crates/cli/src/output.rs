@@ -81,7 +81,7 @@ impl Output {
     }
 
     /// One JSON Lines message of type `kind` on stdout (only under `--json`).
-    pub fn json_message<T: Serialize>(&self, kind: &str, data: &T) -> anyhow::Result<()> {
+    fn json_message<T: Serialize>(&self, kind: &str, data: &T) -> anyhow::Result<()> {
         if self.json {
             let line = serde_json::to_string(&Envelope { kind, data })?;
             let mut stdout = std::io::stdout().lock();

@@ -11,9 +11,9 @@ use std::time::Duration;
 use anyhow::Context;
 use occ_core::Mode;
 use occ_serve::{Limits, ServeConfig, Server};
-use serde::Serialize;
 
 use crate::engine::{self, EngineKind, ModelArgs};
+use crate::messages::ServeStart;
 use crate::output::Output;
 
 /// Serve a model over HTTP in OpenAI's chat-completions format.
@@ -71,14 +71,6 @@ pub struct Args {
     pub timeout: f64,
 }
 
-/// The `serve_start` message of `--json`.
-#[derive(Debug, Serialize)]
-struct ServeStart<'a> {
-    url: String,
-    model: &'a str,
-    engine: String,
-}
-
 pub fn run(args: Args, out: &Output) -> anyhow::Result<()> {
     anyhow::ensure!(args.max_batch >= 1, "--max-batch must be at least 1");
     anyhow::ensure!(args.timeout > 0.0, "--timeout must be positive");
@@ -110,7 +102,7 @@ pub fn run(args: Args, out: &Output) -> anyhow::Result<()> {
         Server::start(cfg, Box::new(model)).with_context(|| format!("listening on {}:{}", args.host, args.port))?;
     let url = format!("http://{}", server.addr());
     out.result(&format!("listening on {url} (model {name:?}: {info})"));
-    out.json_message("serve_start", &ServeStart { url, model: &name, engine: info.to_string() })?;
+    out.send(&ServeStart { url, model: &name, engine: info.to_string() })?;
     out.info("SIGTERM or Ctrl-C drains the requests in flight and stops");
     server.wait().context("serving")?;
     out.info("stopped");
