@@ -453,3 +453,49 @@ fn parquet_files_of_sweep_and_decay_runs_are_read_by_pyarrow() {
     }
     std::fs::remove_dir_all(&out).unwrap();
 }
+
+#[test]
+fn a_tesseract_decay_run_killed_with_sigkill_from_outside_resumes_to_the_uninterrupted_tables() {
+    let out = scratch("rel-decay-sigkill");
+    let ds = datasets();
+    let decay_args = |root: &Path| -> Vec<String> {
+        ["decay", "--datasets", &ds, "--out", root.to_str().unwrap(), "--run-id", "same", "--engine", "tesseract"]
+            .iter()
+            .chain(&["--rounds", "6", "--round-tokens", "60", "--needles", "2", "--schedule", "paper", "--quiet"])
+            .map(|s| s.to_string())
+            .collect()
+    };
+    let (killed_root, full_root) = (out.join("killed"), out.join("full"));
+    let mut child = Command::new(BIN)
+        .args(decay_args(&killed_root))
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    // Wait for the first journaled read-back, then `kill -9`.
+    let dir = killed_root.join("decay/same");
+    let t0 = std::time::Instant::now();
+    while std::fs::read_to_string(dir.join("journal.jsonl")).map_or(0, |j| j.lines().count()) < 1 {
+        assert!(t0.elapsed().as_secs() < 120, "no read-back journaled in 2 minutes");
+        assert!(child.try_wait().unwrap().is_none(), "the run ended before it was killed");
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    child.kill().unwrap();
+    assert!(!child.wait().unwrap().success());
+    assert_eq!(manifest(&dir)["status"], "running", "killed mid-run");
+    let resumed = run(&["decay", "--datasets", &ds, "--engine", "tesseract", "--resume", dir.to_str().unwrap()]);
+    assert_ok(&resumed);
+    assert!(stderr(&resumed).contains("took over the stale lock"), "{}", stderr(&resumed));
+    let full_args = decay_args(&full_root);
+    assert_ok(&run(&full_args.iter().map(String::as_str).collect::<Vec<_>>()));
+    let full = full_root.join("decay/same");
+    for f in ["decay.parquet", "needles.parquet"] {
+        assert_eq!(stable_table(&dir.join(f)), stable_table(&full.join(f)), "{f}");
+    }
+    let (a, b) = (manifest(&dir), manifest(&full));
+    assert_eq!(a["status"], "complete");
+    assert_eq!((&a["summaries"], &a["pages_read"]), (&b["summaries"], &b["pages_read"]));
+    let lines = |d: &Path| std::fs::read_to_string(d.join("journal.jsonl")).unwrap().lines().count();
+    assert_eq!(lines(&dir), lines(&full), "nothing read twice");
+    std::fs::remove_dir_all(&out).unwrap();
+}
