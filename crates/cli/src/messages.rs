@@ -12,6 +12,7 @@ use occ_eval::compare::Pairing;
 use occ_eval::decay::ScheduleSummary;
 use occ_eval::plan::Shard;
 use occ_eval::schema::{SampleRow, SummaryRow};
+use occ_eval::{RunStatus, SampleStatus};
 use occ_model::grounding::GroundedBlock;
 use occ_render::fit::Ratios;
 use occ_render::{LineBox, MissingGlyphs, RatioCheck, RenderSpec};
@@ -146,7 +147,7 @@ pub struct SweepStart<'a> {
 pub struct Sample<'a> {
     pub sample_index: u64,
     pub sample_id: &'a str,
-    pub status: &'a str,
+    pub status: SampleStatus,
     pub error: Option<&'a str>,
     pub corpus: &'a str,
     pub mode: &'a str,
@@ -167,7 +168,7 @@ impl<'a> Sample<'a> {
         Sample {
             sample_index: r.sample_index,
             sample_id: &r.sample_id,
-            status: &r.status,
+            status: r.status,
             error: r.error.as_deref(),
             corpus: &r.corpus,
             mode: &r.mode,
@@ -251,7 +252,7 @@ impl Cell<'_> {
 pub struct SweepSummary<'a> {
     pub run_dir: String,
     pub run_id: &'a str,
-    pub status: &'a str,
+    pub status: RunStatus,
     pub n_samples: usize,
     pub n_failed: usize,
     pub wall_time_s: f64,
@@ -387,7 +388,7 @@ pub struct ReportFiles {
     pub pages: Option<String>,
     /// A decay run's status (`complete`, `running`, `interrupted`, `failed`); absent for sweeps.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub status: Option<String>,
+    pub status: Option<RunStatus>,
     /// What the run folder lacks, one line each (empty for a complete run).
     pub missing: Vec<String>,
 }

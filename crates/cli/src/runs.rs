@@ -130,7 +130,7 @@ pub fn finish_run(dir: &Path, manifest: &mut Manifest, report: bool, out: &Outpu
     out.send(&SweepSummary {
         run_dir: dir.display().to_string(),
         run_id: &manifest.run_id,
-        status: &manifest.status,
+        status: manifest.status,
         n_samples: written.samples,
         n_failed: written.failed,
         wall_time_s: manifest.wall_time_s,

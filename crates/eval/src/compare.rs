@@ -27,7 +27,7 @@ use crate::axes::facet_of_sample;
 use crate::metrics::METRICS;
 use crate::results::{self, Manifest, ResultsError, PREDICTIONS_FILE, SAMPLES_FILE};
 use crate::rng::SplitMix64;
-use crate::schema::{self, PairedRow, PredictionRow, SampleRow, SchemaError, Table};
+use crate::schema::{self, PairedRow, PredictionRow, SampleRow, SampleStatus, SchemaError, Table};
 use crate::stats::{cell_stats, median};
 use crate::summary::sample_metric;
 
@@ -243,7 +243,7 @@ pub fn pair(baseline: &RunTables, other: &RunTables) -> Pairing {
             && same_float(a.font_px, b.font_px);
         if !identical {
             p.n_page_differs += 1;
-        } else if a.status != "ok" || b.status != "ok" {
+        } else if a.status != SampleStatus::Ok || b.status != SampleStatus::Ok {
             p.n_paired += 1;
             p.n_paired_failed += 1;
         } else {
@@ -409,7 +409,7 @@ mod tests {
                 samples.push(SampleRow {
                     sample_index: i,
                     sample_id: format!("en/{passage_id}/{mode}/r{ratio}"),
-                    status: if score.is_nan() { "engine_error".into() } else { "ok".into() },
+                    status: if score.is_nan() { SampleStatus::EngineError } else { SampleStatus::Ok },
                     corpus: "en".into(),
                     passage_id: passage_id.clone(),
                     mode: (*mode).into(),

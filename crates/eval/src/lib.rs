@@ -48,6 +48,7 @@ pub mod schema;
 pub mod score;
 pub mod spec;
 pub mod stats;
+pub mod status;
 pub mod summary;
 pub mod sweep;
 pub mod tesseract;
@@ -56,3 +57,4 @@ pub mod truth;
 
 pub use normalize::{Lang, Normalization};
 pub use spec::{EngineKind, ExperimentSpec, SpecFile, SpecOverrides};
+pub use status::{RunStatus, SampleStatus};

@@ -24,6 +24,8 @@ use occ_core::EngineInfo;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+pub use crate::status::RunStatus;
+
 /// Version of the manifest shape written now.
 pub const MANIFEST_VERSION: u32 = 2;
 /// File name of the manifest inside a run folder.
@@ -67,7 +69,7 @@ pub struct ManifestHead {
     pub manifest_version: u32,
     pub kind: RunKind,
     /// `running`, `interrupted`, `incomplete`, `failed` or `complete`.
-    pub status: String,
+    pub status: RunStatus,
     pub run_id: String,
     pub created_utc: String,
     /// The readers of the run (one per language for Tesseract sweeps; who made the predictions of a
@@ -119,7 +121,7 @@ pub fn migrate(value: Value) -> Result<Value, String> {
                 m.insert("engines".into(), Value::Array(vec![engine]));
             }
             if m.get("status").is_none_or(Value::is_null) {
-                m.insert("status".into(), "complete".into());
+                m.insert("status".into(), RunStatus::Complete.as_str().into());
             }
         }
         Some(1) => {

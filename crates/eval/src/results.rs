@@ -12,9 +12,9 @@ use occ_core::EngineInfo;
 use serde::{Deserialize, Serialize};
 
 use crate::journal::{self, JournalEntry, JournalError, JournalWriter, JOURNAL_FILE};
-use crate::manifest::{ManifestError, ManifestHead, RunKind};
+use crate::manifest::{ManifestError, ManifestHead, RunKind, RunStatus};
 use crate::plan::Shard;
-use crate::schema::{self, PredictionRow, SampleRow, SchemaError, SummaryRow, Table};
+use crate::schema::{self, PredictionRow, SampleRow, SampleStatus, SchemaError, SummaryRow, Table};
 use crate::spec::ExperimentSpec;
 use crate::summary::summarize;
 
@@ -62,8 +62,8 @@ pub struct Manifest {
     pub experiment: String,
     pub run_id: String,
     pub created_utc: String,
-    /// `running` until the outputs are written, then `complete`.
-    pub status: String,
+    /// `running` until the outputs are written, then `complete` (`interrupted`, `incomplete`).
+    pub status: RunStatus,
     pub spec: ExperimentSpec,
     pub spec_fingerprint: String,
     pub shard: Option<Shard>,
@@ -122,7 +122,7 @@ impl Manifest {
         ManifestHead {
             manifest_version: self.manifest_version,
             kind: self.kind(),
-            status: self.status.clone(),
+            status: self.status,
             run_id: self.run_id.clone(),
             created_utc: self.created_utc.clone(),
             engines: self.engines.clone(),
@@ -222,7 +222,7 @@ pub fn write_tables(
     schema::write_parquet(&mut SampleRow::to_frame(samples)?, &dir.join(SAMPLES_FILE))?;
     schema::write_parquet(&mut PredictionRow::to_frame(predictions)?, &dir.join(PREDICTIONS_FILE))?;
     schema::write_csv(&mut SummaryRow::to_frame(&summary)?, &dir.join(SUMMARY_FILE))?;
-    let failed = samples.iter().filter(|s| s.status != "ok").count();
+    let failed = samples.iter().filter(|s| s.status != SampleStatus::Ok).count();
     Ok((Written { samples: samples.len(), failed }, summary))
 }
 
@@ -260,7 +260,7 @@ pub fn merge(shard_dirs: &[PathBuf], out_root: &Path, host: &str) -> Result<(Pat
                 shard.count
             )));
         }
-        if m.status != "complete" {
+        if m.status != RunStatus::Complete {
             return Err(ResultsError::Merge(format!(
                 "{} is not complete (status {}); resume it first",
                 dir.display(),
@@ -301,7 +301,7 @@ pub fn merge(shard_dirs: &[PathBuf], out_root: &Path, host: &str) -> Result<(Pat
     let mut manifest = Manifest {
         run_id,
         created_utc: created,
-        status: "running".into(),
+        status: RunStatus::Running,
         shard: None,
         merged_from: shard_dirs.iter().map(|d| d.display().to_string()).collect(),
         host: host.into(),
@@ -314,7 +314,7 @@ pub fn merge(shard_dirs: &[PathBuf], out_root: &Path, host: &str) -> Result<(Pat
     let (written, _) = write_outputs(&dir, manifest.spec.seed)?;
     manifest.n_samples_done = written.samples;
     manifest.n_failed = written.failed;
-    manifest.status = "complete".into();
+    manifest.status = RunStatus::Complete;
     manifest.save(&dir)?;
     Ok((dir, manifest))
 }

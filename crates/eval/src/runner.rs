@@ -23,7 +23,7 @@ use crate::normalize::Lang;
 use crate::oracle::TruthTap;
 use crate::plan::PlannedSample;
 use crate::render::{FittedPage, PageRenderer};
-use crate::schema::{PredictionRow, SampleRow};
+use crate::schema::{PredictionRow, SampleRow, SampleStatus};
 use crate::spec::ExperimentSpec;
 
 /// Batches rendered ahead of the engine.
@@ -210,7 +210,7 @@ pub fn execute(
                 // A stop requested while the batch was read may have reached the engine's own
                 // processes (Ctrl-C goes to the whole process group): its engine errors are left
                 // out of the journal, so the resumed run reads those pages again.
-                entries.retain(|e| e.sample.status != "engine_error");
+                entries.retain(|e| e.sample.status != SampleStatus::EngineError);
             }
             for e in &entries {
                 writer.append(e)?;
@@ -218,7 +218,7 @@ pub fn execute(
             writer.flush()?;
             for e in &entries {
                 counts.done += 1;
-                counts.failed += usize::from(e.sample.status != "ok");
+                counts.failed += usize::from(e.sample.status != SampleStatus::Ok);
                 observer.sample(&e.sample);
             }
         }
@@ -292,7 +292,7 @@ fn make_entry(
         run_id: ctx.run_id.clone(),
         sample_index: s.index,
         sample_id: s.sample_id.clone(),
-        status: "ok".into(),
+        status: SampleStatus::Ok,
         error: None,
         corpus: s.corpus.clone(),
         lang: s.lang.as_str().into(),
@@ -369,7 +369,7 @@ fn make_entry(
     let page = match p.page {
         Ok(page) => page,
         Err(e) => {
-            row.status = "render_error".into();
+            row.status = SampleStatus::RenderError;
             row.error = Some(e);
             return JournalEntry { sample: row, prediction };
         }
@@ -397,12 +397,12 @@ fn make_entry(
     let output = match out {
         Some(Ok(o)) => o,
         Some(Err(e)) => {
-            row.status = "engine_error".into();
+            row.status = SampleStatus::EngineError;
             row.error = Some(e);
             return JournalEntry { sample: row, prediction };
         }
         None => {
-            row.status = "engine_error".into();
+            row.status = SampleStatus::EngineError;
             row.error = Some("no output for the page".into());
             return JournalEntry { sample: row, prediction };
         }

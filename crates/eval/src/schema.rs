@@ -12,6 +12,9 @@ use std::path::Path;
 use polars::prelude::*;
 use serde::{Deserialize, Serialize};
 
+pub use crate::status::SampleStatus;
+use crate::status::UnknownStatus;
+
 /// Errors of table conversion and Parquet I/O.
 #[derive(Debug, thiserror::Error)]
 pub enum SchemaError {
@@ -82,6 +85,28 @@ column_value!(u64, DataType::UInt64, u64, |v| v);
 column_value!(f64, DataType::Float64, f64, |v| v);
 column_value!(bool, DataType::Boolean, bool, |v| v);
 
+/// A sample's status is stored as its name (a string column).
+impl ColumnValue for SampleStatus {
+    fn dtype() -> DataType {
+        DataType::String
+    }
+    fn to_column(name: &str, values: Vec<Self>) -> Column {
+        Column::new(name.into(), values.iter().map(|v| v.as_str()).collect::<Vec<&str>>())
+    }
+    fn from_column(col: &Column) -> Result<Vec<Self>, SchemaError> {
+        let ca = col.str().map_err(polars_err(format!("column {}", col.name())))?;
+        ca.iter()
+            .map(|o| {
+                let text = o.ok_or_else(|| missing(col))?;
+                text.parse().map_err(|e: UnknownStatus| SchemaError::Column {
+                    column: col.name().to_string(),
+                    message: e.to_string(),
+                })
+            })
+            .collect()
+    }
+}
+
 /// A row type with a generated schema.
 pub trait Table: Sized {
     /// The columns, in order.
@@ -150,7 +175,7 @@ table! {
         /// `<corpus>/<passage_id>/<mode>/r<target_ratio>`.
         pub sample_id: String,
         /// `ok`, `render_error` or `engine_error` (metrics are 0 and excluded from statistics unless `ok`).
-        pub status: String,
+        pub status: SampleStatus,
         /// Error message when status is not `ok`.
         pub error: Option<String>,
         /// Corpus name (`en`, `zh`, `probes`).
@@ -635,7 +660,7 @@ mod tests {
             run_id: "r".into(),
             sample_index: i,
             sample_id: format!("en/p{i}/tiny/r10"),
-            status: "ok".into(),
+            status: SampleStatus::Ok,
             error: if i % 2 == 0 { None } else { Some("boom".into()) },
             corpus: "en".into(),
             lang: "en".into(),

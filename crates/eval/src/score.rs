@@ -51,9 +51,10 @@ use crate::metrics::{runaway, score, RepetitionRule, Runaway, Scores};
 use crate::normalize::{Lang, Normalization};
 use crate::results::{self, Manifest, ResultsError, Session};
 use crate::rng::SplitMix64;
-use crate::schema::{self, BinRow, PredictionRow, SampleRow, SchemaError, SummaryRow, Table};
+use crate::schema::{self, BinRow, PredictionRow, SampleRow, SampleStatus, SchemaError, SummaryRow, Table};
 use crate::spec::{EngineKind, ExperimentSpec};
 use crate::stats::{cell_stats, CellStats};
+use crate::status::RunStatus;
 
 /// Input accounting of a score run (what was read, bad rows, rows out of range), in its directory.
 pub const SCORE_FILE: &str = "score.json";
@@ -665,7 +666,7 @@ fn sample_row(
         run_id: String::new(),
         sample_index: 0,
         sample_id: row.id.clone(),
-        status: "ok".into(),
+        status: SampleStatus::Ok,
         error: None,
         corpus: row.group.clone().unwrap_or_else(|| DEFAULT_GROUP.into()),
         lang: options.lang.as_str().into(),
@@ -1071,7 +1072,7 @@ pub fn write_run_locked(
         experiment: options.name.clone(),
         run_id,
         created_utc: created,
-        status: "complete".into(),
+        status: RunStatus::Complete,
         spec_fingerprint: spec.fingerprint(),
         spec,
         shard: None,

@@ -3,7 +3,7 @@
 
 use crate::metrics::METRICS;
 use crate::rng::SplitMix64;
-use crate::schema::{SampleRow, SummaryRow};
+use crate::schema::{SampleRow, SampleStatus, SummaryRow};
 use crate::stats::cell_stats;
 
 /// Every metric of `summary.csv`: the engine's, `runaway` (share of flagged samples) and the
@@ -65,7 +65,7 @@ pub fn summarize(rows: &[SampleRow], seed: u64) -> Vec<SummaryRow> {
         let (corpus, mode, ratio) = (&first.corpus, &first.mode, first.target_ratio);
         // The setting joins the bootstrap key only off the defaults (crate::axes::seed_key).
         let setting = crate::axes::seed_key(first);
-        let ok: Vec<&&SampleRow> = members.iter().filter(|r| r.status == "ok").collect();
+        let ok: Vec<&&SampleRow> = members.iter().filter(|r| r.status == SampleStatus::Ok).collect();
         let n_failed = (members.len() - ok.len()) as u32;
         let mean_ratio =
             if ok.is_empty() { f64::NAN } else { ok.iter().map(|r| r.ratio_nominal).sum::<f64>() / ok.len() as f64 };

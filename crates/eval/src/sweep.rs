@@ -28,6 +28,7 @@ use crate::results::{self, Manifest, ResultsError, Session, Written};
 use crate::runner::{self, Engines, Observer, RunContext, RunCounts, RunError};
 use crate::schema::SummaryRow;
 use crate::spec::ExperimentSpec;
+use crate::status::RunStatus;
 
 /// Name of the generated corpus (made from `en`, [`crate::probes`]).
 pub const PROBES_CORPUS: &str = "probes";
@@ -124,14 +125,14 @@ pub fn prepare(start: Start) -> Result<Prepared, SweepError> {
         Start::Resume { dir, command, datasets_dir } => {
             let m = Manifest::load(&dir)
                 .map_err(|source| SweepError::NotARun { dir: dir.display().to_string(), source })?;
-            if m.status == "complete" {
+            if m.status == RunStatus::Complete {
                 return Err(SweepError::Complete(dir.display().to_string()));
             }
             let lock = RunLock::acquire(&dir, &command)?;
             // Read again under the lock: the run may have moved on since.
             let m = Manifest::load(&dir)
                 .map_err(|source| SweepError::NotARun { dir: dir.display().to_string(), source })?;
-            if m.status == "complete" {
+            if m.status == RunStatus::Complete {
                 return Err(SweepError::Complete(dir.display().to_string()));
             }
             let mut spec = m.spec.clone();
@@ -185,7 +186,7 @@ impl Prepared {
                     experiment: self.spec.name.clone(),
                     run_id,
                     created_utc: created,
-                    status: "running".into(),
+                    status: RunStatus::Running,
                     spec_fingerprint: self.spec.fingerprint(),
                     spec: self.spec.clone(),
                     shard: self.shard,
@@ -261,7 +262,7 @@ impl Run {
     /// `--resume` continues it).
     pub fn interrupt(&mut self) -> Result<Written, ResultsError> {
         let (written, _) = finish(&self.dir, &mut self.manifest)?;
-        self.manifest.status = "interrupted".into();
+        self.manifest.status = RunStatus::Interrupted;
         self.manifest.save(&self.dir)?;
         Ok(written)
     }
@@ -273,7 +274,8 @@ pub fn finish(dir: &Path, manifest: &mut Manifest) -> Result<(Written, Vec<Summa
     let (written, summary) = results::write_outputs(dir, manifest.spec.seed)?;
     manifest.n_samples_done = written.samples;
     manifest.n_failed = written.failed;
-    manifest.status = if written.samples == manifest.n_samples_planned { "complete" } else { "incomplete" }.into();
+    manifest.status =
+        if written.samples == manifest.n_samples_planned { RunStatus::Complete } else { RunStatus::Incomplete };
     manifest.save(dir)?;
     Ok((written, summary))
 }

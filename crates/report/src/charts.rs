@@ -5,7 +5,7 @@
 
 use plotters::prelude::*;
 
-use occ_eval::schema::{SampleRow, SummaryRow};
+use occ_eval::schema::{SampleRow, SampleStatus, SummaryRow};
 
 use crate::paper::{points_for_mode, PAPER_METRICS};
 
@@ -196,7 +196,7 @@ fn pages_by_mode<'a>(
 ) -> (Vec<(&'a SampleRow, f64)>, Vec<String>) {
     let pts: Vec<(&SampleRow, f64)> = samples
         .iter()
-        .filter(|r| r.corpus == corpus && r.status == "ok" && keep(r))
+        .filter(|r| r.corpus == corpus && r.status == SampleStatus::Ok && keep(r))
         .filter_map(|r| occ_eval::summary::sample_metric(r, metric).map(|v| (r, v)))
         .collect();
     let mut modes: Vec<String> = Vec::new();

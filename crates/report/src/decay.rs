@@ -14,6 +14,7 @@ use std::path::{Path, PathBuf};
 use occ_eval::decay::output::{self, RunMeta};
 use occ_eval::decay::{DecayConfig, DecayResults, DecayRow};
 use occ_eval::journal::JOURNAL_FILE;
+use occ_eval::RunStatus;
 
 use crate::charts::{line_svg, LineChart, Series};
 use crate::document::Document;
@@ -286,7 +287,7 @@ pub fn write_report(
 #[derive(Debug, Clone)]
 pub struct FolderReport {
     /// The run's status (`complete`, `running`, `interrupted`, `failed`).
-    pub status: String,
+    pub status: RunStatus,
     /// Files written (`plots/*.svg`, `report.md`, `report.html`), or the run's own report files
     /// when they could not be rebuilt.
     pub files: Vec<PathBuf>,
@@ -300,7 +301,7 @@ pub struct FolderReport {
 pub fn report_folder(dir: &Path) -> Result<FolderReport, ReportError> {
     let folder = occ_eval::decay::load_folder(dir)?;
     let state = &folder.state;
-    let status = state.status().to_string();
+    let status = state.status();
     let config = state.config();
     let mut missing = Vec::new();
     if let Some(results) = &folder.results {
@@ -315,7 +316,7 @@ pub fn report_folder(dir: &Path) -> Result<FolderReport, ReportError> {
         let files = write_report(dir, &config, results, &state.meta)?;
         return Ok(FolderReport { status, files, missing });
     }
-    if status == "complete" && folder.reads_journaled == 0 {
+    if status == RunStatus::Complete && folder.reads_journaled == 0 {
         // Written before decay runs had a journal: its own report stands.
         let files: Vec<PathBuf> =
             ["report.md", "report.html"].iter().map(|f| dir.join(f)).filter(|p| p.is_file()).collect();

@@ -37,6 +37,7 @@ use occ_eval::schema::{self, BinRow, PredictionRow, Table};
 use occ_eval::schema::{SampleRow, SummaryRow};
 use occ_eval::score::{Headline, ScoreError, ScoreRecord};
 use occ_eval::stats::{CI_METHOD, MIN_N_FOR_CI, NO_CI};
+use occ_eval::{RunStatus, SampleStatus};
 
 /// Errors of report generation.
 #[derive(Debug, thiserror::Error)]
@@ -127,7 +128,7 @@ impl ReportInput {
                 ),
             }));
         };
-        if manifest.status != "complete" && manifest.merged_from.is_empty() {
+        if manifest.status != RunStatus::Complete && manifest.merged_from.is_empty() {
             let n = samples.len();
             let planned = manifest.n_samples_planned;
             missing.insert(
@@ -135,7 +136,11 @@ impl ReportInput {
                 format!(
                     "the run is {} with {n} of {planned} planned samples ({} missing); continue it with \
                      `compress-bench sweep --resume {}`",
-                    if manifest.status == "running" { "running or was killed" } else { &manifest.status },
+                    if manifest.status == RunStatus::Running {
+                        "running or was killed"
+                    } else {
+                        manifest.status.as_str()
+                    },
                     planned.saturating_sub(n),
                     dir.display()
                 ),
@@ -202,7 +207,7 @@ pub fn charts(input: &ReportInput) -> Result<Vec<Chart>, ReportError> {
         let svg = charts::scatter_svg(&input.samples, corpus, "char_precision", &title)
             .map_err(|message| ReportError::Chart { name: format!("{corpus}_scatter"), message })?;
         out.push(Chart { file: format!("{corpus}_scatter_char_precision.svg"), title, svg });
-        if input.samples.iter().any(|r| &r.corpus == corpus && r.status == "ok" && charts::has_font(r)) {
+        if input.samples.iter().any(|r| &r.corpus == corpus && r.status == SampleStatus::Ok && charts::has_font(r)) {
             let title = format!("{engine} on {corpus}: char_precision against font size{tag}");
             let svg = charts::font_svg(&input.samples, corpus, "char_precision", &title)
                 .map_err(|message| ReportError::Chart { name: format!("{corpus}_font"), message })?;

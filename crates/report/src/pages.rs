@@ -23,7 +23,7 @@ use base64::Engine;
 use image::{DynamicImage, ImageFormat};
 use occ_eval::render::OccRenderer;
 use occ_eval::results::Manifest;
-use occ_eval::schema::{PredictionRow, SampleRow};
+use occ_eval::schema::{PredictionRow, SampleRow, SampleStatus};
 use occ_eval::Lang;
 use rayon::prelude::*;
 
@@ -74,7 +74,7 @@ pub fn worst_first(samples: &[SampleRow]) -> Vec<Vec<&SampleRow>> {
     }
     for c in &mut cells {
         c.sort_by(|a, b| {
-            let failed = |r: &SampleRow| r.status != "ok";
+            let failed = |r: &SampleRow| r.status != SampleStatus::Ok;
             failed(b)
                 .cmp(&failed(a))
                 .then(a.char_precision.total_cmp(&b.char_precision))
@@ -143,7 +143,7 @@ pub fn pages_html(manifest: &Manifest, samples: &[SampleRow], predictions: &[Pre
         let drawn: Vec<&SampleRow> = cells.iter().flat_map(|c| c.iter().take(THUMBNAILS_PER_CELL)).copied().collect();
         drawn
             .par_iter()
-            .filter(|r| r.status != "render_error")
+            .filter(|r| r.status != SampleStatus::RenderError)
             .filter_map(|r| by_index.get(&r.sample_index).map(|p| (r, p)))
             .map(|(r, p)| (r.sample_index, thumbnail(r, &p.ground_truth)))
             .collect()
@@ -183,7 +183,7 @@ pub fn pages_html(manifest: &Manifest, samples: &[SampleRow], predictions: &[Pre
     }
     h.push_str("<table>\n<tr><th>cell</th><th>pages</th><th>failed</th><th>worst page</th><th>char precision (worst)</th><th>mean</th></tr>\n");
     for (k, cell) in cells.iter().enumerate() {
-        let ok: Vec<f64> = cell.iter().filter(|r| r.status == "ok").map(|r| r.char_precision).collect();
+        let ok: Vec<f64> = cell.iter().filter(|r| r.status == SampleStatus::Ok).map(|r| r.char_precision).collect();
         let mean = if ok.is_empty() { f64::NAN } else { ok.iter().sum::<f64>() / ok.len() as f64 };
         let first = cell[0];
         h.push_str(&format!(
@@ -197,7 +197,7 @@ pub fn pages_html(manifest: &Manifest, samples: &[SampleRow], predictions: &[Pre
             cell.len() - ok.len(),
             first.sample_index,
             escape(&first.sample_id),
-            if first.status == "ok" { pct(first.char_precision) } else { escape(&first.status) },
+            if first.status == SampleStatus::Ok { pct(first.char_precision) } else { escape(first.status.as_str()) },
             pct(mean),
         ));
     }
@@ -220,10 +220,10 @@ pub fn pages_html(manifest: &Manifest, samples: &[SampleRow], predictions: &[Pre
                 escape(&r.sample_id),
                 rank + 1,
                 escape(&r.sample_id),
-                if r.status == "ok" {
+                if r.status == SampleStatus::Ok {
                     format!("character precision {}", pct(r.char_precision))
                 } else {
-                    escape(&r.status)
+                    escape(r.status.as_str())
                 }
             ));
             match thumbs.get(&r.sample_index) {
@@ -261,7 +261,7 @@ pub fn pages_html(manifest: &Manifest, samples: &[SampleRow], predictions: &[Pre
                 h.push_str(&format!("<li>{}</li>", escape(&f)));
             }
             h.push_str("</ul></div></div>\n");
-            if let (Some(p), "ok") = (p, r.status.as_str()) {
+            if let (Some(p), SampleStatus::Ok) = (p, r.status) {
                 let l = lang(r);
                 let segments = diff::diff(&norm.apply(&p.ground_truth, l), &norm.apply(&p.prediction, l), l);
                 let (same, missing, extra) = diff::counts(&segments);
@@ -290,7 +290,7 @@ pub fn worst_table(samples: &[SampleRow]) -> crate::tables::TextTable {
                 format!("{}{}", w.target_ratio, setting_tag(w)),
                 cell.len().to_string(),
                 w.sample_id.clone(),
-                if w.status == "ok" { pct(w.char_precision) } else { w.status.clone() },
+                if w.status == SampleStatus::Ok { pct(w.char_precision) } else { w.status.to_string() },
                 if crate::charts::has_font(w) { format!("{:.2}", w.font_px) } else { "–".into() },
             ]
         })

@@ -17,6 +17,7 @@ use occ_eval::decay::output::{self, DecayState, RunMeta};
 use occ_eval::decay::{self, DecayConfig, DecayFile, DecayJournal, DecayOverrides, Outcome};
 use occ_eval::lock::RunLock;
 use occ_eval::oracle::TruthTap;
+use occ_eval::RunStatus;
 use occ_memory::ScheduleSpec;
 
 use crate::engine::{self, EngineKind, ModelArgs, TesseractSettings};
@@ -152,7 +153,7 @@ fn resumed(args: &Args) -> anyhow::Result<Option<DecayState>> {
         anyhow::bail!("--resume continues a run with its own configuration; drop {}", given.join(", "));
     }
     let state = DecayState::load(dir)?;
-    if state.status() == "complete" {
+    if state.status() == RunStatus::Complete {
         anyhow::bail!("decay run {} is already complete; start a new run instead", dir.display());
     }
     Ok(Some(state))
@@ -357,7 +358,7 @@ pub fn run(args: Args, out: &Output) -> anyhow::Result<()> {
     }
     let previous_wall = meta.wall_s;
     let mut journal = DecayJournal::open(&dir)?;
-    output::write_state(&dir, &cfg, &meta, "running", journal.len())?;
+    output::write_state(&dir, &cfg, &meta, RunStatus::Running, journal.len())?;
     let run_id = meta.run_id.clone();
     let names: Vec<String> = cfg.schedules.iter().map(ScheduleSpec::name).collect();
     out.send(&DecayStart {
@@ -418,7 +419,7 @@ pub fn run(args: Args, out: &Output) -> anyhow::Result<()> {
         Err(_) => interrupt.requested(),
     };
     if stopped {
-        output::write_state(&dir, &cfg, &meta, "interrupted", journal.len())?;
+        output::write_state(&dir, &cfg, &meta, RunStatus::Interrupted, journal.len())?;
         return Err(Interrupted {
             state: format!("{} is marked interrupted", dir.display()),
             done: format!("{} read-backs", journal.len()),
@@ -430,7 +431,7 @@ pub fn run(args: Args, out: &Output) -> anyhow::Result<()> {
         Ok(Outcome::Complete(results)) => results,
         Ok(Outcome::Interrupted) => anyhow::bail!("the decay run stopped without a stop request"),
         Err(e) => {
-            let _ = output::write_state(&dir, &cfg, &meta, "failed", journal.len());
+            let _ = output::write_state(&dir, &cfg, &meta, RunStatus::Failed, journal.len());
             return Err(
                 anyhow::Error::new(e).context(format!("decay run stopped; continue it with: {}", resume_command(&dir)))
             );

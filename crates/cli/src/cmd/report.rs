@@ -45,7 +45,7 @@ pub fn run(args: Args, out: &Output) -> anyhow::Result<()> {
                 .map(|p| p.display().to_string())
                 .collect(),
             pages: None,
-            status: Some(r.status.clone()),
+            status: Some(r.status),
             missing: r.missing.clone(),
         })?;
         out.result(&file("report.html").unwrap_or_default());
@@ -85,7 +85,8 @@ mod tests {
         let dir = std::env::temp_dir().join(format!("occ-cli-report-kind-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         let current = occ_eval::decay::output::DecayState::load(&fixture("decay-v1")).unwrap();
-        occ_eval::decay::output::write_state(&dir, &current.config(), &current.meta, "running", 0).unwrap();
+        occ_eval::decay::output::write_state(&dir, &current.config(), &current.meta, occ_eval::RunStatus::Running, 0)
+            .unwrap();
         assert!(is_decay(&dir), "a current decay manifest");
         std::fs::write(dir.join("manifest.json"), r#"{"kind": "decay"}"#).unwrap();
         assert!(!is_decay(&dir), "a kind alone is not a manifest");

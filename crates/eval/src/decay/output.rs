@@ -17,7 +17,7 @@ use occ_memory::ScheduleSpec;
 use serde::{Deserialize, Serialize};
 
 use super::{DecayConfig, DecayError, DecayResults, Needle, ScheduleSummary};
-use crate::manifest::{ManifestHead, RunKind, MANIFEST_VERSION};
+use crate::manifest::{ManifestHead, RunKind, RunStatus, MANIFEST_VERSION};
 use crate::schema::{self, DecayRow, NeedleRow, Table};
 
 pub use crate::manifest::MANIFEST_FILE;
@@ -39,11 +39,11 @@ pub struct RunMeta {
 
 impl RunMeta {
     /// The manifest head of the run in `status`.
-    pub fn head(&self, status: &str) -> ManifestHead {
+    pub fn head(&self, status: RunStatus) -> ManifestHead {
         ManifestHead {
             manifest_version: MANIFEST_VERSION,
             kind: RunKind::Decay,
-            status: status.into(),
+            status,
             run_id: self.run_id.clone(),
             created_utc: self.created_utc.clone(),
             engines: vec![self.engine.clone()],
@@ -98,7 +98,7 @@ pub struct DecayState {
     /// Always `decay`.
     pub kind: String,
     /// `running`, `interrupted`, `failed` or `complete`.
-    pub status: Option<String>,
+    pub status: Option<RunStatus>,
     /// The head's identity and timing, with the command line, as the run's [`RunMeta`].
     pub meta: RunMeta,
     pub config: DecayConfig,
@@ -161,7 +161,7 @@ impl DecayState {
         };
         Ok(DecayState {
             kind,
-            status: Some(s.head.status.clone()),
+            status: Some(s.head.status),
             head: s.head,
             meta,
             config: s.config,
@@ -172,8 +172,8 @@ impl DecayState {
     }
 
     /// The status (`complete` for manifests written before states were recorded).
-    pub fn status(&self) -> &str {
-        self.status.as_deref().unwrap_or("complete")
+    pub fn status(&self) -> RunStatus {
+        self.status.unwrap_or(RunStatus::Complete)
     }
 
     /// The run's configuration with its schedules.
@@ -189,7 +189,7 @@ pub fn write_state(
     dir: &Path,
     config: &DecayConfig,
     meta: &RunMeta,
-    status: &str,
+    status: RunStatus,
     reads_journaled: usize,
 ) -> Result<PathBuf, DecayError> {
     let path = dir.join(MANIFEST_FILE);
@@ -255,7 +255,7 @@ pub fn write_manifest(
         .map(|p| p.display().to_string())
         .collect();
     let manifest = DecayManifest {
-        head: meta.head("complete"),
+        head: meta.head(RunStatus::Complete),
         command: &meta.command,
         config,
         schedules: config.schedules.iter().map(|s| ScheduleEntry { name: s.name(), spec: s }).collect(),

@@ -52,7 +52,7 @@ fn a_first_version_decay_manifest_reads_with_the_shared_keys() {
     assert_eq!(old["schema_version"], 1);
     assert!(old.get("engine").is_some() && old.get("wall_s").is_some() && old.get("manifest_version").is_none());
     let state = DecayState::load(&dir).unwrap();
-    assert_eq!((state.kind.as_str(), state.status()), ("decay", "complete"));
+    assert_eq!((state.kind.as_str(), state.status().as_str()), ("decay", "complete"));
     assert_eq!(state.meta.engine.name, "fake-perfect");
     assert_eq!(state.meta.wall_s, old["wall_s"].as_f64().unwrap());
     assert_eq!(state.meta.command, old["command"].as_str().unwrap());
@@ -66,7 +66,7 @@ fn a_first_version_decay_manifest_reads_with_the_shared_keys() {
     assert!(err.contains("a decay run"), "{err}");
     // Written again (a resumed run), it has the current shape: one name per key.
     let out = scratch("decay");
-    output::write_state(&out, &state.config(), &state.meta, "interrupted", 3).unwrap();
+    output::write_state(&out, &state.config(), &state.meta, occ_eval::RunStatus::Interrupted, 3).unwrap();
     let new = raw(&out);
     for key in ["manifest_version", "kind", "status", "run_id", "created_utc", "engines", "tokenizer", "wall_time_s"] {
         assert!(new.get(key).is_some(), "{key} missing in {new}");
@@ -75,7 +75,7 @@ fn a_first_version_decay_manifest_reads_with_the_shared_keys() {
         assert!(new.get(key).is_none(), "{key} still written");
     }
     let again = DecayState::load(&out).unwrap();
-    assert_eq!((again.status(), again.reads_journaled), ("interrupted", Some(3)));
+    assert_eq!((again.status().as_str(), again.reads_journaled), ("interrupted", Some(3)));
     assert_eq!(again.meta.command, state.meta.command);
     assert_eq!(manifest::read(&out).unwrap(), new, "the current shape migrates to itself");
     std::fs::remove_dir_all(&out).unwrap();

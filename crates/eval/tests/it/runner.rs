@@ -228,7 +228,7 @@ fn shards_partition_the_plan_and_merge_back() {
             experiment: f.spec.name.clone(),
             run_id,
             created_utc: created,
-            status: "complete".into(),
+            status: occ_eval::RunStatus::Complete,
             spec: f.spec.clone(),
             spec_fingerprint: f.spec.fingerprint(),
             shard: Some(shard),

@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use occ_core::EngineInfo;
 use occ_eval::journal::{JournalEntry, JournalWriter, JOURNAL_FILE};
 use occ_eval::results::{self, Manifest};
-use occ_eval::schema::{PredictionRow, SampleRow};
+use occ_eval::schema::{PredictionRow, SampleRow, SampleStatus};
 use occ_eval::spec::{ExperimentSpec, SpecFile, SpecOverrides};
 
 /// A deterministic run: en, tiny at the paper's first two Tiny ratios and small at its first
@@ -26,7 +26,7 @@ fn rows() -> Vec<SampleRow> {
                 run_id: "run".into(),
                 sample_index: i,
                 sample_id: format!("en/p{page}/{mode}/r{ratio}"),
-                status: if c == 1 && page == 2 { "render_error".into() } else { "ok".into() },
+                status: if c == 1 && page == 2 { SampleStatus::RenderError } else { SampleStatus::Ok },
                 corpus: "en".into(),
                 lang: "en".into(),
                 mode: (*mode).into(),
@@ -155,7 +155,7 @@ fn manifest(synthetic: bool) -> Manifest {
         experiment: "golden".into(),
         run_id: "run".into(),
         created_utc: "2025-01-01T00:00:00Z".into(),
-        status: "complete".into(),
+        status: occ_eval::RunStatus::Complete,
         spec_fingerprint: spec.fingerprint(),
         spec,
         shard: None,
