@@ -137,22 +137,48 @@ pub fn finish_run(dir: &Path, manifest: &mut Manifest, report: bool, out: &Outpu
         files: files.clone(),
         cells: Cell::all(&summary),
     })?;
-    out.result(&format!(
-        "{} samples ({} failed) in {:.1} s -> {}",
-        written.samples,
-        written.failed,
-        manifest.wall_time_s,
-        dir.display()
-    ));
+    out.result(&summary_line(written.samples, written.failed, manifest, dir));
     for (k, v) in &files {
         out.info(&format!("  {k}: {v}"));
     }
     Ok(written.failed)
 }
 
+/// The one-line result of a finished sweep. A run of one session says how long it took; a resumed
+/// run says what this session did and that the time is the recorded sessions' only (a session
+/// killed with `kill -9` never records its time, so the run's total would mislead).
+fn summary_line(samples: usize, failed: usize, manifest: &Manifest, dir: &Path) -> String {
+    match manifest.sessions.as_slice() {
+        [.., last] if manifest.sessions.len() > 1 => format!(
+            "{samples} samples ({failed} failed) -> {}; this session read {} in {:.1} s; {} recorded sessions took \
+             {:.1} s (a killed session's time is not recorded)",
+            dir.display(),
+            last.samples,
+            last.wall_time_s,
+            manifest.sessions.len(),
+            manifest.wall_time_s
+        ),
+        _ => format!("{samples} samples ({failed} failed) in {:.1} s -> {}", manifest.wall_time_s, dir.display()),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_resumed_run_says_what_this_session_did_and_whose_time_is_counted() {
+        let mut m: Manifest = serde_json::from_str(include_str!("../tests/fixtures/manifest-two-sessions.json"))
+            .unwrap_or_else(|e| panic!("fixture: {e}"));
+        let dir = Path::new("/runs/r");
+        let line = summary_line(30, 1, &m, dir);
+        assert!(line.contains("30 samples (1 failed)"), "{line}");
+        assert!(line.contains("this session read 20 in 0.4 s"), "{line}");
+        assert!(line.contains("2 recorded sessions took 0.7 s"), "{line}");
+        m.sessions.truncate(1);
+        m.wall_time_s = m.sessions[0].wall_time_s;
+        assert_eq!(summary_line(10, 0, &m, dir), "10 samples (0 failed) in 0.3 s -> /runs/r");
+    }
 
     fn argv(s: &str) -> Vec<String> {
         s.split_whitespace().map(str::to_string).collect()

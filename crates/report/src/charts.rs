@@ -3,6 +3,7 @@
 //! curves of several runs on one chart (`compress-bench compare`); and line charts described as data
 //! ([`LineChart`], the panels of a decay run's report).
 
+use plotters::element::DashedPathElement;
 use plotters::prelude::*;
 
 use occ_eval::schema::{SampleRow, SampleStatus, SummaryRow};
@@ -123,7 +124,7 @@ fn draw_truncation(chart: &mut Chart2d<'_, '_>, trunc: &[&SummaryRow]) -> Result
             .draw_series(DashedLineSeries::new(line, 6, 4, BLACK.stroke_width(1)))
             .map_err(err)?
             .label("truncation baseline")
-            .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], BLACK));
+            .legend(|(x, y)| DashedPathElement::new(vec![(x, y), (x + 20, y)], 6, 4, BLACK.stroke_width(1)));
     }
     Ok(())
 }
@@ -429,8 +430,12 @@ pub fn line_svg(c: &LineChart) -> Result<String, String> {
             } else {
                 chart.draw_series(LineSeries::new(s.points.clone(), c.stroke_width(2))).map_err(err)?
             };
-            anno.label(s.name.as_str())
-                .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], c.stroke_width(2)));
+            let anno = anno.label(s.name.as_str());
+            if s.dashed {
+                anno.legend(move |(x, y)| DashedPathElement::new(vec![(x, y), (x + 20, y)], 6, 4, c.stroke_width(1)));
+            } else {
+                anno.legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], c.stroke_width(2)));
+            }
             if !s.dashed {
                 chart.draw_series(s.points.iter().map(|&p| Circle::new(p, 2, c.filled()))).map_err(err)?;
             }

@@ -26,7 +26,8 @@
 //! shape of every run (`occ_eval::manifest`: `manifest_version` 2 and `kind` in the sweep's manifest,
 //! `manifest_version`, `engines` and `wall_time_s` in the decay run's); the decay report written by the
 //! sweep report's writer (`occ_report::document`: facts in bold, its lists as tables, chart titles as
-//! image names, the needles actually planted).
+//! image names, the needles actually planted); dashed series (the truncation baseline, a decay
+//! chart's baselines) drawn dashed in their legends too.
 //!
 //! The sweep runs in the repository root with `--datasets datasets`, so its spec (recorded with the
 //! datasets folder, and hashed into the spec fingerprint) is the same in every checkout.
