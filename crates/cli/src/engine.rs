@@ -20,8 +20,8 @@ use std::path::{Path, PathBuf};
 use anyhow::{bail, Context};
 use candle_core::{DType, Device};
 use clap::builder::{PossibleValue, PossibleValuesParser, TypedValueParser};
+use occ_core::fakes::FakeOcr;
 use occ_core::OcrEngine;
-use occ_eval::oracle::{Oracle, TruthTap};
 use occ_eval::runner::Engines;
 use occ_eval::tesseract::Tesseract;
 use occ_eval::Lang;
@@ -405,30 +405,27 @@ impl TesseractSettings {
 }
 
 /// The engines of a run reading pages of `langs` (Tesseract: one per language; the others: one for
-/// all), and the truth tap the runner fills for the fake engine.
+/// all). The fake engine answers with the text the runner hands it ([`OcrEngine::ground_truth`]).
 pub fn build_engines(
     kind: EngineKind,
     langs: &[Lang],
     tesseract: TesseractSettings,
     model: &ModelArgs,
     out: &Output,
-) -> anyhow::Result<(Engines, Option<TruthTap>)> {
+) -> anyhow::Result<Engines> {
     match kind {
         EngineKind::Tesseract => {
             let mut m: BTreeMap<Lang, Box<dyn OcrEngine>> = BTreeMap::new();
             for &lang in langs {
                 m.insert(lang, Box::new(tesseract.build(lang)?));
             }
-            Ok((Engines::PerLang(m), None))
+            Ok(Engines::PerLang(m))
         }
-        EngineKind::OpenAi => Ok((Engines::Shared(Box::new(model.openai.build()?)), None)),
+        EngineKind::OpenAi => Ok(Engines::Shared(Box::new(model.openai.build()?))),
         EngineKind::FakePerfect => {
-            let (oracle, tap) = Oracle::perfect();
-            Ok((Engines::Shared(Box::new(oracle)), Some(tap)))
+            Ok(Engines::Shared(Box::new(FakeOcr::perfect(Default::default()).named(kind.name()))))
         }
-        EngineKind::DeepseekOcr | EngineKind::Mini => {
-            Ok((Engines::Shared(Box::new(load_model(kind, model, out)?)), None))
-        }
+        EngineKind::DeepseekOcr | EngineKind::Mini => Ok(Engines::Shared(Box::new(load_model(kind, model, out)?))),
         EngineKind::External => {
             bail!("the external engine reads no pages: it names predictions made elsewhere (compress-bench score)")
         }

@@ -140,6 +140,11 @@ pub trait OcrEngine: Send {
 
     /// Reads every page; outputs are in input order, one per page.
     fn ocr(&mut self, pages: &[OcrPage], prompt: &Prompt, options: &OcrOptions) -> Result<Vec<OcrOutput>, EngineError>;
+
+    /// The exact text of the page `page_id` that a later [`OcrEngine::ocr`] call reads, handed over
+    /// by whoever rendered it (the sweep's runner, the decay sweep). Readers ignore it; the fake
+    /// engines (`fakes::FakeOcr`) answer with it.
+    fn ground_truth(&mut self, _page_id: &str, _text: &str) {}
 }
 
 impl fmt::Display for EngineInfo {

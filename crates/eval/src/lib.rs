@@ -6,7 +6,8 @@
 //!   ([`rng`]: the one seeded generator); [`axes`]: the robustness axes of a sweep (degradation,
 //!   font family, line height);
 //! - [`render`], [`truncation`]: pages at a target ratio and the text-only baseline;
-//! - [`tesseract`], [`oracle`]: engines that live here (DeepSeek-OCR lives in occ-model);
+//! - [`tesseract`]: the engine that lives here (DeepSeek-OCR lives in occ-model; the fake engines
+//!   in `occ_core::fakes`);
 //! - [`sweep`]: a sweep from its spec to its files (prepare → open → execute → finish: corpora
 //!   with the generated probes, plan, shard, manifest, resume), on top of [`runner`] (the loop),
 //!   [`journal`], [`schema`], [`summary`] and [`results`] (the run directory and its files);
@@ -36,7 +37,6 @@ pub mod lock;
 pub mod manifest;
 pub mod metrics;
 pub mod normalize;
-pub mod oracle;
 pub mod plan;
 pub mod predictions;
 pub mod probes;

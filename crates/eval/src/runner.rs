@@ -20,7 +20,6 @@ use rayon::prelude::*;
 use crate::journal::{self, JournalEntry, JournalError, JournalWriter, JOURNAL_FILE};
 use crate::metrics::{runaway, score, Runaway, Scores};
 use crate::normalize::Lang;
-use crate::oracle::TruthTap;
 use crate::plan::PlannedSample;
 use crate::render::{FittedPage, PageRenderer};
 use crate::schema::{PredictionRow, SampleRow, SampleStatus};
@@ -111,8 +110,6 @@ pub struct RunContext<'a> {
     pub git_commit: String,
     pub renderer: &'a dyn PageRenderer,
     pub tokenizer: &'a TextTokenizer,
-    /// Filled with each page's ground truth before the engine call (for the oracle engines).
-    pub truth_tap: Option<TruthTap>,
     pub prompt: Prompt,
 }
 
@@ -241,9 +238,7 @@ fn read_batch(
     let mut pages = Vec::new();
     for (s, p) in batch.iter().zip(&prepared) {
         if let Ok(pp) = &p.page {
-            if let Some(tap) = &ctx.truth_tap {
-                tap.insert(&s.sample_id, &pp.fitted.text);
-            }
+            engine.ground_truth(&s.sample_id, &pp.fitted.text);
             pages.push(OcrPage { id: s.sample_id.clone(), image: pp.fitted.image.clone(), mode: s.mode });
         }
     }

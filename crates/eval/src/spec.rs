@@ -68,7 +68,8 @@ pub enum EngineKind {
     /// endpoint flags; the manifest names the endpoint and the model).
     #[serde(rename = "openai")]
     OpenAi,
-    /// Answers with each page's ground truth ([`crate::oracle`]; tests of the machinery).
+    /// Answers with each page's ground truth (`occ_core::fakes::FakeOcr`, handed the text by the
+    /// runner; tests of the machinery).
     FakePerfect,
     /// Predictions made elsewhere and scored by [`crate::score`]: no page is read here (the
     /// engines of such a run name who made the predictions).

@@ -20,7 +20,6 @@ use occ_core::{EngineInfo, Prompt, TextTokenizer, TokenizerError};
 use crate::corpus::{Corpus, CorpusError};
 use crate::lock::{LockError, RunLock};
 use crate::normalize::Lang;
-use crate::oracle::TruthTap;
 use crate::plan::{build_plan, PlannedSample, Shard};
 use crate::probes;
 use crate::render::{OccRenderer, PageRenderer};
@@ -228,7 +227,6 @@ impl Run {
         &mut self,
         prepared: &Prepared,
         engines: &mut Engines,
-        truth_tap: Option<TruthTap>,
         observer: &mut dyn Observer,
     ) -> Result<RunCounts, SweepError> {
         let ctx = RunContext {
@@ -238,7 +236,6 @@ impl Run {
             git_commit: self.manifest.git_commit.clone(),
             renderer: &prepared.renderer,
             tokenizer: &prepared.tokenizer,
-            truth_tap,
             prompt: Prompt::FreeOcr,
         };
         let counts = runner::execute(&ctx, &prepared.plan, engines, observer)?;

@@ -16,7 +16,6 @@ use occ_eval::corpus::Corpus;
 use occ_eval::decay::output::{self, DecayState, RunMeta};
 use occ_eval::decay::{self, DecayConfig, DecayFile, DecayJournal, DecayOverrides, Outcome};
 use occ_eval::lock::RunLock;
-use occ_eval::oracle::TruthTap;
 use occ_eval::RunStatus;
 use occ_memory::ScheduleSpec;
 
@@ -127,12 +126,12 @@ fn config(args: &Args) -> anyhow::Result<DecayConfig> {
     Ok(DecayConfig::resolve(&file, &path, flags)?)
 }
 
-/// The engine reading the rounds back, and the truth tap of the fake engine.
-fn engine(args: &Args, cfg: &DecayConfig, out: &Output) -> anyhow::Result<(Box<dyn OcrEngine>, Option<TruthTap>)> {
+/// The engine reading the rounds back.
+fn engine(args: &Args, cfg: &DecayConfig, out: &Output) -> anyhow::Result<Box<dyn OcrEngine>> {
     let lang = Corpus::load(&cfg.corpus, &cfg.datasets)?.lang;
     let tesseract = TesseractSettings { psm: args.psm, threads: args.threads };
-    let (engines, tap) = engine::build_engines(args.engine, &[lang], tesseract, &args.model, out)?;
-    Ok((engines.into_one(lang)?, tap))
+    let engines = engine::build_engines(args.engine, &[lang], tesseract, &args.model, out)?;
+    Ok(engines.into_one(lang)?)
 }
 
 /// What the run continues from: nothing (a new run), or a resumed run's manifest.
@@ -184,6 +183,10 @@ impl OcrEngine for Measuring<'_> {
         self.inner.preferred_batch()
     }
 
+    fn ground_truth(&mut self, page_id: &str, text: &str) {
+        self.inner.ground_truth(page_id, text);
+    }
+
     fn ocr(&mut self, pages: &[OcrPage], prompt: &Prompt, options: &OcrOptions) -> Result<Vec<OcrOutput>, EngineError> {
         self.pages += pages.len();
         if self.measured.is_none() {
@@ -203,7 +206,6 @@ fn dry_run(
     cfg: &DecayConfig,
     tokenizer: &TextTokenizer,
     engine: &mut dyn OcrEngine,
-    tap: Option<&TruthTap>,
     mut journal: DecayJournal,
     load_s: f64,
     out: &Output,
@@ -224,7 +226,6 @@ fn dry_run(
         "dry-run",
         tokenizer,
         &mut measuring,
-        tap,
         &mut journal,
         &mut |schedule, _, _| {
             bar.set_message(schedule.to_string());
@@ -291,7 +292,7 @@ pub fn run(args: Args, out: &Output) -> anyhow::Result<()> {
         None => config(&args)?,
     };
     let loading = Instant::now();
-    let (mut engine, tap) = engine(&args, &cfg, out)?;
+    let mut engine = engine(&args, &cfg, out)?;
     let load_s = loading.elapsed().as_secs_f64();
     let info = engine.info();
     let tokenizer = TextTokenizer::deepseek_ocr().context("loading the embedded tokenizer")?;
@@ -300,7 +301,7 @@ pub fn run(args: Args, out: &Output) -> anyhow::Result<()> {
             Some(dir) => DecayJournal::read(dir)?,
             None => DecayJournal::in_memory(),
         };
-        return dry_run(&cfg, &tokenizer, engine.as_mut(), tap.as_ref(), journal, load_s, out);
+        return dry_run(&cfg, &tokenizer, engine.as_mut(), journal, load_s, out);
     }
     let command = std::env::args().collect::<Vec<_>>().join(" ");
     // The run folder is made, locked and given a `running` manifest before any page is read, so an
@@ -402,7 +403,6 @@ pub fn run(args: Args, out: &Output) -> anyhow::Result<()> {
         &run_id,
         &tokenizer,
         engine.as_mut(),
-        tap.as_ref(),
         &mut journal,
         &mut |schedule, _, _| {
             bar.set_message(schedule.to_string());

@@ -12,7 +12,6 @@ use std::time::Instant;
 use anyhow::{bail, Context};
 use occ_core::Prompt;
 use occ_eval::journal::{self, JournalError};
-use occ_eval::oracle::TruthTap;
 use occ_eval::plan::{PlannedSample, Shard};
 use occ_eval::runner::{self, Engines, Observer, RunContext, RunError, Silent};
 use occ_eval::schema::SampleRow;
@@ -205,13 +204,7 @@ fn resume_command(dir: &std::path::Path) -> String {
 /// `--dry-run`: the samples of the run (those a resumed run's journal lacks), and its time
 /// estimated from reading a few of them, spread over the plan, through the sweep's own loop in a
 /// scratch folder (removed after).
-fn dry_run(
-    prepared: &Prepared,
-    mut engines: Engines,
-    truth_tap: Option<TruthTap>,
-    load_s: f64,
-    out: &Output,
-) -> anyhow::Result<()> {
+fn dry_run(prepared: &Prepared, mut engines: Engines, load_s: f64, out: &Output) -> anyhow::Result<()> {
     let done = match prepared.resumed_dir() {
         Some(dir) => journal::read(&dir.join(journal::JOURNAL_FILE))?.0,
         None => Default::default(),
@@ -241,7 +234,6 @@ fn dry_run(
             git_commit: String::new(),
             renderer: &prepared.renderer,
             tokenizer: &prepared.tokenizer,
-            truth_tap,
             prompt: Prompt::FreeOcr,
         };
         let t = Instant::now();
@@ -293,9 +285,9 @@ pub fn run(args: Args, out: &Output) -> anyhow::Result<()> {
     let spec = &prepared.spec;
     let tesseract = TesseractSettings { psm: spec.tesseract_psm, threads: args.threads };
     let loading = Instant::now();
-    let (mut engines, truth_tap) = engine::build_engines(spec.engine, &prepared.langs, tesseract, &args.model, out)?;
+    let mut engines = engine::build_engines(spec.engine, &prepared.langs, tesseract, &args.model, out)?;
     if args.dry_run {
-        return dry_run(&prepared, engines, truth_tap, loading.elapsed().as_secs_f64(), out);
+        return dry_run(&prepared, engines, loading.elapsed().as_secs_f64(), out);
     }
     let infos = engines.infos();
     let invocation = runs::invocation();
@@ -325,7 +317,7 @@ pub fn run(args: Args, out: &Output) -> anyhow::Result<()> {
         interrupt_after: args.interrupt_after,
         interrupt: interrupt.clone(),
     };
-    let counts = run.execute(&prepared, &mut engines, truth_tap, &mut observer);
+    let counts = run.execute(&prepared, &mut engines, &mut observer);
     if let Some(mut bar) = observer.bar.take() {
         bar.finish();
     }

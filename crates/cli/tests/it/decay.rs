@@ -1,5 +1,5 @@
 //! `compress-bench decay` end to end: Tesseract on a small conversation (files exist and are well
-//! formed), the oracle engine under `--json`, and bad schedules failing before any work.
+//! formed), the fake engine under `--json`, and bad schedules failing before any work.
 
 use std::path::Path;
 use std::process::{Command, Output};
@@ -105,7 +105,7 @@ fn decay_json_stream_has_run_start_and_summaries() {
     assert_eq!(kinds, vec!["run_start", "summary", "summary"]);
     assert_eq!(msgs[1]["data"]["schedule"], "text");
     assert_eq!(msgs[1]["data"]["mean_char_precision"], 1.0);
-    // hybrid: ages 0-1 text, 2 base, 3 tiny, 4 dropped → the oracle reads 4 of 5 rounds exactly.
+    // hybrid: ages 0-1 text, 2 base, 3 tiny, 4 dropped → the fake engine reads 4 of 5 rounds exactly.
     assert_eq!(msgs[2]["data"]["mean_char_precision"], 0.8);
     assert_eq!(msgs[2]["data"]["dropped_rounds"], 1);
     std::fs::remove_dir_all(&out).unwrap();

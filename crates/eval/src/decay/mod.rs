@@ -46,7 +46,6 @@ use crate::corpus::{Corpus, CorpusError};
 use crate::journal::{self, JournalError, JournalWriter, JOURNAL_FILE};
 use crate::metrics::{char_precision, score};
 use crate::normalize::{Lang, Normalization};
-use crate::oracle::TruthTap;
 
 pub use crate::schema::{DecayRow, NeedleRow};
 pub use conversation::{Conversation, Needle};
@@ -307,17 +306,16 @@ pub enum Outcome {
     Interrupted,
 }
 
-/// Runs the sweep with `engine`. `truth_tap`: fill an oracle engine's page truths before each read.
+/// Runs the sweep with `engine` (handed each page's text before it reads it: [`OcrEngine::ground_truth`]).
 pub fn run(
     config: &DecayConfig,
     run_id: &str,
     tokenizer: &TextTokenizer,
     engine: &mut dyn OcrEngine,
-    truth_tap: Option<&TruthTap>,
     progress: Progress<'_>,
 ) -> Result<DecayResults, DecayError> {
     let mut journal = DecayJournal::in_memory();
-    match run_journaled(config, run_id, tokenizer, engine, truth_tap, &mut journal, progress, &mut || false)? {
+    match run_journaled(config, run_id, tokenizer, engine, &mut journal, progress, &mut || false)? {
         Outcome::Complete(results) => Ok(*results),
         Outcome::Interrupted => Err(DecayError::Invalid("stopped without a stop request".into())),
     }
@@ -326,13 +324,11 @@ pub fn run(
 /// Runs the sweep, taking the read-backs `journal` holds and journaling every new one before it is
 /// used. `stop` is asked before each new read-back; `true` ends the run with
 /// [`Outcome::Interrupted`] (the read-back in flight has been journaled).
-#[allow(clippy::too_many_arguments)]
 pub fn run_journaled(
     config: &DecayConfig,
     run_id: &str,
     tokenizer: &TextTokenizer,
     engine: &mut dyn OcrEngine,
-    truth_tap: Option<&TruthTap>,
     journal: &mut DecayJournal,
     progress: Progress<'_>,
     stop: &mut dyn FnMut() -> bool,
@@ -377,10 +373,8 @@ pub fn run_journaled(
                 if stop() {
                     return Ok(Outcome::Interrupted);
                 }
-                if let Some(tap) = truth_tap {
-                    for (k, p) in memory.pages(&round.id, repr)?.iter().enumerate() {
-                        tap.insert(&format!("{}#p{k}", round.id), &p.text);
-                    }
+                for (k, p) in memory.pages(&round.id, repr)?.iter().enumerate() {
+                    engine.ground_truth(&format!("{}#p{k}", round.id), &p.text);
                 }
                 let t0 = Instant::now();
                 let recall: Recall = memory.recall_as(&round.id, repr, engine)?;
@@ -521,7 +515,7 @@ pub fn replay(
     journal: &mut DecayJournal,
 ) -> Result<Outcome, DecayError> {
     let mut engine = JournalOnly(engine);
-    run_journaled(config, run_id, tokenizer, &mut engine, None, journal, &mut |_, _, _| {}, &mut || true)
+    run_journaled(config, run_id, tokenizer, &mut engine, journal, &mut |_, _, _| {}, &mut || true)
 }
 
 /// A decay run folder read back (for `compress-bench report`).

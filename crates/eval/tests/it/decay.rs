@@ -1,10 +1,10 @@
-//! The decay sweep (`occ_eval::decay`) end to end on the oracle engine.
+//! The decay sweep (`occ_eval::decay`) end to end on the fake engine (handed each page's text).
 
 use std::path::PathBuf;
 
+use occ_core::fakes::FakeOcr;
 use occ_core::TextTokenizer;
 use occ_eval::decay::{self as sweep, DecayConfig, DecayFile, DecayOverrides};
-use occ_eval::oracle::Oracle;
 use occ_memory::ScheduleSpec;
 
 fn tokenizer() -> TextTokenizer {
@@ -23,11 +23,11 @@ fn config(schedules: &[&str]) -> DecayConfig {
 }
 
 #[test]
-fn oracle_sweep_scores_rounds_by_representation_and_writes_the_files() {
+fn fake_engine_sweep_scores_rounds_by_representation_and_writes_the_files() {
     let cfg = config(&["paper", "text", "ladder:levels=text@0/dropped@3"]);
-    let (mut engine, tap) = Oracle::perfect();
+    let mut engine = FakeOcr::perfect(Default::default());
     let mut calls = 0;
-    let res = sweep::run(&cfg, "test", &tokenizer(), &mut engine, Some(&tap), &mut |_, _, _| calls += 1).unwrap();
+    let res = sweep::run(&cfg, "test", &tokenizer(), &mut engine, &mut |_, _, _| calls += 1).unwrap();
     assert_eq!(res.rows.len(), 8 * 3);
     assert_eq!(calls, 8 * 3);
     // Needles at ages 0, 2, 5, 7 (evenly spaced), depths 10 %, 50 %, 90 %, 10 %.
@@ -77,8 +77,8 @@ fn oracle_sweep_scores_rounds_by_representation_and_writes_the_files() {
 fn sweep_is_deterministic() {
     let cfg = config(&["paper:policy=downsample"]);
     let run = || {
-        let (mut engine, tap) = Oracle::drop_every(5);
-        sweep::run(&cfg, "det", &tokenizer(), &mut engine, Some(&tap), &mut |_, _, _| {}).unwrap()
+        let mut engine = FakeOcr::drop_every(Default::default(), 5);
+        sweep::run(&cfg, "det", &tokenizer(), &mut engine, &mut |_, _, _| {}).unwrap()
     };
     let (a, b) = (run(), run());
     let strip = |rows: &[sweep::DecayRow]| -> Vec<sweep::DecayRow> {
@@ -96,20 +96,20 @@ fn sweep_is_deterministic() {
 
 #[test]
 fn bad_sweep_configs_are_errors() {
-    let (mut engine, tap) = Oracle::perfect();
+    let mut engine = FakeOcr::perfect(Default::default());
     let mut cfg = config(&["paper"]);
     cfg.rounds = 0;
-    assert!(sweep::run(&cfg, "x", &tokenizer(), &mut engine, Some(&tap), &mut |_, _, _| {})
+    assert!(sweep::run(&cfg, "x", &tokenizer(), &mut engine, &mut |_, _, _| {})
         .unwrap_err()
         .to_string()
         .contains("rounds"));
     let mut cfg = config(&["paper"]);
     cfg.corpus = "nope".into();
-    let err = sweep::run(&cfg, "x", &tokenizer(), &mut engine, Some(&tap), &mut |_, _, _| {}).unwrap_err().to_string();
+    let err = sweep::run(&cfg, "x", &tokenizer(), &mut engine, &mut |_, _, _| {}).unwrap_err().to_string();
     assert!(err.contains("nope"), "{err}");
     let mut cfg = config(&["budget:tokens=5"]);
     cfg.rounds = 3;
-    let err = sweep::run(&cfg, "x", &tokenizer(), &mut engine, Some(&tap), &mut |_, _, _| {}).unwrap_err().to_string();
+    let err = sweep::run(&cfg, "x", &tokenizer(), &mut engine, &mut |_, _, _| {}).unwrap_err().to_string();
     assert!(err.contains("budget of 5 tokens"), "{err}");
 }
 

@@ -76,7 +76,6 @@ fn ctx<'a>(f: &'a Fixture, dir: &std::path::Path) -> RunContext<'a> {
         git_commit: "test".into(),
         renderer: &f.renderer,
         tokenizer: &f.tok,
-        truth_tap: None,
         prompt: Prompt::FreeOcr,
     }
 }
@@ -181,6 +180,24 @@ fn perfect_engine_scores_one_and_resume_does_nothing_twice() {
     std::fs::remove_dir_all(&dir).unwrap();
 }
 
+/// An engine that fails on every page.
+struct Broken;
+
+impl occ_core::OcrEngine for Broken {
+    fn info(&self) -> occ_core::EngineInfo {
+        FakeOcr::fixed("").info()
+    }
+
+    fn ocr(
+        &mut self,
+        pages: &[occ_core::OcrPage],
+        _: &Prompt,
+        _: &occ_core::OcrOptions,
+    ) -> Result<Vec<occ_core::OcrOutput>, occ_core::EngineError> {
+        Err(occ_core::EngineError::Input { page: pages[0].id.clone(), message: "broken".into() })
+    }
+}
+
 #[test]
 fn degraded_and_failing_engines_are_scored_and_recorded() {
     let f = fixture();
@@ -195,7 +212,7 @@ fn degraded_and_failing_engines_are_scored_and_recorded() {
     }
     let dir2 = scratch("failing");
     let c2 = ctx(&f, &dir2);
-    let mut broken = Engines::Shared(Box::new(FakeOcr::perfect(HashMap::new())));
+    let mut broken = Engines::Shared(Box::new(Broken));
     let counts = execute(&c2, &f.plan, &mut broken, &mut Silent).unwrap();
     assert_eq!(counts.failed, 8);
     let (entries, _) = journal::read(&dir2.join(journal::JOURNAL_FILE)).unwrap();

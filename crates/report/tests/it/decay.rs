@@ -5,7 +5,6 @@ use std::path::PathBuf;
 use occ_core::{OcrEngine, TextTokenizer};
 use occ_eval::decay::output::RunMeta;
 use occ_eval::decay::{self, DecayConfig, DecayFile, DecayOverrides, DecayRow};
-use occ_eval::oracle::Oracle;
 
 #[test]
 fn a_decay_run_writes_every_file_and_a_manifest_listing_them() {
@@ -19,8 +18,8 @@ fn a_decay_run_writes_every_file_and_a_manifest_listing_them() {
     };
     let cfg = DecayConfig::resolve(&DecayFile::default(), "", flags).unwrap();
     let tok = TextTokenizer::deepseek_ocr().unwrap();
-    let (mut engine, tap) = Oracle::perfect();
-    let res = decay::run(&cfg, "test", &tok, &mut engine, Some(&tap), &mut |_, _, _| {}).unwrap();
+    let mut engine = occ_core::fakes::FakeOcr::perfect(Default::default()).named("fake-perfect");
+    let res = decay::run(&cfg, "test", &tok, &mut engine, &mut |_, _, _| {}).unwrap();
     let dir = std::env::temp_dir().join(format!("occ-report-decay-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     let meta = RunMeta {
