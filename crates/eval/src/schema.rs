@@ -195,6 +195,7 @@ table! {
         /// Local tiles of the page (0 = global view only).
         pub n_tiles: u32,
         /// Requested compression ratio (text tokens per nominal vision token).
+        #[serde(with = "crate::stats::nan_as_null")]
         pub target_ratio: f64,
         /// Ground-truth text tokens (DeepSeek-OCR tokenizer, no BOS).
         pub n_text_tokens: u32,
@@ -207,12 +208,16 @@ table! {
         /// Decoder placeholder slots (newline and separator rows included).
         pub n_vision_slots: u32,
         /// n_text_tokens / n_vision_tokens_nominal.
+        #[serde(with = "crate::stats::nan_as_null")]
         pub ratio_nominal: f64,
         /// n_text_tokens / n_vision_tokens_valid.
+        #[serde(with = "crate::stats::nan_as_null")]
         pub ratio_valid: f64,
         /// n_text_tokens / n_vision_slots.
+        #[serde(with = "crate::stats::nan_as_null")]
         pub ratio_slots: f64,
         /// Font size (em) chosen by the ratio fitting, px.
+        #[serde(with = "crate::stats::nan_as_null")]
         pub font_px: f64,
         /// Page width, px.
         pub page_w_px: u32,
@@ -223,21 +228,25 @@ table! {
         pub degradation: String = absent_degradation(),
         /// Gaussian blur of the page, standard deviation in px (0 = none).
         #[serde(default)]
+        #[serde(with = "crate::stats::nan_as_null")]
         pub blur_sigma: f64 = 0.0,
         /// JPEG quality the page was compressed at (null = no JPEG round trip).
         #[serde(default)]
         pub jpeg_quality: Option<u32> = None,
         /// Gaussian noise added to the page, standard deviation on the 0–255 scale (0 = none).
         #[serde(default)]
+        #[serde(with = "crate::stats::nan_as_null")]
         pub noise_sigma: f64 = 0.0,
         /// Factor the page was downscaled by and restored from (1 = none).
         #[serde(default = "crate::schema::absent_downscale")]
+        #[serde(with = "crate::stats::nan_as_null")]
         pub downscale: f64 = absent_downscale(),
         /// Font family of the page (`dejavu-sans`, `dejavu-serif`, …; empty when the toolkit did not draw the page).
         #[serde(default = "crate::schema::absent_font_family")]
         pub font_family: String = absent_font_family(),
         /// Line pitch of the page × the font size (0 when the toolkit did not draw the page).
         #[serde(default = "crate::schema::absent_line_height")]
+        #[serde(with = "crate::stats::nan_as_null")]
         pub line_height: f64 = absent_line_height(),
         /// Characters of the normalised ground truth.
         pub n_chars_gt: u32,
@@ -248,18 +257,24 @@ table! {
         /// Words of the normalised output.
         pub n_words_out: u32,
         /// 1 − Levenshtein ÷ max length, characters.
+        #[serde(with = "crate::stats::nan_as_null")]
         pub char_precision: f64,
         /// Levenshtein distance, characters.
         pub edit_distance: u32,
         /// Word multiset precision.
+        #[serde(with = "crate::stats::nan_as_null")]
         pub word_precision: f64,
         /// Word multiset recall.
+        #[serde(with = "crate::stats::nan_as_null")]
         pub word_recall: f64,
         /// Word multiset F1.
+        #[serde(with = "crate::stats::nan_as_null")]
         pub word_f1: f64,
         /// Fox set precision, reading 1: unique GT words found in the output ÷ unique GT words.
+        #[serde(with = "crate::stats::nan_as_null")]
         pub fox_precision_gt_words: f64,
         /// Fox set precision, reading 2: unique output words found in the GT ÷ unique output words.
+        #[serde(with = "crate::stats::nan_as_null")]
         pub fox_precision_out_words: f64,
         /// Normalised output equals normalised ground truth.
         pub exact_match: bool,
@@ -272,18 +287,25 @@ table! {
         /// Generated tokens, for engines that have tokens.
         pub n_generated_tokens: Option<u32>,
         /// Truncation baseline (first n_vision_tokens_nominal text tokens): char_precision.
+        #[serde(with = "crate::stats::nan_as_null")]
         pub truncation_char_precision: f64,
         /// Truncation baseline: word_precision.
+        #[serde(with = "crate::stats::nan_as_null")]
         pub truncation_word_precision: f64,
         /// Truncation baseline: word_recall.
+        #[serde(with = "crate::stats::nan_as_null")]
         pub truncation_word_recall: f64,
         /// Truncation baseline: word_f1.
+        #[serde(with = "crate::stats::nan_as_null")]
         pub truncation_word_f1: f64,
         /// Truncation baseline: fox_precision_gt_words.
+        #[serde(with = "crate::stats::nan_as_null")]
         pub truncation_fox_precision_gt_words: f64,
         /// Truncation baseline: fox_precision_out_words.
+        #[serde(with = "crate::stats::nan_as_null")]
         pub truncation_fox_precision_out_words: f64,
         /// Truncation baseline: exact_match (0/1).
+        #[serde(with = "crate::stats::nan_as_null")]
         pub truncation_exact_match: f64,
         /// Engine name (`tesseract`, `deepseek-ocr`, `fake-perfect`).
         pub engine: String,
@@ -300,16 +322,22 @@ table! {
         /// `git rev-parse HEAD` of the toolkit, or `unknown`.
         pub git_commit: String,
         /// Rendering time of the page, ms; volatile.
+        #[serde(with = "crate::stats::nan_as_null")]
         pub render_ms: f64,
         /// Engine wall time per page (batch time ÷ batch size), ms; volatile.
+        #[serde(with = "crate::stats::nan_as_null")]
         pub ocr_ms: f64,
         /// Engine preprocessing time, ms; volatile.
+        #[serde(with = "crate::stats::nan_as_null")]
         pub preprocess_ms: f64,
         /// Vision encoder time, ms; volatile.
+        #[serde(with = "crate::stats::nan_as_null")]
         pub vision_ms: f64,
         /// Prefill time, ms; volatile.
+        #[serde(with = "crate::stats::nan_as_null")]
         pub prefill_ms: f64,
         /// Decode time, ms; volatile.
+        #[serde(with = "crate::stats::nan_as_null")]
         pub decode_ms: f64,
     }
 }

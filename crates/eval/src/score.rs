@@ -46,6 +46,7 @@ use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
+use crate::journal::{JournalEntry, JournalError, JournalWriter, JOURNAL_FILE};
 use crate::lock::{LockError, RunLock};
 use crate::metrics::{runaway, score, RepetitionRule, Runaway, Scores};
 use crate::normalize::{Lang, Normalization};
@@ -90,6 +91,11 @@ pub enum ScoreError {
     Schema(#[from] SchemaError),
     #[error(transparent)]
     Lock(#[from] LockError),
+    #[error(transparent)]
+    Journal(#[from] JournalError),
+    /// `--resume` on a folder that is not a resumable score run of this input and these flags.
+    #[error("cannot resume {path}: {message}")]
+    Resume { path: String, message: String },
     /// [`ScoreProgress::should_stop`] asked to stop after `done` of `total` rows.
     #[error("stopped on request after {done} of {total} rows")]
     Interrupted { done: usize, total: usize },
@@ -550,6 +556,7 @@ fn vision_of(mode: Option<Mode>, given: Option<u32>, binned: bool) -> Result<Vis
 
 enum Outcome {
     Scored(Box<(SampleRow, PredictionRow, Bin)>),
+    Journaled(Box<JournalEntry>),
     Bad(BadRow),
     OutOfRange(OutOfRange),
 }
@@ -563,6 +570,21 @@ pub fn score_rows(
     tokenizer: &TextTokenizer,
     progress: &mut dyn ScoreProgress,
 ) -> Result<Scored, ScoreError> {
+    score_rows_journaled(input, options, tokenizer, progress, &BTreeMap::new(), &mut |_| Ok(()))
+}
+
+/// [`score_rows`] that skips the rows of `done` (journaled entries keyed by input line, taken as
+/// they are) and hands each chunk's newly scored rows to `journal` (their `sample_index` is their
+/// input line) before the next chunk starts. Bad and out-of-range rows are not journaled: they
+/// are found again, the same way, on every pass.
+pub fn score_rows_journaled(
+    input: &ParsedInput,
+    options: &ScoreOptions,
+    tokenizer: &TextTokenizer,
+    progress: &mut dyn ScoreProgress,
+    done: &BTreeMap<u64, JournalEntry>,
+    journal: &mut dyn FnMut(&[JournalEntry]) -> Result<(), ScoreError>,
+) -> Result<Scored, ScoreError> {
     options.validate()?;
     progress.started(input.rows.len());
     let mut outcomes = Vec::with_capacity(input.rows.len());
@@ -570,7 +592,23 @@ pub fn score_rows(
         if progress.should_stop() {
             return Err(ScoreError::Interrupted { done: outcomes.len(), total: input.rows.len() });
         }
-        outcomes.par_extend(chunk.par_iter().map(|row| score_row(row, options, tokenizer)));
+        let first = outcomes.len();
+        outcomes.par_extend(chunk.par_iter().map(|row| match done.get(&(row.line as u64)) {
+            Some(e) => Outcome::Journaled(Box::new(e.clone())),
+            None => score_row(row, options, tokenizer),
+        }));
+        let mut fresh = Vec::new();
+        for (row, o) in chunk.iter().zip(&outcomes[first..]) {
+            if let Outcome::Scored(s) = o {
+                let (mut sample, mut prediction) = (s.0.clone(), s.1.clone());
+                sample.sample_index = row.line as u64;
+                prediction.sample_index = row.line as u64;
+                fresh.push(JournalEntry { sample, prediction });
+            }
+        }
+        if !fresh.is_empty() {
+            journal(&fresh)?;
+        }
         progress.advanced(outcomes.len());
     }
     let mut bad = input.bad.clone();
@@ -579,6 +617,15 @@ pub fn score_rows(
     for o in outcomes {
         match o {
             Outcome::Scored(s) => scored.push(*s),
+            Outcome::Journaled(e) => {
+                let bin = options.bins.bin_of(e.sample.n_text_tokens).ok_or_else(|| {
+                    ScoreError::Cells(format!(
+                        "journaled row of line {} has {} text tokens, outside the bins of this run",
+                        e.sample.sample_index, e.sample.n_text_tokens
+                    ))
+                })?;
+                scored.push((e.sample, e.prediction, bin));
+            }
             Outcome::Bad(b) => bad.push(b),
             Outcome::OutOfRange(o) => out_of_range.push(o),
         }
@@ -1026,13 +1073,216 @@ pub fn write_run(scored: Scored, options: &ScoreOptions, meta: &RunMeta) -> Resu
 /// [`write_run`], with the run folder locked ([`crate::lock`], the command of `meta`) from its
 /// creation on; the lock is returned so that the caller holds it while it adds files (the report).
 pub fn write_run_locked(
-    mut scored: Scored,
+    scored: Scored,
     options: &ScoreOptions,
     meta: &RunMeta,
 ) -> Result<(ScoreRun, RunLock), ScoreError> {
     let spec = spec_of(&scored, options, &meta.input);
     let (dir, run_id) = results::create_run_dir(&meta.out_root, &spec, None)?;
     let lock = RunLock::acquire(&dir, &meta.command.join(" "))?;
+    let run = write_files(dir, run_id, scored, options, meta)?;
+    Ok((run, lock))
+}
+
+/// What a journaled score run was started with (`score-state.json`): `--resume` refuses
+/// another input or other scoring flags.
+pub const STATE_FILE: &str = "score-state.json";
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+struct ScoreState {
+    input_sha256: String,
+    engine: String,
+    lang: Lang,
+    normalization: Normalization,
+    bins: TokenBins,
+    default_mode: Option<Mode>,
+    seed: u64,
+    strict: bool,
+}
+
+impl ScoreState {
+    fn of(options: &ScoreOptions, meta: &RunMeta) -> ScoreState {
+        ScoreState {
+            input_sha256: meta.input_sha256.clone(),
+            engine: options.engine.clone(),
+            lang: options.lang,
+            normalization: options.normalization,
+            bins: options.bins,
+            default_mode: options.default_mode,
+            seed: options.seed,
+            strict: options.strict,
+        }
+    }
+}
+
+/// A journaled score run in progress: its folder (locked), the rows already journaled (by input
+/// line) and the journal to append to.
+pub struct OpenRun {
+    pub dir: PathBuf,
+    pub run_id: String,
+    pub lock: RunLock,
+    /// Rows scored by earlier sessions, keyed by input line.
+    pub done: BTreeMap<u64, JournalEntry>,
+    journal: JournalWriter,
+}
+
+impl OpenRun {
+    /// Appends scored rows to the journal and writes them through to the disk.
+    pub fn append(&mut self, entries: &[JournalEntry]) -> Result<(), ScoreError> {
+        for e in entries {
+            self.journal.append(e)?;
+        }
+        Ok(self.journal.flush()?)
+    }
+
+    /// Marks the run `interrupted` with `done` of `planned` rows journaled.
+    pub fn mark_interrupted(&self, options: &ScoreOptions, meta: &RunMeta, planned: usize) -> Result<(), ScoreError> {
+        let (n_done, _) = crate::journal::read(&self.dir.join(JOURNAL_FILE))?;
+        let spec = spec_of(&Scored::empty(), options, &meta.input);
+        let m = manifest_of(spec, &self.run_id, options, meta, RunStatus::Interrupted, planned, n_done.len(), 0);
+        Ok(m.save(&self.dir)?)
+    }
+}
+
+impl Scored {
+    fn empty() -> Scored {
+        Scored {
+            samples: Vec::new(),
+            predictions: Vec::new(),
+            cells: Vec::new(),
+            bad: Vec::new(),
+            out_of_range: Vec::new(),
+            n_lines: 0,
+        }
+    }
+}
+
+/// Creates a fresh run folder for a journaled score run, locks it, and writes its state and a
+/// `running` manifest before any row is scored.
+pub fn open_run(options: &ScoreOptions, meta: &RunMeta, planned: usize) -> Result<OpenRun, ScoreError> {
+    let spec = spec_of(&Scored::empty(), options, &meta.input);
+    let (dir, run_id) = results::create_run_dir(&meta.out_root, &spec, None)?;
+    let lock = RunLock::acquire(&dir, &meta.command.join(" "))?;
+    let path = dir.join(STATE_FILE);
+    let text = serde_json::to_string_pretty(&ScoreState::of(options, meta))
+        .map_err(|e| ScoreError::Write { path: path.display().to_string(), message: e.to_string() })?;
+    std::fs::write(&path, text + "\n")
+        .map_err(|e| ScoreError::Write { path: path.display().to_string(), message: e.to_string() })?;
+    manifest_of(spec, &run_id, options, meta, RunStatus::Running, planned, 0, 0).save(&dir)?;
+    let journal = JournalWriter::open(&dir.join(JOURNAL_FILE), 0)?;
+    Ok(OpenRun { dir, run_id, lock, done: BTreeMap::new(), journal })
+}
+
+/// Reopens the journaled score run in `dir` (`--resume`): locks it, checks that it was started on
+/// the same input with the same scoring flags and is not complete, reads its journal (a torn last
+/// line dropped) and marks it `running`.
+pub fn resume_run(dir: &Path, options: &ScoreOptions, meta: &RunMeta, planned: usize) -> Result<OpenRun, ScoreError> {
+    let refuse = |message: String| ScoreError::Resume { path: dir.display().to_string(), message };
+    let state_path = dir.join(STATE_FILE);
+    let text = std::fs::read_to_string(&state_path)
+        .map_err(|e| refuse(format!("{} cannot be read ({e}): not a journaled score run", state_path.display())))?;
+    let state: ScoreState =
+        serde_json::from_str(&text).map_err(|e| refuse(format!("{}: {e}", state_path.display())))?;
+    let lock = RunLock::acquire(dir, &meta.command.join(" "))?;
+    let manifest = Manifest::load(dir)?;
+    if manifest.status == RunStatus::Complete {
+        return Err(refuse("the run is complete; there is nothing to resume".into()));
+    }
+    if state.input_sha256 != meta.input_sha256 {
+        return Err(refuse(format!(
+            "it scored another input (SHA-256 {}), not {} (SHA-256 {})",
+            state.input_sha256,
+            meta.input.display(),
+            meta.input_sha256
+        )));
+    }
+    let now = ScoreState::of(options, meta);
+    if state != now {
+        return Err(refuse(format!(
+            "it was started with other scoring flags ({}); give the same flags as the run's command",
+            serde_json::to_string(&state).unwrap_or_default()
+        )));
+    }
+    let (done, valid) = crate::journal::read(&dir.join(JOURNAL_FILE))?;
+    let journal = JournalWriter::open(&dir.join(JOURNAL_FILE), valid)?;
+    let run_id = manifest.run_id.clone();
+    let spec = spec_of(&Scored::empty(), options, &meta.input);
+    manifest_of(spec, &run_id, options, meta, RunStatus::Running, planned, done.len(), 0).save(dir)?;
+    Ok(OpenRun { dir: dir.to_path_buf(), run_id, lock, done, journal })
+}
+
+/// Writes the tables, `score.json` and the `complete` manifest of a journaled run into its folder;
+/// the lock is returned so that the caller holds it while it adds files (the report).
+pub fn finish_run(
+    open: OpenRun,
+    scored: Scored,
+    options: &ScoreOptions,
+    meta: &RunMeta,
+) -> Result<(ScoreRun, RunLock), ScoreError> {
+    let OpenRun { dir, run_id, lock, journal, .. } = open;
+    drop(journal);
+    let run = write_files(dir, run_id, scored, options, meta)?;
+    Ok((run, lock))
+}
+
+#[allow(clippy::too_many_arguments)]
+fn manifest_of(
+    spec: ExperimentSpec,
+    run_id: &str,
+    options: &ScoreOptions,
+    meta: &RunMeta,
+    status: RunStatus,
+    planned: usize,
+    done: usize,
+    failed: usize,
+) -> Manifest {
+    let (created, _) = results::utc_now();
+    Manifest {
+        manifest_version: results::MANIFEST_VERSION,
+        tool: "compress-bench".into(),
+        tool_version: env!("CARGO_PKG_VERSION").into(),
+        git_commit: meta.git_commit.clone(),
+        experiment: options.name.clone(),
+        run_id: run_id.to_string(),
+        created_utc: created,
+        status,
+        spec_fingerprint: spec.fingerprint(),
+        spec,
+        shard: None,
+        merged_from: Vec::new(),
+        engines: vec![EngineInfo {
+            name: options.engine.clone(),
+            version: String::new(),
+            weights: None,
+            synthetic_weights: false,
+            device: "n/a".into(),
+            dtype: "n/a".into(),
+        }],
+        synthetic_weights: false,
+        renderer: format!("none: predictions scored from {}", meta.input.display()),
+        tokenizer: meta.tokenizer.clone(),
+        host: meta.host.clone(),
+        n_samples_planned: planned,
+        n_samples_done: done,
+        n_failed: failed,
+        sessions: vec![Session {
+            started_utc: meta.started_utc.clone(),
+            wall_time_s: meta.wall_time_s,
+            samples: done,
+            command: meta.command.clone(),
+        }],
+        wall_time_s: meta.wall_time_s,
+    }
+}
+
+fn write_files(
+    dir: PathBuf,
+    run_id: String,
+    mut scored: Scored,
+    options: &ScoreOptions,
+    meta: &RunMeta,
+) -> Result<ScoreRun, ScoreError> {
+    let spec = spec_of(&scored, options, &meta.input);
     for s in &mut scored.samples {
         s.run_id = run_id.clone();
         s.git_commit = meta.git_commit.clone();
@@ -1063,45 +1313,18 @@ pub fn write_run_locked(
     let write_err = |message: String| ScoreError::Write { path: path.display().to_string(), message };
     let text = serde_json::to_string_pretty(&record).map_err(|e| write_err(e.to_string()))?;
     std::fs::write(&path, text + "\n").map_err(|e| write_err(e.to_string()))?;
-    let (created, _) = results::utc_now();
-    let manifest = Manifest {
-        manifest_version: results::MANIFEST_VERSION,
-        tool: "compress-bench".into(),
-        tool_version: env!("CARGO_PKG_VERSION").into(),
-        git_commit: meta.git_commit.clone(),
-        experiment: options.name.clone(),
-        run_id,
-        created_utc: created,
-        status: RunStatus::Complete,
-        spec_fingerprint: spec.fingerprint(),
+    let manifest = manifest_of(
         spec,
-        shard: None,
-        merged_from: Vec::new(),
-        engines: vec![EngineInfo {
-            name: options.engine.clone(),
-            version: String::new(),
-            weights: None,
-            synthetic_weights: false,
-            device: "n/a".into(),
-            dtype: "n/a".into(),
-        }],
-        synthetic_weights: false,
-        renderer: format!("none: predictions scored from {}", meta.input.display()),
-        tokenizer: meta.tokenizer.clone(),
-        host: meta.host.clone(),
-        n_samples_planned: written.samples,
-        n_samples_done: written.samples,
-        n_failed: written.failed,
-        sessions: vec![Session {
-            started_utc: meta.started_utc.clone(),
-            wall_time_s: meta.wall_time_s,
-            samples: written.samples,
-            command: meta.command.clone(),
-        }],
-        wall_time_s: meta.wall_time_s,
-    };
+        &run_id,
+        options,
+        meta,
+        RunStatus::Complete,
+        written.samples,
+        written.samples,
+        written.failed,
+    );
     manifest.save(&dir)?;
-    Ok((ScoreRun { dir, manifest, summary, record, bins, headline }, lock))
+    Ok(ScoreRun { dir, manifest, summary, record, bins, headline })
 }
 
 #[cfg(test)]

@@ -2,8 +2,11 @@
 //! files and report of a sweep run.
 //!
 //! Order of work: check the flags and that the output folder takes files, read the predictions
-//! (bad rows by line number), score them in `occ_eval::score` (the sweep's normalisation, metrics
-//! and statistics), write the run and its report. The input format, the bins and both readings of
+//! (bad rows by line number), open the run folder (locked, `running` manifest) or reopen it with
+//! `--resume`, score the rows in `occ_eval::score` (the sweep's normalisation, metrics and
+//! statistics), journaling each chunk of scored rows, then write the tables and the report. A
+//! signal ends scoring after the chunk in flight, marks the run `interrupted` and prints the
+//! command that resumes it. The input format, the bins and both readings of
 //! Fox precision are in docs/SWEEPS.md ("Scoring predictions made elsewhere"); the `--json`
 //! messages in docs/cli-json.md.
 
@@ -66,6 +69,10 @@ pub struct Args {
     /// Do not write the report.
     #[arg(long)]
     pub no_report: bool,
+    /// Continue the interrupted score run in this folder (give the same input and scoring flags):
+    /// rows already journaled are kept, the others scored.
+    #[arg(long, value_name = "DIR")]
+    pub resume: Option<PathBuf>,
     /// Test hook: send this process SIGINT once this many rows are scored.
     #[arg(long, hide = true)]
     pub interrupt_after: Option<usize>,
@@ -104,11 +111,16 @@ impl ScoreProgress for Bar {
 const VALUE_FLAGS: [&str; 9] =
     ["--out", "--name", "--engine", "--lang", "--mode", "--bin-tokens", "--min-tokens", "--max-tokens", "--seed"];
 
-/// This command again (every flag but the test hooks): a score run is written whole from its
-/// input, so running it again is how an interrupted one continues.
-fn rerun_command(args: &Args) -> String {
+/// The command that continues the run in `dir`: this command (every flag but the test hooks and
+/// `--resume`), then `--resume DIR`.
+fn resume_command(args: &Args, dir: &std::path::Path) -> String {
     let argv: Vec<String> = std::env::args().collect();
-    runs::rerun_command(&argv, &VALUE_FLAGS, &["--strict", "--no-report"], &[args.predictions.display().to_string()])
+    runs::rerun_command(
+        &argv,
+        &VALUE_FLAGS,
+        &["--strict", "--no-report"],
+        &[args.predictions.display().to_string(), "--resume".into(), dir.display().to_string()],
+    )
 }
 
 /// Every bad row: `bad_row` messages under `--json`, the first few as warnings otherwise.
@@ -143,7 +155,7 @@ pub fn run(args: Args, out: &Output) -> anyhow::Result<()> {
         ..ScoreOptions::new(&args.name)
     };
     options.validate()?;
-    score::check_writable(&args.out.join(&options.name))?;
+    score::check_writable(args.resume.as_deref().unwrap_or(&args.out.join(&options.name)))?;
     let bytes = std::fs::read(&args.predictions)
         .with_context(|| format!("reading predictions {}", args.predictions.display()))?;
     let input_sha256 = score::sha256_hex(&bytes);
@@ -168,27 +180,7 @@ pub fn run(args: Args, out: &Output) -> anyhow::Result<()> {
         interrupt: interrupt.clone(),
         interrupt_after: args.interrupt_after,
     };
-    let scored = score::score_rows(&input, &options, &tokenizer, &mut progress);
-    progress.progress.finish();
-    let scored = match scored {
-        Err(ScoreError::Interrupted { done, total }) => {
-            return Err(Interrupted {
-                state: "nothing is written (a score run is written whole, from its input)".into(),
-                done: format!("{done} of {total} rows"),
-                resume: rerun_command(&args),
-            }
-            .into())
-        }
-        Err(e @ (ScoreError::Strict { .. } | ScoreError::Empty { .. })) => {
-            if let ScoreError::Strict { bad } | ScoreError::Empty { bad, .. } = &e {
-                announce_bad_rows(bad, out)?;
-            }
-            return Err(anyhow::Error::new(e).context(format!("scoring {}", args.predictions.display())));
-        }
-        other => other.with_context(|| format!("scoring {}", args.predictions.display()))?,
-    };
-    announce_bad_rows(&scored.bad, out)?;
-    let meta = RunMeta {
+    let mut meta = RunMeta {
         input: args.predictions.clone(),
         input_sha256,
         out_root: args.out.clone(),
@@ -197,11 +189,49 @@ pub fn run(args: Args, out: &Output) -> anyhow::Result<()> {
         tokenizer: tokenizer.source().to_string(),
         command: std::env::args().collect(),
         started_utc,
-        wall_time_s: t0.elapsed().as_secs_f64(),
+        wall_time_s: 0.0,
     };
+    let planned = input.rows.len();
+    let mut open = match &args.resume {
+        Some(dir) => score::resume_run(dir, &options, &meta, planned),
+        None => score::open_run(&options, &meta, planned),
+    }
+    .context("opening the score run")?;
+    let done = std::mem::take(&mut open.done);
+    let scored =
+        score::score_rows_journaled(&input, &options, &tokenizer, &mut progress, &done, &mut |rows| open.append(rows));
+    progress.progress.finish();
+    meta.wall_time_s = t0.elapsed().as_secs_f64();
+    let scored = match scored {
+        Err(ScoreError::Interrupted { done, total }) => {
+            open.mark_interrupted(&options, &meta, planned).context("marking the score run interrupted")?;
+            let dir = open.dir.clone();
+            drop(open);
+            return Err(Interrupted {
+                state: format!("{} is marked interrupted, its scored rows journaled", dir.display()),
+                done: format!("{done} of {total} rows"),
+                resume: resume_command(&args, &dir),
+            }
+            .into());
+        }
+        Err(e @ (ScoreError::Strict { .. } | ScoreError::Empty { .. })) => {
+            // Nothing was journaled that a run of this input could use: a fresh folder goes.
+            if args.resume.is_none() {
+                let dir = open.dir.clone();
+                drop(open);
+                std::fs::remove_dir_all(&dir).with_context(|| format!("removing {}", dir.display()))?;
+            }
+            if let ScoreError::Strict { bad } | ScoreError::Empty { bad, .. } = &e {
+                announce_bad_rows(bad, out)?;
+            }
+            return Err(anyhow::Error::new(e).context(format!("scoring {}", args.predictions.display())));
+        }
+        other => other.with_context(|| format!("scoring {}", args.predictions.display()))?,
+    };
+    announce_bad_rows(&scored.bad, out)?;
     // The tables are written whole even if a signal comes meanwhile (a few seconds); the report is
     // skipped after one, and `report` writes it later.
-    let (run, lock) = score::write_run_locked(scored, &options, &meta).context("writing the score run")?;
+    let (run, lock) = score::finish_run(open, scored, &options, &meta).context("writing the score run")?;
     let mut files = BTreeMap::new();
     for f in [
         results::SAMPLES_FILE,

@@ -1,6 +1,6 @@
 //! `compress-bench score` end to end: the committed fixture under the paper's Fox protocol (files,
 //! `--json` stream, report with the paper's points), `--strict`, an unwritable output folder, a
-//! line that is not UTF-8, SIGINT while scoring, and 1,000 Fox-sized predictions timed.
+//! line that is not UTF-8, SIGINT while scoring and `--resume`, and 1,000 Fox-sized predictions timed.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -224,30 +224,108 @@ fn perfect_predictions(path: &Path, n: usize) {
     std::fs::write(path, lines.join("\n") + "\n").unwrap();
 }
 
+/// `n` predictions, most read with a mistake, one in ten bad (an empty truth).
+fn mixed_predictions(path: &Path, n: usize) {
+    let lines: Vec<String> = (0..n)
+        .map(|i| {
+            let text = format!("page {i}: the quick brown fox jumps over the lazy dog {}", i % 7);
+            let truth = if i % 10 == 3 { String::new() } else { text.clone() };
+            let prediction = if i % 3 == 0 { text.replace("fox", "box") } else { text };
+            serde_json::json!({"id": format!("p{i}"), "truth": truth, "prediction": prediction}).to_string()
+        })
+        .collect();
+    std::fs::write(path, lines.join("\n") + "\n").unwrap();
+}
+
+/// The tables of a score run with the run id taken out.
+fn tables(dir: &Path) -> (Vec<occ_eval::schema::SampleRow>, String, String, serde_json::Value) {
+    let mut samples = results::read_samples(dir).unwrap();
+    for s in &mut samples {
+        s.run_id.clear();
+    }
+    let mut record: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("score.json")).unwrap()).unwrap();
+    record["input"] = serde_json::Value::Null;
+    (
+        samples,
+        std::fs::read_to_string(dir.join("summary.csv")).unwrap(),
+        std::fs::read_to_string(dir.join("bins.csv")).unwrap(),
+        record,
+    )
+}
+
 #[test]
-fn sigint_stops_scoring_before_anything_is_written_and_prints_the_command_that_runs_it_again() {
+fn sigint_journals_the_scored_rows_and_the_printed_command_resumes_to_the_uninterrupted_tables() {
     let out = scratch("score-sigint");
     let input = out.join("preds.jsonl");
-    perfect_predictions(&input, 200);
+    mixed_predictions(&input, 200);
+    let whole = out.join("whole");
+    assert_ok(&score(input.to_str().unwrap(), &whole, &["--seed", "3", "--no-report"]));
     let root = out.join("runs");
     let o = score(input.to_str().unwrap(), &root, &["--seed", "3", "--interrupt-after", "64"]);
     let err = String::from_utf8_lossy(&o.stderr).into_owned();
     assert_eq!(o.status.code(), Some(130), "{err}");
-    assert!(err.contains("interrupted with 64 of 200 rows done; nothing is written"), "{err}");
-    assert!(run_dirs(&root).is_empty(), "no run folder: {:?}", run_dirs(&root));
+    assert!(err.contains("interrupted with 64 of 200 rows done") && err.contains("is marked interrupted"), "{err}");
+    let dirs = run_dirs(&root);
+    assert_eq!(dirs.len(), 1, "{dirs:?}");
+    let dir = &dirs[0];
+    let m = results::Manifest::load(dir).unwrap();
+    assert_eq!((m.status.as_str(), m.n_samples_planned), ("interrupted", 200));
+    assert!(!dir.join(occ_eval::lock::LOCK_FILE).exists(), "the lock is released");
+    let journal = std::fs::read_to_string(dir.join("journal.jsonl")).unwrap();
+    // The chunk in flight is finished: 64 rows handled, of which the bad ones are not journaled.
+    assert_eq!(journal.lines().count(), 64 - 7, "{journal}");
+    assert_eq!(m.n_samples_done, 57);
+    // A torn line (a crash while appending) is dropped on resume.
+    std::fs::write(dir.join("journal.jsonl"), journal.clone() + "{\"sample\": {\"run").unwrap();
     let line = err.lines().skip_while(|l| !l.contains("Continue with:")).nth(1).unwrap_or_else(|| panic!("{err}"));
     let cmd: Vec<&str> = line.split_whitespace().collect();
     assert_eq!(cmd[..2], ["compress-bench", "score"], "{cmd:?}");
     assert!(!cmd.contains(&"--interrupt-after"), "{cmd:?}");
     assert!(cmd.windows(2).any(|w| w == ["--seed", "3"]), "{cmd:?}");
+    assert!(cmd.windows(2).any(|w| w == ["--resume", dir.to_str().unwrap()]), "{cmd:?}");
+
+    // A second process on the locked folder is refused and writes nothing.
+    let holder = occ_eval::lock::LockHolder {
+        pid: std::process::id(),
+        host: occ_eval::lock::host_name(),
+        started_utc: "2030-01-02T03:04:05Z".into(),
+        process_start: occ_eval::lock::process_start(std::process::id()),
+        command: "compress-bench score (test holder)".into(),
+    };
+    let lock = dir.join(occ_eval::lock::LOCK_FILE);
+    std::fs::write(&lock, serde_json::to_string(&holder).unwrap()).unwrap();
+    let refused = Command::new(BIN).args(&cmd[1..]).output().unwrap();
+    let rerr = String::from_utf8_lossy(&refused.stderr);
+    assert_eq!(refused.status.code(), Some(1), "{rerr}");
+    assert!(rerr.contains("in use by process") && rerr.contains("2030-01-02T03:04:05Z"), "{rerr}");
+    assert_eq!(results::Manifest::load(dir).unwrap().status.as_str(), "interrupted");
+    std::fs::remove_file(&lock).unwrap();
+
+    // Another input is refused.
+    let other = out.join("other.jsonl");
+    mixed_predictions(&other, 199);
+    let o = score(other.to_str().unwrap(), &root, &["--seed", "3", "--resume", dir.to_str().unwrap()]);
+    assert!(String::from_utf8_lossy(&o.stderr).contains("another input"), "{}", String::from_utf8_lossy(&o.stderr));
+
     let again = Command::new(BIN).args(&cmd[1..]).output().unwrap();
     assert_ok(&again);
-    let dirs = run_dirs(&root);
-    assert_eq!(dirs.len(), 1, "{dirs:?}");
-    let m = results::Manifest::load(&dirs[0]).unwrap();
-    assert_eq!((m.status.as_str(), m.n_samples_done), ("complete", 200));
-    assert!(!dirs[0].join(occ_eval::lock::LOCK_FILE).exists(), "the lock is released at the end");
-    assert!(dirs[0].join("report.md").is_file());
+    assert_eq!(run_dirs(&root).len(), 1);
+    let m = results::Manifest::load(dir).unwrap();
+    assert_eq!((m.status.as_str(), m.n_samples_done), ("complete", 180));
+    assert!(!dir.join(occ_eval::lock::LOCK_FILE).exists(), "the lock is released at the end");
+    assert!(dir.join("report.md").is_file());
+    let journal = std::fs::read_to_string(dir.join("journal.jsonl")).unwrap();
+    assert_eq!(journal.lines().count(), 180, "every scored row once");
+    let (resumed, uninterrupted) = (tables(dir), tables(&run_dirs(&whole)[0]));
+    assert_eq!(resumed.0.len(), uninterrupted.0.len());
+    for (a, b) in resumed.0.iter().zip(&uninterrupted.0) {
+        // Debug, so that NaN (no vision tokens: no ratio, no truncation baseline) equals NaN.
+        assert_eq!(format!("{a:?}"), format!("{b:?}"), "resumed equals uninterrupted");
+    }
+    assert_eq!((&resumed.1, &resumed.2, &resumed.3), (&uninterrupted.1, &uninterrupted.2, &uninterrupted.3));
+    let o = Command::new(BIN).args(&cmd[1..]).output().unwrap();
+    assert!(String::from_utf8_lossy(&o.stderr).contains("complete"), "{}", String::from_utf8_lossy(&o.stderr));
     std::fs::remove_dir_all(&out).unwrap();
 }
 
