@@ -51,6 +51,23 @@ pub enum SweepError {
     Run(#[from] RunError),
     #[error(transparent)]
     Lock(#[from] LockError),
+    /// A resumed run read by other engines than it began with (other weights, settings, version or
+    /// dtype would mix two readers' outputs in one table).
+    #[error(
+        "--resume {dir}: the run was read by {recorded} and would now be read by {now}; resume with the same engine \
+         settings, or start a new run"
+    )]
+    EngineChanged { dir: String, recorded: String, now: String },
+}
+
+/// What must stay the same for a resumed run to be one reader's: the engine, its version (which
+/// carries its output-changing settings: Tesseract's language and page segmentation, the model
+/// readers' resize order), its weights and its dtype. The device may change.
+fn reader_identity(engines: &[EngineInfo]) -> String {
+    let one = |e: &EngineInfo| {
+        format!("{} {} (weights {}, {})", e.name, e.version, e.weights.as_deref().unwrap_or("none"), e.dtype)
+    };
+    engines.iter().map(one).collect::<Vec<_>>().join(" + ")
 }
 
 /// What to run: a new run of a resolved spec (optionally one shard of it), or the rest of an
@@ -172,7 +189,13 @@ impl Prepared {
         invocation: &Invocation,
     ) -> Result<Run, SweepError> {
         let (dir, manifest, lock) = match self.resumed.take() {
-            Some(resumed) => resumed,
+            Some(resumed) => {
+                let (recorded, now) = (reader_identity(&resumed.1.engines), reader_identity(engines));
+                if recorded != now {
+                    return Err(SweepError::EngineChanged { dir: resumed.0.display().to_string(), recorded, now });
+                }
+                resumed
+            }
             None => {
                 let (dir, run_id) = results::create_run_dir(out_root, &self.spec, self.shard)?;
                 let lock = RunLock::acquire(&dir, &invocation.command.join(" "))?;

@@ -396,7 +396,9 @@ impl OcrEngine for DeepseekOcr {
     fn info(&self) -> EngineInfo {
         EngineInfo {
             name: self.name.into(),
-            version: env!("CARGO_PKG_VERSION").into(),
+            // the resize order changes what the encoder sees, so it is part of the reader's identity
+            // (a resumed run refuses another order)
+            version: format!("{} (resize order {})", env!("CARGO_PKG_VERSION"), self.resize_order),
             weights: Some(self.weights.id.clone()),
             synthetic_weights: self.weights.synthetic,
             device: device_name(self.decoder.device()),

@@ -375,3 +375,45 @@ fn deepseek_engine_on_tiny_synthetic_weights_runs_end_to_end() {
     let md = std::fs::read_to_string(dir.join("report.md")).unwrap();
     assert!(md.contains("synthetic weights — scores are meaningless"), "{md}");
 }
+
+#[test]
+fn a_resume_with_other_reader_settings_is_refused_naming_both() {
+    let out = scratch("resume-engine");
+    let grid = [
+        "--engine",
+        "deepseek-ocr",
+        "--synthetic-weights",
+        "tiny",
+        "--ratios",
+        "10",
+        "--modes",
+        "tiny,small",
+        "--pages",
+        "1",
+        "--max-new-tokens",
+        "8",
+        "--crash-after",
+        "1",
+    ];
+    let crashed = sweep(&out, &grid);
+    assert!(!crashed.status.success(), "the crash hook aborts the process");
+    let dir = run_dirs(&out)[0].clone();
+    let recorded = Manifest::load(&dir).unwrap();
+    assert!(recorded.engines[0].version.contains("resize order pillow12"), "{:?}", recorded.engines);
+    let ds = datasets();
+    let resume = |extra: &[&str]| {
+        Command::new(BIN)
+            .args([&["sweep", "--datasets", &ds, "--resume", dir.to_str().unwrap()][..], extra].concat())
+            .output()
+            .unwrap()
+    };
+    // the model flags are the resuming command's (the run records what read it, not how to load it)
+    let other = resume(&["--synthetic-weights", "tiny", "--resize-order", "pillow13"]);
+    assert!(!other.status.success(), "another resize order would mix two readers' outputs");
+    let err = String::from_utf8_lossy(&other.stderr);
+    assert!(err.contains("resize order pillow12") && err.contains("resize order pillow13"), "{err}");
+    assert_eq!(Manifest::load(&dir).unwrap().n_samples_done, recorded.n_samples_done, "nothing was read");
+    assert_ok(&resume(&["--synthetic-weights", "tiny"]));
+    let m = Manifest::load(&dir).unwrap();
+    assert_eq!((m.status.as_str(), m.n_samples_done), ("complete", 2));
+}
