@@ -9,6 +9,13 @@
 //! device memory seen between stages (driver view: total − free, so it includes the allocator's
 //! pool and the CUDA context). A run that fails with an out-of-memory error is retried at half the
 //! batch.
+//!
+//! Run folder: `<out>/bench/<utc>-<pid>`, locked while the benchmark runs; every finished
+//! measurement is appended to `bench.jsonl` as it finishes and `bench.json` holds the status
+//! (`running`, `interrupted`, `complete`). A signal lets the measurement in flight finish, marks the
+//! run `interrupted` and prints the command that runs the benchmark again. There is no `--resume`:
+//! timings are those of one process (warm-ups, the device's state, the allocator's pool), so a
+//! benchmark continued in another process would mix two processes' numbers; it is measured again.
 
 use std::time::Instant;
 
@@ -21,7 +28,13 @@ use occ_model::pipeline::{device_name, dtype_name, DeepseekOcr};
 use occ_model::preprocess::prepare;
 use occ_model::prompt::build_prompt;
 
+use occ_eval::journal::JournalWriter;
+use occ_eval::lock::RunLock;
+use occ_eval::results;
+use occ_eval::RunStatus;
+
 use crate::engine::{self, EngineKind, Generation, ModelArgs, NgramArg};
+use crate::interrupt::{Interrupt, Interrupted};
 use crate::messages::{BenchReport, BenchRun, EncoderRun};
 use crate::output::Output;
 
@@ -62,8 +75,82 @@ pub struct Args {
     /// The model to time.
     #[arg(long, default_value = "deepseek-ocr", value_parser = engine::engine_parser(engine::MODELS))]
     pub engine: EngineKind,
+    /// Results root: the run folder (lock, `bench.jsonl`, `bench.json`) goes to <out>/bench/<utc>-<pid>.
+    #[arg(long, default_value = "results")]
+    pub out: std::path::PathBuf,
+    /// Test hook: send this process SIGINT once this many configurations are measured.
+    #[arg(long, hide = true)]
+    pub interrupt_after: Option<usize>,
     #[command(flatten)]
     pub model: ModelArgs,
+}
+
+/// File of every finished measurement of a bench run, one JSON line each.
+pub const BENCH_JOURNAL: &str = "bench.jsonl";
+/// Status of a bench run.
+pub const BENCH_STATE: &str = "bench.json";
+
+/// The run folder of a benchmark: locked, its measurements journaled as they finish.
+struct BenchDir {
+    dir: std::path::PathBuf,
+    journal: JournalWriter,
+    _lock: RunLock,
+    started_utc: String,
+    command: Vec<String>,
+}
+
+impl BenchDir {
+    fn open(out: &std::path::Path) -> anyhow::Result<BenchDir> {
+        let (started_utc, stamp) = results::utc_now();
+        let dir = out.join("bench").join(format!("{stamp}-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).with_context(|| format!("creating the bench run folder {}", dir.display()))?;
+        let command: Vec<String> = std::env::args().collect();
+        let lock = RunLock::acquire(&dir, &command.join(" "))?;
+        let journal = JournalWriter::open(&dir.join(BENCH_JOURNAL), 0)?;
+        let b = BenchDir { dir, journal, _lock: lock, started_utc, command };
+        b.state(RunStatus::Running, 0)?;
+        Ok(b)
+    }
+
+    fn record(&mut self, kind: &str, value: &impl serde::Serialize) -> anyhow::Result<()> {
+        self.journal.append(&serde_json::json!({ kind: value }))?;
+        Ok(self.journal.flush()?)
+    }
+
+    fn state(&self, status: RunStatus, measured: usize) -> anyhow::Result<()> {
+        let (now, _) = results::utc_now();
+        let state = serde_json::json!({
+            "status": status,
+            "started_utc": self.started_utc,
+            "updated_utc": now,
+            "measured": measured,
+            "command": self.command,
+        });
+        let path = self.dir.join(BENCH_STATE);
+        let tmp = self.dir.join(format!("{BENCH_STATE}.tmp"));
+        std::fs::write(&tmp, serde_json::to_string_pretty(&state)? + "\n")
+            .and_then(|()| std::fs::rename(&tmp, &path))
+            .with_context(|| format!("writing {}", path.display()))
+    }
+}
+
+/// This command again, every flag as given but the test hook.
+fn rerun_command() -> String {
+    let argv: Vec<String> = std::env::args().collect();
+    let mut keep = Vec::new();
+    let mut i = 0;
+    while i < argv.len() {
+        let a = &argv[i];
+        if a == "--interrupt-after" {
+            i += 2;
+            continue;
+        }
+        if !a.starts_with("--interrupt-after=") {
+            keep.push(a.clone());
+        }
+        i += 1;
+    }
+    crate::runs::rerun_command(&keep[..keep.len().min(2)], &[], &[], &keep[keep.len().min(2)..])
 }
 
 struct Peak {
@@ -177,6 +264,8 @@ pub fn run(args: Args, out: &Output) -> anyhow::Result<()> {
     if args.batch.contains(&0) || args.new_tokens == 0 {
         anyhow::bail!("--batch sizes and --new-tokens must be at least 1")
     }
+    let interrupt = Interrupt::install()?;
+    let mut run_dir = BenchDir::open(&args.out)?;
     let engine = engine::load_model(args.engine, &args.model, out)?;
     if let Some(native) = engine.native_mode() {
         if let Some(m) = args.modes.iter().find(|&&m| m != native) {
@@ -194,8 +283,22 @@ pub fn run(args: Args, out: &Output) -> anyhow::Result<()> {
         runs: Vec::new(),
         encoder: Vec::new(),
     };
+    let planned = args.modes.len() * args.batch.len();
     for &mode in &args.modes {
         for &batch in &args.batch {
+            if interrupt.requested() {
+                run_dir.state(RunStatus::Interrupted, report.runs.len())?;
+                return Err(Interrupted {
+                    state: format!(
+                        "{} is marked interrupted and holds the measurements in {BENCH_JOURNAL} \
+                         (a benchmark is measured again, not resumed: its numbers are one process's)",
+                        run_dir.dir.display()
+                    ),
+                    done: format!("{} of {planned} configurations", report.runs.len()),
+                    resume: rerun_command(),
+                }
+                .into());
+            }
             let mut b = batch;
             let mut retries = 0;
             let run = loop {
@@ -222,7 +325,11 @@ pub fn run(args: Args, out: &Output) -> anyhow::Result<()> {
                 run.cuda_graph,
                 run.peak_gpu_gb.map_or("-".into(), |g| format!("{g:.2} GB")),
             ));
+            run_dir.record("run", &run)?;
             report.runs.push(run);
+            if args.interrupt_after.is_some_and(|n| report.runs.len() >= n) {
+                Interrupt::raise();
+            }
         }
         if args.encoder_batch > 0 {
             let n = args.encoder_batch;
@@ -231,10 +338,13 @@ pub fn run(args: Args, out: &Output) -> anyhow::Result<()> {
             peak.sample();
             let e = EncoderRun { mode: mode.to_string(), batch: n, s_per_page: s / n as f64 };
             out.info(&format!("{:<8} encoder batch {:>3}  {:>7.2} ms/page", e.mode, e.batch, e.s_per_page * 1e3));
+            run_dir.record("encoder", &e)?;
             report.encoder.push(e);
         }
     }
+    run_dir.state(RunStatus::Complete, report.runs.len())?;
     out.send(&report)?;
+    out.info(&format!("  run folder: {}", run_dir.dir.display()));
     if !out.json {
         println!("{}", serde_json::to_string_pretty(&report)?);
     }
