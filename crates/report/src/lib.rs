@@ -135,14 +135,14 @@ impl ReportInput {
                 0,
                 format!(
                     "the run is {} with {n} of {planned} planned samples ({} missing); continue it with \
-                     `compress-bench sweep --resume {}`",
+                     `{}`",
                     if manifest.status == RunStatus::Running {
                         "running or was killed"
                     } else {
                         manifest.status.as_str()
                     },
                     planned.saturating_sub(n),
-                    dir.display()
+                    continue_command(dir, &manifest)
                 ),
             );
         }
@@ -391,4 +391,24 @@ pub(crate) fn strip_xml_prolog(svg: &str) -> &str {
         Some(i) => &svg[i..],
         None => svg,
     }
+}
+
+/// The command that continues an unfinished run: `sweep --resume DIR`, or for a score run (it
+/// reads its input again) its last session's command without the test hooks, then `--resume DIR`.
+fn continue_command(dir: &Path, manifest: &occ_eval::results::Manifest) -> String {
+    let command = manifest.sessions.last().map(|s| s.command.as_slice()).unwrap_or_default();
+    if !dir.join(occ_eval::score::STATE_FILE).is_file() || command.len() < 2 {
+        return format!("compress-bench sweep --resume {}", dir.display());
+    }
+    let mut out = vec!["compress-bench".to_string()];
+    let mut args = command.iter().skip(1);
+    while let Some(a) = args.next() {
+        if a == "--resume" || a == "--interrupt-after" {
+            args.next();
+        } else if !a.starts_with("--resume=") && !a.starts_with("--interrupt-after=") {
+            out.push(a.clone());
+        }
+    }
+    out.extend(["--resume".to_string(), dir.display().to_string()]);
+    out.join(" ")
 }

@@ -276,6 +276,11 @@ fn sigint_journals_the_scored_rows_and_the_printed_command_resumes_to_the_uninte
     // The chunk in flight is finished: 64 rows handled, of which the bad ones are not journaled.
     assert_eq!(journal.lines().count(), 64 - 7, "{journal}");
     assert_eq!(m.n_samples_done, 57);
+    // The report of the interrupted run names the command that continues it.
+    let r = Command::new(BIN).args(["report", dir.to_str().unwrap()]).output().unwrap();
+    assert_ok(&r);
+    let rerr = String::from_utf8_lossy(&r.stderr);
+    assert!(rerr.contains("compress-bench score ") && rerr.contains(&format!("--resume {}`", dir.display())), "{rerr}");
     // A torn line (a crash while appending) is dropped on resume.
     std::fs::write(dir.join("journal.jsonl"), journal.clone() + "{\"sample\": {\"run").unwrap();
     let line = err.lines().skip_while(|l| !l.contains("Continue with:")).nth(1).unwrap_or_else(|| panic!("{err}"));
