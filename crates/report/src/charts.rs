@@ -69,6 +69,23 @@ fn err<E: std::fmt::Debug>(e: E) -> String {
     format!("plotting: {e:?}")
 }
 
+impl<'t> Frame<'t> {
+    /// The frame of a metric's curves against the compression ratio (the sweep's curves and the
+    /// comparison's): a score in 0–1 over `x`, the legend at the lower left.
+    fn ratio_curves(title: &'t str, metric: &'t str, x: std::ops::Range<f64>) -> Frame<'t> {
+        Frame {
+            size: SIZE,
+            title,
+            y_label_px: 50,
+            x,
+            y: 0f64..1.02f64,
+            x_desc: "compression ratio (text tokens / nominal vision tokens)",
+            y_desc: metric,
+            legend: SeriesLabelPosition::LowerLeft,
+        }
+    }
+}
+
 fn x_range(xs: impl Iterator<Item = f64>) -> (f64, f64) {
     let (lo, hi) = xs.fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), x| (lo.min(x), hi.max(x)));
     if !lo.is_finite() {
@@ -158,16 +175,7 @@ pub fn curve_svg(
     };
     let (x0, x1) =
         x_range(rows.iter().map(|r| r.target_ratio).chain(paper.iter().flat_map(|(_, p)| p.iter().map(|q| q.0))));
-    let frame = Frame {
-        size: SIZE,
-        title,
-        y_label_px: 50,
-        x: x0..x1,
-        y: 0f64..1.02f64,
-        x_desc: "compression ratio (text tokens / nominal vision tokens)",
-        y_desc: metric,
-        legend: SeriesLabelPosition::LowerLeft,
-    };
+    let frame = Frame::ratio_curves(title, metric, x0..x1);
     draw(frame, |chart| {
         for mode in &modes {
             let mut pts: Vec<&SummaryRow> = rows.iter().copied().filter(|r| &r.mode == mode).collect();
@@ -334,16 +342,7 @@ pub fn runs_curve_svg(
         .map(|(_, rows)| rows.iter().filter(|r| drawable(r) && r.metric == trunc_metric).collect())
         .unwrap_or_default();
     let (x0, x1) = x_range(curves.iter().flat_map(|(_, pts)| pts.iter().map(|r| r.target_ratio)));
-    let frame = Frame {
-        size: SIZE,
-        title,
-        y_label_px: 50,
-        x: x0..x1,
-        y: 0f64..1.02f64,
-        x_desc: "compression ratio (text tokens / nominal vision tokens)",
-        y_desc: metric,
-        legend: SeriesLabelPosition::LowerLeft,
-    };
+    let frame = Frame::ratio_curves(title, metric, x0..x1);
     draw(frame, |chart| {
         for (i, (label, pts)) in curves.iter().enumerate() {
             if !pts.is_empty() {

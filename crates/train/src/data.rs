@@ -247,18 +247,13 @@ impl PageSource {
             .into_par_iter()
             .map(|i| {
                 let kind = if i % 2 == 0 { TextKind::RandomString } else { TextKind::ShuffledWords };
-                let spec = RenderSpec::for_mode(self.mode, Lang::En);
-                let vt =
-                    self.mode.vision_tokens(spec.width, spec.height).map_err(|e| TrainError::Render(e.to_string()))?;
+                // as long as a training page of this ratio draws (the probes journaled so far used it)
+                let (w, h) = self.mode.default_canvas();
+                let vt = self.mode.vision_tokens(w, h).map_err(|e| TrainError::Render(e.to_string()))?;
                 let chars = (ratio * f64::from(vt.nominal)).ceil() as usize * 8 + 64;
                 let mut rng = page_rng(0x7072_6f62, u64::MAX, 0, i as u64); // "prob": not a training step
                 let text = self.text(kind, chars, &mut rng);
-                let fitted = fit_to_ratio(&text, &self.tok, self.mode, ratio, &spec)
-                    .map_err(|e| TrainError::Render(format!("validation probe {i} at {ratio}x: {e}")))?;
-                let mut page = self.finish(fitted, kind)?;
-                page.target.truncate(self.max_target);
-                page.input.truncate(self.max_target);
-                Ok(page)
+                self.fixed_page(&text, kind, ratio, &format!("validation probe {i}"))
             })
             .collect()
     }
@@ -269,7 +264,6 @@ impl PageSource {
         (0..n)
             .into_par_iter()
             .map(|i| {
-                let spec = RenderSpec::for_mode(self.mode, Lang::En);
                 let mut text = String::new();
                 let mut p = i % self.passages.len();
                 while text.len() < 16 * 1024 {
@@ -277,12 +271,20 @@ impl PageSource {
                     text.push_str("\n\n");
                     p = (p + 1) % self.passages.len();
                 }
-                let fitted = fit_to_ratio(&text, &self.tok, self.mode, ratio, &spec)
-                    .map_err(|e| TrainError::Render(format!("validation page {i} at {ratio}x: {e}")))?;
-                let mut page = self.finish(fitted, TextKind::Prose)?;
-                page.target.truncate(self.max_target);
-                Ok(page)
+                self.fixed_page(&text, TextKind::Prose, ratio, &format!("validation page {i}"))
             })
             .collect()
+    }
+
+    /// A validation page: a prefix of `text` fitted to `ratio` in the mode's default typography,
+    /// its target (and input) cut to what the decoder takes.
+    fn fixed_page(&self, text: &str, kind: TextKind, ratio: f64, name: &str) -> TrainResult<Page> {
+        let spec = RenderSpec::for_mode(self.mode, Lang::En);
+        let fitted = fit_to_ratio(text, &self.tok, self.mode, ratio, &spec)
+            .map_err(|e| TrainError::Render(format!("{name} at {ratio}x: {e}")))?;
+        let mut page = self.finish(fitted, kind)?;
+        page.target.truncate(self.max_target);
+        page.input.truncate(self.max_target);
+        Ok(page)
     }
 }

@@ -360,13 +360,8 @@ pub fn run(args: Args, out: &Output) -> anyhow::Result<()> {
 mod tests {
     use super::*;
 
-    /// The value after `else ` in the `[default: …]` of flag `id`'s help.
     fn default_in_help(id: &str) -> String {
-        let cmd = <Args as clap::Args>::augment_args(clap::Command::new("sweep"));
-        let arg = cmd.get_arguments().find(|a| a.get_id() == id).unwrap_or_else(|| panic!("no flag {id}"));
-        let help = arg.get_help().map(ToString::to_string).unwrap_or_default();
-        let after = help.split("else ").nth(1).unwrap_or_else(|| panic!("--{id}: no default in {help:?}"));
-        after.split(']').next().unwrap_or_default().to_string()
+        super::super::default_in_help::<Args>(id)
     }
 
     #[test]
