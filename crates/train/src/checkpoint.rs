@@ -14,7 +14,7 @@
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 
-use candle_core::{Device, Tensor};
+use candle_core::{Device, Tensor, Var};
 use occ_model::mini::{self, OutputVocab};
 use serde::{Deserialize, Serialize};
 
@@ -183,6 +183,12 @@ pub fn load(dir: &Path, cfg: &TrainConfig, tok: &occ_core::TextTokenizer, device
         }
         var.set(&t.to_dtype(candle_core::DType::F32)?)?;
     }
+    // training-only tensors (the cell head) come back as they were saved
+    for (name, t) in &weights {
+        if crate::model::is_training_only(name) && !params.vars.contains_key(name) {
+            params.vars.insert(name.clone(), Var::from_tensor(&t.to_dtype(candle_core::DType::F32)?)?);
+        }
+    }
     if weights.len() != params.vars.len() {
         return Err(ckpt_err(&wp, format!("{} tensors, expected {}", weights.len(), params.vars.len())));
     }
@@ -213,12 +219,15 @@ pub fn load(dir: &Path, cfg: &TrainConfig, tok: &occ_core::TextTokenizer, device
 }
 
 /// Writes the reader of checkpoint `ckpt` into `dest` with its weights in bf16 (the shipped form:
-/// half the size; readers load any float dtype). `dest` is written under a temporary name first.
+/// half the size; readers load any float dtype), without training-only tensors. `dest` is written under a temporary name first.
 pub fn export(ckpt: &Path, dest: &Path) -> TrainResult<()> {
     let wp = ckpt.join(mini::WEIGHTS_FILE);
     let weights = load_tensors(&wp, &Device::Cpu)?;
     let mut half = BTreeMap::new();
     for (k, t) in weights {
+        if crate::model::is_training_only(&k) {
+            continue;
+        }
         half.insert(k, t.to_dtype(candle_core::DType::BF16)?);
     }
     let parent = dest.parent().unwrap_or(Path::new("."));

@@ -143,6 +143,12 @@ pub struct OptimConfig {
     /// stays.
     #[serde(default = "default_max_loss")]
     pub max_loss: f64,
+    /// Weight of the auxiliary cell loss (0: off). Each vision token of a page is asked, through a
+    /// linear head used only in training, which reader tokens are drawn in its cell of the page
+    /// (the renderer knows where every line is): a loss that reaches the encoder directly instead
+    /// of through a decoder that can guess prose without looking (docs/TRAINING.md, "Cell loss").
+    #[serde(default)]
+    pub cell_loss: f64,
 }
 
 fn one() -> usize {
@@ -278,6 +284,7 @@ impl TrainConfig {
             ("optim.weight_decay", o.weight_decay, nonneg(o.weight_decay), "a finite number >= 0"),
             ("optim.clip_norm", o.clip_norm, nonneg(o.clip_norm), "a finite number >= 0 (0: no clipping)"),
             ("optim.max_loss", o.max_loss, o.max_loss > 0.0, "a number > 0 (inf: never stop on the loss)"),
+            ("optim.cell_loss", o.cell_loss, nonneg(o.cell_loss), "a finite number >= 0 (0: off)"),
         ] {
             if !ok {
                 return bad(field, v.to_string(), expected);

@@ -16,12 +16,13 @@ use occ_core::tokenizer::IMAGE_ID;
 use occ_core::{Mode, TextTokenizer};
 use occ_eval::rng::SplitMix64;
 use occ_model::mini::OutputVocab;
-use occ_render::{fit_to_ratio, Lang, Margins, RenderSpec};
+use occ_render::{fit_to_ratio, Lang, Margins, RenderSpec, RenderedPage};
 use rayon::prelude::*;
 use serde::Deserialize;
 
 use crate::config::DataConfig;
 use crate::error::{TrainError, TrainResult};
+use crate::model::Placed;
 
 /// One passage of a corpus file.
 #[derive(Debug, Clone, Deserialize)]
@@ -86,6 +87,46 @@ pub struct Page {
     pub ratio: f64,
     pub font_px: f32,
     pub kind: TextKind,
+    /// Where each reader token of `text` is drawn (the cell loss's targets): one entry per reader
+    /// id of every token that lies on a line (whitespace between lines is on none).
+    pub placed: Vec<Placed>,
+}
+
+/// Where each token of a rendered page is drawn: the token's byte range is found on its line, and
+/// its centre is put at the same share of the line's width as the share of the line's characters
+/// before it (proportional placement: exact enough for cells many glyphs wide). Lines drawn in
+/// another order than their text (right-to-left runs) are placed as if left to right.
+pub fn place_tokens(page: &RenderedPage, tok: &TextTokenizer, vocab: &OutputVocab) -> TrainResult<Vec<Placed>> {
+    let (ids, offsets) = tok.encode_with_offsets(&page.text).map_err(|e| TrainError::Render(e.to_string()))?;
+    let (w, h) = (page.width.max(1) as f32, page.height.max(1) as f32);
+    let mut out = Vec::with_capacity(ids.len() + ids.len() / 4);
+    let mut line = 0usize;
+    for (&id, &(start, end)) in ids.iter().zip(&offsets) {
+        // the token's visible part: leading whitespace belongs to the gap before it
+        let piece = page.text.get(start..end).unwrap_or("");
+        let lead = piece.len() - piece.trim_start().len();
+        let s = start + lead;
+        if s >= end {
+            continue;
+        }
+        while line < page.lines.len() && page.lines[line].end <= s {
+            line += 1;
+        }
+        let Some(l) = page.lines.get(line) else { break };
+        if s < l.start {
+            continue;
+        }
+        let e = end.min(l.end);
+        let chars_before = page.text.get(l.start..s).map_or(0, |t| t.chars().count()) as f32;
+        let chars_in = page.text.get(s..e).map_or(1, |t| t.chars().count()) as f32;
+        let line_chars = l.text.chars().count().max(1) as f32;
+        let x = l.x + l.width * (chars_before + chars_in / 2.0) / line_chars;
+        let y = l.y + l.height / 2.0;
+        for rid in vocab.spell(tok, &[id]).map_err(|e| TrainError::Render(e.to_string()))? {
+            out.push(Placed { id: rid, x: x / w, y: y / h });
+        }
+    }
+    Ok(out)
 }
 
 /// Everything page generation needs, shared by the rendering threads.
@@ -163,7 +204,9 @@ impl PageSource {
             .map_err(|e| TrainError::Render(e.to_string()))?
             .global;
         let target = self.vocab.encode(&self.tok, &fitted.page.text).map_err(|e| TrainError::Render(e.to_string()))?;
+        let placed = place_tokens(&fitted.page, &self.tok, &self.vocab)?;
         Ok(Page {
+            placed,
             image,
             ratio: fitted.ratio.nominal,
             font_px: fitted.font_px,

@@ -127,9 +127,24 @@ impl Params {
         Ok(Params { vars, device: device.clone() })
     }
 
-    /// Parameters of the reader.
+    /// Parameters of the reader (training-only tensors not counted).
     pub fn count(&self) -> usize {
-        self.vars.values().map(|v| v.elem_count()).sum()
+        self.vars.iter().filter(|(k, _)| !is_training_only(k)).map(|(_, v)| v.elem_count()).sum()
+    }
+
+    /// Adds the cell head ([`CELL_HEAD`], `N(0, 1/hidden)`) when it is not there yet, returning
+    /// whether it was added.
+    pub fn add_cell_head(&mut self, cfg: &MiniConfig, seed: u64) -> TrainResult<bool> {
+        if self.vars.contains_key(CELL_HEAD) {
+            return Ok(false);
+        }
+        let (v, h) = (cfg.vocab_size, cfg.decoder.hidden_size);
+        let mut rng = SplitMix64::stream(seed, CELL_HEAD);
+        let std = (h as f64).powf(-0.5) as f32;
+        let data: Vec<f32> = normals(&mut rng, v * h).into_iter().map(|x| x * std).collect();
+        let t = Tensor::from_vec(data, (v, h), &self.device)?;
+        self.vars.insert(CELL_HEAD.into(), Var::from_tensor(&t)?);
+        Ok(true)
     }
 
     /// A builder over the variables themselves (training: results are tracked).
@@ -167,12 +182,41 @@ pub fn prompt_ids(cfg: &MiniConfig, tok: &TextTokenizer) -> TrainResult<Vec<u32>
     Ok(build_prompt(tok, &Prompt::FreeOcr, &[vt.slots as usize]).map_err(|e| TrainError::Other(e.to_string()))?.ids)
 }
 
+/// Name of the cell head, the one training-only tensor (`optim.cell_loss`): it is saved in
+/// checkpoints, so a resumed run continues it exactly, and left out of exported readers.
+pub const CELL_HEAD: &str = "train.cell_head.weight";
+
+/// True for tensors that exist only for training (left out of an exported reader).
+pub fn is_training_only(name: &str) -> bool {
+    name.starts_with("train.")
+}
+
+/// Where one reader token is drawn on its page: the centre of its text on its line, as shares of
+/// the page's width and height (0 = left/top edge, 1 = right/bottom edge).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Placed {
+    pub id: u32,
+    pub x: f32,
+    pub y: f32,
+}
+
+/// The cell-loss inputs of a micro-batch: the head and each page's placed tokens.
+#[derive(Debug, Clone, Copy)]
+pub struct CellTargets<'a> {
+    /// `(vocab_size, hidden_size)`: a vision token's logits over reader ids.
+    pub head: &'a Tensor,
+    pub placed: &'a [&'a [Placed]],
+}
+
 /// The summed loss of a micro-batch and how many tokens it covers.
 #[derive(Debug)]
 pub struct BatchLoss {
     /// Sum over target tokens of the cross-entropy (nats), a scalar tracked tensor.
     pub sum: Tensor,
     pub tokens: usize,
+    /// The cell loss (nats per cell that holds text, averaged over those cells), a scalar tracked
+    /// tensor, when cell targets were given.
+    pub cell: Option<Tensor>,
 }
 
 /// Teacher-forced next-token loss of a micro-batch: each page's prompt, then its input tokens;
@@ -186,6 +230,22 @@ pub fn batch_loss(
     images: &[&RgbImage],
     inputs: &[&[u32]],
     targets: &[&[u32]],
+) -> TrainResult<BatchLoss> {
+    batch_losses(cfg, vb, prompt, images, inputs, targets, None)
+}
+
+/// [`batch_loss`], and with `cells` also the cell loss: every vision token of the global view
+/// (a `g × g` grid over the page) is read by the cell head, and its log-softmax over reader ids is
+/// scored against the ids drawn in its cell (each id weighted by its share of the cell's ids);
+/// cells without text are not scored.
+pub fn batch_losses(
+    cfg: &MiniConfig,
+    vb: VarBuilder<'_>,
+    prompt: &PromptTokens,
+    images: &[&RgbImage],
+    inputs: &[&[u32]],
+    targets: &[&[u32]],
+    cells: Option<CellTargets<'_>>,
 ) -> TrainResult<BatchLoss> {
     if inputs.len() != targets.len() || inputs.iter().zip(targets).any(|(i, t)| i.len() != t.len()) {
         return Err(TrainError::Other("each page's input must be as long as its target".into()));
@@ -247,5 +307,47 @@ pub fn batch_loss(
     let logits = decoder.logits(&sel)?; // (n, V) f32
     let labels = Tensor::from_vec(labels, n, &device)?;
     let mean = candle_nn::loss::cross_entropy(&logits, &labels)?;
-    Ok(BatchLoss { sum: (mean * n as f64)?, tokens: n })
+    let cell = match cells {
+        Some(c) => Some(cell_loss(&feats, c)?),
+        None => None,
+    };
+    Ok(BatchLoss { sum: (mean * n as f64)?, tokens: n, cell })
+}
+
+/// The cell loss of encoder features `feats` `(b, g·g, hidden)` (see [`batch_losses`]).
+fn cell_loss(feats: &Tensor, c: CellTargets<'_>) -> TrainResult<Tensor> {
+    let (b, n, hidden) = feats.dims3()?;
+    let g = (n as f64).sqrt().round() as usize;
+    if g * g != n {
+        return Err(TrainError::Other(format!("the cell loss needs a square grid of vision tokens, got {n}")));
+    }
+    if c.placed.len() != b {
+        return Err(TrainError::Other(format!("{} pages of cell targets for {b} images", c.placed.len())));
+    }
+    let v = c.head.dim(0)?;
+    let mut target = vec![0f32; b * n * v];
+    for (i, placed) in c.placed.iter().enumerate() {
+        for p in placed.iter() {
+            if (p.id as usize) >= v {
+                return Err(TrainError::Other(format!("reader id {} outside the cell head's {v} ids", p.id)));
+            }
+            let cell = |f: f32| ((f.clamp(0.0, 1.0) * g as f32) as usize).min(g - 1);
+            let row = i * n + cell(p.y) * g + cell(p.x);
+            target[row * v + p.id as usize] += 1.0;
+        }
+    }
+    let mut cells_with_text = 0usize;
+    for row in target.chunks_mut(v) {
+        let total: f32 = row.iter().sum();
+        if total > 0.0 {
+            cells_with_text += 1;
+            row.iter_mut().for_each(|x| *x /= total);
+        }
+    }
+    let device = feats.device();
+    let target = Tensor::from_vec(target, (b * n, v), device)?;
+    let logits = feats.reshape((b * n, hidden))?.to_dtype(DType::F32)?.matmul(&c.head.t()?)?; // (b·n, V)
+    let logp = candle_nn::ops::log_softmax(&logits, candle_core::D::Minus1)?;
+    let total = (target * logp)?.sum_all()?.neg()?;
+    Ok((total / cells_with_text.max(1) as f64)?)
 }

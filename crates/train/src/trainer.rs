@@ -27,7 +27,7 @@ use crate::config::TrainConfig;
 use crate::data::{read_passages, Page, PageSource};
 use crate::error::{TrainError, TrainResult};
 use crate::eval::{evaluate, RatioScore};
-use crate::model::{batch_loss, prompt_ids, reader_prompt, Params};
+use crate::model::{batch_losses, prompt_ids, reader_prompt, CellTargets, Params, Placed, CELL_HEAD};
 use crate::optim::{learning_rate, AdamW, Grads};
 
 pub const TRAIN_LOG: &str = "train_log.jsonl";
@@ -73,6 +73,9 @@ pub struct StepLog {
     pub forward_seconds: f64,
     #[serde(default)]
     pub backward_seconds: f64,
+    /// The cell loss (nats per cell holding text; `optim.cell_loss` > 0 only), unweighted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cell_loss: Option<f64>,
 }
 
 /// One validation, as journaled.
@@ -245,7 +248,7 @@ pub fn train(cfg: &TrainConfig, opts: &TrainOptions, obs: &mut dyn Observer) -> 
         .collect();
     let val_passages = read_passages(&cfg.data.validation)?;
 
-    let (params, vocab, mut optim, start_step, restart_at, resumed_from, resume_kind) = if opts.resume {
+    let (mut params, vocab, mut optim, start_step, restart_at, resumed_from, resume_kind) = if opts.resume {
         let dir = checkpoint::latest(&opts.run_dir)?.ok_or_else(|| TrainError::Checkpoint {
             path: opts.run_dir.clone(),
             problem: "no checkpoint to resume (no `latest` file); start without --resume".into(),
@@ -275,6 +278,13 @@ pub fn train(cfg: &TrainConfig, opts: &TrainOptions, obs: &mut dyn Observer) -> 
         let o = AdamW::new(&params.vars)?;
         (params, vocab, o, 0, None, None, "fresh")
     };
+    // The cell head (training only) joins a run when `optim.cell_loss` is switched on, also on
+    // resume; its optimiser state starts at zero.
+    if cfg.optim.cell_loss > 0.0 && params.add_cell_head(&cfg.model, cfg.run.seed)? {
+        let head = params.vars[CELL_HEAD].as_tensor();
+        optim.m.insert(CELL_HEAD.into(), head.zeros_like()?);
+        optim.v.insert(CELL_HEAD.into(), head.zeros_like()?);
+    }
     let vocab = Arc::new(vocab);
     let prompt = reader_prompt(&cfg.model, &tok, &vocab)?;
     let total = cfg.optim.steps;
@@ -331,6 +341,7 @@ pub fn train(cfg: &TrainConfig, opts: &TrainOptions, obs: &mut dyn Observer) -> 
         let (mut wait, mut forward, mut backward) = (0.0, 0.0, 0.0);
         let mut grads = Grads::default();
         let (mut loss_sum, mut tokens, mut pages) = (0.0f64, 0usize, 0usize);
+        let (mut cell_sum, mut cell_batches) = (0.0f64, 0usize);
         for micro in 0..cfg.optim.accumulate {
             let tw = Instant::now();
             let (s, m, batch) = rx.recv().map_err(|_| TrainError::Other("the page renderer stopped".into()))?;
@@ -343,11 +354,24 @@ pub fn train(cfg: &TrainConfig, opts: &TrainOptions, obs: &mut dyn Observer) -> 
             let inputs: Vec<&[u32]> = batch.iter().map(|p| p.input.as_slice()).collect();
             let targets: Vec<&[u32]> = batch.iter().map(|p| p.target.as_slice()).collect();
             let tf = Instant::now();
-            let bl = batch_loss(&cfg.model, params.var_builder(), &prompt, &images, &inputs, &targets)?;
+            let placed: Vec<&[Placed]> = batch.iter().map(|p| p.placed.as_slice()).collect();
+            let cells = (cfg.optim.cell_loss > 0.0)
+                .then(|| params.vars.get(CELL_HEAD).map(|h| CellTargets { head: h.as_tensor(), placed: &placed }))
+                .flatten();
+            let bl = batch_losses(&cfg.model, params.var_builder(), &prompt, &images, &inputs, &targets, cells)?;
+            // the cell loss is weighted per target token, as the gradients are scaled by 1/tokens
+            let total = match &bl.cell {
+                Some(c) => {
+                    cell_sum += f64::from(c.to_scalar::<f32>()?);
+                    cell_batches += 1;
+                    (&bl.sum + (c * (cfg.optim.cell_loss * bl.tokens as f64))?)?
+                }
+                None => bl.sum.clone(),
+            };
             opts.device.synchronize()?;
             forward += tf.elapsed().as_secs_f64();
             let tb = Instant::now();
-            let store = bl.sum.backward()?;
+            let store = total.backward()?;
             opts.device.synchronize()?;
             backward += tb.elapsed().as_secs_f64();
             grads.add(&params.vars, &store)?;
@@ -391,6 +415,7 @@ pub fn train(cfg: &TrainConfig, opts: &TrainOptions, obs: &mut dyn Observer) -> 
             data_wait_seconds: wait,
             forward_seconds: forward,
             backward_seconds: backward,
+            cell_loss: (cell_batches > 0).then(|| cell_sum / cell_batches as f64),
         };
         if step % cfg.run.log_every == 0 || step == end || step == start_step + 1 {
             append(&train_log, &log)?;

@@ -87,8 +87,9 @@ impl occ_train::Observer for Progress<'_> {
 
     fn step(&mut self, log: &StepLog) {
         let pps = log.pages as f64 / log.seconds.max(1e-9);
+        let cell = log.cell_loss.map_or(String::new(), |c| format!("  cell {c:.3}"));
         let msg = format!(
-            "loss {:.3}  lr {:.2e}  {:.1} pages/s  data wait {:.0}%",
+            "loss {:.3}{cell}  lr {:.2e}  {:.1} pages/s  data wait {:.0}%",
             log.loss,
             log.lr,
             pps,

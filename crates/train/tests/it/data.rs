@@ -160,3 +160,32 @@ fn validation_probes_are_fixed_unguessable_pages_at_the_asked_ratio() {
     let train = src.batch(cfg.run.seed, 0, 0, 8).unwrap();
     assert!(train.iter().all(|p| a.iter().all(|q| q.text != p.text)));
 }
+
+/// The cell loss's targets: every reader token of a page's text that is drawn is placed on the
+/// page, in reading order (lines top to bottom, left to right within a line), so that the placed
+/// ids spell the page's text without its whitespace.
+#[test]
+fn placed_tokens_spell_the_page_in_reading_order() {
+    let dir = tempdir();
+    let cfg = tiny_config(dir.path(), |s| s);
+    let (src, tok, vocab) = source(&cfg);
+    for p in src.batch(11, 0, 0, 6).unwrap() {
+        assert!(!p.placed.is_empty(), "{:?}: nothing placed", p.text);
+        let ids: Vec<u32> = p.placed.iter().map(|x| x.id).collect();
+        let spelt = tok.decode(&vocab.to_real(&ids).unwrap(), false).unwrap();
+        let strip = |s: &str| s.chars().filter(|c| !c.is_whitespace()).collect::<String>();
+        assert_eq!(strip(&spelt), strip(&p.text), "{:?}", p.kind);
+        for w in p.placed.windows(2) {
+            let (a, b) = (w[0], w[1]);
+            assert!((0.0..=1.0).contains(&a.x) && (0.0..=1.0).contains(&a.y), "{a:?} is off the page");
+            assert!(b.y >= a.y, "{b:?} is above {a:?}");
+            if b.y == a.y {
+                assert!(b.x >= a.x, "{b:?} is left of {a:?} on the same line");
+            }
+        }
+        // the text spans the page: the first token is near the top left, the last lower down
+        let (first, last) = (p.placed[0], p.placed[p.placed.len() - 1]);
+        assert!(first.x < 0.5 && first.y < 0.5, "first token at {first:?}");
+        assert!(last.y > first.y || p.placed.len() < 8, "last token at {last:?}");
+    }
+}

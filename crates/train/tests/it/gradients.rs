@@ -8,7 +8,7 @@
 //! the routing weights) is still exercised; `routed_experts_get_gradients` covers top-2 routing.
 
 use candle_core::{Device, Tensor};
-use occ_train::model::{batch_loss, reader_prompt, Params};
+use occ_train::model::{batch_loss, batch_losses, reader_prompt, CellTargets, Params, CELL_HEAD};
 
 use crate::common::{tempdir, tiny_config};
 use crate::data::source;
@@ -125,4 +125,42 @@ fn batch_loss_is_the_sum_of_each_pages_loss() {
         parts += f64::from(bl.sum.to_scalar::<f32>().unwrap());
     }
     assert!((whole - parts).abs() <= 1e-4 * parts.abs(), "batch {whole} vs pages {parts}");
+}
+
+/// The cell loss: with a zero head every vision token predicts all ids alike, so the loss is
+/// ln(vocab) whatever the targets; its gradient reaches the encoder's first layer (the point of
+/// the loss) and not the decoder, which it does not pass through.
+#[test]
+fn the_cell_loss_starts_at_ln_vocab_and_trains_the_encoder_only() {
+    let dir = tempdir();
+    let cfg = tiny_config(dir.path(), |s| s);
+    let fx = Fixture::new(&cfg);
+    let mut params = Params::init(&cfg.model, 5, &Device::Cpu).unwrap();
+    assert!(params.add_cell_head(&cfg.model, 5).unwrap());
+    assert!(!params.add_cell_head(&cfg.model, 5).unwrap(), "added once");
+    let images: Vec<&image::RgbImage> = fx.pages.iter().map(|p| &p.image).collect();
+    let targets: Vec<&[u32]> = fx.pages.iter().map(|p| p.target.as_slice()).collect();
+    let placed: Vec<&[occ_train::model::Placed]> = fx.pages.iter().map(|p| p.placed.as_slice()).collect();
+    let cell = |head: &Tensor| {
+        let c = CellTargets { head, placed: &placed };
+        batch_losses(&cfg.model, params.var_builder(), &fx.prompt, &images, &targets, &targets, Some(c))
+            .unwrap()
+            .cell
+            .unwrap()
+    };
+    let zero = params.vars[CELL_HEAD].as_tensor().zeros_like().unwrap();
+    let at_zero = f64::from(cell(&zero).to_scalar::<f32>().unwrap());
+    let ln_v = (cfg.model.vocab_size as f64).ln();
+    assert!((at_zero - ln_v).abs() < 1e-4, "cell loss {at_zero} with a zero head, ln V = {ln_v}");
+    let head = params.vars[CELL_HEAD].as_tensor().clone();
+    let grads = cell(&head).backward().unwrap();
+    for (name, var) in &params.vars {
+        let mass =
+            grads.get(var.as_tensor()).map_or(0.0, |g| g.abs().unwrap().sum_all().unwrap().to_scalar::<f32>().unwrap());
+        if name == CELL_HEAD || name.contains("patch_embed") || name.contains("projector") {
+            assert!(mass > 0.0, "{name}: no gradient from the cell loss");
+        } else if name.starts_with("model.layers.") || name.contains("lm_head") {
+            assert_eq!(mass, 0.0, "{name}: the cell loss does not pass through the decoder");
+        }
+    }
 }

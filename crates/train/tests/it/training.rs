@@ -211,3 +211,52 @@ impl TapMkdir for std::path::PathBuf {
         self
     }
 }
+
+/// `optim.cell_loss`: the cell head trains with the reader, is journaled, resumes exactly (it is in
+/// the checkpoint), joins a run that did not have it when switched on at a resume, and stays out of
+/// an exported reader; both load as readers.
+#[test]
+fn the_cell_loss_resumes_exactly_and_stays_out_of_exports() {
+    let dir = tempdir();
+    let cfg = tiny_config(dir.path(), |s| s.replace("warmup_steps = 4", "warmup_steps = 4\ncell_loss = 0.5"));
+    assert_eq!(cfg.optim.cell_loss, 0.5);
+    let whole = dir.path().join("whole");
+    let parts = dir.path().join("parts");
+    train(&cfg, &opts(&whole, false, Some(4)), &mut Silent).unwrap();
+    train(&cfg, &opts(&parts, false, Some(2)), &mut Silent).unwrap();
+    train(&cfg, &opts(&parts, true, Some(4)), &mut Silent).unwrap();
+    let a = whole.join(checkpoint::folder_name(4));
+    let b = parts.join(checkpoint::folder_name(4));
+    let weights = tensors(&a.join("model.safetensors"));
+    assert!(weights.contains_key(occ_train::model::CELL_HEAD), "the head is in the checkpoint");
+    assert_same(&weights, &tensors(&b.join("model.safetensors")));
+    assert_same(&tensors(&a.join(checkpoint::OPTIMIZER_FILE)), &tensors(&b.join(checkpoint::OPTIMIZER_FILE)));
+    let log: Vec<StepLog> = std::fs::read_to_string(whole.join(TRAIN_LOG))
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let ln_v = (cfg.model.vocab_size as f64).ln();
+    for s in &log {
+        let c = s.cell_loss.expect("the cell loss is journaled");
+        assert!(c.is_finite() && c > 0.0 && c < 2.0 * ln_v, "step {}: cell loss {c}", s.step);
+    }
+    // exported: the reader's tensors only, and both load as readers
+    let out = dir.path().join("reader");
+    checkpoint::export(&a, &out).unwrap();
+    let exported = tensors(&out.join("model.safetensors"));
+    assert!(!exported.contains_key(occ_train::model::CELL_HEAD));
+    assert_eq!(exported.len() + 1, weights.len());
+    for d in [&a, &out] {
+        occ_model::pipeline::DeepseekOcr::from_mini_dir(d, candle_core::DType::F32, &Device::Cpu).unwrap();
+    }
+    // switched on at a resume of a run without it: the head joins (fresh moments) and trains
+    let plain = tiny_config(dir.path(), |s| s);
+    let late = dir.path().join("late");
+    train(&plain, &opts(&late, false, Some(2)), &mut Silent).unwrap();
+    assert!(!tensors(&late.join(checkpoint::folder_name(2)).join("model.safetensors"))
+        .contains_key(occ_train::model::CELL_HEAD));
+    train(&cfg, &opts(&late, true, Some(3)), &mut Silent).unwrap();
+    let w = tensors(&late.join(checkpoint::folder_name(3)).join("model.safetensors"));
+    assert!(w.contains_key(occ_train::model::CELL_HEAD));
+}
