@@ -15,6 +15,9 @@
 //!   the model's prompt builder and the sweep's columns never recompute it.
 //! - The Gundam tile grid comes from [`gundam_grid`], which reproduces the reference's candidate
 //!   order (CPython set iteration order, sorted stably by tile count) and its tie rule exactly.
+//! - DeepSeek-OCR-2 ([`Mode::V2`], [`Mode::V2Single`], docs/MODEL.md §14) counts in the same struct:
+//!   no newline rows, so `slots = nominal + 1` (the view separator); its tile grid comes from
+//!   [`v2_grid`] (transformers' `get_optimal_tiled_canvas` order and tie rule).
 
 use std::fmt;
 use std::str::FromStr;
@@ -31,11 +34,22 @@ pub const PIXELS_PER_TOKEN: u32 = PATCH_SIZE * DOWNSAMPLE;
 pub const GUNDAM_MIN_TILES: u32 = 2;
 /// See [`GUNDAM_MIN_TILES`]. vLLM's runner uses 6 (`MAX_CROPS`).
 pub const GUNDAM_MAX_TILES: u32 = 9;
+/// DeepSeek-OCR-2: side of the global view in crop mode (`size` of the image processor).
+pub const V2_GLOBAL_SIZE: u32 = 1024;
+/// DeepSeek-OCR-2: side of a local tile (`tile_size`), also the single view without cropping.
+pub const V2_TILE_SIZE: u32 = 768;
+/// DeepSeek-OCR-2: fewest local tiles when the image is tiled (`min_patches`).
+pub const V2_MIN_TILES: u32 = 2;
+/// DeepSeek-OCR-2: most local tiles (`max_patches`).
+pub const V2_MAX_TILES: u32 = 6;
 
 /// Errors of mode parsing and accounting.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ModeError {
-    #[error("unknown mode {0:?}: expected tiny, small, base, large, gundam or custom:<base>x<image>[:crop]")]
+    #[error(
+        "unknown mode {0:?}: expected tiny, small, base, large, gundam, custom:<base>x<image>[:crop] \
+         (DeepSeek-OCR) or v2, v2-single (DeepSeek-OCR-2)"
+    )]
     Unknown(String),
     #[error("mode {field} = {value} is not a positive multiple of 64")]
     NotMultipleOf64 { field: &'static str, value: u32 },
@@ -46,6 +60,8 @@ pub enum ModeError {
          (the candidate order of the reference is tabulated for those)"
     )]
     UnsupportedTileRange { min: u32, max: u32 },
+    #[error("DeepSeek-OCR-2 tile range min {min} / max {max} is unsupported: need 1 ≤ min ≤ max")]
+    UnsupportedV2TileRange { min: u32, max: u32 },
 }
 
 /// A DeepSeek-OCR resolution mode (docs/MODEL.md §2).
@@ -64,11 +80,25 @@ pub enum Mode {
     Gundam,
     /// Any other `base_size` / `image_size` (multiples of 64), with or without tiling.
     Custom { base_size: u32, image_size: u32, crop: bool },
+    /// DeepSeek-OCR-2 with cropping (its default): a 1024² fit + pad global view (256 tokens) and,
+    /// when the long side exceeds 768, 2–6 local 768² tiles (144 tokens each); no newline rows.
+    V2,
+    /// DeepSeek-OCR-2 without cropping (`crop_to_patches = False`): one 768² fit + pad view, 144
+    /// tokens.
+    V2Single,
 }
 
 impl Mode {
     /// The four single-view modes and Gundam, in the order of the paper's Table 1.
     pub const OFFICIAL: [Mode; 5] = [Mode::Tiny, Mode::Small, Mode::Base, Mode::Large, Mode::Gundam];
+
+    /// The modes of DeepSeek-OCR-2.
+    pub const V2_MODES: [Mode; 2] = [Mode::V2, Mode::V2Single];
+
+    /// Whether this is a DeepSeek-OCR-2 mode (read by the v2 engine; refused by the v1 engine).
+    pub fn is_v2(self) -> bool {
+        matches!(self, Mode::V2 | Mode::V2Single)
+    }
 
     /// Builds a custom mode, rejecting sizes that are not positive multiples of 64.
     pub fn custom(base_size: u32, image_size: u32, crop: bool) -> Result<Mode, ModeError> {
@@ -85,8 +115,9 @@ impl Mode {
         match self {
             Mode::Tiny => 512,
             Mode::Small => 640,
-            Mode::Base | Mode::Gundam => 1024,
+            Mode::Base | Mode::Gundam | Mode::V2 => 1024,
             Mode::Large => 1280,
+            Mode::V2Single => V2_TILE_SIZE,
             Mode::Custom { base_size, .. } => base_size,
         }
     }
@@ -95,6 +126,7 @@ impl Mode {
     pub fn image_size(self) -> u32 {
         match self {
             Mode::Gundam => 640,
+            Mode::V2 => V2_TILE_SIZE,
             Mode::Custom { image_size, .. } => image_size,
             other => other.base_size(),
         }
@@ -103,7 +135,7 @@ impl Mode {
     /// Whether the mode tiles large images (`crop_mode` in the reference).
     pub fn crop(self) -> bool {
         match self {
-            Mode::Gundam => true,
+            Mode::Gundam | Mode::V2 => true,
             Mode::Custom { crop, .. } => crop,
             _ => false,
         }
@@ -138,7 +170,40 @@ impl Mode {
 
     /// Vision-token counts for an input image of `width × height` pixels.
     pub fn vision_tokens(self, width: u32, height: u32) -> Result<VisionTokens, ModeError> {
+        if self.is_v2() {
+            return self.vision_tokens_with_tiles(width, height, V2_MIN_TILES, V2_MAX_TILES);
+        }
         self.vision_tokens_with_tiles(width, height, GUNDAM_MIN_TILES, GUNDAM_MAX_TILES)
+    }
+
+    /// DeepSeek-OCR-2's counts (docs/MODEL.md §14.6): the global view gives `q²` tokens (`q =
+    /// ceil(side / 64)`: 256 for 1024, 144 for 768), each tile `ceil(768 / 64)² = 144`, one view
+    /// separator; no newline rows. Valid counts scale the padded global view by Eq. 1 like v1's Base.
+    fn v2_vision_tokens(
+        self,
+        width: u32,
+        height: u32,
+        min_tiles: u32,
+        max_tiles: u32,
+    ) -> Result<VisionTokens, ModeError> {
+        let q = grid_side(self.global_view_size());
+        let global_nominal = q * q;
+        let short_over_long = f64::from(width.min(height)) / f64::from(width.max(height));
+        let v = f64::from(global_nominal) * short_over_long;
+        let grid = if self.crop() {
+            v2_grid(width, height, self.image_size(), min_tiles, max_tiles)?
+        } else {
+            GundamGrid::NONE
+        };
+        let q2 = grid_side(self.image_size());
+        let tile_nominal = q2 * q2 * grid.tiles();
+        Ok(VisionTokens {
+            nominal: global_nominal + tile_nominal,
+            valid: v.ceil() as u32 + tile_nominal,
+            valid_floor: v.floor() as u32 + tile_nominal,
+            slots: global_nominal + tile_nominal + 1,
+            grid,
+        })
     }
 
     /// [`Mode::vision_tokens`] with a configurable Gundam tile range.
@@ -151,6 +216,9 @@ impl Mode {
     ) -> Result<VisionTokens, ModeError> {
         if width == 0 || height == 0 {
             return Err(ModeError::EmptyImage { width, height });
+        }
+        if self.is_v2() {
+            return self.v2_vision_tokens(width, height, min_tiles, max_tiles);
         }
         let global = self.global_view_size();
         let q = grid_side(global);
@@ -205,6 +273,8 @@ impl fmt::Display for Mode {
             Mode::Base => f.write_str("base"),
             Mode::Large => f.write_str("large"),
             Mode::Gundam => f.write_str("gundam"),
+            Mode::V2 => f.write_str("v2"),
+            Mode::V2Single => f.write_str("v2-single"),
             Mode::Custom { base_size, image_size, crop } => {
                 write!(f, "custom:{base_size}x{image_size}{}", if *crop { ":crop" } else { "" })
             }
@@ -223,6 +293,8 @@ impl FromStr for Mode {
             "base" => return Ok(Mode::Base),
             "large" => return Ok(Mode::Large),
             "gundam" => return Ok(Mode::Gundam),
+            "v2" => return Ok(Mode::V2),
+            "v2-single" => return Ok(Mode::V2Single),
             _ => {}
         }
         let unknown = || ModeError::Unknown(s.to_string());
@@ -522,6 +594,45 @@ pub fn gundam_grid(
     Ok(GundamGrid { across: best.0, down: best.1 })
 }
 
+/// DeepSeek-OCR-2's tile grid (transformers' `get_optimal_tiled_canvas`, docs/MODEL.md §14.5).
+///
+/// Returns [`GundamGrid::NONE`] when the long side fits one tile (`max(width, height) ≤ tile`).
+/// Otherwise candidates `(across, down)` with `min ≤ across·down ≤ max` are visited across-major
+/// (`across` 1..=max outer, `down` 1..=max inner), stably sorted by tile count; the one whose
+/// `across / down` is closest to `width / height` wins, and on an exact float tie a later candidate
+/// replaces it when `width·height > 0.5·tile²·across·down`.
+pub fn v2_grid(width: u32, height: u32, tile: u32, min_tiles: u32, max_tiles: u32) -> Result<GundamGrid, ModeError> {
+    if width == 0 || height == 0 {
+        return Err(ModeError::EmptyImage { width, height });
+    }
+    if min_tiles == 0 || min_tiles > max_tiles {
+        return Err(ModeError::UnsupportedV2TileRange { min: min_tiles, max: max_tiles });
+    }
+    if width.max(height) <= tile {
+        return Ok(GundamGrid::NONE);
+    }
+    let mut candidates: Vec<(u32, u32)> = (1..=max_tiles)
+        .flat_map(|a| (1..=max_tiles).map(move |d| (a, d)))
+        .filter(|(a, d)| (min_tiles..=max_tiles).contains(&(a * d)))
+        .collect();
+    candidates.sort_by_key(|(a, d)| a * d); // stable, as Python's `sorted`
+    let aspect = f64::from(width) / f64::from(height);
+    let area = f64::from(width) * f64::from(height);
+    let tile_area = f64::from(tile) * f64::from(tile);
+    let mut best_diff = f64::INFINITY;
+    let mut best = (1, 1);
+    for (a, d) in candidates {
+        let diff = (aspect - f64::from(a) / f64::from(d)).abs();
+        if diff < best_diff {
+            best_diff = diff;
+            best = (a, d);
+        } else if diff == best_diff && area > 0.5 * tile_area * f64::from(a) * f64::from(d) {
+            best = (a, d);
+        }
+    }
+    Ok(GundamGrid { across: best.0, down: best.1 })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -664,8 +775,46 @@ mod tests {
     }
 
     #[test]
+    fn v2_counts_have_no_newline_rows_and_one_separator() {
+        // 256 global + 144 per tile + 1 separator (docs/MODEL.md §14.6).
+        let cases = [
+            ((700, 700), (0, 1, 1), 257),   // fits one tile: global view only
+            ((768, 500), (0, 1, 1), 257),   // long side exactly 768: still untiled
+            ((600, 848), (6, 2, 3), 1121),  // the committed portrait page
+            ((800, 600), (6, 3, 2), 1121),  // the committed landscape page
+            ((1000, 1000), (4, 2, 2), 833), // square: 2×2
+            ((1600, 800), (2, 2, 1), 545),  // 2:1
+            ((3000, 1000), (3, 3, 1), 689), // 3:1
+            ((1000, 4000), (4, 1, 4), 833), // 1:4
+            ((5000, 1000), (5, 5, 1), 977), // 5:1
+        ];
+        for ((w, h), (tiles, across, down), slots) in cases {
+            let t = Mode::V2.vision_tokens(w, h).unwrap();
+            assert_eq!((t.grid.tiles(), t.grid.across, t.grid.down), (tiles, across, down), "{w}x{h}");
+            assert_eq!(t.nominal, 256 + 144 * tiles, "{w}x{h}");
+            assert_eq!(t.slots, t.nominal + 1, "{w}x{h}");
+            assert_eq!(t.slots, slots, "{w}x{h}");
+        }
+        let single = Mode::V2Single.vision_tokens(600, 848).unwrap();
+        assert_eq!((single.nominal, single.slots, single.grid.tiles()), (144, 145, 0));
+        // Eq. 1 on the padded global view: 600/848 of 256 → 181.1 → 182 (ceil) / 181 (floor).
+        let t = Mode::V2.vision_tokens(600, 848).unwrap();
+        assert_eq!((t.valid, t.valid_floor), (182 + 864, 181 + 864));
+    }
+
+    #[test]
+    fn v2_candidates_are_across_major_and_sorted_stably() {
+        // A 1:1 image ties (1,2)/(2,1) at count 2 only with max 2; with max 6 (2,2) is exact.
+        assert_eq!(v2_grid(1000, 1000, 768, 2, 6).unwrap(), GundamGrid { across: 2, down: 2 });
+        // ar 1.25: (1,2) and (2,1) are equidistant (0.75); the area decides as in v1's rule.
+        assert_eq!(v2_grid(1250, 1000, 768, 2, 2).unwrap(), GundamGrid { across: 2, down: 1 });
+        assert_eq!(v2_grid(800, 640, 768, 2, 2).unwrap(), GundamGrid { across: 1, down: 2 });
+        assert!(v2_grid(800, 640, 768, 3, 2).is_err());
+    }
+
+    #[test]
     fn mode_names_round_trip() {
-        for m in Mode::OFFICIAL.into_iter().chain([Mode::custom(768, 512, true).unwrap()]) {
+        for m in Mode::OFFICIAL.into_iter().chain(Mode::V2_MODES).chain([Mode::custom(768, 512, true).unwrap()]) {
             assert_eq!(m.to_string().parse::<Mode>().unwrap(), m);
         }
         assert!(matches!("huge".parse::<Mode>(), Err(ModeError::Unknown(_))));

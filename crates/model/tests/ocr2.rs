@@ -1,0 +1,212 @@
+//! DeepSeek-OCR-2 against transformers' implementation, on CPU (goldens of scripts/gen_v2_goldens.py in
+//! tests/golden/encoder_v2; docs/PARITY.md, "DeepSeek-OCR-2").
+//!
+//! - preprocessing: every view of six pages bit-identical to `DeepseekOcr2ImageProcessorPil` (u8 and
+//!   normalised f32), in the pass order of the Pillow that made the goldens;
+//! - token accounting: `Mode::V2::vision_tokens` equals the processor's tile count and `<image>` count
+//!   for sizes covering every tile count 0–6;
+//! - encoder: every stage of the reduced tower (SAM, Qwen2 encoder with queries and its mask,
+//!   projector) on the global view and the six tiles of the portrait page, and the laid-out rows,
+//!   within 1e-4 (max |Δ| ÷ RMS), f32, synthetic weights (recipe 1, seed 0) built on both sides from
+//!   the original checkpoint names.
+
+#[allow(dead_code)]
+#[path = "it/golden.rs"]
+mod golden;
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use candle_core::{DType, Device, Tensor};
+use golden::{assert_reports, sha256_hex, Golden, Report};
+use occ_core::Mode;
+use occ_model::config_v2::Ocr2VisionConfig;
+use occ_model::encoder_v2::{self, Ocr2Encoder, Ocr2Naming};
+use occ_model::preprocess::{load_image, PreparedImage, ResizeOrder};
+use occ_model::preprocess_v2::{normalize_chw_v2, prepare_v2, views_tensor_v2};
+
+fn dir() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../tests/golden/encoder_v2")
+}
+
+fn json(name: &str) -> serde_json::Value {
+    let path = dir().join(name);
+    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    serde_json::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
+fn meta_order() -> ResizeOrder {
+    ResizeOrder::for_pillow_version(json("meta.json")["pillow"].as_str().expect("meta.json records pillow"))
+        .expect("a Pillow version")
+}
+
+fn page_path(name: &str) -> PathBuf {
+    let v2 = dir().join("inputs").join(name);
+    if v2.exists() {
+        v2
+    } else {
+        dir().join("../encoder/inputs").join(name)
+    }
+}
+
+/// u8 CHW bytes of a view (the processor's layout with rescale/normalise off).
+fn chw_u8(img: &image::RgbImage) -> Vec<u8> {
+    let (w, h) = (img.width() as usize, img.height() as usize);
+    let mut out = vec![0u8; 3 * w * h];
+    for (i, px) in img.as_raw().chunks_exact(3).enumerate() {
+        for c in 0..3 {
+            out[c * w * h + i] = px[c];
+        }
+    }
+    out
+}
+
+fn f32_bytes(v: &[f32]) -> Vec<u8> {
+    v.iter().flat_map(|x| x.to_le_bytes()).collect()
+}
+
+#[test]
+fn v2_preprocessing_is_bit_identical_to_the_transformers_pil_processor() {
+    let golden = json("preprocess.json");
+    let order = meta_order();
+    let pages = golden.as_object().expect("preprocess.json is an object");
+    assert!(pages.len() >= 6, "expected at least 6 pages, found {}", pages.len());
+    let mut failures = Vec::new();
+    let mut tile_counts = std::collections::BTreeSet::new();
+    for (name, rec) in pages {
+        let img = load_image(&page_path(name)).unwrap();
+        let p = prepare_v2(&img, Mode::V2, order).unwrap();
+        let want = &rec["pil"];
+        let tiles = want["tiles"].as_u64().unwrap() as usize;
+        tile_counts.insert(tiles);
+        if p.tiles.len() != tiles {
+            failures.push(format!("{name}: {} tiles, processor {tiles}", p.tiles.len()));
+            continue;
+        }
+        let check = |what: String, got: String, want: &serde_json::Value, failures: &mut Vec<String>| {
+            if Some(got.as_str()) != want.as_str() {
+                failures.push(format!("{name} {what}: sha differs"));
+            }
+        };
+        check("global u8".into(), sha256_hex(&chw_u8(&p.global)), &want["global_u8"], &mut failures);
+        check(
+            "global f32".into(),
+            sha256_hex(&f32_bytes(&normalize_chw_v2(&p.global))),
+            &want["global_f32"],
+            &mut failures,
+        );
+        for (k, t) in p.tiles.iter().enumerate() {
+            check(format!("tile {k} u8"), sha256_hex(&chw_u8(t)), &want["tiles_u8"][k], &mut failures);
+            check(
+                format!("tile {k} f32"),
+                sha256_hex(&f32_bytes(&normalize_chw_v2(t))),
+                &want["tiles_f32"][k],
+                &mut failures,
+            );
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+    // portrait and landscape (6 tiles), no tiles, 2, 3 and 4 tiles
+    assert_eq!(tile_counts.into_iter().collect::<Vec<_>>(), vec![0, 2, 3, 4, 6]);
+}
+
+#[test]
+fn v2_token_counts_equal_the_processor_for_every_tile_count() {
+    let golden = json("tokens.json");
+    let rows = golden["rows"].as_array().unwrap();
+    let mut covered = std::collections::BTreeSet::new();
+    for r in rows {
+        let (w, h) = (r["width"].as_u64().unwrap() as u32, r["height"].as_u64().unwrap() as u32);
+        let t = Mode::V2.vision_tokens(w, h).unwrap();
+        let tiles = r["tiles"].as_u64().unwrap() as u32;
+        assert_eq!(t.grid.tiles(), tiles, "{w}x{h}: tiles");
+        if tiles > 0 {
+            let grid = (r["across"].as_u64().unwrap() as u32, r["down"].as_u64().unwrap() as u32);
+            assert_eq!((t.grid.across, t.grid.down), grid, "{w}x{h}: grid");
+        }
+        assert_eq!(u64::from(t.slots), r["image_tokens"].as_u64().unwrap(), "{w}x{h}: <image> tokens");
+        assert_eq!(t.nominal + 1, t.slots, "{w}x{h}");
+        covered.insert(tiles);
+    }
+    // 1 tile is impossible (min_patches = 2); every other count 0..=6 is covered.
+    assert_eq!(covered.into_iter().collect::<Vec<_>>(), vec![0, 2, 3, 4, 5, 6]);
+}
+
+/// Records every stage of a forward, under `prefix.stage`.
+fn run_probed(encoder: &Ocr2Encoder, pixels: &Tensor, prefix: &str) -> BTreeMap<String, Tensor> {
+    let mut seen = BTreeMap::new();
+    let mut probe = |stage: &str, t: &Tensor| -> candle_core::Result<()> {
+        seen.insert(format!("{prefix}.{stage}"), t.clone());
+        Ok(())
+    };
+    encoder.forward_probed(pixels, &mut probe).unwrap();
+    seen
+}
+
+#[test]
+fn v2_reduced_encoder_matches_transformers_at_every_stage() {
+    let golden = Golden::load("../encoder_v2/encoder.safetensors");
+    let meta = json("meta.json");
+    assert_eq!(meta["recipe_version"], 1);
+    let device = Device::Cpu;
+    let vb = occ_model::synth::synth_var_builder(0, DType::F32, &device);
+    let encoder = Ocr2Encoder::new(&Ocr2VisionConfig::reduced(), vb).unwrap();
+    let img = load_image(&page_path("page_portrait.png")).unwrap();
+    let p: PreparedImage = prepare_v2(&img, Mode::V2, meta_order()).unwrap();
+    assert_eq!(p.tiles.len(), 6);
+    let global = views_tensor_v2(&[&p.global], DType::F32, &device).unwrap();
+    let tiles: Vec<_> = p.tiles.iter().collect();
+    let local = views_tensor_v2(&tiles, DType::F32, &device).unwrap();
+    let mut stages = run_probed(&encoder, &global, "global");
+    stages.extend(run_probed(&encoder, &local, "local"));
+    stages.insert("rows".into(), encoder.encode(&p).unwrap());
+    let want = golden.stages();
+    assert!(want.len() >= 20, "golden has {} stages", want.len());
+    let reports: Vec<Report> = want
+        .iter()
+        .map(|s| match stages.get(s) {
+            Some(t) => golden.compare(s, t),
+            None => golden.compare(s, &Tensor::zeros(1, DType::F32, &device).unwrap()),
+        })
+        .collect();
+    assert_reports("DeepSeek-OCR-2 reduced encoder vs transformers (CPU f32)", &reports);
+    let slots = Mode::V2.vision_tokens(600, 848).unwrap().slots as usize;
+    assert_eq!(stages["rows"].dims(), &[slots, 64]);
+}
+
+#[test]
+fn v2_checkpoint_table_has_the_released_shapes_and_maps_to_transformers_names() {
+    let table = encoder_v2::expected_tensors(&Ocr2VisionConfig::deepseek_ocr2());
+    assert_eq!(table["model.sam_model.net_3.weight"], vec![896, 512, 3, 3]);
+    assert_eq!(table["model.qwen2_model.model.model.layers.23.self_attn.k_proj.weight"], vec![128, 896]);
+    assert_eq!(table["model.qwen2_model.model.model.layers.0.self_attn.q_proj.bias"], vec![896]);
+    assert_eq!(table["model.qwen2_model.model.model.layers.0.mlp.gate_proj.weight"], vec![4864, 896]);
+    assert_eq!(table["model.qwen2_model.query_768.weight"], vec![144, 896]);
+    assert_eq!(table["model.qwen2_model.query_1024.weight"], vec![256, 896]);
+    assert_eq!(table["model.projector.layers.weight"], vec![1280, 896]);
+    // SAM 95.6 M as in v1 less net_3's 1024 → 896 outputs; Qwen2 encoder 24 layers.
+    let params: usize = table.values().map(|s| s.iter().product::<usize>()).sum();
+    assert_eq!(params, 95_569_152 - 128 * 512 * 9 + 24 * 14_912_384 + 896 + 400 * 896 + 1280 * 897 + 1280);
+    // Every original name maps to a distinct transformers name, and the two namings are told apart.
+    let converted: std::collections::BTreeSet<String> =
+        table.keys().map(|n| encoder_v2::converted_name(n).unwrap_or_else(|| panic!("no map for {n}"))).collect();
+    assert_eq!(converted.len(), table.len());
+    assert!(converted.contains("model.vision_tower.sam_encoder.layers.0.layer_norm1.weight"));
+    assert!(converted.contains("model.vision_tower.sam_encoder.proj.conv2.weight"));
+    assert!(converted.contains("model.vision_tower.vision_encoder.layers.0.self_attn.q_proj.weight"));
+    assert_eq!(encoder_v2::identify(table.keys().map(String::as_str)), Ok(Ocr2Naming::Original));
+    assert_eq!(encoder_v2::identify(converted.iter().map(String::as_str)), Ok(Ocr2Naming::Converted));
+    let v1 = occ_model::load::expected_vision_tensors(&occ_model::config::VisionConfig::deepseek_ocr());
+    let err = encoder_v2::identify(v1.keys().map(String::as_str)).unwrap_err();
+    assert!(err.contains("DeepSeek-OCR (v1) checkpoint") && err.contains("model.vision_model"), "{err}");
+}
+
+#[test]
+fn v2_constructor_reads_exactly_the_table() {
+    // The names and shapes the constructor requests equal the table (no weights read).
+    let cfg = Ocr2VisionConfig::reduced();
+    let requested = occ_model::load::requested_tensors(|vb| Ocr2Encoder::new(&cfg, vb).map(|_| ())).unwrap();
+    let table = encoder_v2::expected_tensors(&cfg);
+    let requested: BTreeMap<String, Vec<usize>> = requested.into_iter().collect();
+    assert_eq!(requested, table);
+}
