@@ -62,35 +62,139 @@ pub fn resume_command(argv: &[String], dir: &Path, keep_values: &[&str], keep_sw
 /// flags named in `keep_values` (with their values) and `keep_switches`, then `tail`; each
 /// argument quoted for a POSIX shell where it needs it.
 pub fn rerun_command(argv: &[String], keep_values: &[&str], keep_switches: &[&str], tail: &[String]) -> String {
-    let is_sub = |a: &str| !a.starts_with('-');
-    let sub = argv.iter().skip(1).position(|a| is_sub(a)).map_or(argv.len(), |p| p + 1);
+    let sub = subcommand_position(argv);
     let mut out: Vec<String> = argv.iter().take(sub + 1).cloned().collect();
     if let Some(first) = out.first_mut() {
         if Path::new(first.as_str()).file_name().is_some_and(|n| n == "compress-bench") {
             *first = "compress-bench".into();
         }
     }
-    let mut i = sub + 1;
-    while i < argv.len() {
-        let a = &argv[i];
-        let name = a.split('=').next().unwrap_or(a);
-        if keep_values.contains(&name) {
-            out.push(a.clone());
-            if !a.contains('=') && i + 1 < argv.len() {
-                out.push(argv[i + 1].clone());
-                i += 1;
-            }
-        } else if keep_switches.contains(&name) {
-            out.push(a.clone());
-            if name == "--synthetic-weights" && !a.contains('=') && argv.get(i + 1).is_some_and(|v| is_sub(v)) {
-                out.push(argv[i + 1].clone());
-                i += 1;
-            }
-        }
-        i += 1;
+    for (_, tokens) in flag_groups(argv.get(sub + 1..).unwrap_or_default(), keep_values, keep_switches) {
+        out.extend(tokens);
     }
     out.extend_from_slice(tail);
     out.iter().map(|a| shell_quote(a)).collect::<Vec<_>>().join(" ")
+}
+
+/// Index of the subcommand in `argv` (the first argument after the program that is not a flag).
+fn subcommand_position(argv: &[String]) -> usize {
+    argv.iter().skip(1).position(|a| !a.starts_with('-')).map_or(argv.len(), |p| p + 1)
+}
+
+/// The flags of `args` (the arguments after the subcommand) named in `values` (each with its
+/// value: `--flag V` or `--flag=V`) and `switches` (`--synthetic-weights` with its value when one
+/// follows), in order, each as its name and its tokens as given.
+fn flag_groups(args: &[String], values: &[&str], switches: &[&str]) -> Vec<(String, Vec<String>)> {
+    let mut groups = Vec::new();
+    let mut i = 0;
+    while i < args.len() {
+        let a = &args[i];
+        let name = a.split('=').next().unwrap_or(a);
+        let mut tokens = vec![a.clone()];
+        if values.contains(&name) {
+            if !a.contains('=') && i + 1 < args.len() {
+                tokens.push(args[i + 1].clone());
+                i += 1;
+            }
+            groups.push((name.to_string(), tokens));
+        } else if switches.contains(&name) {
+            if name == "--synthetic-weights" && !a.contains('=') && args.get(i + 1).is_some_and(|v| !v.starts_with('-'))
+            {
+                tokens.push(args[i + 1].clone());
+                i += 1;
+            }
+            groups.push((name.to_string(), tokens));
+        }
+        i += 1;
+    }
+    groups
+}
+
+/// The reader flags of this command line (`argv`: program, global flags, subcommand, its
+/// arguments): those named in `values` and `switches`, with their values, as given. A new run
+/// records them in its manifest; `--resume` restores them ([`restore_reader_flags`]).
+pub fn reader_flags(argv: &[String], values: &[&str], switches: &[&str]) -> Vec<String> {
+    let sub = subcommand_position(argv);
+    flag_groups(argv.get(sub + 1..).unwrap_or_default(), values, switches).into_iter().flat_map(|(_, t)| t).collect()
+}
+
+/// Reader flags that say where and how fast the reader runs, not what it is: a resumed run may
+/// give them with another value (the engines' identity check still refuses a change of what reads,
+/// e.g. a dtype that followed the device).
+pub const PLACEMENT_FLAGS: [&str; 7] =
+    ["--device", "--threads", "--offline", "--api-key-env", "--concurrency", "--retries", "--request-timeout"];
+
+/// The value of a flag group as clap reads it: the value given, `on` for a switch, and
+/// `--synthetic-weights` alone as `full`.
+fn group_value(tokens: &[String]) -> String {
+    match tokens {
+        [flag] => match flag.split_once('=') {
+            Some((_, v)) => v.to_string(),
+            None if flag == "--synthetic-weights" => "full".into(),
+            None => "on".into(),
+        },
+        [_, value, ..] => value.clone(),
+        [] => String::new(),
+    }
+}
+
+/// The arguments of subcommand `name` (`A`) for a resumed run: the reader flags its manifest
+/// recorded (`recorded`, as the starting command gave them) with this command line's (`argv`)
+/// arguments on top. A reader flag given now with another value than the recorded one (or than
+/// its default, when the run started without it) is refused, naming the flag and both values,
+/// unless it is a [`PLACEMENT_FLAGS`] flag; returns the arguments and a note per placement flag
+/// that changed.
+pub fn restore_reader_flags<A: clap::Args + clap::FromArgMatches>(
+    name: &'static str,
+    argv: &[String],
+    recorded: &[String],
+    values: &[&str],
+    switches: &[&str],
+) -> anyhow::Result<(A, Vec<String>)> {
+    let command = A::augment_args(clap::Command::new(name));
+    let sub = subcommand_position(argv);
+    let now_args = argv.get(sub + 1..).unwrap_or_default();
+    let given = flag_groups(now_args, values, switches);
+    let before = flag_groups(recorded, values, switches);
+    let mut refused = Vec::new();
+    let mut notes = Vec::new();
+    for (flag, tokens) in &given {
+        let now = group_value(tokens);
+        let was = match before.iter().find(|(f, _)| f == flag) {
+            Some((_, t)) => Some(group_value(t)),
+            None => command
+                .get_arguments()
+                .find(|a| a.get_long().is_some_and(|l| flag.strip_prefix("--") == Some(l)))
+                .and_then(|a| a.get_default_values().first().map(|v| v.to_string_lossy().to_string())),
+        };
+        if was.as_deref() == Some(now.as_str()) {
+            continue;
+        }
+        let was_text = was.map_or_else(|| "without it".to_string(), |v| format!("with {v:?}"));
+        if PLACEMENT_FLAGS.contains(&flag.as_str()) {
+            notes.push(format!("{flag} is {now:?} in this session (the run started {was_text})"));
+        } else {
+            refused.push(format!("{flag}: the run started {was_text}, this command gives {now:?}"));
+        }
+    }
+    if !refused.is_empty() {
+        anyhow::bail!(
+            "the reader flags of a resumed run are its manifest's; this command changes them:\n  - {}\ndrop these \
+             flags to continue with the recorded values, or start a new run",
+            refused.join("\n  - ")
+        );
+    }
+    let mut merged: Vec<String> = vec![name.to_string()];
+    for (flag, tokens) in before {
+        if !given.iter().any(|(f, _)| *f == flag) {
+            merged.extend(tokens);
+        }
+    }
+    merged.extend(now_args.iter().cloned());
+    let matches = command
+        .try_get_matches_from(&merged)
+        .map_err(|e| anyhow::anyhow!("the recorded reader flags ({}) do not parse: {e}", recorded.join(" ")))?;
+    Ok((A::from_arg_matches(&matches)?, notes))
 }
 
 /// `a` quoted for a POSIX shell when it needs it.
@@ -110,6 +214,7 @@ pub fn invocation() -> Invocation {
         command: std::env::args().collect(),
         tool: "compress-bench".into(),
         tool_version: env!("CARGO_PKG_VERSION").into(),
+        reader_flags: None,
     }
 }
 
@@ -182,6 +287,22 @@ mod tests {
 
     fn argv(s: &str) -> Vec<String> {
         s.split_whitespace().map(str::to_string).collect()
+    }
+
+    #[test]
+    fn reader_flags_are_the_named_flags_after_the_subcommand_as_given() {
+        let flags = reader_flags(
+            &argv(
+                "compress-bench --json sweep --ratios 5 --synthetic-weights --dtype=f32 --threads 2 --tiny --pages 1",
+            ),
+            &[&MODEL_VALUE_FLAGS[..], &["--threads"]].concat(),
+            &MODEL_SWITCHES,
+        );
+        assert_eq!(flags, argv("--synthetic-weights --dtype=f32 --threads 2 --tiny"));
+        assert_eq!(group_value(&argv("--dtype=f32")), "f32");
+        assert_eq!(group_value(&argv("--synthetic-weights")), "full");
+        assert_eq!(group_value(&argv("--tiny")), "on");
+        assert_eq!(group_value(&argv("--device cuda")), "cuda");
     }
 
     #[test]

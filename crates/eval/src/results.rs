@@ -82,6 +82,18 @@ pub struct Manifest {
     pub sessions: Vec<Session>,
     /// Sum of the sessions' wall times.
     pub wall_time_s: f64,
+    /// The flags that loaded the reader, as the command that started the run gave them (model,
+    /// engine and Tesseract flags); `--resume` restores them. `None` in runs written before they
+    /// were recorded (and in score runs, which load no reader).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reader_flags: Option<Vec<String>>,
+    /// The prompt the reader was given, as the engine sent it (absent for runs whose readers take
+    /// no prompt, and for runs written before it was recorded).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prompt: Option<String>,
+    /// Why a run with status `failed` stopped: the error and its causes, outermost first.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub error_chain: Vec<String>,
 }
 
 impl From<ManifestError> for ResultsError {

@@ -1272,6 +1272,9 @@ fn manifest_of(
             command: meta.command.clone(),
         }],
         wall_time_s: meta.wall_time_s,
+        reader_flags: None,
+        prompt: None,
+        error_chain: Vec::new(),
     }
 }
 

@@ -99,6 +99,9 @@ pub struct Invocation {
     /// Name and version of the tool writing the run.
     pub tool: String,
     pub tool_version: String,
+    /// The flags that loaded the reader, as given (recorded in a new run's manifest, restored by
+    /// `--resume`).
+    pub reader_flags: Option<Vec<String>>,
 }
 
 /// A sweep ready to run: every input loaded and checked.
@@ -175,6 +178,11 @@ impl Prepared {
         self.resumed.as_ref().map(|(d, _, _)| d.as_path())
     }
 
+    /// The manifest of a resumed run, as read under its lock (`None` for a new run).
+    pub fn resumed_manifest(&self) -> Option<&Manifest> {
+        self.resumed.as_ref().map(|(_, m, _)| m)
+    }
+
     /// The stale lock a resumed run took over (its holder was killed), if any.
     pub fn took_over(&self) -> Option<&crate::lock::LockHolder> {
         self.resumed.as_ref().and_then(|(_, _, l)| l.took_over())
@@ -223,6 +231,9 @@ impl Prepared {
                     n_failed: 0,
                     sessions: Vec::new(),
                     wall_time_s: 0.0,
+                    reader_flags: invocation.reader_flags.clone(),
+                    prompt: None,
+                    error_chain: Vec::new(),
                 };
                 manifest.save(&dir)?;
                 (dir, manifest, lock)

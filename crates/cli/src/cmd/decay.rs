@@ -82,8 +82,8 @@ pub struct Args {
     /// Run id [default: UTC time, e.g. 20250131T120000Z].
     #[arg(long, help_heading = RUN_FOLDER)]
     pub run_id: Option<String>,
-    /// Continue an interrupted or killed run (its configuration is read from its manifest;
-    /// configuration flags are refused; give the same engine flags).
+    /// Continue an interrupted or killed run (its configuration and reader flags are read from its
+    /// manifest; configuration flags are refused, and so are reader flags with other values).
     #[arg(long, value_name = "RUN_DIR", conflicts_with_all = ["spec", "run_id"], help_heading = RUN_FOLDER)]
     pub resume: Option<PathBuf>,
     /// Print the read-backs and pages the run would make and an estimate of its time: the
@@ -156,6 +156,32 @@ fn resumed(args: &Args) -> anyhow::Result<Option<DecayState>> {
         anyhow::bail!("decay run {} is already complete; start a new run instead", dir.display());
     }
     Ok(Some(state))
+}
+
+/// The flags that load a decay run's reader: the engine, the model flags and Tesseract's.
+fn reader_flag_names() -> (Vec<&'static str>, Vec<&'static str>) {
+    ([&runs::MODEL_VALUE_FLAGS[..], &["--engine", "--threads", "--psm"]].concat(), runs::MODEL_SWITCHES.to_vec())
+}
+
+/// A resumed run's arguments: the reader flags its manifest recorded, under this command's (a
+/// reader flag given again with another value is refused; runs written before the flags were
+/// recorded take this command's flags as they are).
+fn restored(args: Args, state: Option<&DecayState>, out: &Output) -> anyhow::Result<Args> {
+    let Some(recorded) = state.and_then(|s| s.meta.reader_flags.clone()) else {
+        return Ok(args);
+    };
+    let (values, switches) = reader_flag_names();
+    let argv: Vec<String> = std::env::args().collect();
+    let dir = args.resume.clone().unwrap_or_default();
+    let (restored, notes): (Args, _) = runs::restore_reader_flags("decay", &argv, &recorded, &values, &switches)
+        .with_context(|| format!("--resume {}", dir.display()))?;
+    for n in notes {
+        out.info(&n);
+    }
+    if !recorded.is_empty() {
+        out.info(&format!("reader flags restored from the run's manifest: {}", recorded.join(" ")));
+    }
+    Ok(restored)
 }
 
 /// The command that continues the decay run in `dir` (engine flags kept).
@@ -285,6 +311,7 @@ pub fn run(args: Args, out: &Output) -> anyhow::Result<()> {
     let t0 = Instant::now();
     let interrupt = Interrupt::install()?;
     let state = resumed(&args)?;
+    let args = restored(args, state.as_ref(), out)?;
     let cfg = match &state {
         Some(s) => {
             DecayConfig { datasets: args.datasets.clone().unwrap_or_else(|| s.config.datasets.clone()), ..s.config() }
@@ -347,6 +374,10 @@ pub fn run(args: Args, out: &Output) -> anyhow::Result<()> {
                 engine: info.clone(),
                 tokenizer: tokenizer.source().to_string(),
                 wall_s: 0.0,
+                reader_flags: Some({
+                    let (values, switches) = reader_flag_names();
+                    runs::reader_flags(&std::env::args().collect::<Vec<_>>(), &values, &switches)
+                }),
             };
             (dir, meta, lock)
         }

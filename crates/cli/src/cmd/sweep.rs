@@ -64,7 +64,8 @@ pub struct Args {
     /// Results root: the run goes to <out>/<name>/<run_id>.
     #[arg(long, default_value = "results")]
     pub out: PathBuf,
-    /// Continue an interrupted run (its spec is used; spec flags are refused).
+    /// Continue an interrupted run (its spec and reader flags are used; spec flags are refused, and
+    /// so are reader flags with other values).
     #[arg(long, value_name = "RUN_DIR", conflicts_with = "spec")]
     pub resume: Option<PathBuf>,
     /// Run only shard K of N (samples with index % N == K-1); join with `compress-bench merge`.
@@ -201,6 +202,33 @@ fn resume_command(dir: &std::path::Path) -> String {
     runs::resume_command(&argv, dir, &values, &switches)
 }
 
+/// The flags that load a sweep's reader: the model flags and Tesseract's `--threads` (the rest of
+/// the engine's definition is the spec's, which the manifest keeps).
+fn reader_flag_names() -> (Vec<&'static str>, Vec<&'static str>) {
+    ([&runs::MODEL_VALUE_FLAGS[..], &["--threads"]].concat(), runs::MODEL_SWITCHES.to_vec())
+}
+
+/// A resumed run's arguments: the reader flags its manifest recorded, under this command's
+/// (a reader flag given again with another value is refused; runs written before the flags were
+/// recorded take this command's flags as they are).
+fn restored(args: Args, prepared: &Prepared, out: &Output) -> anyhow::Result<Args> {
+    let Some(recorded) = prepared.resumed_manifest().and_then(|m| m.reader_flags.clone()) else {
+        return Ok(args);
+    };
+    let (values, switches) = reader_flag_names();
+    let argv: Vec<String> = std::env::args().collect();
+    let dir = args.resume.clone().unwrap_or_default();
+    let (restored, notes): (Args, _) = runs::restore_reader_flags("sweep", &argv, &recorded, &values, &switches)
+        .with_context(|| format!("--resume {}", dir.display()))?;
+    for n in notes {
+        out.info(&n);
+    }
+    if !recorded.is_empty() {
+        out.info(&format!("reader flags restored from the run's manifest: {}", recorded.join(" ")));
+    }
+    Ok(restored)
+}
+
 /// `--dry-run`: the samples of the run (those a resumed run's journal lacks), and its time
 /// estimated from reading a few of them, spread over the plan, through the sweep's own loop in a
 /// scratch folder (removed after).
@@ -282,6 +310,7 @@ pub fn run(args: Args, out: &Output) -> anyhow::Result<()> {
             old.pid, old.started_utc
         ));
     }
+    let args = restored(args, &prepared, out)?;
     let spec = &prepared.spec;
     let tesseract = TesseractSettings { psm: spec.tesseract_psm, threads: args.threads };
     let loading = Instant::now();
@@ -290,7 +319,11 @@ pub fn run(args: Args, out: &Output) -> anyhow::Result<()> {
         return dry_run(&prepared, engines, loading.elapsed().as_secs_f64(), out);
     }
     let infos = engines.infos();
-    let invocation = runs::invocation();
+    let (values, switches) = reader_flag_names();
+    let invocation = sweep::Invocation {
+        reader_flags: Some(runs::reader_flags(&std::env::args().collect::<Vec<_>>(), &values, &switches)),
+        ..runs::invocation()
+    };
     let mut run = prepared.open(&args.out, &infos, &invocation)?;
     let dir = run.dir.clone();
     out.info(&format!("sweep {}: {} samples -> {}", prepared.spec.name, prepared.plan.len(), dir.display()));

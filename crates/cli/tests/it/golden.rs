@@ -27,7 +27,9 @@
 //! `manifest_version`, `engines` and `wall_time_s` in the decay run's); the decay report written by the
 //! sweep report's writer (`occ_report::document`: facts in bold, its lists as tables, chart titles as
 //! image names, the needles actually planted); dashed series (the truncation baseline, a decay
-//! chart's baselines) drawn dashed in their legends too.
+//! chart's baselines) drawn dashed in their legends too; the reader flags a run was started with
+//! (`reader_flags` in both manifests, restored by `--resume`: none in the sweep's, `--engine fake-perfect`
+//! in the decay run's).
 //!
 //! The sweep runs in the repository root with `--datasets datasets`, so its spec (recorded with the
 //! datasets folder, and hashed into the spec fingerprint) is the same in every checkout.

@@ -141,7 +141,17 @@ fn a_decay_run_killed_and_resumed_equals_an_uninterrupted_run() {
     // A torn last line (a kill in the middle of a write) is dropped on resume.
     std::fs::write(dir.join("journal.jsonl"), format!("{journal}{{\"round_id\":\"r0")).unwrap();
     let ds = datasets();
-    let resumed = run(&["decay", "--datasets", &ds, "--engine", "fake-perfect", "--resume", dir.to_str().unwrap()]);
+    // The manifest records the reader flags; a resume that changes one is refused naming both values.
+    assert_eq!(manifest(&dir)["reader_flags"], serde_json::json!(["--engine", "fake-perfect"]));
+    let other = run(&["decay", "--datasets", &ds, "--engine", "tesseract", "--resume", dir.to_str().unwrap()]);
+    assert!(!other.status.success());
+    assert!(
+        stderr(&other).contains(r#"--engine: the run started with "fake-perfect", this command gives "tesseract""#),
+        "{}",
+        stderr(&other)
+    );
+    // `--resume DIR` alone reads with the recorded engine.
+    let resumed = run(&["decay", "--datasets", &ds, "--resume", dir.to_str().unwrap()]);
     assert_ok(&resumed);
     assert!(stderr(&resumed).contains("took over the stale lock"), "{}", stderr(&resumed));
     assert!(!dir.join(LOCK_FILE).exists(), "the lock is released at the end");

@@ -377,13 +377,17 @@ fn deepseek_engine_on_tiny_synthetic_weights_runs_end_to_end() {
 }
 
 #[test]
-fn a_resume_with_other_reader_settings_is_refused_naming_both() {
+fn a_resumed_sweep_restores_its_reader_flags_and_refuses_changed_ones() {
     let out = scratch("resume-engine");
     let grid = [
         "--engine",
         "deepseek-ocr",
         "--synthetic-weights",
         "tiny",
+        "--weights-seed",
+        "3",
+        "--resize-order",
+        "pillow13",
         "--ratios",
         "10",
         "--modes",
@@ -392,14 +396,15 @@ fn a_resume_with_other_reader_settings_is_refused_naming_both() {
         "1",
         "--max-new-tokens",
         "8",
-        "--crash-after",
-        "1",
     ];
-    let crashed = sweep(&out, &grid);
+    let crashed = sweep(&out, &[&grid[..], &["--crash-after", "1"]].concat());
     assert!(!crashed.status.success(), "the crash hook aborts the process");
     let dir = run_dirs(&out)[0].clone();
     let recorded = Manifest::load(&dir).unwrap();
-    assert!(recorded.engines[0].version.contains("resize order pillow12"), "{:?}", recorded.engines);
+    let flags: Vec<String> =
+        ["--synthetic-weights", "tiny", "--weights-seed", "3", "--resize-order", "pillow13"].map(String::from).into();
+    assert_eq!(recorded.reader_flags.as_ref(), Some(&flags), "the manifest records the reader flags as given");
+    assert!(recorded.engines[0].version.contains("resize order pillow13"), "{:?}", recorded.engines);
     let ds = datasets();
     let resume = |extra: &[&str]| {
         Command::new(BIN)
@@ -407,13 +412,47 @@ fn a_resume_with_other_reader_settings_is_refused_naming_both() {
             .output()
             .unwrap()
     };
-    // the model flags are the resuming command's (the run records what read it, not how to load it)
-    let other = resume(&["--synthetic-weights", "tiny", "--resize-order", "pillow13"]);
+    // A reader flag given again with another value is refused, naming the flag and both values.
+    let other = resume(&["--resize-order", "pillow12", "--weights-seed", "4"]);
     assert!(!other.status.success(), "another resize order would mix two readers' outputs");
     let err = String::from_utf8_lossy(&other.stderr);
-    assert!(err.contains("resize order pillow12") && err.contains("resize order pillow13"), "{err}");
+    assert!(err.contains(r#"--resize-order: the run started with "pillow13", this command gives "pillow12""#), "{err}");
+    assert!(err.contains(r#"--weights-seed: the run started with "3", this command gives "4""#), "{err}");
+    // So is one the run started without (its default is what the run was read with).
+    let err = String::from_utf8_lossy(&resume(&["--dtype", "bf16"]).stderr).to_string();
+    assert!(err.contains(r#"--dtype: the run started without it, this command gives "bf16""#), "{err}");
     assert_eq!(Manifest::load(&dir).unwrap().n_samples_done, recorded.n_samples_done, "nothing was read");
-    assert_ok(&resume(&["--synthetic-weights", "tiny"]));
+    // The same value again is accepted and a placement flag may change (a dry run here); and
+    // `--resume DIR` alone reads with the recorded flags: the rows equal an uninterrupted run's.
+    let same = resume(&["--resize-order", "pillow13", "--threads", "1", "--dry-run"]);
+    assert_ok(&same);
+    let err = String::from_utf8_lossy(&same.stderr);
+    assert!(err.contains(r#"--threads is "1" in this session (the run started without it)"#), "{err}");
+    assert!(err.contains("reader flags restored from the run's manifest: --synthetic-weights tiny"), "{err}");
+    assert_ok(&resume(&[]));
     let m = Manifest::load(&dir).unwrap();
     assert_eq!((m.status.as_str(), m.n_samples_done), ("complete", 2));
+    assert_eq!(m.reader_flags.as_ref(), Some(&flags), "the flags the run started with stay recorded");
+    let fresh = scratch("resume-engine-fresh");
+    assert_ok(&sweep(&fresh, &grid));
+    let fresh_dir = run_dirs(&fresh)[0].clone();
+    assert_eq!(stable_rows(&dir), stable_rows(&fresh_dir), "resumed with the restored flags = uninterrupted");
+    // A run written before reader flags were recorded takes the resuming command's flags, and a
+    // changed reader is still refused by the engines' identity (naming both).
+    let old = scratch("resume-engine-old");
+    let crashed = sweep(&old, &[&grid[..], &["--crash-after", "1"]].concat());
+    assert!(!crashed.status.success());
+    let old_dir = run_dirs(&old)[0].clone();
+    let path = old_dir.join(results::MANIFEST_FILE);
+    let mut v: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+    v.as_object_mut().unwrap().remove("reader_flags");
+    std::fs::write(&path, serde_json::to_string_pretty(&v).unwrap()).unwrap();
+    let o = Command::new(BIN)
+        .args(["sweep", "--datasets", &ds, "--resume", old_dir.to_str().unwrap()])
+        .args(["--synthetic-weights", "tiny", "--weights-seed", "3"])
+        .output()
+        .unwrap();
+    assert!(!o.status.success());
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("resize order pillow13") && err.contains("resize order pillow12"), "{err}");
 }

@@ -35,6 +35,11 @@ pub struct RunMeta {
     pub engine: EngineInfo,
     pub tokenizer: String,
     pub wall_s: f64,
+    /// The flags that loaded the reader, as the command that started the run gave them (engine,
+    /// model and Tesseract flags); `--resume` restores them. `None` for runs written before they
+    /// were recorded.
+    #[serde(default)]
+    pub reader_flags: Option<Vec<String>>,
 }
 
 impl RunMeta {
@@ -61,6 +66,9 @@ pub struct DecayManifest<'a> {
     pub head: ManifestHead,
     /// The command line of the last session.
     pub command: &'a str,
+    /// The flags that loaded the reader ([`RunMeta::reader_flags`]).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reader_flags: &'a Option<Vec<String>>,
     pub config: &'a DecayConfig,
     pub schedules: Vec<ScheduleEntry<'a>>,
     pub pages_read: usize,
@@ -83,6 +91,8 @@ struct StateOut<'a> {
     #[serde(flatten)]
     head: ManifestHead,
     command: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    reader_flags: &'a Option<Vec<String>>,
     config: &'a DecayConfig,
     schedules: Vec<ScheduleEntry<'a>>,
     /// Read-backs in `journal.jsonl`.
@@ -114,6 +124,8 @@ struct StateIn {
     head: ManifestHead,
     #[serde(default)]
     command: String,
+    #[serde(default)]
+    reader_flags: Option<Vec<String>>,
     config: DecayConfig,
     schedules: Vec<ScheduleOwned>,
     #[serde(default)]
@@ -158,6 +170,7 @@ impl DecayState {
             engine,
             tokenizer: s.head.tokenizer.clone(),
             wall_s: s.head.wall_time_s,
+            reader_flags: s.reader_flags,
         };
         Ok(DecayState {
             kind,
@@ -196,6 +209,7 @@ pub fn write_state(
     let state = StateOut {
         head: meta.head(status),
         command: &meta.command,
+        reader_flags: &meta.reader_flags,
         config,
         schedules: config.schedules.iter().map(|s| ScheduleEntry { name: s.name(), spec: s }).collect(),
         reads_journaled,
@@ -257,6 +271,7 @@ pub fn write_manifest(
     let manifest = DecayManifest {
         head: meta.head(RunStatus::Complete),
         command: &meta.command,
+        reader_flags: &meta.reader_flags,
         config,
         schedules: config.schedules.iter().map(|s| ScheduleEntry { name: s.name(), spec: s }).collect(),
         pages_read: results.pages_read,

@@ -260,6 +260,9 @@ fn shards_partition_the_plan_and_merge_back() {
             n_failed: 0,
             sessions: vec![],
             wall_time_s: 0.0,
+            reader_flags: None,
+            prompt: None,
+            error_chain: vec![],
         };
         m.save(&dir).unwrap();
         dirs.push(dir);

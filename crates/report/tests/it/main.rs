@@ -177,6 +177,9 @@ fn manifest(synthetic: bool) -> Manifest {
         n_failed: 1,
         sessions: vec![],
         wall_time_s: 1.0,
+        reader_flags: None,
+        prompt: None,
+        error_chain: vec![],
     }
 }
 
