@@ -17,6 +17,9 @@
 //!
 //! Outputs equal [`generate`]'s for every prompt (tests).
 
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
 use candle_core::{DType, Result, Tensor};
@@ -68,8 +71,530 @@ pub struct QueueOutput {
     pub graph: bool,
 }
 
-struct Slot {
-    row: usize,
+/// What a sequence of the live path reports, in order: each token as it is chosen, then once
+/// [`SeqEvent::Done`] (or [`SeqEvent::Failed`] when the batcher failed). A cancelled sequence
+/// reports nothing more.
+#[derive(Debug, Clone, PartialEq)]
+pub enum SeqEvent {
+    /// A generated id (the stopping EOS included).
+    Token(u32),
+    /// The sequence ended (EOS or its token budget): everything it generated.
+    Done(Generated),
+    /// The batcher failed; the sequence will not continue.
+    Failed(String),
+}
+
+/// Receives a sequence's events on the thread that runs the batcher; returning `false` cancels the
+/// sequence (its receiver is gone): its slot is freed before the next decode step.
+pub type Sink = Box<dyn FnMut(SeqEvent) -> bool + Send>;
+
+/// Cancels a sequence from any thread: a waiting sequence is dropped before its prefill, a decoding
+/// one has its slot freed before the next decode step.
+#[derive(Debug, Clone, Default)]
+pub struct Cancel(Arc<AtomicBool>);
+
+impl Cancel {
+    pub fn new() -> Cancel {
+        Cancel::default()
+    }
+
+    pub fn cancel(&self) {
+        self.0.store(true, Ordering::SeqCst);
+    }
+
+    pub fn is_cancelled(&self) -> bool {
+        self.0.load(Ordering::SeqCst)
+    }
+}
+
+impl From<Arc<AtomicBool>> for Cancel {
+    /// A cancel handle over a flag the caller sets.
+    fn from(flag: Arc<AtomicBool>) -> Cancel {
+        Cancel(flag)
+    }
+}
+
+/// One prompt handed to a running batcher.
+pub struct Submission {
+    pub prompt: PromptInput,
+    /// Greedy settings of this sequence (its own budget, EOS rule and blockers).
+    pub cfg: GenerationConfig,
+    pub sink: Sink,
+    pub cancel: Cancel,
+}
+
+impl std::fmt::Debug for Submission {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Submission").field("prompt_len", &self.prompt.ids.len()).field("cfg", &self.cfg).finish()
+    }
+}
+
+/// A sequence the batcher holds (waiting for a slot, or decoding in one).
+struct Seq {
+    prompt_ids: Vec<u32>,
+    /// Dropped after the prefill.
+    embeds: Option<Tensor>,
+    cfg: GenerationConfig,
+    out: Generated,
+    sink: Sink,
+    cancel: Cancel,
+}
+
+impl Seq {
+    fn emit(&mut self, event: SeqEvent) -> bool {
+        (self.sink)(event)
+    }
+}
+
+/// The continuous batcher: a fixed number of slots over one [`SlotCache`], a queue of sequences
+/// waiting for a slot, and one decode step at a time ([`Batcher::step`]).
+///
+/// The batch API ([`generate_queue`]) admits every prompt and steps until all are done; the live
+/// path admits prompts between steps ([`Batcher::admit`], or from other threads through a
+/// [`LiveQueue`] and [`Batcher::run`]) and reports each token as it is chosen. Both run the same
+/// refill and step code, so a prompt's tokens do not depend on the path or on the step it was
+/// admitted at (tests).
+///
+/// # Admission and the CUDA graph
+/// The slot count is fixed when the batcher is made: every decode step runs over all slots (idle
+/// ones are parked at a position beyond the cache, their writes dropped), so admitting or
+/// finishing a sequence changes only the contents of the id, position and ban buffers, never a
+/// shape or an address, and the captured graph keeps replaying. The graph is captured again only
+/// when the cache grows: when a sequence reaches the last column, or when an admitted prompt is
+/// longer than the cache.
+pub struct Batcher<'m> {
+    model: &'m DecoderModel,
+    bc: BatcherConfig,
+    slots: usize,
+    capacity: usize,
+    /// Columns any sequence admitted so far can need (prompt + budget); the cache grows up to it.
+    max_capacity: usize,
+    cache: SlotCache,
+    ids_buf: Tensor,
+    pos_buf: Tensor,
+    ban_buf: Tensor,
+    state: Vec<Option<Seq>>,
+    host_ids: Vec<u32>,
+    host_pos: Vec<u32>,
+    host_ban: Vec<u32>,
+    pending: VecDeque<Seq>,
+    graph: Option<StepGraph>,
+    graph_failed: bool,
+    prefill: Duration,
+    decode: Duration,
+    steps: usize,
+}
+
+impl std::fmt::Debug for Batcher<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Batcher")
+            .field("slots", &self.slots)
+            .field("capacity", &self.capacity)
+            .field("active", &self.active())
+            .field("pending", &self.pending.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl<'m> Batcher<'m> {
+    /// A batcher of `slots` sequences with room for `capacity` columns each at first (the cache
+    /// grows as needed).
+    pub fn new(model: &'m DecoderModel, bc: &BatcherConfig, slots: usize, capacity: usize) -> Result<Batcher<'m>> {
+        let slots = slots.max(1);
+        let capacity = capacity.max(1);
+        let device = model.device().clone();
+        Ok(Batcher {
+            model,
+            bc: bc.clone(),
+            slots,
+            capacity,
+            max_capacity: capacity,
+            cache: model.new_slot_cache(slots, capacity)?,
+            ids_buf: Tensor::zeros(slots, DType::U32, &device)?,
+            pos_buf: Tensor::zeros(slots, DType::U32, &device)?,
+            ban_buf: Tensor::full(NO_BAN, (slots, MAX_BAN), &device)?,
+            state: (0..slots).map(|_| None).collect(),
+            host_ids: vec![0u32; slots],
+            host_pos: vec![PARKED; slots],
+            host_ban: vec![NO_BAN; slots * MAX_BAN],
+            pending: VecDeque::new(),
+            graph: None,
+            // float32 keeps host routing in the MoE (a read-back per layer), which a graph cannot
+            // capture: decode eagerly without a doomed capture attempt (and its warning)
+            graph_failed: !bc.cuda_graph || model.dtype() == DType::F32,
+            prefill: Duration::ZERO,
+            decode: Duration::ZERO,
+            steps: 0,
+        })
+    }
+
+    /// Decoder slots.
+    pub fn slots(&self) -> usize {
+        self.slots
+    }
+
+    /// Sequences decoding in a slot now.
+    pub fn active(&self) -> usize {
+        self.state.iter().filter(|s| s.is_some()).count()
+    }
+
+    /// Sequences admitted and waiting for a slot.
+    pub fn waiting(&self) -> usize {
+        self.pending.len()
+    }
+
+    /// Slots that neither hold a sequence nor are promised to a waiting one.
+    pub fn free_slots(&self) -> usize {
+        (self.slots - self.active()).saturating_sub(self.pending.len())
+    }
+
+    /// Nothing to decode and nothing waiting.
+    pub fn is_idle(&self) -> bool {
+        self.pending.is_empty() && self.state.iter().all(Option::is_none)
+    }
+
+    /// Whether the decode steps so far ran as CUDA-graph replays (the last capture holds).
+    pub fn graph(&self) -> bool {
+        self.graph.is_some()
+    }
+
+    /// Prefill time, decode time and decode steps so far.
+    pub fn times(&self) -> (Duration, Duration, usize) {
+        (self.prefill, self.decode, self.steps)
+    }
+
+    /// Queues a prompt; it is prefilled into a slot at the next [`Batcher::step`] with a slot free.
+    /// Greedy settings only (sampling runs through [`generate`]); a malformed prompt or a zero budget
+    /// is refused here, naming it.
+    pub fn admit(&mut self, prompt: PromptInput, cfg: GenerationConfig, sink: Sink, cancel: Cancel) -> Result<()> {
+        self.check(&prompt, &cfg)?;
+        self.max_capacity = self.max_capacity.max(prompt.ids.len() + cfg.max_new_tokens);
+        self.pending.push_back(Seq {
+            prompt_ids: prompt.ids,
+            embeds: Some(prompt.embeds),
+            cfg,
+            out: Generated { tokens: Vec::new(), stopped_at_eos: false },
+            sink,
+            cancel,
+        });
+        Ok(())
+    }
+
+    /// Whether [`Batcher::admit`] takes this prompt with these settings.
+    fn check(&self, prompt: &PromptInput, cfg: &GenerationConfig) -> Result<()> {
+        if cfg.sampling != Sampling::Greedy {
+            candle_core::bail!("continuous batching decodes greedily; sampled prompts go through generate")
+        }
+        if cfg.max_new_tokens == 0 {
+            candle_core::bail!("continuous batching: a prompt with max_new_tokens = 0")
+        }
+        let (len, hidden) = prompt.embeds.dims2()?;
+        if hidden != self.model.config().hidden_size || len == 0 || len != prompt.ids.len() {
+            candle_core::bail!(
+                "continuous batching: embeddings {:?} and {} ids do not form a (seq, {}) prompt",
+                prompt.embeds.dims(),
+                prompt.ids.len(),
+                self.model.config().hidden_size
+            )
+        }
+        Ok(())
+    }
+
+    /// Frees the slots of cancelled sequences and drops cancelled waiting ones.
+    fn sweep_cancelled(&mut self) -> Result<()> {
+        self.pending.retain(|s| !s.cancel.is_cancelled());
+        let mut freed = false;
+        for s in 0..self.slots {
+            if self.state[s].as_ref().is_some_and(|q| q.cancel.is_cancelled()) {
+                self.park(s);
+                freed = true;
+            }
+        }
+        if freed {
+            ops::write_u32(&self.pos_buf, &self.host_pos)?;
+            ops::write_u32(&self.ban_buf, &self.host_ban)?;
+        }
+        Ok(())
+    }
+
+    /// Empties slot `s` (host side): idle, its writes dropped, nothing banned.
+    fn park(&mut self, s: usize) {
+        self.state[s] = None;
+        self.host_pos[s] = PARKED;
+        self.host_ban[s * MAX_BAN..(s + 1) * MAX_BAN].fill(NO_BAN);
+    }
+
+    /// Prefills waiting prompts into the free slots (in batches of `prefill_batch`).
+    fn refill(&mut self) -> Result<()> {
+        let mut changed = false;
+        while !self.pending.is_empty() && self.state.iter().any(Option::is_none) {
+            let free: Vec<usize> = (0..self.slots).filter(|&s| self.state[s].is_none()).collect();
+            let take = free.len().min(self.bc.prefill_batch.max(1)).min(self.pending.len());
+            let mut seqs: Vec<Seq> = self.pending.drain(..take).collect();
+            let batch = seqs
+                .iter_mut()
+                .map(|s| {
+                    let embeds = s.embeds.take().ok_or_else(|| {
+                        candle_core::Error::Msg("continuous batching: a prompt was prefilled twice".into())
+                    })?;
+                    Ok(PromptInput { embeds, ids: s.prompt_ids.clone() })
+                })
+                .collect::<Result<Vec<_>>>()?;
+            let longest = batch.iter().map(|p| p.ids.len()).max().unwrap_or(0);
+            if longest + 1 > self.capacity {
+                // a prompt longer than the cache: grow before copying it in
+                self.grow((self.capacity * 2).max(longest + 1))?;
+            }
+            let (kv, first) = prefill_batch(self.model, &batch)?;
+            drop(batch);
+            let mut free = free.into_iter();
+            for (i, mut seq) in seqs.into_iter().enumerate() {
+                let mut scores = first[i].clone();
+                apply_blockers(&mut scores, &seq.cfg, &seq.prompt_ids, &[]);
+                let token = argmax(&scores);
+                seq.out.tokens.push(token);
+                let done = finished(&mut seq.out, token, &seq.cfg);
+                if !seq.emit(SeqEvent::Token(token)) {
+                    continue; // cancelled by its receiver
+                }
+                if done {
+                    let out = seq.out.clone();
+                    seq.emit(SeqEvent::Done(out));
+                    continue;
+                }
+                let Some(slot) = free.next() else {
+                    candle_core::bail!("continuous batching: no free slot for a prompt")
+                };
+                let len = self.cache.insert_from(&kv, i, slot)?;
+                self.host_ids[slot] = token;
+                self.host_pos[slot] = len as u32;
+                set_ban(
+                    &mut self.host_ban[slot * MAX_BAN..(slot + 1) * MAX_BAN],
+                    &seq.cfg,
+                    &seq.prompt_ids,
+                    &seq.out.tokens,
+                )?;
+                self.state[slot] = Some(seq);
+                changed = true;
+            }
+        }
+        if changed {
+            ops::write_u32(&self.ids_buf, &self.host_ids)?;
+            ops::write_u32(&self.pos_buf, &self.host_pos)?;
+            ops::write_u32(&self.ban_buf, &self.host_ban)?;
+        }
+        Ok(())
+    }
+
+    /// Reallocates the cache with `capacity` columns (the captured graph holds the old addresses).
+    fn grow(&mut self, capacity: usize) -> Result<()> {
+        self.graph = None;
+        self.cache = self.cache.grown(capacity)?;
+        self.capacity = capacity;
+        Ok(())
+    }
+
+    /// Runs the decode step once, through the captured graph when there is one.
+    fn decode_once(&mut self) -> Result<Vec<u32>> {
+        let (model, cache) = (self.model, &self.cache);
+        let (ids_buf, pos_buf, ban_buf) = (&self.ids_buf, &self.pos_buf, &self.ban_buf);
+        let step = || -> Result<()> {
+            let logits = model.forward_slots(ids_buf, pos_buf, cache)?;
+            ops::apply_ban(&logits, ban_buf)?;
+            let next = ops::argmax_rows(&logits)?;
+            ids_buf.slice_set(&next, 0, 0)?;
+            ops::advance(pos_buf)
+        };
+        match &self.graph {
+            Some(g) => g.launch()?,
+            None => {
+                if self.graph_failed {
+                    step()?;
+                } else {
+                    // the first step runs eagerly (it loads kernels and fills candle's parameter
+                    // cache), then the same step is captured for the following ones
+                    self.graph = ops::capture_after_warmup(model.device(), &step)?;
+                    self.graph_failed = self.graph.is_none();
+                }
+            }
+        }
+        self.ids_buf.to_vec1::<u32>()
+    }
+
+    /// One round: cancelled sequences leave, waiting prompts are prefilled into free slots, then one
+    /// decode step runs for every slot and each active sequence gets its token (finished ones free
+    /// their slot). Returns `false`, having decoded nothing, when nothing is left to decode.
+    pub fn step(&mut self) -> Result<bool> {
+        self.sweep_cancelled()?;
+        let t = Instant::now();
+        self.refill()?;
+        self.prefill += t.elapsed();
+        if self.state.iter().all(Option::is_none) {
+            return Ok(false);
+        }
+
+        // room for the column every active slot writes next
+        let needed = (0..self.slots)
+            .filter(|&s| self.state[s].is_some())
+            .map(|s| self.host_pos[s] as usize + 1)
+            .max()
+            .unwrap_or(0);
+        if needed > self.capacity {
+            self.grow((self.capacity * 2).max(needed).min(self.max_capacity.max(needed)))?;
+        }
+
+        let t = Instant::now();
+        let next = self.decode_once()?;
+        self.decode += t.elapsed();
+        self.steps += 1;
+
+        let mut ban_changed = false;
+        let mut freed = false;
+        for (s, &token) in next.iter().enumerate().take(self.slots) {
+            self.host_pos[s] = self.host_pos[s].saturating_add(1);
+            self.host_ids[s] = token;
+            let Some(seq) = &mut self.state[s] else { continue };
+            seq.out.tokens.push(token);
+            let done = finished(&mut seq.out, token, &seq.cfg);
+            let keep = seq.emit(SeqEvent::Token(token));
+            if done && keep {
+                let out = seq.out.clone();
+                seq.emit(SeqEvent::Done(out));
+            }
+            if done || !keep {
+                let row_ban = &self.host_ban[s * MAX_BAN..(s + 1) * MAX_BAN];
+                ban_changed |= row_ban[0] != NO_BAN;
+                self.park(s); // idle: writes dropped, nothing read
+                freed = true;
+                continue;
+            }
+            let row_ban = &mut self.host_ban[s * MAX_BAN..(s + 1) * MAX_BAN];
+            let before = row_ban[0] != NO_BAN;
+            let now = set_ban(row_ban, &seq.cfg, &seq.prompt_ids, &seq.out.tokens)?;
+            ban_changed |= before || now;
+        }
+        if ban_changed {
+            ops::write_u32(&self.ban_buf, &self.host_ban)?;
+        }
+        if freed {
+            // park the freed slots (a refill overwrites them again)
+            ops::write_u32(&self.pos_buf, &self.host_pos)?;
+        }
+        Ok(true)
+    }
+
+    /// Tells every sequence (decoding or waiting) that the batcher failed with `message`, and drops
+    /// them all. The batcher may be in any state after an error: make a new one before going on.
+    pub fn fail_all(&mut self, message: &str) {
+        for s in 0..self.slots {
+            if let Some(mut seq) = self.state[s].take() {
+                seq.emit(SeqEvent::Failed(message.to_string()));
+            }
+            self.host_pos[s] = PARKED;
+        }
+        for mut seq in self.pending.drain(..) {
+            seq.emit(SeqEvent::Failed(message.to_string()));
+        }
+    }
+
+    /// The live loop: waits while idle, admits what `queue` holds between decode steps (as many as
+    /// there are free slots; the rest waits in the queue), and returns once the queue is closed and
+    /// every sequence is done. On an error every sequence held gets [`SeqEvent::Failed`] and the
+    /// error is returned.
+    pub fn run(&mut self, queue: &LiveQueue) -> Result<()> {
+        loop {
+            let taken = queue.take(self.free_slots(), self.is_idle());
+            let Some(taken) = taken else { return Ok(()) };
+            for sub in taken {
+                let Submission { prompt, cfg, mut sink, cancel } = sub;
+                match self.check(&prompt, &cfg) {
+                    Ok(()) => self.admit(prompt, cfg, sink, cancel)?,
+                    // a refused prompt fails alone
+                    Err(e) => {
+                        sink(SeqEvent::Failed(e.to_string()));
+                    }
+                }
+            }
+            if let Err(e) = self.step() {
+                self.fail_all(&e.to_string());
+                return Err(e);
+            }
+        }
+    }
+}
+
+/// A submission queue feeding a running [`Batcher::run`] from other threads.
+#[derive(Clone, Default)]
+pub struct LiveQueue {
+    inner: Arc<(Mutex<LiveState>, Condvar)>,
+}
+
+#[derive(Default)]
+struct LiveState {
+    items: VecDeque<Submission>,
+    closed: bool,
+}
+
+impl std::fmt::Debug for LiveQueue {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LiveQueue").field("waiting", &self.len()).finish()
+    }
+}
+
+impl LiveQueue {
+    pub fn new() -> LiveQueue {
+        LiveQueue::default()
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, LiveState> {
+        // every change is one VecDeque call or one flag: a poisoned lock is still consistent
+        self.inner.0.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Queues a prompt for the running batcher; hands it back once the queue is closed.
+    pub fn submit(&self, sub: Submission) -> std::result::Result<(), Box<Submission>> {
+        let mut st = self.lock();
+        if st.closed {
+            return Err(Box::new(sub));
+        }
+        st.items.push_back(sub);
+        drop(st);
+        self.inner.1.notify_all();
+        Ok(())
+    }
+
+    /// No more submissions: [`Batcher::run`] finishes what it holds and returns.
+    pub fn close(&self) {
+        self.lock().closed = true;
+        self.inner.1.notify_all();
+    }
+
+    /// Submissions waiting (not yet taken by the batcher).
+    pub fn len(&self) -> usize {
+        self.lock().items.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Up to `n` waiting submissions (cancelled ones dropped); blocks while `block` and nothing
+    /// waits. `None`: closed, nothing waiting and nothing to wait for.
+    fn take(&self, n: usize, block: bool) -> Option<Vec<Submission>> {
+        let mut st = self.lock();
+        loop {
+            st.items.retain(|s| !s.cancel.is_cancelled());
+            if !block || !st.items.is_empty() {
+                break;
+            }
+            if st.closed {
+                return None;
+            }
+            st = self.inner.1.wait(st).unwrap_or_else(|p| p.into_inner());
+        }
+        let n = n.min(st.items.len());
+        Some(st.items.drain(..n).collect())
+    }
 }
 
 /// Decodes every prompt through the slots; outputs are in input order.
@@ -83,147 +608,44 @@ pub fn generate_queue(
         return fallback(model, prompts, cfg, bc);
     }
     let n = prompts.len();
-    let mut out: Vec<Generated> = vec![Generated { tokens: Vec::new(), stopped_at_eos: false }; n];
     if n == 0 || cfg.max_new_tokens == 0 {
+        let rows = vec![Generated { tokens: Vec::new(), stopped_at_eos: false }; n];
         return Ok(QueueOutput {
-            rows: out,
+            rows,
             prefill: Duration::ZERO,
             decode: Duration::ZERO,
             decode_steps: 0,
             graph: false,
         });
     }
-    let slots = bc.slots.clamp(1, n);
     let longest = prompts.iter().map(|p| p.ids.len()).max().unwrap_or(0);
-    let max_capacity = longest + cfg.max_new_tokens;
-    let mut capacity = longest + cfg.max_new_tokens.min(bc.initial_new_tokens.max(1));
-    let device = model.device().clone();
-    let mut cache = model.new_slot_cache(slots, capacity)?;
-    let ids_buf = Tensor::zeros(slots, DType::U32, &device)?;
-    let pos_buf = Tensor::zeros(slots, DType::U32, &device)?;
-    let ban_buf = Tensor::full(NO_BAN, (slots, MAX_BAN), &device)?;
-
-    let mut state: Vec<Option<Slot>> = (0..slots).map(|_| None).collect();
-    let mut host_ids = vec![0u32; slots];
-    let mut host_pos = vec![PARKED; slots];
-    let mut host_ban = vec![NO_BAN; slots * MAX_BAN];
-    let mut next_prompt = 0usize;
-    let (mut prefill, mut decode) = (Duration::ZERO, Duration::ZERO);
-    let mut steps = 0usize;
-    let mut graph: Option<StepGraph> = None;
-    // float32 keeps host routing in the MoE (a read-back per layer), which a graph cannot capture:
-    // decode eagerly without a doomed capture attempt (and its warning)
-    let mut graph_failed = !bc.cuda_graph || model.dtype() == candle_core::DType::F32;
-
-    let step = |cache: &SlotCache| -> Result<()> {
-        let logits = model.forward_slots(&ids_buf, &pos_buf, cache)?;
-        ops::apply_ban(&logits, &ban_buf)?;
-        let next = ops::argmax_rows(&logits)?;
-        ids_buf.slice_set(&next, 0, 0)?;
-        ops::advance(&pos_buf)
-    };
-
-    loop {
-        // refill free slots
-        let t = Instant::now();
-        let mut changed = false;
-        while next_prompt < n && state.iter().any(Option::is_none) {
-            let free: Vec<usize> = (0..slots).filter(|&s| state[s].is_none()).collect();
-            let take = free.len().min(bc.prefill_batch.max(1)).min(n - next_prompt);
-            let rows: Vec<usize> = (next_prompt..next_prompt + take).collect();
-            next_prompt += take;
-            let batch: Vec<PromptInput> = rows.iter().map(|&r| prompts[r].clone()).collect();
-            let (kv, first) = prefill_batch(model, &batch)?;
-            let mut free = free.into_iter();
-            for (i, &row) in rows.iter().enumerate() {
-                let mut scores = first[i].clone();
-                apply_blockers(&mut scores, cfg, &prompts[row].ids, &[]);
-                let token = argmax(&scores);
-                out[row].tokens.push(token);
-                if finished(&mut out[row], token, cfg) {
-                    continue;
-                }
-                let Some(slot) = free.next() else {
-                    candle_core::bail!("continuous batching: no free slot for prompt {row}")
-                };
-                let len = cache.insert_from(&kv, i, slot)?;
-                host_ids[slot] = token;
-                host_pos[slot] = len as u32;
-                set_ban(&mut host_ban[slot * MAX_BAN..(slot + 1) * MAX_BAN], cfg, &prompts[row].ids, &out[row].tokens)?;
-                state[slot] = Some(Slot { row });
-                changed = true;
-            }
-        }
-        if changed {
-            ops::write_u32(&ids_buf, &host_ids)?;
-            ops::write_u32(&pos_buf, &host_pos)?;
-            ops::write_u32(&ban_buf, &host_ban)?;
-        }
-        prefill += t.elapsed();
-        if state.iter().all(Option::is_none) {
-            break;
-        }
-
-        // room for the column every active slot writes next
-        let needed = (0..slots).filter(|&s| state[s].is_some()).map(|s| host_pos[s] as usize + 1).max().unwrap_or(0);
-        if needed > capacity {
-            capacity = (capacity * 2).max(needed).min(max_capacity);
-            graph = None; // it holds the old cache's addresses
-            cache = cache.grown(capacity)?;
-        }
-
-        // one decode step for every slot
-        let t = Instant::now();
-        match &graph {
-            Some(g) => g.launch()?,
-            None => {
-                if graph_failed {
-                    step(&cache)?;
-                } else {
-                    // the first step runs eagerly (it loads kernels and fills candle's parameter
-                    // cache), then the same step is captured for the following ones
-                    graph = ops::capture_after_warmup(&device, &|| step(&cache))?;
-                    graph_failed = graph.is_none();
+    let capacity = longest + cfg.max_new_tokens.min(bc.initial_new_tokens.max(1));
+    let mut batcher = Batcher::new(model, bc, bc.slots.clamp(1, n), capacity)?;
+    let done: Arc<Mutex<Vec<Option<Generated>>>> = Arc::new(Mutex::new(vec![None; n]));
+    for (row, p) in prompts.iter().enumerate() {
+        let done = done.clone();
+        let sink: Sink = Box::new(move |event| {
+            if let SeqEvent::Done(g) = event {
+                if let Some(slot) = done.lock().unwrap_or_else(|p| p.into_inner()).get_mut(row) {
+                    *slot = Some(g);
                 }
             }
-        }
-        let next = ids_buf.to_vec1::<u32>()?;
-        decode += t.elapsed();
-        steps += 1;
-
-        let mut ban_changed = false;
-        let mut freed = false;
-        for s in 0..slots {
-            host_pos[s] = host_pos[s].saturating_add(1);
-            host_ids[s] = next[s];
-            let Some(slot) = &state[s] else { continue };
-            let row = slot.row;
-            let token = next[s];
-            out[row].tokens.push(token);
-            let row_ban = &mut host_ban[s * MAX_BAN..(s + 1) * MAX_BAN];
-            if finished(&mut out[row], token, cfg) {
-                state[s] = None;
-                freed = true;
-                host_pos[s] = PARKED; // idle: writes dropped, nothing read
-                if row_ban[0] != NO_BAN {
-                    row_ban.fill(NO_BAN);
-                    ban_changed = true;
-                }
-                continue;
-            }
-            let before = row_ban[0] != NO_BAN;
-            let now = set_ban(row_ban, cfg, &prompts[row].ids, &out[row].tokens)?;
-            ban_changed |= before || now;
-        }
-        if ban_changed {
-            ops::write_u32(&ban_buf, &host_ban)?;
-        }
-        if freed {
-            // park the freed slots (a refill overwrites them again)
-            ops::write_u32(&pos_buf, &host_pos)?;
-        }
+            true
+        });
+        batcher.admit(p.clone(), cfg.clone(), sink, Cancel::new())?;
     }
-    Ok(QueueOutput { rows: out, prefill, decode, decode_steps: steps, graph: graph.is_some() })
+    while batcher.step()? {}
+    let (prefill, decode, decode_steps) = batcher.times();
+    let graph = batcher.graph();
+    drop(batcher);
+    let rows = std::mem::take(&mut *done.lock().unwrap_or_else(|p| p.into_inner()))
+        .into_iter()
+        .enumerate()
+        .map(|(row, g)| {
+            g.ok_or_else(|| candle_core::Error::Msg(format!("continuous batching: prompt {row} never finished")))
+        })
+        .collect::<Result<Vec<_>>>()?;
+    Ok(QueueOutput { rows, prefill, decode, decode_steps, graph })
 }
 
 /// Prefills a batch of prompts (left-padded) and returns the cache and each row's last logits.
@@ -347,6 +769,185 @@ mod tests {
             }
             assert!(q.decode_steps > 12, "slots were refilled: {} steps", q.decode_steps);
         }
+        Ok(())
+    }
+
+    type Log = Arc<Mutex<Vec<SeqEvent>>>;
+
+    /// A sink that records every event.
+    fn recorder() -> (Sink, Log) {
+        let log: Log = Arc::new(Mutex::new(Vec::new()));
+        let l = log.clone();
+        (
+            Box::new(move |e| {
+                l.lock().unwrap().push(e);
+                true
+            }),
+            log,
+        )
+    }
+
+    /// The streamed tokens and the final row of a finished sequence; they must agree.
+    fn streamed(log: &Log) -> Generated {
+        let events = log.lock().unwrap().clone();
+        let tokens: Vec<u32> =
+            events.iter().filter_map(|e| if let SeqEvent::Token(t) = e { Some(*t) } else { None }).collect();
+        let Some(SeqEvent::Done(g)) = events.last() else { panic!("not done: {events:?}") };
+        assert_eq!(events.iter().filter(|e| matches!(e, SeqEvent::Done(_))).count(), 1);
+        assert_eq!(&tokens, &g.tokens, "streamed tokens are the final row");
+        g.clone()
+    }
+
+    #[test]
+    fn live_admission_at_different_steps_gives_the_batch_paths_tokens() -> Result<()> {
+        let m = model();
+        let prompts: Vec<PromptInput> =
+            [5, 9, 3, 12, 7, 4].iter().enumerate().map(|(i, &l)| prompt(&m, l, i as u64 + 10)).collect();
+        // per-sequence settings: budgets, blockers and ignore_eos differ between sequences
+        let cfgs: Vec<GenerationConfig> = (0..prompts.len())
+            .map(|i| match i % 3 {
+                0 => GenerationConfig::plain_greedy(12),
+                1 => GenerationConfig {
+                    ngram: Some(NgramBlocker { ngram_size: 2, window_size: 8, whitelist: vec![] }),
+                    ..GenerationConfig::plain_greedy(9)
+                },
+                _ => GenerationConfig {
+                    no_repeat_ngram_size: Some(2),
+                    ignore_eos: true,
+                    ..GenerationConfig::plain_greedy(14)
+                },
+            })
+            .collect();
+        // the batch path, each prompt with its settings
+        let want: Vec<Generated> = prompts
+            .iter()
+            .zip(&cfgs)
+            .map(|(p, c)| {
+                let bc = BatcherConfig { slots: 2, prefill_batch: 2, cuda_graph: false, initial_new_tokens: 3 };
+                Ok(generate_queue(&m, std::slice::from_ref(p), c, &bc)?.rows.remove(0))
+            })
+            .collect::<Result<_>>()?;
+        // the live path: 3 slots, a cache for 2 generated tokens (it grows), prompts admitted at
+        // steps 0, 0, 1, 4, 4 and 7 while others decode
+        let bc = BatcherConfig { slots: 3, prefill_batch: 2, cuda_graph: false, initial_new_tokens: 2 };
+        let mut b = Batcher::new(&m, &bc, 3, 6)?;
+        let admit_at = [0usize, 0, 1, 4, 4, 7];
+        let mut logs = Vec::new();
+        let mut step = 0usize;
+        let mut next = 0usize;
+        loop {
+            while next < prompts.len() && admit_at[next] <= step {
+                let (sink, log) = recorder();
+                b.admit(prompts[next].clone(), cfgs[next].clone(), sink, Cancel::new())?;
+                logs.push(log);
+                next += 1;
+            }
+            let ran = b.step()?;
+            step += 1;
+            if !ran && next == prompts.len() {
+                break;
+            }
+            assert!(b.active() <= 3);
+        }
+        assert!(b.is_idle());
+        for (i, log) in logs.iter().enumerate() {
+            assert_eq!(streamed(log), want[i], "prompt {i} admitted at step {}", admit_at[i]);
+        }
+        Ok(())
+    }
+
+    #[test]
+    fn a_cancelled_sequence_frees_its_slot_at_the_next_step() -> Result<()> {
+        let m = model();
+        let prompts: Vec<PromptInput> = (0..3).map(|i| prompt(&m, 6 + i, 40 + i as u64)).collect();
+        let cfg = GenerationConfig { ignore_eos: true, ..GenerationConfig::plain_greedy(10) };
+        let bc = BatcherConfig { slots: 2, prefill_batch: 2, cuda_graph: false, initial_new_tokens: 16 };
+        let want: Vec<Generated> = generate_queue(&m, &prompts, &cfg, &bc)?.rows;
+        let mut b = Batcher::new(&m, &bc, 2, 32)?;
+        let cancel = Cancel::new();
+        let (sink0, log0) = recorder();
+        b.admit(prompts[0].clone(), cfg.clone(), sink0, cancel.clone())?;
+        // the second sequence's receiver goes away after its third token
+        let (seen, count) = (Arc::new(Mutex::new(Vec::new())), Arc::new(AtomicBool::new(false)));
+        let (s, c) = (seen.clone(), count.clone());
+        let sink1: Sink = Box::new(move |e| {
+            let mut s = s.lock().unwrap();
+            s.push(e);
+            let keep = s.len() < 3;
+            c.store(!keep, Ordering::SeqCst);
+            keep
+        });
+        b.admit(prompts[1].clone(), cfg.clone(), sink1, Cancel::new())?;
+        let (sink2, log2) = recorder();
+        b.admit(prompts[2].clone(), cfg.clone(), sink2, Cancel::new())?;
+        assert!(b.step()?);
+        assert_eq!((b.active(), b.waiting()), (2, 1), "two slots, the third prompt waits");
+        assert!(b.step()?);
+        // the receiver of the second refused its third token: its slot was freed in that step
+        assert!(count.load(Ordering::SeqCst));
+        assert_eq!(b.active(), 1);
+        cancel.cancel();
+        // the next step frees the cancelled slot and admits the waiting prompt into a free slot
+        assert!(b.step()?);
+        assert_eq!((b.active(), b.waiting()), (1, 0));
+        while b.step()? {}
+        assert_eq!(seen.lock().unwrap().len(), 3, "nothing after the refused token");
+        let events0 = log0.lock().unwrap().clone();
+        assert!(!events0.iter().any(|e| matches!(e, SeqEvent::Done(_))), "the cancelled one never finishes");
+        assert!(events0.len() < 10);
+        // what the cancelled sequences got before leaving is their batch tokens' beginning
+        let t0: Vec<u32> =
+            events0.iter().filter_map(|e| if let SeqEvent::Token(t) = e { Some(*t) } else { None }).collect();
+        assert_eq!(t0, want[0].tokens[..t0.len()]);
+        // the waiting prompt, decoded beside them and after them, has its batch tokens
+        assert_eq!(streamed(&log2), want[2]);
+        Ok(())
+    }
+
+    #[test]
+    fn the_live_queue_feeds_a_running_batcher_from_other_threads() -> Result<()> {
+        let m = model();
+        let prompts: Vec<PromptInput> = (0..5).map(|i| prompt(&m, 3 + 2 * i, 70 + i as u64)).collect();
+        let cfg = GenerationConfig::plain_greedy(11);
+        let bc = BatcherConfig { slots: 2, prefill_batch: 2, cuda_graph: false, initial_new_tokens: 4 };
+        let want = generate_queue(&m, &prompts, &cfg, &bc)?.rows;
+        let queue = LiveQueue::new();
+        let mut logs = Vec::new();
+        // a prompt cancelled while it waits in the queue never reaches the batcher
+        let cancelled = Cancel::new();
+        let (sink, dropped) = recorder();
+        queue
+            .submit(Submission { prompt: prompts[0].clone(), cfg: cfg.clone(), sink, cancel: cancelled.clone() })
+            .unwrap();
+        cancelled.cancel();
+        std::thread::scope(|s| {
+            let runner = s.spawn(|| {
+                let mut b = Batcher::new(&m, &bc, 2, 8)?;
+                b.run(&queue)
+            });
+            for p in &prompts {
+                let (sink, log) = recorder();
+                queue.submit(Submission { prompt: p.clone(), cfg: cfg.clone(), sink, cancel: Cancel::new() }).unwrap();
+                logs.push(log);
+                std::thread::sleep(Duration::from_millis(3));
+            }
+            // a sampled prompt is refused alone
+            let (sink, refused) = recorder();
+            let sampled =
+                GenerationConfig { sampling: Sampling::TopP { temperature: 1.0, top_p: 0.9, seed: 1 }, ..cfg.clone() };
+            queue.submit(Submission { prompt: prompts[1].clone(), cfg: sampled, sink, cancel: Cancel::new() }).unwrap();
+            queue.close();
+            runner.join().unwrap()?;
+            assert!(matches!(refused.lock().unwrap().as_slice(), [SeqEvent::Failed(m)] if m.contains("greedily")));
+            Ok::<(), candle_core::Error>(())
+        })?;
+        assert!(dropped.lock().unwrap().is_empty());
+        for (i, log) in logs.iter().enumerate() {
+            assert_eq!(streamed(log), want[i], "prompt {i}");
+        }
+        assert!(queue
+            .submit(Submission { prompt: prompts[0].clone(), cfg, sink: Box::new(|_| true), cancel: Cancel::new() })
+            .is_err());
         Ok(())
     }
 }

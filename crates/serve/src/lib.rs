@@ -8,7 +8,8 @@
 //! - [`api`]: request, response, stream-chunk and error types of the wire format;
 //! - [`client`]: the `openai` engine ([`client::OpenAiEngine`], an `occ_core::OcrEngine`);
 //! - [`input`]: a request's prompt, pages and settings, with the limits checked;
-//! - [`scheduler`]: the bounded queue and the worker thread that owns the model ([`Reader`]);
+//! - [`scheduler`]: the bounded queue and the worker thread that owns the model ([`Reader`]), feeding
+//!   the running continuous batcher live (`live`: an occ-model reader's live session) or per request;
 //! - [`server`]: routes, handlers, server-sent events, draining; [`metrics`]: Prometheus text;
 //! - [`error`]: errors with their status in OpenAI's error shape;
 //! - [`pdf`]: rasterising PDF pages (hayro, pure Rust).
@@ -22,6 +23,7 @@ pub mod api;
 pub mod client;
 pub mod error;
 pub mod input;
+mod live;
 pub mod metrics;
 pub mod pdf;
 pub mod scheduler;
@@ -29,5 +31,5 @@ pub mod server;
 
 pub use client::{OpenAiConfig, OpenAiEngine};
 pub use input::Limits;
-pub use scheduler::{Params, Reader, Reading};
+pub use scheduler::{Detokenizer, Events, LiveSession, PageEvent, Params, Reader, Reading};
 pub use server::{ServeConfig, Server};

@@ -4,9 +4,10 @@
 //! | --- | --- | --- |
 //! | `occ_queue_depth` | gauge | requests waiting for the model |
 //! | `occ_active_slots` | gauge | pages the model is reading now |
-//! | `occ_tokens_per_second` | gauge | generated tokens per second of the last batch |
+//! | `occ_tokens_per_second` | gauge | generated tokens per second: of the last second of decoding (live), of the last batch (per request) |
 //! | `occ_generated_tokens_total` | counter | generated tokens |
-//! | `occ_batches_total` | counter | batches the model read |
+//! | `occ_batches_total` | counter | admissions: groups of requests admitted into the running batcher together (live), batches read (per request) |
+//! | `occ_decode_steps_total` | counter | decode steps of the live batcher (one token for every active slot) |
 //! | `occ_requests_total{code}` | counter | answered requests by HTTP status (499: the client went away) |
 //! | `occ_request_duration_seconds` | histogram | time from a request's arrival to its last byte |
 
@@ -34,6 +35,7 @@ pub struct Metrics {
     active: AtomicUsize,
     generated: AtomicU64,
     batches: AtomicU64,
+    steps: AtomicU64,
     /// f64 bits of the last batch's tokens per second.
     tokens_per_second: AtomicU64,
     requests: Mutex<BTreeMap<u16, u64>>,
@@ -60,6 +62,23 @@ impl Metrics {
         self.batches.fetch_add(1, Ordering::Relaxed);
         let rate = tokens as f64 / elapsed.as_secs_f64().max(1e-9);
         self.tokens_per_second.store(rate.to_bits(), Ordering::Relaxed);
+    }
+
+    /// Live decoding: `tokens` generated in `elapsed` (a window of decode steps).
+    pub fn record_tokens(&self, tokens: usize, elapsed: Duration) {
+        self.generated.fetch_add(tokens as u64, Ordering::Relaxed);
+        let rate = tokens as f64 / elapsed.as_secs_f64().max(1e-9);
+        self.tokens_per_second.store(rate.to_bits(), Ordering::Relaxed);
+    }
+
+    /// Live decoding: one decode step ran.
+    pub fn record_step(&self) {
+        self.steps.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Live decoding: a group of requests was admitted into the running batcher.
+    pub fn record_admission(&self) {
+        self.batches.fetch_add(1, Ordering::Relaxed);
     }
 
     /// A request answered with `status` after `elapsed`.
@@ -94,7 +113,7 @@ impl Metrics {
         gauge(
             &mut s,
             "occ_tokens_per_second",
-            "Generated tokens per second of the last batch.",
+            "Generated tokens per second (live: the last second of decoding; per request: the last batch).",
             "gauge",
             format!("{}", f64::from_bits(self.tokens_per_second.load(Ordering::Relaxed))),
         );
@@ -108,9 +127,16 @@ impl Metrics {
         gauge(
             &mut s,
             "occ_batches_total",
-            "Batches the model read.",
+            "Groups of requests admitted together (live) or batches read (per request).",
             "counter",
             self.batches.load(Ordering::Relaxed).to_string(),
+        );
+        gauge(
+            &mut s,
+            "occ_decode_steps_total",
+            "Decode steps of the live batcher.",
+            "counter",
+            self.steps.load(Ordering::Relaxed).to_string(),
         );
         let _ = writeln!(
             s,

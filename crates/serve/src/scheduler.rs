@@ -1,19 +1,23 @@
 //! The model's side of the server: one worker thread owns the reader; requests wait in a bounded
-//! queue and are taken in batches.
+//! queue until the model takes them.
 //!
 //! # How requests share the model
-//! Handlers never touch the model: each admitted request becomes a [`Job`] in the queue and its
-//! handler awaits the answer. Whenever the model is free the worker takes the oldest waiting job and
-//! every other waiting job with the same prompt and sampling settings, up to [`Reader::max_batch`]
-//! pages, and reads them in one call: occ-model's continuous batcher then decodes every page of the
-//! batch in its own slot and refills slots as sequences finish. Requests arriving during a batch
-//! wait for the next one (the batcher takes its prompts when it starts). When the model falls idle
-//! with fewer pages waiting than a batch holds, the worker waits up to a short batch window for more:
-//! clients that send their next page as soon as an answer arrives then share one batch instead of the
-//! first of them taking the model alone.
+//! Handlers never touch the model: each admitted request becomes a [`Job`] in the queue, and its
+//! handler receives the job's [`PageEvent`]s over a channel. The worker runs one of two loops:
 //!
-//! A job whose client went away (disconnect, timeout) is marked cancelled by its handler and dropped
-//! from the queue without reaching the model; a batch already decoding runs to its end.
+//! - **Live** (the default, for a reader with [`Reader::live`]): one continuous batcher runs for
+//!   the server's lifetime. Between two decode steps the worker takes waiting jobs in arrival order
+//!   while their pages fit the free slots (an idle batcher takes the next job whatever its size),
+//!   runs their pages through preprocessing and the vision encoder, and admits them; each decode
+//!   step then reports one token per active page, at once, to its handler (token-by-token
+//!   streaming). A job whose client went away is cancelled: its pages leave their slots before the
+//!   next decode step. Requests with sampling settings (temperature > 0) are read alone through
+//!   [`Reader::read`] between two steps (the batcher decodes greedily).
+//! - **Per request** (`ServeConfig::live = false`, or a reader without a live path): the worker
+//!   takes the oldest waiting job and every other waiting job with the same prompt and settings,
+//!   up to [`Reader::max_batch`] pages, and reads them in one call; requests arriving meanwhile wait
+//!   for the next call. An idle model waits up to a short batch window for a batch to fill. A job
+//!   whose client went away leaves the queue; one already being read is read to its end.
 
 use std::collections::VecDeque;
 use std::panic::AssertUnwindSafe;
@@ -26,7 +30,7 @@ use image::RgbImage;
 use occ_core::{Mode, OcrOptions, Prompt};
 use occ_model::generate::Sampling;
 use occ_model::pipeline::DeepseekOcr;
-use tokio::sync::oneshot;
+use tokio::sync::mpsc;
 
 use crate::metrics::Metrics;
 
@@ -55,15 +59,78 @@ pub struct Reading {
     pub stopped_at_eos: bool,
 }
 
-/// A model the server can run: one call reads a batch of pages with one prompt and one set of
-/// sampling settings.
+/// What the worker reports about one page of a job, in order: tokens as they are chosen (live
+/// path only), then `Done` or `Failed`.
+#[derive(Debug, Clone, PartialEq)]
+pub enum PageEvent {
+    /// A generated id (in the tokenizer's ids; the stopping EOS included).
+    Token(u32),
+    Done(Reading),
+    Failed(String),
+}
+
+/// Where a job's events go: `(page index, event)`.
+pub type Events = mpsc::UnboundedSender<(usize, PageEvent)>;
+
+/// A model the server can run. [`Reader::read`] reads a batch of pages with one prompt and one set
+/// of settings in one call; [`Reader::live`], where a reader has it, decodes pages admitted while
+/// others decode.
 pub trait Reader: Send + 'static {
-    /// Pages per call at most.
+    /// Pages per call at most (per request), decoder slots (live).
     fn max_batch(&self) -> usize;
     /// The only mode the model reads, if it has one (a mini reader's canvas).
     fn native_mode(&self) -> Option<Mode>;
     /// Reads every page; one reading per page, in order.
-    fn read(&mut self, pages: &[(&RgbImage, Mode)], prompt: &Prompt, params: &Params) -> Result<Vec<Reading>, String>;
+    fn read(&self, pages: &[(&RgbImage, Mode)], prompt: &Prompt, params: &Params) -> Result<Vec<Reading>, String>;
+    /// A live decoding session with `slots` slots; `None` when the reader has no live path.
+    fn live(&self, _slots: usize) -> Option<Result<Box<dyn LiveSession + '_>, String>> {
+        None
+    }
+    /// The text of generated ids, as [`Reading::text`] gives it for the whole answer (streaming
+    /// sends the growth of this text); `None`: the text comes with the reading only.
+    fn detokenizer(&self) -> Option<Detokenizer> {
+        None
+    }
+}
+
+/// Generated ids → the answer's text.
+pub type Detokenizer = Arc<dyn Fn(&[u32]) -> String + Send + Sync>;
+
+/// The state of live decoding, owned by the worker thread.
+pub trait LiveSession {
+    /// Whether a request with these settings decodes live (else it is read through
+    /// [`Reader::read`]).
+    fn accepts(&self, params: &Params) -> bool;
+    /// Slots neither decoding nor promised to an admitted page.
+    fn free_slots(&self) -> usize;
+    /// Pages decoding now.
+    fn active(&self) -> usize;
+    /// Nothing decoding and nothing admitted.
+    fn is_idle(&self) -> bool;
+    /// Prepares a job's pages (preprocessing, vision encoder) and admits them; each page reports to
+    /// `events` under its index. A cancelled job's pages leave at the next step.
+    fn admit(
+        &mut self,
+        pages: &[(&RgbImage, Mode)],
+        prompt: &Prompt,
+        params: &Params,
+        events: Events,
+        cancelled: Arc<AtomicBool>,
+    ) -> Result<(), String>;
+    /// Admits what waits into free slots and runs one decode step; returns the tokens it generated,
+    /// or `None` when there was nothing to decode.
+    fn step(&mut self) -> Result<Option<usize>, String>;
+    /// The session failed: every page it holds gets [`PageEvent::Failed`].
+    fn fail_all(&mut self, message: &str);
+}
+
+pub(crate) fn options(params: &Params) -> OcrOptions {
+    OcrOptions {
+        max_new_tokens: params.max_tokens,
+        temperature: params.temperature,
+        seed: params.seed,
+        ignore_eos: params.ignore_eos,
+    }
 }
 
 impl Reader for DeepseekOcr {
@@ -75,16 +142,10 @@ impl Reader for DeepseekOcr {
         DeepseekOcr::native_mode(self)
     }
 
-    fn read(&mut self, pages: &[(&RgbImage, Mode)], prompt: &Prompt, params: &Params) -> Result<Vec<Reading>, String> {
+    fn read(&self, pages: &[(&RgbImage, Mode)], prompt: &Prompt, params: &Params) -> Result<Vec<Reading>, String> {
         // the same settings as the engine trait's call with these options (so an answer equals
         // `OcrEngine::ocr` on the same page), with the request's top_p
-        let options = OcrOptions {
-            max_new_tokens: params.max_tokens,
-            temperature: params.temperature,
-            seed: params.seed,
-            ignore_eos: params.ignore_eos,
-        };
-        let mut cfg = self.generation_for(&options);
+        let mut cfg = self.generation_for(&options(params));
         if let Sampling::TopP { top_p, .. } = &mut cfg.sampling {
             *top_p = params.top_p;
         }
@@ -100,10 +161,15 @@ impl Reader for DeepseekOcr {
             })
             .collect())
     }
-}
 
-/// The answer to a job: one reading per page, or what failed.
-pub type JobResult = Result<Vec<Reading>, String>;
+    fn live(&self, slots: usize) -> Option<Result<Box<dyn LiveSession + '_>, String>> {
+        Some(crate::live::EngineSession::new(self, slots).map(|s| Box::new(s) as Box<dyn LiveSession + '_>))
+    }
+
+    fn detokenizer(&self) -> Option<Detokenizer> {
+        Some(crate::live::detokenizer(self))
+    }
+}
 
 /// One admitted request.
 #[derive(Debug)]
@@ -114,7 +180,38 @@ pub struct Job {
     pub params: Params,
     /// Set by the handler when nobody waits for the answer any more.
     pub cancelled: Arc<AtomicBool>,
-    pub reply: oneshot::Sender<JobResult>,
+    pub events: Events,
+}
+
+impl Job {
+    fn is_cancelled(&self) -> bool {
+        self.cancelled.load(Ordering::SeqCst) || self.events.is_closed()
+    }
+
+    fn fail(&self, message: &str) {
+        for page in 0..self.pages.len() {
+            // the handler may have gone; nothing to tell then
+            let _ = self.events.send((page, PageEvent::Failed(message.to_string())));
+        }
+    }
+
+    fn answer(&self, result: Result<Vec<Reading>, String>) {
+        match result {
+            Ok(readings) if readings.len() == self.pages.len() => {
+                for (page, r) in readings.into_iter().enumerate() {
+                    let _ = self.events.send((page, PageEvent::Done(r)));
+                }
+            }
+            Ok(readings) => {
+                self.fail(&format!("the model gave {} readings for {} pages", readings.len(), self.pages.len()))
+            }
+            Err(msg) => self.fail(&msg),
+        }
+    }
+
+    fn pages(&self) -> Vec<(&RgbImage, Mode)> {
+        self.pages.iter().map(|p| (p, self.mode)).collect()
+    }
 }
 
 /// The queue was full.
@@ -142,6 +239,15 @@ impl Shared {
     }
 }
 
+/// How the worker feeds the model.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct WorkerConfig {
+    /// Feed the running batcher live (when the reader has a live path).
+    pub live: bool,
+    /// Per request: how long an idle model waits for a batch to fill.
+    pub batch_window: Duration,
+}
+
 /// The queue and the worker thread that owns the reader.
 pub struct Scheduler {
     shared: Arc<Shared>,
@@ -156,20 +262,14 @@ impl std::fmt::Debug for Scheduler {
 }
 
 impl Scheduler {
-    /// Starts the worker; at most `max_queue` requests wait at once, and an idle model waits up to
-    /// `batch_window` for a batch to fill.
-    pub fn start(
-        reader: Box<dyn Reader>,
-        max_queue: usize,
-        batch_window: Duration,
-        metrics: Arc<Metrics>,
-    ) -> Scheduler {
+    /// Starts the worker; at most `max_queue` requests wait at once.
+    pub fn start(reader: Box<dyn Reader>, max_queue: usize, wc: WorkerConfig, metrics: Arc<Metrics>) -> Scheduler {
         let shared = Arc::new(Shared { state: Mutex::new(State::default()), wake: Condvar::new(), metrics });
         let worker = {
             let shared = shared.clone();
             std::thread::Builder::new()
                 .name("occ-serve-model".into())
-                .spawn(move || work(reader, &shared, batch_window))
+                .spawn(move || work(reader, &shared, wc))
                 .expect("invariant: the OS can start one thread")
         };
         Scheduler { shared, max_queue, worker: Some(worker) }
@@ -179,7 +279,7 @@ impl Scheduler {
     /// dropped first).
     pub fn submit(&self, job: Job) -> Result<(), QueueFull> {
         let mut st = self.shared.lock();
-        st.pending.retain(|j| !j.cancelled.load(Ordering::SeqCst));
+        st.pending.retain(|j| !j.is_cancelled());
         if st.closed || st.pending.len() >= self.max_queue {
             let n = st.pending.len();
             self.shared.metrics.set_queue_depth(n);
@@ -194,10 +294,10 @@ impl Scheduler {
 
     /// Requests waiting now (cancelled ones not counted).
     pub fn queue_depth(&self) -> usize {
-        self.shared.lock().pending.iter().filter(|j| !j.cancelled.load(Ordering::SeqCst)).count()
+        self.shared.lock().pending.iter().filter(|j| !j.is_cancelled()).count()
     }
 
-    /// Lets the worker finish what is queued, then stop; returns when it has.
+    /// Lets the worker finish what is queued and decoding, then stop; returns when it has.
     pub fn close(&mut self) {
         self.shared.lock().closed = true;
         self.shared.wake.notify_all();
@@ -214,11 +314,11 @@ impl Drop for Scheduler {
     }
 }
 
-/// Waits for work; `None` once closed and empty.
+/// Per request: waits for work; `None` once closed and empty.
 fn next_batch(shared: &Shared, max_pages: usize, window: Duration) -> Option<Vec<Job>> {
     let mut st = shared.lock();
     loop {
-        st.pending.retain(|j| !j.cancelled.load(Ordering::SeqCst));
+        st.pending.retain(|j| !j.is_cancelled());
         if !st.pending.is_empty() {
             break;
         }
@@ -237,7 +337,7 @@ fn next_batch(shared: &Shared, max_pages: usize, window: Duration) -> Option<Vec
         }
         st = shared.wake.wait_timeout(st, deadline - now).unwrap_or_else(|p| p.into_inner()).0;
     }
-    st.pending.retain(|j| !j.cancelled.load(Ordering::SeqCst));
+    st.pending.retain(|j| !j.is_cancelled());
     if st.pending.is_empty() {
         drop(st);
         return next_batch(shared, max_pages, window);
@@ -259,16 +359,30 @@ fn next_batch(shared: &Shared, max_pages: usize, window: Duration) -> Option<Vec
     Some(batch)
 }
 
-fn work(mut reader: Box<dyn Reader>, shared: &Shared, window: Duration) {
+fn work(reader: Box<dyn Reader>, shared: &Shared, wc: WorkerConfig) {
+    if wc.live {
+        match reader.live(reader.max_batch().max(1)) {
+            Some(Ok(session)) => return work_live(&*reader, session, shared),
+            Some(Err(msg)) => tracing::warn!("live decoding is unavailable ({msg}); reading per request"),
+            None => {}
+        }
+    }
+    work_per_request(&*reader, shared, wc.batch_window)
+}
+
+/// Runs `f`, turning a panic into an error naming `what`.
+fn guarded<T>(what: &str, f: impl FnOnce() -> Result<T, String>) -> Result<T, String> {
+    std::panic::catch_unwind(AssertUnwindSafe(f)).unwrap_or_else(|_| Err(format!("the model panicked while {what}")))
+}
+
+fn work_per_request(reader: &dyn Reader, shared: &Shared, window: Duration) {
     let max_pages = reader.max_batch().max(1);
     while let Some(batch) = next_batch(shared, max_pages, window) {
         let pages: Vec<(&RgbImage, Mode)> =
             batch.iter().flat_map(|j| j.pages.iter().map(move |p| (p, j.mode))).collect();
         shared.metrics.set_active(pages.len());
         let t = Instant::now();
-        let result =
-            std::panic::catch_unwind(AssertUnwindSafe(|| reader.read(&pages, &batch[0].prompt, &batch[0].params)))
-                .unwrap_or_else(|_| Err("the model panicked while reading this batch".into()));
+        let result = guarded("reading this batch", || reader.read(&pages, &batch[0].prompt, &batch[0].params));
         let elapsed = t.elapsed();
         shared.metrics.set_active(0);
         match result {
@@ -278,21 +392,120 @@ fn work(mut reader: Box<dyn Reader>, shared: &Shared, window: Duration) {
                 let mut readings = readings.into_iter();
                 for job in batch {
                     let mine: Vec<Reading> = readings.by_ref().take(job.pages.len()).collect();
-                    // the handler may have gone; nothing to tell then
-                    let _ = job.reply.send(Ok(mine));
+                    job.answer(Ok(mine));
                 }
             }
             Ok(readings) => {
                 let msg = format!("the model gave {} readings for {} pages", readings.len(), pages.len());
                 for job in batch {
-                    let _ = job.reply.send(Err(msg.clone()));
+                    job.fail(&msg);
                 }
             }
             Err(msg) => {
                 for job in batch {
-                    let _ = job.reply.send(Err(msg.clone()));
+                    job.fail(&msg);
                 }
             }
+        }
+    }
+}
+
+/// Live: takes the jobs that fit the free slots (blocking while the session is idle); `None` once
+/// closed, empty and idle.
+fn take_jobs(shared: &Shared, session: &dyn LiveSession) -> Option<Vec<Job>> {
+    let mut st = shared.lock();
+    let idle = session.is_idle();
+    loop {
+        st.pending.retain(|j| !j.is_cancelled());
+        if !idle || !st.pending.is_empty() {
+            break;
+        }
+        shared.metrics.set_queue_depth(0);
+        if st.closed {
+            return None;
+        }
+        st = shared.wake.wait(st).unwrap_or_else(|p| p.into_inner());
+    }
+    let mut free = session.free_slots();
+    let mut taken = Vec::new();
+    while let Some(job) = st.pending.front() {
+        let n = job.pages.len();
+        // in arrival order; a job larger than the free slots waits, unless the batcher is idle
+        if n > free && !(idle && taken.is_empty()) {
+            break;
+        }
+        free = free.saturating_sub(n);
+        taken.push(st.pending.pop_front().expect("invariant: a front job"));
+    }
+    shared.metrics.set_queue_depth(st.pending.len());
+    Some(taken)
+}
+
+fn work_live<'r>(reader: &'r dyn Reader, first: Box<dyn LiveSession + 'r>, shared: &Shared) {
+    let slots = reader.max_batch().max(1);
+    let mut session = first;
+    let (mut window_tokens, mut window_start) = (0usize, Instant::now());
+    while let Some(jobs) = take_jobs(shared, &*session) {
+        if session.is_idle() {
+            // the tokens-per-second window starts with the work (not while the model waited)
+            window_start = Instant::now();
+        }
+        if !jobs.is_empty() {
+            shared.metrics.record_admission();
+        }
+        for job in jobs {
+            if job.is_cancelled() {
+                continue;
+            }
+            let pages = job.pages();
+            if !session.accepts(&job.params) {
+                // sampled: read alone, between two decode steps
+                shared.metrics.set_active(session.active() + pages.len());
+                let t = Instant::now();
+                let result = guarded("reading a sampled request", || reader.read(&pages, &job.prompt, &job.params));
+                if let Ok(r) = &result {
+                    shared.metrics.record_batch(r.iter().map(|r| r.token_ids.len()).sum(), t.elapsed());
+                }
+                job.answer(result);
+                continue;
+            }
+            let admitted = guarded("preparing a request", || {
+                session.admit(&pages, &job.prompt, &job.params, job.events.clone(), job.cancelled.clone())
+            });
+            if let Err(msg) = admitted {
+                job.fail(&msg);
+            }
+        }
+        let stepped = guarded("decoding", || session.step());
+        shared.metrics.set_active(session.active());
+        match stepped {
+            Ok(Some(tokens)) => {
+                shared.metrics.record_step();
+                window_tokens += tokens;
+            }
+            Ok(None) => {}
+            Err(msg) => {
+                tracing::error!("live decoding failed: {msg}");
+                session.fail_all(&msg);
+                shared.metrics.set_active(0);
+                drop(session);
+                session = match reader.live(slots) {
+                    Some(Ok(s)) => s,
+                    other => {
+                        let why = match other {
+                            Some(Err(e)) => e,
+                            _ => "the reader has no live path".into(),
+                        };
+                        tracing::error!("live decoding cannot restart ({why}); reading per request");
+                        return work_per_request(reader, shared, Duration::ZERO);
+                    }
+                };
+            }
+        }
+        let elapsed = window_start.elapsed();
+        if elapsed >= Duration::from_secs(1) || (session.is_idle() && window_tokens > 0) {
+            shared.metrics.record_tokens(window_tokens, elapsed);
+            (window_tokens, window_start) = (0, Instant::now());
         }
     }
 }

@@ -18,7 +18,7 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use futures_util::stream::{self, Stream, StreamExt};
 use occ_core::Mode;
-use tokio::sync::{oneshot, Notify};
+use tokio::sync::{mpsc, Notify};
 
 use crate::api::{
     AssistantMessage, ChatChunk, ChatRequest, ChatResponse, Choice, ChunkChoice, Delta, ModelCard, ModelList, Usage,
@@ -26,7 +26,7 @@ use crate::api::{
 use crate::error::ApiError;
 use crate::input::{self, Limits, Sources};
 use crate::metrics::Metrics;
-use crate::scheduler::{Job, JobResult, Reader, Reading, Scheduler};
+use crate::scheduler::{Detokenizer, Job, PageEvent, Reader, Reading, Scheduler, WorkerConfig};
 
 /// How the server runs.
 #[derive(Debug, Clone)]
@@ -49,8 +49,11 @@ pub struct ServeConfig {
     /// How often a streamed answer that is still waiting sends a comment line; a write to a client
     /// that went away fails, and its request leaves the queue.
     pub sse_keep_alive: Duration,
-    /// How long an idle model waits for a batch to fill before reading what is queued.
+    /// Per request: how long an idle model waits for a batch to fill before reading what is queued.
     pub batch_window: Duration,
+    /// Feed requests live into the running continuous batcher (token-by-token streaming,
+    /// cancellation mid-decode); `false`: the older per-request batches (kept for comparison).
+    pub live: bool,
 }
 
 impl ServeConfig {
@@ -67,6 +70,7 @@ impl ServeConfig {
             handle_signals: false,
             sse_keep_alive: Duration::from_secs(2),
             batch_window: Duration::from_millis(10),
+            live: true,
         }
     }
 }
@@ -76,6 +80,9 @@ struct AppState {
     sources: Sources,
     native_mode: Option<Mode>,
     scheduler: Scheduler,
+    /// The text of generated ids, for streaming token by token (`None`: the text of a page comes
+    /// when it is read).
+    detokenizer: Option<Detokenizer>,
     metrics: Arc<Metrics>,
     draining: AtomicBool,
     created: u64,
@@ -128,12 +135,15 @@ async fn serve(cfg: ServeConfig, reader: Box<dyn Reader>, listener: TcpListener,
     let listener = tokio::net::TcpListener::from_std(listener)?;
     let metrics = Arc::new(Metrics::default());
     let native_mode = reader.native_mode();
-    let scheduler = Scheduler::start(reader, cfg.limits.max_queue, cfg.batch_window, metrics.clone());
+    let detokenizer = reader.detokenizer();
+    let wc = WorkerConfig { live: cfg.live, batch_window: cfg.batch_window };
+    let scheduler = Scheduler::start(reader, cfg.limits.max_queue, wc, metrics.clone());
     let created = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
     let state = Arc::new(AppState {
         sources: Sources { local_dir: cfg.allow_local_files.clone() },
         native_mode,
         scheduler,
+        detokenizer,
         metrics,
         draining: AtomicBool::new(false),
         created,
@@ -312,9 +322,9 @@ async fn chat_inner(
             .map_err(|e| ApiError::internal(format!("reading the images failed: {e}")))??
     };
     let n_pages = pages.len();
-    let (reply, answer) = oneshot::channel();
+    let (events, answer) = mpsc::unbounded_channel();
     let flag = Arc::new(AtomicBool::new(false));
-    let job = Job { pages, mode, prompt, params, cancelled: flag.clone(), reply };
+    let job = Job { pages, mode, prompt, params, cancelled: flag.clone(), events };
     st.scheduler.submit(job).map_err(|full| {
         ApiError::unavailable("queue_full", format!("{full}; try again shortly"), st.cfg.retry_after_secs)
     })?;
@@ -329,19 +339,72 @@ async fn chat_inner(
         return Ok(Sse::new(s).keep_alive(keep_alive).into_response());
     }
     let mut guard = guard;
-    let readings = wait(answer, st.cfg.request_timeout).await.inspect_err(|_| guard.cancel())?;
+    let mut answer = answer;
+    let readings = wait(&mut answer, n_pages, st.cfg.request_timeout).await.inspect_err(|_| guard.cancel())?;
     guard.disarm();
     st.metrics.record_request(200, started.elapsed());
     Ok(Json(meta.response(readings)).into_response())
 }
 
-/// Awaits a job's answer for at most `timeout`.
-async fn wait(answer: oneshot::Receiver<JobResult>, timeout: Duration) -> Result<Vec<Reading>, ApiError> {
-    match tokio::time::timeout(timeout, answer).await {
+/// Awaits the readings of a job's `n` pages for at most `timeout`.
+async fn wait(
+    answer: &mut mpsc::UnboundedReceiver<(usize, PageEvent)>,
+    n: usize,
+    timeout: Duration,
+) -> Result<Vec<Reading>, ApiError> {
+    let mut answers = Answers::new(n);
+    let all = async {
+        while !answers.complete() {
+            match answer.recv().await {
+                None => return Err(ApiError::internal("the model stopped before answering")),
+                Some((page, event)) => answers.apply(page, event)?,
+            }
+        }
+        Ok(())
+    };
+    match tokio::time::timeout(timeout, all).await {
         Err(_) => Err(ApiError::timeout(format!("no answer within {} s", timeout.as_secs_f64()))),
-        Ok(Err(_)) => Err(ApiError::internal("the model stopped before answering")),
-        Ok(Ok(Err(msg))) => Err(ApiError::internal(format!("the model failed: {msg}"))),
-        Ok(Ok(Ok(r))) => Ok(r),
+        Ok(Err(e)) => Err(e),
+        Ok(Ok(())) => Ok(answers.readings()),
+    }
+}
+
+/// The events of a job's pages gathered: tokens so far and readings.
+struct Answers {
+    tokens: Vec<Vec<u32>>,
+    readings: Vec<Option<Reading>>,
+    left: usize,
+}
+
+impl Answers {
+    fn new(n: usize) -> Answers {
+        Answers { tokens: vec![Vec::new(); n], readings: vec![None; n], left: n }
+    }
+
+    fn complete(&self) -> bool {
+        self.left == 0
+    }
+
+    fn apply(&mut self, page: usize, event: PageEvent) -> Result<(), ApiError> {
+        let n = self.readings.len();
+        let bad = || ApiError::internal(format!("the model reported page {page} of a request with {n} pages"));
+        match event {
+            PageEvent::Token(id) => self.tokens.get_mut(page).ok_or_else(bad)?.push(id),
+            PageEvent::Done(r) => {
+                let slot = self.readings.get_mut(page).ok_or_else(bad)?;
+                if slot.is_none() {
+                    self.left -= 1;
+                }
+                *slot = Some(r);
+            }
+            PageEvent::Failed(msg) => return Err(ApiError::internal(format!("the model failed: {msg}"))),
+        }
+        Ok(())
+    }
+
+    /// Every page's reading (call once complete).
+    fn readings(&mut self) -> Vec<Reading> {
+        self.readings.iter_mut().filter_map(Option::take).collect()
     }
 }
 
@@ -414,44 +477,141 @@ fn json_event<T: serde::Serialize>(v: &T) -> Event {
     Event::default().data(serde_json::to_string(v).expect("invariant: the wire types serialise"))
 }
 
-/// The events of a streamed answer: the role at once, then the text and the finish reason when the
-/// pages are read (the model hands over whole pages), the usage if asked for, and `[DONE]`. Dropping
-/// the stream (the client went away) cancels a job that has not reached the model.
+/// A streamed answer in progress.
+struct Streaming {
+    st: Arc<AppState>,
+    meta: Meta,
+    answer: mpsc::UnboundedReceiver<(usize, PageEvent)>,
+    guard: CancelOnDrop,
+    include_usage: bool,
+    deadline: tokio::time::Instant,
+    answers: Answers,
+    /// The page whose text is being sent, and the part of its text sent so far.
+    page: usize,
+    sent: String,
+    finished: bool,
+}
+
+impl Streaming {
+    /// The next events: text sent so far grown, or the end (finish reason, usage, `[DONE]`), or an
+    /// error; `None` after the end.
+    async fn next_events(&mut self) -> Option<Vec<Event>> {
+        if self.finished {
+            return None;
+        }
+        loop {
+            let got = tokio::time::timeout_at(self.deadline, self.answer.recv()).await;
+            let mut result = match got {
+                Err(_) => {
+                    Err(ApiError::timeout(format!("no answer within {} s", self.st.cfg.request_timeout.as_secs_f64())))
+                }
+                Ok(None) => Err(ApiError::internal("the model stopped before answering")),
+                Ok(Some((page, event))) => self.answers.apply(page, event),
+            };
+            // everything already there goes out in one chunk
+            while result.is_ok() {
+                match self.answer.try_recv() {
+                    Ok((page, event)) => result = self.answers.apply(page, event),
+                    Err(_) => break,
+                }
+            }
+            if let Err(e) = result {
+                self.finished = true;
+                self.guard.cancel();
+                self.st.metrics.record_request(e.status.as_u16(), self.guard.started.elapsed());
+                return Some(vec![json_event(&e.body())]);
+            }
+            let mut events = Vec::new();
+            let delta = self.flush();
+            if !delta.is_empty() {
+                events.push(json_event(&self.meta.chunk(Delta { role: None, content: Some(delta) }, None)));
+            }
+            if self.answers.complete() {
+                let readings = self.answers.readings();
+                events.push(json_event(&self.meta.chunk(Delta::default(), Some(finish_reason(&readings)))));
+                if self.include_usage {
+                    let mut c = self.meta.chunk(Delta::default(), None);
+                    c.choices.clear();
+                    c.usage = Some(usage(&readings));
+                    events.push(json_event(&c));
+                }
+                events.push(Event::default().data("[DONE]"));
+                self.st.metrics.record_request(200, self.guard.started.elapsed());
+                self.guard.disarm();
+                self.finished = true;
+            }
+            if !events.is_empty() {
+                return Some(events);
+            }
+        }
+    }
+
+    /// The text not yet sent: finished pages in order (joined as the plain answer joins them), then
+    /// the growth of the current page's text while it decodes (held back while it does not extend
+    /// what was sent, or ends in an incomplete character).
+    fn flush(&mut self) -> String {
+        let mut out = String::new();
+        let n = self.answers.readings.len();
+        while self.page < n {
+            let done = self.answers.readings[self.page].as_ref().map(|r| r.text.clone());
+            let text = match (done, &self.st.detokenizer) {
+                (Some(t), _) => Some(t),
+                (None, Some(detok)) => {
+                    let t = detok(&self.answers.tokens[self.page]);
+                    // an incomplete character may still change
+                    (!t.ends_with('\u{FFFD}')).then_some(t)
+                }
+                (None, None) => None,
+            };
+            let is_done = self.answers.readings[self.page].is_some();
+            if let Some(text) = text {
+                if let Some(grown) = text.strip_prefix(self.sent.as_str()) {
+                    out.push_str(grown);
+                    self.sent = text;
+                } else if is_done {
+                    tracing::warn!("page {}: the streamed text is not a prefix of the answer", self.page);
+                }
+            }
+            if !is_done {
+                break;
+            }
+            self.page += 1;
+            self.sent.clear();
+            if self.page < n {
+                out.push_str(PAGE_SEPARATOR);
+            }
+        }
+        out
+    }
+}
+
+/// The events of a streamed answer: the role at once, then the text as it grows (token by token
+/// with a live reader, a page at a time otherwise), the finish reason, the usage if asked for, and
+/// `[DONE]`. Dropping the stream (the client went away) cancels the job: it leaves the queue, or
+/// its pages leave their slots before the next decode step.
 fn event_stream(
     st: Arc<AppState>,
     meta: Meta,
-    answer: oneshot::Receiver<JobResult>,
+    answer: mpsc::UnboundedReceiver<(usize, PageEvent)>,
     guard: CancelOnDrop,
     include_usage: bool,
 ) -> impl Stream<Item = Result<Event, Infallible>> {
     let first = json_event(&meta.chunk(Delta { role: Some("assistant".into()), content: Some(String::new()) }, None));
-    let rest = async move {
-        let mut guard = guard;
-        let timeout = st.cfg.request_timeout;
-        let events = match wait(answer, timeout).await {
-            Ok(readings) => {
-                let mut ev = vec![
-                    json_event(&meta.chunk(Delta { role: None, content: Some(text(&readings)) }, None)),
-                    json_event(&meta.chunk(Delta::default(), Some(finish_reason(&readings)))),
-                ];
-                if include_usage {
-                    let mut c = meta.chunk(Delta::default(), None);
-                    c.choices.clear();
-                    c.usage = Some(usage(&readings));
-                    ev.push(json_event(&c));
-                }
-                ev.push(Event::default().data("[DONE]"));
-                st.metrics.record_request(200, guard.started.elapsed());
-                ev
-            }
-            Err(e) => {
-                guard.cancel();
-                st.metrics.record_request(e.status.as_u16(), guard.started.elapsed());
-                vec![json_event(&e.body())]
-            }
-        };
-        guard.disarm();
-        stream::iter(events.into_iter().map(Ok))
+    let deadline = tokio::time::Instant::now() + st.cfg.request_timeout;
+    let answers = Answers::new(meta.n_pages);
+    let state = Streaming {
+        st,
+        meta,
+        answer,
+        guard,
+        include_usage,
+        deadline,
+        answers,
+        page: 0,
+        sent: String::new(),
+        finished: false,
     };
-    stream::once(async move { Ok(first) }).chain(stream::once(rest).flatten())
+    let rest = stream::unfold(state, |mut s| async move { s.next_events().await.map(|ev| (ev, s)) })
+        .flat_map(|events| stream::iter(events.into_iter().map(Ok)));
+    stream::once(async move { Ok(first) }).chain(rest)
 }

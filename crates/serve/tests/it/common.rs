@@ -1,7 +1,7 @@
 //! Helpers shared by the tests: servers on free ports, requests, pages, a gated fake reader.
 
 use std::io::Cursor;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::Duration;
 
@@ -10,7 +10,7 @@ use candle_core::{DType, Device};
 use image::RgbImage;
 use occ_core::{Mode, Prompt};
 use occ_model::pipeline::{DeepseekOcr, SyntheticSize};
-use occ_serve::{Params, Reader, Reading, ServeConfig, Server};
+use occ_serve::{Events, LiveSession, PageEvent, Params, Reader, Reading, ServeConfig, Server};
 use serde_json::{json, Value};
 
 /// The tiny synthetic engine every test builds the same way.
@@ -98,7 +98,8 @@ pub fn eventually(what: &str, mut cond: impl FnMut() -> bool) {
 }
 
 /// A reader that answers `page WxH` for each page, but only once its gate is open; it counts the
-/// pages it was handed.
+/// pages it was handed and the calls (per request) or decode steps (live) that started. Live, each
+/// page gets one token per decode step, `min(max_tokens, 3)` in all.
 #[derive(Clone, Default)]
 pub struct Gated {
     open: Arc<(Mutex<bool>, Condvar)>,
@@ -112,9 +113,27 @@ impl Gated {
         self.open.1.notify_all();
     }
 
-    /// Calls that have started (and may be waiting at the gate).
+    /// Calls or decode steps that have started (and may be waiting at the gate).
     pub fn calls(&self) -> usize {
         self.calls.load(Ordering::SeqCst)
+    }
+
+    fn wait_at_gate(&self) {
+        self.calls.fetch_add(1, Ordering::SeqCst);
+        let mut open = self.open.0.lock().unwrap();
+        while !*open {
+            open = self.open.1.wait(open).unwrap();
+        }
+    }
+}
+
+fn reading(img: &RgbImage, max_tokens: usize) -> Reading {
+    Reading {
+        text: format!("page {}x{}", img.width(), img.height()),
+        token_ids: vec![1; max_tokens.min(3)],
+        prompt_tokens: 10,
+        vision_tokens: 4,
+        stopped_at_eos: true,
     }
 }
 
@@ -127,22 +146,89 @@ impl Reader for Gated {
         None
     }
 
-    fn read(&mut self, pages: &[(&RgbImage, Mode)], _: &Prompt, params: &Params) -> Result<Vec<Reading>, String> {
-        self.calls.fetch_add(1, Ordering::SeqCst);
-        let mut open = self.open.0.lock().unwrap();
-        while !*open {
-            open = self.open.1.wait(open).unwrap();
-        }
+    fn read(&self, pages: &[(&RgbImage, Mode)], _: &Prompt, params: &Params) -> Result<Vec<Reading>, String> {
+        self.wait_at_gate();
         self.pages_read.fetch_add(pages.len(), Ordering::SeqCst);
-        Ok(pages
-            .iter()
-            .map(|(img, _)| Reading {
-                text: format!("page {}x{}", img.width(), img.height()),
-                token_ids: vec![1; params.max_tokens.min(3)],
-                prompt_tokens: 10,
-                vision_tokens: 4,
-                stopped_at_eos: true,
-            })
-            .collect())
+        Ok(pages.iter().map(|(img, _)| reading(img, params.max_tokens)).collect())
+    }
+
+    fn live(&self, _slots: usize) -> Option<Result<Box<dyn LiveSession + '_>, String>> {
+        Some(Ok(Box::new(GatedSession { gated: self, pages: Vec::new() })))
+    }
+}
+
+struct GatedPage {
+    reading: Reading,
+    sent: usize,
+    page: usize,
+    events: Events,
+    cancelled: Arc<AtomicBool>,
+}
+
+/// [`Gated`]'s live path: 8 slots; each step waits at the gate.
+struct GatedSession<'a> {
+    gated: &'a Gated,
+    pages: Vec<GatedPage>,
+}
+
+impl LiveSession for GatedSession<'_> {
+    fn accepts(&self, _: &Params) -> bool {
+        true
+    }
+
+    fn free_slots(&self) -> usize {
+        8usize.saturating_sub(self.pages.len())
+    }
+
+    fn active(&self) -> usize {
+        self.pages.len()
+    }
+
+    fn is_idle(&self) -> bool {
+        self.pages.is_empty()
+    }
+
+    fn admit(
+        &mut self,
+        pages: &[(&RgbImage, Mode)],
+        _: &Prompt,
+        params: &Params,
+        events: Events,
+        cancelled: Arc<AtomicBool>,
+    ) -> Result<(), String> {
+        self.gated.pages_read.fetch_add(pages.len(), Ordering::SeqCst);
+        for (page, (img, _)) in pages.iter().enumerate() {
+            let reading = reading(img, params.max_tokens);
+            self.pages.push(GatedPage { reading, sent: 0, page, events: events.clone(), cancelled: cancelled.clone() });
+        }
+        Ok(())
+    }
+
+    fn step(&mut self) -> Result<Option<usize>, String> {
+        self.pages.retain(|p| !p.cancelled.load(Ordering::SeqCst));
+        if self.pages.is_empty() {
+            return Ok(None);
+        }
+        self.gated.wait_at_gate();
+        let n = self.pages.len();
+        self.pages.retain_mut(|p| {
+            let id = p.reading.token_ids[p.sent];
+            p.sent += 1;
+            if p.events.send((p.page, PageEvent::Token(id))).is_err() {
+                return false;
+            }
+            if p.sent < p.reading.token_ids.len() {
+                return true;
+            }
+            let _ = p.events.send((p.page, PageEvent::Done(p.reading.clone())));
+            false
+        });
+        Ok(Some(n))
+    }
+
+    fn fail_all(&mut self, message: &str) {
+        for p in self.pages.drain(..) {
+            let _ = p.events.send((p.page, PageEvent::Failed(message.into())));
+        }
     }
 }

@@ -8,7 +8,7 @@ use serde_json::Value;
 use crate::common::*;
 
 #[test]
-fn the_openai_python_package_reads_a_page_streams_it_and_gets_errors() {
+fn the_openai_python_package_reads_a_page_streams_it_gets_errors_and_goes_away_mid_stream() {
     let img = page(7);
     let max_tokens = 8;
     let mut engine = tiny_engine();
@@ -24,7 +24,10 @@ fn the_openai_python_package_reads_a_page_streams_it_and_gets_errors() {
     std::fs::create_dir_all(&dir).unwrap();
     let png_path = dir.join("page.png");
     std::fs::write(&png_path, png(&img)).unwrap();
-    let server = occ_serve::Server::start(config(), Box::new(tiny_engine())).unwrap();
+    // one decoder slot: the completion after the closed stream needs the slot that stream held
+    let mut engine = tiny_engine();
+    engine.max_batch = 1;
+    let server = occ_serve::Server::start(config(), Box::new(engine)).unwrap();
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/python/openai_client.py");
     let out = Command::new("python3")
         .arg(script)
@@ -40,6 +43,11 @@ fn the_openai_python_package_reads_a_page_streams_it_and_gets_errors() {
     assert_eq!(got["text"], want.text.as_str());
     assert_eq!(got["streamed"], want.text.as_str());
     assert_eq!(got["completion_tokens"], want.n_generated_tokens.unwrap());
+    assert!(got["pieces"].as_u64().unwrap() > 1, "{got}");
+    // the closed stream was cancelled mid-decode (8000 tokens asked for) and counted as gone
+    eventually("the closed stream is counted", || metric(&server, "occ_requests_total{code=\"499\"}") == 1.0);
+    let steps = metric(&server, "occ_decode_steps_total");
+    assert!(steps < 4000.0, "{steps} decode steps: the closed stream was not cancelled");
     server.shutdown();
     server.wait().unwrap();
     std::fs::remove_dir_all(&dir).unwrap();

@@ -59,16 +59,12 @@ fn a_completion_has_the_in_process_engines_tokens_text_and_usage() {
     server.wait().unwrap();
 }
 
-#[test]
-fn thirty_two_concurrent_requests_each_equal_their_sequential_result() {
-    let pages: Vec<_> = (0..32).map(page).collect();
-    let want = in_process(&pages, MAX_TOKENS);
-    let server = occ_serve::Server::start(config(), Box::new(tiny_engine())).unwrap();
-    let got: Vec<Vec<u32>> = std::thread::scope(|s| {
+/// 32 clients at once against a server; each answer's token ids.
+fn thirty_two_at_once(server: &occ_serve::Server, pages: &[image::RgbImage]) -> Vec<Vec<u32>> {
+    std::thread::scope(|s| {
         let handles: Vec<_> = pages
             .iter()
             .map(|img| {
-                let server = &server;
                 s.spawn(move || {
                     let (status, _, body) =
                         post(server, &request("tiny", &data_url("image/png", &png(img)), MAX_TOKENS));
@@ -78,12 +74,31 @@ fn thirty_two_concurrent_requests_each_equal_their_sequential_result() {
             })
             .collect();
         handles.into_iter().map(|h| h.join().unwrap()).collect()
-    });
-    assert_eq!(got, want);
-    // the requests shared batches: fewer batches than requests
+    })
+}
+
+#[test]
+fn thirty_two_concurrent_requests_each_equal_their_sequential_result() {
+    let pages: Vec<_> = (0..32).map(page).collect();
+    let want = in_process(&pages, MAX_TOKENS);
+    // live: admitted into the running batcher as they come
+    let server = occ_serve::Server::start(config(), Box::new(tiny_engine())).unwrap();
+    assert_eq!(thirty_two_at_once(&server, &pages), want);
+    // the requests shared decode steps: fewer steps than the answers' tokens after the first
+    let steps = metric(&server, "occ_decode_steps_total");
+    let sequential: usize = want.iter().map(|w| w.len() - 1).sum();
+    assert!(steps > 0.0 && steps < sequential as f64, "{steps} decode steps for {sequential} tokens");
+    assert_eq!(metric(&server, "occ_requests_total{code=\"200\"}"), 32.0);
+    assert_eq!(metric(&server, "occ_generated_tokens_total"), want.iter().map(Vec::len).sum::<usize>() as f64);
+    server.shutdown();
+    server.wait().unwrap();
+    // per request (the older path, kept for comparison): the same answers, in shared batches
+    let mut cfg = config();
+    cfg.live = false;
+    let server = occ_serve::Server::start(cfg, Box::new(tiny_engine())).unwrap();
+    assert_eq!(thirty_two_at_once(&server, &pages), want);
     let batches = metric(&server, "occ_batches_total");
     assert!(batches < 32.0, "{batches} batches for 32 requests");
-    assert_eq!(metric(&server, "occ_requests_total{code=\"200\"}"), 32.0);
     server.shutdown();
     server.wait().unwrap();
 }
@@ -228,8 +243,8 @@ fn a_full_queue_gets_503_with_retry_after() {
             assert_eq!(w.join().unwrap().0, 200);
         }
     });
-    // the two waiting requests were read in one batch
-    assert_eq!(gated.calls(), 2);
+    // the two waiting requests were admitted together into the running batcher
+    assert_eq!(metric(&server, "occ_batches_total"), 2.0);
     server.shutdown();
     server.wait().unwrap();
 }
@@ -374,6 +389,86 @@ fn a_request_past_its_timeout_gets_504_and_leaves_the_queue() {
     // the queued request never reached the model
     eventually("the model is free", || metric(&server, "occ_active_slots") == 0.0);
     assert_eq!(gated.pages_read.load(std::sync::atomic::Ordering::SeqCst), 1);
+    server.shutdown();
+    server.wait().unwrap();
+}
+
+/// The `data:` payloads of a whole SSE body, `[DONE]` excluded, as JSON.
+fn chunks(text: &str) -> Vec<Value> {
+    let events: Vec<&str> = text.lines().filter_map(|l| l.strip_prefix("data: ")).collect();
+    assert_eq!(events.last(), Some(&"[DONE]"), "{text}");
+    events[..events.len() - 1].iter().map(|e| serde_json::from_str(e).unwrap()).collect()
+}
+
+#[test]
+fn a_live_stream_sends_the_text_token_by_token() {
+    let server = occ_serve::Server::start(config(), Box::new(tiny_engine())).unwrap();
+    let img = page(5);
+    let mut body = request("tiny", &data_url("image/png", &png(&img)), 24);
+    body["ignore_eos"] = json!(true);
+    let (status, _, plain) = post(&server, &body);
+    assert_eq!(status, 200, "{plain}");
+    body["stream"] = json!(true);
+    let text = client()
+        .post(format!("http://{}/v1/chat/completions", server.addr()))
+        .header("content-type", "application/json")
+        .body(body.to_string())
+        .send()
+        .unwrap()
+        .text()
+        .unwrap();
+    let chunks = chunks(&text);
+    let pieces: Vec<&str> = chunks
+        .iter()
+        .filter(|c| c["choices"][0]["delta"]["role"].is_null())
+        .filter_map(|c| c["choices"][0]["delta"]["content"].as_str())
+        .filter(|p| !p.is_empty())
+        .collect();
+    assert_eq!(pieces.concat(), plain["choices"][0]["message"]["content"].as_str().unwrap());
+    // 24 tokens: the text came in pieces as they were decoded, not in one chunk at the end
+    assert!(pieces.len() >= 4, "{} pieces: {pieces:?}", pieces.len());
+    assert_eq!(chunks.last().unwrap()["choices"][0]["finish_reason"], "length");
+    server.shutdown();
+    server.wait().unwrap();
+}
+
+#[test]
+fn a_stream_dropped_after_its_first_token_frees_its_slot_mid_decode() {
+    // one slot: a later request is read only once the dropped stream's slot is free
+    let mut engine = tiny_engine();
+    engine.max_batch = 1;
+    let mut cfg = config();
+    cfg.sse_keep_alive = Duration::from_millis(100);
+    let server = occ_serve::Server::start(cfg, Box::new(engine)).unwrap();
+    let url = data_url("image/png", &png(&page(2)));
+    let long = 8000;
+    let mut body = request("tiny", &url, long);
+    body["ignore_eos"] = json!(true);
+    body["stream"] = json!(true);
+    let (conn, _) = stream_then_read_first_event(&server, &body);
+    // read on to the first piece of text: the page is decoding in the slot
+    let mut reader = BufReader::new(conn.try_clone().unwrap());
+    loop {
+        let mut line = String::new();
+        reader.read_line(&mut line).unwrap();
+        if let Some(data) = line.strip_prefix("data: ") {
+            let chunk: Value = serde_json::from_str(data.trim()).unwrap();
+            if chunk["choices"][0]["delta"]["content"].as_str().is_some_and(|c| !c.is_empty()) {
+                break;
+            }
+        }
+    }
+    assert_eq!(metric(&server, "occ_active_slots"), 1.0);
+    drop(reader);
+    drop(conn);
+    // a later request gets the slot and is answered
+    let (status, _, answer) = post(&server, &request("tiny", &url, MAX_TOKENS));
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(ids(&answer), in_process(&[page(2)], MAX_TOKENS));
+    eventually("the dropped stream is counted", || metric(&server, "occ_requests_total{code=\"499\"}") == 1.0);
+    let steps = metric(&server, "occ_decode_steps_total");
+    assert!(steps < (long / 2) as f64, "the dropped page was cancelled mid-decode: {steps} steps");
+    eventually("the slot is free", || metric(&server, "occ_active_slots") == 0.0);
     server.shutdown();
     server.wait().unwrap();
 }

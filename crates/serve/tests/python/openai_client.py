@@ -1,8 +1,10 @@
 """The official `openai` package as a client of `compress-bench serve` (run by tests/it/python.rs).
 
 Usage: openai_client.py BASE_URL MODEL PAGE.png MAX_TOKENS
-Prints one JSON line: the text of a plain completion, the text gathered from a streamed one, and both
-usages; exits non-zero on the first failed check.
+Prints one JSON line: the text of a plain completion, the text gathered from a streamed one, the
+number of text pieces it came in, and both usages; exits non-zero on the first failed check. Last, a
+long stream is closed after its first piece of text (the server cancels it mid-decode and frees its
+slot) and a completion is read after it.
 """
 
 import base64
@@ -46,6 +48,8 @@ for chunk in stream:
         if c.finish_reason:
             finish.append(c.finish_reason)
 assert finish == [choice.finish_reason], finish
+# token by token: the text came in several pieces, not in one at the end
+assert len(pieces) > 1, pieces
 assert streamed_usage is not None and streamed_usage.completion_tokens == usage.completion_tokens, streamed_usage
 
 # error cases: an unknown model, a data URL that is not an image
@@ -62,8 +66,21 @@ except openai.BadRequestError as e:
     assert e.status_code == 400 and "text/plain" in e.message, e
 
 assert [m.id for m in client.models.list()] == [model]
+
+# a client that goes away mid-stream: a long answer closed after its first piece of text
+long = client.chat.completions.create(
+    model=model, messages=messages, max_tokens=8000, stream=True, extra_body={"ignore_eos": True}
+)
+for chunk in long:
+    if chunk.choices and chunk.choices[0].delta.content:
+        break
+long.close()
+# the server keeps serving (with one slot, only once the closed stream's slot is free)
+after = client.chat.completions.create(model=model, messages=messages, max_tokens=max_tokens)
+assert after.choices[0].message.content == choice.message.content, after
 print(json.dumps({
     "text": choice.message.content,
     "streamed": "".join(pieces),
+    "pieces": len(pieces),
     "completion_tokens": usage.completion_tokens,
 }))

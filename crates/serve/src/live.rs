@@ -1,0 +1,188 @@
+//! Live decoding of an occ-model reader: pages prepared and admitted into one running continuous
+//! batcher ([`occ_model::batcher::Batcher`]) while others decode, each token sent to its request at
+//! once, a cancelled request's pages freed before the next decode step.
+//!
+//! A page goes through the same steps as [`DeepseekOcr::ocr`] (preprocessing in the engine's resize
+//! order, the prompt with its image slots, a mini reader's output vocabulary, the vision encoder,
+//! the splice, the engine's generation settings for the request, a mini reader's budget capped at
+//! its decoder's positions, the text decoded and post-processed), so a greedy answer equals the
+//! in-process engine's on the same page (tests).
+
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Arc;
+
+use image::RgbImage;
+use occ_core::{Mode, Prompt};
+use occ_model::batcher::{Batcher, BatcherConfig, Cancel, SeqEvent, Sink};
+use occ_model::generate::{GenerationConfig, PromptInput, Sampling};
+use occ_model::grounding::postprocess;
+use occ_model::pipeline::DeepseekOcr;
+use occ_model::preprocess::{prepare_with_options, PrepareOptions};
+use occ_model::prompt::build_prompt;
+
+use crate::scheduler::{options, Detokenizer, Events, LiveSession, PageEvent, Params, Reading};
+
+/// Columns per slot the batcher's cache starts with (prompt and output; it grows as needed).
+const INITIAL_COLUMNS: usize = 1536;
+
+/// The engine's text of generated ids (an undecodable answer gives no text).
+pub(crate) fn detokenizer(engine: &DeepseekOcr) -> Detokenizer {
+    let text = text_of(engine);
+    Arc::new(move |ids: &[u32]| text(ids).unwrap_or_default())
+}
+
+/// Generated ids (the tokenizer's) → the answer's text, as [`DeepseekOcr::ocr`] gives it.
+fn text_of(engine: &DeepseekOcr) -> impl Fn(&[u32]) -> Result<String, String> + Send + Sync + 'static {
+    let tokenizer = engine.tokenizer().clone();
+    move |ids: &[u32]| {
+        let decoded = tokenizer.decode(ids, false).map_err(|e| format!("decoding the answer: {e}"))?;
+        Ok(postprocess(&decoded))
+    }
+}
+
+/// The engine's live session.
+pub(crate) struct EngineSession<'e> {
+    engine: &'e DeepseekOcr,
+    batcher: Batcher<'e>,
+    /// Tokens reported since the last step (the sinks count them).
+    tokens: Arc<AtomicUsize>,
+}
+
+impl<'e> EngineSession<'e> {
+    pub(crate) fn new(engine: &'e DeepseekOcr, slots: usize) -> Result<EngineSession<'e>, String> {
+        let bc = BatcherConfig { slots, prefill_batch: slots.min(8), ..Default::default() };
+        let batcher = Batcher::new(engine.decoder(), &bc, slots, INITIAL_COLUMNS).map_err(|e| e.to_string())?;
+        Ok(EngineSession { engine, batcher, tokens: Arc::new(AtomicUsize::new(0)) })
+    }
+
+    /// The decoder prompts of the pages (as [`DeepseekOcr::ocr`] builds them), with each page's
+    /// prompt length and image slots.
+    fn prompts(&self, pages: &[(&RgbImage, Mode)], prompt: &Prompt) -> Result<Vec<(PromptInput, usize)>, String> {
+        let e = self.engine;
+        let mut prepared = Vec::with_capacity(pages.len());
+        let mut tokens = Vec::with_capacity(pages.len());
+        let mut slots = Vec::with_capacity(pages.len());
+        for (img, mode) in pages {
+            if let Some(native) = e.native_mode().filter(|m| m != mode) {
+                return Err(format!("this mini reader reads {native} pages (its canvas), not {mode}"));
+            }
+            let options = PrepareOptions { order: e.resize_order, ..Default::default() };
+            prepared.push(prepare_with_options(img, *mode, options).map_err(|e| e.to_string())?);
+            let vt = mode.vision_tokens(img.width(), img.height()).map_err(|e| format!("vision tokens: {e}"))?;
+            let mut toks = build_prompt(e.tokenizer(), prompt, &[vt.slots as usize]).map_err(|e| e.to_string())?;
+            if let Some(vocab) = e.vocab() {
+                toks = vocab.spell_prompt(e.tokenizer(), &toks).map_err(|e| e.to_string())?;
+            }
+            tokens.push(toks);
+            slots.push(vt.slots as usize);
+        }
+        let rows = e.encoder().encode(&prepared, e.decoder().device()).map_err(|e| e.to_string())?;
+        tokens
+            .into_iter()
+            .zip(&rows)
+            .zip(slots)
+            .map(|((tok, r), s)| {
+                let embeds = e.splice(&tok, r).map_err(|e| e.to_string())?;
+                Ok((PromptInput { embeds, ids: tok.ids }, s))
+            })
+            .collect()
+    }
+
+    /// The sink of page `page`: tokens in the tokenizer's ids to `events`, then its reading.
+    fn sink(&self, page: usize, prompt_tokens: usize, vision_tokens: usize, events: Events) -> Sink {
+        let engine_vocab = self.engine.vocab().cloned();
+        let text = text_of(self.engine);
+        let count = self.tokens.clone();
+        Box::new(move |event| {
+            let real = |ids: &[u32]| match &engine_vocab {
+                Some(v) => v.to_real(ids).map_err(|e| e.to_string()),
+                None => Ok(ids.to_vec()),
+            };
+            let sent = match event {
+                SeqEvent::Token(id) => {
+                    count.fetch_add(1, Ordering::Relaxed);
+                    match real(&[id]) {
+                        Ok(ids) => events.send((page, PageEvent::Token(ids[0]))),
+                        Err(e) => {
+                            let _ = events.send((page, PageEvent::Failed(e)));
+                            return false;
+                        }
+                    }
+                }
+                SeqEvent::Done(g) => {
+                    let reading = real(&g.tokens).and_then(|ids| {
+                        Ok(Reading {
+                            text: text(&ids)?,
+                            token_ids: ids,
+                            prompt_tokens,
+                            vision_tokens,
+                            stopped_at_eos: g.stopped_at_eos,
+                        })
+                    });
+                    match reading {
+                        Ok(r) => events.send((page, PageEvent::Done(r))),
+                        Err(e) => events.send((page, PageEvent::Failed(e))),
+                    }
+                }
+                SeqEvent::Failed(e) => events.send((page, PageEvent::Failed(e))),
+            };
+            // a closed channel: the request is gone, its slot is freed
+            sent.is_ok()
+        })
+    }
+}
+
+impl LiveSession for EngineSession<'_> {
+    fn accepts(&self, params: &Params) -> bool {
+        self.engine.generation_for(&options(params)).sampling == Sampling::Greedy
+    }
+
+    fn free_slots(&self) -> usize {
+        self.batcher.free_slots()
+    }
+
+    fn active(&self) -> usize {
+        self.batcher.active()
+    }
+
+    fn is_idle(&self) -> bool {
+        self.batcher.is_idle()
+    }
+
+    fn admit(
+        &mut self,
+        pages: &[(&RgbImage, Mode)],
+        prompt: &Prompt,
+        params: &Params,
+        events: Events,
+        cancelled: Arc<AtomicBool>,
+    ) -> Result<(), String> {
+        let inputs = self.prompts(pages, prompt)?;
+        let cfg = self.engine.generation_for(&options(params));
+        // a mini reader writes no more than its decoder's positions allow (as `DeepseekOcr::ocr`)
+        let cfg = match self.engine.native_mode() {
+            Some(_) => {
+                let longest = inputs.iter().map(|(p, _)| p.ids.len()).max().unwrap_or(0);
+                let room = self.engine.decoder().config().max_position_embeddings.saturating_sub(longest).max(1);
+                GenerationConfig { max_new_tokens: cfg.max_new_tokens.min(room), ..cfg }
+            }
+            None => cfg,
+        };
+        let cancel = Cancel::from(cancelled);
+        for (page, (input, vision)) in inputs.into_iter().enumerate() {
+            let sink = self.sink(page, input.ids.len(), vision, events.clone());
+            self.batcher.admit(input, cfg.clone(), sink, cancel.clone()).map_err(|e| e.to_string())?;
+        }
+        Ok(())
+    }
+
+    fn step(&mut self) -> Result<Option<usize>, String> {
+        self.tokens.store(0, Ordering::Relaxed);
+        let ran = self.batcher.step().map_err(|e| e.to_string())?;
+        Ok(ran.then(|| self.tokens.load(Ordering::Relaxed)))
+    }
+
+    fn fail_all(&mut self, message: &str) {
+        self.batcher.fail_all(message);
+    }
+}
