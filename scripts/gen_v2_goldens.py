@@ -15,6 +15,10 @@ against (crates/model/tests/ocr2.rs; docs/PARITY.md, "DeepSeek-OCR-2"):
                           of `<image>` tokens the processor's `_expand_image_tokens` writes
   OUT/encoder.safetensors per-stage values of a reduced-size vision tower (SAM + Qwen2 encoder with queries +
                           projector + view separator) on the portrait page: global view and 6 tiles
+  OUT/greedy.json         the same tower + a reduced DeepSeek-V2 MoE decoder (occ_model's DecoderConfig::tiny):
+                          prompt ids ([BOS] + slots x <image> + "\nFree OCR.", the vendored tokenizer) and
+                          transformers' `generate` greedy tokens (no EOS stop, no blocker) with each step's
+                          top-1 - top-2 logit gap
   OUT/meta.json           versions, reduced config, recipe, seed, command, timings
 
 Weights: every vision-tower parameter is overwritten with the synthetic recipe of
@@ -59,9 +63,15 @@ REDUCED_SAM = dict(hidden_size=32, num_hidden_layers=2, num_attention_heads=2, g
 REDUCED_ENCODER = dict(hidden_size=48, num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
                        intermediate_size=96, rms_norm_eps=1e-6, vocab_size=1, max_position_embeddings=8192,
                        rope_parameters={"rope_type": "default", "rope_theta": 1000000.0})
-REDUCED_TEXT = dict(hidden_size=64, intermediate_size=128, moe_intermediate_size=32, num_hidden_layers=1,
-                    num_attention_heads=4, num_key_value_heads=4, vocab_size=512, n_routed_experts=4,
-                    num_experts_per_tok=2, n_shared_experts=1, mlp_layer_types=["dense"])
+# The decoder of the greedy golden: occ_model's DecoderConfig::tiny() (v1's DeepSeek-V2 MoE decoder, reduced).
+REDUCED_TEXT = dict(hidden_size=64, intermediate_size=96, moe_intermediate_size=32, num_hidden_layers=2,
+                    num_attention_heads=4, num_key_value_heads=4, vocab_size=129280, n_routed_experts=8,
+                    num_experts_per_tok=2, n_shared_experts=1, mlp_layer_types=["dense", "sparse"],
+                    routed_scaling_factor=1.0, topk_method="greedy", rms_norm_eps=1e-6,
+                    max_position_embeddings=8192, bos_token_id=0, eos_token_id=1,
+                    rope_parameters={"rope_type": "default", "rope_theta": 10000.0})
+GREEDY_STEPS = 32
+PROMPT_AFTER_IMAGE = "\nFree OCR."  # Prompt::FreeOcr after the plain template's strip
 
 PAGES_V1 = ["page_portrait.png", "page_landscape.png"]
 # Extra pages: (file, width, height): no tiles (upscaled), 2, 3 and 4 tiles.
@@ -215,23 +225,49 @@ RENAMES = [
 ]
 
 
+DECODER_RENAMES = [
+    (r"^model\.language_model\.", "model."),
+    (r"^lm_head\.", "lm_head."),
+]
+
+
 def original_name(name):
-    for pat, rep in RENAMES:
+    for pat, rep in RENAMES + DECODER_RENAMES:
         new, n = re.subn(pat, rep, name)
         if n:
             return new
     return None
 
 
-def fill_vision(model):
+def fill_all(model):
+    """Every parameter of DeepseekOcr2ForConditionalGeneration from the recipe under its original name;
+    the fused expert tensors are stacked from the original per-expert tensors (gate then up)."""
     import torch
 
     filled = []
     with torch.no_grad():
         for name, p in model.named_parameters():
-            orig = original_name("model." + name)  # DeepseekOcr2Model's names lack the `model.` prefix
-            if orig is None:
+            m = re.match(r"^model\.language_model\.layers\.(\d+)\.mlp\.experts\.(gate_up_proj|down_proj)$", name)
+            if m:
+                layer, kind = m.groups()
+                n_exp = p.shape[0]
+                parts = []
+                for e in range(n_exp):
+                    base = f"model.layers.{layer}.mlp.experts.{e}"
+                    if kind == "gate_up_proj":
+                        i2, h = p.shape[1], p.shape[2]
+                        gate = synth_weights.synth_values(f"{base}.gate_proj.weight", (i2 // 2, h), SEED)
+                        up = synth_weights.synth_values(f"{base}.up_proj.weight", (i2 // 2, h), SEED)
+                        parts.append(np.concatenate([gate, up], 0))
+                        filled += [(f"{base}.gate_proj.weight", [i2 // 2, h]), (f"{base}.up_proj.weight", [i2 // 2, h])]
+                    else:
+                        parts.append(synth_weights.synth_values(f"{base}.down_proj.weight", tuple(p.shape[1:]), SEED))
+                        filled.append((f"{base}.down_proj.weight", list(p.shape[1:])))
+                p.copy_(torch.from_numpy(np.stack(parts, 0)))
                 continue
+            orig = original_name(name)
+            if orig is None:
+                raise KeyError(f"no original name for transformers parameter {name}")
             p.copy_(torch.from_numpy(synth_weights.synth_values(orig, tuple(p.shape), SEED)))
             filled.append((orig, list(p.shape)))
     return sorted(filled)
@@ -263,15 +299,9 @@ def encoder_goldens(transformers, proc, page_path):
     from transformers.models.deepseek_ocr2 import modeling_deepseek_ocr2 as M
     from transformers.models.deepseek_ocr2.configuration_deepseek_ocr2 import DeepseekOcr2Config
 
-    cfg = DeepseekOcr2Config(vision_config={"sam_config": REDUCED_SAM, "encoder_config": REDUCED_ENCODER},
-                             text_config=REDUCED_TEXT)
-    cfg._attn_implementation = "eager"
-    cfg.vision_config._attn_implementation = "eager"
-    cfg.vision_config.encoder_config._attn_implementation = "eager"
-    cfg.vision_config.sam_config._attn_implementation = "eager"
-    torch.manual_seed(0)
-    model = M.DeepseekOcr2Model(cfg).eval().to(torch.float32)
-    filled = fill_vision(model)
+    full = build_model(M, DeepseekOcr2Config)
+    filled = fill_all(full)
+    model = full.model
     vt = model.vision_tower
     rec = Recorder()
     state = {"view": None}
@@ -318,8 +348,55 @@ def encoder_goldens(transformers, proc, page_path):
     # Keep the per-view stages and the final rows; drop the duplicate records of the third pass.
     rec.tensors = {k: v for k, v in rec.tensors.items() if not k.startswith("all.")}
     rec.put("rows", rows, full=True)
-    return rec.tensors, {"tiles": n_local[0], "seconds": seconds, "rows": list(rows.shape),
-                         "tensors_filled": len(filled), "filled": filled}
+    info = {"tiles": n_local[0], "seconds": seconds, "rows": list(rows.shape), "tensors_filled": len(filled)}
+    return rec.tensors, info, full, (pixel_values, local, n_local)
+
+
+def build_model(M, DeepseekOcr2Config):
+    import torch
+
+    cfg = DeepseekOcr2Config(vision_config={"sam_config": REDUCED_SAM, "encoder_config": REDUCED_ENCODER},
+                             text_config=REDUCED_TEXT)
+    for c in (cfg, cfg.vision_config, cfg.vision_config.encoder_config, cfg.vision_config.sam_config,
+              cfg.text_config):
+        c._attn_implementation = "eager"
+    torch.manual_seed(0)
+    return M.DeepseekOcr2ForConditionalGeneration(cfg).eval().to(torch.float32)
+
+
+def tokenizer_ids(text):
+    import gzip
+
+    from tokenizers import Tokenizer
+
+    path = os.path.join(ROOT, "crates", "core", "assets", "deepseek-ocr", "tokenizer.json.gz")
+    with gzip.open(path, "rt", encoding="utf-8") as f:
+        tok = Tokenizer.from_str(f.read())
+    return tok.encode(text, add_special_tokens=False).ids
+
+
+def greedy_golden(model, inputs):
+    """transformers' own `generate` (greedy, no EOS stop, no blocker) on the portrait page."""
+    import torch
+
+    pixel_values, local, n_local = inputs
+    slots = 256 + 144 * n_local[0] + 1
+    ids = [0] + [128815] * slots + tokenizer_ids(PROMPT_AFTER_IMAGE)
+    input_ids = torch.tensor([ids])
+    t0 = time.time()
+    with torch.no_grad():
+        out = model.generate(input_ids=input_ids, attention_mask=torch.ones_like(input_ids),
+                             pixel_values=pixel_values, pixel_values_local=local, num_local_patches=n_local,
+                             max_new_tokens=GREEDY_STEPS, min_new_tokens=0, do_sample=False, num_beams=1,
+                             eos_token_id=None, pad_token_id=2, output_scores=True, return_dict_in_generate=True,
+                             no_repeat_ngram_size=None, repetition_penalty=None)
+    tokens = out.sequences[0, len(ids):].tolist()
+    gaps = []
+    for s in out.scores:
+        top = torch.topk(s[0].to(torch.float64), 2).values
+        gaps.append(float(top[0] - top[1]))
+    return {"page": "page_portrait.png", "prompt_ids": ids, "slots": slots, "tokens": tokens, "gaps": gaps,
+            "min_gap": min(gaps), "steps": GREEDY_STEPS, "seconds": time.time() - t0}
 
 
 def save(path, tensors):
@@ -359,9 +436,13 @@ def main():
         "preprocess_seconds": time.time() - t0,
     }
     if not args.skip_encoder:
-        tensors, info = encoder_goldens(transformers, procs["pil"], pages["page_portrait.png"])
+        tensors, info, model, inputs = encoder_goldens(transformers, procs["pil"], pages["page_portrait.png"])
         save(os.path.join(args.out, "encoder.safetensors"), tensors)
         meta["encoder"] = {"image": "page_portrait.png", "backend": "pil", **info}
+        greedy = greedy_golden(model, inputs)
+        with open(os.path.join(args.out, "greedy.json"), "w") as f:
+            json.dump(greedy, f, indent=1)
+        meta["greedy"] = {k: greedy[k] for k in ("steps", "min_gap", "seconds")}
     with open(os.path.join(args.out, "meta.json"), "w") as f:
         json.dump(meta, f, indent=1)
     print(json.dumps({k: v for k, v in meta.items() if k != "encoder"}, indent=1))

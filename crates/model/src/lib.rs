@@ -63,6 +63,7 @@ pub mod ngram;
 pub mod nn;
 pub mod ops;
 pub mod pipeline;
+pub mod pipeline_v2;
 pub mod preprocess;
 pub mod preprocess_v2;
 pub mod projector;

@@ -210,3 +210,49 @@ fn v2_constructor_reads_exactly_the_table() {
     let requested: BTreeMap<String, Vec<usize>> = requested.into_iter().collect();
     assert_eq!(requested, table);
 }
+
+#[test]
+fn v2_reduced_pipeline_greedy_tokens_match_transformers_generate() {
+    use occ_model::generate::GenerationConfig;
+    use occ_model::pipeline_v2::{DeepseekOcr2, Ocr2SyntheticSize};
+    let golden = json("greedy.json");
+    let mut model =
+        DeepseekOcr2::synthetic(Ocr2SyntheticSize::Reduced, occ_model::synth::Recipe::V1, 0, DType::F32, &Device::Cpu)
+            .unwrap();
+    model.resize_order = meta_order();
+    let img = load_image(&page_path(golden["page"].as_str().unwrap())).unwrap();
+    let input = model.prompt_input(&img, Mode::V2, &occ_core::Prompt::FreeOcr).unwrap();
+    let want_ids: Vec<u32> = serde_json::from_value(golden["prompt_ids"].clone()).unwrap();
+    assert_eq!(input.ids, want_ids, "prompt ids");
+    let steps = golden["steps"].as_u64().unwrap() as usize;
+    let cfg = GenerationConfig { ignore_eos: true, ..GenerationConfig::plain_greedy(steps) };
+    let out = occ_model::generate::generate(model.decoder(), &[input], &cfg).unwrap();
+    let want: Vec<u32> = serde_json::from_value(golden["tokens"].clone()).unwrap();
+    assert_eq!(out.rows[0].tokens, want, "greedy tokens vs transformers generate");
+    // The comparison is not fragile: the reference's smallest top-1/top-2 gap is far above f32 noise.
+    assert!(golden["min_gap"].as_f64().unwrap() > 1e-3);
+}
+
+#[test]
+fn v2_engine_refuses_v1_and_converted_checkpoints_naming_the_mismatch() {
+    use occ_model::load::WeightsDir;
+    use occ_model::pipeline_v2::DeepseekOcr2;
+    let cases = [
+        (vec!["model.image_newline", "model.vision_model.pre_layrnorm.weight"], "DeepSeek-OCR (v1) checkpoint"),
+        (vec!["model.vision_tower.query_1024_resolution.weight"], "converted DeepSeek-OCR-2"),
+        (vec!["model.something.else"], "not a DeepSeek-OCR-2 checkpoint"),
+    ];
+    for (k, (names, needle)) in cases.iter().enumerate() {
+        let dir = std::env::temp_dir().join(format!("occ-v2-refusal-{}-{k}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join("config.json"), "{}").unwrap();
+        std::fs::write(dir.join("tokenizer.json"), "{}").unwrap();
+        let tensors: std::collections::HashMap<String, Tensor> =
+            names.iter().map(|n| (n.to_string(), Tensor::zeros(2, DType::F32, &Device::Cpu).unwrap())).collect();
+        candle_core::safetensors::save(&tensors, dir.join("model.safetensors")).unwrap();
+        let wd = WeightsDir::open(&dir).unwrap();
+        let err = DeepseekOcr2::from_weights_dir(&wd, DType::F32, &Device::Cpu).unwrap_err().to_string();
+        assert!(err.contains(needle), "{names:?}: {err}");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}
