@@ -1080,8 +1080,39 @@ pub fn write_run_locked(
     let spec = spec_of(&scored, options, &meta.input);
     let (dir, run_id) = results::create_run_dir(&meta.out_root, &spec, None)?;
     let lock = RunLock::acquire(&dir, &meta.command.join(" "))?;
-    let run = write_files(dir, run_id, scored, options, meta)?;
+    let history = History::new();
+    let run = write_files(dir, run_id, scored, options, meta, &history)?;
     Ok((run, lock))
+}
+
+/// When a run was created and the sessions of the processes that worked on it before this one.
+#[derive(Debug, Clone)]
+struct History {
+    created_utc: String,
+    /// Sessions of earlier processes, from the manifest of a resumed run.
+    previous: Vec<Session>,
+    /// Rows journaled before this session.
+    done_before: usize,
+}
+
+impl History {
+    /// A new run's: created now, no earlier session.
+    fn new() -> History {
+        History { created_utc: results::utc_now().0, previous: Vec::new(), done_before: 0 }
+    }
+
+    /// Every session: the earlier ones, then this one with `done` rows journaled in all (this
+    /// session's time is `meta.wall_time_s`: 0 while it works).
+    fn sessions(&self, meta: &RunMeta, done: usize) -> Vec<Session> {
+        let mut sessions = self.previous.clone();
+        sessions.push(Session {
+            started_utc: meta.started_utc.clone(),
+            wall_time_s: meta.wall_time_s,
+            samples: done.saturating_sub(self.done_before),
+            command: meta.command.clone(),
+        });
+        sessions
+    }
 }
 
 /// What a journaled score run was started with (`score-state.json`): `--resume` refuses
@@ -1124,6 +1155,7 @@ pub struct OpenRun {
     /// Rows scored by earlier sessions, keyed by input line.
     pub done: BTreeMap<u64, JournalEntry>,
     journal: JournalWriter,
+    history: History,
 }
 
 impl OpenRun {
@@ -1139,8 +1171,8 @@ impl OpenRun {
     pub fn mark_interrupted(&self, options: &ScoreOptions, meta: &RunMeta, planned: usize) -> Result<(), ScoreError> {
         let (n_done, _) = crate::journal::read(&self.dir.join(JOURNAL_FILE))?;
         let spec = spec_of(&Scored::empty(), options, &meta.input);
-        let m = manifest_of(spec, &self.run_id, options, meta, RunStatus::Interrupted, planned, n_done.len(), 0);
-        Ok(m.save(&self.dir)?)
+        let (status, done) = (RunStatus::Interrupted, n_done.len());
+        Ok(manifest_of(spec, &self.run_id, options, meta, status, planned, done, 0, &self.history).save(&self.dir)?)
     }
 }
 
@@ -1168,9 +1200,10 @@ pub fn open_run(options: &ScoreOptions, meta: &RunMeta, planned: usize) -> Resul
         .map_err(|e| ScoreError::Write { path: path.display().to_string(), message: e.to_string() })?;
     std::fs::write(&path, text + "\n")
         .map_err(|e| ScoreError::Write { path: path.display().to_string(), message: e.to_string() })?;
-    manifest_of(spec, &run_id, options, meta, RunStatus::Running, planned, 0, 0).save(&dir)?;
+    let history = History::new();
+    manifest_of(spec, &run_id, options, meta, RunStatus::Running, planned, 0, 0, &history).save(&dir)?;
     let journal = JournalWriter::open(&dir.join(JOURNAL_FILE), 0)?;
-    Ok(OpenRun { dir, run_id, lock, done: BTreeMap::new(), journal })
+    Ok(OpenRun { dir, run_id, lock, done: BTreeMap::new(), journal, history })
 }
 
 /// Reopens the journaled score run in `dir` (`--resume`): locks it, checks that it was started on
@@ -1206,9 +1239,20 @@ pub fn resume_run(dir: &Path, options: &ScoreOptions, meta: &RunMeta, planned: u
     let (done, valid) = crate::journal::read(&dir.join(JOURNAL_FILE))?;
     let journal = JournalWriter::open(&dir.join(JOURNAL_FILE), valid)?;
     let run_id = manifest.run_id.clone();
+    let mut previous = manifest.sessions.clone();
+    if manifest.status == RunStatus::Running {
+        // Its last process was killed: its session (recorded as it began) read what the journal
+        // holds beyond the sessions before it; its time was never recorded.
+        let before: usize = previous.iter().rev().skip(1).map(|s| s.samples).sum();
+        if let Some(killed) = previous.last_mut() {
+            killed.samples = done.len().saturating_sub(before);
+        }
+    }
+    let history = History { created_utc: manifest.created_utc.clone(), previous, done_before: done.len() };
     let spec = spec_of(&Scored::empty(), options, &meta.input);
-    manifest_of(spec, &run_id, options, meta, RunStatus::Running, planned, done.len(), 0).save(dir)?;
-    Ok(OpenRun { dir: dir.to_path_buf(), run_id, lock, done, journal })
+    let (status, n_done) = (RunStatus::Running, done.len());
+    manifest_of(spec, &run_id, options, meta, status, planned, n_done, 0, &history).save(dir)?;
+    Ok(OpenRun { dir: dir.to_path_buf(), run_id, lock, done, journal, history })
 }
 
 /// Writes the tables, `score.json` and the `complete` manifest of a journaled run into its folder;
@@ -1219,10 +1263,38 @@ pub fn finish_run(
     options: &ScoreOptions,
     meta: &RunMeta,
 ) -> Result<(ScoreRun, RunLock), ScoreError> {
-    let OpenRun { dir, run_id, lock, journal, .. } = open;
+    let OpenRun { dir, run_id, lock, journal, history, .. } = open;
     drop(journal);
-    let run = write_files(dir, run_id, scored, options, meta)?;
+    let run = write_files(dir, run_id, scored, options, meta, &history)?;
     Ok((run, lock))
+}
+
+/// Marks the journaled run in `dir` `failed`, with `error_chain` (the error and its causes,
+/// outermost first) and this session (`meta`, with its wall time), when its manifest still says
+/// `running`: a run whose process failed for another reason than a signal. `done_before`: the rows
+/// the journal held when this session began. Returns whether the manifest was changed (a run
+/// already `complete`, e.g. one whose report failed, is left as it is).
+pub fn mark_failed(
+    dir: &Path,
+    meta: &RunMeta,
+    done_before: usize,
+    error_chain: Vec<String>,
+) -> Result<bool, ScoreError> {
+    let mut manifest = Manifest::load(dir)?;
+    if manifest.status != RunStatus::Running {
+        return Ok(false);
+    }
+    let (journaled, _) = crate::journal::read(&dir.join(JOURNAL_FILE))?;
+    if let Some(this) = manifest.sessions.last_mut() {
+        this.wall_time_s = meta.wall_time_s;
+        this.samples = journaled.len().saturating_sub(done_before);
+    }
+    manifest.wall_time_s = manifest.sessions.iter().map(|s| s.wall_time_s).sum();
+    manifest.n_samples_done = journaled.len();
+    manifest.status = RunStatus::Failed;
+    manifest.error_chain = error_chain;
+    manifest.save(dir)?;
+    Ok(true)
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -1235,8 +1307,9 @@ fn manifest_of(
     planned: usize,
     done: usize,
     failed: usize,
+    history: &History,
 ) -> Manifest {
-    let (created, _) = results::utc_now();
+    let sessions = history.sessions(meta, done);
     Manifest {
         manifest_version: results::MANIFEST_VERSION,
         tool: "compress-bench".into(),
@@ -1244,7 +1317,7 @@ fn manifest_of(
         git_commit: meta.git_commit.clone(),
         experiment: options.name.clone(),
         run_id: run_id.to_string(),
-        created_utc: created,
+        created_utc: history.created_utc.clone(),
         status,
         spec_fingerprint: spec.fingerprint(),
         spec,
@@ -1265,13 +1338,8 @@ fn manifest_of(
         n_samples_planned: planned,
         n_samples_done: done,
         n_failed: failed,
-        sessions: vec![Session {
-            started_utc: meta.started_utc.clone(),
-            wall_time_s: meta.wall_time_s,
-            samples: done,
-            command: meta.command.clone(),
-        }],
-        wall_time_s: meta.wall_time_s,
+        wall_time_s: sessions.iter().map(|s| s.wall_time_s).sum(),
+        sessions,
         reader_flags: None,
         prompt: None,
         error_chain: Vec::new(),
@@ -1284,6 +1352,7 @@ fn write_files(
     mut scored: Scored,
     options: &ScoreOptions,
     meta: &RunMeta,
+    history: &History,
 ) -> Result<ScoreRun, ScoreError> {
     let spec = spec_of(&scored, options, &meta.input);
     for s in &mut scored.samples {
@@ -1325,6 +1394,7 @@ fn write_files(
         written.samples,
         written.samples,
         written.failed,
+        history,
     );
     manifest.save(&dir)?;
     Ok(ScoreRun { dir, manifest, summary, record, bins, headline })

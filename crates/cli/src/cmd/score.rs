@@ -170,7 +170,7 @@ pub fn run(args: Args, out: &Output) -> anyhow::Result<()> {
         n_bad: input.bad.len(),
     })?;
     let tokenizer = TextTokenizer::deepseek_ocr().context("loading the DeepSeek-OCR tokenizer")?;
-    let mut progress = Bar {
+    let progress = Bar {
         progress: out.progress(
             "score",
             "rows",
@@ -192,25 +192,68 @@ pub fn run(args: Args, out: &Output) -> anyhow::Result<()> {
         wall_time_s: 0.0,
     };
     let planned = input.rows.len();
-    let mut open = match &args.resume {
+    let open = match &args.resume {
         Some(dir) => score::resume_run(dir, &options, &meta, planned),
         None => score::open_run(&options, &meta, planned),
     }
     .context("opening the score run")?;
+    if let Some(old) = open.lock.took_over() {
+        out.warn(&format!(
+            "took over the stale lock of process {} (started {}), which is gone",
+            old.pid, old.started_utc
+        ));
+    }
+    let (dir, done_before) = (open.dir.clone(), open.done.len());
+    let result = score_and_write(&args, open, &input, &options, &tokenizer, progress, &mut meta, &interrupt, out, t0);
+    if let Err(e) = &result {
+        // A run stopped by anything but a signal (interrupted) or a refusal that removed its fresh
+        // folder is `failed`, with the error recorded, unless its files were all written.
+        if e.downcast_ref::<Interrupted>().is_none() && dir.exists() {
+            meta.wall_time_s = t0.elapsed().as_secs_f64();
+            match score::mark_failed(&dir, &meta, done_before, crate::output::causes(e)) {
+                Ok(true) => out.info(&format!(
+                    "{} is marked failed; continue it with: {}",
+                    dir.display(),
+                    resume_command(&args, &dir)
+                )),
+                Ok(false) => {}
+                Err(m) => out.warn(&format!("marking {} failed: {m}", dir.display())),
+            }
+        }
+    }
+    result
+}
+
+/// Scores the rows of `input` the journal of `open` lacks, journaling them, then writes the run's
+/// tables and report.
+#[allow(clippy::too_many_arguments)]
+fn score_and_write(
+    args: &Args,
+    mut open: score::OpenRun,
+    input: &score::ParsedInput,
+    options: &ScoreOptions,
+    tokenizer: &TextTokenizer,
+    mut progress: Bar,
+    meta: &mut RunMeta,
+    interrupt: &Interrupt,
+    out: &Output,
+    t0: Instant,
+) -> anyhow::Result<()> {
+    let planned = input.rows.len();
     let done = std::mem::take(&mut open.done);
     let scored =
-        score::score_rows_journaled(&input, &options, &tokenizer, &mut progress, &done, &mut |rows| open.append(rows));
+        score::score_rows_journaled(input, options, tokenizer, &mut progress, &done, &mut |rows| open.append(rows));
     progress.progress.finish();
     meta.wall_time_s = t0.elapsed().as_secs_f64();
     let scored = match scored {
         Err(ScoreError::Interrupted { done, total }) => {
-            open.mark_interrupted(&options, &meta, planned).context("marking the score run interrupted")?;
+            open.mark_interrupted(options, meta, planned).context("marking the score run interrupted")?;
             let dir = open.dir.clone();
             drop(open);
             return Err(Interrupted {
                 state: format!("{} is marked interrupted, its scored rows journaled", dir.display()),
                 done: format!("{done} of {total} rows"),
-                resume: resume_command(&args, &dir),
+                resume: resume_command(args, &dir),
             }
             .into());
         }
@@ -231,7 +274,7 @@ pub fn run(args: Args, out: &Output) -> anyhow::Result<()> {
     announce_bad_rows(&scored.bad, out)?;
     // The tables are written whole even if a signal comes meanwhile (a few seconds); the report is
     // skipped after one, and `report` writes it later.
-    let (run, lock) = score::finish_run(open, scored, &options, &meta).context("writing the score run")?;
+    let (run, lock) = score::finish_run(open, scored, options, meta).context("writing the score run")?;
     let mut files = BTreeMap::new();
     for f in [
         results::SAMPLES_FILE,

@@ -357,3 +357,120 @@ fn sigint_while_the_tables_are_written_skips_the_report_and_prints_the_report_co
     assert!(dirs[0].join("report.md").is_file());
     std::fs::remove_dir_all(&out).unwrap();
 }
+
+#[test]
+fn a_failed_score_run_is_marked_failed_with_its_error_and_a_resumed_run_keeps_every_session() {
+    let out = scratch("score-failed");
+    let input = out.join("preds.jsonl");
+    mixed_predictions(&input, 200);
+    let root = out.join("runs");
+    let o = score(input.to_str().unwrap(), &root, &["--seed", "3", "--interrupt-after", "64", "--no-report"]);
+    assert_eq!(o.status.code(), Some(130), "{}", String::from_utf8_lossy(&o.stderr));
+    let dir = run_dirs(&root).pop().unwrap();
+    let first = results::Manifest::load(&dir).unwrap();
+    assert_eq!((first.status.as_str(), first.sessions.len(), first.sessions[0].samples), ("interrupted", 1, 57));
+    // A failure that is not a signal: samples.parquet cannot be written (a folder of that name).
+    std::fs::create_dir(dir.join(results::SAMPLES_FILE)).unwrap();
+    let resume =
+        || score(input.to_str().unwrap(), &root, &["--seed", "3", "--no-report", "--resume", dir.to_str().unwrap()]);
+    let o = resume();
+    let err = String::from_utf8_lossy(&o.stderr).into_owned();
+    assert_eq!(o.status.code(), Some(1), "{err}");
+    assert!(err.contains("is marked failed; continue it with: compress-bench score"), "{err}");
+    let failed = results::Manifest::load(&dir).unwrap();
+    assert_eq!(failed.status.as_str(), "failed");
+    assert_eq!(failed.error_chain[0], "writing the score run", "outermost first: {:?}", failed.error_chain);
+    assert!(failed.error_chain.iter().any(|c| c.contains(results::SAMPLES_FILE)), "{:?}", failed.error_chain);
+    assert!(err.contains(&failed.error_chain.join(": ")), "the chain as printed: {err}");
+    let samples: Vec<usize> = failed.sessions.iter().map(|s| s.samples).collect();
+    assert_eq!(samples, [57, 123], "both sessions, each with the rows it scored");
+    assert!(failed.sessions[1].wall_time_s > 0.0 && failed.sessions[1].command.contains(&"--resume".to_string()));
+    assert_eq!(failed.created_utc, first.created_utc, "the run keeps its creation time");
+    assert!(!dir.join(occ_eval::lock::LOCK_FILE).exists(), "the lock is released");
+    // A failed run is resumed like an interrupted one, and its manifest keeps every session.
+    std::fs::remove_dir(dir.join(results::SAMPLES_FILE)).unwrap();
+    assert_ok(&resume());
+    let m = results::Manifest::load(&dir).unwrap();
+    assert_eq!((m.status.as_str(), m.n_samples_done), ("complete", 180));
+    assert!(m.error_chain.is_empty(), "a complete run carries no error");
+    let samples: Vec<usize> = m.sessions.iter().map(|s| s.samples).collect();
+    assert_eq!(samples, [57, 123, 0]);
+    assert_eq!(m.sessions[..2], failed.sessions[..], "earlier sessions as recorded");
+    assert_eq!(m.wall_time_s, m.sessions.iter().map(|s| s.wall_time_s).sum::<f64>());
+    assert_eq!(m.created_utc, first.created_utc);
+    std::fs::remove_dir_all(&out).unwrap();
+}
+
+#[test]
+fn a_score_run_killed_with_sigkill_from_outside_resumes_to_the_uninterrupted_tables() {
+    let out = scratch("score-sigkill");
+    let datasets = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../datasets");
+    let en = Corpus::load("en", &datasets).unwrap();
+    // Enough Fox-sized rows that the run is still scoring when its first chunk is journaled.
+    let mut lines = String::new();
+    for i in 0..3000 {
+        let passage = &en.passages[i % en.passages.len()];
+        let prediction: Vec<&str> = passage.text.split_whitespace().filter(|w| w.len() % 5 != i % 5).collect();
+        let mode = if i % 2 == 0 { "tiny" } else { "small" };
+        let row = serde_json::json!({"id": i, "mode": mode, "truth": passage.text, "prediction": prediction.join(" ")});
+        lines.push_str(&format!("{row}\n"));
+    }
+    let input = out.join("preds.jsonl");
+    std::fs::write(&input, lines).unwrap();
+    let root = out.join("killed");
+    let mut child = Command::new(BIN)
+        .args(["score", input.to_str().unwrap(), "--out", root.to_str().unwrap(), "--seed", "5", "--no-report"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    // Wait for the first journaled chunk, then `kill -9`.
+    let t0 = Instant::now();
+    let dir = loop {
+        if let Some(d) = run_dirs(&root).pop() {
+            if std::fs::read_to_string(d.join("journal.jsonl")).map_or(0, |j| j.lines().count()) >= 1 {
+                break d;
+            }
+        }
+        assert!(t0.elapsed().as_secs() < 120, "no row journaled in 2 minutes");
+        assert!(child.try_wait().unwrap().is_none(), "the run ended before it was killed");
+        std::thread::sleep(std::time::Duration::from_millis(1));
+    };
+    child.kill().unwrap();
+    assert!(!child.wait().unwrap().success());
+    let killed = results::Manifest::load(&dir).unwrap();
+    assert_eq!(killed.status.as_str(), "running", "killed mid-run");
+    assert!(dir.join(occ_eval::lock::LOCK_FILE).is_file(), "a killed run leaves its lock behind");
+    // Whole lines only: a line torn by the kill is dropped on resume.
+    let journaled = std::fs::read_to_string(dir.join("journal.jsonl")).unwrap().matches('\n').count();
+    assert!(journaled < 3000, "killed before the end: {journaled} rows journaled");
+    let resumed =
+        score(input.to_str().unwrap(), &root, &["--seed", "5", "--no-report", "--resume", dir.to_str().unwrap()]);
+    assert_ok(&resumed);
+    let err = String::from_utf8_lossy(&resumed.stderr);
+    assert!(err.contains("took over the stale lock"), "{err}");
+    assert!(!dir.join(occ_eval::lock::LOCK_FILE).exists(), "the lock is released at the end");
+    let whole = out.join("whole");
+    assert_ok(&score(input.to_str().unwrap(), &whole, &["--seed", "5", "--no-report"]));
+    let (a, b) = (tables(&dir), tables(&run_dirs(&whole)[0]));
+    assert_eq!(a.0.len(), 3000);
+    assert_eq!(format!("{:?}", a.0), format!("{:?}", b.0), "samples: resumed equals uninterrupted");
+    assert_eq!((&a.1, &a.2, &a.3), (&b.1, &b.2, &b.3), "summary.csv, bins.csv and score.json");
+    for f in [results::SAMPLES_FILE, results::PREDICTIONS_FILE] {
+        let read = |d: &Path| {
+            let df = occ_eval::schema::read_parquet(&d.join(f)).unwrap();
+            let mut df = occ_eval::schema::without_volatile(&df);
+            let tmp = d.join(format!("{f}.cmp.csv"));
+            occ_eval::schema::write_csv(&mut df, &tmp).unwrap();
+            std::fs::read(&tmp).unwrap()
+        };
+        assert!(read(&dir) == read(&run_dirs(&whole)[0]), "{f}: byte for byte as CSV, run id aside");
+    }
+    let m = results::Manifest::load(&dir).unwrap();
+    assert_eq!(m.status.as_str(), "complete");
+    let samples: Vec<usize> = m.sessions.iter().map(|s| s.samples).collect();
+    assert_eq!(samples, [journaled, 3000 - journaled], "the killed session is kept with the rows it journaled");
+    let lines = std::fs::read_to_string(dir.join("journal.jsonl")).unwrap().lines().count();
+    assert_eq!(lines, 3000, "every row journaled once");
+    std::fs::remove_dir_all(&out).unwrap();
+}
