@@ -12,10 +12,12 @@
 //!
 //! Run folder: `<out>/bench/<utc>-<pid>`, locked while the benchmark runs; every finished
 //! measurement is appended to `bench.jsonl` as it finishes and `bench.json` holds the status
-//! (`running`, `interrupted`, `complete`). A signal lets the measurement in flight finish, marks the
-//! run `interrupted` and prints the command that runs the benchmark again. There is no `--resume`:
-//! timings are those of one process (warm-ups, the device's state, the allocator's pool), so a
-//! benchmark continued in another process would mix two processes' numbers; it is measured again.
+//! (`running`, `interrupted`, `failed` with the error chain, `complete`). A signal lets the
+//! measurement in flight finish, marks the run `interrupted` and prints the command that runs the
+//! benchmark again. There is no `--resume` (a hidden `--resume` and `--out` naming a bench run
+//! folder are refused with the reason): timings are those of one process (warm-ups, the device's
+//! state, the allocator's pool), so a benchmark continued in another process would mix two
+//! processes' numbers; it is measured again.
 
 use std::time::Instant;
 
@@ -81,6 +83,10 @@ pub struct Args {
     /// Test hook: send this process SIGINT once this many configurations are measured.
     #[arg(long, hide = true)]
     pub interrupt_after: Option<usize>,
+    /// Not offered: a benchmark is measured again, never resumed (refused with the reason and the
+    /// command that runs it again).
+    #[arg(long, hide = true, value_name = "DIR")]
+    pub resume: Option<std::path::PathBuf>,
     #[command(flatten)]
     pub model: ModelArgs,
 }
@@ -97,35 +103,68 @@ struct BenchDir {
     _lock: RunLock,
     started_utc: String,
     command: Vec<String>,
+    /// Configurations measured and journaled.
+    measured: usize,
 }
 
 impl BenchDir {
+    /// A fresh run folder `<out>/bench/<utc>-<pid>` (`-2`, `-3`, … if taken: a folder is never
+    /// reused), locked, with a `running` status. `--out` pointing at a bench run folder is refused:
+    /// a benchmark is not continued.
     fn open(out: &std::path::Path) -> anyhow::Result<BenchDir> {
+        if out.join(BENCH_STATE).is_file() {
+            anyhow::bail!(
+                "--out {} is a bench run folder; a benchmark is not resumed or added to (its numbers are those of \
+                 one process: warm-ups, the device's state, the allocator's pool), so run it again with --out set \
+                 to the results root (default: results), which gets a new run folder",
+                out.display()
+            );
+        }
         let (started_utc, stamp) = results::utc_now();
-        let dir = out.join("bench").join(format!("{stamp}-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).with_context(|| format!("creating the bench run folder {}", dir.display()))?;
+        let parent = out.join("bench");
+        std::fs::create_dir_all(&parent)
+            .with_context(|| format!("creating the bench run folder under {}", parent.display()))?;
+        let base = format!("{stamp}-{}", std::process::id());
+        let mut k = 1;
+        let dir = loop {
+            let dir = parent.join(if k == 1 { base.clone() } else { format!("{base}-{k}") });
+            match std::fs::create_dir(&dir) {
+                Ok(()) => break dir,
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists && k < 1000 => k += 1,
+                Err(e) => return Err(e).with_context(|| format!("creating the bench run folder {}", dir.display())),
+            }
+        };
         let command: Vec<String> = std::env::args().collect();
         let lock = RunLock::acquire(&dir, &command.join(" "))?;
         let journal = JournalWriter::open(&dir.join(BENCH_JOURNAL), 0)?;
-        let b = BenchDir { dir, journal, _lock: lock, started_utc, command };
-        b.state(RunStatus::Running, 0)?;
+        let b = BenchDir { dir, journal, _lock: lock, started_utc, command, measured: 0 };
+        b.state(RunStatus::Running, &[])?;
         Ok(b)
     }
 
     fn record(&mut self, kind: &str, value: &impl serde::Serialize) -> anyhow::Result<()> {
         self.journal.append(&serde_json::json!({ kind: value }))?;
-        Ok(self.journal.flush()?)
+        self.journal.flush()?;
+        if kind == "run" {
+            self.measured += 1;
+        }
+        Ok(())
     }
 
-    fn state(&self, status: RunStatus, measured: usize) -> anyhow::Result<()> {
+    /// Writes `bench.json`: the status, the configurations measured, the command and, for a
+    /// `failed` run, the error and its causes (outermost first).
+    fn state(&self, status: RunStatus, error_chain: &[String]) -> anyhow::Result<()> {
         let (now, _) = results::utc_now();
-        let state = serde_json::json!({
+        let mut state = serde_json::json!({
             "status": status,
             "started_utc": self.started_utc,
             "updated_utc": now,
-            "measured": measured,
+            "measured": self.measured,
             "command": self.command,
         });
+        if !error_chain.is_empty() {
+            state["error_chain"] = serde_json::json!(error_chain);
+        }
         let path = self.dir.join(BENCH_STATE);
         let tmp = self.dir.join(format!("{BENCH_STATE}.tmp"));
         std::fs::write(&tmp, serde_json::to_string_pretty(&state)? + "\n")
@@ -134,18 +173,18 @@ impl BenchDir {
     }
 }
 
-/// This command again, every flag as given but the test hook.
+/// This command again, every flag as given but the test hook (and a refused `--resume`).
 fn rerun_command() -> String {
     let argv: Vec<String> = std::env::args().collect();
     let mut keep = Vec::new();
     let mut i = 0;
     while i < argv.len() {
         let a = &argv[i];
-        if a == "--interrupt-after" {
+        if a == "--interrupt-after" || a == "--resume" {
             i += 2;
             continue;
         }
-        if !a.starts_with("--interrupt-after=") {
+        if !a.starts_with("--interrupt-after=") && !a.starts_with("--resume=") {
             keep.push(a.clone());
         }
         i += 1;
@@ -264,8 +303,30 @@ pub fn run(args: Args, out: &Output) -> anyhow::Result<()> {
     if args.batch.contains(&0) || args.new_tokens == 0 {
         anyhow::bail!("--batch sizes and --new-tokens must be at least 1")
     }
+    if let Some(dir) = &args.resume {
+        anyhow::bail!(
+            "bench has no --resume ({}): a benchmark's numbers are those of one process (warm-ups, the device's \
+             state, the allocator's pool), so an interrupted benchmark is measured again, in a new run folder; its \
+             bench.jsonl keeps what it measured. Run it again with: {}",
+            dir.display(),
+            rerun_command()
+        );
+    }
     let interrupt = Interrupt::install()?;
     let mut run_dir = BenchDir::open(&args.out)?;
+    let result = measure(&args, &mut run_dir, &interrupt, out);
+    if let Err(e) = &result {
+        if e.downcast_ref::<Interrupted>().is_none() {
+            if let Err(m) = run_dir.state(RunStatus::Failed, &crate::output::causes(e)) {
+                out.warn(&format!("marking {} failed: {m:#}", run_dir.dir.display()));
+            }
+        }
+    }
+    result
+}
+
+/// Loads the engine and measures every configuration into the run folder.
+fn measure(args: &Args, run_dir: &mut BenchDir, interrupt: &Interrupt, out: &Output) -> anyhow::Result<()> {
     let engine = engine::load_model(args.engine, &args.model, out)?;
     if let Some(native) = engine.native_mode() {
         if let Some(m) = args.modes.iter().find(|&&m| m != native) {
@@ -287,7 +348,7 @@ pub fn run(args: Args, out: &Output) -> anyhow::Result<()> {
     for &mode in &args.modes {
         for &batch in &args.batch {
             if interrupt.requested() {
-                run_dir.state(RunStatus::Interrupted, report.runs.len())?;
+                run_dir.state(RunStatus::Interrupted, &[])?;
                 return Err(Interrupted {
                     state: format!(
                         "{} is marked interrupted and holds the measurements in {BENCH_JOURNAL} \
@@ -302,7 +363,7 @@ pub fn run(args: Args, out: &Output) -> anyhow::Result<()> {
             let mut b = batch;
             let mut retries = 0;
             let run = loop {
-                match run_one(&engine, &args, mode, b, &mut peak) {
+                match run_one(&engine, args, mode, b, &mut peak) {
                     Ok(r) => break r,
                     Err(e) if is_oom(&e) && b > 1 => {
                         out.warn(&format!("{mode} batch {b}: out of device memory, retrying at batch {}", b / 2));
@@ -342,7 +403,7 @@ pub fn run(args: Args, out: &Output) -> anyhow::Result<()> {
             report.encoder.push(e);
         }
     }
-    run_dir.state(RunStatus::Complete, report.runs.len())?;
+    run_dir.state(RunStatus::Complete, &[])?;
     out.send(&report)?;
     out.info(&format!("  run folder: {}", run_dir.dir.display()));
     if !out.json {

@@ -75,3 +75,38 @@ fn a_bench_journals_each_measurement_and_sigint_marks_it_interrupted_with_the_co
     assert_eq!(dirs, 2, "run again, the benchmark measures every configuration in a new run folder");
     std::fs::remove_dir_all(&out).unwrap();
 }
+
+#[test]
+fn a_failed_bench_is_marked_failed_with_its_error_and_a_resume_or_a_bench_folder_is_refused_with_the_reason() {
+    let out = scratch("bench-fail");
+    let missing = out.join("no-such-weights");
+    let o = Command::new(BIN)
+        .args(["bench", "--weights", missing.to_str().unwrap(), "--out", out.to_str().unwrap()])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&o.stderr).into_owned();
+    assert_eq!(o.status.code(), Some(1), "{err}");
+    let dir = only_dir(&out);
+    let s = state(&dir);
+    assert_eq!((s["status"].as_str(), s["measured"].as_u64()), (Some("failed"), Some(0)), "{s}");
+    let chain: Vec<&str> = s["error_chain"].as_array().unwrap().iter().map(|c| c.as_str().unwrap()).collect();
+    assert!(chain[0].contains("no-such-weights"), "the error as printed, outermost first: {chain:?}");
+    assert!(err.contains(chain[0]), "{err}");
+    assert!(!dir.join(occ_eval::lock::LOCK_FILE).exists(), "the lock is released");
+
+    // No resume: refused with the reason and the command that measures it again (without --resume).
+    let o = bench(&out, &["--resume", dir.to_str().unwrap()]);
+    let err = String::from_utf8_lossy(&o.stderr).into_owned();
+    assert_eq!(o.status.code(), Some(1), "{err}");
+    assert!(err.contains("bench has no --resume") && err.contains("measured again"), "{err}");
+    let again = err.split("Run it again with: ").nth(1).unwrap_or_else(|| panic!("{err}"));
+    assert!(again.contains("compress-bench bench --synthetic-weights tiny") && !again.contains("--resume"), "{err}");
+    // A bench run folder given as --out: refused, nothing written into it.
+    let o = bench(&dir, &[]);
+    let err = String::from_utf8_lossy(&o.stderr).into_owned();
+    assert_eq!(o.status.code(), Some(1), "{err}");
+    assert!(err.contains("is a bench run folder") && err.contains("not resumed"), "{err}");
+    assert!(!dir.join("bench").exists());
+    assert_eq!(std::fs::read_dir(out.join("bench")).unwrap().count(), 1, "no run folder was made");
+    std::fs::remove_dir_all(&out).unwrap();
+}
