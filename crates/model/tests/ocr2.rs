@@ -256,3 +256,114 @@ fn v2_engine_refuses_v1_and_converted_checkpoints_naming_the_mismatch() {
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }
+
+/// Full-size parity on the GPU against scripts/gpu_v2_parity.py's outputs (folder in
+/// `OCC_V2_PARITY_DIR`; `OCC_V2_PARITY_DEVICE=cpu` runs a `--reduced` folder on the CPU): per page, the
+/// f32 rows within 1e-4 (max |Δ| ÷ RMS) and the f32 greedy tokens identical to transformers'
+/// `generate`; bf16 teacher-forced argmax agreement and min cosine against transformers' f32 logits,
+/// reported beside transformers' own bf16 (the yardstick); bf16 speed (prefill, batch-1 decode,
+/// batched pages/s). Writes `rust_report.json` into the folder. Commands: scripts/gpu-v2-parity.sh.
+#[test]
+#[ignore = "needs scripts/gpu_v2_parity.py outputs in OCC_V2_PARITY_DIR and (full size) a CUDA device"]
+fn v2_full_size_gpu_parity() {
+    use occ_model::generate::{generate, GenerationConfig, PromptInput};
+    use occ_model::pipeline_v2::{DeepseekOcr2, Ocr2SyntheticSize};
+    use occ_model::synth::Recipe;
+    let dir = PathBuf::from(std::env::var("OCC_V2_PARITY_DIR").expect("OCC_V2_PARITY_DIR: the gpu_v2_parity.py --out"));
+    let meta: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("meta.json")).unwrap()).unwrap();
+    let device = match std::env::var("OCC_V2_PARITY_DEVICE").as_deref() {
+        Ok("cpu") => Device::Cpu,
+        _ => Device::new_cuda(0).expect("a CUDA device (build with --features cuda)"),
+    };
+    let size = if meta["size"] == "reduced" { Ocr2SyntheticSize::Reduced } else { Ocr2SyntheticSize::Full };
+    let recipe = Recipe::from_version(meta["recipe_version"].as_u64().unwrap() as u32).expect("a known recipe");
+    let order = ResizeOrder::for_pillow_version(meta["pillow"].as_str().unwrap()).unwrap();
+    let steps = meta["steps"].as_u64().unwrap() as usize;
+    let mut f32m = DeepseekOcr2::synthetic(size, recipe, 0, DType::F32, &device).unwrap();
+    f32m.resize_order = order;
+    // candle has no bf16 matmul on the CPU: the CPU smoke run measures its "bf16" columns in f32.
+    let low = if device.is_cpu() { DType::F32 } else { DType::BF16 };
+    let mut bf16m = DeepseekOcr2::synthetic(size, recipe, 0, low, &device).unwrap();
+    bf16m.resize_order = order;
+    let mut report = serde_json::Map::new();
+    let mut failures = Vec::new();
+    let pages = meta["pages"].as_object().unwrap();
+    for (page, info) in pages {
+        let want =
+            candle_core::safetensors::load(dir.join(page.replace(".png", ".safetensors")), &Device::Cpu).unwrap();
+        let img = load_image(&page_path(page)).unwrap();
+        // rows, f32
+        let prepared = f32m.prepare(&img, Mode::V2).unwrap();
+        let rows = f32m.encoder().encode(&prepared).unwrap().to_device(&Device::Cpu).unwrap();
+        let ref_rows = &want["rows"];
+        let rms = ref_rows.sqr().unwrap().mean_all().unwrap().to_scalar::<f32>().unwrap().sqrt();
+        let max_abs = (&rows - ref_rows).unwrap().abs().unwrap().max_all().unwrap().to_scalar::<f32>().unwrap();
+        let rel = f64::from(max_abs / rms);
+        // greedy, f32
+        let input = f32m.prompt_input(&img, Mode::V2, &occ_core::Prompt::FreeOcr).unwrap();
+        let ref_ids: Vec<i64> = want["ids"].to_vec1().unwrap();
+        let ids_equal = input.ids.iter().map(|&i| i64::from(i)).eq(ref_ids.iter().copied());
+        let cfg = GenerationConfig { ignore_eos: true, ..GenerationConfig::plain_greedy(steps) };
+        let out = generate(f32m.decoder(), &[input], &cfg).unwrap();
+        let ref_greedy: Vec<u32> = want["greedy"].to_vec1::<i64>().unwrap().into_iter().map(|v| v as u32).collect();
+        let same = out.rows[0].tokens.iter().zip(&ref_greedy).take_while(|(a, b)| a == b).count();
+        // bf16 teacher-forced on the reference's f32 sequence
+        let p = bf16m.prompt_input(&img, Mode::V2, &occ_core::Prompt::FreeOcr).unwrap();
+        let plen = p.ids.len();
+        let forced = Tensor::from_vec(ref_greedy[..steps - 1].to_vec(), (1, steps - 1), &device).unwrap();
+        let tail = bf16m.decoder().embed(&forced).unwrap().squeeze(0).unwrap();
+        let embeds = Tensor::cat(&[&p.embeds, &tail], 0).unwrap().unsqueeze(0).unwrap();
+        let mut cache = bf16m.decoder().new_cache(vec![0]);
+        let logits = bf16m.decoder().forward_embeds(&embeds, 0, &mut cache).unwrap().squeeze(0).unwrap();
+        let logits = logits.narrow(0, plen - 1, steps).unwrap().to_device(&Device::Cpu).unwrap();
+        let ref_logits = &want["logits"];
+        let dot = (&logits * ref_logits).unwrap().sum(1).unwrap();
+        let norms = (logits.sqr().unwrap().sum(1).unwrap().sqrt().unwrap()
+            * ref_logits.sqr().unwrap().sum(1).unwrap().sqrt().unwrap())
+        .unwrap();
+        let cos: Vec<f32> = (dot / norms).unwrap().to_vec1().unwrap();
+        let argmax: Vec<u32> = logits.argmax(1).unwrap().to_vec1().unwrap();
+        let agree = argmax.iter().zip(&ref_greedy).filter(|(a, b)| a == b).count() as f64 / steps as f64;
+        let ref_bf16: Vec<i64> = want["logits_bf16_argmax"].to_vec1().unwrap();
+        let agree_ref_bf16 =
+            argmax.iter().zip(&ref_bf16).filter(|(a, b)| i64::from(**a) == **b).count() as f64 / steps as f64;
+        let min_cos = cos.iter().copied().fold(f32::INFINITY, f32::min);
+        // bf16 speed: prefill and decode of `generate`, batch 1
+        let t = bf16m.prompt_input(&img, Mode::V2, &occ_core::Prompt::FreeOcr).unwrap();
+        let _ = generate(
+            bf16m.decoder(),
+            &[t.clone()],
+            &GenerationConfig { ignore_eos: true, ..GenerationConfig::plain_greedy(4) },
+        );
+        let timed = generate(bf16m.decoder(), &[t], &cfg).unwrap();
+        let tok_s = timed.decode_steps as f64 / timed.decode.as_secs_f64().max(1e-9);
+        let r = serde_json::json!({
+            "rows_rel": rel, "prompt_ids_equal": ids_equal, "greedy_identical_prefix": same, "steps": steps,
+            "bf16_vs_ref_f32": {"argmax_agreement": agree, "min_cosine": min_cos},
+            "bf16_argmax_vs_ref_bf16": agree_ref_bf16,
+            "reference_bf16_vs_f32": info["reference_bf16_vs_f32"],
+            "bf16_prefill_ms": timed.prefill.as_secs_f64() * 1e3, "bf16_decode_tok_per_s_batch1": tok_s,
+        });
+        eprintln!("{page}: {r}");
+        if rel > 1e-4 || !ids_equal || same < steps {
+            failures
+                .push(format!("{page}: rows rel {rel:.2e}, ids equal {ids_equal}, greedy identical {same}/{steps}"));
+        }
+        report.insert(page.clone(), r);
+    }
+    // batched pages/s, bf16: `batch` copies of the portrait page, encoder + prefill + steps tokens
+    let batch = meta["transformers_bf16_speed"]["batch"].as_u64().unwrap_or(8) as usize;
+    let img = load_image(&page_path("page_portrait.png")).unwrap();
+    let pages_in: Vec<(&image::RgbImage, Mode)> = (0..batch).map(|_| (&img, Mode::V2)).collect();
+    let cfg = GenerationConfig { ignore_eos: true, ..GenerationConfig::plain_greedy(steps) };
+    let t = std::time::Instant::now();
+    let inputs: Vec<PromptInput> =
+        pages_in.iter().map(|(i, m)| bf16m.prompt_input(i, *m, &occ_core::Prompt::FreeOcr).unwrap()).collect();
+    generate(bf16m.decoder(), &inputs, &cfg).unwrap();
+    report.insert("pages_per_s_batched_bf16".into(), serde_json::json!(batch as f64 / t.elapsed().as_secs_f64()));
+    report.insert("transformers_bf16_speed".into(), meta["transformers_bf16_speed"].clone());
+    report.insert("low_dtype".into(), serde_json::json!(format!("{low:?}")));
+    std::fs::write(dir.join("rust_report.json"), serde_json::to_string_pretty(&report).unwrap()).unwrap();
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
