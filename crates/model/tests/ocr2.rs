@@ -333,7 +333,7 @@ fn v2_full_size_gpu_parity() {
         let t = bf16m.prompt_input(&img, Mode::V2, &occ_core::Prompt::FreeOcr).unwrap();
         let _ = generate(
             bf16m.decoder(),
-            &[t.clone()],
+            std::slice::from_ref(&t),
             &GenerationConfig { ignore_eos: true, ..GenerationConfig::plain_greedy(4) },
         );
         let timed = generate(bf16m.decoder(), &[t], &cfg).unwrap();
