@@ -327,6 +327,89 @@ fn a_sweep_over_two_degradation_levels_writes_them_as_columns_and_facets() {
 }
 
 #[test]
+fn a_sweep_over_two_fonts_and_two_line_heights_writes_them_as_columns_and_facets() {
+    let out = scratch("typography");
+    let spec = out.join("typography.toml");
+    std::fs::write(
+        &spec,
+        "corpora = [\"en\"]\nmodes = [\"tiny\"]\nratios = [4.0]\npages = 2\nengine = \"tesseract\"\n\
+         fonts = [\"dejavu-sans\", \"dejavu-serif\"]\nline_heights = [1.2, 1.6]\n",
+    )
+    .unwrap();
+    let o = sweep(&out, &[spec.to_str().unwrap(), "--json"]);
+    assert_ok(&o);
+    let dir = run_dirs(&out)[0].clone();
+    // Columns: the font family and line height of every page, in samples.parquet.
+    let df = schema::read_parquet(&dir.join(results::SAMPLES_FILE)).unwrap();
+    assert!(df.column("font_family").is_ok() && df.column("line_height").is_ok());
+    let rows = results::read_samples(&dir).unwrap();
+    assert_eq!(rows.len(), 8, "2 pages x 2 fonts x 2 line heights");
+    let setting = |r: &SampleRow| (r.font_family.clone(), r.line_height);
+    let mut settings: Vec<(String, f64)> = rows.iter().map(setting).collect();
+    settings.sort_by(|a, b| a.partial_cmp(b).unwrap());
+    settings.dedup();
+    let want = [("dejavu-sans", 1.2), ("dejavu-sans", 1.6), ("dejavu-serif", 1.2), ("dejavu-serif", 1.6)];
+    assert_eq!(settings, want.map(|(f, l)| (f.to_string(), l)));
+    for r in &rows {
+        assert_eq!((r.degradation.as_str(), r.status.as_str()), ("none", "ok"));
+        let suffix = match (r.font_family.as_str(), r.line_height) {
+            ("dejavu-sans", 1.2) => "/tiny/r4".to_string(),
+            ("dejavu-sans", lh) => format!("/tiny/r4/lh{lh}"),
+            (font, 1.2) => format!("/tiny/r4/{font}"),
+            (font, lh) => format!("/tiny/r4/{font}/lh{lh}"),
+        };
+        assert!(r.sample_id.ends_with(&suffix), "{} for {:?}", r.sample_id, setting(r));
+        assert!(r.char_precision > 0.9, "Tesseract reads 4x in Tiny in every setting: {r:?}");
+    }
+    // The same passages in every setting, fitted again: a wider line pitch takes a smaller font.
+    for font in ["dejavu-sans", "dejavu-serif"] {
+        let pick = |lh: f64| -> Vec<&SampleRow> {
+            rows.iter().filter(|r| r.font_family == font && r.line_height == lh).collect()
+        };
+        for (tight, loose) in pick(1.2).iter().zip(pick(1.6)) {
+            assert_eq!((&tight.passage_id, tight.n_text_tokens), (&loose.passage_id, loose.n_text_tokens));
+            assert!(loose.font_px < tight.font_px, "{font}: {} at 1.6 vs {} at 1.2", loose.font_px, tight.font_px);
+        }
+    }
+    // The --json summary: one cell per setting, each with its own pages' scores.
+    let last: serde_json::Value =
+        serde_json::from_str(String::from_utf8_lossy(&o.stdout).lines().last().unwrap()).unwrap();
+    let cells = last["data"]["cells"].as_array().unwrap();
+    assert_eq!(cells.len(), 4);
+    for (cell, (font, lh)) in cells.iter().zip(want) {
+        assert_eq!((cell["font_family"].as_str(), cell["line_height"].as_f64()), (Some(font), Some(lh)), "{cell}");
+        let own: Vec<&SampleRow> = rows.iter().filter(|r| r.font_family == font && r.line_height == lh).collect();
+        let mean = own.iter().map(|r| r.char_precision).sum::<f64>() / own.len() as f64;
+        assert!((cell["char_precision"].as_f64().unwrap() - mean).abs() < 1e-12, "{cell}");
+    }
+    // summary.csv: one cell per setting.
+    let csv = std::fs::read_to_string(dir.join("summary.csv")).unwrap();
+    for (font, lh) in want {
+        let key = format!("en,tiny,4.0,none,{font},{lh},char_precision,2,");
+        assert!(csv.lines().any(|l| l.starts_with(&key)), "{key} in {csv}");
+    }
+    // Facets: each setting's curves, the settings compared, a table by setting, every page redrawn.
+    for f in [
+        "en_char_precision_dejavu-sans_lh1.2.svg",
+        "en_char_precision_dejavu-sans_lh1.6.svg",
+        "en_char_precision_dejavu-serif_lh1.2.svg",
+        "en_char_precision_dejavu-serif_lh1.6.svg",
+        "en_tiny_char_precision_by_setting.svg",
+    ] {
+        assert!(dir.join("plots").join(f).is_file(), "plots/{f} missing");
+    }
+    assert!(!dir.join("plots/en_char_precision.svg").exists(), "a faceted run has no pooled curve");
+    let md = std::fs::read_to_string(dir.join("report.md")).unwrap();
+    assert!(md.contains("| font_family | line_height | tiny (mean over ratios) |"), "{md}");
+    assert!(md.contains("— font dejavu-serif, line height 1.6"), "{md}");
+    assert!(md
+        .contains("page settings: degradations / fonts / line heights**: none / dejavu-sans, dejavu-serif / 1.2, 1.6"));
+    let pages = std::fs::read_to_string(dir.join("pages.html")).unwrap();
+    assert!(pages.contains("en · tiny · 4× · dejavu-serif · lh1.6") && pages.contains("en · tiny · 4× · lh1.6"));
+    assert_eq!(pages.matches("<img class=\"thumb\"").count(), 8, "every page is drawn again in its own setting");
+}
+
+#[test]
 fn report_subcommand_rewrites_the_report() {
     let out = scratch("report");
     assert_ok(&sweep(&out, &[&SMALL_GRID[..], &["--no-report"]].concat()));
