@@ -7,7 +7,7 @@
 # with the mean and a percentile band of the pages of each point.
 #
 #     cargo run --release -p compress-bench -- sweep --ratios 5..25 --engine tesseract \
-#         --modes tiny,small,base --pages 5 --out results/adhoc
+#         --modes tiny,small,base --pages 5            # writes results/adhoc/<run_id>/
 #     pip install pandas pyarrow matplotlib   # or polars instead of pandas + pyarrow
 #     python crates/py/examples/plot_sweep.py results/adhoc/<run_id> --metric char_precision
 
