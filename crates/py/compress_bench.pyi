@@ -9,14 +9,43 @@ release the GIL; errors raise subclasses of `CompressBenchError` carrying the fu
 from __future__ import annotations
 
 import os
-from typing import Any, Dict, List, Literal, Optional, Sequence, Tuple, Union
+from typing import Any, Dict, List, Literal, Optional, Sequence, Tuple, Union, final
+
+from typing_extensions import disjoint_base
 
 __version__: str
+__all__ = [
+    "__version__",
+    "BudgetChoice",
+    "CompressBenchError",
+    "Context",
+    "DeepSeekOcr",
+    "Engine",
+    "EngineError",
+    "FakePerfect",
+    "MiniReader",
+    "OcrResult",
+    "OpenAIEngine",
+    "OpticalMemory",
+    "OpticalMemoryError",
+    "Page",
+    "Recall",
+    "RenderError",
+    "Schedule",
+    "ScheduleError",
+    "Segment",
+    "Tesseract",
+    "TokenCost",
+    "count_tokens",
+    "paginate",
+    "render",
+    "vision_tokens",
+]
 
-Mode = str
+_Mode = str
 """`tiny`, `small`, `base`, `large`, `gundam` or `custom:<base>x<image>[:crop]`."""
-Role = Literal["system", "user", "assistant", "tool"]
-ImageLike = Union["Page", bytes, bytearray, str, os.PathLike, Any]
+_Role = Literal["system", "user", "assistant", "tool"]
+_ImageLike = Union["Page", bytes, bytearray, str, os.PathLike, Any]
 """A `Page`, PNG/JPEG bytes, a file path, a numpy uint8 array `(h, w, 3)` / `(h, w)`, or a PIL image."""
 
 class CompressBenchError(Exception):
@@ -34,6 +63,7 @@ class OpticalMemoryError(CompressBenchError):
 class EngineError(CompressBenchError):
     """An OCR engine is unavailable or failed to read a page."""
 
+@final
 class Page:
     """A rendered page: pixels, exact ground truth and token accounting.
 
@@ -46,7 +76,7 @@ class Page:
     @property
     def height(self) -> int: ...
     @property
-    def mode(self) -> Mode: ...
+    def mode(self) -> _Mode: ...
     @property
     def text(self) -> str:
         """The exact ground truth: the normalised text drawn on the page."""
@@ -114,7 +144,7 @@ class Page:
 
 def render(
     text: str,
-    mode: Mode = "tiny",
+    mode: _Mode = "tiny",
     ratio: Optional[float] = None,
     font_px: Optional[float] = None,
     *,
@@ -140,7 +170,7 @@ def render(
 
 def paginate(
     text: str,
-    mode: Mode = "tiny",
+    mode: _Mode = "tiny",
     ratio: float = 10.0,
     *,
     max_pages: Optional[int] = None,
@@ -161,9 +191,10 @@ def paginate(
 def count_tokens(text: str) -> int:
     """Text tokens (DeepSeek-OCR tokenizer, no BOS): the count every ratio uses."""
 
-def vision_tokens(mode: Mode, width: Optional[int] = None, height: Optional[int] = None) -> Dict[str, int]:
+def vision_tokens(mode: _Mode, width: Optional[int] = None, height: Optional[int] = None) -> Dict[str, int]:
     """Vision tokens of a page in `mode` (default: the mode's canvas)."""
 
+@final
 class OcrResult:
     """What an engine read from one page."""
 
@@ -176,6 +207,7 @@ class OcrResult:
     timings: Tuple[float, float, float, float]
     """Seconds: preprocess, vision, prefill, decode."""
 
+@disjoint_base
 class Engine:
     """An OCR engine (base class; build a subclass). Calls are serialised and release the GIL."""
 
@@ -184,8 +216,8 @@ class Engine:
         """`{"name", "version", "weights", "synthetic_weights", "device", "dtype"}`."""
     def ocr(
         self,
-        images: Union[ImageLike, Sequence[ImageLike]],
-        mode: Optional[Mode] = None,
+        images: Union[_ImageLike, Sequence[_ImageLike]],
+        mode: Optional[_Mode] = None,
         *,
         prompt: str = "free-ocr",
         max_new_tokens: int = 8192,
@@ -198,18 +230,20 @@ class Engine:
         `free-ocr`, `markdown`, `grounding` or a text holding `<image>` once.
         """
 
+@final
 class Tesseract(Engine):
     """Debian's `tesseract` reading pages of one language (`apt-get install tesseract-ocr`)."""
 
-    def __init__(
-        self, lang: Literal["en", "zh"] = "en", psm: int = 6, threads: Optional[int] = None, program: str = "tesseract"
-    ) -> None: ...
+    def __new__(
+        cls, lang: Literal["en", "zh"] = "en", psm: int = 6, threads: Optional[int] = None, program: str = "tesseract"
+    ) -> Tesseract: ...
 
+@final
 class DeepSeekOcr(Engine):
     """DeepSeek-OCR in candle from an HF snapshot folder, or on seeded synthetic weights."""
 
-    def __init__(
-        self,
+    def __new__(
+        cls,
         weights: Optional[Union[str, os.PathLike]] = None,
         *,
         device: Literal["cpu", "cuda"] = "cpu",
@@ -217,24 +251,26 @@ class DeepSeekOcr(Engine):
         synthetic: Optional[Literal["tiny", "reduced", "full"]] = None,
         seed: int = 0,
         recipe: int = 1,
-    ) -> None: ...
+    ) -> DeepSeekOcr: ...
 
+@final
 class MiniReader(Engine):
     """A reader trained by `compress-bench train` (checkpoint or export folder)."""
 
-    def __init__(
-        self,
+    def __new__(
+        cls,
         weights: Union[str, os.PathLike],
         *,
         device: Literal["cpu", "cuda"] = "cpu",
         dtype: Optional[Literal["f32", "bf16", "f16"]] = None,
-    ) -> None: ...
+    ) -> MiniReader: ...
 
+@final
 class OpenAIEngine(Engine):
     """Any OpenAI-compatible chat-completions server (compress-bench serve, vLLM, SGLang, a hosted API)."""
 
-    def __init__(
-        self,
+    def __new__(
+        cls,
         base_url: str,
         model: str,
         api_key: Optional[str] = None,
@@ -244,13 +280,15 @@ class OpenAIEngine(Engine):
         retries: int = 4,
         timeout: float = 600.0,
         send_mode: bool = False,
-    ) -> None: ...
+    ) -> OpenAIEngine: ...
 
+@final
 class FakePerfect(Engine):
     """Answers each `Page` with its ground truth (tests of the machinery; not a reader)."""
 
-    def __init__(self) -> None: ...
+    def __new__(cls) -> FakePerfect: ...
 
+@final
 class Schedule:
     """A decay schedule: a round's age → text, page images of a mode, a downscaled copy, or dropped.
 
@@ -259,7 +297,7 @@ class Schedule:
     `ScheduleError`.
     """
 
-    def __init__(self, spec: str) -> None: ...
+    def __new__(cls, spec: str) -> Schedule: ...
     @staticmethod
     def from_toml(text: str, path: str = "<string>") -> List[Schedule]:
         """The schedules of a TOML document of `[[schedule]]` tables."""
@@ -279,8 +317,9 @@ class Schedule:
     def tokens(self) -> Optional[int]:
         """The budget of a `budget:tokens=N` schedule."""
     def representation(self, age: int) -> str: ...
-    def __eq__(self, other: object) -> bool: ...
+    def __eq__(self, other: object, /) -> bool: ...
 
+@final
 class TokenCost:
     text_tokens: int
     vision_slots: int
@@ -288,11 +327,12 @@ class TokenCost:
     tokens: int
     """Decoder positions: `text_tokens + vision_slots`."""
 
+@final
 class Segment:
     """One round in the context: its text or its page images, with its cost."""
 
     round_id: str
-    role: Role
+    role: _Role
     age: int
     level: int
     representation: str
@@ -303,6 +343,7 @@ class Segment:
     @property
     def pages(self) -> List[Page]: ...
 
+@final
 class Context:
     """The ordered context (oldest round first) with token costs."""
 
@@ -323,12 +364,14 @@ class Context:
         """`all_text_tokens / tokens`."""
     def __len__(self) -> int: ...
 
+@final
 class BudgetChoice:
     schedule: Schedule
     index: int
     tokens: int
     considered: List[Tuple[str, int]]
 
+@final
 class Recall:
     id: str
     representation: str
@@ -336,6 +379,7 @@ class Recall:
     ground_truth: str
     outputs: List[OcrResult]
 
+@final
 class OpticalMemory:
     """Optical memory for agents: recent rounds as text, older ones as ever smaller page images.
 
@@ -345,8 +389,8 @@ class OpticalMemory:
     the system clock, or a start time (seconds) of a manual clock moved by `advance`.
     """
 
-    def __init__(
-        self,
+    def __new__(
+        cls,
         schedule: Optional[Union[Schedule, str]] = None,
         *,
         page_ratio: float = 10.0,
@@ -355,8 +399,8 @@ class OpticalMemory:
         max_new_tokens: int = 4096,
         candidates: Optional[Sequence[Union[Schedule, str]]] = None,
         clock: Optional[float] = None,
-    ) -> None: ...
-    def push(self, id: str, role: Role, text: str) -> None:
+    ) -> OpticalMemory: ...
+    def push(self, id: str, role: _Role, text: str) -> None:
         """Stores a round (ids are unique)."""
     def context(self, schedule: Optional[Union[Schedule, str]] = None) -> Context:
         """Text segments and page images, oldest first, each with its token cost."""
