@@ -205,6 +205,16 @@ impl DeepseekOcr {
         dtype: DType,
         device: &Device,
     ) -> std::result::Result<DeepseekOcr, LoadError> {
+        // a DeepSeek-OCR-2 checkpoint is named as such before its config is read
+        if let Ok(naming) = crate::encoder_v2::identify(dir.tensors()?.keys().map(String::as_str)) {
+            return Err(LoadError::Corrupt {
+                path: dir.root.clone(),
+                problem: format!(
+                    "this is a DeepSeek-OCR-2 checkpoint ({naming:?} naming: a Qwen2 encoder with learnable queries, no \
+                     CLIP-L `model.vision_model.*`); use the deepseek-ocr-2 engine"
+                ),
+            });
+        }
         let (vision, decoder) = dir.configs()?;
         dir.validate(&expected_tensors(&vision, &decoder))?;
         let tokenizer = TextTokenizer::from_file(&dir.tokenizer)

@@ -12,18 +12,22 @@
 //! configs.
 
 use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
 
 use candle_core::{DType, Device, Result, Tensor};
 use candle_nn::VarBuilder;
 use image::RgbImage;
-use occ_core::{Mode, Prompt, TextTokenizer};
+use occ_core::{
+    EngineError, EngineInfo, Mode, OcrEngine, OcrOptions, OcrOutput, OcrPage, Prompt, TextTokenizer, Timings,
+};
 
 use crate::config_v2::Ocr2VisionConfig;
 use crate::decoder::{DecoderConfig, DecoderModel};
 use crate::encoder_v2::{self, Ocr2Encoder, Ocr2Naming};
-use crate::generate::{generate, BatchOutput, GenerationConfig, PromptInput};
+use crate::generate::{generate, BatchOutput, GenerationConfig, PromptInput, Sampling};
+use crate::grounding::postprocess;
 use crate::load::{check_tensors, expected_decoder_tensors, LoadError, WeightsDir};
-use crate::pipeline::splice;
+use crate::pipeline::{device_name, dtype_name, splice};
 use crate::preprocess::{PreparedImage, ResizeOrder};
 use crate::preprocess_v2::prepare_v2;
 use crate::prompt::build_prompt;
@@ -64,7 +68,17 @@ pub struct DeepseekOcr2 {
     tokenizer: TextTokenizer,
     /// Pass order of every resize (the Pillow version to match).
     pub resize_order: ResizeOrder,
+    /// What the weights are (`synthetic:recipe-vN:seed-S`, or the snapshot folder).
+    pub weights: String,
+    pub synthetic: bool,
+    /// Generation settings of engine-trait calls (greedy, the DeepSeek blocker, by default).
+    pub generation: GenerationConfig,
+    /// Pages generated together by [`OcrEngine::ocr`].
+    pub max_batch: usize,
 }
+
+/// The engine name of DeepSeek-OCR-2.
+pub const ENGINE_NAME: &str = "deepseek-ocr-2";
 
 impl DeepseekOcr2 {
     /// Builds the model from `vb` at the checkpoint root (original naming).
@@ -82,6 +96,10 @@ impl DeepseekOcr2 {
             decoder: DecoderModel::new(dec, vb)?,
             tokenizer,
             resize_order: ResizeOrder::default(),
+            weights: "unnamed".into(),
+            synthetic: false,
+            generation: GenerationConfig::default(),
+            max_batch: 8,
         })
     }
 
@@ -95,7 +113,10 @@ impl DeepseekOcr2 {
     ) -> Result<Self> {
         let (vision, dec) = size.configs();
         let tokenizer = TextTokenizer::deepseek_ocr().map_err(|e| candle_core::Error::Msg(e.to_string()))?;
-        DeepseekOcr2::new(&vision, &dec, synth_var_builder_with(recipe, seed, dtype, device), tokenizer)
+        let mut m = DeepseekOcr2::new(&vision, &dec, synth_var_builder_with(recipe, seed, dtype, device), tokenizer)?;
+        m.weights = format!("synthetic:recipe-v{}:seed-{seed}:{size:?}", recipe.version());
+        m.synthetic = true;
+        Ok(m)
     }
 
     /// The released model from an HF snapshot folder of deepseek-ai/DeepSeek-OCR-2 (module docs).
@@ -118,7 +139,9 @@ impl DeepseekOcr2 {
         let tokenizer = TextTokenizer::from_file(&dir.tokenizer)
             .map_err(|e| LoadError::Corrupt { path: dir.tokenizer.clone(), problem: e.to_string() })?;
         let vb = dir.var_builder(dtype, device)?;
-        Ok(DeepseekOcr2::new(&vision, &dec, vb, tokenizer)?)
+        let mut m = DeepseekOcr2::new(&vision, &dec, vb, tokenizer)?;
+        m.weights = dir.root.display().to_string();
+        Ok(m)
     }
 
     pub fn encoder(&self) -> &Ocr2Encoder {
@@ -143,12 +166,16 @@ impl DeepseekOcr2 {
 
     /// The decoder input of one page: the prompt ids with the page's rows spliced in.
     pub fn prompt_input(&self, image: &RgbImage, mode: Mode, prompt: &Prompt) -> Result<PromptInput> {
-        let prepared = self.prepare(image, mode)?;
+        self.input_from_prepared(&self.prepare(image, mode)?, prompt)
+    }
+
+    /// [`Self::prompt_input`] of an already prepared page (vision tower, prompt, splice).
+    pub fn input_from_prepared(&self, prepared: &PreparedImage, prompt: &Prompt) -> Result<PromptInput> {
         let (w, h) = prepared.original_size;
-        let slots = mode.vision_tokens(w, h).map_err(|e| candle_core::Error::Msg(e.to_string()))?.slots as usize;
-        let rows: Tensor = self.encoder.encode(&prepared)?;
-        let tokens =
-            build_prompt(&self.tokenizer, prompt, &[slots]).map_err(|e| candle_core::Error::Msg(e.to_string()))?;
+        let slots = prepared.mode.vision_tokens(w, h).map_err(|e| candle_core::Error::Msg(e.to_string()))?.slots;
+        let rows: Tensor = self.encoder.encode(prepared)?;
+        let tokens = build_prompt(&self.tokenizer, prompt, &[slots as usize])
+            .map_err(|e| candle_core::Error::Msg(e.to_string()))?;
         let embeds = splice(&self.decoder, &tokens, &rows)?;
         Ok(PromptInput { embeds, ids: tokens.ids })
     }
@@ -163,5 +190,86 @@ impl DeepseekOcr2 {
         let inputs =
             pages.iter().map(|(img, mode)| self.prompt_input(img, *mode, prompt)).collect::<Result<Vec<_>>>()?;
         generate(&self.decoder, &inputs, cfg)
+    }
+}
+
+impl OcrEngine for DeepseekOcr2 {
+    fn info(&self) -> EngineInfo {
+        EngineInfo {
+            name: ENGINE_NAME.into(),
+            version: format!("{} (resize order {})", env!("CARGO_PKG_VERSION"), self.resize_order),
+            weights: Some(self.weights.clone()),
+            synthetic_weights: self.synthetic,
+            device: device_name(self.decoder.device()),
+            dtype: dtype_name(self.decoder.dtype()),
+        }
+    }
+
+    fn preferred_batch(&self) -> usize {
+        self.max_batch.max(1)
+    }
+
+    /// Reads pages in v2 modes (v1 modes are refused per page), `max_batch` at a time: preprocessing
+    /// and the vision tower page by page, one batched [`generate`]; text decoded with special tokens
+    /// kept and post-processed as v1's (docs/MODEL.md §10.4).
+    fn ocr(
+        &mut self,
+        pages: &[OcrPage],
+        prompt: &Prompt,
+        options: &OcrOptions,
+    ) -> std::result::Result<Vec<OcrOutput>, EngineError> {
+        let sampling = if options.temperature > 0.0 {
+            Sampling::TopP { temperature: options.temperature, top_p: 1.0, seed: options.seed }
+        } else {
+            Sampling::Greedy
+        };
+        let cfg = GenerationConfig {
+            max_new_tokens: options.max_new_tokens,
+            ignore_eos: options.ignore_eos,
+            sampling,
+            ..self.generation.clone()
+        };
+        let backend =
+            |e: candle_core::Error| EngineError::Backend { engine: ENGINE_NAME.into(), message: e.to_string() };
+        let mut outputs = Vec::with_capacity(pages.len());
+        for chunk in pages.chunks(self.preferred_batch()) {
+            let mut inputs = Vec::with_capacity(chunk.len());
+            let mut times = Vec::with_capacity(chunk.len());
+            for page in chunk {
+                if !page.mode.is_v2() {
+                    return Err(EngineError::Input {
+                        page: page.id.clone(),
+                        message: format!(
+                            "{ENGINE_NAME} reads modes v2 and v2-single, not DeepSeek-OCR (v1)'s {}",
+                            page.mode
+                        ),
+                    });
+                }
+                let t = Instant::now();
+                let prepared = self.prepare(&page.image, page.mode).map_err(backend)?;
+                let pre = t.elapsed();
+                let t = Instant::now();
+                inputs.push(self.input_from_prepared(&prepared, prompt).map_err(backend)?);
+                times.push((pre, t.elapsed()));
+            }
+            let out = generate(&self.decoder, &inputs, &cfg).map_err(backend)?;
+            let share = |d: Duration| d / chunk.len() as u32;
+            for ((page, g), (input, (preprocess, vision))) in chunk.iter().zip(out.rows).zip(inputs.iter().zip(times)) {
+                let decoded = self.tokenizer.decode(&g.tokens, false).map_err(|e| EngineError::Backend {
+                    engine: ENGINE_NAME.into(),
+                    message: format!("decoding page {}: {e}", page.id),
+                })?;
+                outputs.push(OcrOutput {
+                    id: page.id.clone(),
+                    text: postprocess(&decoded),
+                    n_prompt_tokens: Some(input.ids.len()),
+                    n_generated_tokens: Some(g.tokens.len()),
+                    hit_max_tokens: !g.stopped_at_eos,
+                    token_ids: Some(g.tokens),
+                    timings: Timings { preprocess, vision, prefill: share(out.prefill), decode: share(out.decode) },
+                });
+            }
+        }
+        Ok(outputs)
     }
 }

@@ -357,6 +357,12 @@ pub fn prepare_with_tiles(image: &RgbImage, mode: Mode, tiles: TileRange) -> Res
 ///   (grid within `options.tiles`).
 pub fn prepare_with_options(image: &RgbImage, mode: Mode, options: PrepareOptions) -> Result<PreparedImage> {
     let PrepareOptions { tiles, order } = options;
+    if mode.is_v2() {
+        return Err(err(format!(
+            "mode {mode} is DeepSeek-OCR-2's (preprocess_v2::prepare_v2); DeepSeek-OCR (v1) reads tiny, small, base, \
+             large, gundam or custom modes"
+        )));
+    }
     let (w, h) = image.dimensions();
     if w == 0 || h == 0 {
         return Err(err(format!("cannot preprocess an empty image of {w}x{h}")));

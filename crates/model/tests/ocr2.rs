@@ -367,3 +367,32 @@ fn v2_full_size_gpu_parity() {
     std::fs::write(dir.join("rust_report.json"), serde_json::to_string_pretty(&report).unwrap()).unwrap();
     assert!(failures.is_empty(), "{}", failures.join("\n"));
 }
+
+#[test]
+fn v2_engine_reads_pages_through_the_engine_trait_and_refuses_v1_modes() {
+    use occ_core::{OcrEngine, OcrOptions, OcrPage, Prompt};
+    use occ_model::pipeline_v2::{DeepseekOcr2, Ocr2SyntheticSize};
+    let mut engine =
+        DeepseekOcr2::synthetic(Ocr2SyntheticSize::Reduced, occ_model::synth::Recipe::V1, 0, DType::F32, &Device::Cpu)
+            .unwrap();
+    assert_eq!(engine.info().name, "deepseek-ocr-2");
+    let img = load_image(&page_path("page_square640.png")).unwrap();
+    let options = OcrOptions { max_new_tokens: 5, ignore_eos: true, ..OcrOptions::default() };
+    let pages = [
+        OcrPage { id: "a".into(), image: img.clone(), mode: Mode::V2 },
+        OcrPage { id: "b".into(), image: img.clone(), mode: Mode::V2Single },
+    ];
+    let out = engine.ocr(&pages, &Prompt::FreeOcr, &options).unwrap();
+    assert_eq!(out.len(), 2);
+    // 640² page: 257 slots in v2, 145 in v2-single, plus BOS and the 5 ids of "\nFree OCR.".
+    let prompt_lens: Vec<_> = out.iter().map(|o| o.n_prompt_tokens.unwrap()).collect();
+    let tail = prompt_lens[0] - 257;
+    assert_eq!(prompt_lens, vec![257 + tail, 145 + tail]);
+    assert!(out.iter().all(|o| o.n_generated_tokens == Some(5) && o.hit_max_tokens));
+    let v1_page = [OcrPage { id: "c".into(), image: img.clone(), mode: Mode::Base }];
+    let err = engine.ocr(&v1_page, &Prompt::FreeOcr, &options).unwrap_err().to_string();
+    assert!(err.contains("not DeepSeek-OCR (v1)'s base"), "{err}");
+    // and the v1 preprocessing refuses v2 modes
+    let err = occ_model::preprocess::prepare(&img, Mode::V2).unwrap_err().to_string();
+    assert!(err.contains("DeepSeek-OCR-2"), "{err}");
+}
