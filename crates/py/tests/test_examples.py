@@ -46,3 +46,65 @@ def test_agent_messages_keep_every_segment_in_order():
     assert msgs[0]["role"] == "system"
     assert images == 2 and msgs[-1] == {"role": "user", "content": agent_loop.SCRIPT[2]}
     assert [m["content"][1]["image_url"]["url"][:22] for m in msgs[1:3]] == ["data:image/png;base64,"] * 2
+
+
+class _RecordingEndpoint:
+    """A minimal OpenAI-compatible chat endpoint (a general VLM's shape): records each request and
+    answers with a fixed text."""
+
+    def __init__(self):
+        import http.server
+        import threading
+
+        self.requests: list = []
+        outer = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_POST(self):
+                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+                outer.requests.append((self.path, body))
+                answer = "Noted: TAP 1234, gate B12, Casa do Rio QX-5521, May 5 at 14:00. " * 12
+                reply = json.dumps({
+                    "id": "x", "object": "chat.completion", "created": 0, "model": body["model"],
+                    "choices": [{"index": 0, "finish_reason": "stop",
+                                 "message": {"role": "assistant", "content": answer}}],
+                    "usage": {"prompt_tokens": 1, "completion_tokens": 1, "total_tokens": 2},
+                }).encode()
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(reply)))
+                self.end_headers()
+                self.wfile.write(reply)
+
+            def log_message(self, *args):
+                pass
+
+        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
+        self.thread.start()
+        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}/v1"
+
+    def close(self):
+        self.httpd.shutdown()
+
+
+def test_agent_loop_sends_the_context_as_images_to_a_vision_endpoint():
+    endpoint = _RecordingEndpoint()
+    try:
+        budget = 1500
+        agent = agent_loop.run(endpoint.url, "some-vlm", budget=budget, turns=8, max_tokens=64, out=io.StringIO())
+    finally:
+        endpoint.close()
+    assert len(endpoint.requests) == 8
+    assert all(path == "/v1/chat/completions" for path, _ in endpoint.requests)
+    for (_, body), turn in zip(endpoint.requests, agent.turns):
+        msgs = body["messages"]
+        assert body["model"] == "some-vlm" and body["max_tokens"] == 64
+        assert msgs[0]["role"] == "system" and msgs[-1] == {"role": "user", "content": turn.question}
+        images = [p for m in msgs if isinstance(m["content"], list) for p in m["content"] if p["type"] == "image_url"]
+        assert len(images) == turn.images == turn.request_images
+        assert all(p["image_url"]["url"].startswith("data:image/png;base64,") for p in images)
+        assert turn.context_tokens <= budget
+    # Later turns carry older rounds as images, and the context costs less than the text would.
+    last = agent.turns[-1]
+    assert last.images >= 1 and last.context_tokens < last.text_tokens_if_all_text

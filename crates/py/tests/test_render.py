@@ -21,6 +21,8 @@ MOBY = (
 ) * 4
 
 # (Python keyword arguments, the same as command-line flags)
+ZH = "我们的记忆会随着时间逐渐模糊，而最近发生的事情则保持清晰。光学压缩把较早的上下文渲染成图像。" * 6
+
 CASES = [
     ({"mode": "tiny", "ratio": 10.0}, ["--mode", "tiny", "--ratio", "10"]),
     ({"mode": "small", "ratio": 4.5, "align": "justify", "margin": 20},
@@ -40,10 +42,15 @@ def cli_render(cli_bin, tmp_path, text, flags, name):
     return out.read_bytes(), meta
 
 
-@pytest.mark.parametrize("kwargs,flags", CASES, ids=["tiny-10x", "small-justify", "font-px"])
+ZH_CASE = ({"mode": "tiny", "ratio": 5.0, "lang": "zh", "text": ZH}, ["--mode", "tiny", "--ratio", "5", "--lang", "zh"])
+
+
+@pytest.mark.parametrize("kwargs,flags", CASES + [ZH_CASE], ids=["tiny-10x", "small-justify", "font-px", "zh"])
 def test_render_matches_the_cli_byte_for_byte(cli_bin, tmp_path, kwargs, flags):
-    png, meta = cli_render(cli_bin, tmp_path, MOBY, flags, "page")
-    page = cb.render(MOBY, **kwargs)
+    kwargs = dict(kwargs)
+    text = kwargs.pop("text", MOBY)
+    png, meta = cli_render(cli_bin, tmp_path, text, flags, "page")
+    page = cb.render(text, **kwargs)
     assert page.png == png, "the PNG differs from compress-bench render's"
     assert page.text == meta["ground_truth"]
     assert page.text_tokens == meta["text_tokens"]
