@@ -15,6 +15,9 @@ def test_wheel_is_abi3(wheel):
     assert any(n.endswith(".abi3.so") for n in names), names
     assert "compress_bench/__init__.pyi" in names or "compress_bench/compress_bench.pyi" in names, names
     assert "compress_bench/py.typed" in names, names
+    # An extension module must not link libpython (manylinux; it loads into any CPython >= 3.9).
+    so = next(n for n in names if n.endswith(".abi3.so"))
+    assert b"libpython" not in zipfile.ZipFile(wheel).read(so), "the extension links libpython"
 
 
 def test_wheel_installs_and_imports_without_cargo(wheel, tmp_path):
