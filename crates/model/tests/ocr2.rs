@@ -396,3 +396,31 @@ fn v2_engine_reads_pages_through_the_engine_trait_and_refuses_v1_modes() {
     let err = occ_model::preprocess::prepare(&img, Mode::V2).unwrap_err().to_string();
     assert!(err.contains("DeepSeek-OCR-2"), "{err}");
 }
+
+#[test]
+fn renderer_targets_exact_ratios_in_v2_modes_and_the_tower_fills_the_slots() {
+    use occ_render::fit::fit_to_ratio;
+    use occ_render::{Lang, RenderSpec};
+    let tok = occ_core::TextTokenizer::deepseek_ocr().unwrap();
+    let text = "Optical context compression renders long text into page images so that a vision encoder \
+                carries it in fewer tokens than the text itself. "
+        .repeat(400);
+    let device = Device::Cpu;
+    let encoder =
+        Ocr2Encoder::new(&Ocr2VisionConfig::reduced(), occ_model::synth::synth_var_builder(0, DType::F32, &device))
+            .unwrap();
+    // v2: the default canvas is a 2×3 tile page (1536×2304): 256 + 6·144 = 1120 nominal, 1121 slots.
+    // v2-single: one 768² view, 144 nominal, 145 slots.
+    for (mode, ratio, nominal, slots) in [(Mode::V2, 4.0, 1120, 1121), (Mode::V2Single, 8.0, 144, 145)] {
+        let spec = RenderSpec::for_mode(mode, Lang::En);
+        let f = fit_to_ratio(&text, &tok, mode, ratio, &spec).unwrap();
+        assert_eq!((f.vision.nominal, f.vision.slots), (nominal, slots), "{mode}");
+        assert_eq!(f.target_tokens, (ratio * f64::from(nominal)).round() as usize, "{mode}");
+        assert_eq!(f.ratio.nominal, f.text_tokens as f64 / f64::from(nominal), "{mode}");
+        assert_eq!(f.ratio.slots, f.text_tokens as f64 / f64::from(slots), "{mode}");
+        let prepared = prepare_v2(&f.page.image, mode, ResizeOrder::Pillow12).unwrap();
+        assert_eq!(prepared.tiles.len() as u32, f.vision.grid.tiles(), "{mode}");
+        let rows = encoder.encode(&prepared).unwrap();
+        assert_eq!(rows.dim(0).unwrap(), slots as usize, "{mode}: rows = slots");
+    }
+}
