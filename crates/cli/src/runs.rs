@@ -215,6 +215,7 @@ pub fn invocation() -> Invocation {
         tool: "compress-bench".into(),
         tool_version: env!("CARGO_PKG_VERSION").into(),
         reader_flags: None,
+        prompt: None,
     }
 }
 

@@ -332,6 +332,7 @@ fn make_entry(
         runaway_reason: String::new(),
         hit_max_tokens: false,
         n_generated_tokens: None,
+        n_prompt_tokens: None,
         truncation_char_precision: 0.0,
         truncation_word_precision: 0.0,
         truncation_word_recall: 0.0,
@@ -410,6 +411,7 @@ fn make_entry(
     row.runaway_reason = flag.as_str().into();
     row.hit_max_tokens = output.hit_max_tokens;
     row.n_generated_tokens = output.n_generated_tokens.map(|n| n as u32);
+    row.n_prompt_tokens = output.n_prompt_tokens.map(|n| n as u32);
     row.ocr_ms = ocr_ms;
     row.preprocess_ms = ms(output.timings.preprocess);
     row.vision_ms = ms(output.timings.vision);

@@ -286,6 +286,9 @@ table! {
         pub hit_max_tokens: bool,
         /// Generated tokens, for engines that have tokens.
         pub n_generated_tokens: Option<u32>,
+        /// Prompt tokens the reader was given for the page (the prompt's text tokens and vision slots; the server's count for the openai engine); null for readers without a prompt (Tesseract) and predictions made elsewhere.
+        #[serde(default)]
+        pub n_prompt_tokens: Option<u32> = None,
         /// Truncation baseline (first n_vision_tokens_nominal text tokens): char_precision.
         #[serde(with = "crate::stats::nan_as_null")]
         pub truncation_char_precision: f64,
@@ -733,6 +736,7 @@ mod tests {
             runaway_reason: if i == 3 { "repetition".into() } else { String::new() },
             hit_max_tokens: false,
             n_generated_tokens: if i % 2 == 0 { Some(700) } else { None },
+            n_prompt_tokens: if i % 2 == 0 { Some(78) } else { None },
             truncation_char_precision: 0.095,
             truncation_word_precision: 1.0,
             truncation_word_recall: 0.095,

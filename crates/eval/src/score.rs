@@ -747,6 +747,7 @@ fn sample_row(
         runaway_reason: flag.as_str().into(),
         hit_max_tokens: false,
         n_generated_tokens: None,
+        n_prompt_tokens: None,
         engine: options.engine.clone(),
         engine_version: String::new(),
         weights: None,

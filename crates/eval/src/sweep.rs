@@ -102,6 +102,9 @@ pub struct Invocation {
     /// The flags that loaded the reader, as given (recorded in a new run's manifest, restored by
     /// `--resume`).
     pub reader_flags: Option<Vec<String>>,
+    /// The prompt the reader is given (recorded in a new run's manifest; `None` for readers
+    /// without a prompt).
+    pub prompt: Option<String>,
 }
 
 /// A sweep ready to run: every input loaded and checked.
@@ -232,7 +235,7 @@ impl Prepared {
                     sessions: Vec::new(),
                     wall_time_s: 0.0,
                     reader_flags: invocation.reader_flags.clone(),
-                    prompt: None,
+                    prompt: invocation.prompt.clone(),
                     error_chain: Vec::new(),
                 };
                 manifest.save(&dir)?;

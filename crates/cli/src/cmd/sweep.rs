@@ -89,6 +89,8 @@ pub struct Args {
     /// Test hook: send this process SIGINT after this many samples are journaled.
     #[arg(long, hide = true)]
     pub interrupt_after: Option<usize>,
+    #[command(flatten)]
+    pub scale: super::scale::ScaleArgs,
 }
 
 /// Progress and `run_start` / `sample` / `warning` messages.
@@ -208,6 +210,22 @@ fn reader_flag_names() -> (Vec<&'static str>, Vec<&'static str>) {
     ([&runs::MODEL_VALUE_FLAGS[..], &["--threads"]].concat(), runs::MODEL_SWITCHES.to_vec())
 }
 
+/// The prompt a sweep's reader is given, as the manifest records it: the task prompt in the plain
+/// template for the model readers (`<image>\nFree OCR. `), the text sent after the page image for
+/// the openai engine (`--prompt-template` with `{prompt}` filled in); `None` for readers without
+/// a prompt (Tesseract, the fake engine).
+fn prompt_of(kind: EngineKind, model: &ModelArgs) -> Option<String> {
+    match kind {
+        EngineKind::DeepseekOcr | EngineKind::Mini => Some(Prompt::FreeOcr.text().to_string()),
+        EngineKind::OpenAi => {
+            let mut config = occ_serve::OpenAiConfig::new(String::new(), String::new());
+            config.prompt_template = model.openai.prompt_template.clone();
+            Some(config.prompt_text(&Prompt::FreeOcr))
+        }
+        EngineKind::Tesseract | EngineKind::FakePerfect | EngineKind::External => None,
+    }
+}
+
 /// A resumed run's arguments: the reader flags its manifest recorded, under this command's
 /// (a reader flag given again with another value is refused; runs written before the flags were
 /// recorded take this command's flags as they are).
@@ -302,6 +320,9 @@ fn dry_run(prepared: &Prepared, mut engines: Engines, load_s: f64, out: &Output)
 }
 
 pub fn run(args: Args, out: &Output) -> anyhow::Result<()> {
+    if args.scale.active() {
+        return super::scale::run(&args, out); // --workers, --gpus, --emit-slurm, --shard-dir, --merge-shards
+    }
     let interrupt = Interrupt::install()?;
     let mut prepared = sweep::prepare(start(&args)?)?;
     if let Some(old) = prepared.took_over() {
@@ -322,6 +343,7 @@ pub fn run(args: Args, out: &Output) -> anyhow::Result<()> {
     let (values, switches) = reader_flag_names();
     let invocation = sweep::Invocation {
         reader_flags: Some(runs::reader_flags(&std::env::args().collect::<Vec<_>>(), &values, &switches)),
+        prompt: prompt_of(prepared.spec.engine, &args.model),
         ..runs::invocation()
     };
     let mut run = prepared.open(&args.out, &infos, &invocation)?;

@@ -29,7 +29,8 @@
 //! image names, the needles actually planted); dashed series (the truncation baseline, a decay
 //! chart's baselines) drawn dashed in their legends too; the reader flags a run was started with
 //! (`reader_flags` in both manifests, restored by `--resume`: none in the sweep's, `--engine fake-perfect`
-//! in the decay run's).
+//! in the decay run's); the `n_prompt_tokens` column of `samples.parquet` (null: the fake engine takes
+//! no prompt).
 //!
 //! The sweep runs in the repository root with `--datasets datasets`, so its spec (recorded with the
 //! datasets folder, and hashed into the spec fingerprint) is the same in every checkout.

@@ -237,7 +237,11 @@ fn a_sweep_through_the_openai_engine_killed_and_resumed_equals_the_in_process_sw
     assert_eq!(engine.device, endpoint);
     let rows = occ_eval::results::read_samples(&dir).unwrap();
     assert!(rows.iter().all(|r| r.engine == "openai" && r.status == "ok"), "{rows:?}");
-    // nothing lost, nothing read twice, and each sample as the in-process engine read it
+    // the text sent after each page image, and the prompt tokens the server counted
+    assert_eq!(manifest.prompt.as_deref(), Some("Free OCR. "));
+    assert!(rows.iter().all(|r| r.n_prompt_tokens.is_some_and(|n| n > r.n_vision_slots)), "{rows:?}");
+    // nothing lost, nothing read twice, and each sample as the in-process engine read it (the
+    // prompt tokens included)
     assert_eq!(comparable_rows(&dir), local);
     assert!(server.terminate().0.success());
 }

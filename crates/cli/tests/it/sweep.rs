@@ -252,6 +252,8 @@ fn tesseract_sweep_reads_large_print_and_fails_at_small_print() {
     // Tiny at 20x: 1280 tokens on 512², ~4 px type: illegible to Tesseract.
     assert!(mean("tiny", 20.0) < 0.5, "tiny 20x: {}", mean("tiny", 20.0));
     assert!(rows.iter().all(|r| r.engine == "tesseract" && r.engine_version.contains("-l eng --psm 6")));
+    assert!(rows.iter().all(|r| r.n_prompt_tokens.is_none()), "Tesseract takes no prompt");
+    assert_eq!(Manifest::load(&run_dirs(&out)[0]).unwrap().prompt, None);
 }
 
 #[test]
@@ -451,10 +453,14 @@ fn deepseek_engine_on_tiny_synthetic_weights_runs_end_to_end() {
         assert_eq!((r.engine.as_str(), r.status.as_str()), ("deepseek-ocr", "ok"));
         assert!(r.synthetic_weights && r.weights.as_deref().is_some_and(|w| w.starts_with("synthetic:")));
         assert!(r.n_generated_tokens.is_some_and(|n| n <= 16));
+        // The prompt: its text tokens and the page's vision slots.
+        let prompt = r.n_prompt_tokens.unwrap_or_else(|| panic!("a model reader has a prompt: {r:?}"));
+        assert!(prompt > r.n_vision_slots && prompt < r.n_vision_slots + 16, "{prompt} for {} slots", r.n_vision_slots);
         assert!((0.0..=1.0).contains(&r.char_precision));
     }
     let m = Manifest::load(&dir).unwrap();
     assert!(m.synthetic_weights);
+    assert_eq!(m.prompt.as_deref(), Some("<image>\nFree OCR. "), "the prompt is recorded");
     let md = std::fs::read_to_string(dir.join("report.md")).unwrap();
     assert!(md.contains("synthetic weights — scores are meaningless"), "{md}");
 }
