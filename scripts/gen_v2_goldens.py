@@ -383,6 +383,7 @@ def greedy_golden(model, inputs):
     slots = 256 + 144 * n_local[0] + 1
     ids = [0] + [128815] * slots + tokenizer_ids(PROMPT_AFTER_IMAGE)
     input_ids = torch.tensor([ids])
+    model.generation_config.eos_token_id = None  # no EOS stop (a None kwarg falls back to this config)
     t0 = time.time()
     with torch.no_grad():
         out = model.generate(input_ids=input_ids, attention_mask=torch.ones_like(input_ids),
@@ -391,6 +392,7 @@ def greedy_golden(model, inputs):
                              eos_token_id=None, pad_token_id=2, output_scores=True, return_dict_in_generate=True,
                              no_repeat_ngram_size=None, repetition_penalty=None)
     tokens = out.sequences[0, len(ids):].tolist()
+    assert len(tokens) == GREEDY_STEPS, "generate stopped early"
     gaps = []
     for s in out.scores:
         top = torch.topk(s[0].to(torch.float64), 2).values

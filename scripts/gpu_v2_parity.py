@@ -96,6 +96,7 @@ def main():
     filled = fill(model, args.recipe)
     model = model.to(dev)
     fill_s = time.time() - t0
+    model.generation_config.eos_token_id = None  # no EOS stop (a None kwarg falls back to this config)
     proc = DeepseekOcr2ImageProcessorPil()
     pages = g.ensure_pages(os.path.join(ROOT, "tests", "golden", "encoder_v2"))
     meta = {"versions": {"transformers": transformers.__version__, "torch": torch.__version__,
@@ -122,6 +123,7 @@ def main():
                                  max_new_tokens=args.steps, do_sample=False, num_beams=1, eos_token_id=None,
                                  pad_token_id=2, output_scores=True, return_dict_in_generate=True)
         greedy = out.sequences[0, len(ids):]
+        assert greedy.numel() == args.steps, "generate stopped early"
         logits = torch.stack([s[0].float() for s in out.scores], 0)
         top2 = torch.topk(logits.double(), 2, dim=-1).values
         gaps = (top2[:, 0] - top2[:, 1]).cpu().numpy()
