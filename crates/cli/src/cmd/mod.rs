@@ -8,6 +8,7 @@ pub mod merge;
 pub mod ocr;
 pub mod render;
 pub mod report;
+pub mod scale;
 pub mod score;
 pub mod serve;
 pub mod sweep;

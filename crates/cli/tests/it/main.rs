@@ -10,6 +10,7 @@ mod messages;
 mod ocr;
 mod reliability;
 mod render;
+mod scale;
 mod score;
 mod serve;
 mod sweep;
