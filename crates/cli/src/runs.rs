@@ -179,8 +179,8 @@ pub fn restore_reader_flags<A: clap::Args + clap::FromArgMatches>(
     }
     if !refused.is_empty() {
         anyhow::bail!(
-            "the reader flags of a resumed run are its manifest's; this command changes them:\n  - {}\ndrop these \
-             flags to continue with the recorded values, or start a new run",
+            "a resumed run keeps the flags it was started with (recorded in its run folder); this command changes \
+             them:\n  - {}\ndrop these flags to continue with the recorded values, or start a new run",
             refused.join("\n  - ")
         );
     }

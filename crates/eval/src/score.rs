@@ -1121,18 +1121,27 @@ impl History {
 pub const STATE_FILE: &str = "score-state.json";
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-struct ScoreState {
-    input_sha256: String,
-    engine: String,
-    lang: Lang,
-    normalization: Normalization,
-    bins: TokenBins,
-    default_mode: Option<Mode>,
-    seed: u64,
-    strict: bool,
+pub struct ScoreState {
+    pub input_sha256: String,
+    pub engine: String,
+    pub lang: Lang,
+    pub normalization: Normalization,
+    pub bins: TokenBins,
+    pub default_mode: Option<Mode>,
+    pub seed: u64,
+    pub strict: bool,
 }
 
 impl ScoreState {
+    /// Reads `dir/score-state.json` of a journaled score run.
+    pub fn load(dir: &Path) -> Result<ScoreState, ScoreError> {
+        let refuse = |message: String| ScoreError::Resume { path: dir.display().to_string(), message };
+        let path = dir.join(STATE_FILE);
+        let text = std::fs::read_to_string(&path)
+            .map_err(|e| refuse(format!("{} cannot be read ({e}): not a journaled score run", path.display())))?;
+        serde_json::from_str(&text).map_err(|e| refuse(format!("{}: {e}", path.display())))
+    }
+
     fn of(options: &ScoreOptions, meta: &RunMeta) -> ScoreState {
         ScoreState {
             input_sha256: meta.input_sha256.clone(),
@@ -1212,11 +1221,7 @@ pub fn open_run(options: &ScoreOptions, meta: &RunMeta, planned: usize) -> Resul
 /// line dropped) and marks it `running`.
 pub fn resume_run(dir: &Path, options: &ScoreOptions, meta: &RunMeta, planned: usize) -> Result<OpenRun, ScoreError> {
     let refuse = |message: String| ScoreError::Resume { path: dir.display().to_string(), message };
-    let state_path = dir.join(STATE_FILE);
-    let text = std::fs::read_to_string(&state_path)
-        .map_err(|e| refuse(format!("{} cannot be read ({e}): not a journaled score run", state_path.display())))?;
-    let state: ScoreState =
-        serde_json::from_str(&text).map_err(|e| refuse(format!("{}: {e}", state_path.display())))?;
+    let state = ScoreState::load(dir)?;
     let lock = RunLock::acquire(dir, &meta.command.join(" "))?;
     let manifest = Manifest::load(dir)?;
     if manifest.status == RunStatus::Complete {

@@ -69,8 +69,9 @@ pub struct Args {
     /// Do not write the report.
     #[arg(long)]
     pub no_report: bool,
-    /// Continue the interrupted score run in this folder (give the same input and scoring flags):
-    /// rows already journaled are kept, the others scored.
+    /// Continue the interrupted, failed or killed score run in this folder (give the same input; its
+    /// scoring flags are restored, and refused with other values): rows already journaled are
+    /// kept, the others scored.
     #[arg(long, value_name = "DIR")]
     pub resume: Option<PathBuf>,
     /// Test hook: send this process SIGINT once this many rows are scored.
@@ -118,7 +119,7 @@ fn resume_command(args: &Args, dir: &std::path::Path) -> String {
     runs::rerun_command(
         &argv,
         &VALUE_FLAGS,
-        &["--strict", "--no-report"],
+        &[&SWITCHES[..], &["--no-report"]].concat(),
         &[args.predictions.display().to_string(), "--resume".into(), dir.display().to_string()],
     )
 }
@@ -141,7 +142,44 @@ fn announce_bad_rows(bad: &[BadRow], out: &Output) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Switches of `score` that define the scoring, kept in the command that runs it again and
+/// restored by `--resume`.
+const SWITCHES: [&str; 1] = ["--strict"];
+
+/// A resumed run's arguments: the scoring flags its `score-state.json` recorded, under this
+/// command's (one given again with another value is refused, naming it and both values).
+fn restored(args: Args) -> anyhow::Result<Args> {
+    let Some(dir) = &args.resume else { return Ok(args) };
+    let Ok(state) = score::ScoreState::load(dir) else {
+        return Ok(args); // not a journaled score run: resume_run says so
+    };
+    let mut recorded = vec!["--engine".to_string(), state.engine.clone(), "--lang".into(), state.lang.as_str().into()];
+    if let Some(mode) = state.default_mode {
+        recorded.extend(["--mode".to_string(), mode.to_string()]);
+    }
+    let bins = [
+        ("--bin-tokens", state.bins.width),
+        ("--min-tokens", state.bins.min_tokens),
+        ("--max-tokens", state.bins.max_tokens),
+    ];
+    for (flag, value) in bins {
+        if let Some(v) = value {
+            recorded.extend([flag.to_string(), v.to_string()]);
+        }
+    }
+    recorded.extend(["--seed".to_string(), state.seed.to_string()]);
+    if state.strict {
+        recorded.push("--strict".into());
+    }
+    let scoring: Vec<&str> = VALUE_FLAGS.iter().copied().filter(|f| !matches!(*f, "--out" | "--name")).collect();
+    let argv: Vec<String> = std::env::args().collect();
+    let (restored, _): (Args, _) = runs::restore_reader_flags("score", &argv, &recorded, &scoring, &SWITCHES)
+        .with_context(|| format!("--resume {}", dir.display()))?;
+    Ok(restored)
+}
+
 pub fn run(args: Args, out: &Output) -> anyhow::Result<()> {
+    let args = restored(args)?;
     let t0 = Instant::now();
     let interrupt = Interrupt::install()?;
     let (started_utc, _) = results::utc_now();

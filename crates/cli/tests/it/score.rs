@@ -387,9 +387,17 @@ fn a_failed_score_run_is_marked_failed_with_its_error_and_a_resumed_run_keeps_ev
     assert!(failed.sessions[1].wall_time_s > 0.0 && failed.sessions[1].command.contains(&"--resume".to_string()));
     assert_eq!(failed.created_utc, first.created_utc, "the run keeps its creation time");
     assert!(!dir.join(occ_eval::lock::LOCK_FILE).exists(), "the lock is released");
-    // A failed run is resumed like an interrupted one, and its manifest keeps every session.
+    // A failed run is resumed like an interrupted one, and its manifest keeps every session. The
+    // scoring flags are the run's: another value is refused naming both, none given restores them.
     std::fs::remove_dir(dir.join(results::SAMPLES_FILE)).unwrap();
-    assert_ok(&resume());
+    let d = dir.to_str().unwrap();
+    let o = score(input.to_str().unwrap(), &root, &["--seed", "4", "--mode", "small", "--resume", d]);
+    let err = String::from_utf8_lossy(&o.stderr).into_owned();
+    assert_eq!(o.status.code(), Some(1), "{err}");
+    assert!(err.contains(r#"--seed: the run started with "3", this command gives "4""#), "{err}");
+    assert!(err.contains(r#"--mode: the run started without it, this command gives "small""#), "{err}");
+    assert_eq!(results::Manifest::load(&dir).unwrap().sessions.len(), 2, "refused before anything is written");
+    assert_ok(&score(input.to_str().unwrap(), &root, &["--no-report", "--resume", d]));
     let m = results::Manifest::load(&dir).unwrap();
     assert_eq!((m.status.as_str(), m.n_samples_done), ("complete", 180));
     assert!(m.error_chain.is_empty(), "a complete run carries no error");
