@@ -396,6 +396,9 @@ fn parse_role(role: &str) -> PyResult<Role> {
 /// `recall` asks the engine. `candidates`: the schedules `budget` chooses from, most faithful first
 /// (default: the library's budget family). `clock`: `None` for the system clock, or a start time in
 /// seconds for a manual clock moved by `advance` (wall-time schedules in tests).
+///
+/// Every method takes the memory's mutex with the GIL released, so a thread waiting for a long call on
+/// the same memory never blocks the other Python threads.
 #[pyclass(frozen, module = "compress_bench")]
 pub struct OpticalMemory {
     inner: Mutex<occ_memory::OpticalMemory>,
@@ -548,39 +551,39 @@ impl OpticalMemory {
 
     /// Age of round `id` in `unit` (`rounds` or `seconds`).
     #[pyo3(signature = (id, unit = "rounds"))]
-    fn age(&self, id: &str, unit: &str) -> PyResult<u64> {
+    fn age(&self, py: Python<'_>, id: &str, unit: &str) -> PyResult<u64> {
         let unit = match unit {
             "rounds" => AgeUnit::Rounds,
             "seconds" => AgeUnit::Seconds,
             other => return Err(PyValueError::new_err(format!("unit {other:?}: expected rounds or seconds"))),
         };
-        self.lock().age(id, unit).map_err(|e| memory_err(&e))
+        py.detach(|| self.lock().age(id, unit)).map_err(|e| memory_err(&e))
     }
 
     /// The memory's schedule.
     #[getter]
-    fn schedule(&self) -> Schedule {
-        Schedule { spec: self.lock().config().schedule.clone() }
+    fn schedule(&self, py: Python<'_>) -> Schedule {
+        Schedule { spec: py.detach(|| self.lock().config().schedule.clone()) }
     }
 
     /// Replaces the schedule (a `Schedule` or a spec string); cached pages stay valid.
     #[setter]
-    fn set_schedule(&self, schedule: &Bound<'_, PyAny>) -> PyResult<()> {
+    fn set_schedule(&self, py: Python<'_>, schedule: &Bound<'_, PyAny>) -> PyResult<()> {
         let spec = schedule_arg(schedule)?;
-        self.lock().set_schedule(spec);
+        py.detach(|| self.lock().set_schedule(spec));
         Ok(())
     }
 
     /// The rounds, oldest first, as `(id, role, text)`.
     #[getter]
-    fn rounds(&self) -> Vec<(String, String, String)> {
-        self.lock().rounds().map(|r| (r.id.clone(), r.role.to_string(), r.text.clone())).collect()
+    fn rounds(&self, py: Python<'_>) -> Vec<(String, String, String)> {
+        py.detach(|| self.lock().rounds().map(|r| (r.id.clone(), r.role.to_string(), r.text.clone())).collect())
     }
 
     /// Render-cache counters: `{"hits", "misses", "entries"}`.
     #[getter]
     fn cache_stats<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
-        let s = self.lock().cache_stats();
+        let s = py.detach(|| self.lock().cache_stats());
         let d = PyDict::new(py);
         d.set_item("hits", s.hits)?;
         d.set_item("misses", s.misses)?;
@@ -600,13 +603,15 @@ impl OpticalMemory {
         Ok(())
     }
 
-    fn __len__(&self) -> usize {
-        self.lock().len()
+    fn __len__(&self, py: Python<'_>) -> usize {
+        py.detach(|| self.lock().len())
     }
 
-    fn __repr__(&self) -> String {
-        let m = self.lock();
-        format!("<OpticalMemory {} rounds, schedule {}>", m.len(), m.config().schedule.name())
+    fn __repr__(&self, py: Python<'_>) -> String {
+        py.detach(|| {
+            let m = self.lock();
+            format!("<OpticalMemory {} rounds, schedule {}>", m.len(), m.config().schedule.name())
+        })
     }
 }
 
