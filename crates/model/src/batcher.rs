@@ -1,6 +1,12 @@
 //! Continuous batching: a queue of prompts decoded through a fixed number of slots, a finished
 //! sequence's slot refilled at once with the next prompt (the GPU throughput path).
 //!
+//! Two ways in, one batcher ([`Batcher`]): [`generate_queue`] decodes a batch of prompts and returns
+//! their rows; the live path admits prompts while others decode ([`Batcher::admit`] between calls of
+//! [`Batcher::step`], or [`LiveQueue::submit`] from any thread into [`Batcher::run`]), reports each
+//! token to its sequence's [`Sink`] as it is chosen, and frees a cancelled sequence's slot ([`Cancel`],
+//! or a sink that returns `false`) before the next decode step.
+//!
 //! # Design
 //! - The decoder state is a [`SlotCache`] plus three persistent device buffers: the ids fed to the
 //!   next step `(slots,)`, the positions `(slots,)` and the banned ids `(slots, MAX_BAN)`.
@@ -15,7 +21,11 @@
 //! - Greedy only: the repetition blockers become banned-id rows on the device. Sampling falls back to
 //!   [`generate`] in chunks of `slots` prompts.
 //!
-//! Outputs equal [`generate`]'s for every prompt (tests).
+//! - Live admission keeps the slot count, so the captured step graph survives it (see [`Batcher`]);
+//!   each sequence has its own settings (budget, EOS rule, blockers).
+//!
+//! Outputs equal [`generate`]'s for every prompt, batch or live, whatever step a prompt was admitted
+//! at (tests).
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -31,8 +41,15 @@ use crate::generate::{
 use crate::ngram::no_repeat_ngram_banned;
 use crate::ops::{self, StepGraph, NO_BAN};
 
-/// Position of an idle slot: beyond any capacity, so its cache writes are dropped.
-const PARKED: u32 = u32::MAX / 2;
+/// Position an idle slot is parked at. The decode step runs over every slot, and a slot attends to
+/// its columns `0..=pos`: parked at 0 an idle slot reads one column of its own cache (not the whole
+/// capacity, which it would read parked beyond it) and writes garbage into its own columns only,
+/// which a refill overwrites (the prompt's columns) or a decode step writes before reading (the
+/// columns after). Its position advances with every step; [`REPARK`] steps later it is parked again.
+const PARKED: u32 = 0;
+
+/// Steps after which an idle slot's advancing position is set back to [`PARKED`].
+const REPARK: u32 = 16;
 
 /// Banned ids per slot and step that the device buffer holds.
 pub const MAX_BAN: usize = 256;
@@ -157,7 +174,7 @@ impl Seq {
 ///
 /// # Admission and the CUDA graph
 /// The slot count is fixed when the batcher is made: every decode step runs over all slots (idle
-/// ones are parked at a position beyond the cache, their writes dropped), so admitting or
+/// ones are parked at the first columns of their own cache, see `PARKED`), so admitting or
 /// finishing a sequence changes only the contents of the id, position and ban buffers, never a
 /// shape or an address, and the captured graph keeps replaying. The graph is captured again only
 /// when the cache grows: when a sequence reaches the last column, or when an admitted prompt is
@@ -317,7 +334,7 @@ impl<'m> Batcher<'m> {
         Ok(())
     }
 
-    /// Empties slot `s` (host side): idle, its writes dropped, nothing banned.
+    /// Empties slot `s` (host side): idle, parked, nothing banned.
     fn park(&mut self, s: usize) {
         self.state[s] = None;
         self.host_pos[s] = PARKED;
@@ -464,7 +481,7 @@ impl<'m> Batcher<'m> {
             if done || !keep {
                 let row_ban = &self.host_ban[s * MAX_BAN..(s + 1) * MAX_BAN];
                 ban_changed |= row_ban[0] != NO_BAN;
-                self.park(s); // idle: writes dropped, nothing read
+                self.park(s); // idle: parked, its rows' results unused
                 freed = true;
                 continue;
             }
@@ -472,6 +489,12 @@ impl<'m> Batcher<'m> {
             let before = row_ban[0] != NO_BAN;
             let now = set_ban(row_ban, &seq.cfg, &seq.prompt_ids, &seq.out.tokens)?;
             ban_changed |= before || now;
+        }
+        for s in 0..self.slots {
+            if self.state[s].is_none() && self.host_pos[s] >= REPARK {
+                self.host_pos[s] = PARKED; // back to one column read per step
+                freed = true;
+            }
         }
         if ban_changed {
             ops::write_u32(&self.ban_buf, &self.host_ban)?;

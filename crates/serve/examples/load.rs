@@ -1,9 +1,13 @@
 //! Load test: the same pages read in-process (one batched engine call) and through the server by
 //! concurrent clients; prints pages/s, generated tokens/s and request latency (docs/PERFORMANCE.md).
+//! `--paths live,per-request` runs the server once per way of feeding the model: `live` (requests
+//! admitted into the running continuous batcher, the default) and `per-request` (the older batches
+//! of waiting requests); each path gets a fresh engine and server.
 //!
 //! ```sh
-//! # the server's own overhead on the CPU: tiny synthetic weights
-//! cargo run --release -p occ-serve --example load -- --pages 64 --clients 32 --max-tokens 32
+//! # the server's own overhead on the CPU: tiny synthetic weights, both server paths
+//! cargo run --release -p occ-serve --example load -- --pages 64 --clients 32 --max-tokens 32 \
+//!     --paths live,per-request
 //! # the GPU measurement: Small pages, exactly 512 tokens each (EOS ignored), real weights
 //! cargo run --release -p occ-serve --features cuda --example load -- --weights /models/DeepSeek-OCR \
 //!     --device cuda --dtype bf16 --mode small --pages 256 --clients 64 --batch 64 --max-tokens 512 --ignore-eos
@@ -37,6 +41,10 @@ struct Opts {
     cuda: bool,
     dtype: DType,
     ignore_eos: bool,
+    /// Page i asks for `max_tokens · (i mod 4 + 1) / 4` tokens (answers of different lengths).
+    vary_tokens: bool,
+    /// Server paths to measure: `true` live, `false` per request.
+    paths: Vec<bool>,
 }
 
 fn parse() -> Opts {
@@ -51,11 +59,17 @@ fn parse() -> Opts {
         cuda: false,
         dtype: DType::F32,
         ignore_eos: false,
+        vary_tokens: false,
+        paths: vec![true],
     };
     let mut args = std::env::args().skip(1);
     while let Some(flag) = args.next() {
         if flag == "--ignore-eos" {
             o.ignore_eos = true;
+            continue;
+        }
+        if flag == "--vary-tokens" {
+            o.vary_tokens = true;
             continue;
         }
         let value = args.next().unwrap_or_else(|| panic!("{flag} needs a value"));
@@ -84,9 +98,19 @@ fn parse() -> Opts {
                     _ => panic!("--dtype: f32, bf16 or f16"),
                 }
             }
+            "--paths" => {
+                o.paths = value
+                    .split(',')
+                    .map(|p| match p {
+                        "live" => true,
+                        "per-request" => false,
+                        _ => panic!("--paths: live and/or per-request, comma-separated"),
+                    })
+                    .collect()
+            }
             other => panic!(
                 "unknown flag {other}; flags: --pages --clients --max-tokens --batch --mode --weights --synthetic \
-                 --device --dtype --ignore-eos"
+                 --device --dtype --ignore-eos --vary-tokens --paths"
             ),
         }
     }
@@ -121,7 +145,7 @@ fn percentile(sorted: &[Duration], p: f64) -> f64 {
 fn main() {
     let o = parse();
     let images: Vec<RgbImage> = (0..o.pages as u32).map(|i| page(i, o.mode)).collect();
-    let options = OcrOptions { max_new_tokens: o.max_tokens, ignore_eos: o.ignore_eos, ..OcrOptions::default() };
+    let budget = |i: usize| if o.vary_tokens { (o.max_tokens * (i % 4 + 1) / 4).max(1) } else { o.max_tokens };
 
     // in-process: every page in one engine call, batches of --batch
     let pages: Vec<OcrPage> = images
@@ -130,31 +154,98 @@ fn main() {
         .map(|(i, img)| OcrPage { id: i.to_string(), image: img.clone(), mode: o.mode })
         .collect();
     let mut e = engine(&o);
-    OcrEngine::ocr(&mut e, &pages[..1], &Prompt::FreeOcr, &options).expect("warm-up");
+    let options = |max_new_tokens| OcrOptions { max_new_tokens, ignore_eos: o.ignore_eos, ..OcrOptions::default() };
+    OcrEngine::ocr(&mut e, &pages[..1], &Prompt::FreeOcr, &options(budget(0))).expect("warm-up");
+    // one call per budget (one call in all unless --vary-tokens)
+    let mut budgets: Vec<usize> = (0..o.pages).map(budget).collect();
+    budgets.sort_unstable();
+    budgets.dedup();
     let t = Instant::now();
-    let out = OcrEngine::ocr(&mut e, &pages, &Prompt::FreeOcr, &options).expect("in-process reading");
+    let mut tokens = 0usize;
+    for &b in &budgets {
+        let mine: Vec<OcrPage> =
+            pages.iter().enumerate().filter(|(i, _)| budget(*i) == b).map(|(_, p)| p.clone()).collect();
+        let out = OcrEngine::ocr(&mut e, &mine, &Prompt::FreeOcr, &options(b)).expect("in-process reading");
+        tokens += out.iter().map(|r| r.n_generated_tokens.unwrap_or(0)).sum::<usize>();
+    }
     let in_process = t.elapsed().as_secs_f64();
-    let tokens: usize = out.iter().map(|r| r.n_generated_tokens.unwrap_or(0)).sum();
 
-    // server: --clients threads, each sending its next page as soon as the last is answered
-    // the in-process engine moves into the server: one model in memory
-    let mut cfg = ServeConfig::new("127.0.0.1:0".parse().unwrap(), "model");
-    cfg.default_mode = o.mode;
-    cfg.limits.max_queue = o.pages.max(1);
-    let server = Server::start(cfg, Box::new(e)).expect("server");
-    let url = format!("http://{}/v1/chat/completions", server.addr());
     let bodies: Vec<String> = images
         .iter()
-        .map(|img| {
+        .enumerate()
+        .map(|(i, img)| {
             let mut png = Vec::new();
             img.write_to(&mut Cursor::new(&mut png), image::ImageFormat::Png).unwrap();
             let data = base64::engine::general_purpose::STANDARD.encode(&png);
-            serde_json::json!({"model": "model", "max_tokens": o.max_tokens, "ignore_eos": o.ignore_eos, "messages": [{"role": "user", "content": [
+            serde_json::json!({"model": "model", "max_tokens": budget(i), "ignore_eos": o.ignore_eos, "messages": [{"role": "user", "content": [
                 {"type": "image_url", "image_url": {"url": format!("data:image/png;base64,{data}")}},
                 {"type": "text", "text": "Free OCR. "}]}]})
             .to_string()
         })
         .collect();
+    // the in-process engine moves into the first server: one model in memory at a time
+    let mut engine_for_server = Some(e);
+    let mut rows = Vec::new();
+    for &live in &o.paths {
+        let e = engine_for_server.take().unwrap_or_else(|| engine(&o));
+        let (served, served_tokens, lat) = serve(&o, e, live, &bodies);
+        assert_eq!(served_tokens, tokens, "the server generated what the engine generated");
+        rows.push((live, served, served_tokens, lat));
+    }
+    let weights = match &o.weights {
+        Some(w) => w.display().to_string(),
+        None => format!("{:?} synthetic weights", o.synthetic),
+    };
+    println!(
+        "{} pages ({} mode, {weights}, {}, {:?}), {} tokens at most per page{}, {} generated in all, batch {}",
+        o.pages,
+        o.mode,
+        if o.cuda { "cuda" } else { "cpu" },
+        o.dtype,
+        o.max_tokens,
+        match (o.vary_tokens, o.ignore_eos) {
+            (true, true) => " (page i: ×(i mod 4 + 1)/4; EOS ignored)",
+            (true, false) => " (page i: ×(i mod 4 + 1)/4)",
+            (false, true) => " (EOS ignored)",
+            (false, false) => "",
+        },
+        tokens,
+        o.batch
+    );
+    println!("| path | pages/s | tokens/s | p50 latency ms | p99 latency ms |");
+    println!("| --- | --- | --- | --- | --- |");
+    println!(
+        "| in-process (one `OcrEngine::ocr` call per budget) | {:.1} | {:.0} | | |",
+        o.pages as f64 / in_process,
+        tokens as f64 / in_process
+    );
+    for (live, served, served_tokens, lat) in rows {
+        println!(
+            "| server ({}), {} concurrent clients | {:.1} | {:.0} | {:.0} | {:.0} |",
+            if live { "live" } else { "per request" },
+            o.clients,
+            o.pages as f64 / served,
+            served_tokens as f64 / served,
+            percentile(&lat, 0.5),
+            percentile(&lat, 0.99)
+        );
+        println!(
+            "server ({}) throughput / in-process: {:.1} %",
+            if live { "live" } else { "per request" },
+            100.0 * in_process / served
+        );
+    }
+}
+
+/// Serves `e` (live or per request) to `--clients` threads, each sending its next page as soon as
+/// the last is answered; returns the seconds, the generated tokens and each request's latency.
+fn serve(o: &Opts, e: DeepseekOcr, live: bool, bodies: &[String]) -> (f64, usize, Vec<Duration>) {
+    let mut cfg = ServeConfig::new("127.0.0.1:0".parse().unwrap(), "model");
+    cfg.default_mode = o.mode;
+    cfg.limits.max_queue = o.pages.max(1);
+    cfg.live = live;
+    let server = Server::start(cfg, Box::new(e)).expect("server");
+    let url = format!("http://{}/v1/chat/completions", server.addr());
     let client = reqwest::blocking::Client::new();
     let send = |body: &String| {
         let r = client.post(&url).header("content-type", "application/json").body(body.clone()).send().unwrap();
@@ -181,39 +272,17 @@ fn main() {
     let served = t.elapsed().as_secs_f64();
     let mut lat = latencies.into_inner().unwrap();
     lat.sort();
-    server.shutdown();
-    server.wait().unwrap();
-    let served_tokens = served_tokens.into_inner();
-    assert_eq!(served_tokens, tokens, "the server generated what the engine generated");
-    let weights = match &o.weights {
-        Some(w) => w.display().to_string(),
-        None => format!("{:?} synthetic weights", o.synthetic),
+    let metrics = client.get(format!("http://{}/metrics", server.addr())).send().unwrap().text().unwrap();
+    let value = |name: &str| {
+        metrics.lines().find_map(|l| l.strip_prefix(name).and_then(|v| v.trim().parse::<f64>().ok())).unwrap_or(0.0)
     };
     println!(
-        "{} pages ({} mode, {weights}, {}, {:?}), {} tokens at most per page{}, {} generated in all, batch {}",
-        o.pages,
-        o.mode,
-        if o.cuda { "cuda" } else { "cpu" },
-        o.dtype,
-        o.max_tokens,
-        if o.ignore_eos { " (EOS ignored)" } else { "" },
-        tokens,
-        o.batch
+        "server ({}): {} decode steps, {} admissions or batches (warm-up request included)",
+        if live { "live" } else { "per request" },
+        value("occ_decode_steps_total "),
+        value("occ_batches_total ")
     );
-    println!("| path | pages/s | tokens/s | p50 latency ms | p99 latency ms |");
-    println!("| --- | --- | --- | --- | --- |");
-    println!(
-        "| in-process (one `OcrEngine::ocr` call) | {:.1} | {:.0} | | |",
-        o.pages as f64 / in_process,
-        tokens as f64 / in_process
-    );
-    println!(
-        "| server, {} concurrent clients | {:.1} | {:.0} | {:.0} | {:.0} |",
-        o.clients,
-        o.pages as f64 / served,
-        served_tokens as f64 / served,
-        percentile(&lat, 0.5),
-        percentile(&lat, 0.99)
-    );
-    println!("server throughput / in-process: {:.1} %", 100.0 * in_process / served);
+    server.shutdown();
+    server.wait().unwrap();
+    (served, served_tokens.into_inner(), lat)
 }

@@ -31,5 +31,5 @@ pub mod server;
 
 pub use client::{OpenAiConfig, OpenAiEngine};
 pub use input::Limits;
-pub use scheduler::{Detokenizer, Events, LiveSession, PageEvent, Params, Reader, Reading};
+pub use scheduler::{Admission, Detokenizer, Events, LiveSession, PageEvent, Params, Reader, Reading};
 pub use server::{ServeConfig, Server};

@@ -16,11 +16,12 @@ use occ_core::{Mode, Prompt};
 use occ_model::batcher::{Batcher, BatcherConfig, Cancel, SeqEvent, Sink};
 use occ_model::generate::{GenerationConfig, PromptInput, Sampling};
 use occ_model::grounding::postprocess;
+use occ_model::mini::OutputVocab;
 use occ_model::pipeline::DeepseekOcr;
-use occ_model::preprocess::{prepare_with_options, PrepareOptions};
-use occ_model::prompt::build_prompt;
+use occ_model::preprocess::{prepare_with_options, PrepareOptions, PreparedImage};
+use occ_model::prompt::{build_prompt, PromptTokens};
 
-use crate::scheduler::{options, Detokenizer, Events, LiveSession, PageEvent, Params, Reading};
+use crate::scheduler::{options, Admission, Detokenizer, Events, LiveSession, PageEvent, Params, Reading};
 
 /// Columns per slot the batcher's cache starts with (prompt and output; it grows as needed).
 const INITIAL_COLUMNS: usize = 1536;
@@ -32,13 +33,16 @@ pub(crate) fn detokenizer(engine: &DeepseekOcr) -> Detokenizer {
 }
 
 /// Generated ids (the tokenizer's) → the answer's text, as [`DeepseekOcr::ocr`] gives it.
-fn text_of(engine: &DeepseekOcr) -> impl Fn(&[u32]) -> Result<String, String> + Send + Sync + 'static {
+fn text_of(engine: &DeepseekOcr) -> TextOf {
     let tokenizer = engine.tokenizer().clone();
-    move |ids: &[u32]| {
+    Arc::new(move |ids: &[u32]| {
         let decoded = tokenizer.decode(ids, false).map_err(|e| format!("decoding the answer: {e}"))?;
         Ok(postprocess(&decoded))
-    }
+    })
 }
+
+/// Generated ids → text, shared by the sinks of a session (a tokenizer is cloned once per session).
+type TextOf = Arc<dyn Fn(&[u32]) -> Result<String, String> + Send + Sync>;
 
 /// The engine's live session.
 pub(crate) struct EngineSession<'e> {
@@ -46,55 +50,76 @@ pub(crate) struct EngineSession<'e> {
     batcher: Batcher<'e>,
     /// Tokens reported since the last step (the sinks count them).
     tokens: Arc<AtomicUsize>,
+    /// The answer's text and a mini reader's output vocabulary, shared by the sinks.
+    text: TextOf,
+    vocab: Arc<Option<OutputVocab>>,
 }
 
 impl<'e> EngineSession<'e> {
     pub(crate) fn new(engine: &'e DeepseekOcr, slots: usize) -> Result<EngineSession<'e>, String> {
         let bc = BatcherConfig { slots, prefill_batch: slots.min(8), ..Default::default() };
         let batcher = Batcher::new(engine.decoder(), &bc, slots, INITIAL_COLUMNS).map_err(|e| e.to_string())?;
-        Ok(EngineSession { engine, batcher, tokens: Arc::new(AtomicUsize::new(0)) })
+        let (text, vocab) = (text_of(engine), Arc::new(engine.vocab().cloned()));
+        Ok(EngineSession { engine, batcher, tokens: Arc::new(AtomicUsize::new(0)), text, vocab })
     }
 
-    /// The decoder prompts of the pages (as [`DeepseekOcr::ocr`] builds them), with each page's
-    /// prompt length and image slots.
-    fn prompts(&self, pages: &[(&RgbImage, Mode)], prompt: &Prompt) -> Result<Vec<(PromptInput, usize)>, String> {
+    /// A request's pages preprocessed and its prompt tokens (as [`DeepseekOcr::ocr`] builds them).
+    fn prepare(
+        &self,
+        pages: &[(&RgbImage, Mode)],
+        prompt: &Prompt,
+    ) -> Result<Vec<(PreparedImage, PromptTokens, usize)>, String> {
         let e = self.engine;
-        let mut prepared = Vec::with_capacity(pages.len());
-        let mut tokens = Vec::with_capacity(pages.len());
-        let mut slots = Vec::with_capacity(pages.len());
-        for (img, mode) in pages {
-            if let Some(native) = e.native_mode().filter(|m| m != mode) {
-                return Err(format!("this mini reader reads {native} pages (its canvas), not {mode}"));
-            }
-            let options = PrepareOptions { order: e.resize_order, ..Default::default() };
-            prepared.push(prepare_with_options(img, *mode, options).map_err(|e| e.to_string())?);
-            let vt = mode.vision_tokens(img.width(), img.height()).map_err(|e| format!("vision tokens: {e}"))?;
-            let mut toks = build_prompt(e.tokenizer(), prompt, &[vt.slots as usize]).map_err(|e| e.to_string())?;
-            if let Some(vocab) = e.vocab() {
-                toks = vocab.spell_prompt(e.tokenizer(), &toks).map_err(|e| e.to_string())?;
-            }
-            tokens.push(toks);
-            slots.push(vt.slots as usize);
-        }
-        let rows = e.encoder().encode(&prepared, e.decoder().device()).map_err(|e| e.to_string())?;
-        tokens
-            .into_iter()
-            .zip(&rows)
-            .zip(slots)
-            .map(|((tok, r), s)| {
-                let embeds = e.splice(&tok, r).map_err(|e| e.to_string())?;
-                Ok((PromptInput { embeds, ids: tok.ids }, s))
+        pages
+            .iter()
+            .map(|(img, mode)| {
+                if let Some(native) = e.native_mode().filter(|m| m != mode) {
+                    return Err(format!("this mini reader reads {native} pages (its canvas), not {mode}"));
+                }
+                let options = PrepareOptions { order: e.resize_order, ..Default::default() };
+                let prepared = prepare_with_options(img, *mode, options).map_err(|e| e.to_string())?;
+                let vt = mode.vision_tokens(img.width(), img.height()).map_err(|e| format!("vision tokens: {e}"))?;
+                let mut toks = build_prompt(e.tokenizer(), prompt, &[vt.slots as usize]).map_err(|e| e.to_string())?;
+                if let Some(vocab) = e.vocab() {
+                    toks = vocab.spell_prompt(e.tokenizer(), &toks).map_err(|e| e.to_string())?;
+                }
+                Ok((prepared, toks, vt.slots as usize))
             })
             .collect()
     }
 
+    /// Admits one request's decoder prompts (`(prompt, image slots)` per page).
+    fn admit_one(
+        &mut self,
+        inputs: Vec<(PromptInput, usize)>,
+        params: &Params,
+        events: &Events,
+        cancelled: &Arc<AtomicBool>,
+    ) -> Result<(), String> {
+        let cfg = self.engine.generation_for(&options(params));
+        // a mini reader writes no more than its decoder's positions allow (as `DeepseekOcr::ocr`)
+        let cfg = match self.engine.native_mode() {
+            Some(_) => {
+                let longest = inputs.iter().map(|(p, _)| p.ids.len()).max().unwrap_or(0);
+                let room = self.engine.decoder().config().max_position_embeddings.saturating_sub(longest).max(1);
+                GenerationConfig { max_new_tokens: cfg.max_new_tokens.min(room), ..cfg }
+            }
+            None => cfg,
+        };
+        let cancel = Cancel::from(cancelled.clone());
+        for (page, (input, vision)) in inputs.into_iter().enumerate() {
+            let sink = self.sink(page, input.ids.len(), vision, events.clone());
+            self.batcher.admit(input, cfg.clone(), sink, cancel.clone()).map_err(|e| e.to_string())?;
+        }
+        Ok(())
+    }
+
     /// The sink of page `page`: tokens in the tokenizer's ids to `events`, then its reading.
     fn sink(&self, page: usize, prompt_tokens: usize, vision_tokens: usize, events: Events) -> Sink {
-        let engine_vocab = self.engine.vocab().cloned();
-        let text = text_of(self.engine);
+        let (engine_vocab, text) = (self.vocab.clone(), self.text.clone());
         let count = self.tokens.clone();
         Box::new(move |event| {
-            let real = |ids: &[u32]| match &engine_vocab {
+            let real = |ids: &[u32]| match engine_vocab.as_ref() {
                 Some(v) => v.to_real(ids).map_err(|e| e.to_string()),
                 None => Ok(ids.to_vec()),
             };
@@ -149,31 +174,35 @@ impl LiveSession for EngineSession<'_> {
         self.batcher.is_idle()
     }
 
-    fn admit(
-        &mut self,
-        pages: &[(&RgbImage, Mode)],
-        prompt: &Prompt,
-        params: &Params,
-        events: Events,
-        cancelled: Arc<AtomicBool>,
-    ) -> Result<(), String> {
-        let inputs = self.prompts(pages, prompt)?;
-        let cfg = self.engine.generation_for(&options(params));
-        // a mini reader writes no more than its decoder's positions allow (as `DeepseekOcr::ocr`)
-        let cfg = match self.engine.native_mode() {
-            Some(_) => {
-                let longest = inputs.iter().map(|(p, _)| p.ids.len()).max().unwrap_or(0);
-                let room = self.engine.decoder().config().max_position_embeddings.saturating_sub(longest).max(1);
-                GenerationConfig { max_new_tokens: cfg.max_new_tokens.min(room), ..cfg }
+    fn admit(&mut self, requests: &[Admission<'_>]) -> Vec<Result<(), String>> {
+        // every page of the round through the vision encoder in one call
+        let prepared: Vec<_> = requests.iter().map(|r| self.prepare(r.pages, r.prompt)).collect();
+        let images: Vec<PreparedImage> =
+            prepared.iter().flatten().flat_map(|pages| pages.iter().map(|(img, _, _)| img.clone())).collect();
+        let e = self.engine;
+        let mut rows = match e.encoder().encode(&images, e.decoder().device()) {
+            Ok(rows) => rows.into_iter(),
+            Err(err) => {
+                let msg = format!("the vision encoder failed: {err}");
+                return requests.iter().map(|_| Err(msg.clone())).collect();
             }
-            None => cfg,
         };
-        let cancel = Cancel::from(cancelled);
-        for (page, (input, vision)) in inputs.into_iter().enumerate() {
-            let sink = self.sink(page, input.ids.len(), vision, events.clone());
-            self.batcher.admit(input, cfg.clone(), sink, cancel.clone()).map_err(|e| e.to_string())?;
-        }
-        Ok(())
+        requests
+            .iter()
+            .zip(prepared)
+            .map(|(r, prepared)| {
+                let prepared = prepared?;
+                let inputs = prepared
+                    .into_iter()
+                    .map(|(_, tok, slots)| {
+                        let row = rows.next().ok_or("the vision encoder gave fewer rows than pages")?;
+                        let embeds = e.splice(&tok, &row).map_err(|e| e.to_string())?;
+                        Ok((PromptInput { embeds, ids: tok.ids }, slots))
+                    })
+                    .collect::<Result<Vec<_>, String>>()?;
+                self.admit_one(inputs, r.params, &r.events, &r.cancelled)
+            })
+            .collect()
     }
 
     fn step(&mut self) -> Result<Option<usize>, String> {

@@ -96,6 +96,15 @@ pub trait Reader: Send + 'static {
 /// Generated ids → the answer's text.
 pub type Detokenizer = Arc<dyn Fn(&[u32]) -> String + Send + Sync>;
 
+/// One request handed to [`LiveSession::admit`].
+pub struct Admission<'a> {
+    pub pages: &'a [(&'a RgbImage, Mode)],
+    pub prompt: &'a Prompt,
+    pub params: &'a Params,
+    pub events: Events,
+    pub cancelled: Arc<AtomicBool>,
+}
+
 /// The state of live decoding, owned by the worker thread.
 pub trait LiveSession {
     /// Whether a request with these settings decodes live (else it is read through
@@ -107,16 +116,11 @@ pub trait LiveSession {
     fn active(&self) -> usize;
     /// Nothing decoding and nothing admitted.
     fn is_idle(&self) -> bool;
-    /// Prepares a job's pages (preprocessing, vision encoder) and admits them; each page reports to
-    /// `events` under its index. A cancelled job's pages leave at the next step.
-    fn admit(
-        &mut self,
-        pages: &[(&RgbImage, Mode)],
-        prompt: &Prompt,
-        params: &Params,
-        events: Events,
-        cancelled: Arc<AtomicBool>,
-    ) -> Result<(), String>;
+    /// Prepares the pages of the requests taken together (preprocessing, one vision-encoder call)
+    /// and admits them; each page reports to its request's `events` under its index. One result
+    /// per request, in order (a request that fails fails alone where it can). A cancelled request's
+    /// pages leave at the next step.
+    fn admit(&mut self, requests: &[Admission<'_>]) -> Vec<Result<(), String>>;
     /// Admits what waits into free slots and runs one decode step; returns the tokens it generated,
     /// or `None` when there was nothing to decode.
     fn step(&mut self) -> Result<Option<usize>, String>;
@@ -453,27 +457,44 @@ fn work_live<'r>(reader: &'r dyn Reader, first: Box<dyn LiveSession + 'r>, share
         if !jobs.is_empty() {
             shared.metrics.record_admission();
         }
+        let mut live = Vec::new();
         for job in jobs {
             if job.is_cancelled() {
                 continue;
             }
-            let pages = job.pages();
-            if !session.accepts(&job.params) {
-                // sampled: read alone, between two decode steps
-                shared.metrics.set_active(session.active() + pages.len());
-                let t = Instant::now();
-                let result = guarded("reading a sampled request", || reader.read(&pages, &job.prompt, &job.params));
-                if let Ok(r) = &result {
-                    shared.metrics.record_batch(r.iter().map(|r| r.token_ids.len()).sum(), t.elapsed());
-                }
-                job.answer(result);
+            if session.accepts(&job.params) {
+                live.push(job);
                 continue;
             }
-            let admitted = guarded("preparing a request", || {
-                session.admit(&pages, &job.prompt, &job.params, job.events.clone(), job.cancelled.clone())
-            });
-            if let Err(msg) = admitted {
-                job.fail(&msg);
+            // sampled: read alone, between two decode steps
+            let pages = job.pages();
+            shared.metrics.set_active(session.active() + pages.len());
+            let t = Instant::now();
+            let result = guarded("reading a sampled request", || reader.read(&pages, &job.prompt, &job.params));
+            if let Ok(r) = &result {
+                shared.metrics.record_batch(r.iter().map(|r| r.token_ids.len()).sum(), t.elapsed());
+            }
+            job.answer(result);
+        }
+        if !live.is_empty() {
+            let pages: Vec<Vec<(&RgbImage, Mode)>> = live.iter().map(Job::pages).collect();
+            let requests: Vec<Admission<'_>> = live
+                .iter()
+                .zip(&pages)
+                .map(|(job, pages)| Admission {
+                    pages,
+                    prompt: &job.prompt,
+                    params: &job.params,
+                    events: job.events.clone(),
+                    cancelled: job.cancelled.clone(),
+                })
+                .collect();
+            let results = guarded("preparing requests", || Ok(session.admit(&requests)))
+                .unwrap_or_else(|msg| vec![Err(msg); live.len()]);
+            for (job, result) in live.iter().zip(results) {
+                if let Err(msg) = result {
+                    job.fail(&msg);
+                }
             }
         }
         let stepped = guarded("decoding", || session.step());

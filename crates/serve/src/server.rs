@@ -234,7 +234,8 @@ async fn metrics_text(State(st): State<Arc<AppState>>) -> Response {
 }
 
 /// Marks a job cancelled when dropped before [`CancelOnDrop::disarm`]: a handler or stream dropped
-/// because its client went away takes its job out of the queue.
+/// because its client went away takes its job out of the queue, or its pages out of their decoder
+/// slots before the next decode step.
 struct CancelOnDrop {
     flag: Arc<AtomicBool>,
     armed: bool,
@@ -249,7 +250,8 @@ impl CancelOnDrop {
         self.armed = false;
     }
 
-    /// The request gave up (a timeout): its job leaves the queue, and the caller records the status.
+    /// The request gave up (a timeout, a failure): its job leaves the queue or its slots, and the
+    /// caller records the status.
     fn cancel(&mut self) {
         self.flag.store(true, Ordering::SeqCst);
         self.armed = false;

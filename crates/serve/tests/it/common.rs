@@ -10,7 +10,7 @@ use candle_core::{DType, Device};
 use image::RgbImage;
 use occ_core::{Mode, Prompt};
 use occ_model::pipeline::{DeepseekOcr, SyntheticSize};
-use occ_serve::{Events, LiveSession, PageEvent, Params, Reader, Reading, ServeConfig, Server};
+use occ_serve::{Admission, Events, LiveSession, PageEvent, Params, Reader, Reading, ServeConfig, Server};
 use serde_json::{json, Value};
 
 /// The tiny synthetic engine every test builds the same way.
@@ -188,20 +188,16 @@ impl LiveSession for GatedSession<'_> {
         self.pages.is_empty()
     }
 
-    fn admit(
-        &mut self,
-        pages: &[(&RgbImage, Mode)],
-        _: &Prompt,
-        params: &Params,
-        events: Events,
-        cancelled: Arc<AtomicBool>,
-    ) -> Result<(), String> {
-        self.gated.pages_read.fetch_add(pages.len(), Ordering::SeqCst);
-        for (page, (img, _)) in pages.iter().enumerate() {
-            let reading = reading(img, params.max_tokens);
-            self.pages.push(GatedPage { reading, sent: 0, page, events: events.clone(), cancelled: cancelled.clone() });
+    fn admit(&mut self, requests: &[Admission<'_>]) -> Vec<Result<(), String>> {
+        for r in requests {
+            self.gated.pages_read.fetch_add(r.pages.len(), Ordering::SeqCst);
+            for (page, (img, _)) in r.pages.iter().enumerate() {
+                let reading = reading(img, r.params.max_tokens);
+                let (events, cancelled) = (r.events.clone(), r.cancelled.clone());
+                self.pages.push(GatedPage { reading, sent: 0, page, events, cancelled });
+            }
         }
-        Ok(())
+        requests.iter().map(|_| Ok(())).collect()
     }
 
     fn step(&mut self) -> Result<Option<usize>, String> {
