@@ -68,6 +68,9 @@ def main():
     ap.add_argument("--steps", type=int, default=256)
     ap.add_argument("--batch", type=int, default=8)
     ap.add_argument("--device", default="cuda")
+    ap.add_argument("--vision-only", action="store_true",
+                    help="full-size vision tower only (a 1-layer decoder stand-in): rows per page and vision time; "
+                         "fits a CPU (e.g. --device cpu)")
     ap.add_argument("--reduced", action="store_true",
                     help="the CPU goldens' reduced shapes (a smoke test of this script, e.g. --device cpu --steps 4)")
     args = ap.parse_args()
@@ -86,6 +89,9 @@ def main():
     os.makedirs(args.out, exist_ok=True)
     dev = torch.device(args.device)
     shapes = (g.REDUCED_SAM, g.REDUCED_ENCODER, g.REDUCED_TEXT) if args.reduced else (FULL_SAM, FULL_ENCODER, FULL_TEXT)
+    if args.vision_only:  # the rows depend on the tower, projector and separator only
+        shapes = (shapes[0], shapes[1], dict(shapes[2], num_hidden_layers=1, mlp_layer_types=["dense"],
+                                              vocab_size=1024))
     cfg = DeepseekOcr2Config(vision_config={"sam_config": shapes[0], "encoder_config": shapes[1]},
                              text_config=shapes[2])
     for c in (cfg, cfg.vision_config, cfg.vision_config.encoder_config, cfg.vision_config.sam_config,
@@ -102,9 +108,28 @@ def main():
     meta = {"versions": {"transformers": transformers.__version__, "torch": torch.__version__,
                          "pillow": PIL.__version__, "cuda": torch.version.cuda,
                          "device": torch.cuda.get_device_name(0) if dev.type == "cuda" else "cpu"},
-            "size": "reduced" if args.reduced else "full",
+            "size": "reduced" if args.reduced else "full", "vision_only": args.vision_only,
             "pillow": PIL.__version__, "recipe_version": args.recipe, "seed": g.SEED, "steps": args.steps,
             "tensors_filled": len(filled), "fill_seconds": fill_s, "pages": {}}
+    if args.vision_only:
+        for page in PAGES:
+            image = Image.open(pages[page]).convert("RGB")
+            res = proc(images=[image], return_tensors="pt")
+            local = res.get("pixel_values_local")
+            kw = dict(pixel_values=res["pixel_values"].to(dev, torch.float32),
+                      pixel_values_local=None if local is None else local.to(dev, torch.float32),
+                      num_local_patches=[int(n) for n in res["num_local_patches"]])
+            t = time.time()
+            with torch.no_grad():
+                rows = model.model.get_image_features(**kw).pooler_output[0]
+            seconds = time.time() - t
+            save_file({"rows": rows.float().cpu().numpy()}, os.path.join(args.out, page.replace(".png", ".safetensors")))
+            meta["pages"][page] = {"size": list(image.size), "tiles": kw["num_local_patches"][0],
+                                   "slots": int(rows.shape[0]), "vision_seconds_f32": seconds}
+            print(page, json.dumps(meta["pages"][page]), flush=True)
+        with open(os.path.join(args.out, "meta.json"), "w") as f:
+            json.dump(meta, f, indent=1)
+        return
     results = {}
     for page in PAGES:  # f32 first, for every page (casting to bf16 and back would round the weights)
         image = Image.open(pages[page]).convert("RGB")

@@ -277,6 +277,9 @@ fn v2_full_size_gpu_parity() {
         _ => Device::new_cuda(0).expect("a CUDA device (build with --features cuda)"),
     };
     let size = if meta["size"] == "reduced" { Ocr2SyntheticSize::Reduced } else { Ocr2SyntheticSize::Full };
+    if meta["vision_only"] == true {
+        return vision_only_parity(&dir, &meta, size, &device);
+    }
     let recipe = Recipe::from_version(meta["recipe_version"].as_u64().unwrap() as u32).expect("a known recipe");
     let order = ResizeOrder::for_pillow_version(meta["pillow"].as_str().unwrap()).unwrap();
     let steps = meta["steps"].as_u64().unwrap() as usize;
@@ -423,4 +426,62 @@ fn renderer_targets_exact_ratios_in_v2_modes_and_the_tower_fills_the_slots() {
         let rows = encoder.encode(&prepared).unwrap();
         assert_eq!(rows.dim(0).unwrap(), slots as usize, "{mode}: rows = slots");
     }
+}
+
+#[test]
+#[ignore = "full-size tower on synthetic weights: about a minute and 2 GB on a 2-core CPU"]
+fn v2_full_size_tower_builds_and_encodes_on_cpu() {
+    let device = Device::Cpu;
+    let t = std::time::Instant::now();
+    let encoder = Ocr2Encoder::new(
+        &Ocr2VisionConfig::deepseek_ocr2(),
+        occ_model::synth::synth_var_builder(0, DType::F32, &device),
+    )
+    .unwrap();
+    let built = t.elapsed();
+    let img = load_image(&page_path("page_square640.png")).unwrap();
+    let p = prepare_v2(&img, Mode::V2, ResizeOrder::Pillow12).unwrap();
+    let t = std::time::Instant::now();
+    let rows = encoder.encode(&p).unwrap();
+    eprintln!("full-size v2 tower: built in {built:?}, one 1024² view encoded in {:?}", t.elapsed());
+    assert_eq!(rows.dims(), &[257, 1280]);
+    let s = rows.abs().unwrap().sum_all().unwrap().to_scalar::<f32>().unwrap();
+    assert!(s.is_finite() && s > 0.0);
+}
+
+/// The `--vision-only` folder of gpu_v2_parity.py: the laid-out rows of every page in f32 within 1e-4
+/// (max |Δ| ÷ RMS), the tower alone (no decoder is built); prints our encode time beside transformers'.
+fn vision_only_parity(
+    dir: &std::path::Path,
+    meta: &serde_json::Value,
+    size: occ_model::pipeline_v2::Ocr2SyntheticSize,
+    device: &Device,
+) {
+    let (vision, _) = size.configs();
+    let encoder = Ocr2Encoder::new(&vision, occ_model::synth::synth_var_builder(0, DType::F32, device)).unwrap();
+    let order = ResizeOrder::for_pillow_version(meta["pillow"].as_str().unwrap()).unwrap();
+    let mut failures = Vec::new();
+    let mut report = serde_json::Map::new();
+    for (page, info) in meta["pages"].as_object().unwrap() {
+        let want =
+            candle_core::safetensors::load(dir.join(page.replace(".png", ".safetensors")), &Device::Cpu).unwrap();
+        let img = load_image(&page_path(page)).unwrap();
+        let p = prepare_v2(&img, Mode::V2, order).unwrap();
+        let t = std::time::Instant::now();
+        let rows = encoder.encode(&p).unwrap().to_device(&Device::Cpu).unwrap();
+        let seconds = t.elapsed().as_secs_f64();
+        let ref_rows = &want["rows"];
+        let rms = ref_rows.sqr().unwrap().mean_all().unwrap().to_scalar::<f32>().unwrap().sqrt();
+        let max_abs = (&rows - ref_rows).unwrap().abs().unwrap().max_all().unwrap().to_scalar::<f32>().unwrap();
+        let rel = f64::from(max_abs / rms);
+        let r = serde_json::json!({"rows": rows.dims(), "rows_rel": rel, "encode_seconds_f32": seconds,
+            "transformers_vision_seconds_f32": info["vision_seconds_f32"]});
+        eprintln!("{page}: {r}");
+        if rel > 1e-4 {
+            failures.push(format!("{page}: rows rel {rel:.2e}"));
+        }
+        report.insert(page.clone(), r);
+    }
+    std::fs::write(dir.join("rust_report.json"), serde_json::to_string_pretty(&report).unwrap()).unwrap();
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
 }
