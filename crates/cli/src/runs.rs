@@ -197,6 +197,31 @@ pub fn restore_reader_flags<A: clap::Args + clap::FromArgMatches>(
     Ok((A::from_arg_matches(&matches)?, notes))
 }
 
+/// The arguments (`A`, subcommand `name`) of a sweep or decay run resumed from `dir`: the reader
+/// flags its manifest recorded restored under this command line's ([`restore_reader_flags`]), with
+/// what was restored and each placement flag that changed said on stderr. `None` when the manifest
+/// recorded none (a run written before reader flags were): its resuming command gives its own.
+pub fn resumed_reader<A: clap::Args + clap::FromArgMatches>(
+    name: &'static str,
+    dir: &Path,
+    recorded: Option<Vec<String>>,
+    values: &[&str],
+    switches: &[&str],
+    out: &Output,
+) -> anyhow::Result<Option<A>> {
+    let Some(recorded) = recorded else { return Ok(None) };
+    let argv: Vec<String> = std::env::args().collect();
+    let (restored, notes) = restore_reader_flags::<A>(name, &argv, &recorded, values, switches)
+        .with_context(|| format!("--resume {}", dir.display()))?;
+    for n in notes {
+        out.info(&n);
+    }
+    if !recorded.is_empty() {
+        out.info(&format!("reader flags restored from the run's manifest: {}", recorded.join(" ")));
+    }
+    Ok(Some(restored))
+}
+
 /// `a` quoted for a POSIX shell when it needs it.
 fn shell_quote(a: &str) -> String {
     if !a.is_empty() && a.chars().all(|c| c.is_ascii_alphanumeric() || "-_./=:,@%+".contains(c)) {

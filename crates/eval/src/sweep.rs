@@ -308,8 +308,24 @@ pub fn finish(dir: &Path, manifest: &mut Manifest) -> Result<(Written, Vec<Summa
     let (written, summary) = results::write_outputs(dir, manifest.spec.seed)?;
     manifest.n_samples_done = written.samples;
     manifest.n_failed = written.failed;
+    manifest.error_chain.clear();
     manifest.status =
         if written.samples == manifest.n_samples_planned { RunStatus::Complete } else { RunStatus::Incomplete };
     manifest.save(dir)?;
     Ok((written, summary))
+}
+
+/// Marks the run in `dir` `failed`, with `error_chain` (the error and its causes, outermost first),
+/// when its manifest is still `running`: a run stopped by an error that is not a signal (its
+/// journal or tables could not be written). A later `--resume` continues it like an interrupted
+/// run. Returns whether the manifest was changed (one already `complete` or `incomplete`, whose
+/// tables are written, is left as it is when only its report fails).
+pub fn mark_failed(dir: &Path, manifest: &mut Manifest, error_chain: Vec<String>) -> Result<bool, ResultsError> {
+    if manifest.status != RunStatus::Running {
+        return Ok(false);
+    }
+    manifest.status = RunStatus::Failed;
+    manifest.error_chain = error_chain;
+    manifest.save(dir)?;
+    Ok(true)
 }

@@ -163,25 +163,13 @@ fn reader_flag_names() -> (Vec<&'static str>, Vec<&'static str>) {
     ([&runs::MODEL_VALUE_FLAGS[..], &["--engine", "--threads", "--psm"]].concat(), runs::MODEL_SWITCHES.to_vec())
 }
 
-/// A resumed run's arguments: the reader flags its manifest recorded, under this command's (a
-/// reader flag given again with another value is refused; runs written before the flags were
-/// recorded take this command's flags as they are).
+/// A resumed run's arguments: the reader flags its manifest recorded, under this command's
+/// ([`runs::resumed_reader`]).
 fn restored(args: Args, state: Option<&DecayState>, out: &Output) -> anyhow::Result<Args> {
-    let Some(recorded) = state.and_then(|s| s.meta.reader_flags.clone()) else {
-        return Ok(args);
-    };
     let (values, switches) = reader_flag_names();
-    let argv: Vec<String> = std::env::args().collect();
+    let recorded = state.and_then(|s| s.meta.reader_flags.clone());
     let dir = args.resume.clone().unwrap_or_default();
-    let (restored, notes): (Args, _) = runs::restore_reader_flags("decay", &argv, &recorded, &values, &switches)
-        .with_context(|| format!("--resume {}", dir.display()))?;
-    for n in notes {
-        out.info(&n);
-    }
-    if !recorded.is_empty() {
-        out.info(&format!("reader flags restored from the run's manifest: {}", recorded.join(" ")));
-    }
-    Ok(restored)
+    Ok(runs::resumed_reader("decay", &dir, recorded, &values, &switches, out)?.unwrap_or(args))
 }
 
 /// The command that continues the decay run in `dir` (engine flags kept).

@@ -226,25 +226,29 @@ fn prompt_of(kind: EngineKind, model: &ModelArgs) -> Option<String> {
     }
 }
 
+/// `error`, after marking the run in `dir` `failed` with its chain when its manifest still says
+/// `running` (a run whose tables are written stays `complete` when only its report fails).
+fn failed_run(
+    dir: &std::path::Path,
+    manifest: &mut occ_eval::results::Manifest,
+    error: anyhow::Error,
+    out: &Output,
+) -> anyhow::Error {
+    match sweep::mark_failed(dir, manifest, crate::output::causes(&error)) {
+        Ok(true) => out.info(&format!("{} is marked failed; continue it with: {}", dir.display(), resume_command(dir))),
+        Ok(false) => {}
+        Err(m) => out.warn(&format!("marking {} failed: {m}", dir.display())),
+    }
+    error
+}
+
 /// A resumed run's arguments: the reader flags its manifest recorded, under this command's
-/// (a reader flag given again with another value is refused; runs written before the flags were
-/// recorded take this command's flags as they are).
+/// ([`runs::resumed_reader`]).
 fn restored(args: Args, prepared: &Prepared, out: &Output) -> anyhow::Result<Args> {
-    let Some(recorded) = prepared.resumed_manifest().and_then(|m| m.reader_flags.clone()) else {
-        return Ok(args);
-    };
     let (values, switches) = reader_flag_names();
-    let argv: Vec<String> = std::env::args().collect();
+    let recorded = prepared.resumed_manifest().and_then(|m| m.reader_flags.clone());
     let dir = args.resume.clone().unwrap_or_default();
-    let (restored, notes): (Args, _) = runs::restore_reader_flags("sweep", &argv, &recorded, &values, &switches)
-        .with_context(|| format!("--resume {}", dir.display()))?;
-    for n in notes {
-        out.info(&n);
-    }
-    if !recorded.is_empty() {
-        out.info(&format!("reader flags restored from the run's manifest: {}", recorded.join(" ")));
-    }
-    Ok(restored)
+    Ok(runs::resumed_reader("sweep", &dir, recorded, &values, &switches, out)?.unwrap_or(args))
 }
 
 /// `--dry-run`: the samples of the run (those a resumed run's journal lacks), and its time
@@ -400,11 +404,16 @@ pub fn run(args: Args, out: &Output) -> anyhow::Result<()> {
                 resume_command(&dir)
             )))
         }
-        other => {
-            other.with_context(|| format!("sweep stopped; continue it with: {}", resume_command(&dir)))?;
+        Err(e) => {
+            let e = anyhow::Error::new(e).context(format!("sweep stopped; continue it with: {}", resume_command(&dir)));
+            return Err(failed_run(&dir, &mut run.manifest, e, out));
         }
+        Ok(_) => {}
     }
-    let failed = runs::finish_run(&dir, &mut run.manifest, !args.no_report, out)?;
+    let failed = match runs::finish_run(&dir, &mut run.manifest, !args.no_report, out) {
+        Ok(failed) => failed,
+        Err(e) => return Err(failed_run(&dir, &mut run.manifest, e, out)),
+    };
     if failed > 0 {
         bail!("{failed} samples failed (status render_error or engine_error in samples.parquet); the other results are written");
     }

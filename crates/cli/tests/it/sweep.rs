@@ -155,6 +155,36 @@ fn crash_then_resume_equals_an_uninterrupted_run() {
 }
 
 #[test]
+fn a_sweep_stopped_by_an_error_is_marked_failed_with_it_and_resumes() {
+    let out = scratch("failed");
+    let crashed = sweep(&out, &[&SMALL_GRID[..], &["--crash-after", "3"]].concat());
+    assert!(!crashed.status.success(), "the crash hook aborts the process");
+    let dir = run_dirs(&out)[0].clone();
+    assert_eq!(Manifest::load(&dir).unwrap().status.as_str(), "running", "killed: still running");
+    // A failure that is not a signal: samples.parquet cannot be written (a folder of that name).
+    std::fs::create_dir(dir.join(results::SAMPLES_FILE)).unwrap();
+    let ds = datasets();
+    let resume =
+        || Command::new(BIN).args(["sweep", "--datasets", &ds, "--resume", dir.to_str().unwrap()]).output().unwrap();
+    let o = resume();
+    let err = String::from_utf8_lossy(&o.stderr).into_owned();
+    assert_eq!(o.status.code(), Some(1), "{err}");
+    assert!(err.contains("is marked failed; continue it with: compress-bench sweep"), "{err}");
+    let m = Manifest::load(&dir).unwrap();
+    assert_eq!(m.status.as_str(), "failed");
+    assert!(m.error_chain[0].starts_with("writing the results of"), "outermost first: {:?}", m.error_chain);
+    assert!(m.error_chain.iter().any(|c| c.contains(results::SAMPLES_FILE)), "{:?}", m.error_chain);
+    assert!(err.contains(&m.error_chain.join(": ")), "the chain as printed: {err}");
+    assert_eq!(m.sessions.len(), 1, "the failed session is recorded (the killed one never was)");
+    assert!(!dir.join(occ_eval::lock::LOCK_FILE).exists(), "the lock is released");
+    // A failed run resumes like an interrupted one; the complete run carries no error.
+    std::fs::remove_dir(dir.join(results::SAMPLES_FILE)).unwrap();
+    assert_ok(&resume());
+    let m = Manifest::load(&dir).unwrap();
+    assert_eq!((m.status.as_str(), m.n_samples_done, m.error_chain.len()), ("complete", 12, 0));
+}
+
+#[test]
 fn two_shards_merged_equal_the_single_run() {
     let out = scratch("shards");
     assert_ok(&sweep(&out, &SMALL_GRID));
