@@ -435,10 +435,14 @@ impl Worker {
     }
 }
 
-/// The last `n` lines of a file.
+/// What a dead worker's log says: its last `error:` line (the CLI's final error, whatever
+/// backtrace follows), else its last `n` lines.
 fn tail(path: &Path, n: usize) -> Vec<String> {
     let Ok(f) = File::open(path) else { return Vec::new() };
     let lines: Vec<String> = BufReader::new(f).lines().map_while(Result::ok).collect();
+    if let Some(e) = lines.iter().rev().find(|l| l.starts_with("error:")) {
+        return vec![e.clone()];
+    }
     lines[lines.len().saturating_sub(n)..].to_vec()
 }
 
@@ -526,8 +530,9 @@ fn local_workers(args: &Args, out: &Output) -> anyhow::Result<()> {
         .collect();
     let interrupt = Interrupt::install()?;
     out.info(&format!(
-        "sweep {}: {n} workers{} over shards in {} (logs: {}/logs)",
+        "sweep {}: {n} worker{}{} over shards in {} (logs: {}/logs)",
         spec.name,
+        if n == 1 { "" } else { "s" },
         gpus.as_ref().map(|g| format!(" on GPUs {}", g.join(","))).unwrap_or_default(),
         root.display(),
         root.display()
@@ -612,7 +617,8 @@ fn local_workers(args: &Args, out: &Output) -> anyhow::Result<()> {
                 text.push_str("\n    ");
                 text.push_str(&line);
             }
-            text.push_str(&format!("\n  this shard alone: {}", shell_line("compress-bench", &w.args)));
+            let env = w.gpu.as_ref().map(|g| format!("CUDA_VISIBLE_DEVICES={g} ")).unwrap_or_default();
+            text.push_str(&format!("\n  this shard alone: {env}{}", shell_line("compress-bench", &w.args)));
             out.warn(&text);
         }
         bail!(

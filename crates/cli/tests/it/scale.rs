@@ -57,6 +57,7 @@ fn stable_rows(dir: &Path) -> Vec<SampleRow> {
     let mut rows = results::read_samples(dir).unwrap();
     for r in &mut rows {
         r.run_id.clear();
+        r.git_commit.clear();
         r.render_ms = 0.0;
         r.ocr_ms = 0.0;
         r.preprocess_ms = 0.0;
@@ -70,7 +71,11 @@ fn stable_rows(dir: &Path) -> Vec<SampleRow> {
 /// Two runs hold the same results: samples.parquet cell by cell without the volatile columns (run
 /// id, timings), the same rows as `SampleRow`s, and the same summary.csv, byte for byte.
 fn assert_same_results(a: &Path, b: &Path) {
-    let read = |d: &Path| schema::without_volatile(&schema::read_parquet(&d.join(results::SAMPLES_FILE)).unwrap());
+    // git_commit too: on a shared checkout HEAD may move between the two runs.
+    let read = |d: &Path| {
+        let df = schema::without_volatile(&schema::read_parquet(&d.join(results::SAMPLES_FILE)).unwrap());
+        df.drop("git_commit").unwrap()
+    };
     assert!(read(a).equals_missing(&read(b)), "samples.parquet of {} and {} differ", a.display(), b.display());
     assert_eq!(stable_rows(a), stable_rows(b));
     let summary = |d: &Path| std::fs::read_to_string(d.join(results::SUMMARY_FILE)).unwrap();
