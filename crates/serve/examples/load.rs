@@ -2,7 +2,9 @@
 //! concurrent clients; prints pages/s, generated tokens/s and request latency (docs/PERFORMANCE.md).
 //! `--paths live,per-request` runs the server once per way of feeding the model: `live` (requests
 //! admitted into the running continuous batcher, the default) and `per-request` (the older batches
-//! of waiting requests); each path gets a fresh engine and server.
+//! of waiting requests); each path gets a fresh engine and server. `--stream` streams the answers
+//! and prints the time to the first piece of text; `--vary-tokens` gives page i a budget of
+//! `max_tokens · (i mod 4 + 1) / 4`.
 //!
 //! ```sh
 //! # the server's own overhead on the CPU: tiny synthetic weights, both server paths
@@ -16,7 +18,7 @@
 //! when EOS is ignored). Both paths use the same engine settings; the run fails if the server
 //! generated a different number of tokens than the in-process call.
 
-use std::io::Cursor;
+use std::io::{BufRead, BufReader, Cursor};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
@@ -43,6 +45,8 @@ struct Opts {
     ignore_eos: bool,
     /// Page i asks for `max_tokens · (i mod 4 + 1) / 4` tokens (answers of different lengths).
     vary_tokens: bool,
+    /// Stream the answers (SSE) and measure the time to the first piece of text too.
+    stream: bool,
     /// Server paths to measure: `true` live, `false` per request.
     paths: Vec<bool>,
 }
@@ -60,6 +64,7 @@ fn parse() -> Opts {
         dtype: DType::F32,
         ignore_eos: false,
         vary_tokens: false,
+        stream: false,
         paths: vec![true],
     };
     let mut args = std::env::args().skip(1);
@@ -70,6 +75,10 @@ fn parse() -> Opts {
         }
         if flag == "--vary-tokens" {
             o.vary_tokens = true;
+            continue;
+        }
+        if flag == "--stream" {
+            o.stream = true;
             continue;
         }
         let value = args.next().unwrap_or_else(|| panic!("{flag} needs a value"));
@@ -110,7 +119,7 @@ fn parse() -> Opts {
             }
             other => panic!(
                 "unknown flag {other}; flags: --pages --clients --max-tokens --batch --mode --weights --synthetic \
-                 --device --dtype --ignore-eos --vary-tokens --paths"
+                 --device --dtype --ignore-eos --vary-tokens --stream --paths"
             ),
         }
     }
@@ -188,9 +197,9 @@ fn main() {
     let mut rows = Vec::new();
     for &live in &o.paths {
         let e = engine_for_server.take().unwrap_or_else(|| engine(&o));
-        let (served, served_tokens, lat) = serve(&o, e, live, &bodies);
+        let (served, served_tokens, lat, first) = serve(&o, e, live, &bodies);
         assert_eq!(served_tokens, tokens, "the server generated what the engine generated");
-        rows.push((live, served, served_tokens, lat));
+        rows.push((live, served, served_tokens, lat, first));
     }
     let weights = match &o.weights {
         Some(w) => w.display().to_string(),
@@ -219,7 +228,15 @@ fn main() {
         o.pages as f64 / in_process,
         tokens as f64 / in_process
     );
-    for (live, served, served_tokens, lat) in rows {
+    for (live, served, served_tokens, lat, first) in rows {
+        if !first.is_empty() {
+            println!(
+                "server ({}): first piece of text after p50 {:.0} ms, p99 {:.0} ms (streamed)",
+                if live { "live" } else { "per request" },
+                percentile(&first, 0.5),
+                percentile(&first, 0.99)
+            );
+        }
         println!(
             "| server ({}), {} concurrent clients | {:.1} | {:.0} | {:.0} | {:.0} |",
             if live { "live" } else { "per request" },
@@ -239,7 +256,7 @@ fn main() {
 
 /// Serves `e` (live or per request) to `--clients` threads, each sending its next page as soon as
 /// the last is answered; returns the seconds, the generated tokens and each request's latency.
-fn serve(o: &Opts, e: DeepseekOcr, live: bool, bodies: &[String]) -> (f64, usize, Vec<Duration>) {
+fn serve(o: &Opts, e: DeepseekOcr, live: bool, bodies: &[String]) -> (f64, usize, Vec<Duration>, Vec<Duration>) {
     let mut cfg = ServeConfig::new("127.0.0.1:0".parse().unwrap(), "model");
     cfg.default_mode = o.mode;
     cfg.limits.max_queue = o.pages.max(1);
@@ -247,15 +264,44 @@ fn serve(o: &Opts, e: DeepseekOcr, live: bool, bodies: &[String]) -> (f64, usize
     let server = Server::start(cfg, Box::new(e)).expect("server");
     let url = format!("http://{}/v1/chat/completions", server.addr());
     let client = reqwest::blocking::Client::new();
-    let send = |body: &String| {
-        let r = client.post(&url).header("content-type", "application/json").body(body.clone()).send().unwrap();
+    // the generated tokens and, streaming, when the first piece of text came
+    let send = |body: &String, t: Instant| -> (usize, Option<Duration>) {
+        let body = if o.stream {
+            let mut v: serde_json::Value = serde_json::from_str(body).unwrap();
+            v["stream"] = serde_json::json!(true);
+            v["stream_options"] = serde_json::json!({"include_usage": true});
+            v.to_string()
+        } else {
+            body.clone()
+        };
+        let r = client.post(&url).header("content-type", "application/json").body(body).send().unwrap();
         assert!(r.status().is_success(), "{}", r.status());
-        let v: serde_json::Value = serde_json::from_str(&r.text().unwrap()).unwrap();
-        v["usage"]["completion_tokens"].as_u64().unwrap() as usize
+        if !o.stream {
+            let v: serde_json::Value = serde_json::from_str(&r.text().unwrap()).unwrap();
+            return (v["usage"]["completion_tokens"].as_u64().unwrap() as usize, None);
+        }
+        let (mut first, mut tokens) = (None, 0);
+        for line in BufReader::new(r).lines() {
+            let line = line.unwrap();
+            let Some(data) = line.strip_prefix("data: ") else { continue };
+            if data == "[DONE]" {
+                break;
+            }
+            let v: serde_json::Value = serde_json::from_str(data).unwrap();
+            let piece = v["choices"][0]["delta"]["content"].as_str().is_some_and(|c| !c.is_empty());
+            if piece && first.is_none() {
+                first = Some(t.elapsed());
+            }
+            if let Some(n) = v["usage"]["completion_tokens"].as_u64() {
+                tokens = n as usize;
+            }
+        }
+        (tokens, Some(first.unwrap_or_else(|| t.elapsed())))
     };
-    send(&bodies[0]);
+    send(&bodies[0], Instant::now());
     let next = AtomicUsize::new(0);
     let latencies = Mutex::new(Vec::new());
+    let firsts = Mutex::new(Vec::new());
     let served_tokens = AtomicUsize::new(0);
     let t = Instant::now();
     std::thread::scope(|s| {
@@ -264,14 +310,18 @@ fn serve(o: &Opts, e: DeepseekOcr, live: bool, bodies: &[String]) -> (f64, usize
                 let i = next.fetch_add(1, Ordering::SeqCst);
                 let Some(body) = bodies.get(i) else { break };
                 let t = Instant::now();
-                served_tokens.fetch_add(send(body), Ordering::SeqCst);
+                let (tokens, first) = send(body, t);
+                served_tokens.fetch_add(tokens, Ordering::SeqCst);
                 latencies.lock().unwrap().push(t.elapsed());
+                firsts.lock().unwrap().extend(first);
             });
         }
     });
     let served = t.elapsed().as_secs_f64();
     let mut lat = latencies.into_inner().unwrap();
     lat.sort();
+    let mut first = firsts.into_inner().unwrap();
+    first.sort();
     let metrics = client.get(format!("http://{}/metrics", server.addr())).send().unwrap().text().unwrap();
     let value = |name: &str| {
         metrics.lines().find_map(|l| l.strip_prefix(name).and_then(|v| v.trim().parse::<f64>().ok())).unwrap_or(0.0)
@@ -284,5 +334,5 @@ fn serve(o: &Opts, e: DeepseekOcr, live: bool, bodies: &[String]) -> (f64, usize
     );
     server.shutdown();
     server.wait().unwrap();
-    (served, served_tokens.into_inner(), lat)
+    (served, served_tokens.into_inner(), lat, first)
 }
