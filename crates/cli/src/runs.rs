@@ -8,6 +8,7 @@ use anyhow::Context;
 use occ_eval::results::{self, Manifest};
 use occ_eval::sweep::Invocation;
 
+use crate::engine::{EngineKind, ModelArgs};
 use crate::messages::{Cell, SweepSummary};
 use crate::output::Output;
 
@@ -220,6 +221,22 @@ pub fn resumed_reader<A: clap::Args + clap::FromArgMatches>(
         out.info(&format!("reader flags restored from the run's manifest: {}", recorded.join(" ")));
     }
     Ok(Some(restored))
+}
+
+/// The prompt a sweep's or decay run's reader is given, as the manifest records it: the task prompt in the plain
+/// template for the model readers (`<image>\nFree OCR. `), the text sent after the page image for
+/// the openai engine (`--prompt-template` with `{prompt}` filled in); `None` for readers without
+/// a prompt (Tesseract, the fake engine).
+pub fn prompt_of(kind: EngineKind, model: &ModelArgs) -> Option<String> {
+    match kind {
+        EngineKind::DeepseekOcr | EngineKind::Mini => Some(occ_core::Prompt::FreeOcr.text().to_string()),
+        EngineKind::OpenAi => {
+            let mut config = occ_serve::OpenAiConfig::new(String::new(), String::new());
+            config.prompt_template = model.openai.prompt_template.clone();
+            Some(config.prompt_text(&occ_core::Prompt::FreeOcr))
+        }
+        EngineKind::Tesseract | EngineKind::FakePerfect | EngineKind::External => None,
+    }
 }
 
 /// `a` quoted for a POSIX shell when it needs it.

@@ -366,6 +366,7 @@ pub fn run(args: Args, out: &Output) -> anyhow::Result<()> {
                     let (values, switches) = reader_flag_names();
                     runs::reader_flags(&std::env::args().collect::<Vec<_>>(), &values, &switches)
                 }),
+                prompt: runs::prompt_of(args.engine, &args.model),
             };
             (dir, meta, lock)
         }

@@ -210,22 +210,6 @@ fn reader_flag_names() -> (Vec<&'static str>, Vec<&'static str>) {
     ([&runs::MODEL_VALUE_FLAGS[..], &["--threads"]].concat(), runs::MODEL_SWITCHES.to_vec())
 }
 
-/// The prompt a sweep's reader is given, as the manifest records it: the task prompt in the plain
-/// template for the model readers (`<image>\nFree OCR. `), the text sent after the page image for
-/// the openai engine (`--prompt-template` with `{prompt}` filled in); `None` for readers without
-/// a prompt (Tesseract, the fake engine).
-fn prompt_of(kind: EngineKind, model: &ModelArgs) -> Option<String> {
-    match kind {
-        EngineKind::DeepseekOcr | EngineKind::Mini => Some(Prompt::FreeOcr.text().to_string()),
-        EngineKind::OpenAi => {
-            let mut config = occ_serve::OpenAiConfig::new(String::new(), String::new());
-            config.prompt_template = model.openai.prompt_template.clone();
-            Some(config.prompt_text(&Prompt::FreeOcr))
-        }
-        EngineKind::Tesseract | EngineKind::FakePerfect | EngineKind::External => None,
-    }
-}
-
 /// `error`, after marking the run in `dir` `failed` with its chain when its manifest still says
 /// `running` (a run whose tables are written stays `complete` when only its report fails).
 fn failed_run(
@@ -347,7 +331,7 @@ pub fn run(args: Args, out: &Output) -> anyhow::Result<()> {
     let (values, switches) = reader_flag_names();
     let invocation = sweep::Invocation {
         reader_flags: Some(runs::reader_flags(&std::env::args().collect::<Vec<_>>(), &values, &switches)),
-        prompt: prompt_of(prepared.spec.engine, &args.model),
+        prompt: runs::prompt_of(prepared.spec.engine, &args.model),
         ..runs::invocation()
     };
     let mut run = prepared.open(&args.out, &infos, &invocation)?;

@@ -130,3 +130,37 @@ fn decay_rejects_bad_schedules_and_budgets() {
     }
     std::fs::remove_dir_all(&out).unwrap();
 }
+
+#[test]
+fn a_decay_run_records_its_reader_flags_and_prompt_and_resumes_with_them() {
+    let out = scratch("decay-model-resume");
+    let model = ["--engine", "deepseek-ocr", "--synthetic-weights", "tiny", "--weights-seed", "2"];
+    let conversation =
+        ["--rounds", "3", "--round-tokens", "40", "--needles", "1", "--schedule", "paper", "--max-new-tokens", "4"];
+    let o = decay(&out, &[&model[..], &conversation[..], &["--crash-after", "2", "--quiet"]].concat());
+    assert!(!o.status.success(), "the crash hook aborts the process");
+    let dir = out.join("decay/e2e");
+    let manifest = |d: &Path| -> serde_json::Value {
+        serde_json::from_str(&std::fs::read_to_string(d.join("manifest.json")).unwrap()).unwrap()
+    };
+    let m = manifest(&dir);
+    assert_eq!(m["status"], "running");
+    assert_eq!(m["reader_flags"], serde_json::json!(model), "the reader flags as given");
+    assert_eq!(m["prompt"], "<image>\nFree OCR. ", "the prompt the model reads with");
+    // `--resume DIR` alone loads the same synthetic reader (without the flags it would look for
+    // real weights) and the run equals an uninterrupted one.
+    let ds = format!("{}/../../datasets", env!("CARGO_MANIFEST_DIR"));
+    let resumed = Command::new(BIN).args(["decay", "--datasets", &ds, "--resume", dir.to_str().unwrap()]).output();
+    let resumed = resumed.unwrap();
+    assert_ok(&resumed);
+    let err = String::from_utf8_lossy(&resumed.stderr);
+    assert!(err.contains("reader flags restored from the run's manifest: --engine deepseek-ocr"), "{err}");
+    let whole = scratch("decay-model-whole");
+    assert_ok(&decay(&whole, &[&model[..], &conversation[..], &["--quiet"]].concat()));
+    let (a, b) = (manifest(&dir), manifest(&whole.join("decay/e2e")));
+    assert_eq!(a["status"], "complete");
+    assert_eq!((&a["summaries"], &a["pages_read"], &a["prompt"]), (&b["summaries"], &b["pages_read"], &b["prompt"]));
+    let stable = |d: &Path| occ_eval::schema::without_volatile(&read_parquet(&d.join("decay.parquet")).unwrap());
+    let (a, b) = (stable(&dir), stable(&whole.join("decay/e2e")));
+    assert!(a.height() > 0 && a.equals_missing(&b), "decay.parquet: resumed equals uninterrupted\n{a}\n{b}");
+}

@@ -40,6 +40,10 @@ pub struct RunMeta {
     /// were recorded.
     #[serde(default)]
     pub reader_flags: Option<Vec<String>>,
+    /// The prompt the reader is given (`None` for readers without one, and for runs written before
+    /// it was recorded).
+    #[serde(default)]
+    pub prompt: Option<String>,
 }
 
 impl RunMeta {
@@ -69,6 +73,9 @@ pub struct DecayManifest<'a> {
     /// The flags that loaded the reader ([`RunMeta::reader_flags`]).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub reader_flags: &'a Option<Vec<String>>,
+    /// The reader's prompt ([`RunMeta::prompt`]).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub prompt: &'a Option<String>,
     pub config: &'a DecayConfig,
     pub schedules: Vec<ScheduleEntry<'a>>,
     pub pages_read: usize,
@@ -93,6 +100,8 @@ struct StateOut<'a> {
     command: &'a str,
     #[serde(skip_serializing_if = "Option::is_none")]
     reader_flags: &'a Option<Vec<String>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    prompt: &'a Option<String>,
     config: &'a DecayConfig,
     schedules: Vec<ScheduleEntry<'a>>,
     /// Read-backs in `journal.jsonl`.
@@ -126,6 +135,8 @@ struct StateIn {
     command: String,
     #[serde(default)]
     reader_flags: Option<Vec<String>>,
+    #[serde(default)]
+    prompt: Option<String>,
     config: DecayConfig,
     schedules: Vec<ScheduleOwned>,
     #[serde(default)]
@@ -171,6 +182,7 @@ impl DecayState {
             tokenizer: s.head.tokenizer.clone(),
             wall_s: s.head.wall_time_s,
             reader_flags: s.reader_flags,
+            prompt: s.prompt,
         };
         Ok(DecayState {
             kind,
@@ -210,6 +222,7 @@ pub fn write_state(
         head: meta.head(status),
         command: &meta.command,
         reader_flags: &meta.reader_flags,
+        prompt: &meta.prompt,
         config,
         schedules: config.schedules.iter().map(|s| ScheduleEntry { name: s.name(), spec: s }).collect(),
         reads_journaled,
@@ -272,6 +285,7 @@ pub fn write_manifest(
         head: meta.head(RunStatus::Complete),
         command: &meta.command,
         reader_flags: &meta.reader_flags,
+        prompt: &meta.prompt,
         config,
         schedules: config.schedules.iter().map(|s| ScheduleEntry { name: s.name(), spec: s }).collect(),
         pages_read: results.pages_read,

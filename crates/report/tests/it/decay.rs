@@ -30,6 +30,7 @@ fn a_decay_run_writes_every_file_and_a_manifest_listing_them() {
         tokenizer: "embedded".into(),
         wall_s: 0.0,
         reader_flags: None,
+        prompt: None,
     };
     let files = occ_report::decay::write_run(&dir, &cfg, &res, &meta).unwrap();
     let names: Vec<String> = files.iter().map(|p| p.strip_prefix(&dir).unwrap().display().to_string()).collect();
