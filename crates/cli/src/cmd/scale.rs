@@ -295,6 +295,16 @@ fn shard_worker(args: &Args, dir: &Path, out: &Output) -> anyhow::Result<()> {
                     shard.count
                 );
             }
+            let wanted = resolve_spec(args)?.fingerprint();
+            if m.spec_fingerprint != wanted {
+                bail!(
+                    "{} is a run of spec {}, this command's spec is {}: a changed sweep needs another --shard-dir \
+                     (or --emit-slurm folder)",
+                    run.display(),
+                    m.spec_fingerprint,
+                    wanted
+                );
+            }
             if m.status == RunStatus::Complete {
                 out.info(&format!("shard {}/{} is complete: {}", shard.index, shard.count, run.display()));
                 return Ok(());
