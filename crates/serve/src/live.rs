@@ -126,8 +126,10 @@ impl<'e> EngineSession<'e> {
             let sent = match event {
                 SeqEvent::Token(id) => {
                     count.fetch_add(1, Ordering::Relaxed);
-                    match real(&[id]) {
-                        Ok(ids) => events.send((page, PageEvent::Token(ids[0]))),
+                    match real(&[id])
+                        .and_then(|ids| ids.first().copied().ok_or_else(|| format!("token {id} has no id")))
+                    {
+                        Ok(real) => events.send((page, PageEvent::Token(real))),
                         Err(e) => {
                             let _ = events.send((page, PageEvent::Failed(e)));
                             return false;
