@@ -973,4 +973,67 @@ mod tests {
             .is_err());
         Ok(())
     }
+    /// Live admission on the GPU: the decode step's CUDA graph keeps replaying while prompts are
+    /// admitted, sequences finish and one is cancelled, and the cache grows (recaptures); every
+    /// sequence's tokens equal the same schedule decoded eagerly.
+    #[test]
+    #[ignore = "needs a CUDA build (--features cuda) and a GPU"]
+    fn live_admission_with_graph_replays_equals_eager_on_gpu() -> Result<()> {
+        let gpu = ops::cuda_device(0)?;
+        let m = DecoderModel::new(
+            &crate::decoder::DecoderConfig::deepseek_ocr(),
+            crate::synth::synth_var_builder(0, DType::BF16, &gpu),
+        )?;
+        let prompts: Vec<PromptInput> = [40usize, 70, 55, 33, 61]
+            .iter()
+            .enumerate()
+            .map(|(i, &len)| {
+                let ids: Vec<u32> =
+                    (0..len as u64).map(|j| (crate::synth::splitmix64_at(80 + i as u64, j) % 100_000) as u32).collect();
+                let t = Tensor::new(ids.as_slice(), &gpu)?.unsqueeze(0)?;
+                Ok(PromptInput { embeds: m.embed(&t)?.squeeze(0)?, ids })
+            })
+            .collect::<Result<_>>()?;
+        let budgets = [48usize, 20, 36, 30, 24];
+        let admit_at = [0usize, 0, 3, 9, 9];
+        let run = |graph: bool| -> Result<(Vec<Vec<SeqEvent>>, bool)> {
+            let bc = BatcherConfig { slots: 3, prefill_batch: 2, cuda_graph: graph, initial_new_tokens: 8 };
+            let mut b = Batcher::new(&m, &bc, 3, 48)?;
+            let (mut logs, mut next, mut step) = (Vec::new(), 0usize, 0usize);
+            let cancel = Cancel::new();
+            let mut captured = false;
+            loop {
+                while next < prompts.len() && admit_at[next] <= step {
+                    let (sink, log) = recorder();
+                    let cfg = GenerationConfig { ignore_eos: true, ..GenerationConfig::plain_greedy(budgets[next]) };
+                    let c = if next == 1 { cancel.clone() } else { Cancel::new() };
+                    b.admit(prompts[next].clone(), cfg, sink, c)?;
+                    logs.push(log);
+                    next += 1;
+                }
+                if step == 12 {
+                    cancel.cancel(); // the second sequence leaves mid-decode
+                }
+                let ran = b.step()?;
+                captured |= b.graph();
+                step += 1;
+                if !ran && next == prompts.len() {
+                    break;
+                }
+            }
+            Ok((logs.iter().map(|l| l.lock().unwrap().clone()).collect(), captured))
+        };
+        let ((eager, _), (graph, captured)) = (run(false)?, run(true)?);
+        assert!(captured, "the decode step was captured");
+        assert_eq!(eager, graph, "graph replays across admissions differ from eager decoding");
+        for (i, events) in eager.iter().enumerate() {
+            let tokens = events.iter().filter(|e| matches!(e, SeqEvent::Token(_))).count();
+            if i == 1 {
+                assert!(tokens < budgets[1], "the cancelled sequence stopped early: {tokens}");
+            } else {
+                assert_eq!(tokens, budgets[i], "sequence {i}");
+            }
+        }
+        Ok(())
+    }
 }
