@@ -60,6 +60,13 @@ impl ApiError {
     }
 
     /// OpenAI's `type` for the status.
+    /// The error of the request part `param` (`messages[i].content[j]`): named in `param` and at the
+    /// head of the message.
+    pub fn at(self, param: &str) -> ApiError {
+        let message = if self.message.starts_with(param) { self.message } else { format!("{param}: {}", self.message) };
+        ApiError { param: Some(param.into()), message, ..self }
+    }
+
     pub fn kind(&self) -> &'static str {
         match self.status.as_u16() {
             404 => "not_found_error",

@@ -1,11 +1,12 @@
 //! From a chat request to what the model reads: the prompt, the page images and the sampling
 //! settings, with every limit checked.
 //!
-//! The last `user` message is read (system and earlier messages are accepted and not read). Its parts
-//! make the prompt in order, an image as `<image>` and a text as itself, joined by newlines: an image
-//! followed by the text `Free OCR. ` is exactly the toolkit's Free-OCR prompt. A message with an
-//! image and no text is read with the Free-OCR prompt. One image or one PDF per message; a PDF's
-//! pages are read one by one with the same prompt.
+//! Every message is read ([`pages_and_prompt`]): each image part of the user messages (each page of
+//! a PDF part) is a page, and every page is read with one prompt, the conversation's text in order
+//! with the image slot `<image>` where the first image part is (the reader takes one image per
+//! prompt). An image followed by the text `Free OCR. ` is exactly the toolkit's Free-OCR prompt; a
+//! request without text is read with the Free-OCR prompt. A part that is not read is refused by its
+//! index, never dropped.
 
 use std::io::Cursor;
 use std::path::{Path, PathBuf};
@@ -32,7 +33,7 @@ pub struct Limits {
     pub default_max_tokens: usize,
     /// Requests waiting for the model at most; more get 503.
     pub max_queue: usize,
-    /// Pages of one PDF at most.
+    /// Pages of one request at most: its images and the pages of its PDFs together.
     pub max_pdf_pages: usize,
     /// Resolution of rendered PDF pages.
     pub pdf_dpi: f32,
@@ -117,68 +118,107 @@ pub fn mode(req: &ChatRequest, default: Mode, native: Option<Mode>) -> Result<Mo
     Ok(mode)
 }
 
-/// The prompt and the pages of the last user message (decodes images and renders PDFs: call it off
-/// the async threads).
+/// The prompt and the pages of the conversation (decodes images and renders PDFs: call it off the
+/// async threads).
+///
+/// Every message is read, in order. Every image part (and every page of a PDF part) of the user
+/// messages is a page; the pages are read one by one, each with the same prompt. The prompt is the
+/// text of every message (system, user, assistant, tool: the plain template has no roles), its
+/// parts joined by newlines, with the image slot `<image>` where the first image part is; a
+/// conversation without text is read with the Free-OCR prompt. A part that cannot be read (an image
+/// outside a user message, a part of an unknown type) is refused, named by its index
+/// (`messages[i].content[j]`); nothing is left out silently.
 pub fn pages_and_prompt(
     req: &ChatRequest,
     limits: &Limits,
     sources: &Sources,
 ) -> Result<(Prompt, Vec<RgbImage>), ApiError> {
-    let Some(msg) = req.messages.iter().rev().find(|m| m.role == "user") else {
-        return Err(ApiError::invalid_param("messages", "no_user_message", "the request has no user message"));
-    };
-    let parts: Vec<Part> = match &msg.content {
-        Content::Text(t) => vec![Part::Text { text: t.clone() }],
-        Content::Parts(p) => p.clone(),
-    };
+    if req.messages.is_empty() {
+        return Err(ApiError::invalid_param("messages", "no_user_message", "the request has no messages"));
+    }
     let mut pieces: Vec<String> = Vec::new();
-    let mut pages: Option<Vec<RgbImage>> = None;
+    let mut pages: Vec<RgbImage> = Vec::new();
+    let mut images = 0usize;
     let mut has_text = false;
-    for part in &parts {
-        let url = match part {
-            Part::Text { text } => {
-                if text.contains("<image>") {
+    for (m, msg) in req.messages.iter().enumerate() {
+        let parts: Vec<Part> = match &msg.content {
+            Content::Text(t) => vec![Part::Text { text: t.clone() }],
+            Content::Parts(p) => p.clone(),
+        };
+        let is_user = msg.role == "user";
+        for (k, part) in parts.iter().enumerate() {
+            let named = match msg.content {
+                Content::Parts(_) => format!("messages[{m}].content[{k}]"),
+                Content::Text(_) => format!("messages[{m}].content"),
+            };
+            let url = match part {
+                Part::Text { text } => {
+                    if text.contains("<image>") {
+                        return Err(ApiError::invalid_param(
+                            &named,
+                            "invalid_prompt",
+                            format!("{named}: a text contains <image>; send the image as an image_url part"),
+                        ));
+                    }
+                    if !text.trim().is_empty() {
+                        has_text = true;
+                        pieces.push(text.clone());
+                    }
+                    continue;
+                }
+                Part::ImageUrl { image_url } => image_url.url.as_str(),
+                Part::File { file } => file.file_data.as_deref().ok_or_else(|| {
+                    ApiError::invalid_param(
+                        &named,
+                        "invalid_file",
+                        format!("{named}: a file part needs file_data (a data URL)"),
+                    )
+                })?,
+                Part::Other(v) => {
+                    let kind = v.get("type").and_then(|t| t.as_str()).unwrap_or("?");
                     return Err(ApiError::invalid_param(
-                        "messages",
-                        "invalid_prompt",
-                        "a text part contains <image>; send the image as an image_url part",
+                        &named,
+                        "unsupported_content",
+                        format!(
+                            "{named}: content parts of type {kind:?} are not read; send text, image_url or file parts"
+                        ),
                     ));
                 }
-                has_text |= !text.trim().is_empty();
-                pieces.push(text.clone());
-                continue;
-            }
-            Part::ImageUrl { image_url } => image_url.url.as_str(),
-            Part::File { file } => file.file_data.as_deref().ok_or_else(|| {
-                ApiError::invalid_param("messages", "invalid_file", "a file part needs file_data (a data URL)")
-            })?,
-            Part::Other(v) => {
-                let kind = v.get("type").and_then(|t| t.as_str()).unwrap_or("?");
+            };
+            if !is_user {
                 return Err(ApiError::invalid_param(
-                    "messages",
+                    &named,
                     "unsupported_content",
-                    format!("content parts of type {kind:?} are not read; send text, image_url or file parts"),
+                    format!("{named}: an image in a {:?} message is not read; send images in user messages", msg.role),
                 ));
             }
-        };
-        if pages.is_some() {
-            return Err(ApiError::invalid_param(
-                "messages",
-                "too_many_images",
-                "one image or one PDF per message is read; send the others in separate requests",
-            ));
+            let (bytes, kind) = fetch(url, sources).map_err(|e| e.at(&named))?;
+            let read = decode(&bytes, kind, limits).map_err(|e| e.at(&named))?;
+            pages.extend(read);
+            if pages.len() > limits.max_pdf_pages {
+                return Err(ApiError::invalid_param(
+                    &named,
+                    "too_many_pages",
+                    format!(
+                        "{named}: the request has more than {} pages (images and PDF pages); this server reads at \
+                         most {} per request",
+                        limits.max_pdf_pages, limits.max_pdf_pages
+                    ),
+                ));
+            }
+            if images == 0 {
+                pieces.push("<image>".into());
+            }
+            images += 1;
         }
-        let (bytes, kind) = fetch(url, sources)?;
-        pages = Some(decode(&bytes, kind, limits)?);
-        pieces.push("<image>".into());
     }
-    let Some(pages) = pages else {
+    if pages.is_empty() {
         return Err(ApiError::invalid_param(
             "messages",
             "no_image",
-            "the user message has no image: send an image_url part (a data URL) or a PDF file part",
+            "the request has no image: send an image_url part (a data URL) or a PDF file part in a user message",
         ));
-    };
+    }
     let prompt = if has_text { Prompt::Custom(pieces.join("\n")) } else { Prompt::FreeOcr };
     Ok((prompt, pages))
 }
@@ -303,7 +343,7 @@ mod tests {
         ChatRequest {
             model: "m".into(),
             messages: vec![
-                Message { role: "system".into(), content: Content::Text("ignored".into()) },
+                Message { role: "system".into(), content: Content::Text(String::new()) },
                 Message { role: "user".into(), content: Content::Parts(parts) },
             ],
             ..ChatRequest::default()
@@ -344,9 +384,68 @@ mod tests {
         assert!(e.message.contains("--allow-local-files"), "{}", e.message);
         let e = err(vec![image_part("https://example.com/a.png".into())]);
         assert!(e.message.contains("data URL"), "{}", e.message);
-        let two = data_url("image/png", &png(2, 2));
-        let e = err(vec![image_part(two.clone()), image_part(two)]);
-        assert_eq!(e.code, "too_many_images");
+        let e = err(vec![Part::Text { text: "a".into() }, Part::Other(serde_json::json!({"type": "input_audio"}))]);
+        assert_eq!((e.status.as_u16(), e.code), (400, "unsupported_content"));
+        assert_eq!(e.param.as_deref(), Some("messages[1].content[1]"));
+        assert!(
+            e.message.starts_with("messages[1].content[1]: ") && e.message.contains("input_audio"),
+            "{}",
+            e.message
+        );
+        let e = err(vec![Part::Text { text: "a".into() }, image_part(data_url("image/png", b"not a png"))]);
+        assert_eq!((e.code, e.param.as_deref()), ("invalid_image", Some("messages[1].content[1]")));
+        assert!(e.message.starts_with("messages[1].content[1]: "), "{}", e.message);
+    }
+
+    #[test]
+    fn every_image_of_every_user_message_is_a_page_read_with_the_conversations_text() {
+        let (l, s) = (Limits::default(), Sources::default());
+        let img = |w, h| image_part(data_url("image/png", &png(w, h)));
+        // several images in one message, no text: each a page, the Free-OCR prompt
+        let (prompt, pages) = pages_and_prompt(&request(vec![img(2, 2), img(3, 3), img(4, 4)]), &l, &s).unwrap();
+        assert_eq!(prompt, Prompt::FreeOcr);
+        assert_eq!(pages.iter().map(|p| p.dimensions()).collect::<Vec<_>>(), [(2, 2), (3, 3), (4, 4)]);
+        // a conversation: every message's text in order, the slot where the first image is
+        let req = ChatRequest {
+            model: "m".into(),
+            messages: vec![
+                Message { role: "system".into(), content: Content::Text("Read the pages.".into()) },
+                Message {
+                    role: "user".into(),
+                    content: Content::Parts(vec![Part::Text { text: "first".into() }, img(2, 2)]),
+                },
+                Message { role: "assistant".into(), content: Content::Text("ok".into()) },
+                Message {
+                    role: "user".into(),
+                    content: Content::Parts(vec![img(5, 5), Part::Text { text: " ".into() }]),
+                },
+                Message { role: "user".into(), content: Content::Text("Free OCR.".into()) },
+            ],
+            ..ChatRequest::default()
+        };
+        let (prompt, pages) = pages_and_prompt(&req, &l, &s).unwrap();
+        assert_eq!(prompt, Prompt::Custom("Read the pages.\nfirst\n<image>\nok\nFree OCR.".into()));
+        assert_eq!(pages.iter().map(|p| p.dimensions()).collect::<Vec<_>>(), [(2, 2), (5, 5)]);
+        // an image outside a user message is refused by its index, not dropped
+        let mut bad = req.clone();
+        bad.messages[2].content = Content::Parts(vec![Part::Text { text: "ok".into() }, img(2, 2)]);
+        let e = pages_and_prompt(&bad, &l, &s).unwrap_err();
+        assert_eq!(
+            (e.status.as_u16(), e.code, e.param.as_deref()),
+            (400, "unsupported_content", Some("messages[2].content[1]"))
+        );
+        assert!(e.message.contains("\"assistant\" message"), "{}", e.message);
+        // more pages than the limit: 400 naming the limit and the part that passed it
+        let few = Limits { max_pdf_pages: 2, ..Limits::default() };
+        let e = pages_and_prompt(&request(vec![img(2, 2), img(2, 2), img(2, 2)]), &few, &s).unwrap_err();
+        assert_eq!(
+            (e.status.as_u16(), e.code, e.param.as_deref()),
+            (400, "too_many_pages", Some("messages[1].content[2]"))
+        );
+        assert!(e.message.contains("at most 2"), "{}", e.message);
+        // a text with the placeholder is named too
+        let e = pages_and_prompt(&request(vec![img(2, 2), Part::Text { text: "<image>".into() }]), &l, &s).unwrap_err();
+        assert_eq!((e.code, e.param.as_deref()), ("invalid_prompt", Some("messages[1].content[1]")));
     }
 
     #[test]

@@ -134,6 +134,57 @@ fn a_pdf_is_read_page_by_page() {
     server.wait().unwrap();
 }
 
+#[test]
+fn every_image_of_a_conversation_is_a_page_and_an_unread_part_is_refused_by_its_index() {
+    let pages: Vec<_> = (0..3).map(page).collect();
+    let want = in_process(&pages, MAX_TOKENS);
+    let server = occ_serve::Server::start(config(), Box::new(tiny_engine())).unwrap();
+    let img = |i: usize| json!({"type": "image_url", "image_url": {"url": data_url("image/png", &png(&pages[i]))}});
+    // two user messages, three images, the Free-OCR text last: each image read as its own page
+    let body = json!({
+        "model": "tiny",
+        "max_tokens": MAX_TOKENS,
+        "messages": [
+            {"role": "system", "content": ""},
+            {"role": "user", "content": [img(0), img(1)]},
+            {"role": "user", "content": [img(2), {"type": "text", "text": "Free OCR. "}]}
+        ]
+    });
+    let (status, _, resp) = post(&server, &body);
+    assert_eq!(status, 200, "{resp}");
+    assert_eq!(ids(&resp), want);
+    let text = resp["choices"][0]["message"]["content"].as_str().unwrap();
+    assert!(text.matches("\n\n").count() >= 2, "the pages' texts joined: {text:?}");
+    // an image in an assistant message is not read: refused by its index
+    let mut bad = body.clone();
+    bad["messages"][0] = json!({"role": "assistant", "content": [img(0)]});
+    let (status, _, resp) = post(&server, &bad);
+    assert_eq!(status, 400, "{resp}");
+    assert_eq!(resp["error"]["param"], "messages[0].content[0]");
+    assert!(resp["error"]["message"].as_str().unwrap().contains("assistant"), "{resp}");
+    // an unknown part type: refused by its index
+    let mut bad = body.clone();
+    bad["messages"][2]["content"][1] = json!({"type": "input_audio", "input_audio": {}});
+    let (status, _, resp) = post(&server, &bad);
+    assert_eq!(status, 400, "{resp}");
+    assert_eq!(resp["error"]["param"], "messages[2].content[1]");
+    server.shutdown();
+    server.wait().unwrap();
+    // more pages than the limit: 400 naming it
+    let mut cfg = config();
+    cfg.limits.max_pdf_pages = 2;
+    let server = occ_serve::Server::start(cfg, Box::new(tiny_engine())).unwrap();
+    let (status, _, resp) = post(&server, &body);
+    assert_eq!(status, 400, "{resp}");
+    assert_eq!(
+        (resp["error"]["code"].as_str(), resp["error"]["param"].as_str()),
+        (Some("too_many_pages"), Some("messages[2].content[0]"))
+    );
+    assert!(resp["error"]["message"].as_str().unwrap().contains("at most 2"), "{resp}");
+    server.shutdown();
+    server.wait().unwrap();
+}
+
 /// Status and error code of a raw request.
 fn raw(server: &occ_serve::Server, content_type: &str, body: Vec<u8>) -> (u16, Value) {
     let resp = client()
