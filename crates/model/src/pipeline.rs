@@ -61,6 +61,16 @@ pub struct PageOutput {
     pub timings: Timings,
 }
 
+/// One page ready for the encoder and the decoder ([`DeepseekOcr::prepare_page`]).
+#[derive(Debug, Clone)]
+pub struct PreparedPage {
+    /// The views the vision encoder reads.
+    pub image: PreparedImage,
+    /// The decoder prompt with the page's image slots (a mini reader's output ids).
+    pub tokens: PromptTokens,
+    pub vision: VisionTokens,
+}
+
 /// Encoder + decoder + tokenizer.
 #[derive(Debug)]
 pub struct DeepseekOcr {
@@ -249,6 +259,40 @@ impl DeepseekOcr {
         splice(&self.decoder, tokens, rows)
     }
 
+    /// One page made ready for the vision encoder and the decoder, as [`DeepseekOcr::ocr`] reads it:
+    /// the views in the engine's resize order, the prompt's ids with the page's image slots (spelled
+    /// in a mini reader's output vocabulary), the vision-token counts. A mini reader refuses a mode
+    /// other than its own. The server's live path prepares its pages through this too.
+    pub fn prepare_page(&self, img: &RgbImage, mode: Mode, prompt: &Prompt) -> Result<PreparedPage> {
+        if let Some(native) = self.native_mode.filter(|&m| m != mode) {
+            candle_core::bail!("this mini reader reads {native} pages (its canvas), not {mode}: use --modes {native}")
+        }
+        let image = prepare_with_options(img, mode, PrepareOptions { order: self.resize_order, ..Default::default() })?;
+        let vision = mode
+            .vision_tokens(img.width(), img.height())
+            .map_err(|e| candle_core::Error::Msg(format!("vision tokens: {e}")))?;
+        let mut tokens = build_prompt(&self.tokenizer, prompt, &[vision.slots as usize])
+            .map_err(|e| candle_core::Error::Msg(e.to_string()))?;
+        if let Some(vocab) = &self.vocab {
+            tokens =
+                vocab.spell_prompt(&self.tokenizer, &tokens).map_err(|e| candle_core::Error::Msg(e.to_string()))?;
+        }
+        Ok(PreparedPage { image, tokens, vision })
+    }
+
+    /// `cfg` for pages whose longest prompt is `longest` ids: a mini reader was trained for prompt +
+    /// output within its decoder's positions, so it writes no more than that (a reader that misses
+    /// EOS would otherwise run to the caller's budget); DeepSeek-OCR's budget is left as it is.
+    pub fn within_positions(&self, cfg: &GenerationConfig, longest: usize) -> GenerationConfig {
+        match self.native_mode {
+            Some(_) => {
+                let room = self.decoder.config().max_position_embeddings.saturating_sub(longest).max(1);
+                GenerationConfig { max_new_tokens: cfg.max_new_tokens.min(room), ..cfg.clone() }
+            }
+            None => cfg.clone(),
+        }
+    }
+
     /// Reads every page (each in its own mode) with one prompt; outputs are in input order.
     pub fn ocr(&self, pages: &[(&RgbImage, Mode)], prompt: &Prompt, cfg: &GenerationConfig) -> Result<Vec<PageOutput>> {
         let n = pages.len();
@@ -260,27 +304,12 @@ impl DeepseekOcr {
         let mut tokens = Vec::with_capacity(n);
         let mut counts = Vec::with_capacity(n);
         for (img, mode) in pages {
-            if let Some(native) = self.native_mode.filter(|m| m != mode) {
-                candle_core::bail!(
-                    "this mini reader reads {native} pages (its canvas), not {mode}: use --modes {native}"
-                )
-            }
             let t = Instant::now();
-            let p =
-                prepare_with_options(img, *mode, PrepareOptions { order: self.resize_order, ..Default::default() })?;
-            let vt = mode
-                .vision_tokens(img.width(), img.height())
-                .map_err(|e| candle_core::Error::Msg(format!("vision tokens: {e}")))?;
-            let mut toks = build_prompt(&self.tokenizer, prompt, &[vt.slots as usize])
-                .map_err(|e| candle_core::Error::Msg(e.to_string()))?;
-            if let Some(vocab) = &self.vocab {
-                toks =
-                    vocab.spell_prompt(&self.tokenizer, &toks).map_err(|e| candle_core::Error::Msg(e.to_string()))?;
-            }
+            let page = self.prepare_page(img, *mode, prompt)?;
             pre_times.push(t.elapsed());
-            prepared.push(p);
-            tokens.push(toks);
-            counts.push(vt);
+            prepared.push(page.image);
+            tokens.push(page.tokens);
+            counts.push(page.vision);
         }
         let t = Instant::now();
         let rows = self.encoder.encode(&prepared, self.decoder.device())?;
@@ -293,19 +322,9 @@ impl DeepseekOcr {
         // continuous batching: every page in its own slot; the same tokens as `generate` (tests),
         // with the decode step replayed as a CUDA graph on the GPU
         let bc = BatcherConfig { slots: n, prefill_batch: n.min(8), ..Default::default() };
-        // a mini reader was trained for prompt + output within its decoder's positions: it writes no
-        // more than that (a reader that misses EOS would otherwise run to the caller's budget)
-        let capped;
-        let cfg = match self.native_mode {
-            Some(_) => {
-                let longest = inputs.iter().map(|p| p.ids.len()).max().unwrap_or(0);
-                let room = self.decoder.config().max_position_embeddings.saturating_sub(longest).max(1);
-                capped = GenerationConfig { max_new_tokens: cfg.max_new_tokens.min(room), ..cfg.clone() };
-                &capped
-            }
-            None => cfg,
-        };
-        let out = generate_queue(&self.decoder, &inputs, cfg, &bc)?;
+        let longest = inputs.iter().map(|p| p.ids.len()).max().unwrap_or(0);
+        let cfg = self.within_positions(cfg, longest);
+        let out = generate_queue(&self.decoder, &inputs, &cfg, &bc)?;
         let share = |d: Duration| d / n as u32;
         out.rows
             .into_iter()

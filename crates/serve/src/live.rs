@@ -2,10 +2,11 @@
 //! batcher ([`occ_model::batcher::Batcher`]) while others decode, each token sent to its request at
 //! once, a cancelled request's pages freed before the next decode step.
 //!
-//! A page goes through the same steps as [`DeepseekOcr::ocr`] (preprocessing in the engine's resize
-//! order, the prompt with its image slots, a mini reader's output vocabulary, the vision encoder,
-//! the splice, the engine's generation settings for the request, a mini reader's budget capped at
-//! its decoder's positions, the text decoded and post-processed), so a greedy answer equals the
+//! A page goes through the same steps as [`DeepseekOcr::ocr`] (the same
+//! [`DeepseekOcr::prepare_page`]: preprocessing in the engine's resize order, the prompt with its
+//! image slots, a mini reader's output vocabulary; the vision encoder, the splice, the engine's
+//! generation settings for the request, the same [`DeepseekOcr::within_positions`] cap of a mini
+//! reader's budget, the text decoded and post-processed), so a greedy answer equals the
 //! in-process engine's on the same page (tests).
 
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -14,12 +15,11 @@ use std::sync::Arc;
 use image::RgbImage;
 use occ_core::{Mode, Prompt};
 use occ_model::batcher::{Batcher, BatcherConfig, Cancel, SeqEvent, Sink};
-use occ_model::generate::{GenerationConfig, PromptInput, Sampling};
+use occ_model::generate::{PromptInput, Sampling};
 use occ_model::grounding::postprocess;
 use occ_model::mini::OutputVocab;
-use occ_model::pipeline::DeepseekOcr;
-use occ_model::preprocess::{prepare_with_options, PrepareOptions, PreparedImage};
-use occ_model::prompt::{build_prompt, PromptTokens};
+use occ_model::pipeline::{DeepseekOcr, PreparedPage};
+use occ_model::preprocess::PreparedImage;
 
 use crate::scheduler::{options, Admission, Detokenizer, Events, LiveSession, PageEvent, Params, Reading};
 
@@ -64,27 +64,10 @@ impl<'e> EngineSession<'e> {
     }
 
     /// A request's pages preprocessed and its prompt tokens (as [`DeepseekOcr::ocr`] builds them).
-    fn prepare(
-        &self,
-        pages: &[(&RgbImage, Mode)],
-        prompt: &Prompt,
-    ) -> Result<Vec<(PreparedImage, PromptTokens, usize)>, String> {
-        let e = self.engine;
+    fn prepare(&self, pages: &[(&RgbImage, Mode)], prompt: &Prompt) -> Result<Vec<PreparedPage>, String> {
         pages
             .iter()
-            .map(|(img, mode)| {
-                if let Some(native) = e.native_mode().filter(|m| m != mode) {
-                    return Err(format!("this mini reader reads {native} pages (its canvas), not {mode}"));
-                }
-                let options = PrepareOptions { order: e.resize_order, ..Default::default() };
-                let prepared = prepare_with_options(img, *mode, options).map_err(|e| e.to_string())?;
-                let vt = mode.vision_tokens(img.width(), img.height()).map_err(|e| format!("vision tokens: {e}"))?;
-                let mut toks = build_prompt(e.tokenizer(), prompt, &[vt.slots as usize]).map_err(|e| e.to_string())?;
-                if let Some(vocab) = e.vocab() {
-                    toks = vocab.spell_prompt(e.tokenizer(), &toks).map_err(|e| e.to_string())?;
-                }
-                Ok((prepared, toks, vt.slots as usize))
-            })
+            .map(|&(img, mode)| self.engine.prepare_page(img, mode, prompt).map_err(|e| e.to_string()))
             .collect()
     }
 
@@ -96,16 +79,9 @@ impl<'e> EngineSession<'e> {
         events: &Events,
         cancelled: &Arc<AtomicBool>,
     ) -> Result<(), String> {
-        let cfg = self.engine.generation_for(&options(params));
         // a mini reader writes no more than its decoder's positions allow (as `DeepseekOcr::ocr`)
-        let cfg = match self.engine.native_mode() {
-            Some(_) => {
-                let longest = inputs.iter().map(|(p, _)| p.ids.len()).max().unwrap_or(0);
-                let room = self.engine.decoder().config().max_position_embeddings.saturating_sub(longest).max(1);
-                GenerationConfig { max_new_tokens: cfg.max_new_tokens.min(room), ..cfg }
-            }
-            None => cfg,
-        };
+        let longest = inputs.iter().map(|(p, _)| p.ids.len()).max().unwrap_or(0);
+        let cfg = self.engine.within_positions(&self.engine.generation_for(&options(params)), longest);
         let cancel = Cancel::from(cancelled.clone());
         for (page, (input, vision)) in inputs.into_iter().enumerate() {
             let sink = self.sink(page, input.ids.len(), vision, events.clone());
@@ -180,7 +156,7 @@ impl LiveSession for EngineSession<'_> {
         // every page of the round through the vision encoder in one call
         let prepared: Vec<_> = requests.iter().map(|r| self.prepare(r.pages, r.prompt)).collect();
         let images: Vec<PreparedImage> =
-            prepared.iter().flatten().flat_map(|pages| pages.iter().map(|(img, _, _)| img.clone())).collect();
+            prepared.iter().flatten().flat_map(|pages| pages.iter().map(|p| p.image.clone())).collect();
         let e = self.engine;
         let mut rows = match e.encoder().encode(&images, e.decoder().device()) {
             Ok(rows) => rows.into_iter(),
@@ -196,10 +172,10 @@ impl LiveSession for EngineSession<'_> {
                 let prepared = prepared?;
                 let inputs = prepared
                     .into_iter()
-                    .map(|(_, tok, slots)| {
+                    .map(|p| {
                         let row = rows.next().ok_or("the vision encoder gave fewer rows than pages")?;
-                        let embeds = e.splice(&tok, &row).map_err(|e| e.to_string())?;
-                        Ok((PromptInput { embeds, ids: tok.ids }, slots))
+                        let embeds = e.splice(&p.tokens, &row).map_err(|e| e.to_string())?;
+                        Ok((PromptInput { embeds, ids: p.tokens.ids }, p.vision.slots as usize))
                     })
                     .collect::<Result<Vec<_>, String>>()?;
                 self.admit_one(inputs, r.params, &r.events, &r.cancelled)
