@@ -49,10 +49,13 @@ pub struct ServeConfig {
     /// How often a streamed answer that is still waiting sends a comment line; a write to a client
     /// that went away fails, and its request leaves the queue.
     pub sse_keep_alive: Duration,
-    /// Per request: how long an idle model waits for a batch to fill before reading what is queued.
+    /// The per-request path only (`live = false`): how long an idle model waits for a batch to fill
+    /// before reading what is queued. The live path has no window (a request is admitted before the
+    /// next decode step).
     pub batch_window: Duration,
     /// Feed requests live into the running continuous batcher (token-by-token streaming,
-    /// cancellation mid-decode); `false`: the older per-request batches (kept for comparison).
+    /// cancellation mid-decode); `false`: the older per-request batches, kept to measure the live
+    /// path against (library only: `compress-bench serve` always serves live).
     pub live: bool,
 }
 

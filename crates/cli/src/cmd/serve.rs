@@ -2,7 +2,9 @@
 //!
 //! The model is loaded as `ocr` loads it (the model flags of [`ModelArgs`]) and handed to
 //! `occ_serve`; this module maps flags to its config, prints the address and waits until SIGTERM or
-//! SIGINT has drained the requests in flight.
+//! SIGINT has drained the requests in flight. The server always feeds requests live into the
+//! continuous batcher: the per-request path (`ServeConfig::live = false`) and its batch window stay
+//! library-only, for measurement (docs/SERVING.md).
 
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
@@ -39,9 +41,6 @@ pub struct Args {
     /// Pages read together in one batch at most (each page one decoder slot).
     #[arg(long, default_value_t = 32, help_heading = "Server")]
     pub max_batch: usize,
-    /// Milliseconds an idle model waits for a batch to fill before reading what is queued.
-    #[arg(long, default_value_t = 10, value_name = "MS", help_heading = "Server")]
-    pub batch_window_ms: u64,
     /// Local images and PDFs under DIR may be named by path in image_url parts.
     #[arg(long, value_name = "DIR", help_heading = "Server")]
     pub allow_local_files: Option<PathBuf>,
@@ -60,7 +59,7 @@ pub struct Args {
     /// Requests waiting for the model at most; more get 503 with Retry-After.
     #[arg(long, default_value_t = 256, help_heading = "Limits")]
     pub max_queue: usize,
-    /// Pages of one PDF at most.
+    /// Pages of one PDF, and of one request (its images and PDF pages together), at most.
     #[arg(long, default_value_t = 32, help_heading = "Limits")]
     pub max_pdf_pages: usize,
     /// Resolution PDF pages are rendered at.
@@ -90,7 +89,6 @@ pub fn run(args: Args, out: &Output) -> anyhow::Result<()> {
         pdf_dpi: args.pdf_dpi,
     };
     cfg.request_timeout = Duration::from_secs_f64(args.timeout);
-    cfg.batch_window = Duration::from_millis(args.batch_window_ms);
     cfg.allow_local_files = match &args.allow_local_files {
         Some(dir) => {
             Some(dir.canonicalize().with_context(|| format!("--allow-local-files {}: no such folder", dir.display()))?)

@@ -147,6 +147,16 @@ fn the_openai_engine_needs_an_endpoint_and_a_model() {
 }
 
 #[test]
+fn serve_has_no_batch_window_flag_since_it_always_serves_live() {
+    let o = run(&["serve", "--synthetic-weights", "tiny", "--port", "0", "--batch-window-ms", "10"]);
+    assert!(!o.status.success());
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("--batch-window-ms"), "{err}");
+    let help = String::from_utf8_lossy(&run(&["serve", "--help"]).stdout).to_string();
+    assert!(!help.contains("batch-window") && help.contains("--max-pdf-pages"), "{help}");
+}
+
+#[test]
 fn ocr_reads_a_pdf_page_by_page_like_its_rendered_pages() {
     let dir = scratch("ocr-pdf");
     let pdf = dir.join("doc.pdf");
