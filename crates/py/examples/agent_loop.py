@@ -9,15 +9,16 @@ as the assistant's round. Optionally an old round is read back through `compress
 
     python crates/py/examples/agent_loop.py --base-url https://api.openai.com/v1 --model gpt-4.1-mini \
         --budget 4000 --turns 6
-    # against the toolkit's own server (an OCR reader; it reads the last user message, one image):
+    # against the toolkit's own server (an OCR reader: every image a page, read with the conversation's text):
     compress-bench serve --synthetic-weights tiny --mode tiny --port 8000 &
     python crates/py/examples/agent_loop.py --base-url http://127.0.0.1:8000/v1 --model deepseek-ocr \
         --single-image --max-tokens 32 --recall
 
-`--single-image` is for readers such as `compress-bench serve`, which read only the last user message
-and exactly one image in it: the newest page of the context goes into that message beside the question
-(the question itself is rendered as a page when the context has no image yet); the rest of the context
-is sent as earlier messages all the same.
+`--single-image` is for OCR readers such as `compress-bench serve`, which read each image of a request as
+a page of its own (the whole conversation's text as every page's prompt) and answer with the pages'
+texts joined: with one image the answer is one reading. The newest page of the context goes into the last
+user message beside the question (the question itself is rendered as a page when the context has no image
+yet); the rest of the context is sent as earlier messages all the same.
 """
 
 from __future__ import annotations
