@@ -4,7 +4,7 @@
 //! and building an engine ([`load_model`], [`build_engines`]).
 //!
 //! To add an engine: a variant of `occ_eval::EngineKind`, its help line in [`help`], the lists of the
-//! subcommands that offer it ([`READERS`], [`MODELS`], [`SWEEP_ENGINES`]) and its construction in
+//! subcommands that offer it ([`READERS`], [`MODELS`], [`BENCH_MODELS`], [`SWEEP_ENGINES`]) and its construction in
 //! [`build_engines`] (and [`load_model`] if it is an occ-model reader).
 //!
 //! Weights are looked for, in order: `--weights DIR`, `$OCC_WEIGHTS`, the HuggingFace cache
@@ -13,6 +13,12 @@
 //! (skipped with `--offline` or `HF_HUB_OFFLINE=1`). `--synthetic-weights` runs the engine on the
 //! seeded recipe weights instead (outputs are marked synthetic and are meaningless text);
 //! `--synthetic-recipe 2` picks the recipe of the bf16 parity check (`occ_model::synth`).
+//!
+//! DeepSeek-OCR-2 (`deepseek-ocr-2`, `occ_model::pipeline_v2`) is looked for in the same order with
+//! its own names: `--weights DIR`, `$OCC_WEIGHTS_V2`, the cache folder
+//! `models--deepseek-ai--DeepSeek-OCR-2`, a download of deepseek-ai/DeepSeek-OCR-2 ([`WeightsRepo`]).
+//! Its synthetic sizes are `full` and `reduced` (the CPU goldens' tower and the 3-layer decoder);
+//! it has no `tiny`. It reads the v2 modes only (`EngineKind::refuses_mode`).
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -29,6 +35,7 @@ use occ_model::generate::{GenerationConfig, Sampling};
 use occ_model::load::WeightsDir;
 use occ_model::ngram::NgramBlocker;
 use occ_model::pipeline::{DeepseekOcr, SyntheticSize};
+use occ_model::pipeline_v2::{DeepseekOcr2, Ocr2SyntheticSize};
 use occ_model::preprocess::ResizeOrder;
 use occ_model::synth::Recipe;
 
@@ -42,17 +49,46 @@ use crate::output::Output;
 /// The HF model repo of the weights.
 pub const HF_REPO: &str = "deepseek-ai/DeepSeek-OCR";
 
+/// Where a model's released weights are looked for (module docs): its HF repo, the environment
+/// variable naming a folder, and the words of messages.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct WeightsRepo {
+    /// The HF model repo.
+    pub hf: &'static str,
+    /// The environment variable naming a snapshot folder.
+    pub env: &'static str,
+    /// The model's name in messages.
+    pub model: &'static str,
+    /// The download's size, for the message before it.
+    pub size: &'static str,
+}
+
+/// DeepSeek-OCR's weights.
+pub const DEEPSEEK_OCR: WeightsRepo =
+    WeightsRepo { hf: HF_REPO, env: "OCC_WEIGHTS", model: "DeepSeek-OCR", size: "6.7 GB" };
+/// DeepSeek-OCR-2's weights.
+pub const DEEPSEEK_OCR_2: WeightsRepo =
+    WeightsRepo { hf: "deepseek-ai/DeepSeek-OCR-2", env: "OCC_WEIGHTS_V2", model: "DeepSeek-OCR-2", size: "6.8 GB" };
+
 /// The shipped reader's folder, relative to the repository root.
 pub const SHIPPED_MINI: &str = "models/occ-mini-s";
 
 /// Engines of `ocr`.
 pub const READERS: &[EngineKind] =
-    &[EngineKind::DeepseekOcr, EngineKind::Mini, EngineKind::Tesseract, EngineKind::OpenAi];
-/// Engines of `bench` (the models).
+    &[EngineKind::DeepseekOcr, EngineKind::DeepseekOcr2, EngineKind::Mini, EngineKind::Tesseract, EngineKind::OpenAi];
+/// The occ-model engines of DeepSeek-OCR (v1)'s pipeline (`serve`).
 pub const MODELS: &[EngineKind] = &[EngineKind::DeepseekOcr, EngineKind::Mini];
+/// Engines of `bench`.
+pub const BENCH_MODELS: &[EngineKind] = &[EngineKind::DeepseekOcr, EngineKind::DeepseekOcr2, EngineKind::Mini];
 /// Engines of `sweep` and `decay`.
-pub const SWEEP_ENGINES: &[EngineKind] =
-    &[EngineKind::DeepseekOcr, EngineKind::Mini, EngineKind::Tesseract, EngineKind::OpenAi, EngineKind::FakePerfect];
+pub const SWEEP_ENGINES: &[EngineKind] = &[
+    EngineKind::DeepseekOcr,
+    EngineKind::DeepseekOcr2,
+    EngineKind::Mini,
+    EngineKind::Tesseract,
+    EngineKind::OpenAi,
+    EngineKind::FakePerfect,
+];
 
 /// The `--help` line of an engine.
 pub fn help(kind: EngineKind) -> &'static str {
@@ -60,6 +96,10 @@ pub fn help(kind: EngineKind) -> &'static str {
         EngineKind::DeepseekOcr => {
             "DeepSeek-OCR (candle; an HF snapshot: --weights DIR, $OCC_WEIGHTS, the HF cache or a download; \
              or --synthetic-weights)"
+        }
+        EngineKind::DeepseekOcr2 => {
+            "DeepSeek-OCR-2 (candle; modes v2 and v2-single; an HF snapshot: --weights DIR, $OCC_WEIGHTS_V2, the HF \
+             cache or a download; or --synthetic-weights full|reduced)"
         }
         EngineKind::Mini => {
             "A reader trained by `compress-bench train` (default: the shipped models/occ-mini-s; --weights DIR for \
@@ -122,7 +162,8 @@ pub enum SyntheticArg {
 #[command(next_help_heading = "Model (deepseek-ocr and mini engines)")]
 pub struct ModelArgs {
     /// deepseek-ocr: HF snapshot folder of deepseek-ai/DeepSeek-OCR (config.json, tokenizer.json,
-    /// model-*.safetensors; default: $OCC_WEIGHTS, then the HF cache); mini: a reader folder
+    /// model-*.safetensors; default: $OCC_WEIGHTS, then the HF cache); deepseek-ocr-2: the same of
+    /// deepseek-ai/DeepSeek-OCR-2 (default: $OCC_WEIGHTS_V2, then the HF cache); mini: a reader folder
     /// (mini.json, vocab.json, model.safetensors; default: $OCC_MINI, then the shipped models/occ-mini-s).
     #[arg(long, value_name = "DIR")]
     pub weights: Option<PathBuf>,
@@ -244,8 +285,8 @@ fn hf_hub_cache() -> PathBuf {
 
 /// The snapshot folder of the HF cache holding config.json: the revision `refs/main` points at, else
 /// the most recently modified snapshot.
-fn cached_snapshot(hub: &Path) -> Option<PathBuf> {
-    let repo = hub.join(format!("models--{}", HF_REPO.replace('/', "--")));
+fn cached_snapshot(hub: &Path, hf_repo: &str) -> Option<PathBuf> {
+    let repo = hub.join(format!("models--{}", hf_repo.replace('/', "--")));
     let snaps = repo.join("snapshots");
     if let Ok(rev) = std::fs::read_to_string(repo.join("refs").join("main")) {
         let p = snaps.join(rev.trim());
@@ -264,13 +305,13 @@ fn cached_snapshot(hub: &Path) -> Option<PathBuf> {
     all.pop().map(|(_, p)| p)
 }
 
-fn download(hub: &Path, progress: bool) -> anyhow::Result<PathBuf> {
+fn download(hub: &Path, hf_repo: &str, progress: bool) -> anyhow::Result<PathBuf> {
     let api = hf_hub::api::sync::ApiBuilder::new()
         .with_cache_dir(hub.to_path_buf())
         .with_progress(progress)
         .build()
         .context("starting the HuggingFace client")?;
-    let repo = api.model(HF_REPO.to_string());
+    let repo = api.model(hf_repo.to_string());
     let config = repo.get("config.json").context("downloading config.json")?;
     repo.get("tokenizer.json").context("downloading tokenizer.json")?;
     let index = repo.get("model.safetensors.index.json").context("downloading model.safetensors.index.json")?;
@@ -287,37 +328,43 @@ fn download(hub: &Path, progress: bool) -> anyhow::Result<PathBuf> {
 
 /// Finds the DeepSeek-OCR weights folder in the documented order, downloading when allowed.
 pub fn resolve_weights(m: &ModelArgs, out: &Output) -> anyhow::Result<PathBuf> {
+    resolve_weights_of(&DEEPSEEK_OCR, m, out)
+}
+
+/// Finds the weights folder of `repo` in the documented order, downloading when allowed.
+pub fn resolve_weights_of(repo: &WeightsRepo, m: &ModelArgs, out: &Output) -> anyhow::Result<PathBuf> {
+    let WeightsRepo { hf, env, model, size } = *repo;
     let mut looked = Vec::new();
     match &m.weights {
         Some(p) => return Ok(p.clone()),
         None => looked.push("--weights: not given".to_string()),
     }
-    match std::env::var_os("OCC_WEIGHTS") {
+    match std::env::var_os(env) {
         Some(p) if !p.is_empty() => return Ok(PathBuf::from(p)),
-        _ => looked.push("$OCC_WEIGHTS: not set".to_string()),
+        _ => looked.push(format!("${env}: not set")),
     }
     let hub = hf_hub_cache();
-    if let Some(p) = cached_snapshot(&hub) {
+    if let Some(p) = cached_snapshot(&hub, hf) {
         return Ok(p);
     }
     looked.push(format!(
         "HuggingFace cache: no snapshot with config.json under {}",
-        hub.join(format!("models--{}", HF_REPO.replace('/', "--"))).display()
+        hub.join(format!("models--{}", hf.replace('/', "--"))).display()
     ));
     let offline = m.offline || std::env::var("HF_HUB_OFFLINE").is_ok_and(|v| !v.is_empty() && v != "0");
     if offline {
         looked.push("download: skipped (offline)".to_string());
     } else {
-        out.info(&format!("downloading {HF_REPO} (6.7 GB) into {}", hub.display()));
-        match download(&hub, out.progress_enabled()) {
+        out.info(&format!("downloading {hf} ({size}) into {}", hub.display()));
+        match download(&hub, hf, out.progress_enabled()) {
             Ok(p) => return Ok(p),
             Err(e) => looked.push(format!("download from huggingface.co: failed ({e:#})")),
         }
     }
     bail!(
-        "no DeepSeek-OCR weights found; looked at:\n  - {}\nprovide them with --weights DIR (an HF snapshot folder holding \
-         config.json, tokenizer.json and model-*.safetensors), or set OCC_WEIGHTS=DIR, or run once online to download \
-         {HF_REPO} into the HuggingFace cache; --synthetic-weights runs the engine on meaningless synthetic weights",
+        "no {model} weights found; looked at:\n  - {}\nprovide them with --weights DIR (an HF snapshot folder holding \
+         config.json, tokenizer.json and model-*.safetensors), or set {env}=DIR, or run once online to download \
+         {hf} into the HuggingFace cache; --synthetic-weights runs the engine on meaningless synthetic weights",
         looked.join("\n  - ")
     )
 }
@@ -357,7 +404,10 @@ pub fn load_model(kind: EngineKind, m: &ModelArgs, out: &Output) -> anyhow::Resu
 
 fn load_weights(kind: EngineKind, m: &ModelArgs, out: &Output) -> anyhow::Result<DeepseekOcr> {
     if !kind.is_model() {
-        bail!("the {kind} engine is not a model; the model engines are deepseek-ocr and mini");
+        bail!("the {kind} engine is not a model; the model engines are deepseek-ocr, deepseek-ocr-2 and mini");
+    }
+    if kind == EngineKind::DeepseekOcr2 {
+        bail!("this command runs DeepSeek-OCR (v1)'s pipeline only; it does not read with deepseek-ocr-2 yet");
     }
     let (device, dtype) = m.device_and_dtype()?;
     if kind == EngineKind::Mini {
@@ -384,6 +434,38 @@ fn load_weights(kind: EngineKind, m: &ModelArgs, out: &Output) -> anyhow::Result
     let wd = WeightsDir::open(&dir).with_context(|| format!("opening DeepSeek-OCR weights in {}", dir.display()))?;
     DeepseekOcr::from_weights_dir(&wd, dtype, &device)
         .with_context(|| format!("loading DeepSeek-OCR weights from {}", dir.display()))
+}
+
+/// Loads DeepSeek-OCR-2 as the model flags ask: synthetic weights (`full` or `reduced`), else the
+/// released weights found as [`DEEPSEEK_OCR_2`] says (a v1 or converted checkpoint is refused by the
+/// loader, naming the mismatch).
+pub fn load_model_v2(m: &ModelArgs, out: &Output) -> anyhow::Result<DeepseekOcr2> {
+    let (device, dtype) = m.device_and_dtype()?;
+    let mut engine = if let Some(size) = m.synthetic() {
+        let size = match size {
+            SyntheticArg::Full => Ocr2SyntheticSize::Full,
+            SyntheticArg::Reduced => Ocr2SyntheticSize::Reduced,
+            SyntheticArg::Tiny => bail!(
+                "deepseek-ocr-2 has no tiny synthetic size (--tiny / --synthetic-weights tiny); use --synthetic-weights \
+                 reduced (the CPU goldens' vision tower and 3-layer decoder, seconds on a CPU) or full"
+            ),
+        };
+        let recipe = Recipe::from_version(m.synthetic_recipe)
+            .with_context(|| format!("unknown synthetic recipe {} (known: 1, 2)", m.synthetic_recipe))?;
+        out.warn("synthetic weights: the engine's output is meaningless text (plumbing, speed and parity runs only)");
+        DeepseekOcr2::synthetic(size, recipe, m.weights_seed, dtype, &device)
+            .context("building the synthetic DeepSeek-OCR-2 engine")?
+    } else {
+        let dir = resolve_weights_of(&DEEPSEEK_OCR_2, m, out)?;
+        let wd =
+            WeightsDir::open(&dir).with_context(|| format!("opening DeepSeek-OCR-2 weights in {}", dir.display()))?;
+        DeepseekOcr2::from_weights_dir(&wd, dtype, &device)
+            .with_context(|| format!("loading DeepSeek-OCR-2 weights from {}", dir.display()))?
+    };
+    if let Some(order) = m.resize_order {
+        engine.resize_order = order;
+    }
+    Ok(engine)
 }
 
 /// Tesseract settings of the commands that can read with it.
@@ -426,6 +508,7 @@ pub fn build_engines(
             Ok(Engines::Shared(Box::new(FakeOcr::perfect(Default::default()).named(kind.name()))))
         }
         EngineKind::DeepseekOcr | EngineKind::Mini => Ok(Engines::Shared(Box::new(load_model(kind, model, out)?))),
+        EngineKind::DeepseekOcr2 => Ok(Engines::Shared(Box::new(load_model_v2(model, out)?))),
         EngineKind::External => {
             bail!("the external engine reads no pages: it names predictions made elsewhere (compress-bench score)")
         }

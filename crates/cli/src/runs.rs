@@ -229,7 +229,9 @@ pub fn resumed_reader<A: clap::Args + clap::FromArgMatches>(
 /// a prompt (Tesseract, the fake engine).
 pub fn prompt_of(kind: EngineKind, model: &ModelArgs) -> Option<String> {
     match kind {
-        EngineKind::DeepseekOcr | EngineKind::Mini => Some(occ_core::Prompt::FreeOcr.text().to_string()),
+        EngineKind::DeepseekOcr | EngineKind::DeepseekOcr2 | EngineKind::Mini => {
+            Some(occ_core::Prompt::FreeOcr.text().to_string())
+        }
         EngineKind::OpenAi => {
             let mut config = occ_serve::OpenAiConfig::new(String::new(), String::new());
             config.prompt_template = model.openai.prompt_template.clone();

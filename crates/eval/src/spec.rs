@@ -7,7 +7,7 @@
 //! ratios = "5..25:5"               # "a..b" (step 1), "a..b:step", "10,12,20", or [10.0, 12.0]
 //! pages = 3                        # pages per cell (corpus × mode × ratio)
 //! seed = 0
-//! engine = "tesseract"             # deepseek-ocr, mini, tesseract, openai or fake-perfect ([`EngineKind`])
+//! engine = "tesseract"             # deepseek-ocr, deepseek-ocr-2, mini, tesseract, openai or fake-perfect ([`EngineKind`])
 //! max_new_tokens = 4096
 //! [ratios_by_mode]                 # optional per-mode override of `ratios`
 //! tiny = "10.5,11.8"
@@ -60,6 +60,9 @@ pub enum SpecError {
 pub enum EngineKind {
     /// DeepSeek-OCR (occ-model, candle).
     DeepseekOcr,
+    /// DeepSeek-OCR-2 (occ-model, candle; reads modes v2 and v2-single only).
+    #[serde(rename = "deepseek-ocr-2")]
+    DeepseekOcr2,
     /// A reader trained by `compress-bench train` (occ-model, candle).
     Mini,
     /// Debian's Tesseract on the same pixels ([`crate::tesseract`]).
@@ -78,13 +81,16 @@ pub enum EngineKind {
 
 /// A name that is not an [`EngineKind`].
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("unknown engine {0:?}: expected deepseek-ocr, mini, tesseract, openai, fake-perfect or external")]
+#[error(
+    "unknown engine {0:?}: expected deepseek-ocr, deepseek-ocr-2, mini, tesseract, openai, fake-perfect or external"
+)]
 pub struct UnknownEngine(pub String);
 
 impl EngineKind {
     /// Every engine, in the order of the documentation.
-    pub const ALL: [EngineKind; 6] = [
+    pub const ALL: [EngineKind; 7] = [
         EngineKind::DeepseekOcr,
+        EngineKind::DeepseekOcr2,
         EngineKind::Mini,
         EngineKind::Tesseract,
         EngineKind::OpenAi,
@@ -96,6 +102,7 @@ impl EngineKind {
     pub fn name(self) -> &'static str {
         match self {
             EngineKind::DeepseekOcr => "deepseek-ocr",
+            EngineKind::DeepseekOcr2 => "deepseek-ocr-2",
             EngineKind::Mini => "mini",
             EngineKind::Tesseract => "tesseract",
             EngineKind::OpenAi => "openai",
@@ -106,7 +113,23 @@ impl EngineKind {
 
     /// Whether the engine is a model loaded from weights (occ-model).
     pub fn is_model(self) -> bool {
-        matches!(self, EngineKind::DeepseekOcr | EngineKind::Mini)
+        matches!(self, EngineKind::DeepseekOcr | EngineKind::DeepseekOcr2 | EngineKind::Mini)
+    }
+
+    /// Why the engine cannot read pages in `mode`, if it cannot: DeepSeek-OCR-2 reads the v2 modes
+    /// only, DeepSeek-OCR the v1 modes only (the other engines read any page).
+    pub fn refuses_mode(self, mode: Mode) -> Option<String> {
+        match self {
+            EngineKind::DeepseekOcr2 if !mode.is_v2() => Some(format!(
+                "the deepseek-ocr-2 engine reads modes v2 and v2-single (DeepSeek-OCR-2's vision tower), not \
+                 DeepSeek-OCR (v1)'s mode {mode}"
+            )),
+            EngineKind::DeepseekOcr if mode.is_v2() => Some(format!(
+                "the deepseek-ocr engine reads DeepSeek-OCR (v1)'s modes, not {mode} (a DeepSeek-OCR-2 mode: use \
+                 --engine deepseek-ocr-2)"
+            )),
+            _ => None,
+        }
     }
 }
 
@@ -435,6 +458,10 @@ impl ExperimentSpec {
                 message: format!("a line height must be in [{lo}, {hi}] (× the font size)"),
             });
         }
+        let engine = o.engine.or(file.engine).unwrap_or(EngineKind::Tesseract);
+        if let Some((mode, message)) = modes.iter().find_map(|&m| engine.refuses_mode(m).map(|msg| (m, msg))) {
+            return Err(SpecError::Invalid { field: "modes".into(), value: mode.to_string(), message });
+        }
         let spec = ExperimentSpec {
             name,
             description: file.description.unwrap_or_default(),
@@ -444,7 +471,7 @@ impl ExperimentSpec {
             ratios_by_mode,
             pages,
             seed: o.seed.or(file.seed).unwrap_or(0),
-            engine: o.engine.or(file.engine).unwrap_or(EngineKind::Tesseract),
+            engine,
             max_new_tokens,
             min_passage_tokens,
             max_passage_tokens,

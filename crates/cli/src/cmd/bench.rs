@@ -1,4 +1,6 @@
-//! `compress-bench bench`: speed benchmark of the DeepSeek-OCR engine (docs/PERFORMANCE.md).
+//! `compress-bench bench`: speed benchmark of the DeepSeek-OCR engine (docs/PERFORMANCE.md), and of
+//! DeepSeek-OCR-2 (`--engine deepseek-ocr-2 --modes v2`: its tower page by page, the same decoder
+//! queue).
 //!
 //! For every mode × batch size: a page of real text rendered for the mode (Moby-Dick, chapter 1,
 //! 12 px), `--pages` copies of it (default: the batch size) encoded by the vision encoder, then
@@ -25,8 +27,10 @@ use anyhow::Context;
 use candle_core::Device;
 use occ_core::{Mode, Prompt};
 use occ_model::batcher::{generate_queue, BatcherConfig};
+use occ_model::decoder::DecoderModel;
 use occ_model::generate::{GenerationConfig, PromptInput};
 use occ_model::pipeline::{device_name, dtype_name, DeepseekOcr};
+use occ_model::pipeline_v2::DeepseekOcr2;
 use occ_model::preprocess::prepare;
 use occ_model::prompt::build_prompt;
 
@@ -46,7 +50,7 @@ const PAGE_TEXT: &str = include_str!("../../../../datasets/samples/moby-dick-ch1
 /// Speed benchmark of the DeepSeek-OCR engine (tok/s, pages/s, stage times, peak memory).
 #[derive(Debug, clap::Args)]
 pub struct Args {
-    /// Modes to run (comma-separated).
+    /// Modes to run (comma-separated; v2 and v2-single for deepseek-ocr-2).
     #[arg(long, value_delimiter = ',', default_value = "small")]
     pub modes: Vec<Mode>,
     /// Decoder batch sizes (slots) to run (comma-separated).
@@ -75,7 +79,7 @@ pub struct Args {
     #[arg(long)]
     pub cuda_profile: bool,
     /// The model to time.
-    #[arg(long, default_value = "deepseek-ocr", value_parser = engine::engine_parser(engine::MODELS))]
+    #[arg(long, default_value = "deepseek-ocr", value_parser = engine::engine_parser(engine::BENCH_MODELS))]
     pub engine: EngineKind,
     /// Results root: the run folder (lock, `bench.jsonl`, `bench.json`) goes to <out>/bench/<utc>-<pid>.
     #[arg(long, default_value = "results")]
@@ -224,8 +228,34 @@ fn generation(args: &Args) -> GenerationConfig {
     Generation { ignore_eos: true, ..Generation::greedy(args.new_tokens, args.ngram) }.config()
 }
 
+/// The model a benchmark times: DeepSeek-OCR (or a mini reader) or DeepSeek-OCR-2.
+enum Model {
+    V1(Box<DeepseekOcr>),
+    V2(Box<DeepseekOcr2>),
+}
+
+impl Model {
+    fn decoder(&self) -> &DecoderModel {
+        match self {
+            Model::V1(e) => e.decoder(),
+            Model::V2(e) => e.decoder(),
+        }
+    }
+
+    fn weights(&self) -> String {
+        match self {
+            Model::V1(e) => e.weights().id.clone(),
+            Model::V2(e) => e.weights.clone(),
+        }
+    }
+}
+
 /// Encodes `pages` copies of the mode's page and returns the prompts and the seconds taken.
-fn encode(engine: &DeepseekOcr, mode: Mode, pages: usize) -> anyhow::Result<(Vec<PromptInput>, f64)> {
+fn encode(model: &Model, mode: Mode, pages: usize) -> anyhow::Result<(Vec<PromptInput>, f64)> {
+    let engine = match model {
+        Model::V1(e) => e,
+        Model::V2(e) => return encode_v2(e, mode, pages),
+    };
     let image = page_for(mode)?;
     let vt = mode.vision_tokens(image.width(), image.height())?;
     let mut tokens = build_prompt(engine.tokenizer(), &Prompt::FreeOcr, &[vt.slots as usize])?;
@@ -245,7 +275,20 @@ fn encode(engine: &DeepseekOcr, mode: Mode, pages: usize) -> anyhow::Result<(Vec
     Ok((inputs, seconds))
 }
 
-fn run_one(engine: &DeepseekOcr, args: &Args, mode: Mode, batch: usize, peak: &mut Peak) -> anyhow::Result<BenchRun> {
+/// [`encode`] of DeepSeek-OCR-2: its vision tower page by page (preprocessing, tower and splice
+/// timed together).
+fn encode_v2(engine: &DeepseekOcr2, mode: Mode, pages: usize) -> anyhow::Result<(Vec<PromptInput>, f64)> {
+    let image = page_for(mode)?;
+    let device = engine.decoder().device();
+    let t = Instant::now();
+    let inputs = (0..pages)
+        .map(|_| engine.prompt_input(&image, mode, &Prompt::FreeOcr))
+        .collect::<candle_core::Result<Vec<_>>>()?;
+    device.synchronize()?;
+    Ok((inputs, t.elapsed().as_secs_f64()))
+}
+
+fn run_one(engine: &Model, args: &Args, mode: Mode, batch: usize, peak: &mut Peak) -> anyhow::Result<BenchRun> {
     let pages = args.pages.unwrap_or(batch).max(1);
     let cfg = generation(args);
     let bc = BatcherConfig {
@@ -327,8 +370,18 @@ pub fn run(args: Args, out: &Output) -> anyhow::Result<()> {
 
 /// Loads the engine and measures every configuration into the run folder.
 fn measure(args: &Args, run_dir: &mut BenchDir, interrupt: &Interrupt, out: &Output) -> anyhow::Result<()> {
-    let engine = engine::load_model(args.engine, &args.model, out)?;
-    if let Some(native) = engine.native_mode() {
+    if let Some((m, why)) = args.modes.iter().find_map(|&m| args.engine.refuses_mode(m).map(|w| (m, w))) {
+        anyhow::bail!("--modes {m}: {why}");
+    }
+    let engine = if args.engine == EngineKind::DeepseekOcr2 {
+        Model::V2(Box::new(engine::load_model_v2(&args.model, out)?))
+    } else {
+        Model::V1(Box::new(engine::load_model(args.engine, &args.model, out)?))
+    };
+    if let Some(native) = match &engine {
+        Model::V1(e) => e.native_mode(),
+        Model::V2(_) => None,
+    } {
         if let Some(m) = args.modes.iter().find(|&&m| m != native) {
             anyhow::bail!("the mini reader reads {native} pages only; got --modes {m} (use --modes {native})");
         }
@@ -340,7 +393,7 @@ fn measure(args: &Args, run_dir: &mut BenchDir, interrupt: &Interrupt, out: &Out
         engine: "compress-bench".into(),
         device: device_name(&device),
         dtype: dtype_name(engine.decoder().dtype()),
-        weights: engine.weights().id.clone(),
+        weights: engine.weights(),
         runs: Vec::new(),
         encoder: Vec::new(),
     };

@@ -126,8 +126,23 @@ fn config(args: &Args) -> anyhow::Result<DecayConfig> {
     Ok(DecayConfig::resolve(&file, &path, flags)?)
 }
 
-/// The engine reading the rounds back.
+/// The engine reading the rounds back; a schedule holding pages in a mode the engine cannot read
+/// (DeepSeek-OCR-2 reads the v2 modes only) is refused before it is loaded.
 fn engine(args: &Args, cfg: &DecayConfig, out: &Output) -> anyhow::Result<Box<dyn OcrEngine>> {
+    for spec in &cfg.schedules {
+        let schedules = match spec {
+            ScheduleSpec::Fixed(s) => std::slice::from_ref(s),
+            ScheduleSpec::Budget { candidates, .. } => candidates.as_slice(),
+        };
+        let modes = schedules.iter().flat_map(|s| s.levels()).filter_map(|l| l.repr.reading_mode());
+        if let Some(why) = modes.into_iter().find_map(|m| args.engine.refuses_mode(m)) {
+            anyhow::bail!(
+                "schedule {}: {why} (give DeepSeek-OCR-2 a ladder of v2 modes, e.g. \
+                 --schedule ladder:levels=text@0/v2@4/v2-single@8/dropped@16)",
+                spec.name()
+            );
+        }
+    }
     let lang = Corpus::load(&cfg.corpus, &cfg.datasets)?.lang;
     let tesseract = TesseractSettings { psm: args.psm, threads: args.threads };
     let engines = engine::build_engines(args.engine, &[lang], tesseract, &args.model, out)?;

@@ -24,6 +24,7 @@ use occ_eval::Lang;
 use occ_model::generate::GenerationConfig;
 use occ_model::grounding::GroundedBlock;
 use occ_model::pipeline::DeepseekOcr;
+use occ_model::pipeline_v2::DeepseekOcr2;
 use occ_serve::pdf::PageRange;
 use occ_serve::OpenAiEngine;
 
@@ -81,7 +82,8 @@ pub struct Args {
     /// tesseract: pages read in parallel, one process each [default: available CPU threads].
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
     pub threads: Option<u32>,
-    /// Resolution mode: tiny, small, base, large, gundam or custom:<base>x<image>[:crop].
+    /// Resolution mode: tiny, small, base, large, gundam or custom:<base>x<image>[:crop]; v2 or
+    /// v2-single for the deepseek-ocr-2 engine.
     #[arg(long, default_value = "small")]
     pub mode: Mode,
     /// Task prompt.
@@ -126,9 +128,20 @@ pub fn peak_rss_bytes() -> Option<u64> {
 /// A loaded reader: a model with its generation settings, Tesseract, or an OpenAI-compatible server
 /// with the options of every request.
 enum Reader {
-    Model { engine: Box<DeepseekOcr>, cfg: GenerationConfig },
+    Model {
+        engine: Box<DeepseekOcr>,
+        cfg: GenerationConfig,
+    },
+    /// DeepSeek-OCR-2 through its engine trait (its generation settings set from the flags).
+    ModelV2 {
+        engine: Box<DeepseekOcr2>,
+        options: OcrOptions,
+    },
     Tesseract(Tesseract),
-    Remote { engine: Box<OpenAiEngine>, options: OcrOptions },
+    Remote {
+        engine: Box<OpenAiEngine>,
+        options: OcrOptions,
+    },
 }
 
 /// What a reader gave for one page (the model's fields are `None` for Tesseract).
@@ -144,6 +157,23 @@ struct PageRead {
 
 impl Reader {
     fn load(args: &Args, out: &Output) -> anyhow::Result<Reader> {
+        if let Some(why) = args.engine.refuses_mode(args.mode) {
+            bail!("--mode {}: {why}", args.mode);
+        }
+        if args.engine == EngineKind::DeepseekOcr2 {
+            if args.temperature > 0.0 && args.top_p < 1.0 {
+                bail!("deepseek-ocr-2 samples at --temperature over the whole distribution; --top-p is not supported");
+            }
+            let mut engine = Box::new(engine::load_model_v2(&args.model, out)?);
+            engine.generation = generation(args).config();
+            let options = OcrOptions {
+                max_new_tokens: args.max_new_tokens,
+                temperature: args.temperature,
+                seed: args.sample_seed,
+                ignore_eos: args.ignore_eos,
+            };
+            return Ok(Reader::ModelV2 { engine, options });
+        }
         if args.engine.is_model() {
             let engine = Box::new(engine::load_model(args.engine, &args.model, out)?);
             return Ok(Reader::Model { engine, cfg: generation(args).config() });
@@ -173,6 +203,7 @@ impl Reader {
     fn info(&self) -> EngineInfo {
         match self {
             Reader::Model { engine, .. } => OcrEngine::info(engine.as_ref()),
+            Reader::ModelV2 { engine, .. } => engine.info(),
             Reader::Tesseract(t) => t.info(),
             Reader::Remote { engine, .. } => engine.info(),
         }
@@ -182,6 +213,7 @@ impl Reader {
     fn batch(&self) -> usize {
         match self {
             Reader::Model { engine, .. } => engine.max_batch.max(1),
+            Reader::ModelV2 { engine, .. } => engine.preferred_batch(),
             Reader::Tesseract(t) => t.preferred_batch(),
             Reader::Remote { engine, .. } => engine.preferred_batch(),
         }
@@ -202,6 +234,24 @@ impl Reader {
                         n_prompt_tokens: Some(r.n_prompt_tokens),
                         stopped_at_eos: Some(r.stopped_at_eos),
                         vision_tokens: Some(r.vision_tokens),
+                        timings: r.timings,
+                    })
+                    .collect())
+            }
+            Reader::ModelV2 { engine, options } => {
+                let pages: Vec<OcrPage> =
+                    images.iter().map(|(id, image)| OcrPage { id: id.clone(), image: image.clone(), mode }).collect();
+                let results = engine.ocr(&pages, prompt, options)?;
+                Ok(results
+                    .into_iter()
+                    .zip(images)
+                    .map(|(r, (_, image))| PageRead {
+                        blocks: occ_model::grounding::parse_grounding(&r.text),
+                        text: r.text,
+                        stopped_at_eos: Some(!r.hit_max_tokens),
+                        token_ids: r.token_ids,
+                        n_prompt_tokens: r.n_prompt_tokens,
+                        vision_tokens: mode.vision_tokens(image.width(), image.height()).ok(),
                         timings: r.timings,
                     })
                     .collect())
@@ -393,7 +443,7 @@ pub fn run(args: Args, out: &Output) -> anyhow::Result<()> {
         }
     }
     // Tesseract runs in child processes, whose memory this process does not see.
-    if let (Some(p), Reader::Model { .. }) = (peak_rss_bytes(), &reader) {
+    if let (Some(p), Reader::Model { .. } | Reader::ModelV2 { .. }) = (peak_rss_bytes(), &reader) {
         out.info(&format!("peak resident memory {:.2} GB", p as f64 / 1e9));
     }
     if let (Some(w), Some(join)) = (writer, &join) {

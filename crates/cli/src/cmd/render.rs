@@ -47,7 +47,8 @@ pub struct Args {
     /// UTF-8 text file to render (`-` reads stdin).
     #[arg(long, value_name = "FILE")]
     pub text_file: PathBuf,
-    /// DeepSeek-OCR mode: tiny, small, base, large, gundam or custom:<base>x<image>[:crop].
+    /// Mode: tiny, small, base, large, gundam or custom:<base>x<image>[:crop] (DeepSeek-OCR); v2 or
+    /// v2-single (DeepSeek-OCR-2).
     #[arg(long, default_value = "tiny")]
     pub mode: Mode,
     /// Target compression ratio (text tokens per nominal vision token); the font size is fitted.

@@ -8,6 +8,7 @@ mod help;
 mod inspect;
 mod messages;
 mod ocr;
+mod ocr2;
 mod reliability;
 mod render;
 mod scale;

@@ -1,0 +1,263 @@
+//! The `deepseek-ocr-2` engine in the CLI on reduced synthetic weights (CPU): `ocr` on committed
+//! pages in both v2 modes with the v2 token accounting, a tiny `sweep` whose samples count the v2
+//! modes' tokens, `bench`, and v1 modes (or `--tiny`) refused before any model load.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use occ_core::Mode;
+use occ_eval::results;
+use serde_json::Value;
+
+use crate::util::{assert_ok, scratch};
+
+const BIN: &str = env!("CARGO_BIN_EXE_compress-bench");
+
+const V2: [&str; 4] = ["--engine", "deepseek-ocr-2", "--synthetic-weights", "reduced"];
+
+fn run(args: &[&str]) -> Output {
+    Command::new(BIN).args(args).output().expect("running compress-bench")
+}
+
+fn page(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/golden/encoder_v2/inputs").join(name)
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+/// The `ocr` messages of a `--json` run.
+fn ocr_messages(o: &Output) -> Vec<Value> {
+    String::from_utf8_lossy(&o.stdout)
+        .lines()
+        .map(|l| serde_json::from_str::<Value>(l).unwrap())
+        .filter(|m| m["type"] == "ocr")
+        .map(|m| m["data"].clone())
+        .collect()
+}
+
+#[test]
+fn ocr_reads_pages_with_deepseek_ocr_2_in_both_v2_modes() {
+    let img = page("page_tall.png");
+    for mode in [Mode::V2Single, Mode::V2] {
+        let name = mode.to_string();
+        let o = run(&[
+            &["--json", "ocr", "--image", img.to_str().unwrap(), "--mode", &name, "--max-new-tokens", "6"][..],
+            &V2,
+        ]
+        .concat());
+        assert_ok(&o);
+        let msgs = ocr_messages(&o);
+        assert_eq!(msgs.len(), 1, "{msgs:?}");
+        let m = &msgs[0];
+        assert_eq!(m["engine"], "deepseek-ocr-2");
+        assert_eq!(m["synthetic_weights"], true);
+        assert_eq!(m["mode"], name.as_str());
+        let want = mode.vision_tokens(700, 1500).unwrap();
+        let got = &m["vision_tokens"];
+        assert_eq!(got["nominal"], want.nominal, "{mode}: {got}");
+        assert_eq!(got["slots"], want.slots, "{mode}: {got}");
+        // The prompt holds the page's slots and the prompt's few text tokens.
+        let prompt = m["n_prompt_tokens"].as_u64().unwrap();
+        assert!(prompt > u64::from(want.slots) && prompt < u64::from(want.slots) + 16, "{prompt} for {want:?}");
+        let generated = m["token_ids"].as_array().unwrap().len();
+        assert!((1..=6).contains(&generated), "{generated}");
+    }
+    // v2 tiles the tall page, v2-single does not: the two modes differ in tokens.
+    assert!(
+        Mode::V2.vision_tokens(700, 1500).unwrap().nominal > Mode::V2Single.vision_tokens(700, 1500).unwrap().nominal
+    );
+}
+
+#[test]
+fn deepseek_ocr_2_refuses_v1_modes_and_tiny_weights_before_loading() {
+    let img = page("page_square640.png");
+    let o = run(&[&["ocr", "--image", img.to_str().unwrap(), "--mode", "small"][..], &V2].concat());
+    assert!(!o.status.success());
+    let err = stderr(&o);
+    assert!(
+        err.contains("--mode small") && err.contains("deepseek-ocr-2 engine reads modes v2 and v2-single"),
+        "{err}"
+    );
+    assert!(!err.contains("synthetic weights"), "refused before building the engine: {err}");
+    // The reverse: a v2 mode given to DeepSeek-OCR (v1).
+    let o = run(&["ocr", "--image", img.to_str().unwrap(), "--mode", "v2", "--synthetic-weights", "tiny"]);
+    assert!(!o.status.success());
+    let err = stderr(&o);
+    assert!(
+        err.contains("deepseek-ocr engine reads DeepSeek-OCR (v1)'s modes") && err.contains("--engine deepseek-ocr-2"),
+        "{err}"
+    );
+    // No tiny v2.
+    let o = run(&[
+        "ocr",
+        "--image",
+        img.to_str().unwrap(),
+        "--mode",
+        "v2",
+        "--engine",
+        "deepseek-ocr-2",
+        "--synthetic-weights",
+        "tiny",
+    ]);
+    assert!(!o.status.success());
+    assert!(stderr(&o).contains("deepseek-ocr-2 has no tiny synthetic size"), "{}", stderr(&o));
+    // A sweep spec is refused at resolution, naming the field.
+    let out = scratch("ocr2-refused");
+    let o = sweep(&out, &["--modes", "v2,small"]);
+    assert!(!o.status.success());
+    let err = stderr(&o);
+    assert!(
+        err.contains("modes = small") && err.contains("deepseek-ocr-2 engine reads modes v2 and v2-single"),
+        "{err}"
+    );
+}
+
+fn sweep(out: &Path, extra: &[&str]) -> Output {
+    let ds = format!("{}/../../datasets", env!("CARGO_MANIFEST_DIR"));
+    let mut args = vec!["sweep", "--datasets", &ds, "--out", out.to_str().unwrap(), "--name", "v2"];
+    args.extend_from_slice(&V2);
+    args.extend_from_slice(extra);
+    Command::new(BIN).args(&args).output().expect("running compress-bench")
+}
+
+#[test]
+fn sweep_with_deepseek_ocr_2_counts_the_v2_modes_tokens() {
+    let out = scratch("ocr2-sweep");
+    let o = sweep(&out, &["--ratios", "10", "--modes", "v2-single,v2", "--pages", "1", "--max-new-tokens", "8"]);
+    assert_ok(&o);
+    let dirs: Vec<PathBuf> = std::fs::read_dir(out.join("v2")).unwrap().map(|e| e.unwrap().path()).collect();
+    assert_eq!(dirs.len(), 1, "{dirs:?}");
+    let rows = results::read_samples(&dirs[0]).unwrap();
+    assert_eq!(rows.len(), 2);
+    for r in &rows {
+        assert_eq!((r.engine.as_str(), r.status.as_str()), ("deepseek-ocr-2", "ok"), "{r:?}");
+        assert!(r.synthetic_weights);
+        let mode: Mode = r.mode.parse().unwrap();
+        assert!(mode.is_v2(), "{}", r.mode);
+        let want = mode.vision_tokens(r.page_w_px, r.page_h_px).unwrap();
+        assert_eq!(
+            (r.n_vision_tokens_nominal, r.n_vision_tokens_valid, r.n_vision_slots),
+            (want.nominal, want.valid, want.slots),
+            "{}",
+            r.mode
+        );
+        let prompt = r.n_prompt_tokens.unwrap_or_else(|| panic!("a model reader has a prompt: {r:?}"));
+        assert!(prompt > r.n_vision_slots && prompt < r.n_vision_slots + 16, "{prompt} for {} slots", r.n_vision_slots);
+        assert!(r.n_generated_tokens.is_some_and(|n| (1..=8).contains(&n)));
+    }
+    let modes: Vec<&str> = rows.iter().map(|r| r.mode.as_str()).collect();
+    assert!(modes.contains(&"v2") && modes.contains(&"v2-single"), "{modes:?}");
+    let m = results::Manifest::load(&dirs[0]).unwrap();
+    assert_eq!(m.prompt.as_deref(), Some("<image>\nFree OCR. "), "the prompt is recorded");
+}
+
+#[test]
+fn bench_times_deepseek_ocr_2_and_refuses_v1_modes() {
+    let out = scratch("ocr2-bench");
+    let common = [
+        "bench",
+        "--new-tokens",
+        "3",
+        "--warmup",
+        "0",
+        "--encoder-batch",
+        "1",
+        "--batch",
+        "1",
+        "--out",
+        out.to_str().unwrap(),
+    ];
+    let o = run(&[&common[..], &V2, &["--modes", "v2-single", "--json"]].concat());
+    assert_ok(&o);
+    let report: Vec<Value> = String::from_utf8_lossy(&o.stdout)
+        .lines()
+        .map(|l| serde_json::from_str::<Value>(l).unwrap())
+        .filter(|m| m["data"]["runs"].is_array())
+        .collect();
+    assert_eq!(report.len(), 1, "{}", String::from_utf8_lossy(&o.stdout));
+    let runs = report[0]["data"]["runs"].as_array().unwrap();
+    assert_eq!(runs.len(), 1);
+    assert_eq!(runs[0]["mode"], "v2-single");
+    assert!(report[0]["data"]["weights"].as_str().unwrap().starts_with("synthetic:"));
+    let o = run(&[&common[..], &V2, &["--modes", "small"]].concat());
+    assert!(!o.status.success());
+    assert!(stderr(&o).contains("--modes small: the deepseek-ocr-2 engine reads modes v2"), "{}", stderr(&o));
+}
+
+#[test]
+fn decay_reads_v2_ladders_with_deepseek_ocr_2_and_refuses_v1_schedules_before_loading() {
+    let out = scratch("ocr2-decay");
+    let ds = format!("{}/../../datasets", env!("CARGO_MANIFEST_DIR"));
+    let decay = |id: &str, schedule: &str| {
+        let common = ["decay", "--datasets", &ds, "--out", out.to_str().unwrap(), "--run-id", id];
+        let conversation = ["--rounds", "3", "--round-tokens", "40", "--needles", "1", "--max-new-tokens", "4"];
+        run(&[&common[..], &V2, &conversation, &["--quiet", "--schedule", schedule]].concat())
+    };
+    let o = decay("v1", "paper");
+    assert!(!o.status.success());
+    let err = stderr(&o);
+    assert!(err.contains("schedule paper: the deepseek-ocr-2 engine reads modes v2 and v2-single"), "{err}");
+    assert!(!err.contains("synthetic weights"), "refused before building the engine: {err}");
+    let o = decay("v2", "ladder:levels=v2@0/v2-single@1/dropped@2");
+    assert_ok(&o);
+    let m: Value = serde_json::from_str(&std::fs::read_to_string(out.join("decay/v2/manifest.json")).unwrap()).unwrap();
+    assert_eq!(m["status"], "complete");
+    assert_eq!(m["prompt"], "<image>\nFree OCR. ");
+    assert!(m["pages_read"].as_u64().is_some_and(|n| n > 0), "{}", m["pages_read"]);
+}
+
+#[test]
+fn the_v1_vs_v2_experiment_specs_sweep_the_same_passages() {
+    let out = scratch("ocr2-compare");
+    let ds = format!("{}/../../datasets", env!("CARGO_MANIFEST_DIR"));
+    let spec = |name: &str| format!("{}/../../experiments/{name}.toml", env!("CARGO_MANIFEST_DIR"));
+    let small = ["--ratios", "10", "--pages", "1", "--max-new-tokens", "4", "--datasets", &ds, "--out"];
+    let (v1, v2) = (spec("ocr2-compare-v1"), spec("ocr2-compare-v2"));
+    let o =
+        run(&[&["sweep", v1.as_str()][..], &small, &[out.to_str().unwrap(), "--synthetic-weights", "tiny"]].concat());
+    assert_ok(&o);
+    let o = run(
+        &[&["sweep", v2.as_str()][..], &small, &[out.to_str().unwrap(), "--synthetic-weights", "reduced"]].concat()
+    );
+    assert_ok(&o);
+    let only = |name: &str| -> PathBuf {
+        let dirs: Vec<PathBuf> = std::fs::read_dir(out.join(name)).unwrap().map(|e| e.unwrap().path()).collect();
+        assert_eq!(dirs.len(), 1, "{dirs:?}");
+        dirs[0].clone()
+    };
+    let (a, b) = (only("ocr2-compare-v1"), only("ocr2-compare-v2"));
+    let engines = |d: &Path| {
+        let rows = results::read_samples(d).unwrap();
+        let mut v: Vec<(String, String)> = rows.iter().map(|r| (r.engine.clone(), r.mode.clone())).collect();
+        v.sort();
+        v
+    };
+    let pair = |e: &str, m: &str| (e.to_string(), m.to_string());
+    assert_eq!(engines(&a), [pair("deepseek-ocr", "base"), pair("deepseek-ocr", "small")]);
+    assert_eq!(engines(&b), [pair("deepseek-ocr-2", "v2"), pair("deepseek-ocr-2", "v2-single")]);
+    // The same passages in both runs.
+    let passages = |d: &Path| {
+        let mut v: Vec<String> = results::read_samples(d).unwrap().into_iter().map(|r| r.passage_id).collect();
+        v.sort();
+        v
+    };
+    assert_eq!(passages(&a), passages(&b));
+    // `compare` pairs samples by mode, and the two engines share none: it names the modes.
+    let o = run(&[
+        "compare",
+        a.to_str().unwrap(),
+        b.to_str().unwrap(),
+        "--labels",
+        "v1,v2",
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    assert!(!o.status.success());
+    let err = stderr(&o);
+    assert!(
+        err.contains("no sample in common") && err.contains("modes small,base") && err.contains("modes v2-single,v2"),
+        "{err}"
+    );
+}
