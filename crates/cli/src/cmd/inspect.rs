@@ -10,6 +10,9 @@
 //! loader's one table) are compared with a checkpoint through the loader's own header reader and check
 //! (`occ_model::load`: `read_safetensors_header` or `WeightsDir::tensors`, `compare_tensors`,
 //! `read_index`), so `inspect` accepts and refuses exactly what loading the weights would.
+//!
+//! `--engine deepseek-ocr-2` tabulates the v2 modes and, with `--tensors`, DeepSeek-OCR-2's vision
+//! tower (`occ_model::encoder_v2::expected_tensors` of the released preset) the same way.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -20,11 +23,15 @@ use occ_model::config::{HfConfig, VisionConfig};
 use occ_model::load::{compare_tensors, read_index, read_safetensors_header, TensorInfo, WeightsDir};
 use serde_json::Value;
 
+use crate::engine::{self, EngineKind};
 use crate::messages::{
     ClipSummary, DecoderSummary, InspectConfig, InspectTensors, InspectVisionTokens, ModeTokens, ProjectorSummary,
     SamSummary, TensorRow,
 };
 use crate::output::Output;
+
+/// Engines of `inspect`.
+const INSPECTED: &[EngineKind] = &[EngineKind::DeepseekOcr, EngineKind::DeepseekOcr2];
 
 /// Config, checkpoint tensor list and vision tokens per mode for an image size.
 #[derive(Debug, clap::Args)]
@@ -51,6 +58,9 @@ pub struct Args {
     /// With --tensors: a `model.safetensors.index.json` whose names are checked for the encoder's.
     #[arg(long, value_name = "FILE", requires = "tensors")]
     pub index: Option<PathBuf>,
+    /// The model whose modes and vision tensors are shown.
+    #[arg(long, default_value = "deepseek-ocr", value_parser = engine::engine_parser(INSPECTED))]
+    pub engine: EngineKind,
 }
 
 fn parse_size(s: &str) -> Result<(u32, u32), String> {
@@ -74,7 +84,85 @@ fn count(shape: &[usize]) -> usize {
     shape.iter().product()
 }
 
+/// The image size of the vision-token table.
+fn image_size(args: &Args) -> anyhow::Result<(u32, u32)> {
+    Ok(match (&args.image, args.image_size) {
+        (Some(path), _) => {
+            let img = occ_model::preprocess::load_image(path).with_context(|| format!("reading {}", path.display()))?;
+            img.dimensions()
+        }
+        (None, Some(size)) => size,
+        (None, None) => (1024, 1024),
+    })
+}
+
+/// The vision-token table of `modes` (message and text).
+fn token_table(modes: &[Mode], (width, height): (u32, u32), out: &Output) -> anyhow::Result<()> {
+    let rows: Vec<ModeTokens> = modes
+        .iter()
+        .map(|&m| {
+            Ok(ModeTokens {
+                mode: m.to_string(),
+                base_size: m.base_size(),
+                image_size: m.image_size(),
+                crop: m.crop(),
+                tokens: m.vision_tokens(width, height)?,
+            })
+        })
+        .collect::<Result<_, occ_core::ModeError>>()?;
+    let rows = InspectVisionTokens { width, height, modes: rows };
+    out.send(&rows)?;
+    out.result(&format!("\nvision tokens for a {width}x{height} image:"));
+    out.result(&format!(
+        "{:<22} {:>8} {:>6} {:>11} {:>6} {:>5}",
+        "mode", "nominal", "valid", "valid_floor", "slots", "grid"
+    ));
+    for r in &rows.modes {
+        out.result(&format!(
+            "{:<22} {:>8} {:>6} {:>11} {:>6} {:>5}",
+            r.mode,
+            r.tokens.nominal,
+            r.tokens.valid,
+            r.tokens.valid_floor,
+            r.tokens.slots,
+            format!("{}x{}", r.tokens.grid.across, r.tokens.grid.down)
+        ));
+    }
+    Ok(())
+}
+
+/// `inspect --engine deepseek-ocr-2`: the released preset's vision tower, the v2 modes' tokens, and
+/// with `--tensors` the tower's tensors against a checkpoint and an index.
+fn run_v2(args: &Args, out: &Output) -> anyhow::Result<()> {
+    if let Some(path) = &args.config {
+        anyhow::bail!(
+            "--config {} reads DeepSeek-OCR (v1)'s config.json; deepseek-ocr-2's shapes are the released preset \
+             (occ_model::config_v2)",
+            path.display()
+        );
+    }
+    let modes = if args.modes.is_empty() { Mode::V2_MODES.to_vec() } else { args.modes.clone() };
+    if let Some((m, why)) = modes.iter().find_map(|&m| args.engine.refuses_mode(m).map(|w| (m, w))) {
+        anyhow::bail!("--modes {m}: {why}");
+    }
+    let vision = occ_model::config_v2::Ocr2VisionConfig::deepseek_ocr2();
+    let expected: Vec<(String, Vec<usize>)> = occ_model::encoder_v2::expected_tensors(&vision).into_iter().collect();
+    out.result(&format!(
+        "config: DeepSeek-OCR-2 vision tower (released preset): {} tensors, {} parameters",
+        expected.len(),
+        expected.iter().map(|(_, s)| count(s)).sum::<usize>()
+    ));
+    token_table(&modes, image_size(args)?, out)?;
+    if args.tensors {
+        tensor_table(args, &expected, out)?;
+    }
+    Ok(())
+}
+
 pub fn run(args: Args, out: &Output) -> anyhow::Result<()> {
+    if args.engine == EngineKind::DeepseekOcr2 {
+        return run_v2(&args, out);
+    }
     let hf = match &args.config {
         Some(path) => {
             let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
@@ -186,6 +274,15 @@ pub fn run(args: Args, out: &Output) -> anyhow::Result<()> {
     }
 
     if args.tensors {
+        tensor_table(&args, &expected, out)?;
+    }
+    Ok(())
+}
+
+/// The `--tensors` table: `expected` against `--checkpoint` and `--index`; an error when any is
+/// missing or misshaped.
+fn tensor_table(args: &Args, expected: &[(String, Vec<usize>)], out: &Output) -> anyhow::Result<()> {
+    {
         let found = args.checkpoint.as_deref().map(checkpoint_tensors).transpose()?;
         let index = args.index.as_deref().map(read_index).transpose()?;
         // Only the encoder's names count: the checkpoint may hold the decoder's too.

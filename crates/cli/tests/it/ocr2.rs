@@ -261,3 +261,40 @@ fn the_v1_vs_v2_experiment_specs_sweep_the_same_passages() {
         "{err}"
     );
 }
+
+#[test]
+fn inspect_shows_deepseek_ocr_2_modes_and_tower_tensors() {
+    let o = run(&["--json", "inspect", "--engine", "deepseek-ocr-2", "--image-size", "700x1500", "--tensors"]);
+    assert_ok(&o);
+    let msgs: Vec<Value> =
+        String::from_utf8_lossy(&o.stdout).lines().map(|l| serde_json::from_str::<Value>(l).unwrap()).collect();
+    let tokens = msgs.iter().find(|m| m["data"]["modes"].is_array()).expect("a vision-token table");
+    let modes: Vec<&str> =
+        tokens["data"]["modes"].as_array().unwrap().iter().map(|m| m["mode"].as_str().unwrap()).collect();
+    assert_eq!(modes, ["v2", "v2-single"]);
+    assert_eq!(tokens["data"]["modes"][0]["nominal"], Mode::V2.vision_tokens(700, 1500).unwrap().nominal);
+    let tensors = msgs.iter().find(|m| m["data"]["tensors"].is_array()).expect("a tensor table");
+    let names: Vec<&str> =
+        tensors["data"]["tensors"].as_array().unwrap().iter().map(|t| t["name"].as_str().unwrap()).collect();
+    assert!(names.contains(&"model.view_seperator") && names.iter().any(|n| n.starts_with("model.qwen2_model.")));
+    assert!(!names.iter().any(|n| n.starts_with("model.vision_model.")), "no CLIP in v2");
+    // A checkpoint with a misshaped tower tensor is refused, naming the counts.
+    let dir = scratch("ocr2-inspect");
+    let file = dir.join("bad.safetensors");
+    let header = serde_json::json!({"model.view_seperator": {"dtype": "F32", "shape": [4], "data_offsets": [0, 16]}});
+    let header = serde_json::to_vec(&header).unwrap();
+    let mut bytes = (header.len() as u64).to_le_bytes().to_vec();
+    bytes.extend_from_slice(&header);
+    bytes.extend_from_slice(&[0u8; 16]);
+    std::fs::write(&file, bytes).unwrap();
+    let o = run(&["inspect", "--engine", "deepseek-ocr-2", "--tensors", "--checkpoint", file.to_str().unwrap()]);
+    assert!(!o.status.success());
+    let err = stderr(&o);
+    assert!(
+        err.contains("are missing from the checkpoint") && err.contains("1 encoder tensors have a different shape"),
+        "{err}"
+    );
+    // v1 modes and v1's config are refused.
+    let o = run(&["inspect", "--engine", "deepseek-ocr-2", "--modes", "base"]);
+    assert!(!o.status.success() && stderr(&o).contains("--modes base: the deepseek-ocr-2 engine reads modes v2"));
+}
