@@ -539,8 +539,8 @@ table! {
         pub level: u32,
         /// `text`, a mode, `from>to` or `dropped`.
         pub representation: String,
-        /// Reading mode of imaged rounds, else empty.
-        pub mode: String,
+        /// Reading mode of imaged rounds; null for text and dropped rounds (no mode).
+        pub mode: Option<String>,
         /// Page images of the round.
         pub n_pages: u32,
         /// Text tokens of the round (what it costs as text).
@@ -549,8 +549,8 @@ table! {
         pub cost_tokens: u32,
         /// Nominal vision tokens of the round's pages.
         pub cost_vision_nominal: u32,
-        /// Font size of the round's first page (0 for text and dropped rounds).
-        pub font_px: f64,
+        /// Font size of the round's first page; null for text and dropped rounds (no page).
+        pub font_px: Option<f64>,
         /// 1 − normalised edit distance of the read-back.
         pub char_precision: f64,
         /// Word multiset precision of the read-back.

@@ -238,7 +238,15 @@ fn document(config: &DecayConfig, results: &DecayResults, meta: &RunMeta, charts
                 format!("{:.3}", mean(&|r| r.char_precision)),
                 format!("{:.3}", mean(&|r| r.word_f1)),
                 format!("{:.0}", mean(&|r| f64::from(r.cost_tokens))),
-                format!("{:.1}", mean(&|r| r.font_px)),
+                // Text and dropped rounds have no page, so no font (null): "–" when none has one.
+                {
+                    let fonts: Vec<f64> = sel.iter().filter_map(|r| r.font_px).collect();
+                    if fonts.is_empty() {
+                        "–".to_string()
+                    } else {
+                        format!("{:.1}", fonts.iter().sum::<f64>() / fonts.len() as f64)
+                    }
+                },
             ]);
         }
     }

@@ -38,6 +38,19 @@ fn fake_engine_sweep_scores_rounds_by_representation_and_writes_the_files() {
         assert!(round.text.contains(&n.fact), "{} not in {}", n.fact, round.id);
     }
     for r in &res.rows {
+        // Text and dropped rounds have no page: no reading mode and no font (null, not "" and 0).
+        let imaged = r.representation != "text" && r.representation != "dropped";
+        assert_eq!(r.mode.is_some(), imaged, "{} {} {}: mode {:?}", r.schedule, r.round_id, r.representation, r.mode);
+        assert_eq!(
+            r.font_px.is_some(),
+            imaged,
+            "{} {} {}: font {:?}",
+            r.schedule,
+            r.round_id,
+            r.representation,
+            r.font_px
+        );
+        assert!(r.font_px.is_none_or(|f| f > 0.0));
         let want = if r.representation == "dropped" { 0.0 } else { 1.0 };
         assert!(
             (r.char_precision - want).abs() < 1e-12,
