@@ -23,7 +23,9 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context};
 use occ_eval::plan::Shard;
 use occ_eval::results::Manifest;
-use occ_eval::spec::{EngineKind, ExperimentSpec, SpecFile, SpecOverrides};
+use occ_eval::spec::EngineKind;
+
+use super::sweep::resolve_spec;
 use occ_eval::status::RunStatus;
 
 use super::sweep::Args;
@@ -205,26 +207,6 @@ fn exe() -> anyhow::Result<PathBuf> {
 /// An absolute form of `p` (relative to the current folder), without requiring it to exist.
 fn absolute(p: &Path) -> anyhow::Result<PathBuf> {
     Ok(if p.is_absolute() { p.to_path_buf() } else { std::env::current_dir()?.join(p) })
-}
-
-/// The spec a new run of this command would have (as `sweep` resolves it).
-fn resolve_spec(args: &Args) -> anyhow::Result<ExperimentSpec> {
-    let file = match &args.spec {
-        Some(p) => SpecFile::load(p)?,
-        None => SpecFile::default(),
-    };
-    let overrides = SpecOverrides {
-        name: args.name.clone(),
-        corpora: args.corpora.clone(),
-        modes: args.modes.clone(),
-        ratios: args.ratios.clone(),
-        pages: args.pages,
-        seed: args.seed,
-        engine: args.engine,
-        max_new_tokens: args.max_new_tokens,
-        datasets_dir: args.datasets.clone(),
-    };
-    Ok(ExperimentSpec::resolve(file, overrides)?)
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -176,22 +176,7 @@ fn start(args: &Args) -> anyhow::Result<Start> {
             datasets_dir: args.datasets.clone(),
         });
     }
-    let file = match &args.spec {
-        Some(p) => SpecFile::load(p)?,
-        None => SpecFile::default(),
-    };
-    let overrides = SpecOverrides {
-        name: args.name.clone(),
-        corpora: args.corpora.clone(),
-        modes: args.modes.clone(),
-        ratios: args.ratios.clone(),
-        pages: args.pages,
-        seed: args.seed,
-        engine: args.engine,
-        max_new_tokens: args.max_new_tokens,
-        datasets_dir: args.datasets.clone(),
-    };
-    let spec = ExperimentSpec::resolve(file, overrides)?;
+    let spec = resolve_spec(args)?;
     let shard = args.shard.as_deref().map(Shard::parse).transpose().map_err(anyhow::Error::msg)?;
     Ok(Start::New { spec: Box::new(spec), shard })
 }
@@ -402,6 +387,26 @@ pub fn run(args: Args, out: &Output) -> anyhow::Result<()> {
         bail!("{failed} samples failed (status render_error or engine_error in samples.parquet); the other results are written");
     }
     Ok(())
+}
+
+/// The spec a new run of this command has: the spec file (or the defaults) with the flags over it.
+pub(super) fn resolve_spec(args: &Args) -> anyhow::Result<ExperimentSpec> {
+    let file = match &args.spec {
+        Some(p) => SpecFile::load(p)?,
+        None => SpecFile::default(),
+    };
+    let overrides = SpecOverrides {
+        name: args.name.clone(),
+        corpora: args.corpora.clone(),
+        modes: args.modes.clone(),
+        ratios: args.ratios.clone(),
+        pages: args.pages,
+        seed: args.seed,
+        engine: args.engine,
+        max_new_tokens: args.max_new_tokens,
+        datasets_dir: args.datasets.clone(),
+    };
+    Ok(ExperimentSpec::resolve(file, overrides)?)
 }
 
 #[cfg(test)]
