@@ -53,6 +53,7 @@ fn main() -> Result<()> {
         tok: tok.clone(),
         vocab: vocab.clone(),
         max_target: cfg.model.decoder.max_positions.saturating_sub(64),
+        place: false,
     };
     let pages = source.batch(99, 0, 0, n)?;
     let vb = params.detached_var_builder();

@@ -88,7 +88,8 @@ pub struct Page {
     pub font_px: f32,
     pub kind: TextKind,
     /// Where each reader token of `text` is drawn (the cell loss's targets): one entry per reader
-    /// id of every token that lies on a line (whitespace between lines is on none).
+    /// id of every token that lies on a line (whitespace between lines is on none); empty unless
+    /// [`PageSource::place`].
     pub placed: Vec<Placed>,
 }
 
@@ -140,6 +141,9 @@ pub struct PageSource {
     /// Longest target (reader ids) a page may have: the decoder's positions minus the prompt and
     /// EOS. A longer draw (random strings spelt in bytes at a high ratio) is redrawn.
     pub max_target: usize,
+    /// Whether pages carry [`Page::placed`] (the cell loss's targets; a second tokenization of
+    /// every page, so only when `optim.cell_loss` is on). Empty otherwise.
+    pub place: bool,
 }
 
 /// Uniform draw in `[lo, hi]`.
@@ -204,7 +208,7 @@ impl PageSource {
             .map_err(|e| TrainError::Render(e.to_string()))?
             .global;
         let target = self.vocab.encode(&self.tok, &fitted.page.text).map_err(|e| TrainError::Render(e.to_string()))?;
-        let placed = place_tokens(&fitted.page, &self.tok, &self.vocab)?;
+        let placed = if self.place { place_tokens(&fitted.page, &self.tok, &self.vocab)? } else { Vec::new() };
         Ok(Page {
             placed,
             image,

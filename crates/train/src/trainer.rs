@@ -312,6 +312,7 @@ pub fn train(cfg: &TrainConfig, opts: &TrainOptions, obs: &mut dyn Observer) -> 
         tok: tok.clone(),
         vocab: vocab.clone(),
         max_target,
+        place: cfg.optim.cell_loss > 0.0,
     });
     let val_source = PageSource {
         passages: val_passages,
@@ -320,6 +321,7 @@ pub fn train(cfg: &TrainConfig, opts: &TrainOptions, obs: &mut dyn Observer) -> 
         tok: tok.clone(),
         vocab: vocab.clone(),
         max_target,
+        place: cfg.optim.cell_loss > 0.0,
     };
     let rx = prefetch(source, cfg.run.seed, start_step, end, cfg, opts.prefetch);
 

@@ -22,6 +22,7 @@ pub fn source(cfg: &occ_train::TrainConfig) -> (PageSource, Arc<TextTokenizer>, 
         tok: tok.clone(),
         vocab: vocab.clone(),
         max_target: 200,
+        place: true,
     };
     (src, tok, vocab)
 }
