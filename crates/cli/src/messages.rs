@@ -396,10 +396,15 @@ pub struct ReportFiles {
 // ---- bench
 
 /// One timed configuration.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, serde::Deserialize)]
 pub struct BenchRun {
     pub mode: String,
+    /// Decoder slots measured (smaller than `requested_batch` after out-of-memory retries).
     pub batch: usize,
+    /// The `--batch` size this configuration was asked for: with `mode`, what a resumed bench
+    /// skips (absent in journals written before resume: `batch`).
+    #[serde(default)]
+    pub requested_batch: Option<usize>,
     pub pages: usize,
     pub new_tokens: usize,
     pub prompt_tokens: usize,
@@ -417,14 +422,20 @@ pub struct BenchRun {
     pub cuda_graph: bool,
     pub peak_gpu_gb: Option<f64>,
     pub oom_retries: usize,
+    /// The session that measured it: 0 the run's first process, 1 its first resume, …
+    #[serde(default)]
+    pub session: usize,
 }
 
 /// The vision encoder alone.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, serde::Deserialize)]
 pub struct EncoderRun {
     pub mode: String,
     pub batch: usize,
     pub s_per_page: f64,
+    /// The session that measured it (as [`BenchRun::session`]).
+    #[serde(default)]
+    pub session: usize,
 }
 
 /// The `bench` message.
@@ -434,6 +445,11 @@ pub struct BenchReport {
     pub device: String,
     pub dtype: String,
     pub weights: String,
+    /// The run folder the measurements are journaled in.
+    pub run_dir: String,
+    /// Sessions (process starts) whose measurements make up `runs` and `encoder`: 1 for a
+    /// benchmark measured in one process, more for one interrupted and resumed.
+    pub sessions: usize,
     pub runs: Vec<BenchRun>,
     pub encoder: Vec<EncoderRun>,
 }

@@ -198,7 +198,7 @@ pub fn restore_reader_flags<A: clap::Args + clap::FromArgMatches>(
     Ok((A::from_arg_matches(&matches)?, notes))
 }
 
-/// The arguments (`A`, subcommand `name`) of a sweep or decay run resumed from `dir`: the reader
+/// The arguments (`A`, subcommand `name`) of a sweep, decay or bench run resumed from `dir`: the reader
 /// flags its manifest recorded restored under this command line's ([`restore_reader_flags`]), with
 /// what was restored and each placement flag that changed said on stderr. `None` when the manifest
 /// recorded none (a run written before reader flags were): its resuming command gives its own.

@@ -13,18 +13,20 @@
 //! batch.
 //!
 //! Run folder: `<out>/bench/<utc>-<pid>`, locked while the benchmark runs; every finished
-//! measurement is appended to `bench.jsonl` as it finishes and `bench.json` holds the status
-//! (`running`, `interrupted`, `failed` with the error chain, `complete`). A signal lets the
-//! measurement in flight finish, marks the run `interrupted` and prints the command that runs the
-//! benchmark again. There is no `--resume` (a hidden `--resume` and `--out` naming a bench run
-//! folder are refused with the reason): timings are those of one process (warm-ups, the device's
-//! state, the allocator's pool), so a benchmark continued in another process would mix two
-//! processes' numbers; it is measured again.
+//! measurement is appended to `bench.jsonl` as it finishes (with the session that measured it)
+//! and `bench.json` holds the status (`running`, `interrupted`, `failed` with the error chain,
+//! `complete`), the flags that define the benchmark, the reader measured (device, dtype, weights)
+//! and every session. A signal lets the measurement in flight finish, marks the run `interrupted`
+//! and prints the command that continues it. `--resume DIR` (or `--out DIR --resume`) restores the
+//! recorded flags (one given again with another value is refused, naming it and both values),
+//! refuses another reader, keeps the journaled measurements and measures only the others; the
+//! report says when its numbers come from several sessions (process starts).
 
 use std::time::Instant;
 
 use anyhow::Context;
 use candle_core::Device;
+use clap::builder::TypedValueParser;
 use occ_core::{Mode, Prompt};
 use occ_model::batcher::{generate_queue, BatcherConfig};
 use occ_model::decoder::DecoderModel;
@@ -34,15 +36,17 @@ use occ_model::pipeline_v2::DeepseekOcr2;
 use occ_model::preprocess::prepare;
 use occ_model::prompt::build_prompt;
 
-use occ_eval::journal::JournalWriter;
+use occ_eval::journal::{self, JournalWriter};
 use occ_eval::lock::RunLock;
 use occ_eval::results;
 use occ_eval::RunStatus;
+use serde::{Deserialize, Serialize};
 
 use crate::engine::{self, EngineKind, Generation, ModelArgs, NgramArg};
 use crate::interrupt::{Interrupt, Interrupted};
 use crate::messages::{BenchReport, BenchRun, EncoderRun};
 use crate::output::Output;
+use crate::runs;
 
 /// The text every benchmark page shows.
 const PAGE_TEXT: &str = include_str!("../../../../datasets/samples/moby-dick-ch1.txt");
@@ -84,12 +88,18 @@ pub struct Args {
     /// Results root: the run folder (lock, `bench.jsonl`, `bench.json`) goes to <out>/bench/<utc>-<pid>.
     #[arg(long, default_value = "results")]
     pub out: std::path::PathBuf,
-    /// Test hook: send this process SIGINT once this many configurations are measured.
+    /// Test hook: send this process SIGINT once this many configurations are measured in this session.
     #[arg(long, hide = true)]
     pub interrupt_after: Option<usize>,
-    /// Not offered: a benchmark is measured again, never resumed (refused with the reason and the
-    /// command that runs it again).
-    #[arg(long, hide = true, value_name = "DIR")]
+    /// Test hook: abort the process (like `kill -9`) once this many configurations are measured in
+    /// this session.
+    #[arg(long, hide = true)]
+    pub crash_after: Option<usize>,
+    /// Continue the bench run in DIR (interrupted, killed or failed; given alone: the run folder
+    /// --out names): its recorded flags are used (others with other values are refused), its
+    /// journaled measurements kept and only the others measured.
+    #[arg(long, value_name = "DIR", num_args = 0..=1, default_missing_value = "",
+          value_parser = clap::builder::OsStringValueParser::new().map(std::path::PathBuf::from))]
     pub resume: Option<std::path::PathBuf>,
     #[command(flatten)]
     pub model: ModelArgs,
@@ -100,28 +110,155 @@ pub const BENCH_JOURNAL: &str = "bench.jsonl";
 /// Status of a bench run.
 pub const BENCH_STATE: &str = "bench.json";
 
+/// `bench`'s own flags that define the benchmark and take a value: recorded in `bench.json` (with
+/// the model flags, `runs::MODEL_VALUE_FLAGS`) and restored by `--resume`.
+const VALUE_FLAGS: [&str; 8] =
+    ["--modes", "--batch", "--pages", "--new-tokens", "--ngram", "--warmup", "--encoder-batch", "--engine"];
+/// `bench`'s own switches that define the benchmark (with `runs::MODEL_SWITCHES`).
+const SWITCHES: [&str; 2] = ["--no-cuda-graph", "--cuda-profile"];
+
+/// The flags recorded and restored: `bench`'s and the model's.
+fn flag_names() -> (Vec<&'static str>, Vec<&'static str>) {
+    ([&VALUE_FLAGS[..], &runs::MODEL_VALUE_FLAGS[..]].concat(), [&SWITCHES[..], &runs::MODEL_SWITCHES[..]].concat())
+}
+
+/// One line of `bench.jsonl`: `{"run": {…}}` or `{"encoder": {…}}`.
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+enum BenchLine {
+    Run(BenchRun),
+    Encoder(EncoderRun),
+}
+
+impl BenchLine {
+    /// The session that measured it.
+    fn session(&self) -> usize {
+        match self {
+            BenchLine::Run(r) => r.session,
+            BenchLine::Encoder(e) => e.session,
+        }
+    }
+}
+
+/// The reader a benchmark measures; a resumed benchmark must load the same.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+struct Reader {
+    device: String,
+    dtype: String,
+    weights: String,
+}
+
+/// One process that worked on a bench run.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct Session {
+    started_utc: String,
+    command: Vec<String>,
+    /// Measurements (configurations and encoder runs) it journaled.
+    measured: usize,
+    /// Its wall time; absent while it runs and for a session killed outright.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    wall_time_s: Option<f64>,
+}
+
+/// `bench.json`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct BenchState {
+    status: RunStatus,
+    /// When the first session started.
+    started_utc: String,
+    #[serde(default)]
+    updated_utc: String,
+    /// Configurations journaled, over every session.
+    measured: usize,
+    /// The latest session's command line.
+    command: Vec<String>,
+    /// The flags that define the benchmark, as the first session gave them (absent in runs
+    /// written before bench was resumable: read from `command`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    flags: Option<Vec<String>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    reader: Option<Reader>,
+    #[serde(default)]
+    sessions: Vec<Session>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    error_chain: Vec<String>,
+}
+
+impl BenchState {
+    fn load(dir: &std::path::Path) -> anyhow::Result<BenchState> {
+        let path = dir.join(BENCH_STATE);
+        let text = std::fs::read_to_string(&path)
+            .with_context(|| format!("{} is not a bench run folder (reading {BENCH_STATE})", dir.display()))?;
+        serde_json::from_str(&text).with_context(|| format!("reading {}", path.display()))
+    }
+
+    /// The flags that define the benchmark.
+    fn flags(&self) -> Vec<String> {
+        let (values, switches) = flag_names();
+        self.flags.clone().unwrap_or_else(|| runs::reader_flags(&self.command, &values, &switches))
+    }
+}
+
+/// The run folder `--resume` names: its value, or `--out` when it is given alone.
+fn resume_dir(args: &Args) -> Option<std::path::PathBuf> {
+    let dir = args.resume.as_ref()?;
+    Some(if dir.as_os_str().is_empty() { args.out.clone() } else { dir.clone() })
+}
+
+/// A resumed benchmark's arguments: the flags its `bench.json` recorded under this command's
+/// ([`runs::resumed_reader`]: one given again with another value is refused, naming it and both
+/// values). A complete run is not resumed.
+fn restored(args: Args, dir: &std::path::Path, out: &Output) -> anyhow::Result<Args> {
+    let state = BenchState::load(dir)?;
+    if state.status == RunStatus::Complete {
+        anyhow::bail!("bench run {} is already complete; start a new benchmark instead", dir.display());
+    }
+    let (values, switches) = flag_names();
+    Ok(runs::resumed_reader("bench", dir, Some(state.flags()), &values, &switches, out)?.unwrap_or(args))
+}
+
+/// The command that continues the bench run in `dir`: global flags, then `--resume DIR` (its
+/// flags are recorded).
+fn resume_command(dir: &std::path::Path) -> String {
+    runs::resume_command(&std::env::args().collect::<Vec<_>>(), dir, &[], &[])
+}
+
+/// A resume refused before anything was measured: the run folder is left as it was, not `failed`.
+#[derive(Debug)]
+struct Refused(String);
+
+impl std::fmt::Display for Refused {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for Refused {}
+
 /// The run folder of a benchmark: locked, its measurements journaled as they finish.
 struct BenchDir {
     dir: std::path::PathBuf,
     journal: JournalWriter,
     _lock: RunLock,
-    started_utc: String,
-    command: Vec<String>,
-    /// Configurations measured and journaled.
-    measured: usize,
+    state: BenchState,
+    /// `bench.json` as this session found it (a resumed run), put back when the resume is refused.
+    before: Option<BenchState>,
+    /// Measurements journaled by earlier sessions, in journal order.
+    journaled: Vec<BenchLine>,
+    t0: Instant,
 }
 
 impl BenchDir {
     /// A fresh run folder `<out>/bench/<utc>-<pid>` (`-2`, `-3`, … if taken: a folder is never
-    /// reused), locked, with a `running` status. `--out` pointing at a bench run folder is refused:
-    /// a benchmark is not continued.
-    fn open(out: &std::path::Path) -> anyhow::Result<BenchDir> {
+    /// reused), locked, with a `running` status. `--out` pointing at a bench run folder is refused
+    /// (`--resume` continues it).
+    fn create(out: &std::path::Path) -> anyhow::Result<BenchDir> {
         if out.join(BENCH_STATE).is_file() {
             anyhow::bail!(
-                "--out {} is a bench run folder; a benchmark is not resumed or added to (its numbers are those of \
-                 one process: warm-ups, the device's state, the allocator's pool), so run it again with --out set \
-                 to the results root (default: results), which gets a new run folder",
-                out.display()
+                "--out {} is a bench run folder; continue it with: {}, or set --out to the results root \
+                 (default: results) for a new benchmark",
+                out.display(),
+                resume_command(out)
             );
         }
         let (started_utc, stamp) = results::utc_now();
@@ -138,62 +275,152 @@ impl BenchDir {
                 Err(e) => return Err(e).with_context(|| format!("creating the bench run folder {}", dir.display())),
             }
         };
-        let command: Vec<String> = std::env::args().collect();
-        let lock = RunLock::acquire(&dir, &command.join(" "))?;
-        let journal = JournalWriter::open(&dir.join(BENCH_JOURNAL), 0)?;
-        let b = BenchDir { dir, journal, _lock: lock, started_utc, command, measured: 0 };
+        let argv: Vec<String> = std::env::args().collect();
+        let lock = RunLock::acquire(&dir, &argv.join(" "))?;
+        let (values, switches) = flag_names();
+        let state = BenchState {
+            status: RunStatus::Running,
+            started_utc,
+            updated_utc: String::new(),
+            measured: 0,
+            flags: Some(runs::reader_flags(&argv, &values, &switches)),
+            command: argv,
+            reader: None,
+            sessions: Vec::new(),
+            error_chain: Vec::new(),
+        };
+        BenchDir::open(dir, lock, state, None, Vec::new(), 0)
+    }
+
+    /// The bench run in `dir`, locked (a stale lock taken over), with its journaled measurements
+    /// (a line torn by a kill dropped) and a new session.
+    fn resume(dir: &std::path::Path, out: &Output) -> anyhow::Result<BenchDir> {
+        let argv: Vec<String> = std::env::args().collect();
+        let lock = RunLock::acquire(dir, &argv.join(" "))?;
+        if let Some(old) = lock.took_over() {
+            out.warn(&format!(
+                "took over the stale lock of process {} (started {}), which is gone",
+                old.pid, old.started_utc
+            ));
+        }
+        let before = BenchState::load(dir)?;
+        if before.status == RunStatus::Complete {
+            anyhow::bail!("bench run {} is already complete; start a new benchmark instead", dir.display());
+        }
+        let (journaled, valid) = journal::read_lines::<BenchLine>(&dir.join(BENCH_JOURNAL))?;
+        // The journal is the truth of what each session measured (a killed one never wrote its end).
+        let runs = journaled.iter().filter(|l| matches!(l, BenchLine::Run(_))).count();
+        let mut state = BenchState { command: argv, measured: runs, error_chain: Vec::new(), ..before.clone() };
+        for (k, s) in state.sessions.iter_mut().enumerate() {
+            s.measured = journaled.iter().filter(|l| l.session() == k).count();
+        }
+        if state.sessions.is_empty() {
+            // A run written before sessions were recorded: its one session, as the journal holds it.
+            state.sessions.push(Session {
+                started_utc: state.started_utc.clone(),
+                command: before.command.clone(),
+                measured: journaled.len(),
+                wall_time_s: None,
+            });
+        }
+        BenchDir::open(dir.to_path_buf(), lock, state, Some(before), journaled, valid)
+    }
+
+    fn open(
+        dir: std::path::PathBuf,
+        lock: RunLock,
+        mut state: BenchState,
+        before: Option<BenchState>,
+        journaled: Vec<BenchLine>,
+        valid: u64,
+    ) -> anyhow::Result<BenchDir> {
+        let journal = JournalWriter::open(&dir.join(BENCH_JOURNAL), valid)?;
+        let (now, _) = results::utc_now();
+        state.sessions.push(Session {
+            started_utc: now,
+            command: state.command.clone(),
+            measured: 0,
+            wall_time_s: None,
+        });
+        let mut b = BenchDir { dir, journal, _lock: lock, state, before, journaled, t0: Instant::now() };
         b.state(RunStatus::Running, &[])?;
         Ok(b)
     }
 
-    fn record(&mut self, kind: &str, value: &impl serde::Serialize) -> anyhow::Result<()> {
-        self.journal.append(&serde_json::json!({ kind: value }))?;
-        self.journal.flush()?;
-        if kind == "run" {
-            self.measured += 1;
-        }
-        Ok(())
+    /// This session's number: 0 for the run's first process, 1 for its first resume, …
+    fn session(&self) -> usize {
+        self.state.sessions.len() - 1
     }
 
-    /// Writes `bench.json`: the status, the configurations measured, the command and, for a
-    /// `failed` run, the error and its causes (outermost first).
-    fn state(&self, status: RunStatus, error_chain: &[String]) -> anyhow::Result<()> {
-        let (now, _) = results::utc_now();
-        let mut state = serde_json::json!({
-            "status": status,
-            "started_utc": self.started_utc,
-            "updated_utc": now,
-            "measured": self.measured,
-            "command": self.command,
-        });
-        if !error_chain.is_empty() {
-            state["error_chain"] = serde_json::json!(error_chain);
+    /// Records the reader this session loaded; a resumed run that measured another is refused
+    /// (its `bench.json` put back as it was), naming each field and both values.
+    fn reader(&mut self, now: Reader) -> anyhow::Result<()> {
+        if let Some(was) = &self.state.reader {
+            let fields = [("device", &was.device, &now.device), ("dtype", &was.dtype, &now.dtype)];
+            let changed: Vec<String> = [("weights", &was.weights, &now.weights)]
+                .into_iter()
+                .chain(fields)
+                .filter(|(_, a, b)| a != b)
+                .map(|(f, a, b)| format!("{f}: the run measured {a:?}, this session loads {b:?}"))
+                .collect();
+            if !changed.is_empty() {
+                if let Some(before) = &self.before {
+                    self.write(before)?;
+                }
+                return Err(Refused(format!(
+                    "--resume {}: a resumed benchmark measures the same reader (its numbers go in one table); \
+                     this session's differs:\n  - {}",
+                    self.dir.display(),
+                    changed.join("\n  - ")
+                ))
+                .into());
+            }
         }
+        self.state.reader = Some(now);
+        self.state(RunStatus::Running, &[])
+    }
+
+    /// Journals a measurement (flushed to disk), then counts it in `bench.json`.
+    fn record(&mut self, line: &BenchLine) -> anyhow::Result<()> {
+        self.journal.append(line)?;
+        self.journal.flush()?;
+        if matches!(line, BenchLine::Run(_)) {
+            self.state.measured += 1;
+        }
+        if let Some(s) = self.state.sessions.last_mut() {
+            s.measured += 1;
+        }
+        self.state(RunStatus::Running, &[])
+    }
+
+    /// Writes `bench.json`: the status, the configurations measured, the command, the sessions
+    /// (this one with its wall time once it ends) and, for a `failed` run, the error and its causes
+    /// (outermost first).
+    fn state(&mut self, status: RunStatus, error_chain: &[String]) -> anyhow::Result<()> {
+        self.state.status = status;
+        self.state.updated_utc = results::utc_now().0;
+        self.state.error_chain = error_chain.to_vec();
+        let wall = self.t0.elapsed().as_secs_f64();
+        if let Some(s) = self.state.sessions.last_mut() {
+            s.wall_time_s = (status != RunStatus::Running).then_some(wall);
+        }
+        self.write(&self.state)
+    }
+
+    fn write(&self, state: &BenchState) -> anyhow::Result<()> {
         let path = self.dir.join(BENCH_STATE);
         let tmp = self.dir.join(format!("{BENCH_STATE}.tmp"));
-        std::fs::write(&tmp, serde_json::to_string_pretty(&state)? + "\n")
+        std::fs::write(&tmp, serde_json::to_string_pretty(state)? + "\n")
             .and_then(|()| std::fs::rename(&tmp, &path))
             .with_context(|| format!("writing {}", path.display()))
     }
-}
 
-/// This command again, every flag as given but the test hook (and a refused `--resume`).
-fn rerun_command() -> String {
-    let argv: Vec<String> = std::env::args().collect();
-    let mut keep = Vec::new();
-    let mut i = 0;
-    while i < argv.len() {
-        let a = &argv[i];
-        if a == "--interrupt-after" || a == "--resume" {
-            i += 2;
-            continue;
-        }
-        if !a.starts_with("--interrupt-after=") && !a.starts_with("--resume=") {
-            keep.push(a.clone());
-        }
-        i += 1;
+    /// The first measurement earlier sessions journaled that `wanted` accepts, taken out (a
+    /// journal holding one twice yields it once).
+    fn take(&mut self, wanted: impl Fn(&BenchLine) -> bool) -> Option<BenchLine> {
+        let i = self.journaled.iter().position(wanted)?;
+        Some(self.journaled.remove(i))
     }
-    crate::runs::rerun_command(&keep[..keep.len().min(2)], &[], &[], &keep[keep.len().min(2)..])
 }
 
 struct Peak {
@@ -339,36 +566,90 @@ fn run_one(engine: &Model, args: &Args, mode: Mode, batch: usize, peak: &mut Pea
         cuda_graph: q.graph,
         peak_gpu_gb: peak.gb(),
         oom_retries: 0,
+        requested_batch: Some(batch),
+        session: 0,
     })
 }
 
 pub fn run(args: Args, out: &Output) -> anyhow::Result<()> {
+    let resume = resume_dir(&args);
+    let args = match &resume {
+        Some(dir) => restored(args, dir, out)?,
+        None => args,
+    };
     if args.batch.contains(&0) || args.new_tokens == 0 {
         anyhow::bail!("--batch sizes and --new-tokens must be at least 1")
     }
-    if let Some(dir) = &args.resume {
-        anyhow::bail!(
-            "bench has no --resume ({}): a benchmark's numbers are those of one process (warm-ups, the device's \
-             state, the allocator's pool), so an interrupted benchmark is measured again, in a new run folder; its \
-             bench.jsonl keeps what it measured. Run it again with: {}",
-            dir.display(),
-            rerun_command()
-        );
-    }
     let interrupt = Interrupt::install()?;
-    let mut run_dir = BenchDir::open(&args.out)?;
+    let mut run_dir = match &resume {
+        Some(dir) => BenchDir::resume(dir, out)?,
+        None => BenchDir::create(&args.out)?,
+    };
     let result = measure(&args, &mut run_dir, &interrupt, out);
     if let Err(e) = &result {
-        if e.downcast_ref::<Interrupted>().is_none() {
-            if let Err(m) = run_dir.state(RunStatus::Failed, &crate::output::causes(e)) {
-                out.warn(&format!("marking {} failed: {m:#}", run_dir.dir.display()));
+        if e.downcast_ref::<Interrupted>().is_none() && e.downcast_ref::<Refused>().is_none() {
+            match run_dir.state(RunStatus::Failed, &crate::output::causes(e)) {
+                Ok(()) => out.info(&format!("continue it with: {}", resume_command(&run_dir.dir))),
+                Err(m) => out.warn(&format!("marking {} failed: {m:#}", run_dir.dir.display())),
             }
         }
     }
     result
 }
 
-/// Loads the engine and measures every configuration into the run folder.
+/// The human-readable line of a configuration measured (`now`: in this session).
+fn say_run(out: &Output, run: &BenchRun, now: bool) {
+    out.info(&format!(
+        "{:<8} batch {:>3}  {:>7.2} pages/s  {:>8.1} tok/s  decode {:>7.1} tok/s/seq  prefill {:>7.1} ms/page  encode {:>7.1} ms/page  graph {}  peak {}{}",
+        run.mode,
+        run.batch,
+        run.pages_per_s,
+        run.tok_s,
+        run.decode_tok_s,
+        run.prefill_s * 1e3,
+        run.encode_s_per_page * 1e3,
+        run.cuda_graph,
+        run.peak_gpu_gb.map_or("-".into(), |g| format!("{g:.2} GB")),
+        if now { String::new() } else { format!("  (journaled by session {})", run.session) },
+    ));
+}
+
+/// The line of the encoder alone (`now`: measured in this session).
+fn say_encoder(out: &Output, e: &EncoderRun, now: bool) {
+    let from = if now { String::new() } else { format!("  (journaled by session {})", e.session) };
+    out.info(&format!("{:<8} encoder batch {:>3}  {:>7.2} ms/page{from}", e.mode, e.batch, e.s_per_page * 1e3));
+}
+
+/// The sessions whose measurements a report holds.
+fn sessions_of(report: &BenchReport) -> std::collections::BTreeSet<usize> {
+    report.runs.iter().map(|r| r.session).chain(report.encoder.iter().map(|e| e.session)).collect()
+}
+
+/// What a report assembled from several sessions says: which session measured what.
+fn sessions_note(report: &BenchReport) -> Option<String> {
+    let sessions = sessions_of(report);
+    if sessions.len() < 2 {
+        return None;
+    }
+    let each: Vec<String> = sessions
+        .iter()
+        .map(|&k| {
+            let runs = report.runs.iter().filter(|r| r.session == k).count();
+            let enc = report.encoder.iter().filter(|e| e.session == k).count();
+            format!("session {k}: {runs} configurations, {enc} encoder runs")
+        })
+        .collect();
+    Some(format!(
+        "assembled from {} sessions (process starts) of {}: {}; each number is valid for the process that \
+         measured it (its own warm-ups), but numbers of different sessions were measured under that process's \
+         device state and machine load (each entry's `session` says which)",
+        sessions.len(),
+        report.run_dir,
+        each.join("; ")
+    ))
+}
+
+/// Loads the engine and measures every configuration the run folder's journal lacks into it.
 fn measure(args: &Args, run_dir: &mut BenchDir, interrupt: &Interrupt, out: &Output) -> anyhow::Result<()> {
     if let Some((m, why)) = args.modes.iter().find_map(|&m| args.engine.refuses_mode(m).map(|w| (m, w))) {
         anyhow::bail!("--modes {m}: {why}");
@@ -387,29 +668,42 @@ fn measure(args: &Args, run_dir: &mut BenchDir, interrupt: &Interrupt, out: &Out
         }
     }
     let device = engine.decoder().device().clone();
+    let reader =
+        Reader { device: device_name(&device), dtype: dtype_name(engine.decoder().dtype()), weights: engine.weights() };
+    run_dir.reader(reader.clone())?;
     let mut peak = Peak { device: device.clone(), bytes: None };
     peak.sample();
     let mut report = BenchReport {
         engine: "compress-bench".into(),
-        device: device_name(&device),
-        dtype: dtype_name(engine.decoder().dtype()),
-        weights: engine.weights(),
+        device: reader.device,
+        dtype: reader.dtype,
+        weights: reader.weights,
+        run_dir: run_dir.dir.display().to_string(),
+        sessions: 1,
         runs: Vec::new(),
         encoder: Vec::new(),
     };
+    let session = run_dir.session();
     let planned = args.modes.len() * args.batch.len();
+    let mut fresh = 0;
     for &mode in &args.modes {
+        let name = mode.to_string();
         for &batch in &args.batch {
+            let wanted = |l: &BenchLine| matches!(l, BenchLine::Run(r) if r.mode == name && r.requested_batch.unwrap_or(r.batch) == batch);
+            if let Some(BenchLine::Run(run)) = run_dir.take(wanted) {
+                say_run(out, &run, false);
+                report.runs.push(run);
+                continue;
+            }
             if interrupt.requested() {
                 run_dir.state(RunStatus::Interrupted, &[])?;
                 return Err(Interrupted {
                     state: format!(
-                        "{} is marked interrupted and holds the measurements in {BENCH_JOURNAL} \
-                         (a benchmark is measured again, not resumed: its numbers are one process's)",
+                        "{} is marked interrupted and holds the measurements in {BENCH_JOURNAL}",
                         run_dir.dir.display()
                     ),
-                    done: format!("{} of {planned} configurations", report.runs.len()),
-                    resume: rerun_command(),
+                    done: format!("{} of {planned} configurations", run_dir.state.measured),
+                    resume: resume_command(&run_dir.dir),
                 }
                 .into());
             }
@@ -426,38 +720,48 @@ fn measure(args: &Args, run_dir: &mut BenchDir, interrupt: &Interrupt, out: &Out
                     Err(e) => return Err(e).with_context(|| format!("benchmark {mode}, batch {b}")),
                 }
             };
-            let run = BenchRun { oom_retries: retries, ..run };
-            out.info(&format!(
-                "{:<8} batch {:>3}  {:>7.2} pages/s  {:>8.1} tok/s  decode {:>7.1} tok/s/seq  prefill {:>7.1} ms/page  encode {:>7.1} ms/page  graph {}  peak {}",
-                run.mode,
-                run.batch,
-                run.pages_per_s,
-                run.tok_s,
-                run.decode_tok_s,
-                run.prefill_s * 1e3,
-                run.encode_s_per_page * 1e3,
-                run.cuda_graph,
-                run.peak_gpu_gb.map_or("-".into(), |g| format!("{g:.2} GB")),
-            ));
-            run_dir.record("run", &run)?;
-            report.runs.push(run);
-            if args.interrupt_after.is_some_and(|n| report.runs.len() >= n) {
+            let run = BenchRun { oom_retries: retries, requested_batch: Some(batch), session, ..run };
+            say_run(out, &run, true);
+            let line = BenchLine::Run(run);
+            run_dir.record(&line)?;
+            if let BenchLine::Run(run) = line {
+                report.runs.push(run);
+            }
+            fresh += 1;
+            if args.crash_after == Some(fresh) {
+                std::process::abort();
+            }
+            if args.interrupt_after == Some(fresh) {
                 Interrupt::raise();
             }
         }
         if args.encoder_batch > 0 {
             let n = args.encoder_batch;
+            let wanted = |l: &BenchLine| matches!(l, BenchLine::Encoder(e) if e.mode == name && e.batch == n);
+            if let Some(BenchLine::Encoder(e)) = run_dir.take(wanted) {
+                say_encoder(out, &e, false);
+                report.encoder.push(e);
+                continue;
+            }
             encode(&engine, mode, n)?; // warm-up at the same size (GEMM plans, the allocator's pool)
             let (_, s) = encode(&engine, mode, n)?;
             peak.sample();
-            let e = EncoderRun { mode: mode.to_string(), batch: n, s_per_page: s / n as f64 };
-            out.info(&format!("{:<8} encoder batch {:>3}  {:>7.2} ms/page", e.mode, e.batch, e.s_per_page * 1e3));
-            run_dir.record("encoder", &e)?;
-            report.encoder.push(e);
+            let e = EncoderRun { mode: name.clone(), batch: n, s_per_page: s / n as f64, session };
+            say_encoder(out, &e, true);
+            let line = BenchLine::Encoder(e);
+            run_dir.record(&line)?;
+            if let BenchLine::Encoder(e) = line {
+                report.encoder.push(e);
+            }
         }
     }
     run_dir.state(RunStatus::Complete, &[])?;
+    report.sessions = sessions_of(&report).len();
+    let note = sessions_note(&report);
     out.send(&report)?;
+    if let Some(note) = note {
+        out.info(&note);
+    }
     out.info(&format!("  run folder: {}", run_dir.dir.display()));
     if !out.json {
         println!("{}", serde_json::to_string_pretty(&report)?);
