@@ -76,8 +76,8 @@ pub const SHIPPED_MINI: &str = "models/occ-mini-s";
 /// Engines of `ocr`.
 pub const READERS: &[EngineKind] =
     &[EngineKind::DeepseekOcr, EngineKind::DeepseekOcr2, EngineKind::Mini, EngineKind::Tesseract, EngineKind::OpenAi];
-/// The occ-model engines of DeepSeek-OCR (v1)'s pipeline (`serve`).
-pub const MODELS: &[EngineKind] = &[EngineKind::DeepseekOcr, EngineKind::Mini];
+/// The occ-model engines `serve` serves.
+pub const MODELS: &[EngineKind] = &[EngineKind::DeepseekOcr, EngineKind::DeepseekOcr2, EngineKind::Mini];
 /// Engines of `bench`.
 pub const BENCH_MODELS: &[EngineKind] = &[EngineKind::DeepseekOcr, EngineKind::DeepseekOcr2, EngineKind::Mini];
 /// Engines of `sweep` and `decay`.

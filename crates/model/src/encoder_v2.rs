@@ -26,6 +26,7 @@ use candle_nn::VarBuilder;
 
 use crate::config::ProjectorConfig;
 use crate::config_v2::{Ocr2VisionConfig, QUERIES_1024, QUERIES_768};
+use crate::encoder::DEFAULT_MAX_BATCH;
 use crate::nn::{no_probe, Probe};
 use crate::preprocess::PreparedImage;
 use crate::preprocess_v2::views_tensor_v2;
@@ -191,7 +192,13 @@ pub struct Ocr2Encoder {
     projector: Projector,
     view_seperator: Tensor,
     cfg: Ocr2VisionConfig,
+    /// Views run through the tower together at most ([`Ocr2Encoder::encode_batch`]; default v1's
+    /// [`DEFAULT_MAX_BATCH`]).
+    pub max_batch: usize,
 }
+
+/// Batches of views whose pixels [`Ocr2Encoder::encode_batch`] uploads at once.
+const UPLOAD_BATCHES: usize = 4;
 
 impl Ocr2Encoder {
     /// Builds the tower from `vb` at the checkpoint root, in the original naming.
@@ -208,6 +215,7 @@ impl Ocr2Encoder {
             projector: Projector::new(&ProjectorConfig { input_dim: h, n_embed: cfg.n_embed }, m.pp("projector"))?,
             view_seperator: m.get(cfg.n_embed, "view_seperator")?,
             cfg: cfg.clone(),
+            max_batch: DEFAULT_MAX_BATCH,
         })
     }
 
@@ -254,17 +262,57 @@ impl Ocr2Encoder {
     /// The decoder rows of one prepared image: local tiles (row-major, 144 rows each), the global
     /// view (256 or 144 rows), then the view separator — `Mode::vision_tokens(w, h).slots` rows.
     pub fn encode(&self, image: &PreparedImage) -> Result<Tensor> {
+        self.encode_batch(std::slice::from_ref(image))?
+            .pop()
+            .ok_or_else(|| candle_core::Error::Msg("encode: no rows for the image".into()))
+    }
+
+    /// [`Ocr2Encoder::encode`] of several images: views of one side from all images (768: tiles and
+    /// `v2-single` views; 1024: `v2` global views) go through the tower together, at most
+    /// [`Ocr2Encoder::max_batch`] at a time, their pixels uploaded before the first forward of
+    /// their block. One `(slots, n_embed)` tensor per image, in order.
+    pub fn encode_batch(&self, images: &[PreparedImage]) -> Result<Vec<Tensor>> {
         let device = self.view_seperator.device();
         let dtype = self.view_seperator.dtype();
-        let global = self.forward(&views_tensor_v2(&[&image.global], dtype, device)?)?;
-        let mut parts = Vec::new();
-        if !image.tiles.is_empty() {
-            let tiles: Vec<_> = image.tiles.iter().collect();
-            let local = self.forward(&views_tensor_v2(&tiles, dtype, device)?)?;
-            parts.push(local.flatten_to(1)?);
+        // (image index, view index; 0 = global, k + 1 = tile k) grouped by view side
+        let mut groups: BTreeMap<u32, Vec<(usize, usize)>> = BTreeMap::new();
+        for (i, img) in images.iter().enumerate() {
+            groups.entry(img.global.width()).or_default().push((i, 0));
+            for (k, tile) in img.tiles.iter().enumerate() {
+                groups.entry(tile.width()).or_default().push((i, k + 1));
+            }
         }
-        parts.push(global.flatten_to(1)?);
-        parts.push(self.view_seperator.unsqueeze(0)?);
-        Tensor::cat(&parts, 0)
+        let mut rows: BTreeMap<(usize, usize), Tensor> = BTreeMap::new();
+        let batch = self.max_batch.max(1);
+        for views in groups.values() {
+            // one upload for several batches: an upload waits for the device to finish its queue
+            for block in views.chunks(batch * UPLOAD_BATCHES) {
+                let pixels: Vec<&image::RgbImage> = block
+                    .iter()
+                    .map(|&(i, v)| if v == 0 { &images[i].global } else { &images[i].tiles[v - 1] })
+                    .collect();
+                let pixels = views_tensor_v2(&pixels, dtype, device)?;
+                for (c, chunk) in block.chunks(batch).enumerate() {
+                    let out = self.forward(&pixels.narrow(0, c * batch, chunk.len())?)?;
+                    for (j, &key) in chunk.iter().enumerate() {
+                        rows.insert(key, out.get(j)?);
+                    }
+                }
+            }
+        }
+        let missing = |i: usize, v: usize| candle_core::Error::Msg(format!("encode: no rows for image {i} view {v}"));
+        images
+            .iter()
+            .enumerate()
+            .map(|(i, img)| {
+                // local tiles first, then the global view, then the separator (docs/MODEL.md §14.4)
+                let mut parts = (1..=img.tiles.len())
+                    .map(|v| rows.get(&(i, v)).cloned().ok_or_else(|| missing(i, v)))
+                    .collect::<Result<Vec<_>>>()?;
+                parts.push(rows.get(&(i, 0)).cloned().ok_or_else(|| missing(i, 0))?);
+                parts.push(self.view_seperator.unsqueeze(0)?);
+                Tensor::cat(&parts, 0)
+            })
+            .collect()
     }
 }

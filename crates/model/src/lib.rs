@@ -20,7 +20,9 @@
 //! - [`prompt`]: prompt ids with the `<image>` slots; [`generate`]: batched generation;
 //!   [`ngram`]: the repetition blockers; [`batcher`]: continuous batching with CUDA-graph decode;
 //!   [`grounding`]: post-processing and `<|ref|>`/`<|det|>` parsing.
-//! - [`pipeline`]: image → text in one call ([`pipeline::DeepseekOcr`], an `occ_core::OcrEngine`).
+//! - [`pipeline`]: image → text in one call ([`pipeline::DeepseekOcr`], an `occ_core::OcrEngine`);
+//!   [`reader`]: what it shares with DeepSeek-OCR-2 ([`pipeline_v2::DeepseekOcr2`]): the
+//!   [`reader::PageReader`] trait and the one path from pages to text through the batcher.
 //! - [`mini`]: configs and output vocabularies of the small readers this toolkit trains (loaded as
 //!   engines by [`pipeline::DeepseekOcr::from_mini_dir`]).
 //! - [`nn`]: shared layers (attention, LayerNorm2d, position-table resampling, window partition).
@@ -69,5 +71,6 @@ pub mod preprocess_v2;
 pub mod projector;
 pub mod prompt;
 pub mod qwen2_encoder;
+pub mod reader;
 pub mod sam;
 pub mod synth;

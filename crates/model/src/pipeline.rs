@@ -5,7 +5,6 @@
 //! (batched, `preferred_batch` = [`DeepseekOcr::max_batch`]).
 
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
 
 use candle_core::{DType, Device, Result, Tensor};
 use candle_nn::VarBuilder;
@@ -15,16 +14,16 @@ use occ_core::{
     VisionTokens,
 };
 
-use crate::batcher::{generate_queue, BatcherConfig};
 use crate::config::VisionConfig;
 use crate::decoder::{DecoderConfig, DecoderModel};
 use crate::encoder::DeepEncoder;
-use crate::generate::{GenerationConfig, PromptInput, Sampling};
-use crate::grounding::{parse_grounding, postprocess, GroundedBlock};
+use crate::generate::GenerationConfig;
+use crate::grounding::GroundedBlock;
 use crate::load::{expected_tensors, LoadError, WeightsDir};
 use crate::mini::{self, MiniConfig, OutputVocab};
 use crate::preprocess::{prepare_with_options, PrepareOptions, PreparedImage, ResizeOrder};
 use crate::prompt::{build_prompt, PromptTokens};
+use crate::reader::{generation_for_options, read_pages, PageReader, ReadableModes};
 use crate::synth::Recipe;
 
 /// Sizes of synthetic-weight engines.
@@ -293,82 +292,51 @@ impl DeepseekOcr {
         }
     }
 
-    /// Reads every page (each in its own mode) with one prompt; outputs are in input order.
+    /// Reads every page (each in its own mode) with one prompt; outputs are in input order
+    /// ([`crate::reader::read_pages`]: the vision encoder over all pages at once, then the continuous
+    /// batcher).
     pub fn ocr(&self, pages: &[(&RgbImage, Mode)], prompt: &Prompt, cfg: &GenerationConfig) -> Result<Vec<PageOutput>> {
-        let n = pages.len();
-        if n == 0 {
-            return Ok(Vec::new());
-        }
-        let mut prepared: Vec<PreparedImage> = Vec::with_capacity(n);
-        let mut pre_times = Vec::with_capacity(n);
-        let mut tokens = Vec::with_capacity(n);
-        let mut counts = Vec::with_capacity(n);
-        for (img, mode) in pages {
-            let t = Instant::now();
-            let page = self.prepare_page(img, *mode, prompt)?;
-            pre_times.push(t.elapsed());
-            prepared.push(page.image);
-            tokens.push(page.tokens);
-            counts.push(page.vision);
-        }
-        let t = Instant::now();
-        let rows = self.encoder.encode(&prepared, self.decoder.device())?;
-        let vision = t.elapsed();
-        let inputs = tokens
-            .iter()
-            .zip(&rows)
-            .map(|(tok, r)| Ok(PromptInput { embeds: self.splice(tok, r)?, ids: tok.ids.clone() }))
-            .collect::<Result<Vec<_>>>()?;
-        // continuous batching: every page in its own slot; the same tokens as `generate` (tests),
-        // with the decode step replayed as a CUDA graph on the GPU
-        let bc = BatcherConfig { slots: n, prefill_batch: n.min(8), ..Default::default() };
-        let longest = inputs.iter().map(|p| p.ids.len()).max().unwrap_or(0);
-        let cfg = self.within_positions(cfg, longest);
-        let out = generate_queue(&self.decoder, &inputs, &cfg, &bc)?;
-        let share = |d: Duration| d / n as u32;
-        out.rows
-            .into_iter()
-            .enumerate()
-            .map(|(i, mut g)| {
-                if let Some(vocab) = &self.vocab {
-                    g.tokens = vocab.to_real(&g.tokens).map_err(|e| candle_core::Error::Msg(e.to_string()))?;
-                }
-                let decoded = self
-                    .tokenizer
-                    .decode(&g.tokens, false)
-                    .map_err(|e| candle_core::Error::Msg(format!("decoding page {i}: {e}")))?;
-                let text = postprocess(&decoded);
-                Ok(PageOutput {
-                    blocks: parse_grounding(&text),
-                    text,
-                    token_ids: g.tokens,
-                    n_prompt_tokens: tokens[i].ids.len(),
-                    stopped_at_eos: g.stopped_at_eos,
-                    vision_tokens: counts[i],
-                    timings: Timings {
-                        preprocess: pre_times[i],
-                        vision: share(vision),
-                        prefill: share(out.prefill),
-                        decode: share(out.decode),
-                    },
-                })
-            })
-            .collect()
+        read_pages(self, pages, prompt, cfg)
     }
 
-    /// The generation settings of an engine-trait call.
+    /// The generation settings of an engine-trait call ([`generation_for_options`]: the engine's
+    /// settings with the call's budget, EOS rule and sampling).
     pub fn generation_for(&self, options: &OcrOptions) -> GenerationConfig {
-        let sampling = if options.temperature > 0.0 {
-            Sampling::TopP { temperature: options.temperature, top_p: 1.0, seed: options.seed }
-        } else {
-            Sampling::Greedy
-        };
-        GenerationConfig {
-            max_new_tokens: options.max_new_tokens,
-            ignore_eos: options.ignore_eos,
-            sampling,
-            ..self.generation.clone()
-        }
+        generation_for_options(&self.generation, options)
+    }
+}
+
+impl PageReader for DeepseekOcr {
+    fn decoder(&self) -> &DecoderModel {
+        &self.decoder
+    }
+
+    fn tokenizer(&self) -> &TextTokenizer {
+        &self.tokenizer
+    }
+
+    fn vocab(&self) -> Option<&OutputVocab> {
+        self.vocab.as_ref()
+    }
+
+    fn modes(&self) -> ReadableModes {
+        self.native_mode.map_or(ReadableModes::V1, ReadableModes::Only)
+    }
+
+    fn prepare_page(&self, image: &RgbImage, mode: Mode, prompt: &Prompt) -> Result<PreparedPage> {
+        DeepseekOcr::prepare_page(self, image, mode, prompt)
+    }
+
+    fn encode_images(&self, images: &[PreparedImage]) -> Result<Vec<Tensor>> {
+        self.encoder.encode(images, self.decoder.device())
+    }
+
+    fn generation_for(&self, options: &OcrOptions) -> GenerationConfig {
+        DeepseekOcr::generation_for(self, options)
+    }
+
+    fn within_positions(&self, cfg: &GenerationConfig, longest: usize) -> GenerationConfig {
+        DeepseekOcr::within_positions(self, cfg, longest)
     }
 }
 

@@ -3,7 +3,13 @@
 //!
 //! The decoder rows of an image replace its `Mode::vision_tokens(..).slots` `<image>` placeholders
 //! (`[BOS] + encode(text before <image>) + slots × <image> + encode(text after)`, the same plain
-//! template as v1, docs/MODEL.md §9.3), then [`crate::generate::generate`] continues the sequence.
+//! template as v1, docs/MODEL.md §9.3), then the decoder continues the sequence. Pages are read as
+//! v1's are ([`crate::reader::read_pages`], [`DeepseekOcr2`] is a [`PageReader`]): the vision tower
+//! over all pages of a call at once (views of one size batched, [`Ocr2Encoder::encode_batch`]), then
+//! v1's continuous batcher ([`crate::batcher`]: CUDA-graph decode on the GPU); the server's live path
+//! admits v2 pages into the same batcher. [`DeepseekOcr2::generate_pages`] is the plain path (each
+//! page through the tower alone, one static-batch [`crate::generate::generate`]), kept as the
+//! reference the batched path is tested against.
 //!
 //! Checkpoints: [`DeepseekOcr2::from_weights_dir`] tells the checkpoint apart by its tensor names
 //! before anything else ([`crate::encoder_v2::identify`]): a DeepSeek-OCR (v1) checkpoint is refused
@@ -12,25 +18,22 @@
 //! configs.
 
 use std::collections::BTreeMap;
-use std::time::{Duration, Instant};
 
 use candle_core::{DType, Device, Result, Tensor};
 use candle_nn::VarBuilder;
 use image::RgbImage;
-use occ_core::{
-    EngineError, EngineInfo, Mode, OcrEngine, OcrOptions, OcrOutput, OcrPage, Prompt, TextTokenizer, Timings,
-};
+use occ_core::{EngineError, EngineInfo, Mode, OcrEngine, OcrOptions, OcrOutput, OcrPage, Prompt, TextTokenizer};
 
 use crate::config_v2::Ocr2VisionConfig;
 use crate::decoder::{DecoderConfig, DecoderModel};
 use crate::encoder_v2::{self, Ocr2Encoder, Ocr2Naming};
-use crate::generate::{generate, BatchOutput, GenerationConfig, PromptInput, Sampling};
-use crate::grounding::postprocess;
+use crate::generate::{generate, BatchOutput, GenerationConfig, PromptInput};
 use crate::load::{check_tensors, expected_decoder_tensors, LoadError, WeightsDir};
-use crate::pipeline::{device_name, dtype_name, splice};
+use crate::pipeline::{device_name, dtype_name, splice, PageOutput, PreparedPage};
 use crate::preprocess::{PreparedImage, ResizeOrder};
 use crate::preprocess_v2::prepare_v2;
 use crate::prompt::build_prompt;
+use crate::reader::{generation_for_options, read_pages, PageReader, ReadableModes};
 use crate::synth::{synth_var_builder_with, Recipe};
 
 /// Sizes of synthetic DeepSeek-OCR-2 models.
@@ -71,7 +74,9 @@ pub struct DeepseekOcr2 {
     /// What the weights are (`synthetic:recipe-vN:seed-S`, or the snapshot folder).
     pub weights: String,
     pub synthetic: bool,
-    /// Generation settings of engine-trait calls (greedy, the DeepSeek blocker, by default).
+    /// Generation settings of engine-trait calls (greedy, the DeepSeek blocker, by default); a
+    /// call's options set the budget, EOS rule, temperature and seed, and a sampled call keeps this
+    /// `top_p` ([`generation_for_options`]).
     pub generation: GenerationConfig,
     /// Pages generated together by [`OcrEngine::ocr`].
     pub max_batch: usize,
@@ -158,10 +163,22 @@ impl DeepseekOcr2 {
 
     /// The views of a page; v1 modes are refused.
     pub fn prepare(&self, image: &RgbImage, mode: Mode) -> Result<PreparedImage> {
-        if !mode.is_v2() {
-            candle_core::bail!("DeepSeek-OCR-2 reads modes v2 and v2-single, not the DeepSeek-OCR (v1) mode {mode}")
+        if let Some(why) = ReadableModes::V2.refuses(mode) {
+            candle_core::bail!("{why}")
         }
         prepare_v2(image, mode, self.resize_order)
+    }
+
+    /// One page made ready for the tower and the decoder: its views, the prompt ids with its image
+    /// slots, its vision-token counts; v1 modes are refused.
+    pub fn prepare_page(&self, image: &RgbImage, mode: Mode, prompt: &Prompt) -> Result<PreparedPage> {
+        let prepared = self.prepare(image, mode)?;
+        let vision = mode
+            .vision_tokens(image.width(), image.height())
+            .map_err(|e| candle_core::Error::Msg(format!("vision tokens: {e}")))?;
+        let tokens = build_prompt(&self.tokenizer, prompt, &[vision.slots as usize])
+            .map_err(|e| candle_core::Error::Msg(e.to_string()))?;
+        Ok(PreparedPage { image: prepared, tokens, vision })
     }
 
     /// The decoder input of one page: the prompt ids with the page's rows spliced in.
@@ -180,7 +197,8 @@ impl DeepseekOcr2 {
         Ok(PromptInput { embeds, ids: tokens.ids })
     }
 
-    /// Reads pages (each in its own v2 mode) with one prompt, generated together.
+    /// Reads pages (each in its own v2 mode) with one prompt: each page through the tower alone,
+    /// then one static-batch [`generate`] (the plain path; [`DeepseekOcr2::ocr`] is the fast one).
     pub fn generate_pages(
         &self,
         pages: &[(&RgbImage, Mode)],
@@ -190,6 +208,44 @@ impl DeepseekOcr2 {
         let inputs =
             pages.iter().map(|(img, mode)| self.prompt_input(img, *mode, prompt)).collect::<Result<Vec<_>>>()?;
         generate(&self.decoder, &inputs, cfg)
+    }
+
+    /// Reads every page (each in its own v2 mode) with one prompt, as v1's `DeepseekOcr::ocr` does
+    /// ([`read_pages`]): the tower over all pages at once, then the continuous batcher. Greedy tokens
+    /// equal [`DeepseekOcr2::generate_pages`]' (tests).
+    pub fn ocr(&self, pages: &[(&RgbImage, Mode)], prompt: &Prompt, cfg: &GenerationConfig) -> Result<Vec<PageOutput>> {
+        read_pages(self, pages, prompt, cfg)
+    }
+
+    /// The generation settings of an engine-trait call ([`generation_for_options`]).
+    pub fn generation_for(&self, options: &OcrOptions) -> GenerationConfig {
+        generation_for_options(&self.generation, options)
+    }
+}
+
+impl PageReader for DeepseekOcr2 {
+    fn decoder(&self) -> &DecoderModel {
+        &self.decoder
+    }
+
+    fn tokenizer(&self) -> &TextTokenizer {
+        &self.tokenizer
+    }
+
+    fn modes(&self) -> ReadableModes {
+        ReadableModes::V2
+    }
+
+    fn prepare_page(&self, image: &RgbImage, mode: Mode, prompt: &Prompt) -> Result<PreparedPage> {
+        DeepseekOcr2::prepare_page(self, image, mode, prompt)
+    }
+
+    fn encode_images(&self, images: &[PreparedImage]) -> Result<Vec<Tensor>> {
+        self.encoder.encode_batch(images)
+    }
+
+    fn generation_for(&self, options: &OcrOptions) -> GenerationConfig {
+        DeepseekOcr2::generation_for(self, options)
     }
 }
 
@@ -209,64 +265,35 @@ impl OcrEngine for DeepseekOcr2 {
         self.max_batch.max(1)
     }
 
-    /// Reads pages in v2 modes (v1 modes are refused per page), `max_batch` at a time: preprocessing
-    /// and the vision tower page by page, one batched [`generate`]; text decoded with special tokens
-    /// kept and post-processed as v1's (docs/MODEL.md §10.4).
+    /// Reads pages in v2 modes (a page in a v1 mode is refused before anything is read),
+    /// `max_batch` at a time through [`DeepseekOcr2::ocr`]; text decoded with special tokens kept
+    /// and post-processed as v1's (docs/MODEL.md §10.4).
     fn ocr(
         &mut self,
         pages: &[OcrPage],
         prompt: &Prompt,
         options: &OcrOptions,
     ) -> std::result::Result<Vec<OcrOutput>, EngineError> {
-        let sampling = if options.temperature > 0.0 {
-            Sampling::TopP { temperature: options.temperature, top_p: 1.0, seed: options.seed }
-        } else {
-            Sampling::Greedy
-        };
-        let cfg = GenerationConfig {
-            max_new_tokens: options.max_new_tokens,
-            ignore_eos: options.ignore_eos,
-            sampling,
-            ..self.generation.clone()
-        };
-        let backend =
-            |e: candle_core::Error| EngineError::Backend { engine: ENGINE_NAME.into(), message: e.to_string() };
+        if let Some((page, why)) = pages.iter().find_map(|p| ReadableModes::V2.refuses(p.mode).map(|why| (p, why))) {
+            return Err(EngineError::Input { page: page.id.clone(), message: why });
+        }
+        let cfg = self.generation_for(options);
         let mut outputs = Vec::with_capacity(pages.len());
         for chunk in pages.chunks(self.preferred_batch()) {
-            let mut inputs = Vec::with_capacity(chunk.len());
-            let mut times = Vec::with_capacity(chunk.len());
-            for page in chunk {
-                if !page.mode.is_v2() {
-                    return Err(EngineError::Input {
-                        page: page.id.clone(),
-                        message: format!(
-                            "{ENGINE_NAME} reads modes v2 and v2-single, not DeepSeek-OCR (v1)'s {}",
-                            page.mode
-                        ),
-                    });
-                }
-                let t = Instant::now();
-                let prepared = self.prepare(&page.image, page.mode).map_err(backend)?;
-                let pre = t.elapsed();
-                let t = Instant::now();
-                inputs.push(self.input_from_prepared(&prepared, prompt).map_err(backend)?);
-                times.push((pre, t.elapsed()));
-            }
-            let out = generate(&self.decoder, &inputs, &cfg).map_err(backend)?;
-            let share = |d: Duration| d / chunk.len() as u32;
-            for ((page, g), (input, (preprocess, vision))) in chunk.iter().zip(out.rows).zip(inputs.iter().zip(times)) {
-                let decoded = self.tokenizer.decode(&g.tokens, false).map_err(|e| EngineError::Backend {
-                    engine: ENGINE_NAME.into(),
-                    message: format!("decoding page {}: {e}", page.id),
-                })?;
+            let batch: Vec<(&RgbImage, Mode)> = chunk.iter().map(|p| (&p.image, p.mode)).collect();
+            let res = DeepseekOcr2::ocr(self, &batch, prompt, &cfg).map_err(|e| EngineError::Backend {
+                engine: ENGINE_NAME.into(),
+                message: format!("pages {}: {e}", chunk.iter().map(|p| p.id.as_str()).collect::<Vec<_>>().join(", ")),
+            })?;
+            for (page, r) in chunk.iter().zip(res) {
                 outputs.push(OcrOutput {
                     id: page.id.clone(),
-                    text: postprocess(&decoded),
-                    n_prompt_tokens: Some(input.ids.len()),
-                    n_generated_tokens: Some(g.tokens.len()),
-                    hit_max_tokens: !g.stopped_at_eos,
-                    token_ids: Some(g.tokens),
-                    timings: Timings { preprocess, vision, prefill: share(out.prefill), decode: share(out.decode) },
+                    text: r.text,
+                    n_prompt_tokens: Some(r.n_prompt_tokens),
+                    n_generated_tokens: Some(r.token_ids.len()),
+                    hit_max_tokens: !r.stopped_at_eos,
+                    token_ids: Some(r.token_ids),
+                    timings: r.timings,
                 });
             }
         }

@@ -385,7 +385,7 @@ fn v2_engine_reads_pages_through_the_engine_trait_and_refuses_v1_modes() {
         OcrPage { id: "a".into(), image: img.clone(), mode: Mode::V2 },
         OcrPage { id: "b".into(), image: img.clone(), mode: Mode::V2Single },
     ];
-    let out = engine.ocr(&pages, &Prompt::FreeOcr, &options).unwrap();
+    let out = OcrEngine::ocr(&mut engine, &pages, &Prompt::FreeOcr, &options).unwrap();
     assert_eq!(out.len(), 2);
     // 640² page: 257 slots in v2, 145 in v2-single, plus BOS and the 5 ids of "\nFree OCR.".
     let prompt_lens: Vec<_> = out.iter().map(|o| o.n_prompt_tokens.unwrap()).collect();
@@ -393,7 +393,7 @@ fn v2_engine_reads_pages_through_the_engine_trait_and_refuses_v1_modes() {
     assert_eq!(prompt_lens, vec![257 + tail, 145 + tail]);
     assert!(out.iter().all(|o| o.n_generated_tokens == Some(5) && o.hit_max_tokens));
     let v1_page = [OcrPage { id: "c".into(), image: img.clone(), mode: Mode::Base }];
-    let err = engine.ocr(&v1_page, &Prompt::FreeOcr, &options).unwrap_err().to_string();
+    let err = OcrEngine::ocr(&mut engine, &v1_page, &Prompt::FreeOcr, &options).unwrap_err().to_string();
     assert!(err.contains("not DeepSeek-OCR (v1)'s base"), "{err}");
     // and the v1 preprocessing refuses v2 modes
     let err = occ_model::preprocess::prepare(&img, Mode::V2).unwrap_err().to_string();
@@ -484,4 +484,72 @@ fn vision_only_parity(
     }
     std::fs::write(dir.join("rust_report.json"), serde_json::to_string_pretty(&report).unwrap()).unwrap();
     assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
+/// A synthetic page whose pixels depend on `seed`.
+fn pattern(w: u32, h: u32, seed: u32) -> image::RgbImage {
+    image::RgbImage::from_fn(w, h, |x, y| {
+        image::Rgb([((x * 7 + seed * 31) % 251) as u8, ((y * 3 + seed * 17) % 241) as u8, ((x + y + seed) % 256) as u8])
+    })
+}
+
+#[test]
+fn v2_pages_through_the_batched_tower_and_the_batcher_equal_per_page_generate() {
+    use occ_core::{OcrEngine, OcrOptions, OcrPage, Prompt};
+    use occ_model::generate::GenerationConfig;
+    use occ_model::pipeline_v2::{DeepseekOcr2, Ocr2SyntheticSize};
+    let mut engine =
+        DeepseekOcr2::synthetic(Ocr2SyntheticSize::Reduced, occ_model::synth::Recipe::V1, 0, DType::F32, &Device::Cpu)
+            .unwrap();
+    // A mixed batch: a tiled v2 page (2×1 tiles: 545 slots), an untiled v2 page (257), two
+    // v2-single pages (145) of other sizes. The tower runs the two 1024² global views together and
+    // the two tiles with the two v2-single views (all 768²) together; prompts differ in length.
+    let pages = [
+        (pattern(800, 400, 1), Mode::V2),
+        (pattern(500, 640, 2), Mode::V2Single),
+        (pattern(600, 700, 3), Mode::V2),
+        (pattern(900, 300, 4), Mode::V2Single),
+    ];
+    let batch: Vec<(&image::RgbImage, Mode)> = pages.iter().map(|(img, m)| (img, *m)).collect();
+    // the engine's default settings (the DeepSeek blocker) and a run that ignores EOS
+    for cfg in [
+        GenerationConfig { max_new_tokens: 12, ..GenerationConfig::default() },
+        GenerationConfig { ignore_eos: true, ..GenerationConfig::plain_greedy(9) },
+    ] {
+        let fast = engine.ocr(&batch, &Prompt::FreeOcr, &cfg).unwrap();
+        assert_eq!(fast.len(), pages.len());
+        let slots: Vec<u32> = fast.iter().map(|o| o.vision_tokens.slots).collect();
+        assert_eq!(slots, vec![545, 145, 257, 145]);
+        for (i, (img, mode)) in pages.iter().enumerate() {
+            // the plain path: this page alone through the tower, static-batch generate
+            let alone = engine.generate_pages(&[(img, *mode)], &Prompt::FreeOcr, &cfg).unwrap();
+            assert_eq!(fast[i].token_ids, alone.rows[0].tokens, "page {i} ({mode}), {cfg:?}");
+            assert_eq!(fast[i].stopped_at_eos, alone.rows[0].stopped_at_eos, "page {i}");
+            let input = engine.prompt_input(img, *mode, &Prompt::FreeOcr).unwrap();
+            assert_eq!(fast[i].n_prompt_tokens, input.ids.len(), "page {i}");
+        }
+    }
+    // the batched tower's rows equal each page's alone
+    let prepared: Vec<PreparedImage> = pages.iter().map(|(img, m)| engine.prepare(img, *m).unwrap()).collect();
+    let together = engine.encoder().encode_batch(&prepared).unwrap();
+    for (i, p) in prepared.iter().enumerate() {
+        let alone = engine.encoder().encode(p).unwrap();
+        let diff = (&together[i] - &alone).unwrap().abs().unwrap().max_all().unwrap().to_scalar::<f32>().unwrap();
+        assert!(diff <= 1e-5, "page {i}: batched rows differ by {diff}");
+    }
+    // the engine trait reads them the same way, `max_batch` pages per call
+    engine.max_batch = 3;
+    let options = OcrOptions { max_new_tokens: 9, ignore_eos: true, ..OcrOptions::default() };
+    engine.generation = GenerationConfig::plain_greedy(1);
+    let ocr_pages: Vec<OcrPage> = pages
+        .iter()
+        .enumerate()
+        .map(|(i, (img, mode))| OcrPage { id: i.to_string(), image: img.clone(), mode: *mode })
+        .collect();
+    let out = OcrEngine::ocr(&mut engine, &ocr_pages, &Prompt::FreeOcr, &options).unwrap();
+    let cfg = GenerationConfig { ignore_eos: true, ..GenerationConfig::plain_greedy(9) };
+    for (i, (img, mode)) in pages.iter().enumerate() {
+        let alone = engine.generate_pages(&[(img, *mode)], &Prompt::FreeOcr, &cfg).unwrap();
+        assert_eq!(out[i].token_ids.as_ref(), Some(&alone.rows[0].tokens), "engine trait, page {i}");
+    }
 }

@@ -14,6 +14,7 @@ use std::path::{Path, PathBuf};
 use base64::Engine as _;
 use image::RgbImage;
 use occ_core::{Mode, Prompt};
+use occ_model::reader::ReadableModes;
 
 use crate::api::{ChatRequest, Content, Part};
 use crate::error::ApiError;
@@ -100,20 +101,18 @@ pub fn params(req: &ChatRequest, limits: &Limits) -> Result<Params, ApiError> {
     })
 }
 
-/// The request's mode: its `mode` field, else `default`; a model with a native mode reads only that.
-pub fn mode(req: &ChatRequest, default: Mode, native: Option<Mode>) -> Result<Mode, ApiError> {
+/// The request's mode: its `mode` field, else the model's default ([`ReadableModes::default_mode`]
+/// of `default`); a mode the model does not read (a v1 mode for DeepSeek-OCR-2, a v2 mode for
+/// DeepSeek-OCR, another than a mini reader's own) is refused, naming it.
+pub fn mode(req: &ChatRequest, default: Mode, modes: ReadableModes) -> Result<Mode, ApiError> {
     let mode = match &req.mode {
         Some(name) => {
             name.parse::<Mode>().map_err(|e| ApiError::invalid_param("mode", "invalid_mode", e.to_string()))?
         }
-        None => native.unwrap_or(default),
+        None => modes.default_mode(default),
     };
-    if let Some(native) = native.filter(|&n| n != mode) {
-        return Err(ApiError::invalid_param(
-            "mode",
-            "invalid_mode",
-            format!("this model reads {native} pages only, not {mode}"),
-        ));
+    if let Some(why) = modes.refuses(mode) {
+        return Err(ApiError::invalid_param("mode", "invalid_mode", why));
     }
     Ok(mode)
 }
@@ -482,7 +481,19 @@ mod tests {
             Params { max_tokens: 5, temperature: 0.5, top_p: 1.0, seed: 0, ignore_eos: false }
         );
         req.mode = Some("small".into());
-        assert_eq!(mode(&req, Mode::Base, None).unwrap(), Mode::Small);
-        assert_eq!(mode(&req, Mode::Base, Some(Mode::Tiny)).unwrap_err().code, "invalid_mode");
+        assert_eq!(mode(&req, Mode::Base, ReadableModes::Any).unwrap(), Mode::Small);
+        assert_eq!(mode(&req, Mode::Base, ReadableModes::V1).unwrap(), Mode::Small);
+        assert_eq!(mode(&req, Mode::Base, ReadableModes::Only(Mode::Tiny)).unwrap_err().code, "invalid_mode");
+        // DeepSeek-OCR-2 reads v2 modes only, DeepSeek-OCR none of them; the refusal names the mode
+        let refused = mode(&req, Mode::V2, ReadableModes::V2).unwrap_err();
+        assert_eq!((refused.code, refused.param.as_deref()), ("invalid_mode", Some("mode")));
+        assert!(refused.message.contains("small") && refused.message.contains("v2-single"), "{}", refused.message);
+        req.mode = Some("v2-single".into());
+        assert_eq!(mode(&req, Mode::V2, ReadableModes::V2).unwrap(), Mode::V2Single);
+        assert!(mode(&req, Mode::Base, ReadableModes::V1).unwrap_err().message.contains("v2-single"));
+        // no mode named: the model's default (v2 for DeepSeek-OCR-2 whatever the server's v1 default)
+        req.mode = None;
+        assert_eq!(mode(&req, Mode::Base, ReadableModes::V2).unwrap(), Mode::V2);
+        assert_eq!(mode(&req, Mode::Base, ReadableModes::Only(Mode::Tiny)).unwrap(), Mode::Tiny);
     }
 }

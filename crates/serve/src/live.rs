@@ -2,12 +2,14 @@
 //! batcher ([`occ_model::batcher::Batcher`]) while others decode, each token sent to its request at
 //! once, a cancelled request's pages freed before the next decode step.
 //!
-//! A page goes through the same steps as [`DeepseekOcr::ocr`] (the same
-//! [`DeepseekOcr::prepare_page`]: preprocessing in the engine's resize order, the prompt with its
-//! image slots, a mini reader's output vocabulary; the vision encoder, the splice, the engine's
-//! generation settings for the request, the same [`DeepseekOcr::within_positions`] cap of a mini
-//! reader's budget, the text decoded and post-processed), so a greedy answer equals the
-//! in-process engine's on the same page (tests).
+//! One session for every occ-model reader ([`PageReader`]: DeepSeek-OCR, the mini readers,
+//! DeepSeek-OCR-2). A page goes through the same steps as the engines' `ocr`
+//! ([`occ_model::reader::read_pages`]: the same [`PageReader::prepare_page`]: preprocessing in the
+//! engine's resize order, the prompt with its image slots, a mini reader's output vocabulary; the
+//! vision tower over the round's pages at once, the splice, the engine's generation settings for the
+//! request, the same [`PageReader::within_positions`] cap of a mini reader's budget, the text
+//! decoded and post-processed), so a greedy answer equals the in-process engine's on the same page
+//! (tests).
 
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -18,8 +20,9 @@ use occ_model::batcher::{Batcher, BatcherConfig, Cancel, SeqEvent, Sink};
 use occ_model::generate::{PromptInput, Sampling};
 use occ_model::grounding::postprocess;
 use occ_model::mini::OutputVocab;
-use occ_model::pipeline::{DeepseekOcr, PreparedPage};
+use occ_model::pipeline::{splice, PreparedPage};
 use occ_model::preprocess::PreparedImage;
+use occ_model::reader::PageReader;
 
 use crate::scheduler::{options, Admission, Detokenizer, Events, LiveSession, PageEvent, Params, Reading};
 
@@ -27,13 +30,13 @@ use crate::scheduler::{options, Admission, Detokenizer, Events, LiveSession, Pag
 const INITIAL_COLUMNS: usize = 1536;
 
 /// The engine's text of generated ids (an undecodable answer gives no text).
-pub(crate) fn detokenizer(engine: &DeepseekOcr) -> Detokenizer {
+pub(crate) fn detokenizer<R: PageReader>(engine: &R) -> Detokenizer {
     let text = text_of(engine);
     Arc::new(move |ids: &[u32]| text(ids).unwrap_or_default())
 }
 
-/// Generated ids (the tokenizer's) → the answer's text, as [`DeepseekOcr::ocr`] gives it.
-fn text_of(engine: &DeepseekOcr) -> TextOf {
+/// Generated ids (the tokenizer's) → the answer's text, as the engine's `ocr` gives it.
+fn text_of<R: PageReader>(engine: &R) -> TextOf {
     let tokenizer = engine.tokenizer().clone();
     Arc::new(move |ids: &[u32]| {
         let decoded = tokenizer.decode(ids, false).map_err(|e| format!("decoding the answer: {e}"))?;
@@ -45,8 +48,8 @@ fn text_of(engine: &DeepseekOcr) -> TextOf {
 type TextOf = Arc<dyn Fn(&[u32]) -> Result<String, String> + Send + Sync>;
 
 /// The engine's live session.
-pub(crate) struct EngineSession<'e> {
-    engine: &'e DeepseekOcr,
+pub(crate) struct EngineSession<'e, R: PageReader> {
+    engine: &'e R,
     batcher: Batcher<'e>,
     /// Tokens reported since the last step (the sinks count them).
     tokens: Arc<AtomicUsize>,
@@ -55,15 +58,15 @@ pub(crate) struct EngineSession<'e> {
     vocab: Arc<Option<OutputVocab>>,
 }
 
-impl<'e> EngineSession<'e> {
-    pub(crate) fn new(engine: &'e DeepseekOcr, slots: usize) -> Result<EngineSession<'e>, String> {
+impl<'e, R: PageReader> EngineSession<'e, R> {
+    pub(crate) fn new(engine: &'e R, slots: usize) -> Result<EngineSession<'e, R>, String> {
         let bc = BatcherConfig { slots, prefill_batch: slots.min(8), ..Default::default() };
         let batcher = Batcher::new(engine.decoder(), &bc, slots, INITIAL_COLUMNS).map_err(|e| e.to_string())?;
         let (text, vocab) = (text_of(engine), Arc::new(engine.vocab().cloned()));
         Ok(EngineSession { engine, batcher, tokens: Arc::new(AtomicUsize::new(0)), text, vocab })
     }
 
-    /// A request's pages preprocessed and its prompt tokens (as [`DeepseekOcr::ocr`] builds them).
+    /// A request's pages preprocessed and its prompt tokens (as the engine's `ocr` builds them).
     fn prepare(&self, pages: &[(&RgbImage, Mode)], prompt: &Prompt) -> Result<Vec<PreparedPage>, String> {
         pages
             .iter()
@@ -79,7 +82,7 @@ impl<'e> EngineSession<'e> {
         events: &Events,
         cancelled: &Arc<AtomicBool>,
     ) -> Result<(), String> {
-        // a mini reader writes no more than its decoder's positions allow (as `DeepseekOcr::ocr`)
+        // a mini reader writes no more than its decoder's positions allow (as the engine's `ocr`)
         let longest = inputs.iter().map(|(p, _)| p.ids.len()).max().unwrap_or(0);
         let cfg = self.engine.within_positions(&self.engine.generation_for(&options(params)), longest);
         let cancel = Cancel::from(cancelled.clone());
@@ -135,7 +138,7 @@ impl<'e> EngineSession<'e> {
     }
 }
 
-impl LiveSession for EngineSession<'_> {
+impl<R: PageReader> LiveSession for EngineSession<'_, R> {
     fn accepts(&self, params: &Params) -> bool {
         self.engine.generation_for(&options(params)).sampling == Sampling::Greedy
     }
@@ -153,12 +156,12 @@ impl LiveSession for EngineSession<'_> {
     }
 
     fn admit(&mut self, requests: &[Admission<'_>]) -> Vec<Result<(), String>> {
-        // every page of the round through the vision encoder in one call
+        // every page of the round through the vision tower in one call (views of one size batched)
         let prepared: Vec<_> = requests.iter().map(|r| self.prepare(r.pages, r.prompt)).collect();
         let images: Vec<PreparedImage> =
             prepared.iter().flatten().flat_map(|pages| pages.iter().map(|p| p.image.clone())).collect();
         let e = self.engine;
-        let mut rows = match e.encoder().encode(&images, e.decoder().device()) {
+        let mut rows = match e.encode_images(&images) {
             Ok(rows) => rows.into_iter(),
             Err(err) => {
                 let msg = format!("the vision encoder failed: {err}");
@@ -174,7 +177,7 @@ impl LiveSession for EngineSession<'_> {
                     .into_iter()
                     .map(|p| {
                         let row = rows.next().ok_or("the vision encoder gave fewer rows than pages")?;
-                        let embeds = e.splice(&p.tokens, &row).map_err(|e| e.to_string())?;
+                        let embeds = splice(e.decoder(), &p.tokens, &row).map_err(|e| e.to_string())?;
                         Ok((PromptInput { embeds, ids: p.tokens.ids }, p.vision.slots as usize))
                     })
                     .collect::<Result<Vec<_>, String>>()?;

@@ -30,6 +30,8 @@ use image::RgbImage;
 use occ_core::{Mode, OcrOptions, Prompt};
 use occ_model::generate::Sampling;
 use occ_model::pipeline::DeepseekOcr;
+use occ_model::pipeline_v2::DeepseekOcr2;
+use occ_model::reader::{read_pages, PageReader, ReadableModes};
 use tokio::sync::mpsc;
 
 use crate::metrics::Metrics;
@@ -80,6 +82,11 @@ pub trait Reader: Send + 'static {
     fn max_batch(&self) -> usize;
     /// The only mode the model reads, if it has one (a mini reader's canvas).
     fn native_mode(&self) -> Option<Mode>;
+    /// The modes the model reads; a request in another mode is refused (400 `invalid_mode`, naming
+    /// it) before it reaches the queue. Default: the native mode only, else every mode.
+    fn modes(&self) -> ReadableModes {
+        self.native_mode().map_or(ReadableModes::Any, ReadableModes::Only)
+    }
     /// Reads every page; one reading per page, in order.
     fn read(&self, pages: &[(&RgbImage, Mode)], prompt: &Prompt, params: &Params) -> Result<Vec<Reading>, String>;
     /// A live decoding session with `slots` slots; `None` when the reader has no live path.
@@ -137,6 +144,37 @@ pub(crate) fn options(params: &Params) -> OcrOptions {
     }
 }
 
+/// [`Reader::read`] of an occ-model reader: the same settings as the engine trait's call with these
+/// options (so an answer equals `OcrEngine::ocr` on the same page), with the request's `top_p`.
+fn read_model<R: PageReader>(
+    reader: &R,
+    pages: &[(&RgbImage, Mode)],
+    prompt: &Prompt,
+    params: &Params,
+) -> Result<Vec<Reading>, String> {
+    let mut cfg = reader.generation_for(&options(params));
+    if let Sampling::TopP { top_p, .. } = &mut cfg.sampling {
+        *top_p = params.top_p;
+    }
+    let out = read_pages(reader, pages, prompt, &cfg).map_err(|e| e.to_string())?;
+    Ok(out
+        .into_iter()
+        .map(|p| Reading {
+            text: p.text,
+            token_ids: p.token_ids,
+            prompt_tokens: p.n_prompt_tokens,
+            vision_tokens: p.vision_tokens.slots as usize,
+            stopped_at_eos: p.stopped_at_eos,
+        })
+        .collect())
+}
+
+/// [`Reader::live`] of an occ-model reader.
+fn live_model<R: PageReader>(reader: &R, slots: usize) -> Option<Result<Box<dyn LiveSession + '_>, String>> {
+    Some(crate::live::EngineSession::new(reader, slots).map(|s| Box::new(s) as Box<dyn LiveSession + '_>))
+}
+
+/// DeepSeek-OCR and the mini readers.
 impl Reader for DeepseekOcr {
     fn max_batch(&self) -> usize {
         self.max_batch.max(1)
@@ -146,28 +184,43 @@ impl Reader for DeepseekOcr {
         DeepseekOcr::native_mode(self)
     }
 
+    fn modes(&self) -> ReadableModes {
+        PageReader::modes(self)
+    }
+
     fn read(&self, pages: &[(&RgbImage, Mode)], prompt: &Prompt, params: &Params) -> Result<Vec<Reading>, String> {
-        // the same settings as the engine trait's call with these options (so an answer equals
-        // `OcrEngine::ocr` on the same page), with the request's top_p
-        let mut cfg = self.generation_for(&options(params));
-        if let Sampling::TopP { top_p, .. } = &mut cfg.sampling {
-            *top_p = params.top_p;
-        }
-        let out = DeepseekOcr::ocr(self, pages, prompt, &cfg).map_err(|e| e.to_string())?;
-        Ok(out
-            .into_iter()
-            .map(|p| Reading {
-                text: p.text,
-                token_ids: p.token_ids,
-                prompt_tokens: p.n_prompt_tokens,
-                vision_tokens: p.vision_tokens.slots as usize,
-                stopped_at_eos: p.stopped_at_eos,
-            })
-            .collect())
+        read_model(self, pages, prompt, params)
     }
 
     fn live(&self, slots: usize) -> Option<Result<Box<dyn LiveSession + '_>, String>> {
-        Some(crate::live::EngineSession::new(self, slots).map(|s| Box::new(s) as Box<dyn LiveSession + '_>))
+        live_model(self, slots)
+    }
+
+    fn detokenizer(&self) -> Option<Detokenizer> {
+        Some(crate::live::detokenizer(self))
+    }
+}
+
+/// DeepSeek-OCR-2: the same batcher and decode step as DeepSeek-OCR; pages in `v2` and `v2-single`.
+impl Reader for DeepseekOcr2 {
+    fn max_batch(&self) -> usize {
+        self.max_batch.max(1)
+    }
+
+    fn native_mode(&self) -> Option<Mode> {
+        None
+    }
+
+    fn modes(&self) -> ReadableModes {
+        PageReader::modes(self)
+    }
+
+    fn read(&self, pages: &[(&RgbImage, Mode)], prompt: &Prompt, params: &Params) -> Result<Vec<Reading>, String> {
+        read_model(self, pages, prompt, params)
+    }
+
+    fn live(&self, slots: usize) -> Option<Result<Box<dyn LiveSession + '_>, String>> {
+        live_model(self, slots)
     }
 
     fn detokenizer(&self) -> Option<Detokenizer> {

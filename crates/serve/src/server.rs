@@ -18,6 +18,7 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use futures_util::stream::{self, Stream, StreamExt};
 use occ_core::Mode;
+use occ_model::reader::ReadableModes;
 use tokio::sync::{mpsc, Notify};
 
 use crate::api::{
@@ -81,7 +82,8 @@ impl ServeConfig {
 struct AppState {
     cfg: ServeConfig,
     sources: Sources,
-    native_mode: Option<Mode>,
+    /// The modes the reader reads (others are refused before the queue).
+    modes: ReadableModes,
     scheduler: Scheduler,
     /// The text of generated ids, for streaming token by token (`None`: the text of a page comes
     /// when it is read).
@@ -137,14 +139,14 @@ impl Server {
 async fn serve(cfg: ServeConfig, reader: Box<dyn Reader>, listener: TcpListener, stop: Arc<Notify>) -> io::Result<()> {
     let listener = tokio::net::TcpListener::from_std(listener)?;
     let metrics = Arc::new(Metrics::default());
-    let native_mode = reader.native_mode();
+    let modes = reader.modes();
     let detokenizer = reader.detokenizer();
     let wc = WorkerConfig { live: cfg.live, batch_window: cfg.batch_window };
     let scheduler = Scheduler::start(reader, cfg.limits.max_queue, wc, metrics.clone());
     let created = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
     let state = Arc::new(AppState {
         sources: Sources { local_dir: cfg.allow_local_files.clone() },
-        native_mode,
+        modes,
         scheduler,
         detokenizer,
         metrics,
@@ -319,7 +321,7 @@ async fn chat_inner(
         });
     }
     let params = input::params(&req, &st.cfg.limits)?;
-    let mode = input::mode(&req, st.cfg.default_mode, st.native_mode)?;
+    let mode = input::mode(&req, st.cfg.default_mode, st.modes)?;
     let (prompt, pages) = {
         let (req, limits, sources) = (req.clone(), st.cfg.limits.clone(), st.sources.clone());
         tokio::task::spawn_blocking(move || input::pages_and_prompt(&req, &limits, &sources))

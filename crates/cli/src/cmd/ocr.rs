@@ -23,7 +23,7 @@ use occ_eval::truth::{self, Join, JoinedPage};
 use occ_eval::Lang;
 use occ_model::generate::GenerationConfig;
 use occ_model::grounding::GroundedBlock;
-use occ_model::pipeline::DeepseekOcr;
+use occ_model::pipeline::{DeepseekOcr, PageOutput};
 use occ_model::pipeline_v2::DeepseekOcr2;
 use occ_serve::pdf::PageRange;
 use occ_serve::OpenAiEngine;
@@ -132,10 +132,10 @@ enum Reader {
         engine: Box<DeepseekOcr>,
         cfg: GenerationConfig,
     },
-    /// DeepSeek-OCR-2 through its engine trait (its generation settings set from the flags).
+    /// DeepSeek-OCR-2, read as DeepSeek-OCR is (the same batcher, the same generation flags).
     ModelV2 {
         engine: Box<DeepseekOcr2>,
-        options: OcrOptions,
+        cfg: GenerationConfig,
     },
     Tesseract(Tesseract),
     Remote {
@@ -161,18 +161,8 @@ impl Reader {
             bail!("--mode {}: {why}", args.mode);
         }
         if args.engine == EngineKind::DeepseekOcr2 {
-            if args.temperature > 0.0 && args.top_p < 1.0 {
-                bail!("deepseek-ocr-2 samples at --temperature over the whole distribution; --top-p is not supported");
-            }
-            let mut engine = Box::new(engine::load_model_v2(&args.model, out)?);
-            engine.generation = generation(args).config();
-            let options = OcrOptions {
-                max_new_tokens: args.max_new_tokens,
-                temperature: args.temperature,
-                seed: args.sample_seed,
-                ignore_eos: args.ignore_eos,
-            };
-            return Ok(Reader::ModelV2 { engine, options });
+            let engine = Box::new(engine::load_model_v2(&args.model, out)?);
+            return Ok(Reader::ModelV2 { engine, cfg: generation(args).config() });
         }
         if args.engine.is_model() {
             let engine = Box::new(engine::load_model(args.engine, &args.model, out)?);
@@ -224,37 +214,11 @@ impl Reader {
         match self {
             Reader::Model { engine, cfg } => {
                 let pages: Vec<(&RgbImage, Mode)> = images.iter().map(|(_, i)| (i, mode)).collect();
-                let results = engine.ocr(&pages, prompt, cfg)?;
-                Ok(results
-                    .into_iter()
-                    .map(|r| PageRead {
-                        text: r.text,
-                        blocks: r.blocks,
-                        token_ids: Some(r.token_ids),
-                        n_prompt_tokens: Some(r.n_prompt_tokens),
-                        stopped_at_eos: Some(r.stopped_at_eos),
-                        vision_tokens: Some(r.vision_tokens),
-                        timings: r.timings,
-                    })
-                    .collect())
+                Ok(model_reads(engine.ocr(&pages, prompt, cfg)?))
             }
-            Reader::ModelV2 { engine, options } => {
-                let pages: Vec<OcrPage> =
-                    images.iter().map(|(id, image)| OcrPage { id: id.clone(), image: image.clone(), mode }).collect();
-                let results = engine.ocr(&pages, prompt, options)?;
-                Ok(results
-                    .into_iter()
-                    .zip(images)
-                    .map(|(r, (_, image))| PageRead {
-                        blocks: occ_model::grounding::parse_grounding(&r.text),
-                        text: r.text,
-                        stopped_at_eos: Some(!r.hit_max_tokens),
-                        token_ids: r.token_ids,
-                        n_prompt_tokens: r.n_prompt_tokens,
-                        vision_tokens: mode.vision_tokens(image.width(), image.height()).ok(),
-                        timings: r.timings,
-                    })
-                    .collect())
+            Reader::ModelV2 { engine, cfg } => {
+                let pages: Vec<(&RgbImage, Mode)> = images.iter().map(|(_, i)| (i, mode)).collect();
+                Ok(model_reads(engine.ocr(&pages, prompt, cfg)?))
             }
             Reader::Tesseract(t) => {
                 let pages: Vec<OcrPage> =
@@ -315,6 +279,22 @@ fn render_pdf(args: &Args, paths: &mut Vec<PathBuf>) -> anyhow::Result<HashMap<P
         out.insert(name, image);
     }
     Ok(out)
+}
+
+/// What an occ-model reader gave for each page.
+fn model_reads(results: Vec<PageOutput>) -> Vec<PageRead> {
+    results
+        .into_iter()
+        .map(|r| PageRead {
+            text: r.text,
+            blocks: r.blocks,
+            token_ids: Some(r.token_ids),
+            n_prompt_tokens: Some(r.n_prompt_tokens),
+            stopped_at_eos: Some(r.stopped_at_eos),
+            vision_tokens: Some(r.vision_tokens),
+            timings: r.timings,
+        })
+        .collect()
 }
 
 fn generation(args: &Args) -> Generation {

@@ -1,10 +1,10 @@
 //! `compress-bench serve`: an OpenAI-compatible HTTP server for a model reader (docs/SERVING.md).
 //!
-//! The model is loaded as `ocr` loads it (the model flags of [`ModelArgs`]) and handed to
-//! `occ_serve`; this module maps flags to its config, prints the address and waits until SIGTERM or
-//! SIGINT has drained the requests in flight. The server always feeds requests live into the
-//! continuous batcher: the per-request path (`ServeConfig::live = false`) and its batch window stay
-//! library-only, for measurement (docs/SERVING.md).
+//! The model (DeepSeek-OCR, a mini reader or DeepSeek-OCR-2) is loaded as `ocr` loads it (the model
+//! flags of [`ModelArgs`]) and handed to `occ_serve`; this module maps flags to its config, prints the
+//! address and waits until SIGTERM or SIGINT has drained the requests in flight. The server always
+//! feeds requests live into the continuous batcher: the per-request path (`ServeConfig::live = false`)
+//! and its batch window stay library-only, for measurement (docs/SERVING.md).
 
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use occ_core::Mode;
-use occ_serve::{Limits, ServeConfig, Server};
+use occ_serve::{Limits, Reader, ServeConfig, Server};
 
 use crate::engine::{self, EngineKind, ModelArgs};
 use crate::messages::ServeStart;
@@ -35,9 +35,10 @@ pub struct Args {
     /// The model name clients send [default: the engine name].
     #[arg(long, help_heading = "Server")]
     pub model_name: Option<String>,
-    /// Mode of a request that names none (a mini reader reads its own mode only).
-    #[arg(long, default_value = "base", help_heading = "Server")]
-    pub mode: Mode,
+    /// Mode of a request that names none [default: base; v2 for deepseek-ocr-2] (a mini reader reads
+    /// its own mode only; deepseek-ocr-2 reads v2 and v2-single).
+    #[arg(long, help_heading = "Server")]
+    pub mode: Option<Mode>,
     /// Pages read together in one batch at most (each page one decoder slot).
     #[arg(long, default_value_t = 32, help_heading = "Server")]
     pub max_batch: usize,
@@ -73,12 +74,24 @@ pub struct Args {
 pub fn run(args: Args, out: &Output) -> anyhow::Result<()> {
     anyhow::ensure!(args.max_batch >= 1, "--max-batch must be at least 1");
     anyhow::ensure!(args.timeout > 0.0, "--timeout must be positive");
-    let mut model = engine::load_model(args.engine, &args.model, out)?;
-    model.max_batch = args.max_batch;
-    let info = occ_core::OcrEngine::info(&model);
+    if let Some(why) = args.mode.and_then(|m| args.engine.refuses_mode(m)) {
+        anyhow::bail!("--mode: {why}");
+    }
+    let (reader, info, native): (Box<dyn Reader>, _, _) = if args.engine == EngineKind::DeepseekOcr2 {
+        let mut model = engine::load_model_v2(&args.model, out)?;
+        model.max_batch = args.max_batch;
+        let info = occ_core::OcrEngine::info(&model);
+        (Box::new(model), info, None)
+    } else {
+        let mut model = engine::load_model(args.engine, &args.model, out)?;
+        model.max_batch = args.max_batch;
+        let (info, native) = (occ_core::OcrEngine::info(&model), model.native_mode());
+        (Box::new(model), info, native)
+    };
     let name = args.model_name.clone().unwrap_or_else(|| args.engine.name().to_string());
     let mut cfg = ServeConfig::new(SocketAddr::new(args.host, args.port), name.clone());
-    cfg.default_mode = model.native_mode().unwrap_or(args.mode);
+    let default_mode = if args.engine == EngineKind::DeepseekOcr2 { Mode::V2 } else { Mode::Base };
+    cfg.default_mode = native.or(args.mode).unwrap_or(default_mode);
     cfg.limits = Limits {
         max_body_bytes: args.max_body_mib << 20,
         max_image_pixels: args.max_image_pixels,
@@ -96,8 +109,7 @@ pub fn run(args: Args, out: &Output) -> anyhow::Result<()> {
         None => None,
     };
     cfg.handle_signals = true;
-    let server =
-        Server::start(cfg, Box::new(model)).with_context(|| format!("listening on {}:{}", args.host, args.port))?;
+    let server = Server::start(cfg, reader).with_context(|| format!("listening on {}:{}", args.host, args.port))?;
     let url = format!("http://{}", server.addr());
     out.result(&format!("listening on {url} (model {name:?}: {info})"));
     out.send(&ServeStart { url, model: &name, engine: info.to_string() })?;

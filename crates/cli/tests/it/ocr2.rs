@@ -298,3 +298,105 @@ fn inspect_shows_deepseek_ocr_2_modes_and_tower_tensors() {
     let o = run(&["inspect", "--engine", "deepseek-ocr-2", "--modes", "base"]);
     assert!(!o.status.success() && stderr(&o).contains("--modes base: the deepseek-ocr-2 engine reads modes v2"));
 }
+
+/// The token ids of each page of an `ocr --json` run.
+fn token_ids(o: &Output) -> Vec<Vec<u64>> {
+    ocr_messages(o)
+        .iter()
+        .map(|m| m["token_ids"].as_array().unwrap().iter().map(|v| v.as_u64().unwrap()).collect())
+        .collect()
+}
+
+#[test]
+fn ocr_with_deepseek_ocr_2_honours_top_p() {
+    let img = page("page_square640.png");
+    let read =
+        |extra: &[&str]| {
+            let o =
+                run(&[
+                    &[
+                        "--json",
+                        "ocr",
+                        "--image",
+                        img.to_str().unwrap(),
+                        "--mode",
+                        "v2-single",
+                        "--max-new-tokens",
+                        "6",
+                    ][..],
+                    &V2,
+                    extra,
+                ]
+                .concat());
+            assert_ok(&o);
+            token_ids(&o)
+        };
+    let greedy = read(&[]);
+    let sample = ["--temperature", "1.5", "--sample-seed", "3", "--top-p"];
+    // the whole distribution at this temperature reads otherwise than greedy decoding; a nucleus of
+    // one token is greedy decoding: --top-p reaches the sampler
+    assert_ne!(read(&[&sample[..], &["1"]].concat()), greedy);
+    assert_eq!(read(&[&sample[..], &["0.000000001"]].concat()), greedy);
+}
+
+/// `serve` of DeepSeek-OCR-2 on reduced synthetic weights, on a free port: the child and its URL.
+fn serve_v2(extra: &[&str]) -> (std::process::Child, String) {
+    use std::io::BufRead;
+    let mut child = Command::new(BIN)
+        .args(["serve", "--port", "0"])
+        .args(V2)
+        .args(extra)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("starting compress-bench serve");
+    let mut line = String::new();
+    std::io::BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
+    match line.split_whitespace().find(|w| w.starts_with("http://")) {
+        Some(url) => (child, url.to_string()),
+        None => {
+            let _ = child.kill();
+            let out = child.wait_with_output().unwrap();
+            panic!("serve printed {line:?}; stderr: {}", stderr(&out))
+        }
+    }
+}
+
+#[test]
+fn serve_with_deepseek_ocr_2_reads_what_ocr_reads_in_process() {
+    let (tall, square) = (page("page_tall.png"), page("page_square640.png"));
+    for mode in ["v2", "v2-single"] {
+        let common = [
+            "--json",
+            "ocr",
+            "--image",
+            tall.to_str().unwrap(),
+            "--image",
+            square.to_str().unwrap(),
+            "--mode",
+            mode,
+            "--max-new-tokens",
+            "6",
+        ];
+        let local = run(&[&common[..], &V2].concat());
+        assert_ok(&local);
+        let want = token_ids(&local);
+        assert_eq!(want.len(), 2);
+        let (mut server, url) = serve_v2(&[]);
+        let endpoint = format!("{url}/v1");
+        let remote = run(&[
+            &common[..],
+            &["--engine", "openai", "--endpoint", &endpoint, "--model", "deepseek-ocr-2", "--send-mode"],
+        ]
+        .concat());
+        let _ = server.kill();
+        let _ = server.wait();
+        assert_ok(&remote);
+        assert_eq!(token_ids(&remote), want, "{mode}");
+    }
+    // a v1 default mode is refused at start, naming it
+    let o = run(&[&["serve", "--port", "0", "--mode", "small"][..], &V2].concat());
+    assert!(!o.status.success());
+    let err = stderr(&o);
+    assert!(err.contains("--mode") && err.contains("small") && err.contains("v2 and v2-single"), "{err}");
+}

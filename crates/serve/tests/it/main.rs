@@ -5,3 +5,4 @@ mod client;
 mod common;
 mod python;
 mod server;
+mod v2;
