@@ -407,7 +407,7 @@ fn load_weights(kind: EngineKind, m: &ModelArgs, out: &Output) -> anyhow::Result
         bail!("the {kind} engine is not a model; the model engines are deepseek-ocr, deepseek-ocr-2 and mini");
     }
     if kind == EngineKind::DeepseekOcr2 {
-        bail!("this command runs DeepSeek-OCR (v1)'s pipeline only; it does not read with deepseek-ocr-2 yet");
+        bail!("deepseek-ocr-2 is loaded by its own loader (load_model_v2), not DeepSeek-OCR (v1)'s");
     }
     let (device, dtype) = m.device_and_dtype()?;
     if kind == EngineKind::Mini {
