@@ -13,7 +13,8 @@
 //!     with SwiGLU, down GEMV weighted and summed per token; no sorting, no expert-major grouping;
 //!   - more (prefill, large batches): routing on the GPU (softmax, `arg_sort`, `gather`) and two
 //!     grouped GEMMs (candle's `moe_gemm` WMMA kernels), the routing weights applied in the second,
-//!     in chunks of at most [`DEVICE_CHUNK`] tokens.
+//!     in chunks of at most [`DEVICE_CHUNK`] tokens; the chunks and the GEMM's variant come from
+//!     [`ops::plan_moe_chunks`](crate::ops::plan_moe_chunks) (never thrust's in a CUDA graph).
 //! - **host-routed** (CPU, f32 anywhere, group-limited routing): routes are read back, each expert
 //!   runs on the tokens routed to it (`index_select`), outputs are upcast to float32, weighted and
 //!   summed back per token (`index_add`), then cast to the compute dtype.
@@ -179,13 +180,14 @@ impl Moe {
         crate::ops::moe_down(&act, &self.down, &route, k)
     }
 
-    /// Routed experts of `flat` `(tokens, hidden)` on the device.
-    fn routed_on_device(&self, flat: &Tensor) -> Result<Tensor> {
+    /// Routed experts of one planned chunk `flat` `(tokens, hidden)` on the device.
+    fn routed_on_device(&self, flat: &Tensor, kernel: crate::ops::MoeKernel) -> Result<Tensor> {
         let (tokens, hidden) = flat.dims2()?;
         let k = self.router.top_k;
-        if tokens * k <= SMALL_BATCH_PAIRS {
-            return self.routed_small_batch(flat);
-        }
+        let thrust = match kernel {
+            crate::ops::MoeKernel::SmallBatch => return self.routed_small_batch(flat),
+            crate::ops::MoeKernel::Grouped { thrust } => thrust,
+        };
         let probs = self.probabilities(flat)?;
         let topk_ids = probs.arg_sort_last_dim(false)?.narrow(D::Minus1, 0, k)?.contiguous()?; // (T, k) u32
         let mut topk_w = probs.gather(&topk_ids, D::Minus1)?; // (T, k) f32
@@ -196,11 +198,11 @@ impl Moe {
             topk_w = (topk_w * self.router.routed_scaling_factor)?;
         }
         let (expert_ids, sorted_pairs) = topk_ids.flatten_all()?.sort_last_dim(true)?;
-        let prefill = tokens >= 256;
-        let gate_up = candle_nn::moe::moe_gemm(flat, &self.gate_up, &None, &sorted_pairs, &expert_ids, k, prefill)?; // (T·k, 2w)
+        let gemm = crate::ops::grouped_moe_gemm;
+        let gate_up = gemm(flat, &self.gate_up, &None, &sorted_pairs, &expert_ids, k, thrust)?; // (T·k, 2w)
         let act = crate::ops::swiglu(&gate_up)?; // (T·k, w)
         let weights = Some(topk_w.flatten_all()?.contiguous()?);
-        let out = candle_nn::moe::moe_gemm(&act, &self.down, &weights, &sorted_pairs, &expert_ids, k, prefill)?;
+        let out = gemm(&act, &self.down, &weights, &sorted_pairs, &expert_ids, k, thrust)?;
         out.reshape((tokens, k, hidden))?.to_dtype(DType::F32)?.sum(1)?.to_dtype(flat.dtype())
     }
 
@@ -297,17 +299,6 @@ impl Moe {
     }
 }
 
-/// `t` in a buffer of its own starting at offset 0: candle's `moe_gemm` reads its input from the
-/// start of the storage and ignores the layout's offset (a chunk at row 256 read rows 0.. on the
-/// H100 until this was added).
-fn own_buffer(t: &Tensor) -> Result<Tensor> {
-    if t.is_contiguous() && t.layout().start_offset() == 0 {
-        Ok(t.clone())
-    } else {
-        t.force_contiguous() // a fresh buffer (`copy` would keep the offset)
-    }
-}
-
 impl Module for Moe {
     /// # Shapes
     /// `(batch, seq, hidden)` → `(batch, seq, hidden)`.
@@ -317,17 +308,15 @@ impl Module for Moe {
         let mut ys = if crate::ops::tracks_grad(&[&flat, &self.gate, &self.gate_up, &self.down]) {
             self.routed_tracked(&flat)?
         } else if self.uses_device_path(&flat) {
-            let tokens = b * s;
-            let mut parts = Vec::with_capacity(tokens.div_ceil(DEVICE_CHUNK));
-            for start in (0..tokens).step_by(DEVICE_CHUNK) {
-                let len = DEVICE_CHUNK.min(tokens - start);
-                parts.push(self.routed_on_device(&own_buffer(&flat.narrow(0, start, len)?)?)?);
-            }
-            if parts.len() == 1 {
-                parts.remove(0)
-            } else {
-                Tensor::cat(&parts, 0)?
-            }
+            let limits = crate::ops::MoeChunkLimits {
+                top_k: self.router.top_k,
+                experts: self.n_experts(),
+                max_tokens: DEVICE_CHUNK,
+                small_batch_pairs: SMALL_BATCH_PAIRS,
+            };
+            let state = crate::ops::StreamState::of(flat.device(), b * s >= crate::ops::THRUST_SCAN_MIN_TOKENS)?;
+            let plan = crate::ops::plan_moe_chunks(b * s, &limits, &state)?;
+            crate::ops::run_moe_chunks(&flat, &plan, |x, kernel| self.routed_on_device(x, kernel))?
         } else {
             self.routed_on_host(&flat)?
         };

@@ -86,3 +86,22 @@ pub fn device_memory_used(device: &candle_core::Device) -> Option<u64> {
         _ => None,
     }
 }
+
+/// Whether the device's stream is being captured into a CUDA graph; always `false` on the CPU.
+pub fn stream_capturing(device: &candle_core::Device) -> Result<bool> {
+    match device {
+        #[cfg(feature = "cuda")]
+        candle_core::Device::Cuda(dev) => cuda::capturing(dev),
+        _ => Ok(false),
+    }
+}
+
+/// Bytes of device memory free (driver view, what a `cudaMalloc` outside candle can get), or `None`
+/// on the CPU. Not to be called while the stream is captured.
+pub fn device_memory_free(device: &candle_core::Device) -> Option<u64> {
+    match device {
+        #[cfg(feature = "cuda")]
+        candle_core::Device::Cuda(_) => cuda::memory_free(),
+        _ => None,
+    }
+}

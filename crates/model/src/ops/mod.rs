@@ -25,7 +25,12 @@
 //! - [`bias_act`] (`bias_act.rs`, activations [`Act`] in `act.rs`): a linear layer's bias,
 //!   activation and residual add in one pass.
 //! - [`StepGraph`], [`capture_after_warmup`], [`cuda_device`], [`cuda_profiler`],
-//!   [`device_memory_used`] (`device.rs`): CUDA graphs of a decode step and the device.
+//!   [`device_memory_used`], [`device_memory_free`], [`stream_capturing`] (`device.rs`): CUDA graphs
+//!   of a decode step and the device.
+//! - [`grouped_moe_gemm`], [`plan_moe_chunks`], [`run_moe_chunks`] (`grouped_moe.rs`): candle's
+//!   grouped MoE GEMM called only within its limits, checked in Rust first (its `is_prefill`
+//!   variant runs thrust, which throws a C++ exception inside a CUDA graph capture or without free
+//!   memory), and the chunks the MoE's device path runs it in.
 //!
 //! Support files: `elem.rs` (the three float dtypes and CPU storage access), `diff.rs`
 //! (differentiable forms), `cuda/` (the kernel launchers: `decode.rs`, `vision.rs`, `device.rs`;
@@ -42,7 +47,9 @@
 //! - Positions are `u32` per slot: the column the next token is written to; a slot attends to
 //!   columns `0..=pos`. Writes at a position ≥ the capacity are dropped (idle slots keep
 //!   advancing); the decoder never lets an active slot get there.
-//! - Nothing here synchronises with the host: every op is safe inside CUDA graph capture.
+//! - Nothing here synchronises with the host: every op is safe inside CUDA graph capture
+//!   ([`grouped_moe_gemm`] by refusing, and [`plan_moe_chunks`] by never planning, the thrust
+//!   variant there).
 
 // Kernel launches and device allocations are `unsafe` in cudarc. SAFETY (for the whole module):
 // every launch passes buffers whose sizes are checked against the shapes here, outputs are fully
@@ -56,6 +63,7 @@ mod bias_act;
 mod device;
 mod diff;
 mod elem;
+mod grouped_moe;
 mod moe;
 mod rms_norm;
 mod rope;
@@ -66,8 +74,15 @@ mod vit_attention;
 
 pub use act::Act;
 pub use bias_act::bias_act;
-pub use device::{capture_after_warmup, cuda_device, cuda_profiler, device_memory_used, StepGraph};
+pub use device::{
+    capture_after_warmup, cuda_device, cuda_profiler, device_memory_free, device_memory_used, stream_capturing,
+    StepGraph,
+};
 pub use diff::{layer_norm, rope, softmax_last_dim, tracks_grad};
+pub use grouped_moe::{
+    check_grouped_call, grouped_moe_gemm, moe_chunk_tokens, plan_moe_chunks, run_moe_chunks, MoeChunk, MoeChunkLimits,
+    MoeKernel, StreamState, ARG_SORT_MAX_COLS, LIGHT_SCAN_MAX_EXPERTS, THRUST_MIN_FREE_BYTES, THRUST_SCAN_MIN_TOKENS,
+};
 pub use moe::{moe_down, moe_gate_up, moe_route, RouteSpec};
 pub use rms_norm::rms_norm;
 pub use rope::{kv_rope_write, rope_q};

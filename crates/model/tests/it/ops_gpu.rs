@@ -125,6 +125,37 @@ fn device_moe_path_matches_host_routing_in_bf16() {
 
 #[test]
 #[ignore = "needs a CUDA build (--features cuda) and a GPU"]
+fn device_moe_of_256_tokens_and_more_is_captured_in_a_graph() {
+    // issue 16: a decode step of 256 slots routed 256 tokens through candle's thrust variant inside
+    // the capture, and thrust's C++ exception aborted the process
+    let gpu = ops::cuda_device(0).expect("a CUDA device");
+    let cfg = DecoderConfig::deepseek_ocr();
+    let moe = Moe::new(&cfg, synth_var_builder(0, DType::BF16, &gpu).pp("model.layers.1.mlp")).unwrap();
+    for tokens in [200usize, 256, 512, 1100] {
+        let x = (rand(&[tokens, 1, 1280], tokens as u64) * 2.0)
+            .unwrap()
+            .to_dtype(DType::BF16)
+            .unwrap()
+            .to_device(&gpu)
+            .unwrap();
+        let eager = moe.forward(&x).unwrap().to_dtype(DType::F32).unwrap();
+        // the step writes into a buffer made before the capture, as the batcher's step does
+        let out = Tensor::zeros((tokens, 1, 1280), DType::BF16, &gpu).unwrap();
+        let step = || out.slice_set(&moe.forward(&x)?, 0, 0);
+        let graph = ops::capture_after_warmup(&gpu, &step).unwrap();
+        let graph = graph.unwrap_or_else(|| panic!("{tokens} tokens: the MoE step was not captured"));
+        out.slice_set(&out.zeros_like().unwrap(), 0, 0).unwrap();
+        graph.launch().unwrap();
+        gpu.synchronize().unwrap();
+        let replayed = out.to_dtype(DType::F32).unwrap();
+        let cos = min_row_cosine(&eager.squeeze(1).unwrap(), &replayed.squeeze(1).unwrap());
+        eprintln!("moe bf16, {tokens} tokens captured: replay vs eager min row cosine {cos:.6}");
+        assert!(cos > 0.9999, "{tokens} tokens: replay vs eager min row cosine {cos}");
+    }
+}
+
+#[test]
+#[ignore = "needs a CUDA build (--features cuda) and a GPU"]
 fn vision_attention_and_epilogue_match_their_cpu_specification_in_bf16() {
     let gpu = ops::cuda_device(0).expect("a CUDA device");
     let mut failures = Vec::new();

@@ -50,6 +50,18 @@ pub(in crate::ops) fn single_stream_device(ordinal: usize) -> Result<candle_core
     Ok(device)
 }
 
+/// Whether the device's stream is being captured (`cuStreamIsCapturing`: active or invalidated).
+pub(in crate::ops) fn capturing(dev: &CudaDevice) -> Result<bool> {
+    use candle_core::cuda_backend::cudarc::driver::sys;
+    let status = dev.cuda_stream().capture_status().w()?;
+    Ok(status != sys::CUstreamCaptureStatus::CU_STREAM_CAPTURE_STATUS_NONE)
+}
+
+pub(in crate::ops) fn memory_free() -> Option<u64> {
+    let (free, _) = candle_core::cuda_backend::cudarc::driver::result::mem_get_info().ok()?;
+    Some(free as u64)
+}
+
 pub(in crate::ops) fn memory_used() -> Option<u64> {
     let (free, total) = candle_core::cuda_backend::cudarc::driver::result::mem_get_info().ok()?;
     Some((total - free) as u64)

@@ -59,5 +59,5 @@ pub(super) use decode::{
     advance, apply_ban, argmax, decode_attention, kv_insert, moe_down, moe_gate_up, moe_route, qkv_rope_write,
     rms_norm, swiglu, write_u32,
 };
-pub(super) use device::{capture, memory_used, profiler, single_stream_device, Graph};
+pub(super) use device::{capture, capturing, memory_free, memory_used, profiler, single_stream_device, Graph};
 pub(super) use vision::{bias_act, vit_attention, VitLaunch};
