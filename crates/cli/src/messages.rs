@@ -356,6 +356,8 @@ pub struct CompareHeadline<'a> {
     pub other: &'a str,
     pub corpus: &'a str,
     pub mode: &'a str,
+    /// The other run's mode: `mode`, or another where the runs share no mode (paired by passage and ratio).
+    pub other_mode: &'a str,
     pub n_pairs: u32,
     pub char_precision_baseline: Option<f64>,
     pub char_precision_other: Option<f64>,

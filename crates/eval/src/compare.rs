@@ -1,24 +1,38 @@
 //! Paired comparison of runs: which samples of two runs read the same page, and the differences of
 //! their scores on those pages with bootstrap CIs.
 //!
-//! **Pairing.** The first run is the baseline; every other run is paired with it. Two samples are
-//! paired when they have the same *page key* — corpus, passage id, mode, target ratio and page
-//! setting (degradation, font family, line height: `crate::axes`), the columns a sample id is made
-//! of — and their pages are identical: the same ground truth (the exact text on
-//! the page, from `predictions.parquet`), page size and fitted font size. The key alone is not enough:
-//! two runs with different seeds or passage-length limits can start the same passage and continue it
-//! with different ones, and another renderer or font set can lay the same text out differently; such
-//! samples are counted as "page differs" and left out. A key that occurs more than once in a run
-//! (which no sweep or score run writes) is ambiguous and never paired.
+//! **Pairing.** The first run is the baseline; every other run is paired with it by one of two
+//! rules ([`PairingRule`]), chosen per pair of runs:
+//!
+//! - **Same page** (the runs share at least one mode). Two samples are paired when they have the
+//!   same *page key* — corpus, passage id, mode, target ratio and page setting (degradation, font
+//!   family, line height: `crate::axes`), the columns a sample id is made of — and their pages are
+//!   identical: the same ground truth (the exact text on the page, from `predictions.parquet`), page
+//!   size and fitted font size. The key alone is not enough: two runs with different seeds or
+//!   passage-length limits can start the same passage and continue it with different ones, and
+//!   another renderer or font set can lay the same text out differently; such samples are counted as
+//!   "page differs" and left out.
+//! - **Same passage and ratio** (the runs share no mode: other readers with modes of their own, such
+//!   as DeepSeek-OCR's `small`/`base` and DeepSeek-OCR-2's `v2-single`/`v2`). A page of another mode
+//!   is another page (another canvas, and a text budget of the ratio times that mode's vision
+//!   tokens), so the mode is left out of the key: samples with the same corpus, passage id, target
+//!   ratio and page setting are paired, each mode of the baseline with each mode of the other run,
+//!   when their ground truths are the same text cut at two budgets (the shorter, trailing whitespace
+//!   aside, begins the longer). Other texts (another seed, passage limits or corpus version) are
+//!   "page differs".
+//!
+//! A key that occurs more than once in a run (which no sweep or score run writes) is ambiguous and
+//! never paired.
 //!
 //! **Differences.** For each pair in which both samples have status `ok`, the difference
-//! other − baseline of each metric of [`METRICS`] is taken; per cell (corpus, mode, page setting,
-//! target ratio) and pooled over the ratios of each corpus × mode × page setting, the mean difference gets the percentile bootstrap CI
+//! other − baseline of each metric of [`METRICS`] is taken; per cell (corpus, mode — the pair of modes
+//! under the second rule —, page setting, target ratio) and pooled over the ratios of each corpus ×
+//! mode × page setting, the mean difference gets the percentile bootstrap CI
 //! of [`crate::stats::cell_stats`] (no CI below [`crate::stats::MIN_N_FOR_CI`] pairs), seeded from the
 //! comparison seed and the cell key. Because both runs read the same pages, the page-to-page
 //! variation of difficulty cancels: the paired CI is much narrower than the two runs' own CIs suggest.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
@@ -125,22 +139,50 @@ pub fn default_label(index: usize) -> String {
     String::from_utf8_lossy(&s).into_owned()
 }
 
+/// Which samples of two runs count as one page read by both (module docs).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PairingRule {
+    /// The runs share a mode: the same corpus, passage, mode, ratio and page setting, on an identical
+    /// page.
+    SamePage,
+    /// The runs share no mode: the same corpus, passage, ratio and page setting, every mode of one
+    /// with every mode of the other, the same text cut at each mode's budget.
+    SamePassageAndRatio,
+}
+
+impl PairingRule {
+    /// The rule in a few words, for tables.
+    pub fn describe(self) -> &'static str {
+        match self {
+            PairingRule::SamePage => "same page (corpus, passage, mode, ratio, identical page)",
+            PairingRule::SamePassageAndRatio => {
+                "same passage and ratio across modes (the runs share no mode; the same text at each mode's budget)"
+            }
+        }
+    }
+}
+
 /// The pairing of one run with the baseline: counts and the pairs that carry scores.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Pairing {
     pub baseline: String,
     pub other: String,
+    /// The rule the samples were paired by.
+    pub rule: PairingRule,
     /// Samples of each run.
     pub n_baseline: usize,
     pub n_other: usize,
-    /// Identical pages read by both runs.
+    /// Pairs of samples on the same page (identical pages, or under
+    /// [`PairingRule::SamePassageAndRatio`] one pair per baseline mode × other mode of a passage and
+    /// ratio).
     pub n_paired: usize,
     /// Of `n_paired`, pairs whose samples both have status ok: the pairs in the differences.
     pub n_scored: usize,
     /// Of `n_paired`, pairs left out because a sample failed (status not ok) in either run.
     pub n_paired_failed: usize,
     /// Samples of the baseline whose key the other run has, on a different page (counted once per pair
-    /// of samples).
+    /// of samples; under [`PairingRule::SamePassageAndRatio`] the key has no mode and the texts differ).
     pub n_page_differs: usize,
     /// Baseline samples whose key the other run does not have.
     pub n_baseline_only: usize,
@@ -199,6 +241,25 @@ fn index(run: &RunTables) -> (HashMap<PageKey, usize>, Vec<usize>) {
     (first, ambiguous)
 }
 
+/// The key of a sample without its mode: what pages of other modes share under
+/// [`PairingRule::SamePassageAndRatio`].
+fn passage_key(s: &SampleRow) -> PageKey {
+    PageKey { mode: String::new(), ..key(s) }
+}
+
+/// Whether two ground truths are the same text cut at two budgets: the shorter, trailing whitespace
+/// aside, begins the longer.
+fn same_text_cut(a: &str, b: &str) -> bool {
+    let (short, long) = if a.len() <= b.len() { (a, b) } else { (b, a) };
+    let short = short.trim_end();
+    !short.is_empty() && long.starts_with(short)
+}
+
+/// Modes of a run.
+fn modes_of(run: &RunTables) -> HashSet<&str> {
+    run.samples.iter().map(|s| s.mode.as_str()).collect()
+}
+
 fn ground_truths(run: &RunTables) -> HashMap<u64, &str> {
     run.predictions.iter().map(|p| (p.sample_index, p.ground_truth.as_str())).collect()
 }
@@ -207,8 +268,19 @@ fn same_float(a: f64, b: f64) -> bool {
     a.to_bits() == b.to_bits() || (a.is_nan() && b.is_nan())
 }
 
-/// Pairs `other` with `baseline` (see the module docs).
+/// Pairs `other` with `baseline` (see the module docs): by the same page when the runs share a mode,
+/// else by the same passage and ratio.
 pub fn pair(baseline: &RunTables, other: &RunTables) -> Pairing {
+    let (a, b) = (modes_of(baseline), modes_of(other));
+    if a.is_disjoint(&b) && !a.is_empty() && !b.is_empty() {
+        pair_across_modes(baseline, other)
+    } else {
+        pair_same_page(baseline, other)
+    }
+}
+
+/// [`PairingRule::SamePage`].
+fn pair_same_page(baseline: &RunTables, other: &RunTables) -> Pairing {
     let (base_index, base_ambiguous) = index(baseline);
     let (other_index, other_ambiguous) = index(other);
     let base_gt = ground_truths(baseline);
@@ -226,6 +298,7 @@ pub fn pair(baseline: &RunTables, other: &RunTables) -> Pairing {
         n_other_only: 0,
         n_ambiguous: base_ambiguous.len() + other_ambiguous.len(),
         pairs: Vec::new(),
+        rule: PairingRule::SamePage,
     };
     let mut positions: Vec<(&PageKey, &usize)> = base_index.iter().collect();
     positions.sort_by_key(|(_, &i)| i);
@@ -252,6 +325,70 @@ pub fn pair(baseline: &RunTables, other: &RunTables) -> Pairing {
         }
     }
     p.n_other_only = other_index.keys().filter(|k| !base_index.contains_key(*k)).count();
+    p.n_scored = p.pairs.len();
+    p
+}
+
+/// [`PairingRule::SamePassageAndRatio`]: every baseline sample with every sample of the other run
+/// that has its passage key (one per other mode), in baseline order, then the other run's order.
+fn pair_across_modes(baseline: &RunTables, other: &RunTables) -> Pairing {
+    let (base_index, base_ambiguous) = index(baseline);
+    let (other_index, other_ambiguous) = index(other);
+    let base_gt = ground_truths(baseline);
+    let other_gt = ground_truths(other);
+    let mut by_passage: HashMap<PageKey, Vec<usize>> = HashMap::new();
+    for &j in other_index.values() {
+        by_passage.entry(passage_key(&other.samples[j])).or_default().push(j);
+    }
+    for positions in by_passage.values_mut() {
+        positions.sort_unstable();
+    }
+    let mut p = Pairing {
+        baseline: baseline.label.clone(),
+        other: other.label.clone(),
+        rule: PairingRule::SamePassageAndRatio,
+        n_baseline: baseline.samples.len(),
+        n_other: other.samples.len(),
+        n_paired: 0,
+        n_scored: 0,
+        n_paired_failed: 0,
+        n_page_differs: 0,
+        n_baseline_only: 0,
+        n_other_only: 0,
+        n_ambiguous: base_ambiguous.len() + other_ambiguous.len(),
+        pairs: Vec::new(),
+    };
+    let mut positions: Vec<usize> = base_index.values().copied().collect();
+    positions.sort_unstable();
+    let mut base_passages = HashSet::new();
+    for i in positions {
+        let a = &baseline.samples[i];
+        let k = passage_key(a);
+        let Some(partners) = by_passage.get(&k) else {
+            p.n_baseline_only += 1;
+            base_passages.insert(k);
+            continue;
+        };
+        for &j in partners {
+            let b = &other.samples[j];
+            let same = matches!(
+                (base_gt.get(&a.sample_index), other_gt.get(&b.sample_index)),
+                (Some(x), Some(y)) if same_text_cut(x, y)
+            );
+            if !same {
+                p.n_page_differs += 1;
+            } else if a.status != SampleStatus::Ok || b.status != SampleStatus::Ok {
+                p.n_paired += 1;
+                p.n_paired_failed += 1;
+            } else {
+                p.n_paired += 1;
+                p.pairs.push((i, j));
+            }
+        }
+        base_passages.insert(k);
+    }
+    p.n_other_only =
+        other_index.values().filter(|&&j| !base_passages.contains(&passage_key(&other.samples[j]))).count();
     p.n_scored = p.pairs.len();
     p
 }
@@ -288,8 +425,14 @@ fn nothing_shared_detail(a: &RunTables, b: &RunTables, p: &Pairing) -> String {
             ratios.join(",")
         )
     };
-    let mut s = format!("{} and {}", describe(a), describe(b));
-    if p.n_page_differs > 0 {
+    let mut s = format!("{} and {}; pairing: {}", describe(a), describe(b), p.rule.describe());
+    if p.n_page_differs > 0 && p.rule == PairingRule::SamePassageAndRatio {
+        s.push_str(&format!(
+            "; {} pairs of samples have the same corpus, passage and ratio but another text (a different seed, \
+             passage limits or corpus version)",
+            p.n_page_differs
+        ));
+    } else if p.n_page_differs > 0 {
         s.push_str(&format!(
             "; {} samples have the same corpus, passage, mode and ratio but a different page (ground truth, page \
              size or font size: a different seed, passage limits, corpus version or renderer)",
@@ -336,18 +479,24 @@ pub fn compare(runs: &[RunTables], seed: u64) -> Result<Comparison, CompareError
     Ok(Comparison { pairings, rows })
 }
 
-/// Rows of one pairing: per corpus × mode × page setting (first appearance in the baseline), each ratio's cell in
+/// Rows of one pairing: per corpus × mode (baseline mode and other mode: the same under
+/// [`PairingRule::SamePage`]) × page setting (first appearance in the baseline), each ratio's cell in
 /// ascending order and then the pooled row (`target_ratio` null); per cell every metric of [`METRICS`].
 fn paired_rows(baseline: &RunTables, other: &RunTables, p: &Pairing, seed: u64, comparison: usize) -> Vec<PairedRow> {
     let pairs: Vec<(&SampleRow, &SampleRow)> =
         p.pairs.iter().map(|&(i, j)| (&baseline.samples[i], &other.samples[j])).collect();
-    let groups = set_of(pairs.iter().map(|(a, _)| (a.corpus.clone(), a.mode.clone(), facet_of_sample(a))));
+    let groups =
+        set_of(pairs.iter().map(|(a, b)| (a.corpus.clone(), a.mode.clone(), b.mode.clone(), facet_of_sample(a))));
     let mut out = Vec::new();
-    for (corpus, mode, facet) in &groups {
+    for (corpus, mode, other_mode, facet) in &groups {
         let in_group: Vec<&(&SampleRow, &SampleRow)> = pairs
             .iter()
-            .filter(|(a, _)| &a.corpus == corpus && &a.mode == mode && facet_of_sample(a) == *facet)
+            .filter(|(a, b)| {
+                &a.corpus == corpus && &a.mode == mode && &b.mode == other_mode && facet_of_sample(a) == *facet
+            })
             .collect();
+        // the seed key of a cell of one mode is unchanged by the second rule's pairs of modes
+        let modes = if mode == other_mode { mode.clone() } else { format!("{mode}>{other_mode}") };
         let first = in_group[0].0;
         let setting = crate::axes::seed_key(first);
         let mut ratios = set_of(in_group.iter().map(|(a, _)| a.target_ratio));
@@ -363,7 +512,7 @@ fn paired_rows(baseline: &RunTables, other: &RunTables, p: &Pairing, seed: u64, 
                     .filter_map(|(a, b)| Some((sample_metric(a, metric)?, sample_metric(b, metric)?)))
                     .collect();
                 let diffs: Vec<f64> = values.iter().map(|(x, y)| y - x).collect();
-                let key = format!("compare/{comparison}/{corpus}/{mode}{setting}/{scope}/{metric}");
+                let key = format!("compare/{comparison}/{corpus}/{modes}{setting}/{scope}/{metric}");
                 let st = cell_stats(&diffs, SplitMix64::stream(seed, &key).next_u64());
                 let mean = |f: fn(&(f64, f64)) -> f64| crate::stats::mean(&values.iter().map(f).collect::<Vec<_>>());
                 out.push(PairedRow {
@@ -371,6 +520,7 @@ fn paired_rows(baseline: &RunTables, other: &RunTables, p: &Pairing, seed: u64, 
                     other: p.other.clone(),
                     corpus: corpus.clone(),
                     mode: mode.clone(),
+                    other_mode: other_mode.clone(),
                     degradation: first.degradation.clone(),
                     font_family: first.font_family.clone(),
                     line_height: first.line_height,
@@ -530,9 +680,10 @@ mod tests {
     #[test]
     fn runs_with_nothing_in_common_are_an_error() {
         let a = run("A", &[("tiny", 10.0, &[0.9])], &same);
-        let b = run("B", &[("small", 10.0, &[0.9])], &same);
+        let b = run("B", &[("small", 12.0, &[0.9])], &same);
         let e = compare(&[a.clone(), b], 0).unwrap_err().to_string();
         assert!(e.contains("no sample in common") && e.contains("modes tiny") && e.contains("modes small"), "{e}");
+        assert!(e.contains("ratios 10") && e.contains("ratios 12") && e.contains("same passage and ratio"), "{e}");
         let seeded = run("C", &[("tiny", 10.0, &[0.9])], &|_| "other".into());
         let e = compare(&[a.clone(), seeded], 0).unwrap_err().to_string();
         assert!(e.contains("different page"), "{e}");
@@ -540,6 +691,61 @@ mod tests {
         let mut twin = a.clone();
         twin.label = "A".into();
         assert!(matches!(compare(&[a, twin], 0), Err(CompareError::DuplicateLabel(_))));
+    }
+
+    #[test]
+    fn runs_that_share_no_mode_are_paired_by_passage_and_ratio_across_modes() {
+        // v1's Small and Base against v2's v2-single and v2: the same passages, each mode's page a
+        // longer or shorter cut of the same text.
+        let cut = |n: usize| move |p: &str| format!("{} of {p}", "word ".repeat(n)).trim_end().to_string();
+        let mut a = run("v1", &[("small", 10.0, &[0.9, 0.8, 0.7]), ("base", 10.0, &[0.6, 0.5, 0.4])], &cut(3));
+        let b = run("v2", &[("v2-single", 10.0, &[1.0, 0.9, 0.8]), ("v2", 10.0, &[0.9, 0.9, 0.9])], &cut(3));
+        // Base's pages hold more of the text: the same passage, cut later.
+        for (s, p) in a.samples.iter().zip(a.predictions.iter_mut()) {
+            if s.mode == "base" {
+                p.ground_truth = format!("{} and more", p.ground_truth);
+            }
+        }
+        let c = compare(&[a.clone(), b], 0).unwrap();
+        let p = &c.pairings[0];
+        assert_eq!(p.rule, PairingRule::SamePassageAndRatio);
+        assert_eq!((p.n_paired, p.n_scored, p.n_page_differs), (12, 12, 0), "2 x 2 modes x 3 passages");
+        assert_eq!((p.n_baseline_only, p.n_other_only, p.n_ambiguous), (0, 0, 0));
+        let pooled = |mode: &str, other: &str| {
+            c.rows
+                .iter()
+                .find(|r| {
+                    r.metric == "char_precision" && r.target_ratio.is_none() && r.mode == mode && r.other_mode == other
+                })
+                .unwrap_or_else(|| panic!("no row {mode} {other}"))
+                .clone()
+        };
+        let r = pooled("small", "v2-single");
+        assert_eq!(r.n_pairs, 3);
+        assert!((r.mean_diff - 0.1).abs() < 1e-12 && (r.mean_baseline - 0.8).abs() < 1e-12, "{r:?}");
+        let r = pooled("base", "v2");
+        assert!((r.mean_diff - 0.4).abs() < 1e-12, "{r:?}");
+        assert_eq!(
+            c.rows.iter().filter(|r| r.metric == "char_precision").count(),
+            4 * 2,
+            "4 pairs of modes x (r10, all)"
+        );
+        // Another text of a passage (another seed) is not the same page.
+        let seeded = run("v2b", &[("v2", 10.0, &[0.9, 0.9, 0.9])], &|p: &str| {
+            if p == "p0" {
+                "another text".into()
+            } else {
+                cut(3)(p)
+            }
+        });
+        let p = &compare(&[a.clone(), seeded], 0).unwrap().pairings[0];
+        assert_eq!((p.n_paired, p.n_page_differs), (4, 2), "p0 of small and of base");
+        // Runs that share a mode keep the same-page rule: base is not paired with v2.
+        let mixed = run("mixed", &[("small", 10.0, &[0.9, 0.9, 0.9]), ("v2", 10.0, &[0.9, 0.9, 0.9])], &cut(3));
+        let p = &compare(&[a, mixed], 0).unwrap().pairings[0];
+        assert_eq!((p.rule, p.n_paired, p.n_baseline_only, p.n_other_only), (PairingRule::SamePage, 3, 3, 3));
+        // What JSON calls the rule.
+        assert_eq!(serde_json::to_value(PairingRule::SamePassageAndRatio).unwrap(), "same_passage_and_ratio");
     }
 
     #[test]

@@ -458,8 +458,9 @@ table! {
 
 table! {
     /// One comparison × cell × metric of `paired.csv`, written by `compress-bench compare`: the
-    /// difference other − baseline of one metric over the samples both runs read on an identical page
-    /// (`crate::compare`).
+    /// difference other − baseline of one metric over the samples both runs read on the same page
+    /// (an identical page, or the same passage at the same ratio when the runs share no mode:
+    /// `crate::compare`).
     #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
     pub struct PairedRow {
         /// Label of the baseline run (the first run given).
@@ -468,8 +469,11 @@ table! {
         pub other: String,
         /// Corpus name.
         pub corpus: String,
-        /// Mode name.
+        /// Mode name (of the baseline's pages).
         pub mode: String,
+        /// Mode of the other run's pages: `mode` when the runs share a mode (pairing by the same page),
+        /// another mode when they share none (pairing by the same passage and ratio, crate::compare).
+        pub other_mode: String,
         /// Degradation level of the pages (`none` = clean; occ_eval::axes).
         pub degradation: String = absent_degradation(),
         /// Font family of the pages (empty when the toolkit did not draw them).

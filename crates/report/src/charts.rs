@@ -328,19 +328,66 @@ pub fn runs_curve_svg(
 ) -> Result<String, String> {
     let drawable =
         |r: &SummaryRow| r.corpus == corpus && r.mode == mode && r.n > 0 && r.mean.is_finite() && r.target_ratio > 0.0;
-    let curves: Vec<(&String, Vec<&SummaryRow>)> = runs
+    let curves: Vec<(String, Vec<&SummaryRow>)> = runs
         .iter()
-        .map(|(label, rows)| {
-            let mut pts: Vec<&SummaryRow> = rows.iter().filter(|r| drawable(r) && r.metric == metric).collect();
-            pts.sort_by(|a, b| a.target_ratio.total_cmp(&b.target_ratio));
-            (label, pts)
-        })
+        .map(|(label, rows)| (label.clone(), rows.iter().filter(|r| drawable(r) && r.metric == metric).collect()))
         .collect();
     let trunc_metric = format!("truncation_{metric}");
     let trunc: Vec<&SummaryRow> = runs
         .first()
         .map(|(_, rows)| rows.iter().filter(|r| drawable(r) && r.metric == trunc_metric).collect())
         .unwrap_or_default();
+    series_curve_svg(curves, &trunc, metric, title)
+}
+
+/// Every run and mode on one chart (`compress-bench compare` of runs whose modes differ, such as
+/// DeepSeek-OCR against DeepSeek-OCR-2): for one corpus and metric, one mean ± CI curve per run ×
+/// mode (in the runs' order, each run's modes in the order of its rows), labelled `<run> · <mode>`,
+/// and the truncation baseline of the first run (mean over its modes at each ratio).
+pub fn overlay_curve_svg(
+    runs: &[(String, Vec<SummaryRow>)],
+    corpus: &str,
+    metric: &str,
+    title: &str,
+) -> Result<String, String> {
+    let drawable = |r: &SummaryRow| r.corpus == corpus && r.n > 0 && r.mean.is_finite() && r.target_ratio > 0.0;
+    let mut curves: Vec<(String, Vec<&SummaryRow>)> = Vec::new();
+    for (label, rows) in runs {
+        let mut modes: Vec<&str> = Vec::new();
+        for r in rows.iter().filter(|r| drawable(r) && r.metric == metric) {
+            if !modes.contains(&r.mode.as_str()) {
+                modes.push(&r.mode);
+            }
+        }
+        for mode in modes {
+            let pts = rows.iter().filter(|r| drawable(r) && r.metric == metric && r.mode == mode).collect();
+            curves.push((overlay_label(label, mode), pts));
+        }
+    }
+    let trunc_metric = format!("truncation_{metric}");
+    let trunc: Vec<&SummaryRow> = runs
+        .first()
+        .map(|(_, rows)| rows.iter().filter(|r| drawable(r) && r.metric == trunc_metric).collect())
+        .unwrap_or_default();
+    series_curve_svg(curves, &trunc, metric, title)
+}
+
+/// The legend label of one run × mode curve of [`overlay_curve_svg`].
+pub fn overlay_label(run: &str, mode: &str) -> String {
+    format!("{run} · {mode}")
+}
+
+/// Curves of labelled series (each sorted here by ratio, coloured by its position) and a truncation
+/// baseline on one chart of `metric` against the ratio.
+fn series_curve_svg(
+    mut curves: Vec<(String, Vec<&SummaryRow>)>,
+    trunc: &[&SummaryRow],
+    metric: &str,
+    title: &str,
+) -> Result<String, String> {
+    for (_, pts) in &mut curves {
+        pts.sort_by(|a, b| a.target_ratio.total_cmp(&b.target_ratio));
+    }
     let (x0, x1) = x_range(curves.iter().flat_map(|(_, pts)| pts.iter().map(|r| r.target_ratio)));
     let frame = Frame::ratio_curves(title, metric, x0..x1);
     draw(frame, |chart| {
@@ -349,7 +396,7 @@ pub fn runs_curve_svg(
                 draw_curve(chart, pts, run_color(i), label)?;
             }
         }
-        draw_truncation(chart, &trunc)?;
+        draw_truncation(chart, trunc)?;
         Ok(())
     })
 }

@@ -5,8 +5,9 @@
 //!
 //! Outputs in the comparison folder: `compare.md` (links the SVGs), `compare.html` (SVGs inlined, no
 //! external files), `paired.csv` (every comparison × cell × metric, `occ_eval::schema::PairedRow`),
-//! `compare.json` (the runs, the pairing counts, the seed and the CI method) and
-//! `plots/<corpus>_<mode>_<metric>.svg`.
+//! `compare.json` (the runs, the pairing counts and rules, the seed and the CI method),
+//! `plots/<corpus>_<mode>_<metric>.svg` and, when the runs' modes differ (DeepSeek-OCR against
+//! DeepSeek-OCR-2), `plots/<corpus>_overlay_<metric>.svg`: every run × mode on one chart.
 
 use std::path::{Path, PathBuf};
 
@@ -116,13 +117,39 @@ fn summaries(runs: &[RunTables]) -> Series {
     runs.iter().map(|r| (r.label.clone(), occ_eval::summary::summarize(&r.samples, r.manifest.spec.seed))).collect()
 }
 
+/// The page settings of a comparison's charts: one scope without axes; with them one per setting,
+/// each over that setting's rows of every run (with its title and file name suffixes).
+fn scopes(series: &Series) -> Vec<(String, String, Series)> {
+    let (facets, varied) =
+        occ_eval::axes::facets(series.iter().flat_map(|(_, rows)| rows.iter().map(occ_eval::axes::facet_of_summary)));
+    if varied.is_empty() {
+        return vec![(String::new(), String::new(), series.clone())];
+    }
+    facets
+        .iter()
+        .map(|f| {
+            let of_facet = series
+                .iter()
+                .map(|(label, rows)| {
+                    let mine = rows.iter().filter(|r| occ_eval::axes::facet_of_summary(r) == *f).cloned().collect();
+                    (label.clone(), mine)
+                })
+                .collect();
+            (format!(", {}", f.title(&varied)), format!("_{}", f.slug(&varied)), of_facet)
+        })
+        .collect()
+}
+
 /// One chart per corpus × mode × metric of [`CURVE_METRICS`] (corpus and mode in the baseline's order,
 /// then those only other runs have); runs with several page settings (`occ_eval::axes`) get one per
 /// setting too (`<corpus>_<mode>_<metric>_<setting>.svg`).
 pub fn curves(runs: &[RunTables]) -> Result<Vec<Chart>, ReportError> {
-    let series = summaries(runs);
+    curves_of(&summaries(runs))
+}
+
+fn curves_of(series: &Series) -> Result<Vec<Chart>, ReportError> {
     let mut groups: Vec<(String, String)> = Vec::new();
-    for (_, rows) in &series {
+    for (_, rows) in series {
         for r in rows {
             let g = (r.corpus.clone(), r.mode.clone());
             if !groups.contains(&g) {
@@ -130,34 +157,10 @@ pub fn curves(runs: &[RunTables]) -> Result<Vec<Chart>, ReportError> {
             }
         }
     }
-    let (facets, varied) =
-        occ_eval::axes::facets(series.iter().flat_map(|(_, rows)| rows.iter().map(occ_eval::axes::facet_of_summary)));
-    // Without axes one chart per group; with them, one per group and setting, each over that
-    // setting's rows of every run.
-    let scopes: Vec<(Option<&occ_eval::axes::Facet>, Series)> = if varied.is_empty() {
-        vec![(None, series.clone())]
-    } else {
-        facets
-            .iter()
-            .map(|f| {
-                let of_facet = series
-                    .iter()
-                    .map(|(label, rows)| {
-                        let mine = rows.iter().filter(|r| occ_eval::axes::facet_of_summary(r) == *f).cloned().collect();
-                        (label.clone(), mine)
-                    })
-                    .collect();
-                (Some(f), of_facet)
-            })
-            .collect()
-    };
+    let scopes = scopes(series);
     let mut out = Vec::new();
     for (corpus, mode) in &groups {
-        for (facet, rows) in &scopes {
-            let (name, slug) = match facet {
-                Some(f) => (format!(", {}", f.title(&varied)), format!("_{}", f.slug(&varied))),
-                None => (String::new(), String::new()),
-            };
+        for (name, slug, rows) in &scopes {
             for metric in CURVE_METRICS {
                 let title = format!(
                     "{corpus}, {mode}{name}: {metric} per run (mean, bootstrap 95% CI where n ≥ {MIN_N_FOR_CI})"
@@ -166,6 +169,56 @@ pub fn curves(runs: &[RunTables]) -> Result<Vec<Chart>, ReportError> {
                     ReportError::Chart { name: format!("{corpus}_{mode}_{metric}{slug}"), message }
                 })?;
                 let file = format!("{corpus}_{mode}_{metric}{slug}.svg").replace([':', '/'], "_");
+                out.push(Chart { file, title, svg });
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// Whether the runs read different modes (some run lacks a mode another has): then no chart per mode
+/// shows them side by side, and [`overlays`] draws every run × mode on one chart.
+pub fn modes_differ(runs: &[RunTables]) -> bool {
+    fn modes(r: &RunTables) -> Vec<&str> {
+        let mut m: Vec<&str> = r.samples.iter().map(|s| s.mode.as_str()).collect();
+        m.sort_unstable();
+        m.dedup();
+        m
+    }
+    runs.first().is_some_and(|first| runs.iter().any(|r| modes(r) != modes(first)))
+}
+
+/// One chart per corpus × metric of [`CURVE_METRICS`] (and page setting, as [`curves`]) with every run
+/// × mode's mean and CI over the ratio: `<corpus>_overlay_<metric>.svg`. Empty when the runs read the
+/// same modes ([`modes_differ`]).
+pub fn overlays(runs: &[RunTables]) -> Result<Vec<Chart>, ReportError> {
+    if !modes_differ(runs) {
+        return Ok(Vec::new());
+    }
+    overlays_of(&summaries(runs))
+}
+
+fn overlays_of(series: &Series) -> Result<Vec<Chart>, ReportError> {
+    let mut corpora: Vec<String> = Vec::new();
+    for (_, rows) in series {
+        for r in rows {
+            if !corpora.contains(&r.corpus) {
+                corpora.push(r.corpus.clone());
+            }
+        }
+    }
+    let scopes = scopes(series);
+    let mut out = Vec::new();
+    for corpus in &corpora {
+        for (name, slug, rows) in &scopes {
+            for metric in CURVE_METRICS {
+                let title = format!(
+                    "{corpus}{name}: {metric}, every run and mode (mean, bootstrap 95% CI where n ≥ {MIN_N_FOR_CI})"
+                );
+                let svg = charts::overlay_curve_svg(rows, corpus, metric, &title).map_err(|message| {
+                    ReportError::Chart { name: format!("{corpus}_overlay_{metric}{slug}"), message }
+                })?;
+                let file = format!("{corpus}_overlay_{metric}{slug}.svg").replace([':', '/'], "_");
                 out.push(Chart { file, title, svg });
             }
         }
@@ -215,10 +268,11 @@ pub fn runs_table(runs: &[RunEntry]) -> TextTable {
 /// How many samples each comparison paired, and why the others were not.
 pub fn pairing_table(pairings: &[Pairing]) -> TextTable {
     TextTable {
-        title: "pairing: samples on identical pages".into(),
+        title: "pairing: samples on the same pages".into(),
         header: [
             "baseline",
             "other",
+            "pairing",
             "samples (baseline / other)",
             "paired",
             "scored pairs",
@@ -237,6 +291,7 @@ pub fn pairing_table(pairings: &[Pairing]) -> TextTable {
                 vec![
                     p.baseline.clone(),
                     p.other.clone(),
+                    p.rule.describe().to_string(),
                     format!("{} / {}", p.n_baseline, p.n_other),
                     p.n_paired.to_string(),
                     p.n_scored.to_string(),
@@ -252,7 +307,7 @@ pub fn pairing_table(pairings: &[Pairing]) -> TextTable {
 }
 
 /// One table per comparison, corpus and metric of [`TABLE_METRICS`]: a row per mode × ratio and per
-/// mode over all ratios.
+/// mode over all ratios (the pair of modes, `small → v2`, where the runs share no mode).
 pub fn difference_tables(rows: &[PairedRow]) -> Vec<TextTable> {
     let setting = |r: &PairedRow| {
         let parts = [r.degradation.clone(), r.font_family.clone(), format!("lh{}", r.line_height)];
@@ -273,7 +328,12 @@ pub fn difference_tables(rows: &[PairedRow]) -> Vec<TextTable> {
                 .iter()
                 .filter(|r| &r.baseline == baseline && &r.other == other && &r.corpus == corpus && r.metric == metric)
                 .map(|r| {
-                    let mode = if with_setting { format!("{} · {}", r.mode, setting(r)) } else { r.mode.clone() };
+                    let modes = if r.other_mode == r.mode {
+                        r.mode.clone()
+                    } else {
+                        format!("{} → {}", r.mode, r.other_mode)
+                    };
+                    let mode = if with_setting { format!("{modes} · {}", setting(r)) } else { modes };
                     vec![
                         mode,
                         r.target_ratio.map_or_else(|| "all".to_string(), |x| x.to_string()),
@@ -288,10 +348,18 @@ pub fn difference_tables(rows: &[PairedRow]) -> Vec<TextTable> {
             if body.is_empty() {
                 continue;
             }
+            let across = rows
+                .iter()
+                .any(|r| &r.baseline == baseline && &r.other == other && &r.corpus == corpus && r.other_mode != r.mode);
+            let (on, mode_header) = if across {
+                ("the same passages and ratios", format!("mode ({baseline} → {other})"))
+            } else {
+                ("the same pages", "mode".to_string())
+            };
             out.push(TextTable {
-                title: format!("{corpus}: {label}, {other} − {baseline} on the same pages"),
+                title: format!("{corpus}: {label}, {other} − {baseline} on {on}"),
                 header: [
-                    "mode".to_string(),
+                    mode_header,
                     "ratio".to_string(),
                     "pairs".to_string(),
                     format!("{baseline}, %"),
@@ -309,14 +377,21 @@ pub fn difference_tables(rows: &[PairedRow]) -> Vec<TextTable> {
 
 fn notes() -> String {
     format!(
-        "Samples are paired when both runs read the same page: the same corpus, passage, mode, target ratio and \
-         page setting (degradation, font, line height), and an identical page (the same ground truth text, page size and font size). Samples whose key matches \
+        "Samples are paired when both runs read the same page. Runs that share a mode are paired by the same \
+         page: the same corpus, passage, mode, target ratio and page setting (degradation, font, line height), \
+         and an identical page (the same ground truth text, page size and font size). Runs that share no mode \
+         (other readers with modes of their own, such as DeepSeek-OCR against DeepSeek-OCR-2) are paired by the \
+         same passage and ratio: the same corpus, passage, target ratio and page setting, every mode of one run \
+         with every mode of the other, when the two pages hold the same text cut at each mode's budget (a page \
+         of another mode holds the ratio times that mode's vision tokens); the table above names the rule of \
+         each comparison. Samples whose key matches \
          but whose page differs (another seed, passage limits, corpus version or renderer) and samples one run \
          lacks are counted above and left out. A pair enters the differences when both samples have status ok. \
          Differences are other − baseline in percentage points (positive: the other run scores higher), per \
          page, averaged per cell (corpus, mode, ratio) and over every ratio of a mode (\"all\"). CI method: \
          {CI_METHOD} of the paired differences (seeded, reproducible); cells with fewer than {MIN_N_FOR_CI} \
-         pairs show \"{NO_CI}\". The curves show each run's own mean and CI over all its pages. \
+         pairs show \"{NO_CI}\". The curves show each run's own mean and CI over all its pages; when the runs \
+         read different modes, one chart per metric overlays every run and mode. \
          `{CSV_FILE}` has every metric."
     )
 }
@@ -331,7 +406,10 @@ pub fn write_compare(
     seed: u64,
 ) -> Result<(CompareFiles, Comparison), ReportError> {
     let comparison = occ_eval::compare::compare(runs, seed)?;
-    let charts = curves(runs)?;
+    let series = summaries(runs);
+    let overlay = if modes_differ(runs) { overlays_of(&series)? } else { Vec::new() };
+    let per_mode = curves_of(&series)?;
+    let charts: Vec<Chart> = overlay.iter().chain(&per_mode).cloned().collect();
     let dir = create_dir(out_root, name)?;
     let dir = dir.as_path();
     let plots = write_plots(dir, &charts)?;
@@ -370,8 +448,12 @@ pub fn write_compare(
     doc.tables(&tables[..2]);
     doc.heading("Paired differences");
     doc.tables(&tables[2..]);
+    if !overlay.is_empty() {
+        doc.heading("Curves of every run and mode");
+        doc.charts(&overlay);
+    }
     doc.heading("Curves");
-    doc.charts(&charts);
+    doc.charts(&per_mode);
     let (md_path, html_path) = doc.write(dir, MARKDOWN_FILE, HTML_FILE)?;
     Ok((CompareFiles { dir: dir.to_path_buf(), markdown: md_path, html: html_path, csv, json, plots }, comparison))
 }

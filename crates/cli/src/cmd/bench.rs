@@ -1,6 +1,6 @@
 //! `compress-bench bench`: speed benchmark of the DeepSeek-OCR engine (docs/PERFORMANCE.md), and of
-//! DeepSeek-OCR-2 (`--engine deepseek-ocr-2 --modes v2`: its tower page by page, the same decoder
-//! queue).
+//! DeepSeek-OCR-2 (`--engine deepseek-ocr-2 --modes v2`: its tower batched as v1's encoder, the same
+//! decoder queue).
 //!
 //! For every mode × batch size: a page of real text rendered for the mode (Moby-Dick, chapter 1,
 //! 12 px), `--pages` copies of it (default: the batch size) encoded by the vision encoder, then
@@ -31,7 +31,7 @@ use occ_core::{Mode, Prompt};
 use occ_model::batcher::{generate_queue, BatcherConfig};
 use occ_model::decoder::DecoderModel;
 use occ_model::generate::{GenerationConfig, PromptInput};
-use occ_model::pipeline::{device_name, dtype_name, DeepseekOcr};
+use occ_model::pipeline::{device_name, dtype_name, splice, DeepseekOcr};
 use occ_model::pipeline_v2::DeepseekOcr2;
 use occ_model::preprocess::prepare;
 use occ_model::prompt::build_prompt;
@@ -502,17 +502,24 @@ fn encode(model: &Model, mode: Mode, pages: usize) -> anyhow::Result<(Vec<Prompt
     Ok((inputs, seconds))
 }
 
-/// [`encode`] of DeepSeek-OCR-2: its vision tower page by page (preprocessing, tower and splice
-/// timed together).
+/// [`encode`] of DeepSeek-OCR-2, batched as v1's: the page prepared once (views, prompt), its
+/// copies through the tower together ([`occ_model::encoder_v2::Ocr2Encoder::encode_batch`]: views of
+/// one side in one forward, at most the encoder's batch at a time), then spliced. As for v1, only
+/// the tower is timed.
 fn encode_v2(engine: &DeepseekOcr2, mode: Mode, pages: usize) -> anyhow::Result<(Vec<PromptInput>, f64)> {
     let image = page_for(mode)?;
+    let page = engine.prepare_page(&image, mode, &Prompt::FreeOcr)?;
+    let prepared = vec![page.image; pages];
     let device = engine.decoder().device();
     let t = Instant::now();
-    let inputs = (0..pages)
-        .map(|_| engine.prompt_input(&image, mode, &Prompt::FreeOcr))
-        .collect::<candle_core::Result<Vec<_>>>()?;
+    let rows = engine.encoder().encode_batch(&prepared)?;
     device.synchronize()?;
-    Ok((inputs, t.elapsed().as_secs_f64()))
+    let seconds = t.elapsed().as_secs_f64();
+    let inputs = rows
+        .iter()
+        .map(|r| Ok(PromptInput { embeds: splice(engine.decoder(), &page.tokens, r)?, ids: page.tokens.ids.clone() }))
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    Ok((inputs, seconds))
 }
 
 fn run_one(engine: &Model, args: &Args, mode: Mode, batch: usize, peak: &mut Peak) -> anyhow::Result<BenchRun> {

@@ -63,6 +63,7 @@ pub fn run(args: Args, out: &Output) -> anyhow::Result<()> {
             other: &r.other,
             corpus: &r.corpus,
             mode: &r.mode,
+            other_mode: &r.other_mode,
             n_pairs: r.n_pairs,
             char_precision_baseline: finite(r.mean_baseline),
             char_precision_other: finite(r.mean_other),
@@ -86,9 +87,10 @@ pub fn run(args: Args, out: &Output) -> anyhow::Result<()> {
     })?;
     for p in &comparison.pairings {
         out.info(&format!(
-            "{} vs {}: {} pages paired ({} scored, {} with a failed sample); not paired: {} with a different page, {} only in {}, {} only in {}",
+            "{} vs {} ({}): {} pages paired ({} scored, {} with a failed sample); not paired: {} with a different page, {} only in {}, {} only in {}",
             p.other,
             p.baseline,
+            p.rule.describe(),
             p.n_paired,
             p.n_scored,
             p.n_paired_failed,
@@ -100,12 +102,13 @@ pub fn run(args: Args, out: &Output) -> anyhow::Result<()> {
         ));
     }
     for r in comparison.rows.iter().filter(|r| r.target_ratio.is_none() && r.metric == "char_precision") {
+        let modes = if r.other_mode == r.mode { r.mode.clone() } else { format!("{} → {}", r.mode, r.other_mode) };
         out.info(&format!(
             "  {} − {} on {}/{}: char precision {} pp over {} pairs",
             r.other,
             r.baseline,
             r.corpus,
-            r.mode,
+            modes,
             occ_report::compare::pp_ci(r.mean_diff, r.ci_low, r.ci_high),
             r.n_pairs
         ));

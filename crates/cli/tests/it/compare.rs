@@ -159,7 +159,11 @@ fn compare_of_two_tesseract_settings_and_a_perfect_reader_gives_the_paired_diffe
         .unwrap();
     assert!(num(pooled, "mean_diff") > 0.0 && num(pooled, "n_other_worse") == 0.0);
     let md = std::fs::read_to_string(dir.join("compare.md")).unwrap();
-    assert!(md.contains("| psm6 | psm11 | 6 / 6 | 6 | 6 | 0 | 0 | 0 | 0 | 0 |"), "{md}");
+    assert!(
+        md.contains("| psm6 | psm11 | same page (corpus, passage, mode, ratio, identical page) | 6 / 6 | 6 | 6 | 0 | 0 | 0 | 0 | 0 |"),
+        "{md}"
+    );
+    assert!(!md.contains("_overlay_"), "the runs read the same modes: no overlay chart");
     assert!(md.contains("psm11 − psm6, pp [95% CI]") && md.contains("[n too small]"));
     let html = std::fs::read_to_string(dir.join("compare.html")).unwrap();
     assert_eq!(html.matches("<svg").count(), 4, "one chart per metric of the one corpus and mode");
@@ -197,19 +201,21 @@ fn compare_of_two_tesseract_settings_and_a_perfect_reader_gives_the_paired_diffe
 fn runs_with_nothing_in_common_are_refused() {
     let out = scratch("compare-disjoint");
     let ds = format!("{}/../../datasets", env!("CARGO_MANIFEST_DIR"));
-    let run = |name: &str, modes: &str, seed: &str| {
+    let run = |name: &str, modes: &str, ratios: &str| {
         let args = ["sweep", "--datasets", &ds, "--out", out.to_str().unwrap(), "--name", name, "-q"];
-        let grid = ["--engine", "fake-perfect", "--ratios", "8", "--modes", modes, "--pages", "2", "--seed", seed];
+        let grid = ["--engine", "fake-perfect", "--ratios", ratios, "--modes", modes, "--pages", "2", "--seed", "0"];
         assert_ok(&Command::new(BIN).args(args).args(grid).output().unwrap());
         std::fs::read_dir(out.join(name)).unwrap().next().unwrap().unwrap().path()
     };
-    let tiny = run("tiny", "tiny", "0");
-    let small = run("small", "small", "0");
+    // No mode in common (so pages are paired by passage and ratio) and no ratio in common.
+    let tiny = run("tiny", "tiny", "8");
+    let small = run("small", "small", "12");
     let cmp_out = out.join("cmp");
     let o = compare(&[tiny.to_str().unwrap(), small.to_str().unwrap(), "--out", cmp_out.to_str().unwrap()]);
     assert!(!o.status.success());
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(err.contains("runs A and B have no sample in common") && err.contains("modes small"), "{err}");
+    assert!(err.contains("ratios 8") && err.contains("ratios 12") && err.contains("same passage and ratio"), "{err}");
     assert!(!cmp_out.exists(), "nothing is written");
     let o = compare(&[tiny.to_str().unwrap(), small.to_str().unwrap(), "--labels", "one"]);
     assert!(!o.status.success());

@@ -1,6 +1,8 @@
 //! The `deepseek-ocr-2` engine in the CLI on reduced synthetic weights (CPU): `ocr` on committed
 //! pages in both v2 modes with the v2 token accounting, a tiny `sweep` whose samples count the v2
-//! modes' tokens, `bench`, and v1 modes (or `--tiny`) refused before any model load.
+//! modes' tokens, `bench` (its encoder batched, resumed), the v1 and v2 halves of the comparison
+//! spec compared (paired by passage and ratio, one overlay chart), and v1 modes (or `--tiny`)
+//! refused before any model load.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -186,6 +188,80 @@ fn bench_times_deepseek_ocr_2_and_refuses_v1_modes() {
     assert!(stderr(&o).contains("--modes small: the deepseek-ocr-2 engine reads modes v2"), "{}", stderr(&o));
 }
 
+/// `(kind, mode, batch, session)` of each line of a bench run folder's journal.
+fn bench_journal(dir: &Path) -> Vec<(String, String, u64, u64)> {
+    let text = std::fs::read_to_string(dir.join("bench.jsonl")).unwrap();
+    text.lines()
+        .map(|l| {
+            let v: Value = serde_json::from_str(l).unwrap();
+            let (kind, m) = v.as_object().unwrap().iter().next().unwrap();
+            let batch = if kind == "run" { &m["requested_batch"] } else { &m["batch"] };
+            (
+                kind.clone(),
+                m["mode"].as_str().unwrap().to_string(),
+                batch.as_u64().unwrap(),
+                m["session"].as_u64().unwrap(),
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn bench_times_deepseek_ocr_2_s_encoder_batched_and_resumes_it() {
+    let out = scratch("ocr2-bench-encoder");
+    let common = [
+        "bench",
+        "--new-tokens",
+        "2",
+        "--warmup",
+        "0",
+        "--batch",
+        "1",
+        "--encoder-batch",
+        "3",
+        "--out",
+        out.to_str().unwrap(),
+    ];
+    // Interrupted after the first configuration: v2-single's run and its encoder batch are journaled.
+    let o = run(&[&common[..], &V2, &["--modes", "v2-single,v2", "--interrupt-after", "1"]].concat());
+    assert_eq!(o.status.code(), Some(130), "{}", stderr(&o));
+    let dirs: Vec<PathBuf> = std::fs::read_dir(out.join("bench")).unwrap().map(|e| e.unwrap().path()).collect();
+    assert_eq!(dirs.len(), 1, "{dirs:?}");
+    let dir = &dirs[0];
+    let line = |kind: &str, mode: &str, batch: u64, session: u64| (kind.to_string(), mode.to_string(), batch, session);
+    let first = [line("run", "v2-single", 1, 0), line("encoder", "v2-single", 3, 0)];
+    assert_eq!(bench_journal(dir), first);
+    // Resumed: only v2 (tiled pages: views of two sizes through the batched tower) is measured.
+    let o = run(&["--json", "bench", "--resume", dir.to_str().unwrap()]);
+    assert_ok(&o);
+    let all = [&first[..], &[line("run", "v2", 1, 1), line("encoder", "v2", 3, 1)]].concat();
+    assert_eq!(bench_journal(dir), all);
+    let report: Vec<Value> = String::from_utf8_lossy(&o.stdout)
+        .lines()
+        .map(|l| serde_json::from_str::<Value>(l).unwrap())
+        .filter(|m| m["data"]["runs"].is_array())
+        .collect();
+    assert_eq!(report.len(), 1, "{}", String::from_utf8_lossy(&o.stdout));
+    let encoder = report[0]["data"]["encoder"].as_array().unwrap();
+    assert_eq!(encoder.len(), 2);
+    for (e, mode) in encoder.iter().zip(["v2-single", "v2"]) {
+        assert_eq!((e["mode"].as_str(), e["batch"].as_u64()), (Some(mode), Some(3)), "{e}");
+        assert!(e["s_per_page"].as_f64().is_some_and(|s| s > 0.0), "{e}");
+    }
+    // The prompts spliced from the batched rows carry each mode's image slots.
+    let runs = report[0]["data"]["runs"].as_array().unwrap();
+    let prompt = |i: usize| runs[i]["prompt_tokens"].as_u64().unwrap();
+    let page = |mode: Mode| {
+        let spec = occ_render::RenderSpec::for_mode(mode, occ_render::Lang::En);
+        let slots = mode.vision_tokens(spec.width, spec.height).unwrap().slots;
+        slots as u64
+    };
+    let single: Mode = "v2-single".parse().unwrap();
+    let tiled: Mode = "v2".parse().unwrap();
+    assert_eq!(prompt(1) - prompt(0), page(tiled) - page(single), "{runs:?}");
+    std::fs::remove_dir_all(&out).unwrap();
+}
+
 #[test]
 fn decay_reads_v2_ladders_with_deepseek_ocr_2_and_refuses_v1_schedules_before_loading() {
     let out = scratch("ocr2-decay");
@@ -244,7 +320,8 @@ fn the_v1_vs_v2_experiment_specs_sweep_the_same_passages() {
         v
     };
     assert_eq!(passages(&a), passages(&b));
-    // `compare` pairs samples by mode, and the two engines share none: it names the modes.
+    // The two engines share no mode: `compare` pairs their pages by passage and ratio (every v1 mode
+    // with every v2 mode) and overlays every run × mode on one chart per metric.
     let o = run(&[
         "compare",
         a.to_str().unwrap(),
@@ -253,13 +330,65 @@ fn the_v1_vs_v2_experiment_specs_sweep_the_same_passages() {
         "v1,v2",
         "--out",
         out.to_str().unwrap(),
+        "--json",
     ]);
-    assert!(!o.status.success());
-    let err = stderr(&o);
-    assert!(
-        err.contains("no sample in common") && err.contains("modes small,base") && err.contains("modes v2-single,v2"),
-        "{err}"
+    assert_ok(&o);
+    let msg: Value = serde_json::from_str(String::from_utf8_lossy(&o.stdout).trim()).unwrap();
+    let data = &msg["data"];
+    let p = &data["pairings"][0];
+    assert_eq!(p["rule"], "same_passage_and_ratio", "{p}");
+    assert_eq!(
+        (
+            p["n_paired"].as_u64(),
+            p["n_page_differs"].as_u64(),
+            p["n_baseline_only"].as_u64(),
+            p["n_other_only"].as_u64()
+        ),
+        (Some(4), Some(0), Some(0), Some(0)),
+        "one passage at one ratio: 2 v1 modes x 2 v2 modes: {p}"
     );
+    let mut headline: Vec<(String, String)> = data["headline"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|h| (h["mode"].as_str().unwrap().to_string(), h["other_mode"].as_str().unwrap().to_string()))
+        .collect();
+    headline.sort();
+    let modes = |x: &str, y: &str| (x.to_string(), y.to_string());
+    assert_eq!(
+        headline,
+        [modes("base", "v2"), modes("base", "v2-single"), modes("small", "v2"), modes("small", "v2-single")]
+    );
+    // Each pair of modes' difference is the difference of the two pages' scores.
+    let dir = PathBuf::from(data["out_dir"].as_str().unwrap());
+    let (rows_a, rows_b) = (results::read_samples(&a).unwrap(), results::read_samples(&b).unwrap());
+    let score = |rows: &[occ_eval::schema::SampleRow], mode: &str| {
+        rows.iter().find(|r| r.mode == mode).map(|r| r.char_precision).unwrap()
+    };
+    for h in data["headline"].as_array().unwrap() {
+        let (x, y) = (h["mode"].as_str().unwrap(), h["other_mode"].as_str().unwrap());
+        let want = score(&rows_b, y) - score(&rows_a, x);
+        assert!((h["char_precision_diff"].as_f64().unwrap() - want).abs() < 1e-12, "{h} vs {want}");
+    }
+    let overlay = std::fs::read_to_string(dir.join("plots/en_overlay_char_precision.svg")).unwrap();
+    for series in ["v1 · small", "v1 · base", "v2 · v2-single", "v2 · v2"] {
+        assert!(overlay.contains(series), "{series} missing from the overlay");
+    }
+    let md = std::fs::read_to_string(dir.join("compare.md")).unwrap();
+    assert!(md.contains("## Curves of every run and mode") && md.contains("plots/en_overlay_char_precision.svg"));
+    assert!(md.contains("same passage and ratio across modes"), "the pairing rule is named");
+    assert!(md.contains("v2 − v1 on the same passages and ratios") && md.contains("mode (v1 → v2)"), "{md}");
+    for row in [
+        "| small → v2-single | 10 | 1 |",
+        "| small → v2 | 10 | 1 |",
+        "| base → v2-single | 10 | 1 |",
+        "| base → v2 | 10 | 1 |",
+    ] {
+        assert!(md.contains(row), "{row} missing: {md}");
+    }
+    let html = std::fs::read_to_string(dir.join("compare.html")).unwrap();
+    assert_eq!(html.matches("<svg").count(), 4 + 4 * 4, "4 overlays, then 4 metrics x 4 modes");
+    assert!(html.contains("v1 · small") && html.contains("v2 · v2-single"));
 }
 
 #[test]
