@@ -152,7 +152,8 @@ pub fn restore_reader_flags<A: clap::Args + clap::FromArgMatches>(
     values: &[&str],
     switches: &[&str],
 ) -> anyhow::Result<(A, Vec<String>)> {
-    let command = A::augment_args(clap::Command::new(name));
+    // the global flags (`--json`, `-q`, …) may follow the subcommand: its parser knows them too
+    let command = <crate::output::OutputArgs as clap::Args>::augment_args(A::augment_args(clap::Command::new(name)));
     let sub = subcommand_position(argv);
     let now_args = argv.get(sub + 1..).unwrap_or_default();
     let given = flag_groups(now_args, values, switches);

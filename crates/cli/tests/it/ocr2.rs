@@ -232,7 +232,8 @@ fn bench_times_deepseek_ocr_2_s_encoder_batched_and_resumes_it() {
     let first = [line("run", "v2-single", 1, 0), line("encoder", "v2-single", 3, 0)];
     assert_eq!(bench_journal(dir), first);
     // Resumed: only v2 (tiled pages: views of two sizes through the batched tower) is measured.
-    let o = run(&["--json", "bench", "--resume", dir.to_str().unwrap()]);
+    // (`--json` after the subcommand: a global flag there is not taken for a recorded reader flag)
+    let o = run(&["bench", "--resume", dir.to_str().unwrap(), "--json"]);
     assert_ok(&o);
     let all = [&first[..], &[line("run", "v2", 1, 1), line("encoder", "v2", 3, 1)]].concat();
     assert_eq!(bench_journal(dir), all);
