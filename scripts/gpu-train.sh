@@ -24,7 +24,8 @@ CALLS=${CALLS:-1}
 RUN=${RUN:-/tmp/run}
 OUT=${OUT:?run on the device machine, where OUT is set}
 start=$(date +%s)
-xz -dc .dist/cb.xz > /tmp/cb && chmod +x /tmp/cb
+# a warm machine keeps the previous call's binary: a call may leave .dist/cb.xz behind to carry other files
+if [ -f .dist/cb.xz ]; then xz -dc .dist/cb.xz > /tmp/cb && chmod +x /tmp/cb; else test -x /tmp/cb; fi
 META=/tmp/meta
 rm -rf /tmp/export
 mkdir -p "$RUN" "$META"
@@ -52,6 +53,10 @@ elif [ -f .ckpt/state.json ]; then
   left=$(( TIME_LIMIT - ($(date +%s) - start) - 45 ))
   cb_train --resume --steps "$total" --time-limit "$left"
   rc=${PIPESTATUS[0]}
+elif [ -n "${RESUME_ONLY:-}" ]; then
+  # a call that carries no checkpoint (to carry other files) must not start a new run on a fresh machine
+  echo "RESUME_ONLY: no run on this machine and no .ckpt/ to resume from; not starting a new run" | tee -a "$META/train.log"
+  rc=3
 elif [ -n "${STEPS:-}" ]; then
   # the schedule's length is given: no probe. Out of device memory before the first checkpoint:
   # every batch size in the config is halved and the run starts again (at most twice).
