@@ -195,6 +195,28 @@ pub struct Pairing {
     pub pairs: Vec<(usize, usize)>,
 }
 
+impl Pairing {
+    /// No pairs yet: the two runs' labels and sample counts, the rule, and the ambiguous samples found
+    /// while indexing them.
+    fn empty(baseline: &RunTables, other: &RunTables, rule: PairingRule, n_ambiguous: usize) -> Self {
+        Pairing {
+            baseline: baseline.label.clone(),
+            other: other.label.clone(),
+            rule,
+            n_baseline: baseline.samples.len(),
+            n_other: other.samples.len(),
+            n_paired: 0,
+            n_scored: 0,
+            n_paired_failed: 0,
+            n_page_differs: 0,
+            n_baseline_only: 0,
+            n_other_only: 0,
+            n_ambiguous,
+            pairs: Vec::new(),
+        }
+    }
+}
+
 /// What identifies a sample's page across runs, before the page itself is compared.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 struct PageKey {
@@ -285,21 +307,7 @@ fn pair_same_page(baseline: &RunTables, other: &RunTables) -> Pairing {
     let (other_index, other_ambiguous) = index(other);
     let base_gt = ground_truths(baseline);
     let other_gt = ground_truths(other);
-    let mut p = Pairing {
-        baseline: baseline.label.clone(),
-        other: other.label.clone(),
-        n_baseline: baseline.samples.len(),
-        n_other: other.samples.len(),
-        n_paired: 0,
-        n_scored: 0,
-        n_paired_failed: 0,
-        n_page_differs: 0,
-        n_baseline_only: 0,
-        n_other_only: 0,
-        n_ambiguous: base_ambiguous.len() + other_ambiguous.len(),
-        pairs: Vec::new(),
-        rule: PairingRule::SamePage,
-    };
+    let mut p = Pairing::empty(baseline, other, PairingRule::SamePage, base_ambiguous.len() + other_ambiguous.len());
     let mut positions: Vec<(&PageKey, &usize)> = base_index.iter().collect();
     positions.sort_by_key(|(_, &i)| i);
     for (k, &i) in positions {
@@ -343,21 +351,8 @@ fn pair_across_modes(baseline: &RunTables, other: &RunTables) -> Pairing {
     for positions in by_passage.values_mut() {
         positions.sort_unstable();
     }
-    let mut p = Pairing {
-        baseline: baseline.label.clone(),
-        other: other.label.clone(),
-        rule: PairingRule::SamePassageAndRatio,
-        n_baseline: baseline.samples.len(),
-        n_other: other.samples.len(),
-        n_paired: 0,
-        n_scored: 0,
-        n_paired_failed: 0,
-        n_page_differs: 0,
-        n_baseline_only: 0,
-        n_other_only: 0,
-        n_ambiguous: base_ambiguous.len() + other_ambiguous.len(),
-        pairs: Vec::new(),
-    };
+    let mut p =
+        Pairing::empty(baseline, other, PairingRule::SamePassageAndRatio, base_ambiguous.len() + other_ambiguous.len());
     let mut positions: Vec<usize> = base_index.values().copied().collect();
     positions.sort_unstable();
     let mut base_passages = HashSet::new();
