@@ -401,7 +401,8 @@ pub struct ReportFiles {
 #[derive(Debug, Serialize, serde::Deserialize)]
 pub struct BenchRun {
     pub mode: String,
-    /// Decoder slots measured (smaller than `requested_batch` after out-of-memory retries).
+    /// Decoder slots measured (smaller than `requested_batch` when the batch was lowered to fit the
+    /// free device memory, or after out-of-memory retries).
     pub batch: usize,
     /// The `--batch` size this configuration was asked for: with `mode`, what a resumed bench
     /// skips (absent in journals written before resume: `batch`).
@@ -424,6 +425,17 @@ pub struct BenchRun {
     pub cuda_graph: bool,
     pub peak_gpu_gb: Option<f64>,
     pub oom_retries: usize,
+    /// The largest batch that fits (`occ_model::memory_plan`: this mode's prompt, `new_tokens`, one
+    /// page per slot) in the free device memory at the start of this configuration (or
+    /// `--free-memory-gb`); absent without a figure (CPU) and in journals written before it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fits_batch: Option<usize>,
+    /// The planner's bytes per slot behind `fits_batch`, in GB.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gb_per_slot: Option<f64>,
+    /// The free device memory the plan used, in GB.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub free_gpu_gb: Option<f64>,
     /// The session that measured it: 0 the run's first process, 1 its first resume, …
     #[serde(default)]
     pub session: usize,

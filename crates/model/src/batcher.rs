@@ -38,6 +38,7 @@ use crate::decoder::{DecoderModel, KvCache, SlotCache};
 use crate::generate::{
     argmax, generate, padded_batch, BatchOutput, Generated, GenerationConfig, PromptInput, Sampling,
 };
+use crate::memory_plan::{self, grown_capacity, initial_capacity, Sequences, SlotMemory};
 use crate::ngram::no_repeat_ngram_banned;
 use crate::ops::{self, StepGraph, NO_BAN};
 
@@ -67,11 +68,15 @@ pub struct BatcherConfig {
     /// the cache doubles when a sequence reaches the end, up to `max_new_tokens`. Keeps memory
     /// proportional to what is generated when `max_new_tokens` is large (8,192 by default).
     pub initial_new_tokens: usize,
+    /// Free device memory (bytes) that [`generate_queue`] sizes its slots against
+    /// ([`fit_slots`]); `None`: what the device reports (CUDA: the driver's free memory; CPU: no
+    /// limit). Set it to leave room for other work, or in tests.
+    pub free_memory: Option<u64>,
 }
 
 impl Default for BatcherConfig {
     fn default() -> Self {
-        BatcherConfig { slots: 32, prefill_batch: 8, cuda_graph: true, initial_new_tokens: 1024 }
+        BatcherConfig { slots: 32, prefill_batch: 8, cuda_graph: true, initial_new_tokens: 1024, free_memory: None }
     }
 }
 
@@ -86,6 +91,73 @@ pub struct QueueOutput {
     pub decode_steps: usize,
     /// Whether the decode steps ran as CUDA-graph replays.
     pub graph: bool,
+    /// The slots asked for and the slots run with (fewer when they did not fit the free memory).
+    pub fit: SlotFit,
+}
+
+/// The slot count of a queue: the slots asked for, lowered to what fits the free device memory
+/// ([`fit_slots`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SlotFit {
+    /// Slots asked for (`BatcherConfig::slots`, at most one per prompt).
+    pub requested: usize,
+    /// Slots run with.
+    pub used: usize,
+    /// The largest slot count that fits ([`SlotMemory::max_slots`]); `None`: no memory limit
+    /// (CPU without [`BatcherConfig::free_memory`], or a sampled queue).
+    pub limit: Option<usize>,
+    /// The free-memory figure the limit comes from.
+    pub free_bytes: Option<u64>,
+    /// Bytes per slot of the plan (0 without a limit).
+    pub bytes_per_slot: u64,
+}
+
+impl SlotFit {
+    /// Slots run as asked, no limit known.
+    pub fn unlimited(slots: usize) -> SlotFit {
+        SlotFit { requested: slots, used: slots, limit: None, free_bytes: None, bytes_per_slot: 0 }
+    }
+
+    /// Whether fewer slots than asked run because more do not fit.
+    pub fn lowered(&self) -> bool {
+        self.used < self.requested
+    }
+}
+
+/// The slots a queue of `seq`-shaped sequences runs with when `requested` are asked for: at most
+/// the largest count whose memory ([`SlotMemory`]) fits the free memory (`bc.free_memory`, else the
+/// device's figure: CUDA only; on the CPU nothing is lowered). Lowering is logged as a warning. An
+/// "out of memory" error when not even one slot fits.
+pub fn fit_slots(model: &DecoderModel, bc: &BatcherConfig, seq: Sequences, requested: usize) -> Result<SlotFit> {
+    let requested = requested.max(1);
+    let Some(free) = bc.free_memory.or_else(|| ops::device_memory_free(model.device())) else {
+        return Ok(SlotFit::unlimited(requested));
+    };
+    let plan = SlotMemory::new(model.config(), model.dtype(), seq, bc);
+    let limit = plan.max_slots(free, 0);
+    let bytes_per_slot = plan.bytes_per_slot(0);
+    if limit == 0 {
+        candle_core::bail!(
+            "continuous batching: out of memory: one decoder slot ({} prompt + {} new tokens) needs {} bytes \
+             with a prefill batch, {} of {free} free bytes are usable",
+            seq.prompt_len,
+            seq.max_new_tokens,
+            plan.bytes_for(1, 0),
+            memory_plan::usable_bytes(free)
+        )
+    }
+    let used = requested.min(limit);
+    if used < requested {
+        tracing::warn!(
+            "continuous batching: {requested} slots do not fit {:.2} GB of free device memory \
+             ({:.1} MB per slot for {} prompt + {} new tokens); running {used} slots",
+            free as f64 / 1e9,
+            bytes_per_slot as f64 / 1e6,
+            seq.prompt_len,
+            seq.max_new_tokens
+        );
+    }
+    Ok(SlotFit { requested, used, limit: Some(limit), free_bytes: Some(free), bytes_per_slot })
 }
 
 /// What a sequence of the live path reports, in order: each token as it is chosen, then once
@@ -457,7 +529,7 @@ impl<'m> Batcher<'m> {
             .max()
             .unwrap_or(0);
         if needed > self.capacity {
-            self.grow((self.capacity * 2).max(needed).min(self.max_capacity.max(needed)))?;
+            self.grow(grown_capacity(self.capacity, needed, self.max_capacity))?;
         }
 
         let t = Instant::now();
@@ -639,11 +711,14 @@ pub fn generate_queue(
             decode: Duration::ZERO,
             decode_steps: 0,
             graph: false,
+            fit: SlotFit::unlimited(bc.slots.clamp(1, n.max(1))),
         });
     }
     let longest = prompts.iter().map(|p| p.ids.len()).max().unwrap_or(0);
-    let capacity = longest + cfg.max_new_tokens.min(bc.initial_new_tokens.max(1));
-    let mut batcher = Batcher::new(model, bc, bc.slots.clamp(1, n), capacity)?;
+    let capacity = initial_capacity(longest, cfg.max_new_tokens, bc.initial_new_tokens);
+    let seq = Sequences { prompt_len: longest, max_new_tokens: cfg.max_new_tokens };
+    let fit = fit_slots(model, bc, seq, bc.slots.clamp(1, n))?;
+    let mut batcher = Batcher::new(model, bc, fit.used, capacity)?;
     let done: Arc<Mutex<Vec<Option<Generated>>>> = Arc::new(Mutex::new(vec![None; n]));
     for (row, p) in prompts.iter().enumerate() {
         let done = done.clone();
@@ -668,7 +743,7 @@ pub fn generate_queue(
             g.ok_or_else(|| candle_core::Error::Msg(format!("continuous batching: prompt {row} never finished")))
         })
         .collect::<Result<Vec<_>>>()?;
-    Ok(QueueOutput { rows, prefill, decode, decode_steps, graph })
+    Ok(QueueOutput { rows, prefill, decode, decode_steps, graph, fit })
 }
 
 /// Prefills a batch of prompts (left-padded) and returns the cache and each row's last logits.
@@ -744,7 +819,8 @@ fn fallback(
         decode += d;
         steps += s;
     }
-    Ok(QueueOutput { rows, prefill, decode, decode_steps: steps, graph: false })
+    let fit = SlotFit::unlimited(bc.slots.clamp(1, prompts.len().max(1)));
+    Ok(QueueOutput { rows, prefill, decode, decode_steps: steps, graph: false, fit })
 }
 
 #[cfg(test)]
@@ -783,7 +859,13 @@ mod tests {
         cfgs.push(GenerationConfig { no_repeat_ngram_size: Some(2), ..GenerationConfig::plain_greedy(12) });
         for cfg in &cfgs {
             // initial room for 3 generated tokens: the cache grows twice on the way to 12
-            let bc = BatcherConfig { slots: 2, prefill_batch: 2, cuda_graph: false, initial_new_tokens: 3 };
+            let bc = BatcherConfig {
+                slots: 2,
+                prefill_batch: 2,
+                cuda_graph: false,
+                initial_new_tokens: 3,
+                free_memory: None,
+            };
             let q = generate_queue(&m, &prompts, cfg, &bc)?;
             assert_eq!(q.rows.len(), 5);
             for (i, p) in prompts.iter().enumerate() {
@@ -793,6 +875,56 @@ mod tests {
             assert!(q.decode_steps > 12, "slots were refilled: {} steps", q.decode_steps);
         }
         Ok(())
+    }
+
+    /// A free-memory figure whose plan fits exactly `slots` slots of `seq`.
+    fn free_for(m: &DecoderModel, bc: &BatcherConfig, seq: Sequences, slots: usize) -> u64 {
+        let plan = SlotMemory::new(m.config(), m.dtype(), seq, bc);
+        let free = (plan.bytes_for(slots, 0) + memory_plan::RESERVE_BYTES) * 10 / 9 + 10;
+        assert_eq!(plan.max_slots(free, 0), slots);
+        free
+    }
+
+    #[test]
+    fn more_slots_than_fit_run_lowered_with_the_same_tokens() -> Result<()> {
+        let m = model();
+        let prompts: Vec<PromptInput> =
+            [5, 9, 3, 12, 7].iter().enumerate().map(|(i, &l)| prompt(&m, l, i as u64 + 20)).collect();
+        let cfg = GenerationConfig::plain_greedy(10);
+        let unlimited =
+            BatcherConfig { slots: 4, prefill_batch: 2, cuda_graph: false, initial_new_tokens: 4, free_memory: None };
+        let seq = Sequences { prompt_len: 12, max_new_tokens: 10 };
+        let free = free_for(&m, &unlimited, seq, 2);
+        let bc = BatcherConfig { free_memory: Some(free), ..unlimited.clone() };
+        let lowered = generate_queue(&m, &prompts, &cfg, &bc)?;
+        assert_eq!(lowered.fit.requested, 4);
+        assert_eq!(lowered.fit.used, 2);
+        assert_eq!(lowered.fit.limit, Some(2));
+        assert_eq!(lowered.fit.free_bytes, Some(free));
+        assert!(lowered.fit.lowered());
+        // the same queue asked for 2 slots: same tokens, same steps
+        let two = generate_queue(&m, &prompts, &cfg, &BatcherConfig { slots: 2, ..unlimited.clone() })?;
+        assert_eq!(lowered.rows, two.rows);
+        assert_eq!(lowered.decode_steps, two.decode_steps);
+        assert_eq!(two.fit, SlotFit::unlimited(2));
+        // 4 slots really run when nothing limits them (CPU: no device figure)
+        let four = generate_queue(&m, &prompts, &cfg, &unlimited)?;
+        assert_eq!(four.fit, SlotFit::unlimited(4));
+        assert!(four.decode_steps < two.decode_steps);
+        assert_eq!(four.rows, two.rows);
+        // asked for no more than fit: nothing lowered
+        let fits = generate_queue(&m, &prompts, &cfg, &BatcherConfig { slots: 2, ..bc.clone() })?;
+        assert_eq!((fits.fit.requested, fits.fit.used, fits.fit.lowered()), (2, 2, false));
+        Ok(())
+    }
+
+    #[test]
+    fn not_one_slot_fitting_is_an_out_of_memory_error() {
+        let m = model();
+        let prompts = vec![prompt(&m, 6, 1)];
+        let bc = BatcherConfig { free_memory: Some(memory_plan::RESERVE_BYTES), ..BatcherConfig::default() };
+        let err = generate_queue(&m, &prompts, &GenerationConfig::plain_greedy(4), &bc).unwrap_err().to_string();
+        assert!(err.contains("out of memory") && err.contains("6 prompt + 4 new tokens"), "{err}");
     }
 
     type Log = Arc<Mutex<Vec<SeqEvent>>>;
@@ -846,13 +978,20 @@ mod tests {
             .iter()
             .zip(&cfgs)
             .map(|(p, c)| {
-                let bc = BatcherConfig { slots: 2, prefill_batch: 2, cuda_graph: false, initial_new_tokens: 3 };
+                let bc = BatcherConfig {
+                    slots: 2,
+                    prefill_batch: 2,
+                    cuda_graph: false,
+                    initial_new_tokens: 3,
+                    free_memory: None,
+                };
                 Ok(generate_queue(&m, std::slice::from_ref(p), c, &bc)?.rows.remove(0))
             })
             .collect::<Result<_>>()?;
         // the live path: 3 slots, a cache for 2 generated tokens (it grows), prompts admitted at
         // steps 0, 0, 1, 4, 4 and 7 while others decode
-        let bc = BatcherConfig { slots: 3, prefill_batch: 2, cuda_graph: false, initial_new_tokens: 2 };
+        let bc =
+            BatcherConfig { slots: 3, prefill_batch: 2, cuda_graph: false, initial_new_tokens: 2, free_memory: None };
         let mut b = Batcher::new(&m, &bc, 3, 6)?;
         let admit_at = [0usize, 0, 1, 4, 4, 7];
         let mut logs = Vec::new();
@@ -884,7 +1023,8 @@ mod tests {
         let m = model();
         let prompts: Vec<PromptInput> = (0..3).map(|i| prompt(&m, 6 + i, 40 + i as u64)).collect();
         let cfg = GenerationConfig { ignore_eos: true, ..GenerationConfig::plain_greedy(10) };
-        let bc = BatcherConfig { slots: 2, prefill_batch: 2, cuda_graph: false, initial_new_tokens: 16 };
+        let bc =
+            BatcherConfig { slots: 2, prefill_batch: 2, cuda_graph: false, initial_new_tokens: 16, free_memory: None };
         let want: Vec<Generated> = generate_queue(&m, &prompts, &cfg, &bc)?.rows;
         let mut b = Batcher::new(&m, &bc, 2, 32)?;
         let cancel = Cancel::new();
@@ -932,7 +1072,8 @@ mod tests {
         let m = model();
         let prompts: Vec<PromptInput> = (0..5).map(|i| prompt(&m, 3 + 2 * i, 70 + i as u64)).collect();
         let cfg = GenerationConfig::plain_greedy(11);
-        let bc = BatcherConfig { slots: 2, prefill_batch: 2, cuda_graph: false, initial_new_tokens: 4 };
+        let bc =
+            BatcherConfig { slots: 2, prefill_batch: 2, cuda_graph: false, initial_new_tokens: 4, free_memory: None };
         let want = generate_queue(&m, &prompts, &cfg, &bc)?.rows;
         let queue = LiveQueue::new();
         let mut logs = Vec::new();
@@ -997,7 +1138,13 @@ mod tests {
         let budgets = [48usize, 20, 36, 30, 24];
         let admit_at = [0usize, 0, 3, 9, 9];
         let run = |graph: bool| -> Result<(Vec<Vec<SeqEvent>>, bool)> {
-            let bc = BatcherConfig { slots: 3, prefill_batch: 2, cuda_graph: graph, initial_new_tokens: 8 };
+            let bc = BatcherConfig {
+                slots: 3,
+                prefill_batch: 2,
+                cuda_graph: graph,
+                initial_new_tokens: 8,
+                free_memory: None,
+            };
             let mut b = Batcher::new(&m, &bc, 3, 48)?;
             let (mut logs, mut next, mut step) = (Vec::new(), 0usize, 0usize);
             let cancel = Cancel::new();

@@ -19,7 +19,8 @@
 //!   DeepSeek3B-MoE decoder, its configs and key/value caches.
 //! - [`prompt`]: prompt ids with the `<image>` slots; [`generate`]: batched generation;
 //!   [`ngram`]: the repetition blockers; [`batcher`]: continuous batching with CUDA-graph decode;
-//!   [`grounding`]: post-processing and `<|ref|>`/`<|det|>` parsing.
+//!   [`grounding`]: post-processing and `<|ref|>`/`<|det|>` parsing; [`memory_plan`]: the device
+//!   memory of a decoder slot and the largest slot count that fits a free-memory figure.
 //! - [`pipeline`]: image → text in one call ([`pipeline::DeepseekOcr`], an `occ_core::OcrEngine`);
 //!   [`reader`]: what it shares with DeepSeek-OCR-2 ([`pipeline_v2::DeepseekOcr2`]): the
 //!   [`reader::PageReader`] trait and the one path from pages to text through the batcher.
@@ -60,6 +61,7 @@ pub mod generate;
 pub mod grounding;
 pub mod layout;
 pub mod load;
+pub mod memory_plan;
 pub mod mini;
 pub mod ngram;
 pub mod nn;

@@ -9,8 +9,10 @@
 //! reference benchmark). One warm-up run per configuration is not timed. Reported: pages/s,
 //! generated tok/s, decode tok/s per sequence, prefill and encoder time per page, and the peak
 //! device memory seen between stages (driver view: total − free, so it includes the allocator's
-//! pool and the CUDA context). A run that fails with an out-of-memory error is retried at half the
-//! batch.
+//! pool and the CUDA context), and the largest batch that fits the free device memory
+//! (`occ_model::memory_plan`, for the mode's prompt and `--new-tokens`). A batch above what fits
+//! runs lowered to it (the decoder queue's `fit_slots`; requested and used batch both reported); a
+//! run that still fails with an out-of-memory error is retried at half the batch.
 //!
 //! Run folder: `<out>/bench/<utc>-<pid>`, locked while the benchmark runs; every finished
 //! measurement is appended to `bench.jsonl` as it finishes (with the session that measured it)
@@ -31,6 +33,7 @@ use occ_core::{Mode, Prompt};
 use occ_model::batcher::{generate_queue, BatcherConfig};
 use occ_model::decoder::DecoderModel;
 use occ_model::generate::{GenerationConfig, PromptInput};
+use occ_model::memory_plan::{Sequences, SlotMemory};
 use occ_model::pipeline::{device_name, dtype_name, splice, DeepseekOcr};
 use occ_model::pipeline_v2::DeepseekOcr2;
 use occ_model::preprocess::prepare;
@@ -75,6 +78,10 @@ pub struct Args {
     /// Also time the vision encoder alone on this many pages in one batch (0: skip).
     #[arg(long, default_value_t = 32)]
     pub encoder_batch: usize,
+    /// Size the decoder slots against this much free device memory (GB, 10⁹ bytes) instead of the
+    /// device's own figure (CUDA; on the CPU nothing is lowered without it).
+    #[arg(long, value_name = "GB")]
+    pub free_memory_gb: Option<f64>,
     /// Decode eagerly instead of replaying a captured CUDA graph.
     #[arg(long)]
     pub no_cuda_graph: bool,
@@ -112,8 +119,17 @@ pub const BENCH_STATE: &str = "bench.json";
 
 /// `bench`'s own flags that define the benchmark and take a value: recorded in `bench.json` (with
 /// the model flags, `runs::MODEL_VALUE_FLAGS`) and restored by `--resume`.
-const VALUE_FLAGS: [&str; 8] =
-    ["--modes", "--batch", "--pages", "--new-tokens", "--ngram", "--warmup", "--encoder-batch", "--engine"];
+const VALUE_FLAGS: [&str; 9] = [
+    "--modes",
+    "--batch",
+    "--pages",
+    "--new-tokens",
+    "--ngram",
+    "--warmup",
+    "--encoder-batch",
+    "--engine",
+    "--free-memory-gb",
+];
 /// `bench`'s own switches that define the benchmark (with `runs::MODEL_SWITCHES`).
 const SWITCHES: [&str; 2] = ["--no-cuda-graph", "--cuda-profile"];
 
@@ -522,27 +538,48 @@ fn encode_v2(engine: &DeepseekOcr2, mode: Mode, pages: usize) -> anyhow::Result<
     Ok((inputs, seconds))
 }
 
-fn run_one(engine: &Model, args: &Args, mode: Mode, batch: usize, peak: &mut Peak) -> anyhow::Result<BenchRun> {
-    let pages = args.pages.unwrap_or(batch).max(1);
-    let cfg = generation(args);
-    let bc = BatcherConfig {
+/// Free device memory for sizing the slots: `--free-memory-gb`, else the device's figure (CUDA).
+fn free_memory(args: &Args, device: &Device) -> Option<u64> {
+    match args.free_memory_gb {
+        Some(gb) => Some((gb.max(0.0) * 1e9) as u64),
+        None => occ_model::ops::device_memory_free(device),
+    }
+}
+
+/// The queue's settings for `inputs`: with `--free-memory-gb`, the figure less the prompt
+/// embeddings already encoded (what the device's figure, read by the queue, would no longer hold).
+fn batcher_config(args: &Args, batch: usize, inputs: &[PromptInput]) -> BatcherConfig {
+    let held: u64 = inputs.iter().map(|p| (p.embeds.elem_count() * p.embeds.dtype().size_in_bytes()) as u64).sum();
+    BatcherConfig {
         slots: batch,
         prefill_batch: batch.min(8),
         cuda_graph: !args.no_cuda_graph,
+        free_memory: args.free_memory_gb.map(|gb| ((gb.max(0.0) * 1e9) as u64).saturating_sub(held)),
         ..Default::default()
-    };
+    }
+}
+
+fn run_one(engine: &Model, args: &Args, mode: Mode, batch: usize, peak: &mut Peak) -> anyhow::Result<BenchRun> {
+    let pages = args.pages.unwrap_or(batch).max(1);
+    let cfg = generation(args);
+    let device = engine.decoder().device();
+    let free = free_memory(args, device);
     for _ in 0..args.warmup {
         let (inputs, _) = encode(engine, mode, batch.min(pages))?;
         let warm = GenerationConfig { max_new_tokens: cfg.max_new_tokens.min(16), ..cfg.clone() };
-        generate_queue(engine.decoder(), &inputs, &warm, &bc)?;
+        generate_queue(engine.decoder(), &inputs, &warm, &batcher_config(args, batch, &inputs))?;
     }
-    let device = engine.decoder().device();
     if args.cuda_profile {
         occ_model::ops::cuda_profiler(device, true)?;
     }
     let t = Instant::now();
     let (inputs, encode_s) = encode(engine, mode, pages)?;
     peak.sample();
+    let bc = batcher_config(args, batch, &inputs);
+    let prompt_tokens = inputs.first().map_or(0, |p| p.ids.len());
+    let decoder = engine.decoder();
+    let seq = Sequences { prompt_len: prompt_tokens, max_new_tokens: args.new_tokens };
+    let plan = SlotMemory::new(decoder.config(), decoder.dtype(), seq, &bc);
     let q = generate_queue(engine.decoder(), &inputs, &cfg, &bc)?;
     device.synchronize()?;
     let wall = t.elapsed().as_secs_f64();
@@ -554,14 +591,14 @@ fn run_one(engine: &Model, args: &Args, mode: Mode, batch: usize, peak: &mut Pea
     let decode_s = q.decode.as_secs_f64();
     // tokens produced by decode steps (each page's first token comes from its prefill)
     let decode_tokens = generated.saturating_sub(pages) as f64;
-    let slots = batch.min(pages).max(1) as f64;
+    let slots = q.fit.used.max(1) as f64;
     let per_s = |n: f64, s: f64| if s > 0.0 { n / s } else { 0.0 };
     Ok(BenchRun {
         mode: mode.to_string(),
-        batch,
+        batch: if q.fit.lowered() { q.fit.used } else { batch },
         pages,
         new_tokens: args.new_tokens,
-        prompt_tokens: inputs.first().map_or(0, |p| p.ids.len()),
+        prompt_tokens,
         wall_s: wall,
         pages_per_s: per_s(pages as f64, wall),
         tok_s: per_s(generated as f64, wall),
@@ -574,6 +611,9 @@ fn run_one(engine: &Model, args: &Args, mode: Mode, batch: usize, peak: &mut Pea
         peak_gpu_gb: peak.gb(),
         oom_retries: 0,
         requested_batch: Some(batch),
+        fits_batch: free.map(|f| plan.max_slots(f, 1)),
+        gb_per_slot: free.map(|_| plan.bytes_per_slot(1) as f64 / 1e9),
+        free_gpu_gb: free.map(|f| f as f64 / 1e9),
         session: 0,
     })
 }
@@ -607,9 +647,13 @@ pub fn run(args: Args, out: &Output) -> anyhow::Result<()> {
 /// The human-readable line of a configuration measured (`now`: in this session).
 fn say_run(out: &Output, run: &BenchRun, now: bool) {
     out.info(&format!(
-        "{:<8} batch {:>3}  {:>7.2} pages/s  {:>8.1} tok/s  decode {:>7.1} tok/s/seq  prefill {:>7.1} ms/page  encode {:>7.1} ms/page  graph {}  peak {}{}",
+        "{:<8} batch {:>3}{}  {:>7.2} pages/s  {:>8.1} tok/s  decode {:>7.1} tok/s/seq  prefill {:>7.1} ms/page  encode {:>7.1} ms/page  graph {}  peak {}{}{}",
         run.mode,
         run.batch,
+        match run.requested_batch {
+            Some(r) if r != run.batch => format!(" (of {r})"),
+            _ => String::new(),
+        },
         run.pages_per_s,
         run.tok_s,
         run.decode_tok_s,
@@ -617,6 +661,14 @@ fn say_run(out: &Output, run: &BenchRun, now: bool) {
         run.encode_s_per_page * 1e3,
         run.cuda_graph,
         run.peak_gpu_gb.map_or("-".into(), |g| format!("{g:.2} GB")),
+        match (run.fits_batch, run.free_gpu_gb) {
+            (Some(n), Some(free)) => format!(
+                "  largest batch that fits {n} ({} new tokens: {:.3} GB per slot, {free:.1} GB free)",
+                run.new_tokens,
+                run.gb_per_slot.unwrap_or(0.0)
+            ),
+            _ => String::new(),
+        },
         if now { String::new() } else { format!("  (journaled by session {})", run.session) },
     ));
 }
@@ -727,6 +779,15 @@ fn measure(args: &Args, run_dir: &mut BenchDir, interrupt: &Interrupt, out: &Out
                     Err(e) => return Err(e).with_context(|| format!("benchmark {mode}, batch {b}")),
                 }
             };
+            if run.batch < b {
+                out.warn(&format!(
+                    "{mode} batch {b}: lowered to {} slots, the largest that fits {:.1} GB of free device memory \
+                     ({:.2} GB per slot)",
+                    run.batch,
+                    run.free_gpu_gb.unwrap_or(0.0),
+                    run.gb_per_slot.unwrap_or(0.0)
+                ));
+            }
             let run = BenchRun { oom_retries: retries, requested_batch: Some(batch), session, ..run };
             say_run(out, &run, true);
             let line = BenchLine::Run(run);

@@ -341,3 +341,55 @@ fn a_failed_bench_is_marked_failed_with_its_error_and_the_command_that_continues
     assert!(s["error_chain"][0].as_str().unwrap().contains("no-such-weights"), "{s}");
     std::fs::remove_dir_all(&out).unwrap();
 }
+
+/// A batch above what the free device memory holds (issue 16): `--free-memory-gb` stands for the
+/// device's figure on the CPU. The run is lowered to the largest batch that fits and says so
+/// (requested and used batch, the largest batch that fits, a warning), and decodes as a run asked
+/// for that batch (the library test `batcher::tests::more_slots_than_fit_run_lowered_with_the_same_tokens`
+/// compares the tokens).
+#[test]
+fn a_batch_above_what_fits_the_free_memory_runs_lowered_and_reports_both() {
+    use candle_core::DType;
+    use occ_model::batcher::BatcherConfig;
+    use occ_model::decoder::DecoderConfig;
+    use occ_model::memory_plan::{Sequences, SlotMemory, RESERVE_BYTES};
+
+    let root = scratch("bench-fit");
+    // without a figure (CPU): nothing lowered, nothing planned
+    let plain = bench_plan(&root.join("plain"), "2", "0", &["--pages", "4"]);
+    assert_ok(&plain);
+    let plain = report(&plain)["runs"][0].clone();
+    assert_eq!((plain["batch"].as_u64(), plain["requested_batch"].as_u64()), (Some(2), Some(2)));
+    assert!(plain.get("fits_batch").is_none(), "{plain}");
+
+    // the tiny reader's plan at 4 new tokens, with bench's batcher settings for --batch 4: a figure
+    // with room for 2 slots and their pages and half a slot more
+    let prompt = plain["prompt_tokens"].as_u64().unwrap() as usize;
+    let bc = BatcherConfig { slots: 4, prefill_batch: 4, ..Default::default() };
+    let plan =
+        SlotMemory::new(&DecoderConfig::tiny(), DType::F32, Sequences { prompt_len: prompt, max_new_tokens: 4 }, &bc);
+    let usable = plan.bytes_for(2, 2) + plan.bytes_per_slot(1) / 2;
+    let gb = (usable + RESERVE_BYTES) as f64 / 0.9 / 1e9;
+    assert_eq!(plan.max_slots((gb * 1e9) as u64, 1), 2);
+
+    let o = bench_plan(&root.join("fit"), "4", "0", &["--pages", "4", "--free-memory-gb", &format!("{gb}")]);
+    assert_ok(&o);
+    assert!(stderr(&o).contains("small batch 4: lowered to 2 slots, the largest that fits"), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("batch   2 (of 4)") && stderr(&o).contains("largest batch that fits 2"),
+        "{}",
+        stderr(&o)
+    );
+    let run = report(&o)["runs"][0].clone();
+    assert_eq!(run["requested_batch"], 4);
+    assert_eq!(run["batch"], 2);
+    assert_eq!(run["fits_batch"], 2);
+    assert_eq!(run["oom_retries"], 0);
+    assert!((run["free_gpu_gb"].as_f64().unwrap() - gb).abs() < 1e-6, "{run}");
+    // the lowered run decodes as the one asked for 2 slots: same steps, same tokens generated
+    assert_eq!(run["decode_steps"], plain["decode_steps"]);
+    assert_eq!(run["pages"], plain["pages"]);
+    // the journal holds the same (requested 4, used 2)
+    let line = &journal(&only_dir(&root.join("fit")))[0]["run"];
+    assert_eq!((line["requested_batch"].as_u64(), line["batch"].as_u64()), (Some(4), Some(2)));
+}

@@ -230,7 +230,8 @@ fn queue_graph_after_cache_growth_equals_eager_on_gpu() {
         .collect();
     let cfg = GenerationConfig { ignore_eos: true, ..GenerationConfig::plain_greedy(48) };
     let run = |graph: bool| {
-        let bc = BatcherConfig { slots: 2, prefill_batch: 2, cuda_graph: graph, initial_new_tokens: 8 };
+        let bc =
+            BatcherConfig { slots: 2, prefill_batch: 2, cuda_graph: graph, initial_new_tokens: 8, free_memory: None };
         generate_queue(&model, &prompts, &cfg, &bc).unwrap()
     };
     let (eager, graph) = (run(false), run(true));
