@@ -40,7 +40,7 @@ fn dimensions_that_cannot_build_are_named() {
 #[test]
 fn the_shipped_configs_load() {
     let root = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..");
-    for name in ["mini-s", "mini-m", "mini-l", "diag-128"] {
+    for name in ["mini-xs", "mini-xs-read", "mini-s", "mini-m", "mini-l", "diag-128"] {
         let p = root.join(format!("experiments/train/{name}.toml"));
         let cfg = TrainConfig::load(&p, &root).unwrap_or_else(|e| panic!("{name}: {e}"));
         assert_eq!(cfg.name, name);
