@@ -215,6 +215,21 @@ impl Pairing {
             pairs: Vec::new(),
         }
     }
+
+    /// Counts baseline sample `i` against other-run sample `j` under the pairing's key: a different
+    /// page, a pair left out because a sample failed, or a scored pair.
+    fn count(&mut self, i: usize, j: usize, same_page: bool, both_ok: bool) {
+        if !same_page {
+            self.n_page_differs += 1;
+            return;
+        }
+        self.n_paired += 1;
+        if both_ok {
+            self.pairs.push((i, j));
+        } else {
+            self.n_paired_failed += 1;
+        }
+    }
 }
 
 /// What identifies a sample's page across runs, before the page itself is compared.
@@ -322,15 +337,7 @@ fn pair_same_page(baseline: &RunTables, other: &RunTables) -> Pairing {
         ) && a.page_w_px == b.page_w_px
             && a.page_h_px == b.page_h_px
             && same_float(a.font_px, b.font_px);
-        if !identical {
-            p.n_page_differs += 1;
-        } else if a.status != SampleStatus::Ok || b.status != SampleStatus::Ok {
-            p.n_paired += 1;
-            p.n_paired_failed += 1;
-        } else {
-            p.n_paired += 1;
-            p.pairs.push((i, j));
-        }
+        p.count(i, j, identical, a.status == SampleStatus::Ok && b.status == SampleStatus::Ok);
     }
     p.n_other_only = other_index.keys().filter(|k| !base_index.contains_key(*k)).count();
     p.n_scored = p.pairs.len();
@@ -370,15 +377,7 @@ fn pair_across_modes(baseline: &RunTables, other: &RunTables) -> Pairing {
                 (base_gt.get(&a.sample_index), other_gt.get(&b.sample_index)),
                 (Some(x), Some(y)) if same_text_cut(x, y)
             );
-            if !same {
-                p.n_page_differs += 1;
-            } else if a.status != SampleStatus::Ok || b.status != SampleStatus::Ok {
-                p.n_paired += 1;
-                p.n_paired_failed += 1;
-            } else {
-                p.n_paired += 1;
-                p.pairs.push((i, j));
-            }
+            p.count(i, j, same, a.status == SampleStatus::Ok && b.status == SampleStatus::Ok);
         }
         base_passages.insert(k);
     }
