@@ -17,6 +17,7 @@
 #
 # Use (on the device, from the repository root, with .dist/cb.xz = the CUDA build of compress-bench):
 #   CONFIG=experiments/train/mini-s.toml TIME_LIMIT=540 CALLS=2 scripts/gpu-train.sh
+#   CONFIG=experiments/train/mini-s.toml INIT=.init STEPS=4000 scripts/gpu-train.sh   (from a 128-px reader)
 set -euo pipefail
 CONFIG=${CONFIG:?set CONFIG=experiments/train/<name>.toml}
 TIME_LIMIT=${TIME_LIMIT:-540}
@@ -30,6 +31,14 @@ META=/tmp/meta
 rm -rf /tmp/export
 mkdir -p "$RUN" "$META"
 { nvidia-smi --query-gpu=name,memory.total --format=csv,noheader || echo "no GPU"; } | tee "$META/device.txt"
+# INIT=DIR: a fresh run starts from that reader's weights (`train --init`: another page side, the
+# same model otherwise); DIR may hold the weights as model.safetensors.part-* (as $OUT brings them).
+INIT_ARGS=()
+if [ -n "${INIT:-}" ]; then
+  rm -rf /tmp/init && mkdir -p /tmp/init && cp "$INIT"/mini.json "$INIT"/vocab.json /tmp/init/
+  if [ -f "$INIT/model.safetensors" ]; then cp "$INIT/model.safetensors" /tmp/init/; else cat "$INIT"/model.safetensors.part-* > /tmp/init/model.safetensors; fi
+  INIT_ARGS=(--init /tmp/init)
+fi
 cb_train() { /tmp/cb train --config "$CONFIG" --out "$RUN" --device "${DEVICE:-cuda}" --export /tmp/export "$@" 2>&1 | tee -a "$META/train.log"; }
 steps_of() { python3 -c 'import json,sys; s=json.load(open(sys.argv[1])); print(s[sys.argv[2]] if sys.argv[2] in s else s["config"]["optim"]["steps"])' "$@"; }
 set +e
@@ -62,7 +71,7 @@ elif [ -n "${STEPS:-}" ]; then
   # every batch size in the config is halved and the run starts again (at most twice).
   for attempt in 1 2 3; do
     left=$(( TIME_LIMIT - ($(date +%s) - start) - 45 ))
-    cb_train --steps "$STEPS" --time-limit "$left"
+    cb_train --steps "$STEPS" --time-limit "$left" "${INIT_ARGS[@]}"
     rc=${PIPESTATUS[0]}
     # the error line is followed by a backtrace, so the whole log is searched
     if [ "$rc" -eq 0 ] || [ -f "$RUN/latest" ] || ! grep -qi "out of memory" "$META/train.log"; then break; fi
@@ -76,7 +85,7 @@ PY
     echo "out of device memory: batch sizes halved, starting again" | tee -a "$META/train.log"
   done
 else
-  cb_train --stop-at 20
+  cb_train --stop-at 20 "${INIT_ARGS[@]}"
   rc=${PIPESTATUS[0]}
   if [ "$rc" -eq 0 ]; then
     per_step=$(python3 -c 'import json; r=[json.loads(l) for l in open("'"$RUN"'/train_log.jsonl")]; t=[x["seconds"] for x in r if x["step"]>10]; print(sum(t)/len(t))')

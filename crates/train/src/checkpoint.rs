@@ -246,3 +246,128 @@ pub fn export(ckpt: &Path, dest: &Path) -> TrainResult<()> {
     }
     std::fs::rename(&tmp, dest).map_err(|e| TrainError::io(dest, e))
 }
+
+/// What `train --init` starts a run from.
+#[derive(Debug)]
+pub struct Initialised {
+    pub params: Params,
+    /// The source's output vocabulary (the decoder's ids must keep their meaning).
+    pub vocab: OutputVocab,
+    /// The checkpoint or reader folder the weights came from.
+    pub source: PathBuf,
+    /// Tensors resized to this config's page (position tables), by name.
+    pub resized: Vec<String>,
+}
+
+/// Model fields an `--init` source may differ in: the page side. Every weight keeps its shape
+/// except the position tables of the page's patch and token grids, which are resized.
+const INIT_MAY_DIFFER: &[&str] = &["canvas"];
+
+/// The dotted paths at which two JSON values differ.
+fn json_diff(a: &serde_json::Value, b: &serde_json::Value, path: &str, out: &mut Vec<String>) {
+    match (a, b) {
+        (serde_json::Value::Object(x), serde_json::Value::Object(y)) => {
+            let keys: std::collections::BTreeSet<&String> = x.keys().chain(y.keys()).collect();
+            for k in keys {
+                let p = if path.is_empty() { k.clone() } else { format!("{path}.{k}") };
+                match (x.get(k), y.get(k)) {
+                    (Some(u), Some(v)) => json_diff(u, v, &p, out),
+                    _ => out.push(p),
+                }
+            }
+        }
+        _ if a != b => out.push(path.to_string()),
+        _ => {}
+    }
+}
+
+/// Starts `cfg`'s weights from another reader: `src` is a reader folder (`--export`), a checkpoint
+/// folder or a run folder (its `latest` checkpoint). Its model may differ from `cfg.model` only in
+/// the page side (`canvas`; a page-size curriculum trains on small pages first): the patch
+/// encoder's absolute position table (`sam_model.pos_embed`, bicubic with antialiasing), the
+/// relative position tables of its global-attention blocks (`rel_pos_h`/`rel_pos_w`, linear) and
+/// the global encoder's position table (class row kept, grid rows bicubic) are resized to the new
+/// grids by the same interpolation the reader uses at inference on other page sizes; every other
+/// tensor is copied as is. Refused, naming the file and field or tensor, otherwise. The optimiser
+/// state starts at zero and the run at step 0 of its own schedule.
+pub fn init_from(
+    src: &Path,
+    cfg: &TrainConfig,
+    tok: &occ_core::TextTokenizer,
+    device: &Device,
+) -> TrainResult<Initialised> {
+    let dir = if src.join(LATEST_FILE).is_file() {
+        latest(src)?.ok_or_else(|| ckpt_err(src, "no checkpoint"))?
+    } else {
+        src.to_path_buf()
+    };
+    let cp = dir.join(mini::CONFIG_FILE);
+    let theirs = mini::MiniConfig::load(&cp).map_err(|e| ckpt_err(&cp, e.to_string()))?;
+    let to_json = |c: &mini::MiniConfig| serde_json::to_value(c).map_err(|e| TrainError::Other(e.to_string()));
+    let mut differ = Vec::new();
+    json_diff(&to_json(&theirs)?, &to_json(&cfg.model)?, "", &mut differ);
+    let refused: Vec<&String> = differ.iter().filter(|p| !INIT_MAY_DIFFER.contains(&p.as_str())).collect();
+    if !refused.is_empty() {
+        let names: Vec<&str> = refused.iter().map(|s| s.as_str()).collect();
+        return Err(ckpt_err(
+            &cp,
+            format!(
+                "its model differs from config {}'s in {} (only `canvas` may differ when starting from another reader)",
+                cfg.name,
+                names.join(", ")
+            ),
+        ));
+    }
+    let vocab = OutputVocab::load(&dir.join(mini::VOCAB_FILE), tok).map_err(|e| ckpt_err(&dir, e.to_string()))?;
+    let wp = dir.join(mini::WEIGHTS_FILE);
+    let weights = load_tensors(&wp, device)?;
+    let params = Params::init(&cfg.model, 0, device)?;
+    let mut resized = Vec::new();
+    for (name, var) in &params.vars {
+        let t = weights.get(name).ok_or_else(|| ckpt_err(&wp, format!("tensor {name} is missing")))?;
+        let t = t.to_dtype(candle_core::DType::F32)?;
+        let t = if t.dims() == var.dims() {
+            t
+        } else {
+            let r = resize_position_table(name, &t, var.dims())
+                .map_err(|e| ckpt_err(&wp, format!("tensor {name}: {e}")))?
+                .ok_or_else(|| {
+                    ckpt_err(&wp, format!("tensor {name} has shape {:?}, expected {:?}", t.dims(), var.dims()))
+                })?;
+            resized.push(name.clone());
+            r
+        };
+        var.set(&t)?;
+    }
+    Ok(Initialised { params, vocab, source: dir, resized })
+}
+
+/// `table` resized to `want` when it is one of the reader's position tables (see [`init_from`]);
+/// `None` for any other tensor.
+fn resize_position_table(name: &str, table: &Tensor, want: &[usize]) -> candle_core::Result<Option<Tensor>> {
+    use occ_model::nn::interpolate::{resize_grid_bicubic_aa, resize_rows_linear};
+    let t = if name.ends_with("sam_model.pos_embed") && want.len() == 4 && want[1] == want[2] {
+        // (1, g, g, width)
+        resize_grid_bicubic_aa(&table.squeeze(0)?, want[1], want[2])?.unsqueeze(0)?
+    } else if (name.ends_with(".attn.rel_pos_h") || name.ends_with(".attn.rel_pos_w")) && want.len() == 2 {
+        // (2·side − 1, head_dim)
+        resize_rows_linear(table, want[0])?
+    } else if name.ends_with("embeddings.position_embedding.weight") && want.len() == 2 {
+        // (1 + g², width): the class row, then the grid row-major
+        let (rows, dim) = table.dims2()?;
+        let src = ((rows - 1) as f64).sqrt() as usize;
+        let tgt = ((want[0] - 1) as f64).sqrt() as usize;
+        if src * src + 1 != rows || tgt * tgt + 1 != want[0] || dim != want[1] {
+            candle_core::bail!("{rows} x {dim} rows are not a class row and a square grid of {} values", want[1]);
+        }
+        let grid = table.narrow(0, 1, src * src)?.reshape((src, src, dim))?;
+        let grid = resize_grid_bicubic_aa(&grid, tgt, tgt)?.reshape((tgt * tgt, dim))?;
+        Tensor::cat(&[&table.narrow(0, 0, 1)?, &grid], 0)?
+    } else {
+        return Ok(None);
+    };
+    if t.dims() != want {
+        candle_core::bail!("resized to {:?}, expected {want:?}", t.dims());
+    }
+    Ok(Some(t))
+}

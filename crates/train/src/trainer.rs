@@ -40,6 +40,10 @@ pub struct TrainOptions {
     pub run_dir: PathBuf,
     /// Continue from the run folder's `latest` checkpoint (refused if there is none).
     pub resume: bool,
+    /// A new run starts from this reader's weights instead of random ones (a reader, checkpoint
+    /// or run folder whose model differs at most in the page side: [`checkpoint::init_from`]).
+    /// Ignored on resume (the run's own checkpoint holds the weights by then).
+    pub init: Option<PathBuf>,
     /// Stop (with a checkpoint) once this step is reached, before the schedule's end.
     pub stop_at: Option<usize>,
     /// Stop (with a checkpoint) once this much time has passed.
@@ -148,7 +152,8 @@ pub struct StartInfo {
     pub train_passages: usize,
     pub validation_passages: usize,
     pub resumed_from: Option<PathBuf>,
-    /// `exact` (optimiser state restored), `warm-restart` (weights only) or `fresh`.
+    /// `exact` (optimiser state restored), `warm-restart` (weights only), `init` (a new run from
+    /// another reader's weights: `resumed_from` names it) or `fresh`.
     pub resume_kind: String,
 }
 
@@ -270,13 +275,19 @@ pub fn train(cfg: &TrainConfig, opts: &TrainOptions, obs: &mut dyn Observer) -> 
                     .into(),
             });
         }
-        let extra = prompt_ids(&cfg.model, &tok)?;
-        let texts = train_passages.iter().take(cfg.data.vocab_passages).map(|p| p.text.as_str());
-        let vocab = OutputVocab::build(&tok, texts, &extra, cfg.model.vocab_size)
-            .map_err(|e| TrainError::Other(e.to_string()))?;
-        let params = Params::init(&cfg.model, cfg.run.seed, &opts.device)?;
-        let o = AdamW::new(&params.vars)?;
-        (params, vocab, o, 0, None, None, "fresh")
+        if let Some(src) = &opts.init {
+            let i = checkpoint::init_from(src, cfg, &tok, &opts.device)?;
+            let o = AdamW::new(&i.params.vars)?;
+            (i.params, i.vocab, o, 0, None, Some(i.source), "init")
+        } else {
+            let extra = prompt_ids(&cfg.model, &tok)?;
+            let texts = train_passages.iter().take(cfg.data.vocab_passages).map(|p| p.text.as_str());
+            let vocab = OutputVocab::build(&tok, texts, &extra, cfg.model.vocab_size)
+                .map_err(|e| TrainError::Other(e.to_string()))?;
+            let params = Params::init(&cfg.model, cfg.run.seed, &opts.device)?;
+            let o = AdamW::new(&params.vars)?;
+            (params, vocab, o, 0, None, None, "fresh")
+        }
     };
     // The cell head (training only) joins a run when `optim.cell_loss` is switched on, also on
     // resume; its optimiser state starts at zero.

@@ -27,6 +27,11 @@ pub struct Args {
     /// Continue from the run folder's latest checkpoint.
     #[arg(long)]
     pub resume: bool,
+    /// Start a new run from another reader's weights (a reader folder, checkpoint or run folder)
+    /// whose model differs at most in the page side (`canvas`): position tables are resized, the
+    /// vocabulary kept, the optimiser starts at zero (a page-size curriculum; docs/TRAINING.md).
+    #[arg(long, value_name = "DIR", conflicts_with = "resume")]
+    pub init: Option<PathBuf>,
     /// Device to train on.
     #[arg(long, value_enum, default_value = "cpu")]
     pub device: DeviceArg,
@@ -158,6 +163,7 @@ pub fn run(args: Args, out: &Output) -> anyhow::Result<()> {
     let opts = TrainOptions {
         run_dir: run_dir.clone(),
         resume: args.resume,
+        init: args.init.clone(),
         stop_at: args.stop_at,
         time_limit: args.time_limit.map(Duration::from_secs),
         stop: Some(interrupt.flag()),

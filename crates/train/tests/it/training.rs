@@ -15,6 +15,7 @@ fn opts(run: &Path, resume: bool, stop_at: Option<usize>) -> TrainOptions {
     TrainOptions {
         run_dir: run.into(),
         resume,
+        init: None,
         stop_at,
         time_limit: None,
         stop: None,
@@ -259,4 +260,70 @@ fn the_cell_loss_resumes_exactly_and_stays_out_of_exports() {
     train(&cfg, &opts(&late, true, Some(3)), &mut Silent).unwrap();
     let w = tensors(&late.join(checkpoint::folder_name(3)).join("model.safetensors"));
     assert!(w.contains_key(occ_train::model::CELL_HEAD));
+}
+
+/// A page-size curriculum: a 256-px run starts from a 128-px run's weights. Every tensor but the
+/// position tables is copied bit for bit, those are resized to the new grids, the source's
+/// vocabulary is kept, and the new run trains from step 0; a model that differs in anything but
+/// the page side is refused by field.
+#[test]
+fn a_run_starts_from_another_page_sides_weights() {
+    let dir = tempdir();
+    let small = tiny_config(dir.path(), |s| s);
+    let big = tiny_config(dir.path(), |s| s.replace("canvas = 128", "canvas = 256"));
+    let src = dir.path().join("small");
+    train(&small, &opts(&src, false, Some(2)), &mut Silent).unwrap();
+
+    let tok = occ_core::TextTokenizer::deepseek_ocr().unwrap();
+    let i = checkpoint::init_from(&src, &big, &tok, &Device::Cpu).unwrap();
+    assert!(i.source.ends_with(checkpoint::folder_name(2)), "{}", i.source.display());
+    let from = tensors(&i.source.join("model.safetensors"));
+    let got: HashMap<String, Tensor> = i.params.tensors().into_iter().collect();
+    assert_eq!(from.len(), got.len());
+    let mut resized = i.resized.clone();
+    resized.sort();
+    // SAM's absolute table, the global block's (index 1) relative tables, the global encoder's table
+    assert_eq!(
+        resized,
+        [
+            "model.sam_model.blocks.1.attn.rel_pos_h",
+            "model.sam_model.blocks.1.attn.rel_pos_w",
+            "model.sam_model.pos_embed",
+            "model.vision_model.embeddings.position_embedding.weight",
+        ]
+    );
+    assert_eq!(got["model.sam_model.pos_embed"].dims(), [1, 16, 16, 16]);
+    assert_eq!(got["model.sam_model.blocks.1.attn.rel_pos_h"].dims(), [31, 8]);
+    // windowed blocks keep their window-sized tables
+    assert_eq!(got["model.sam_model.blocks.0.attn.rel_pos_h"].dims(), [7, 8]);
+    assert_eq!(got["model.vision_model.embeddings.position_embedding.weight"].dims(), [17, 32]);
+    for (k, t) in &from {
+        if !i.resized.contains(k) {
+            assert_same(&HashMap::from([(k.clone(), t.clone())]), &HashMap::from([(k.clone(), got[k].clone())]));
+        }
+    }
+    // the class row of the global encoder's table is kept
+    let cls = |m: &HashMap<String, Tensor>| {
+        m["model.vision_model.embeddings.position_embedding.weight"].get(0).unwrap().to_vec1::<f32>().unwrap()
+    };
+    assert_eq!(cls(&from), cls(&got));
+
+    // the run itself: step 0 of its own schedule, the source's vocabulary, checkpoints at 256 px
+    let run = dir.path().join("big");
+    let mut o = opts(&run, false, Some(2));
+    o.init = Some(src.clone());
+    let s = train(&big, &o, &mut Silent).unwrap();
+    assert_eq!((s.start_step, s.end_step), (0, 2));
+    let ck = run.join(checkpoint::folder_name(2));
+    assert_eq!(
+        std::fs::read_to_string(ck.join("vocab.json")).unwrap(),
+        std::fs::read_to_string(i.source.join("vocab.json")).unwrap()
+    );
+    assert_eq!(tensors(&ck.join("model.safetensors"))["model.sam_model.pos_embed"].dims(), [1, 16, 16, 16]);
+
+    // anything else that differs is refused, by field
+    let other =
+        tiny_config(dir.path(), |s| s.replace("canvas = 128", "canvas = 256").replace("layers = 2", "layers = 3"));
+    let err = checkpoint::init_from(&src, &other, &tok, &Device::Cpu).unwrap_err().to_string();
+    assert!(err.contains("decoder.layers") && err.contains("mini.json"), "{err}");
 }
