@@ -18,6 +18,7 @@
 # Use (on the device, from the repository root, with .dist/cb.xz = the CUDA build of compress-bench):
 #   CONFIG=experiments/train/mini-s.toml TIME_LIMIT=540 CALLS=2 scripts/gpu-train.sh
 #   CONFIG=experiments/train/mini-s.toml INIT=.init STEPS=4000 scripts/gpu-train.sh   (from a 128-px reader)
+#   RUN=/tmp/run256 INIT=/tmp/run CONFIG=… scripts/gpu-train.sh   (warm machine: from the last call's run)
 set -euo pipefail
 CONFIG=${CONFIG:?set CONFIG=experiments/train/<name>.toml}
 TIME_LIMIT=${TIME_LIMIT:-540}
@@ -32,9 +33,12 @@ rm -rf /tmp/export
 mkdir -p "$RUN" "$META"
 { nvidia-smi --query-gpu=name,memory.total --format=csv,noheader || echo "no GPU"; } | tee "$META/device.txt"
 # INIT=DIR: a fresh run starts from that reader's weights (`train --init`: another page side, the
-# same model otherwise); DIR may hold the weights as model.safetensors.part-* (as $OUT brings them).
+# same model otherwise); DIR may hold the weights as model.safetensors.part-* (as $OUT brings them)
+# or be the previous call's run folder on a warm machine (then set RUN to another folder).
 INIT_ARGS=()
 if [ -n "${INIT:-}" ]; then
+  # a run folder (a previous call's $RUN on a warm machine): its latest checkpoint, in float32
+  if [ -f "$INIT/latest" ]; then INIT="$INIT/$(cat "$INIT/latest")"; fi
   rm -rf /tmp/init && mkdir -p /tmp/init && cp "$INIT"/mini.json "$INIT"/vocab.json /tmp/init/
   if [ -f "$INIT/model.safetensors" ]; then cp "$INIT/model.safetensors" /tmp/init/; else cat "$INIT"/model.safetensors.part-* > /tmp/init/model.safetensors; fi
   INIT_ARGS=(--init /tmp/init)
