@@ -686,6 +686,18 @@ pub struct ServeStart<'a> {
     pub url: String,
     pub model: &'a str,
     pub engine: String,
+    /// Decoder slots of the live batcher (fewer than `requested_slots` when they did not fit the
+    /// free device memory); `null` when the server reads per request.
+    pub slots: Option<usize>,
+    /// Decoder slots asked for (`--max-batch`).
+    pub requested_slots: Option<usize>,
+    /// The most slots the free device memory holds for answers of `--max-tokens` tokens
+    /// (`occ_model::memory_plan`); `null` without a memory figure (CPU without `--free-memory-gb`).
+    pub fits_slots: Option<usize>,
+    /// The planner's bytes per slot behind `fits_slots`, in GB.
+    pub gb_per_slot: Option<f64>,
+    /// The free device memory the slots were sized against (`--free-memory-gb` or the driver's), GB.
+    pub free_gpu_gb: Option<f64>,
 }
 
 // ---- train (the journal types of occ-train are the messages: one definition for the file and

@@ -31,5 +31,8 @@ pub mod server;
 
 pub use client::{OpenAiConfig, OpenAiEngine};
 pub use input::Limits;
-pub use scheduler::{Admission, Detokenizer, Events, LiveSession, PageEvent, Params, Reader, Reading};
+pub use occ_model::batcher::SlotFit;
+pub use scheduler::{
+    Admission, Detokenizer, Events, LiveError, LivePlan, LiveSession, PageEvent, Params, Reader, Reading,
+};
 pub use server::{ServeConfig, Server};

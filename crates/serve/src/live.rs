@@ -16,15 +16,18 @@ use std::sync::Arc;
 
 use image::RgbImage;
 use occ_core::{Mode, Prompt};
-use occ_model::batcher::{Batcher, BatcherConfig, Cancel, SeqEvent, Sink};
+use occ_model::batcher::{fit_slots, Batcher, BatcherConfig, Cancel, SeqEvent, Sink, SlotFit};
 use occ_model::generate::{PromptInput, Sampling};
 use occ_model::grounding::postprocess;
+use occ_model::memory_plan::{initial_capacity, Sequences};
 use occ_model::mini::OutputVocab;
 use occ_model::pipeline::{splice, PreparedPage};
 use occ_model::preprocess::PreparedImage;
 use occ_model::reader::PageReader;
 
-use crate::scheduler::{options, Admission, Detokenizer, Events, LiveSession, PageEvent, Params, Reading};
+use crate::scheduler::{
+    options, Admission, Detokenizer, Events, LiveError, LivePlan, LiveSession, PageEvent, Params, Reading,
+};
 
 /// Columns per slot the batcher's cache starts with (prompt and output; it grows as needed).
 const INITIAL_COLUMNS: usize = 1536;
@@ -44,6 +47,24 @@ fn text_of<R: PageReader>(engine: &R) -> TextOf {
     })
 }
 
+/// The prompt length the slots are planned for: a blank page of `mode` at its default canvas with
+/// the Free-OCR prompt, prepared as a request's page is; [`INITIAL_COLUMNS`] / 2 when the reader
+/// cannot prepare such a page (a mode it does not read).
+fn planned_prompt_len<R: PageReader>(engine: &R, mode: Mode) -> usize {
+    let (w, h) = mode.default_canvas();
+    let blank = RgbImage::from_pixel(w.max(1), h.max(1), image::Rgb([255, 255, 255]));
+    match engine.prepare_page(&blank, mode, &Prompt::FreeOcr) {
+        Ok(page) => page.tokens.ids.len(),
+        Err(e) => {
+            tracing::warn!(
+                "planning the decoder slots: a {mode} page cannot be prepared ({e}); planning prompts of {} tokens",
+                INITIAL_COLUMNS / 2
+            );
+            INITIAL_COLUMNS / 2
+        }
+    }
+}
+
 /// Generated ids → text, shared by the sinks of a session (a tokenizer is cloned once per session).
 type TextOf = Arc<dyn Fn(&[u32]) -> Result<String, String> + Send + Sync>;
 
@@ -51,6 +72,8 @@ type TextOf = Arc<dyn Fn(&[u32]) -> Result<String, String> + Send + Sync>;
 pub(crate) struct EngineSession<'e, R: PageReader> {
     engine: &'e R,
     batcher: Batcher<'e>,
+    /// Its slots: asked for, used, and the memory plan behind them.
+    fit: SlotFit,
     /// Tokens reported since the last step (the sinks count them).
     tokens: Arc<AtomicUsize>,
     /// The answer's text and a mini reader's output vocabulary, shared by the sinks.
@@ -59,11 +82,31 @@ pub(crate) struct EngineSession<'e, R: PageReader> {
 }
 
 impl<'e, R: PageReader> EngineSession<'e, R> {
-    pub(crate) fn new(engine: &'e R, slots: usize) -> Result<EngineSession<'e, R>, String> {
-        let bc = BatcherConfig { slots, prefill_batch: slots.min(8), ..Default::default() };
-        let batcher = Batcher::new(engine.decoder(), &bc, slots, INITIAL_COLUMNS).map_err(|e| e.to_string())?;
+    /// A session whose slots are `plan.slots`, lowered to what fits the free device memory for
+    /// pages of `plan.mode` generating `plan.max_new_tokens` ([`fit_slots`]: a warning when lowered;
+    /// "out of memory" when not even one slot fits).
+    pub(crate) fn new(engine: &'e R, plan: &LivePlan) -> Result<EngineSession<'e, R>, LiveError> {
+        let requested = plan.slots.max(1);
+        let prompt_len = planned_prompt_len(engine, plan.mode);
+        let base = BatcherConfig {
+            slots: requested,
+            prefill_batch: requested.min(8),
+            initial_new_tokens: INITIAL_COLUMNS.saturating_sub(prompt_len).max(1),
+            free_memory: plan.free_memory,
+            ..Default::default()
+        };
+        let seq = Sequences { prompt_len, max_new_tokens: plan.max_new_tokens.max(1) };
+        // fit_slots fails only when not even one slot fits; its message is one line (a backtrace,
+        // when RUST_BACKTRACE asks for one, follows on the next lines)
+        let fit = fit_slots(engine.decoder(), &base, seq, requested)
+            .map_err(|e| LiveError::OutOfMemory(e.to_string().lines().next().unwrap_or_default().to_string()))?;
+        let bc = BatcherConfig { slots: fit.used, prefill_batch: fit.used.min(8), ..base };
+        // the planned start: the prompt and its budget, at most INITIAL_COLUMNS (it grows as needed)
+        let capacity = initial_capacity(prompt_len, seq.max_new_tokens, bc.initial_new_tokens);
+        let batcher = Batcher::new(engine.decoder(), &bc, fit.used, capacity)
+            .map_err(|e| LiveError::Unavailable(e.to_string()))?;
         let (text, vocab) = (text_of(engine), Arc::new(engine.vocab().cloned()));
-        Ok(EngineSession { engine, batcher, tokens: Arc::new(AtomicUsize::new(0)), text, vocab })
+        Ok(EngineSession { engine, batcher, fit, tokens: Arc::new(AtomicUsize::new(0)), text, vocab })
     }
 
     /// A request's pages preprocessed and its prompt tokens (as the engine's `ocr` builds them).
@@ -194,5 +237,9 @@ impl<R: PageReader> LiveSession for EngineSession<'_, R> {
 
     fn fail_all(&mut self, message: &str) {
         self.batcher.fail_all(message);
+    }
+
+    fn slots(&self) -> SlotFit {
+        self.fit
     }
 }

@@ -10,12 +10,17 @@
 //! | `occ_decode_steps_total` | counter | decode steps of the live batcher (one token for every active slot) |
 //! | `occ_requests_total{code}` | counter | answered requests by HTTP status (499: the client went away) |
 //! | `occ_request_duration_seconds` | histogram | time from a request's arrival to its last byte |
+//! | `occ_decoder_slots` | gauge | decoder slots of the live batcher (absent when reading per request) |
+//! | `occ_decoder_slots_requested` | gauge | decoder slots asked for (`--max-batch`); more than `occ_decoder_slots` when they did not fit the free device memory |
+//! | `occ_decoder_slots_fit` | gauge | the most decoder slots the free device memory holds (memory planner; absent without a memory figure) |
 
 use std::collections::BTreeMap;
 use std::fmt::Write;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Mutex;
 use std::time::Duration;
+
+use occ_model::batcher::SlotFit;
 
 /// Upper bounds of the latency histogram's buckets, in seconds.
 pub const LATENCY_BUCKETS: [f64; 14] =
@@ -40,6 +45,8 @@ pub struct Metrics {
     tokens_per_second: AtomicU64,
     requests: Mutex<BTreeMap<u16, u64>>,
     latency: Mutex<Latency>,
+    /// The live batcher's decoder slots (`None`: reading per request).
+    slots: Mutex<Option<SlotFit>>,
 }
 
 impl Metrics {
@@ -49,6 +56,16 @@ impl Metrics {
 
     pub fn set_active(&self, n: usize) {
         self.active.store(n, Ordering::Relaxed);
+    }
+
+    /// The live batcher's decoder slots (`None`: reading per request).
+    pub fn set_slots(&self, fit: Option<SlotFit>) {
+        *self.slots.lock().unwrap_or_else(|p| p.into_inner()) = fit;
+    }
+
+    /// The live batcher's decoder slots: asked for, used, and the memory plan behind them.
+    pub fn slots(&self) -> Option<SlotFit> {
+        *self.slots.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// Pages the model is reading now.
@@ -138,6 +155,25 @@ impl Metrics {
             "counter",
             self.steps.load(Ordering::Relaxed).to_string(),
         );
+        if let Some(fit) = self.slots() {
+            gauge(&mut s, "occ_decoder_slots", "Decoder slots of the live batcher.", "gauge", fit.used.to_string());
+            gauge(
+                &mut s,
+                "occ_decoder_slots_requested",
+                "Decoder slots asked for (--max-batch); lowered to occ_decoder_slots when they do not fit.",
+                "gauge",
+                fit.requested.to_string(),
+            );
+            if let Some(limit) = fit.limit {
+                gauge(
+                    &mut s,
+                    "occ_decoder_slots_fit",
+                    "The most decoder slots the free device memory holds (memory planner).",
+                    "gauge",
+                    limit.to_string(),
+                );
+            }
+        }
         let _ = writeln!(
             s,
             "# HELP occ_requests_total Answered requests by HTTP status (499: the client went away).\n\

@@ -28,6 +28,7 @@ use std::time::{Duration, Instant};
 
 use image::RgbImage;
 use occ_core::{Mode, OcrOptions, Prompt};
+use occ_model::batcher::SlotFit;
 use occ_model::generate::Sampling;
 use occ_model::pipeline::DeepseekOcr;
 use occ_model::pipeline_v2::DeepseekOcr2;
@@ -89,8 +90,9 @@ pub trait Reader: Send + 'static {
     }
     /// Reads every page; one reading per page, in order.
     fn read(&self, pages: &[(&RgbImage, Mode)], prompt: &Prompt, params: &Params) -> Result<Vec<Reading>, String>;
-    /// A live decoding session with `slots` slots; `None` when the reader has no live path.
-    fn live(&self, _slots: usize) -> Option<Result<Box<dyn LiveSession + '_>, String>> {
+    /// A live decoding session sized by `plan` (its slots lowered to what fits the free device
+    /// memory); `None` when the reader has no live path.
+    fn live(&self, _plan: &LivePlan) -> Option<Result<Box<dyn LiveSession + '_>, LiveError>> {
         None
     }
     /// The text of generated ids, as [`Reading::text`] gives it for the whole answer (streaming
@@ -98,6 +100,35 @@ pub trait Reader: Send + 'static {
     fn detokenizer(&self) -> Option<Detokenizer> {
         None
     }
+}
+
+/// How the live batcher is sized: the decoder slots asked for, lowered by
+/// [`occ_model::batcher::fit_slots`] to what fits the free device memory for sequences of the
+/// planned shape (docs/SERVING.md, "Decoder slots and device memory").
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct LivePlan {
+    /// Decoder slots asked for ([`Reader::max_batch`]: `compress-bench serve --max-batch`).
+    pub slots: usize,
+    /// Tokens every slot is planned to generate: the most a request may ask for
+    /// ([`crate::Limits::max_tokens`]), so a full batch of the longest answers fits.
+    pub max_new_tokens: usize,
+    /// The mode whose page (at its default canvas, Free-OCR prompt) gives the planned prompt length:
+    /// the server's default mode. A longer prompt still runs (the slot cache grows).
+    pub mode: Mode,
+    /// Free device memory (bytes) to size against instead of the device's own figure
+    /// (`--free-memory-gb`; CUDA reads the driver's figure, the CPU has no limit without it).
+    pub free_memory: Option<u64>,
+}
+
+/// Why a live session did not start.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum LiveError {
+    /// Not even one decoder slot fits the free device memory: the server does not start.
+    #[error("{0}")]
+    OutOfMemory(String),
+    /// Anything else: the server reads per request instead.
+    #[error("{0}")]
+    Unavailable(String),
 }
 
 /// Generated ids → the answer's text.
@@ -133,6 +164,8 @@ pub trait LiveSession {
     fn step(&mut self) -> Result<Option<usize>, String>;
     /// The session failed: every page it holds gets [`PageEvent::Failed`].
     fn fail_all(&mut self, message: &str);
+    /// Its decoder slots: asked for, used, and the memory plan behind them.
+    fn slots(&self) -> SlotFit;
 }
 
 pub(crate) fn options(params: &Params) -> OcrOptions {
@@ -170,8 +203,11 @@ fn read_model<R: PageReader>(
 }
 
 /// [`Reader::live`] of an occ-model reader.
-fn live_model<R: PageReader>(reader: &R, slots: usize) -> Option<Result<Box<dyn LiveSession + '_>, String>> {
-    Some(crate::live::EngineSession::new(reader, slots).map(|s| Box::new(s) as Box<dyn LiveSession + '_>))
+fn live_model<'r, R: PageReader>(
+    reader: &'r R,
+    plan: &LivePlan,
+) -> Option<Result<Box<dyn LiveSession + 'r>, LiveError>> {
+    Some(crate::live::EngineSession::new(reader, plan).map(|s| Box::new(s) as Box<dyn LiveSession + 'r>))
 }
 
 /// DeepSeek-OCR and the mini readers.
@@ -192,8 +228,8 @@ impl Reader for DeepseekOcr {
         read_model(self, pages, prompt, params)
     }
 
-    fn live(&self, slots: usize) -> Option<Result<Box<dyn LiveSession + '_>, String>> {
-        live_model(self, slots)
+    fn live(&self, plan: &LivePlan) -> Option<Result<Box<dyn LiveSession + '_>, LiveError>> {
+        live_model(self, plan)
     }
 
     fn detokenizer(&self) -> Option<Detokenizer> {
@@ -219,8 +255,8 @@ impl Reader for DeepseekOcr2 {
         read_model(self, pages, prompt, params)
     }
 
-    fn live(&self, slots: usize) -> Option<Result<Box<dyn LiveSession + '_>, String>> {
-        live_model(self, slots)
+    fn live(&self, plan: &LivePlan) -> Option<Result<Box<dyn LiveSession + '_>, LiveError>> {
+        live_model(self, plan)
     }
 
     fn detokenizer(&self) -> Option<Detokenizer> {
@@ -303,6 +339,23 @@ pub struct WorkerConfig {
     pub live: bool,
     /// Per request: how long an idle model waits for a batch to fill.
     pub batch_window: Duration,
+    /// Live: the tokens, prompt mode and free memory the decoder slots are planned for
+    /// ([`LivePlan`]; its slots are [`Reader::max_batch`]).
+    pub max_new_tokens: usize,
+    pub plan_mode: Mode,
+    pub free_memory: Option<u64>,
+}
+
+impl WorkerConfig {
+    /// The live batcher's plan for `reader`.
+    fn plan(&self, reader: &dyn Reader) -> LivePlan {
+        LivePlan {
+            slots: reader.max_batch().max(1),
+            max_new_tokens: self.max_new_tokens.max(1),
+            mode: self.plan_mode,
+            free_memory: self.free_memory,
+        }
+    }
 }
 
 /// The queue and the worker thread that owns the reader.
@@ -310,6 +363,8 @@ pub struct Scheduler {
     shared: Arc<Shared>,
     max_queue: usize,
     worker: Option<JoinHandle<()>>,
+    /// The live batcher's decoder slots when it started (`None`: read per request).
+    slots: Option<SlotFit>,
 }
 
 impl std::fmt::Debug for Scheduler {
@@ -319,17 +374,41 @@ impl std::fmt::Debug for Scheduler {
 }
 
 impl Scheduler {
-    /// Starts the worker; at most `max_queue` requests wait at once.
-    pub fn start(reader: Box<dyn Reader>, max_queue: usize, wc: WorkerConfig, metrics: Arc<Metrics>) -> Scheduler {
+    /// Starts the worker; at most `max_queue` requests wait at once. Returns once the worker has
+    /// started its live session (its decoder slots sized, [`Scheduler::slots`]) or chosen the
+    /// per-request path; an error, the worker stopped, when not even one decoder slot fits the
+    /// free device memory ([`LiveError::OutOfMemory`]).
+    pub fn start(
+        reader: Box<dyn Reader>,
+        max_queue: usize,
+        wc: WorkerConfig,
+        metrics: Arc<Metrics>,
+    ) -> Result<Scheduler, String> {
         let shared = Arc::new(Shared { state: Mutex::new(State::default()), wake: Condvar::new(), metrics });
+        let (started, slots) = std::sync::mpsc::channel();
         let worker = {
             let shared = shared.clone();
             std::thread::Builder::new()
                 .name("occ-serve-model".into())
-                .spawn(move || work(reader, &shared, wc))
+                .spawn(move || work(reader, &shared, wc, started))
                 .expect("invariant: the OS can start one thread")
         };
-        Scheduler { shared, max_queue, worker: Some(worker) }
+        match slots.recv() {
+            Ok(Ok(slots)) => Ok(Scheduler { shared, max_queue, worker: Some(worker), slots }),
+            Ok(Err(msg)) => {
+                let _ = worker.join();
+                Err(msg)
+            }
+            // a worker that died before reporting reads nothing: no slots to report
+            Err(_) => Ok(Scheduler { shared, max_queue, worker: Some(worker), slots: None }),
+        }
+    }
+
+    /// The live batcher's decoder slots when it started: asked for (`--max-batch`), used (fewer
+    /// when more do not fit the free device memory) and the plan behind them; `None` when the
+    /// worker reads per request.
+    pub fn slots(&self) -> Option<SlotFit> {
+        self.slots
     }
 
     /// Queues a job, or refuses it when `max_queue` requests already wait (cancelled ones are
@@ -416,14 +495,53 @@ fn next_batch(shared: &Shared, max_pages: usize, window: Duration) -> Option<Vec
     Some(batch)
 }
 
-fn work(reader: Box<dyn Reader>, shared: &Shared, wc: WorkerConfig) {
+/// Tells the server how the session's slots were sized and logs it (a warning when lowered).
+fn report_slots(shared: &Shared, fit: SlotFit) {
+    shared.metrics.set_slots(Some(fit));
+    if fit.lowered() {
+        tracing::warn!(
+            "live batcher: {} decoder slots asked for (--max-batch) do not fit {:.2} GB of free device memory \
+             ({:.3} GB per slot); serving with {}",
+            fit.requested,
+            fit.free_bytes.unwrap_or(0) as f64 / 1e9,
+            fit.bytes_per_slot as f64 / 1e9,
+            fit.used
+        );
+    } else {
+        tracing::info!(
+            "live batcher: {} decoder slots ({} fit)",
+            fit.used,
+            fit.limit.map_or("no limit".into(), |n| n.to_string())
+        );
+    }
+}
+
+/// What the worker tells [`Scheduler::start`]: the live batcher's slots (`None`: per request), or
+/// why it stopped before serving.
+type Started = std::sync::mpsc::Sender<Result<Option<SlotFit>, String>>;
+
+fn work(reader: Box<dyn Reader>, shared: &Shared, wc: WorkerConfig, started: Started) {
     if wc.live {
-        match reader.live(reader.max_batch().max(1)) {
-            Some(Ok(session)) => return work_live(&*reader, session, shared),
-            Some(Err(msg)) => tracing::warn!("live decoding is unavailable ({msg}); reading per request"),
+        let plan = wc.plan(&*reader);
+        match reader.live(&plan) {
+            Some(Ok(session)) => {
+                let fit = session.slots();
+                report_slots(shared, fit);
+                let _ = started.send(Ok(Some(fit)));
+                return work_live(&*reader, session, shared, plan);
+            }
+            Some(Err(LiveError::OutOfMemory(msg))) => {
+                tracing::error!("live decoding cannot start: {msg}");
+                let _ = started.send(Err(msg));
+                return;
+            }
+            Some(Err(LiveError::Unavailable(msg))) => {
+                tracing::warn!("live decoding is unavailable ({msg}); reading per request")
+            }
             None => {}
         }
     }
+    let _ = started.send(Ok(None));
     work_per_request(&*reader, shared, wc.batch_window)
 }
 
@@ -498,8 +616,7 @@ fn take_jobs(shared: &Shared, session: &dyn LiveSession) -> Option<Vec<Job>> {
     Some(taken)
 }
 
-fn work_live<'r>(reader: &'r dyn Reader, first: Box<dyn LiveSession + 'r>, shared: &Shared) {
-    let slots = reader.max_batch().max(1);
+fn work_live<'r>(reader: &'r dyn Reader, first: Box<dyn LiveSession + 'r>, shared: &Shared, plan: LivePlan) {
     let mut session = first;
     let (mut window_tokens, mut window_start) = (0usize, Instant::now());
     while let Some(jobs) = take_jobs(shared, &*session) {
@@ -563,14 +680,18 @@ fn work_live<'r>(reader: &'r dyn Reader, first: Box<dyn LiveSession + 'r>, share
                 session.fail_all(&msg);
                 shared.metrics.set_active(0);
                 drop(session);
-                session = match reader.live(slots) {
-                    Some(Ok(s)) => s,
+                session = match reader.live(&plan) {
+                    Some(Ok(s)) => {
+                        report_slots(shared, s.slots());
+                        s
+                    }
                     other => {
                         let why = match other {
-                            Some(Err(e)) => e,
+                            Some(Err(e)) => e.to_string(),
                             _ => "the reader has no live path".into(),
                         };
                         tracing::error!("live decoding cannot restart ({why}); reading per request");
+                        shared.metrics.set_slots(None);
                         return work_per_request(reader, shared, Duration::ZERO);
                     }
                 };

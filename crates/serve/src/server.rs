@@ -18,6 +18,7 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use futures_util::stream::{self, Stream, StreamExt};
 use occ_core::Mode;
+use occ_model::batcher::SlotFit;
 use occ_model::reader::ReadableModes;
 use tokio::sync::{mpsc, Notify};
 
@@ -58,6 +59,11 @@ pub struct ServeConfig {
     /// cancellation mid-decode); `false`: the older per-request batches, kept to measure the live
     /// path against (library only: `compress-bench serve` always serves live).
     pub live: bool,
+    /// Free device memory (bytes) the live batcher's decoder slots are sized against instead of the
+    /// device's own figure (`--free-memory-gb`; CUDA reads the driver's free memory, the CPU has no
+    /// limit without it). The slots asked for (the reader's `max_batch`) are lowered to what fits
+    /// pages of `default_mode` answering `limits.max_tokens` tokens ([`Server::slots`]).
+    pub free_memory: Option<u64>,
 }
 
 impl ServeConfig {
@@ -75,6 +81,7 @@ impl ServeConfig {
             sse_keep_alive: Duration::from_secs(2),
             batch_window: Duration::from_millis(10),
             live: true,
+            free_memory: None,
         }
     }
 }
@@ -100,6 +107,7 @@ pub struct Server {
     addr: SocketAddr,
     stop: Arc<Notify>,
     thread: std::thread::JoinHandle<io::Result<()>>,
+    slots: Option<SlotFit>,
 }
 
 impl Server {
@@ -110,18 +118,35 @@ impl Server {
         let addr = listener.local_addr()?;
         let stop = Arc::new(Notify::new());
         let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().thread_name("occ-serve-http").build()?;
+        let (started, slots) = std::sync::mpsc::channel();
         let thread = {
             let stop = stop.clone();
             std::thread::Builder::new()
                 .name("occ-serve".into())
-                .spawn(move || runtime.block_on(serve(cfg, reader, listener, stop)))?
+                .spawn(move || runtime.block_on(serve(cfg, reader, listener, stop, started)))?
         };
-        Ok(Server { addr, stop, thread })
+        // the model's worker has sized its slots, or could not start: the server stopped
+        match slots.recv() {
+            Ok(Ok(slots)) => Ok(Server { addr, stop, thread, slots }),
+            Ok(Err(msg)) => {
+                let _ = thread.join();
+                Err(io::Error::other(msg))
+            }
+            // the server failed before its worker started: `wait` tells why
+            Err(_) => Ok(Server { addr, stop, thread, slots: None }),
+        }
     }
 
     /// The address it listens on.
     pub fn addr(&self) -> SocketAddr {
         self.addr
+    }
+
+    /// The live batcher's decoder slots at the start: asked for (the reader's `max_batch`), used
+    /// (lowered to what fits the free device memory) and the plan behind them; `None` when the
+    /// server reads per request.
+    pub fn slots(&self) -> Option<SlotFit> {
+        self.slots
     }
 
     /// Starts draining: new requests get 503, requests in flight are answered, then the server stops
@@ -136,13 +161,32 @@ impl Server {
     }
 }
 
-async fn serve(cfg: ServeConfig, reader: Box<dyn Reader>, listener: TcpListener, stop: Arc<Notify>) -> io::Result<()> {
+async fn serve(
+    cfg: ServeConfig,
+    reader: Box<dyn Reader>,
+    listener: TcpListener,
+    stop: Arc<Notify>,
+    started: std::sync::mpsc::Sender<Result<Option<SlotFit>, String>>,
+) -> io::Result<()> {
     let listener = tokio::net::TcpListener::from_std(listener)?;
     let metrics = Arc::new(Metrics::default());
     let modes = reader.modes();
     let detokenizer = reader.detokenizer();
-    let wc = WorkerConfig { live: cfg.live, batch_window: cfg.batch_window };
-    let scheduler = Scheduler::start(reader, cfg.limits.max_queue, wc, metrics.clone());
+    let wc = WorkerConfig {
+        live: cfg.live,
+        batch_window: cfg.batch_window,
+        max_new_tokens: cfg.limits.max_tokens,
+        plan_mode: modes.default_mode(cfg.default_mode),
+        free_memory: cfg.free_memory,
+    };
+    let scheduler = match Scheduler::start(reader, cfg.limits.max_queue, wc, metrics.clone()) {
+        Ok(s) => s,
+        Err(msg) => {
+            let _ = started.send(Err(msg.clone()));
+            return Err(io::Error::other(msg));
+        }
+    };
+    let _ = started.send(Ok(scheduler.slots()));
     let created = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
     let state = Arc::new(AppState {
         sources: Sources { local_dir: cfg.allow_local_files.clone() },
@@ -229,6 +273,14 @@ async fn health(State(st): State<Arc<AppState>>) -> Response {
         "queue_depth": st.scheduler.queue_depth(),
         "active_slots": st.metrics.active(),
     });
+    let mut body = body;
+    if let Some(fit) = st.metrics.slots() {
+        body["slots"] = fit.used.into();
+        body["requested_slots"] = fit.requested.into();
+        body["fits_slots"] = fit.limit.into();
+        body["gb_per_slot"] = fit.limit.map(|_| fit.bytes_per_slot as f64 / 1e9).into();
+        body["free_gpu_gb"] = fit.free_bytes.map(|b| b as f64 / 1e9).into();
+    }
     let status = if draining { StatusCode::SERVICE_UNAVAILABLE } else { StatusCode::OK };
     (status, Json(body)).into_response()
 }

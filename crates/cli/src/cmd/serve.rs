@@ -39,9 +39,14 @@ pub struct Args {
     /// its own mode only; deepseek-ocr-2 reads v2 and v2-single).
     #[arg(long, help_heading = "Server")]
     pub mode: Option<Mode>,
-    /// Pages read together in one batch at most (each page one decoder slot).
+    /// Pages read together in one batch at most (each page one decoder slot); lowered to the slots
+    /// that fit the free device memory for answers of --max-tokens tokens (with a warning).
     #[arg(long, default_value_t = 32, help_heading = "Server")]
     pub max_batch: usize,
+    /// Size the decoder slots against this much free device memory (GB, 10⁹ bytes) instead of the
+    /// device's own figure (CUDA; on the CPU nothing is lowered without it).
+    #[arg(long, value_name = "GB", help_heading = "Server")]
+    pub free_memory_gb: Option<f64>,
     /// Local images and PDFs under DIR may be named by path in image_url parts.
     #[arg(long, value_name = "DIR", help_heading = "Server")]
     pub allow_local_files: Option<PathBuf>,
@@ -74,6 +79,9 @@ pub struct Args {
 pub fn run(args: Args, out: &Output) -> anyhow::Result<()> {
     anyhow::ensure!(args.max_batch >= 1, "--max-batch must be at least 1");
     anyhow::ensure!(args.timeout > 0.0, "--timeout must be positive");
+    if let Some(gb) = args.free_memory_gb {
+        anyhow::ensure!(gb.is_finite() && gb >= 0.0, "--free-memory-gb must be a number of GB, at least 0 (got {gb})");
+    }
     if let Some(why) = args.mode.and_then(|m| args.engine.refuses_mode(m)) {
         anyhow::bail!("--mode: {why}");
     }
@@ -109,10 +117,37 @@ pub fn run(args: Args, out: &Output) -> anyhow::Result<()> {
         None => None,
     };
     cfg.handle_signals = true;
+    cfg.free_memory = args.free_memory_gb.map(|gb| (gb * 1e9) as u64);
     let server = Server::start(cfg, reader).with_context(|| format!("listening on {}:{}", args.host, args.port))?;
     let url = format!("http://{}", server.addr());
-    out.result(&format!("listening on {url} (model {name:?}: {info})"));
-    out.send(&ServeStart { url, model: &name, engine: info.to_string() })?;
+    let slots = server.slots();
+    let slot_note = match slots {
+        Some(fit) => {
+            let plan = match (fit.limit, fit.free_bytes) {
+                (Some(n), Some(free)) => format!(
+                    "; {n} fit {:.2} GB free at {:.3} GB per slot for {} new tokens",
+                    free as f64 / 1e9,
+                    fit.bytes_per_slot as f64 / 1e9,
+                    args.max_tokens
+                ),
+                _ => String::new(),
+            };
+            format!(", {} decoder slots of {} asked for{plan}", fit.used, fit.requested)
+        }
+        None => String::new(),
+    };
+    out.result(&format!("listening on {url} (model {name:?}: {info}{slot_note})"));
+    // a lowered slot count was warned about (tracing) by the server as it sized them
+    out.send(&ServeStart {
+        url,
+        model: &name,
+        engine: info.to_string(),
+        slots: slots.map(|f| f.used),
+        requested_slots: slots.map(|f| f.requested),
+        fits_slots: slots.and_then(|f| f.limit),
+        gb_per_slot: slots.and_then(|f| f.limit.map(|_| f.bytes_per_slot as f64 / 1e9)),
+        free_gpu_gb: slots.and_then(|f| f.free_bytes.map(|b| b as f64 / 1e9)),
+    })?;
     out.info("SIGTERM or Ctrl-C drains the requests in flight and stops");
     server.wait().context("serving")?;
     out.info("stopped");

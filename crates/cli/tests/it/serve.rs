@@ -255,3 +255,82 @@ fn a_sweep_through_the_openai_engine_killed_and_resumed_equals_the_in_process_sw
     assert_eq!(comparable_rows(&dir), local);
     assert!(server.terminate().0.success());
 }
+
+/// `serve --json` on a free port with `extra`: the running server and its `serve_start` message.
+fn serve_json(extra: &[&str]) -> (Served, Value) {
+    let mut child = Command::new(BIN)
+        .args(["--json", "serve", "--synthetic-weights", "tiny", "--port", "0"])
+        .args(extra)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("starting compress-bench serve");
+    let stdout = child.stdout.take().unwrap();
+    let served = Served(Some(child));
+    let start = BufReader::new(stdout)
+        .lines()
+        .map(|l| serde_json::from_str::<Value>(&l.unwrap()).unwrap())
+        .find(|m| m["type"] == "serve_start")
+        .expect("a serve_start message");
+    (served, start["data"].clone())
+}
+
+/// `GET {url}/health` (HTTP/1.1 over a plain socket), its body as JSON.
+fn health(url: &str) -> Value {
+    use std::io::{Read, Write};
+    let addr = url.strip_prefix("http://").unwrap();
+    let mut conn = std::net::TcpStream::connect(addr).unwrap();
+    write!(conn, "GET /health HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n").unwrap();
+    let mut text = String::new();
+    conn.read_to_string(&mut text).unwrap();
+    let (head, body) = text.split_once("\r\n\r\n").unwrap_or_else(|| panic!("{text}"));
+    assert!(head.starts_with("HTTP/1.1 200"), "{text}");
+    serde_json::from_str(body).unwrap_or_else(|e| panic!("{e}: {text}"))
+}
+
+/// A `--max-batch` above what `--free-memory-gb` holds (issue 16): the server runs the slots that
+/// fit, says so at the start (`serve_start`, a warning) and on /health, and answers requests.
+#[test]
+fn serve_lowers_a_max_batch_above_what_fits_the_free_memory_and_reports_both() {
+    // the tiny reader's slot for answers of 8,192 tokens takes ~15 MB: 0.7 GB less the planner's
+    // margin (10 % and 512 MiB) holds a few, not 8
+    let (server, start) = serve_json(&["--max-batch", "8", "--free-memory-gb", "0.7"]);
+    let (slots, requested, fits) =
+        (start["slots"].as_u64().unwrap(), start["requested_slots"].as_u64(), start["fits_slots"].as_u64());
+    assert!((1..8).contains(&slots), "{start}");
+    assert_eq!((requested, fits), (Some(8), Some(slots)), "{start}");
+    assert_eq!(start["free_gpu_gb"].as_f64(), Some(0.7), "{start}");
+    assert!(start["gb_per_slot"].as_f64().unwrap() > 0.0, "{start}");
+    let url = start["url"].as_str().unwrap().to_string();
+
+    // /health says the same
+    let h = health(&url);
+    assert_eq!((h["slots"].as_u64(), h["requested_slots"].as_u64()), (Some(slots), Some(8)), "{h}");
+    assert_eq!(h["fits_slots"].as_u64(), Some(slots), "{h}");
+
+    // requests are answered (three pages through the openai engine, three at a time)
+    let dir = scratch("serve-lowered");
+    let images = pages(&dir);
+    let endpoint = format!("{url}/v1");
+    let mut args = vec!["--json", "ocr", "--mode", "tiny", "--max-new-tokens", "6", "--engine", "openai"];
+    args.extend(["--endpoint", &endpoint, "--model", "deepseek-ocr", "--concurrency", "3"]);
+    for p in &images {
+        args.extend(["--image", p]);
+    }
+    let remote = run(&args);
+    assert_ok(&remote);
+    assert_eq!(pages_read(&remote).len(), 3);
+
+    let (status, stderr) = server.terminate();
+    assert!(status.success(), "{status:?}\n{stderr}");
+    assert!(stderr.contains("8 decoder slots asked for (--max-batch)"), "{stderr}");
+    assert!(stderr.contains(&format!("serving with {slots}")), "{stderr}");
+}
+
+#[test]
+fn serve_refuses_to_start_when_not_even_one_slot_fits() {
+    let o = run(&["serve", "--synthetic-weights", "tiny", "--port", "0", "--free-memory-gb", "0.5"]);
+    assert!(!o.status.success());
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("out of memory") && err.contains("decoder slot"), "{err}");
+}

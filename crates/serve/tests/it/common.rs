@@ -10,7 +10,10 @@ use candle_core::{DType, Device};
 use image::RgbImage;
 use occ_core::{Mode, Prompt};
 use occ_model::pipeline::{DeepseekOcr, SyntheticSize};
-use occ_serve::{Admission, Events, LiveSession, PageEvent, Params, Reader, Reading, ServeConfig, Server};
+use occ_serve::{
+    Admission, Events, LiveError, LivePlan, LiveSession, PageEvent, Params, Reader, Reading, ServeConfig, Server,
+    SlotFit,
+};
 use serde_json::{json, Value};
 
 /// The tiny synthetic engine every test builds the same way.
@@ -152,7 +155,7 @@ impl Reader for Gated {
         Ok(pages.iter().map(|(img, _)| reading(img, params.max_tokens)).collect())
     }
 
-    fn live(&self, _slots: usize) -> Option<Result<Box<dyn LiveSession + '_>, String>> {
+    fn live(&self, _plan: &LivePlan) -> Option<Result<Box<dyn LiveSession + '_>, LiveError>> {
         Some(Ok(Box::new(GatedSession { gated: self, pages: Vec::new() })))
     }
 }
@@ -226,5 +229,9 @@ impl LiveSession for GatedSession<'_> {
         for p in self.pages.drain(..) {
             let _ = p.events.send((p.page, PageEvent::Failed(message.into())));
         }
+    }
+
+    fn slots(&self) -> SlotFit {
+        SlotFit::unlimited(8)
     }
 }

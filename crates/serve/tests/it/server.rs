@@ -59,7 +59,7 @@ fn a_completion_has_the_in_process_engines_tokens_text_and_usage() {
     server.wait().unwrap();
 }
 
-/// 32 clients at once against a server; each answer's token ids.
+/// One client per page at once against a server (32 in most tests); each answer's token ids.
 fn thirty_two_at_once(server: &occ_serve::Server, pages: &[image::RgbImage]) -> Vec<Vec<u32>> {
     std::thread::scope(|s| {
         let handles: Vec<_> = pages
@@ -526,4 +526,100 @@ fn a_stream_dropped_after_its_first_token_frees_its_slot_mid_decode() {
     eventually("the slot is free", || metric(&server, "occ_active_slots") == 0.0);
     server.shutdown();
     server.wait().unwrap();
+}
+
+/// The free-memory figure whose plan fits exactly `slots` decoder slots for the server's live
+/// batcher: Tiny pages (a blank Tiny page's prompt, as the session plans it) answering
+/// `max_tokens` tokens, prefill batches of up to 8.
+fn free_for_slots(engine: &occ_model::pipeline::DeepseekOcr, max_tokens: usize, slots: usize) -> u64 {
+    use occ_model::batcher::BatcherConfig;
+    use occ_model::memory_plan::{Sequences, SlotMemory, RESERVE_BYTES};
+    let (w, h) = Mode::Tiny.default_canvas();
+    let blank = image::RgbImage::from_pixel(w, h, image::Rgb([255, 255, 255]));
+    let prompt_len = engine.prepare_page(&blank, Mode::Tiny, &Prompt::FreeOcr).unwrap().tokens.ids.len();
+    let d = engine.decoder();
+    let bc = BatcherConfig { prefill_batch: 8, initial_new_tokens: 1536 - prompt_len, ..BatcherConfig::default() };
+    let plan = SlotMemory::new(d.config(), d.dtype(), Sequences { prompt_len, max_new_tokens: max_tokens }, &bc);
+    let free = (plan.bytes_for(slots, 0) + RESERVE_BYTES) * 10 / 9 + 10;
+    assert_eq!(plan.max_slots(free, 0), slots, "the figure fits exactly {slots} slots");
+    free
+}
+
+/// The /health body as JSON.
+fn health(server: &occ_serve::Server) -> Value {
+    let (status, text) = get(server, "/health");
+    assert_eq!(status, 200, "{text}");
+    serde_json::from_str(&text).unwrap()
+}
+
+#[test]
+fn a_max_batch_above_what_fits_the_free_memory_is_lowered_reported_and_still_answers() {
+    let pages: Vec<_> = (0..5).map(page).collect();
+    let want = in_process(&pages, MAX_TOKENS);
+    let max_tokens = 16;
+    let mut engine = tiny_engine();
+    engine.max_batch = 8;
+    let free = free_for_slots(&engine, max_tokens, 2);
+    let mut cfg = config();
+    cfg.limits.max_tokens = max_tokens;
+    cfg.free_memory = Some(free);
+    let server = occ_serve::Server::start(cfg, Box::new(engine)).unwrap();
+    // asked for 8, 2 fit: the server runs 2 and says so
+    let fit = server.slots().expect("the live batcher's slots");
+    assert_eq!((fit.requested, fit.used, fit.limit, fit.free_bytes), (8, 2, Some(2), Some(free)));
+    assert!(fit.lowered() && fit.bytes_per_slot > 0, "{fit:?}");
+    let h = health(&server);
+    assert_eq!(
+        (h["slots"].as_u64(), h["requested_slots"].as_u64(), h["fits_slots"].as_u64()),
+        (Some(2), Some(8), Some(2))
+    );
+    assert!((h["free_gpu_gb"].as_f64().unwrap() - free as f64 / 1e9).abs() < 1e-9, "{h}");
+    assert!(h["gb_per_slot"].as_f64().unwrap() > 0.0, "{h}");
+    assert_eq!(metric(&server, "occ_decoder_slots"), 2.0);
+    assert_eq!(metric(&server, "occ_decoder_slots_requested"), 8.0);
+    assert_eq!(metric(&server, "occ_decoder_slots_fit"), 2.0);
+    // five concurrent requests through two slots: each answered with its in-process tokens
+    let got = thirty_two_at_once(&server, &pages);
+    assert_eq!(got, want);
+    // never more than the two slots decoding at once: at least ceil(5 / 2) rounds of steps
+    let steps = metric(&server, "occ_decode_steps_total");
+    assert!(steps >= 3.0 * (MAX_TOKENS - 1) as f64, "{steps} decode steps for 5 pages through 2 slots");
+    server.shutdown();
+    server.wait().unwrap();
+}
+
+#[test]
+fn without_a_memory_figure_the_cpu_serves_the_slots_asked_for() {
+    let mut engine = tiny_engine();
+    engine.max_batch = 3;
+    let server = occ_serve::Server::start(config(), Box::new(engine)).unwrap();
+    let fit = server.slots().expect("the live batcher's slots");
+    assert_eq!((fit.requested, fit.used, fit.limit, fit.free_bytes), (3, 3, None, None));
+    let h = health(&server);
+    assert_eq!((h["slots"].as_u64(), h["requested_slots"].as_u64()), (Some(3), Some(3)));
+    assert!(h["fits_slots"].is_null() && h["free_gpu_gb"].is_null(), "{h}");
+    assert_eq!(metric(&server, "occ_decoder_slots"), 3.0);
+    let (_, text) = get(&server, "/metrics");
+    assert!(!text.contains("occ_decoder_slots_fit"), "{text}");
+    server.shutdown();
+    server.wait().unwrap();
+    // per request: no live batcher, no slots reported
+    let mut cfg = config();
+    cfg.live = false;
+    let server = occ_serve::Server::start(cfg, Box::new(tiny_engine())).unwrap();
+    assert_eq!(server.slots(), None);
+    assert!(health(&server).get("slots").is_none());
+    server.shutdown();
+    server.wait().unwrap();
+}
+
+#[test]
+fn a_server_where_not_even_one_slot_fits_refuses_to_start() {
+    let mut cfg = config();
+    // all of it kept back by the planner's margin
+    cfg.free_memory = Some(occ_model::memory_plan::RESERVE_BYTES);
+    let err = occ_serve::Server::start(cfg, Box::new(tiny_engine())).unwrap_err();
+    let msg = err.to_string();
+    assert!(msg.contains("out of memory") && msg.contains("decoder slot"), "{msg}");
+    assert!(!msg.contains('\n'), "one line, no backtrace: {msg}");
 }
