@@ -227,6 +227,26 @@ def build(ours, ref, commands, date):
                 f_gb(o.get("peak_gpu_gb")), ratio(o.get("pages_per_s"), r.get("pages_per_s"))]) + " |")
         out.append("")
 
+    stepped = sorted(((k, v) for k, v in o_runs.items() if num(v.get("decode_weight_gb_s")) is not None),
+                     key=lambda kv: (mode_key(kv[0][0]), kv[0][1]))
+    if stepped:
+        out.append("### Ours: a decode step (weights read, achieved bandwidth, kernels)")
+        out.append("")
+        out.append("Weights per step: `decode_weight_gb_per_step` (docs/cli-json.md: one embedding row per slot, "
+                   "attention and norms, dense MLP, router, shared experts, min(experts, batch · top-k) routed "
+                   "experts per MoE layer, lm_head; exact at batch 1, an upper bound above). GB/s = weights per step "
+                   "/ time per step. Kernels: nodes of the captured decode graph (— when not captured).")
+        out.append("")
+        out.append("| mode | batch | ms per step | weights GB per step | weights GB/s | kernels per step |")
+        out.append("|" + " --- |" * 6)
+        for (m, b), o in stepped:
+            step, kernels = num(o.get("decode_step_s")), o.get("decode_kernels_per_step")
+            out.append("| " + " | ".join([
+                str(m), str(b), DASH if step is None else f"{step * 1e3:.3f}",
+                f_rate(o.get("decode_weight_gb_per_step"), 3), f_rate(o.get("decode_weight_gb_s"), 0),
+                DASH if kernels is None else str(kernels)]) + " |")
+        out.append("")
+
     o_enc, r_enc = rows(ours, "encoder"), rows(ref, "encoder")
     if o_enc or r_enc:
         out.append("### Vision encoder alone (seconds per page)")

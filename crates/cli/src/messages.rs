@@ -422,7 +422,22 @@ pub struct BenchRun {
     pub encode_s_per_page: f64,
     pub prefill_s: f64,
     pub decode_steps: usize,
+    /// Seconds per decode step (decode time / `decode_steps`); null without decode steps.
+    #[serde(default)]
+    pub decode_step_s: Option<f64>,
+    /// GB (10⁹ bytes) of weights one decode step reads (`occ_model::bandwidth::DecodeWeights` for
+    /// `batch` slots in the run's dtype; docs/cli-json.md says what is counted).
+    #[serde(default)]
+    pub decode_weight_gb_per_step: Option<f64>,
+    /// Achieved decode weight bandwidth: `decode_weight_gb_per_step / decode_step_s`, GB/s; null
+    /// without decode steps (and in journals written before it).
+    #[serde(default)]
+    pub decode_weight_gb_s: Option<f64>,
     pub cuda_graph: bool,
+    /// Kernel nodes of the captured decode step's CUDA graph (the kernels one step launches); null
+    /// when the step was not captured (CPU, `--no-cuda-graph`, f32, a failed capture).
+    #[serde(default)]
+    pub decode_kernels_per_step: Option<usize>,
     pub peak_gpu_gb: Option<f64>,
     pub oom_retries: usize,
     /// The largest batch that fits (`occ_model::memory_plan`: this mode's prompt, `new_tokens`, one

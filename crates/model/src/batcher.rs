@@ -91,6 +91,9 @@ pub struct QueueOutput {
     pub decode_steps: usize,
     /// Whether the decode steps ran as CUDA-graph replays.
     pub graph: bool,
+    /// Kernel nodes of the captured decode step (the kernels one replay launches); `None` when the
+    /// step was not captured (CPU, eager decoding) or the driver could not list them.
+    pub graph_kernels: Option<usize>,
     /// The slots asked for and the slots run with (fewer when they did not fit the free memory).
     pub fit: SlotFit,
 }
@@ -345,6 +348,12 @@ impl<'m> Batcher<'m> {
     /// Whether the decode steps so far ran as CUDA-graph replays (the last capture holds).
     pub fn graph(&self) -> bool {
         self.graph.is_some()
+    }
+
+    /// Kernel nodes of the last captured decode step ([`ops::StepGraph::kernels`]); `None` without
+    /// a captured step.
+    pub fn graph_kernels(&self) -> Option<usize> {
+        self.graph.as_ref().and_then(|g| g.kernels())
     }
 
     /// Prefill time, decode time and decode steps so far.
@@ -711,6 +720,7 @@ pub fn generate_queue(
             decode: Duration::ZERO,
             decode_steps: 0,
             graph: false,
+            graph_kernels: None,
             fit: SlotFit::unlimited(bc.slots.clamp(1, n.max(1))),
         });
     }
@@ -735,6 +745,7 @@ pub fn generate_queue(
     while batcher.step()? {}
     let (prefill, decode, decode_steps) = batcher.times();
     let graph = batcher.graph();
+    let graph_kernels = batcher.graph_kernels();
     drop(batcher);
     let rows = std::mem::take(&mut *done.lock().unwrap_or_else(|p| p.into_inner()))
         .into_iter()
@@ -743,7 +754,7 @@ pub fn generate_queue(
             g.ok_or_else(|| candle_core::Error::Msg(format!("continuous batching: prompt {row} never finished")))
         })
         .collect::<Result<Vec<_>>>()?;
-    Ok(QueueOutput { rows, prefill, decode, decode_steps, graph, fit })
+    Ok(QueueOutput { rows, prefill, decode, decode_steps, graph, graph_kernels, fit })
 }
 
 /// Prefills a batch of prompts (left-padded) and returns the cache and each row's last logits.
@@ -820,7 +831,7 @@ fn fallback(
         steps += s;
     }
     let fit = SlotFit::unlimited(bc.slots.clamp(1, prompts.len().max(1)));
-    Ok(QueueOutput { rows, prefill, decode, decode_steps: steps, graph: false, fit })
+    Ok(QueueOutput { rows, prefill, decode, decode_steps: steps, graph: false, graph_kernels: None, fit })
 }
 
 #[cfg(test)]

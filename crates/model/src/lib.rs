@@ -20,7 +20,8 @@
 //! - [`prompt`]: prompt ids with the `<image>` slots; [`generate`]: batched generation;
 //!   [`ngram`]: the repetition blockers; [`batcher`]: continuous batching with CUDA-graph decode;
 //!   [`grounding`]: post-processing and `<|ref|>`/`<|det|>` parsing; [`memory_plan`]: the device
-//!   memory of a decoder slot and the largest slot count that fits a free-memory figure.
+//!   memory of a decoder slot and the largest slot count that fits a free-memory figure;
+//!   [`bandwidth`]: the weights one decode step reads (achieved bandwidth from a step time).
 //! - [`pipeline`]: image → text in one call ([`pipeline::DeepseekOcr`], an `occ_core::OcrEngine`);
 //!   [`reader`]: what it shares with DeepSeek-OCR-2 ([`pipeline_v2::DeepseekOcr2`]): the
 //!   [`reader::PageReader`] trait and the one path from pages to text through the batcher.
@@ -50,6 +51,7 @@
 //! - One forward path for every dtype; sensitive ops upcast locally.
 //! - No `unwrap`/`expect`/`panic!` on data: errors are `candle_core::Error` naming the tensor or stage.
 
+pub mod bandwidth;
 pub mod batcher;
 pub mod clip;
 pub mod config;

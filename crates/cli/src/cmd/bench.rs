@@ -7,7 +7,9 @@
 //! decoded through the continuous-batching decoder with `--batch` slots, exactly `--new-tokens`
 //! tokens per page (EOS suppressed), greedy, repetition blocker `--ngram` (default none, like the
 //! reference benchmark). One warm-up run per configuration is not timed. Reported: pages/s,
-//! generated tok/s, decode tok/s per sequence, prefill and encoder time per page, and the peak
+//! generated tok/s, decode tok/s per sequence, the time of a decode step with the weights it reads
+//! (`occ_model::bandwidth`) and their ratio, the achieved weight bandwidth, the kernels of the
+//! captured decode step's CUDA graph, prefill and encoder time per page, and the peak
 //! device memory seen between stages (driver view: total − free, so it includes the allocator's
 //! pool and the CUDA context), and the largest batch that fits the free device memory
 //! (`occ_model::memory_plan`, for the mode's prompt and `--new-tokens`). A batch above what fits
@@ -30,6 +32,7 @@ use anyhow::Context;
 use candle_core::Device;
 use clap::builder::TypedValueParser;
 use occ_core::{Mode, Prompt};
+use occ_model::bandwidth::DecodeWeights;
 use occ_model::batcher::{generate_queue, BatcherConfig};
 use occ_model::decoder::DecoderModel;
 use occ_model::generate::{GenerationConfig, PromptInput};
@@ -141,6 +144,7 @@ fn flag_names() -> (Vec<&'static str>, Vec<&'static str>) {
 /// One line of `bench.jsonl`: `{"run": {…}}` or `{"encoder": {…}}`.
 #[derive(Debug, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
+#[allow(clippy::large_enum_variant)] // one per measured configuration: a few per run, boxing buys nothing
 enum BenchLine {
     Run(BenchRun),
     Encoder(EncoderRun),
@@ -593,6 +597,9 @@ fn run_one(engine: &Model, args: &Args, mode: Mode, batch: usize, peak: &mut Pea
     let decode_tokens = generated.saturating_sub(pages) as f64;
     let slots = q.fit.used.max(1) as f64;
     let per_s = |n: f64, s: f64| if s > 0.0 { n / s } else { 0.0 };
+    // the weights a step over the slots reads, against the measured time of a step
+    let weights = DecodeWeights::new(decoder.config(), decoder.dtype(), q.fit.used);
+    let step_s = (q.decode_steps > 0).then(|| decode_s / q.decode_steps as f64);
     Ok(BenchRun {
         mode: mode.to_string(),
         batch: if q.fit.lowered() { q.fit.used } else { batch },
@@ -607,7 +614,11 @@ fn run_one(engine: &Model, args: &Args, mode: Mode, batch: usize, peak: &mut Pea
         encode_s_per_page: encode_s / pages as f64,
         prefill_s: q.prefill.as_secs_f64() / pages as f64,
         decode_steps: q.decode_steps,
+        decode_step_s: step_s,
+        decode_weight_gb_per_step: Some(weights.total() as f64 / 1e9),
+        decode_weight_gb_s: step_s.and_then(|s| weights.gb_per_s(s)),
         cuda_graph: q.graph,
+        decode_kernels_per_step: q.graph_kernels,
         peak_gpu_gb: peak.gb(),
         oom_retries: 0,
         requested_batch: Some(batch),
@@ -647,7 +658,7 @@ pub fn run(args: Args, out: &Output) -> anyhow::Result<()> {
 /// The human-readable line of a configuration measured (`now`: in this session).
 fn say_run(out: &Output, run: &BenchRun, now: bool) {
     out.info(&format!(
-        "{:<8} batch {:>3}{}  {:>7.2} pages/s  {:>8.1} tok/s  decode {:>7.1} tok/s/seq  prefill {:>7.1} ms/page  encode {:>7.1} ms/page  graph {}  peak {}{}{}",
+        "{:<8} batch {:>3}{}  {:>7.2} pages/s  {:>8.1} tok/s  decode {:>7.1} tok/s/seq{}  prefill {:>7.1} ms/page  encode {:>7.1} ms/page  graph {}{}  peak {}{}{}",
         run.mode,
         run.batch,
         match run.requested_batch {
@@ -657,9 +668,14 @@ fn say_run(out: &Output, run: &BenchRun, now: bool) {
         run.pages_per_s,
         run.tok_s,
         run.decode_tok_s,
+        match (run.decode_step_s, run.decode_weight_gb_s) {
+            (Some(step), Some(gbs)) => format!(" ({:.3} ms/step, weights {gbs:.0} GB/s)", step * 1e3),
+            _ => String::new(),
+        },
         run.prefill_s * 1e3,
         run.encode_s_per_page * 1e3,
         run.cuda_graph,
+        run.decode_kernels_per_step.map_or(String::new(), |k| format!(" ({k} kernels/step)")),
         run.peak_gpu_gb.map_or("-".into(), |g| format!("{g:.2} GB")),
         match (run.fits_batch, run.free_gpu_gb) {
             (Some(n), Some(free)) => format!(

@@ -393,3 +393,46 @@ fn a_batch_above_what_fits_the_free_memory_runs_lowered_and_reports_both() {
     let line = &journal(&only_dir(&root.join("fit")))[0]["run"];
     assert_eq!((line["requested_batch"].as_u64(), line["batch"].as_u64()), (Some(4), Some(2)));
 }
+
+/// Issue 16's decode figures on the CPU: the weights a step reads (`occ_model::bandwidth` for the
+/// tiny reader, by slot count, in f32), the measured time per step and their ratio; no kernel count
+/// without a captured CUDA graph (null, not absent).
+#[test]
+fn the_report_has_the_decode_weight_bandwidth_and_a_null_kernel_count_on_the_cpu() {
+    use candle_core::DType;
+    use occ_model::bandwidth::DecodeWeights;
+    use occ_model::decoder::DecoderConfig;
+
+    let root = scratch("bench-bandwidth");
+    let o = bench_plan(&root, "1,2", "0", &["--json"]);
+    assert_ok(&o);
+    let report = String::from_utf8_lossy(&o.stdout)
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+        .find(|m| m["type"] == "bench")
+        .expect("a bench message")["data"]
+        .clone();
+    let runs = report["runs"].as_array().unwrap();
+    assert_eq!(runs.len(), 2, "{report}");
+    for run in runs {
+        let slots = run["batch"].as_u64().unwrap() as usize;
+        let want = DecodeWeights::new(&DecoderConfig::tiny(), DType::F32, slots).total() as f64 / 1e9;
+        let per_step = run["decode_weight_gb_per_step"].as_f64().unwrap();
+        assert!((per_step - want).abs() < 1e-12, "{run}");
+        let steps = run["decode_steps"].as_u64().unwrap() as f64;
+        assert!(steps > 0.0, "{run}");
+        let step_s = run["decode_step_s"].as_f64().unwrap();
+        let decode_s = (run["pages"].as_f64().unwrap() * 3.0) / run["decode_tok_s_total"].as_f64().unwrap();
+        assert!((step_s * steps - decode_s).abs() < 1e-6 * decode_s.max(1.0), "{run}");
+        let gbs = run["decode_weight_gb_s"].as_f64().unwrap();
+        assert!((gbs - per_step / step_s).abs() <= 1e-9 * gbs, "{run}");
+        assert_eq!(run["cuda_graph"], false);
+        assert!(run.get("decode_kernels_per_step").is_some_and(|k| k.is_null()), "{run}");
+    }
+    // two slots read one more embedding row and (top-2 of 8 experts) two more experts per MoE layer
+    let (one, two) = (&runs[0], &runs[1]);
+    assert!(
+        two["decode_weight_gb_per_step"].as_f64().unwrap() > one["decode_weight_gb_per_step"].as_f64().unwrap(),
+        "{report}"
+    );
+}

@@ -20,6 +20,19 @@ impl std::fmt::Debug for StepGraph {
 }
 
 impl StepGraph {
+    /// Kernel nodes of the captured step: the kernels one replay launches (`None` when the driver
+    /// could not list them).
+    pub fn kernels(&self) -> Option<usize> {
+        #[cfg(feature = "cuda")]
+        {
+            self.graph.kernel_nodes()
+        }
+        #[cfg(not(feature = "cuda"))]
+        {
+            None
+        }
+    }
+
     /// Replays the captured step on the device's stream (asynchronous).
     pub fn launch(&self) -> Result<()> {
         #[cfg(feature = "cuda")]

@@ -3,13 +3,44 @@
 use candle_core::cuda_backend::WrapErr;
 use candle_core::{CudaDevice, Result};
 
-/// A CUDA graph of one captured decode step.
-pub(in crate::ops) struct Graph(candle_core::cuda_backend::cudarc::driver::CudaGraph);
+/// A CUDA graph of one captured decode step, and its kernel nodes.
+pub(in crate::ops) struct Graph(candle_core::cuda_backend::cudarc::driver::CudaGraph, Option<usize>);
 
 impl Graph {
     pub(in crate::ops) fn launch(&self) -> Result<()> {
         self.0.launch().w()
     }
+
+    /// Kernel nodes of the captured graph, counted at capture (`None` when the driver could not
+    /// list them).
+    pub(in crate::ops) fn kernel_nodes(&self) -> Option<usize> {
+        self.1
+    }
+}
+
+/// Kernel nodes of `graph` (`cuGraphGetNodes`, `cuGraphNodeGetType`): the kernels one replay
+/// launches. Memory copies and sets are not counted.
+fn count_kernel_nodes(graph: &candle_core::cuda_backend::cudarc::driver::CudaGraph) -> Result<usize> {
+    use candle_core::cuda_backend::cudarc::driver::sys;
+    let g = graph.cu_graph();
+    let mut n: usize = 0;
+    // SAFETY: `g` is the live graph `graph` owns (not destroyed here); a null node array asks for
+    // the node count only.
+    unsafe { sys::cuGraphGetNodes(g, std::ptr::null_mut(), &mut n) }.result().w()?;
+    let mut nodes: Vec<sys::CUgraphNode> = vec![std::ptr::null_mut(); n];
+    // SAFETY: `nodes` holds `n` writable entries; the driver writes at most `n` and sets `n` to
+    // what it wrote.
+    unsafe { sys::cuGraphGetNodes(g, nodes.as_mut_ptr(), &mut n) }.result().w()?;
+    let mut kernels = 0;
+    for &node in nodes.iter().take(n) {
+        let mut kind = sys::CUgraphNodeType::CU_GRAPH_NODE_TYPE_EMPTY;
+        // SAFETY: `node` is a node of the live graph, as the driver listed it; `kind` is writable.
+        unsafe { sys::cuGraphNodeGetType(node, &mut kind) }.result().w()?;
+        if kind == sys::CUgraphNodeType::CU_GRAPH_NODE_TYPE_KERNEL {
+            kernels += 1;
+        }
+    }
+    Ok(kernels)
 }
 
 pub(in crate::ops) fn capture(dev: &CudaDevice, step: &dyn Fn() -> Result<()>) -> Result<Option<Graph>> {
@@ -27,7 +58,10 @@ pub(in crate::ops) fn capture(dev: &CudaDevice, step: &dyn Fn() -> Result<()>) -
     match (captured, graph) {
         (Ok(()), Ok(Some(g))) => {
             g.upload().w()?;
-            Ok(Some(Graph(g)))
+            let kernels = count_kernel_nodes(&g)
+                .inspect_err(|e| tracing::warn!("counting the kernels of the captured decode step: {e}"))
+                .ok();
+            Ok(Some(Graph(g, kernels)))
         }
         (captured, graph) => {
             tracing::warn!(
