@@ -71,6 +71,20 @@ pub struct DryRun<'a> {
     pub engine_load_s: f64,
     /// `None` when nothing is left to run.
     pub estimate: Option<Estimate>,
+    /// `sweep --baseline`: the same counts for the baseline engine's run of the same pages.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub baseline: Option<DryRunBaseline>,
+}
+
+/// The baseline run's part of a `sweep --dry-run` (`sweep --baseline`).
+#[derive(Debug, Clone, Serialize)]
+pub struct DryRunBaseline {
+    pub engine: Vec<EngineInfo>,
+    pub n_total: usize,
+    pub n_done: usize,
+    pub n_pending: usize,
+    pub engine_load_s: f64,
+    pub estimate: Option<Estimate>,
 }
 
 /// An estimated time and how it was made.
@@ -258,6 +272,29 @@ pub struct SweepSummary<'a> {
     pub wall_time_s: f64,
     pub files: BTreeMap<&'a str, String>,
     pub cells: Vec<Cell<'a>>,
+}
+
+/// `sweep --baseline`: the baseline engine's run of the same pages and its comparison with the
+/// main run, after both are written (before the main run's `summary`).
+#[derive(Debug, Serialize)]
+pub struct SweepBaseline<'a> {
+    /// The baseline engine's name and the main engine's.
+    pub engine: &'a str,
+    pub main_engine: &'a str,
+    /// The baseline's run folder (`<run_dir>/baseline-<engine>`) and run id.
+    pub run_dir: String,
+    pub run_id: &'a str,
+    pub status: RunStatus,
+    pub n_samples: usize,
+    pub n_failed: usize,
+    /// The comparison's folder (`<run_dir>/compare`).
+    pub compare_dir: String,
+    /// File name → path: the baseline run's tables and report, the comparison's files.
+    pub files: BTreeMap<String, String>,
+    /// Pages paired by the comparison.
+    pub n_pairs: usize,
+    /// As in `compare`: per corpus × mode over every ratio, baseline first.
+    pub headline: Vec<CompareHeadline<'a>>,
 }
 
 // ---- decay
@@ -737,6 +774,7 @@ message! {
     SweepStart<'_> => "run_start",
     Sample<'_> => "sample",
     SweepSummary<'_> => "summary",
+    SweepBaseline<'_> => "baseline",
     DecayStart<'_> => "run_start",
     DecaySummary<'_> => "summary",
     ScoreStart<'_> => "score_start",

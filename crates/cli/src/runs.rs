@@ -267,6 +267,18 @@ pub fn invocation() -> Invocation {
 /// Writes the tables of a sweep run in `dir` and its manifest (`occ_eval::sweep::finish`), the
 /// report unless `report` is false, and announces them. Returns the number of failed samples.
 pub fn finish_run(dir: &Path, manifest: &mut Manifest, report: bool, out: &Output) -> anyhow::Result<usize> {
+    finish_run_with(dir, manifest, report, &[], out)
+}
+
+/// [`finish_run`] with `extra` entries in the `summary` message's files (a sweep's
+/// `baseline_run` and `compare` folders, `sweep --baseline`).
+pub fn finish_run_with(
+    dir: &Path,
+    manifest: &mut Manifest,
+    report: bool,
+    extra: &[(&'static str, String)],
+    out: &Output,
+) -> anyhow::Result<usize> {
     let (written, summary) =
         occ_eval::sweep::finish(dir, manifest).with_context(|| format!("writing the results of {}", dir.display()))?;
     let mut files = BTreeMap::new();
@@ -277,6 +289,9 @@ pub fn finish_run(dir: &Path, manifest: &mut Manifest, report: bool, out: &Outpu
         let r = occ_report::write_report(dir).with_context(|| format!("writing the report of {}", dir.display()))?;
         files.insert("report.md", r.markdown.display().to_string());
         files.insert("report.html", r.html.display().to_string());
+    }
+    for (k, v) in extra {
+        files.insert(k, v.clone());
     }
     out.send(&SweepSummary {
         run_dir: dir.display().to_string(),

@@ -1062,6 +1062,7 @@ pub fn spec_of(scored: &Scored, options: &ScoreOptions, input: &Path) -> Experim
         degradations: crate::spec::default_degradations(),
         fonts: crate::spec::default_fonts(),
         line_heights: crate::spec::default_line_heights(),
+        baseline: None,
     }
 }
 

@@ -254,6 +254,8 @@ pub struct SpecFile {
     pub fonts: Option<Vec<String>>,
     /// Line heights of the pages (× the font size).
     pub line_heights: Option<Vec<f64>>,
+    /// A second engine that reads the same pages after the main one (`sweep --baseline`).
+    pub baseline: Option<EngineKind>,
 }
 
 impl SpecFile {
@@ -277,6 +279,7 @@ pub struct SpecOverrides {
     pub engine: Option<EngineKind>,
     pub max_new_tokens: Option<usize>,
     pub datasets_dir: Option<String>,
+    pub baseline: Option<EngineKind>,
 }
 
 /// A resolved, validated experiment: everything a run needs, recorded in `manifest.json`.
@@ -310,6 +313,11 @@ pub struct ExperimentSpec {
     pub fonts: Vec<FontFamily>,
     #[serde(default = "default_line_heights", skip_serializing_if = "is_default_line_heights")]
     pub line_heights: Vec<f64>,
+    /// The engine that reads the same pages after the main one, into a run of its own inside the
+    /// main run's folder (`baseline-<engine>/`), compared with it there (`compare/`). Left out of
+    /// the manifest (and the fingerprint) when there is none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub baseline: Option<EngineKind>,
 }
 
 pub(crate) fn default_degradations() -> Vec<DegradationLevel> {
@@ -351,6 +359,28 @@ fn unique<T: PartialEq + std::fmt::Display>(field: &str, values: Vec<T>) -> Resu
         }
     }
     Ok(values)
+}
+
+/// Refuses a baseline engine that cannot be one for a run of `engine` over `modes`: the main
+/// engine itself, `external` (it reads no page), or an engine that cannot read one of the modes.
+pub fn check_baseline(engine: EngineKind, baseline: EngineKind, modes: &[Mode]) -> Result<(), SpecError> {
+    let invalid = |message: String| SpecError::Invalid {
+        field: "baseline (--baseline)".into(),
+        value: baseline.name().into(),
+        message,
+    };
+    if baseline == engine {
+        return Err(invalid(format!(
+            "the baseline must be another engine than the run's own ({engine}): it reads the same pages for comparison"
+        )));
+    }
+    if baseline == EngineKind::External {
+        return Err(invalid("external reads no page; choose an engine that reads pages (e.g. tesseract)".into()));
+    }
+    if let Some((mode, message)) = modes.iter().find_map(|&m| baseline.refuses_mode(m).map(|msg| (m, msg))) {
+        return Err(invalid(format!("it cannot read the run's mode {mode}: {message}")));
+    }
+    Ok(())
 }
 
 /// Corpora the toolkit knows by name (others are accepted if `datasets/<name>.jsonl` exists).
@@ -462,6 +492,10 @@ impl ExperimentSpec {
         if let Some((mode, message)) = modes.iter().find_map(|&m| engine.refuses_mode(m).map(|msg| (m, msg))) {
             return Err(SpecError::Invalid { field: "modes".into(), value: mode.to_string(), message });
         }
+        let baseline = o.baseline.or(file.baseline);
+        if let Some(b) = baseline {
+            check_baseline(engine, b, &modes)?;
+        }
         let spec = ExperimentSpec {
             name,
             description: file.description.unwrap_or_default(),
@@ -482,6 +516,7 @@ impl ExperimentSpec {
             degradations,
             fonts,
             line_heights,
+            baseline,
         };
         Ok(spec)
     }

@@ -209,42 +209,89 @@ impl Prepared {
             }
             None => {
                 let (dir, run_id) = results::create_run_dir(out_root, &self.spec, self.shard)?;
-                let lock = RunLock::acquire(&dir, &invocation.command.join(" "))?;
-                let (created, _) = results::utc_now();
-                let manifest = Manifest {
-                    manifest_version: results::MANIFEST_VERSION,
-                    tool: invocation.tool.clone(),
-                    tool_version: invocation.tool_version.clone(),
-                    git_commit: invocation.git_commit.clone(),
-                    experiment: self.spec.name.clone(),
-                    run_id,
-                    created_utc: created,
-                    status: RunStatus::Running,
-                    spec_fingerprint: self.spec.fingerprint(),
-                    spec: self.spec.clone(),
-                    shard: self.shard,
-                    merged_from: Vec::new(),
-                    synthetic_weights: engines.iter().any(|i| i.synthetic_weights),
-                    engines: engines.to_vec(),
-                    renderer: self.renderer.describe(),
-                    tokenizer: self.tokenizer.source().to_string(),
-                    host: invocation.host.clone(),
-                    n_samples_planned: self.plan.len(),
-                    n_samples_done: 0,
-                    n_failed: 0,
-                    sessions: Vec::new(),
-                    wall_time_s: 0.0,
-                    reader_flags: invocation.reader_flags.clone(),
-                    prompt: invocation.prompt.clone(),
-                    error_chain: Vec::new(),
-                };
-                manifest.save(&dir)?;
-                (dir, manifest, lock)
+                self.new_manifest(dir, run_id, engines, invocation)?
             }
         };
         let (started_utc, _) = results::utc_now();
         Ok(Run { dir, manifest, started_utc, command: invocation.command.clone(), _lock: lock })
     }
+}
+
+impl Prepared {
+    /// Step 2 for a new run in a folder the caller names (`dir`, created if missing; it must hold
+    /// no run yet), with run id `run_id`: a baseline run inside its main run ([`baseline_dir`]).
+    pub fn open_in(
+        &mut self,
+        dir: &Path,
+        run_id: String,
+        engines: &[EngineInfo],
+        invocation: &Invocation,
+    ) -> Result<Run, SweepError> {
+        if self.resumed.is_some() {
+            return self.open(dir, engines, invocation);
+        }
+        std::fs::create_dir_all(dir)
+            .map_err(|e| ResultsError::Unwritable { path: dir.display().to_string(), source: e })?;
+        let (dir, manifest, lock) = self.new_manifest(dir.to_path_buf(), run_id, engines, invocation)?;
+        let (started_utc, _) = results::utc_now();
+        Ok(Run { dir, manifest, started_utc, command: invocation.command.clone(), _lock: lock })
+    }
+
+    /// Locks the fresh folder `dir` and writes the manifest of a new run in it.
+    fn new_manifest(
+        &self,
+        dir: PathBuf,
+        run_id: String,
+        engines: &[EngineInfo],
+        invocation: &Invocation,
+    ) -> Result<(PathBuf, Manifest, RunLock), SweepError> {
+        let lock = RunLock::acquire(&dir, &invocation.command.join(" "))?;
+        let (created, _) = results::utc_now();
+        let manifest = Manifest {
+            manifest_version: results::MANIFEST_VERSION,
+            tool: invocation.tool.clone(),
+            tool_version: invocation.tool_version.clone(),
+            git_commit: invocation.git_commit.clone(),
+            experiment: self.spec.name.clone(),
+            run_id,
+            created_utc: created,
+            status: RunStatus::Running,
+            spec_fingerprint: self.spec.fingerprint(),
+            spec: self.spec.clone(),
+            shard: self.shard,
+            merged_from: Vec::new(),
+            synthetic_weights: engines.iter().any(|i| i.synthetic_weights),
+            engines: engines.to_vec(),
+            renderer: self.renderer.describe(),
+            tokenizer: self.tokenizer.source().to_string(),
+            host: invocation.host.clone(),
+            n_samples_planned: self.plan.len(),
+            n_samples_done: 0,
+            n_failed: 0,
+            sessions: Vec::new(),
+            wall_time_s: 0.0,
+            reader_flags: invocation.reader_flags.clone(),
+            prompt: invocation.prompt.clone(),
+            error_chain: Vec::new(),
+        };
+        manifest.save(&dir)?;
+        Ok((dir, manifest, lock))
+    }
+}
+
+/// The folder, inside a main run's folder `run_dir`, of the run its baseline engine `engine` made
+/// of the same pages (`<run_dir>/baseline-<engine>`; a complete run folder of its own).
+pub fn baseline_dir(run_dir: &Path, engine: crate::spec::EngineKind) -> PathBuf {
+    run_dir.join(format!("baseline-{}", engine.name()))
+}
+
+/// The folder, inside a main run's folder, of the comparison of its baseline run (first) with it.
+pub const BASELINE_COMPARE_DIR: &str = "compare";
+
+/// The spec of the baseline run of `spec`: the same pages (corpora, modes, ratios, pages, seed,
+/// settings) read by `baseline` (`None` when the spec names no baseline).
+pub fn baseline_spec(spec: &ExperimentSpec) -> Option<ExperimentSpec> {
+    spec.baseline.map(|b| ExperimentSpec { engine: b, baseline: None, ..spec.clone() })
 }
 
 /// An open run directory, locked ([`crate::lock`]) until the `Run` is dropped.

@@ -406,12 +406,37 @@ pub fn write_compare(
     seed: u64,
 ) -> Result<(CompareFiles, Comparison), ReportError> {
     let comparison = occ_eval::compare::compare(runs, seed)?;
+    let dir = create_dir(out_root, name)?;
+    write_files(runs, comparison, &dir, seed)
+}
+
+/// [`write_compare`] into the folder `dir` (created if missing; the files of an earlier
+/// comparison there are replaced): a sweep's comparison with its baseline run
+/// (`occ_eval::sweep::BASELINE_COMPARE_DIR`).
+pub fn write_compare_into(
+    runs: &[RunTables],
+    dir: &Path,
+    seed: u64,
+) -> Result<(CompareFiles, Comparison), ReportError> {
+    let comparison = occ_eval::compare::compare(runs, seed)?;
+    if dir.exists() {
+        std::fs::remove_dir_all(dir).map_err(io_error(dir))?;
+    }
+    std::fs::create_dir_all(dir).map_err(io_error(dir))?;
+    write_files(runs, comparison, dir, seed)
+}
+
+/// Every file of a comparison, into `dir`.
+fn write_files(
+    runs: &[RunTables],
+    comparison: Comparison,
+    dir: &Path,
+    seed: u64,
+) -> Result<(CompareFiles, Comparison), ReportError> {
     let series = summaries(runs);
     let overlay = if modes_differ(runs) { overlays_of(&series)? } else { Vec::new() };
     let per_mode = curves_of(&series)?;
     let charts: Vec<Chart> = overlay.iter().chain(&per_mode).cloned().collect();
-    let dir = create_dir(out_root, name)?;
-    let dir = dir.as_path();
     let plots = write_plots(dir, &charts)?;
     let csv = dir.join(CSV_FILE);
     let mut frame = PairedRow::to_frame(&comparison.rows).map_err(occ_eval::results::ResultsError::from)?;

@@ -21,6 +21,7 @@
 //! - [`compare`]: the report over several runs (`compress-bench compare`);
 //! - [`decay`]: the report of a decay run (`compress-bench decay`), and writing such a run.
 
+mod baseline;
 pub mod charts;
 pub mod compare;
 pub mod decay;
@@ -350,6 +351,7 @@ pub fn write_report(dir: &Path) -> Result<ReportFiles, ReportError> {
     if let Some(h) = &headline {
         doc.raw(&format!("{}\n", h.markdown()), &h.html());
     }
+    baseline::section(&mut doc, dir, &input);
     doc.heading("Curves");
     doc.charts(&charts);
     doc.heading("Tables");

@@ -459,6 +459,9 @@ pub fn run_facts(m: &Manifest) -> Vec<(String, String)> {
         ("created".into(), m.created_utc.clone()),
         ("wall time".into(), format!("{:.1} s", m.wall_time_s)),
     ];
+    if let Some(b) = m.spec.baseline {
+        facts.push(("baseline engine".into(), format!("{b}, on the same pages (Baseline below)")));
+    }
     if m.spec.settings() != [occ_eval::axes::PageSetting::default()] {
         let list = |v: Vec<String>| v.join(", ");
         facts.insert(

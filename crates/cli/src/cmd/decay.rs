@@ -293,6 +293,7 @@ fn dry_run(
         n_pages: measuring.pages,
         engine_load_s: load_s,
         estimate: estimate.clone(),
+        baseline: None,
     })?;
     out.result(&format!(
         "decay: {} rounds × {} schedules: {} read-backs ({n_done} already journaled, {n_pending} to make, \

@@ -6,21 +6,25 @@
 //! directory and manifest), execute (render, read, score, journal), finish (Parquet/CSV files and
 //! manifest), then the report (docs/SWEEPS.md, docs/cli-json.md).
 
-use std::path::PathBuf;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use anyhow::{bail, Context};
 use occ_core::Prompt;
+use occ_eval::compare::RunTables;
 use occ_eval::journal::{self, JournalError};
 use occ_eval::plan::{PlannedSample, Shard};
+use occ_eval::results::{self, Manifest};
 use occ_eval::runner::{self, Engines, Observer, RunContext, RunError, Silent};
 use occ_eval::schema::SampleRow;
 use occ_eval::spec::{ExperimentSpec, SpecFile, SpecOverrides};
 use occ_eval::sweep::{self, Prepared, Start};
+use occ_eval::RunStatus;
 
 use crate::engine::{self, EngineKind, ModelArgs, TesseractSettings};
 use crate::interrupt::{Interrupt, Interrupted};
-use crate::messages::{DryRun, Estimate, Sample, SweepStart};
+use crate::messages::{CompareHeadline, DryRun, DryRunBaseline, Estimate, Sample, SweepBaseline, SweepStart};
 use crate::output::{duration_text, Output, Progress, JSON_SCHEMA_VERSION};
 use crate::runs;
 
@@ -51,6 +55,11 @@ pub struct Args {
     /// Reader [default: the spec's, else tesseract].
     #[arg(long, value_parser = engine::engine_parser(engine::SWEEP_ENGINES))]
     pub engine: Option<EngineKind>,
+    /// A second engine that reads exactly the same pages after the main one, into a run of its own
+    /// (<run>/baseline-<engine>/), compared with the main run in <run>/compare/ and summarised in
+    /// its report (e.g. tesseract) [default: the spec's `baseline`, else none].
+    #[arg(long, value_name = "ENGINE", value_parser = engine::engine_parser(engine::SWEEP_ENGINES))]
+    pub baseline: Option<EngineKind>,
     /// Upper bound of generated tokens per page [default: the spec's, else 4096].
     #[arg(long)]
     pub max_new_tokens: Option<usize>,
@@ -96,6 +105,9 @@ pub struct Args {
 /// Progress and `run_start` / `sample` / `warning` messages.
 struct CliObserver<'a> {
     out: &'a Output,
+    /// Whether each sample is a `sample` message (not for a baseline run: its samples would mix with
+    /// the main run's).
+    samples: bool,
     bar: Option<Progress>,
     run_start: Option<SweepStart<'a>>,
     seen: usize,
@@ -128,8 +140,10 @@ impl Observer for CliObserver<'_> {
             bar.set_message(format!("{} r{} {:.2}", r.mode, r.target_ratio, r.char_precision));
             bar.inc(1);
         }
-        if let Err(e) = self.out.send(&Sample::new(r)) {
-            tracing::warn!("writing sample message: {e}");
+        if self.samples {
+            if let Err(e) = self.out.send(&Sample::new(r)) {
+                tracing::warn!("writing sample message: {e}");
+            }
         }
         self.seen += 1;
         if self.crash_after.is_some_and(|n| self.seen >= n) {
@@ -162,6 +176,7 @@ fn start(args: &Args) -> anyhow::Result<Start> {
             ("--pages", args.pages.is_some()),
             ("--seed", args.seed.is_some()),
             ("--engine", args.engine.is_some()),
+            ("--baseline", args.baseline.is_some()),
             ("--max-new-tokens", args.max_new_tokens.is_some()),
             ("--name", args.name.is_some()),
             ("--shard", args.shard.is_some()),
@@ -178,6 +193,19 @@ fn start(args: &Args) -> anyhow::Result<Start> {
     }
     let spec = resolve_spec(args)?;
     let shard = args.shard.as_deref().map(Shard::parse).transpose().map_err(anyhow::Error::msg)?;
+    if let Some(b) = spec.baseline {
+        if shard.is_some() {
+            bail!(
+                "--baseline {b} (or the spec's baseline) cannot be used with --shard: a baseline run reads the whole                  plan after the main run; sweep without --shard, or run the baseline as a sweep of its own and                  `compress-bench compare` the two"
+            );
+        }
+        if spec.engine.is_model() && b.is_model() {
+            bail!(
+                "--baseline {b} with --engine {}: two model readers would share the model flags (--weights, …); run                  them as two sweeps of the same spec and `compress-bench compare` them",
+                spec.engine
+            );
+        }
+    }
     Ok(Start::New { spec: Box::new(spec), shard })
 }
 
@@ -197,12 +225,7 @@ fn reader_flag_names() -> (Vec<&'static str>, Vec<&'static str>) {
 
 /// `error`, after marking the run in `dir` `failed` with its chain when its manifest still says
 /// `running` (a run whose tables are written stays `complete` when only its report fails).
-fn failed_run(
-    dir: &std::path::Path,
-    manifest: &mut occ_eval::results::Manifest,
-    error: anyhow::Error,
-    out: &Output,
-) -> anyhow::Error {
+fn failed_run(dir: &std::path::Path, manifest: &mut Manifest, error: anyhow::Error, out: &Output) -> anyhow::Error {
     match sweep::mark_failed(dir, manifest, crate::output::causes(&error)) {
         Ok(true) => out.info(&format!("{} is marked failed; continue it with: {}", dir.display(), resume_command(dir))),
         Ok(false) => {}
@@ -223,11 +246,101 @@ fn restored(args: Args, prepared: &Prepared, out: &Output) -> anyhow::Result<Arg
 /// `--dry-run`: the samples of the run (those a resumed run's journal lacks), and its time
 /// estimated from reading a few of them, spread over the plan, through the sweep's own loop in a
 /// scratch folder (removed after).
-fn dry_run(prepared: &Prepared, mut engines: Engines, load_s: f64, out: &Output) -> anyhow::Result<()> {
+fn dry_run(
+    prepared: &Prepared,
+    engines: Engines,
+    load_s: f64,
+    baseline: Option<DryRunBaseline>,
+    out: &Output,
+) -> anyhow::Result<()> {
     let done = match prepared.resumed_dir() {
         Some(dir) => journal::read(&dir.join(journal::JOURNAL_FILE))?.0,
         None => Default::default(),
     };
+    let infos = engines.infos();
+    let (n_pending, estimate) = measure(prepared, engines, &done)?;
+    let cells = prepared.plan.len() / prepared.spec.pages.max(1);
+    let engine = infos.iter().map(ToString::to_string).collect::<Vec<_>>().join(", ");
+    out.send(&DryRun {
+        command: "sweep",
+        engine: &infos,
+        unit: "samples",
+        n_total: prepared.plan.len(),
+        n_done: prepared.plan.len() - n_pending,
+        n_pending,
+        n_pages: n_pending,
+        engine_load_s: load_s,
+        estimate: estimate.clone(),
+        baseline: baseline.clone(),
+    })?;
+    out.result(&format!(
+        "sweep {}: {} samples ({cells} cells of {} pages{}); {} already journaled, {} to run",
+        prepared.spec.name,
+        prepared.plan.len(),
+        prepared.spec.pages,
+        prepared.shard.map(|s| format!(", shard {}/{}", s.index, s.count)).unwrap_or_default(),
+        prepared.plan.len() - n_pending,
+        n_pending
+    ));
+    out.result(&format!("engine: {engine} (loaded in {})", duration_text(load_s)));
+    match estimate {
+        Some(e) => out.result(&e.describe("samples")),
+        None => out.result("nothing to run"),
+    }
+    if let Some(b) = baseline {
+        let engine = b.engine.iter().map(ToString::to_string).collect::<Vec<_>>().join(", ");
+        out.result(&format!(
+            "baseline {engine} (loaded in {}): the same {} samples; {} already journaled, {} to run",
+            duration_text(b.engine_load_s),
+            b.n_total,
+            b.n_done,
+            b.n_pending
+        ));
+        match b.estimate {
+            Some(e) => out.result(&format!("baseline: {}", e.describe("samples"))),
+            None => out.result("baseline: nothing to run"),
+        }
+    }
+    Ok(())
+}
+
+/// The dry run of the baseline of `spec` whose main run is (or will be) in `main_dir`: its
+/// samples (those its journal lacks) and its time, measured like the main run's.
+fn dry_run_baseline(
+    spec: &ExperimentSpec,
+    main_dir: Option<&std::path::Path>,
+    args: &Args,
+    out: &Output,
+) -> anyhow::Result<Option<DryRunBaseline>> {
+    let Some(bspec) = sweep::baseline_spec(spec) else { return Ok(None) };
+    let prepared = sweep::prepare(Start::New { spec: Box::new(bspec), shard: None })?;
+    let done = match main_dir.map(|d| sweep::baseline_dir(d, prepared.spec.engine).join(journal::JOURNAL_FILE)) {
+        Some(j) if j.is_file() => journal::read(&j)?.0,
+        _ => Default::default(),
+    };
+    let tesseract = TesseractSettings { psm: prepared.spec.tesseract_psm, threads: args.threads };
+    let loading = Instant::now();
+    let engines = engine::build_engines(prepared.spec.engine, &prepared.langs, tesseract, &args.model, out)?;
+    let load_s = loading.elapsed().as_secs_f64();
+    let infos = engines.infos();
+    let (n_pending, estimate) = measure(&prepared, engines, &done)?;
+    Ok(Some(DryRunBaseline {
+        engine: infos,
+        n_total: prepared.plan.len(),
+        n_done: prepared.plan.len() - n_pending,
+        n_pending,
+        engine_load_s: load_s,
+        estimate,
+    }))
+}
+
+/// The samples of `prepared` that `done` lacks, and their time estimated by reading one engine
+/// batch of them spread over the plan (in a scratch folder, removed after).
+fn measure<V>(
+    prepared: &Prepared,
+    mut engines: Engines,
+    done: &std::collections::BTreeMap<u64, V>,
+) -> anyhow::Result<(usize, Option<Estimate>)> {
     let pending: Vec<&PlannedSample> = prepared.plan.iter().filter(|s| !done.contains_key(&s.index)).collect();
     let batch = match &engines {
         Engines::Shared(e) => e.preferred_batch(),
@@ -238,7 +351,6 @@ fn dry_run(prepared: &Prepared, mut engines: Engines, load_s: f64, out: &Output)
     let n_measured = batch.min(pending.len());
     let measured: Vec<PlannedSample> =
         (0..n_measured).map(|i| pending[i * pending.len() / n_measured].clone()).collect();
-    let infos = engines.infos();
     let estimate = if measured.is_empty() {
         None
     } else {
@@ -262,42 +374,25 @@ fn dry_run(prepared: &Prepared, mut engines: Engines, load_s: f64, out: &Output)
         counts.context("reading the measured samples")?;
         Some(Estimate::measured(measured.len(), seconds, pending.len()))
     };
-    let cells = prepared.plan.len() / prepared.spec.pages.max(1);
-    let engine = infos.iter().map(ToString::to_string).collect::<Vec<_>>().join(", ");
-    out.send(&DryRun {
-        command: "sweep",
-        engine: &infos,
-        unit: "samples",
-        n_total: prepared.plan.len(),
-        n_done: prepared.plan.len() - pending.len(),
-        n_pending: pending.len(),
-        n_pages: pending.len(),
-        engine_load_s: load_s,
-        estimate: estimate.clone(),
-    })?;
-    out.result(&format!(
-        "sweep {}: {} samples ({cells} cells of {} pages{}); {} already journaled, {} to run",
-        prepared.spec.name,
-        prepared.plan.len(),
-        prepared.spec.pages,
-        prepared.shard.map(|s| format!(", shard {}/{}", s.index, s.count)).unwrap_or_default(),
-        prepared.plan.len() - pending.len(),
-        pending.len()
-    ));
-    out.result(&format!("engine: {engine} (loaded in {})", duration_text(load_s)));
-    match estimate {
-        Some(e) => out.result(&e.describe("samples")),
-        None => out.result("nothing to run"),
-    }
-    Ok(())
+    Ok((pending.len(), estimate))
 }
 
 pub fn run(args: Args, out: &Output) -> anyhow::Result<()> {
     if args.scale.active() {
+        refuse_baseline_at_scale(&args)?;
         return super::scale::run(&args, out); // --workers, --gpus, --emit-slurm, --shard-dir, --merge-shards
     }
     let interrupt = Interrupt::install()?;
-    let mut prepared = sweep::prepare(start(&args)?)?;
+    let start = start(&args)?;
+    if let Start::Resume { dir, .. } = &start {
+        // A finished main run whose baseline (or comparison) is not: only the baseline is left.
+        if let Ok(m) = Manifest::load(dir) {
+            if m.status == RunStatus::Complete && m.spec.baseline.is_some() && !baseline_finished(dir, &m.spec) {
+                return resume_baseline(args, dir.clone(), m, out, &interrupt);
+            }
+        }
+    }
+    let mut prepared = sweep::prepare(start)?;
     if let Some(old) = prepared.took_over() {
         out.warn(&format!(
             "took over the stale lock of process {} (started {}), which is gone",
@@ -310,7 +405,9 @@ pub fn run(args: Args, out: &Output) -> anyhow::Result<()> {
     let loading = Instant::now();
     let mut engines = engine::build_engines(spec.engine, &prepared.langs, tesseract, &args.model, out)?;
     if args.dry_run {
-        return dry_run(&prepared, engines, loading.elapsed().as_secs_f64(), out);
+        let load_s = loading.elapsed().as_secs_f64();
+        let baseline = dry_run_baseline(&prepared.spec, prepared.resumed_dir(), &args, out)?;
+        return dry_run(&prepared, engines, load_s, baseline, out);
     }
     let infos = engines.infos();
     let (values, switches) = reader_flag_names();
@@ -326,6 +423,7 @@ pub fn run(args: Args, out: &Output) -> anyhow::Result<()> {
     let fingerprint = run.manifest.spec_fingerprint.clone();
     let mut observer = CliObserver {
         out,
+        samples: true,
         bar: None,
         run_start: Some(SweepStart {
             schema_version: JSON_SCHEMA_VERSION,
@@ -379,7 +477,29 @@ pub fn run(args: Args, out: &Output) -> anyhow::Result<()> {
         }
         Ok(_) => {}
     }
-    let failed = match runs::finish_run(&dir, &mut run.manifest, !args.no_report, out) {
+    let mut extra = Vec::new();
+    if prepared.spec.baseline.is_some() {
+        drop(engines); // the main reader's memory, before the baseline's is loaded
+                       // The main run's tables first: the comparison reads them.
+        if let Err(e) = sweep::finish(&dir, &mut run.manifest) {
+            let e = anyhow::Error::new(e).context(format!("writing the results of {}", dir.display()));
+            return Err(failed_run(&dir, &mut run.manifest, e, out));
+        }
+        let main_seen = observer.seen;
+        let run_id = run.manifest.run_id.clone();
+        match run_baseline(&dir, &run_id, &prepared.spec, &args, main_seen, out, &interrupt) {
+            Ok(files) => extra = files,
+            Err(e) => {
+                if !args.no_report {
+                    if let Err(r) = occ_report::write_report(&dir) {
+                        out.warn(&format!("writing the report of {}: {r:#}", dir.display()));
+                    }
+                }
+                return Err(e);
+            }
+        }
+    }
+    let failed = match runs::finish_run_with(&dir, &mut run.manifest, !args.no_report, &extra, out) {
         Ok(failed) => failed,
         Err(e) => return Err(failed_run(&dir, &mut run.manifest, e, out)),
     };
@@ -387,6 +507,264 @@ pub fn run(args: Args, out: &Output) -> anyhow::Result<()> {
         bail!("{failed} samples failed (status render_error or engine_error in samples.parquet); the other results are written");
     }
     Ok(())
+}
+
+/// `--workers`, `--gpus` and `--emit-slurm` run shards, and a baseline reads a whole plan: refused
+/// together (docs/SWEEPS.md, "Baseline engine").
+fn refuse_baseline_at_scale(args: &Args) -> anyhow::Result<()> {
+    let in_spec = match &args.spec {
+        Some(p) => SpecFile::load(p)?.baseline,
+        None => None,
+    };
+    if let Some(b) = args.baseline.or(in_spec) {
+        bail!(
+            "--baseline {b} (or the spec's baseline) cannot be used with --workers, --gpus or --emit-slurm: they split              the run into shards; sweep without them, or sweep the baseline engine on its own and `compress-bench              compare` the two runs"
+        );
+    }
+    Ok(())
+}
+
+/// Whether the baseline of the main run in `dir` (spec `spec`) is complete and compared.
+fn baseline_finished(dir: &Path, spec: &ExperimentSpec) -> bool {
+    let Some(b) = spec.baseline else { return true };
+    let done = Manifest::load(&sweep::baseline_dir(dir, b)).is_ok_and(|m| m.status == RunStatus::Complete);
+    done && dir.join(sweep::BASELINE_COMPARE_DIR).join(occ_report::compare::JSON_FILE).is_file()
+}
+
+/// `--resume` of a complete main run whose baseline is not finished: the baseline run (started,
+/// or continued from its journal), its comparison, then the main run's summary and report.
+fn resume_baseline(
+    args: Args,
+    dir: PathBuf,
+    mut manifest: Manifest,
+    out: &Output,
+    interrupt: &Interrupt,
+) -> anyhow::Result<()> {
+    let command = std::env::args().collect::<Vec<_>>().join(" ");
+    let _lock = occ_eval::lock::RunLock::acquire(&dir, &command)?;
+    let (values, switches) = reader_flag_names();
+    let args =
+        runs::resumed_reader("sweep", &dir, manifest.reader_flags.clone(), &values, &switches, out)?.unwrap_or(args);
+    let mut spec = manifest.spec.clone();
+    if let Some(d) = &args.datasets {
+        spec.datasets_dir = d.clone();
+    }
+    if args.dry_run {
+        let baseline = dry_run_baseline(&spec, Some(&dir), &args, out)?;
+        let n = manifest.n_samples_planned;
+        out.send(&DryRun {
+            command: "sweep",
+            engine: &manifest.engines,
+            unit: "samples",
+            n_total: n,
+            n_done: n,
+            n_pending: 0,
+            n_pages: 0,
+            engine_load_s: 0.0,
+            estimate: None,
+            baseline: baseline.clone(),
+        })?;
+        out.result(&format!("sweep {}: {n} samples, all journaled; only the baseline is left", spec.name));
+        if let Some(b) = baseline {
+            out.result(&format!(
+                "baseline: {} samples; {} already journaled, {} to run{}",
+                b.n_total,
+                b.n_done,
+                b.n_pending,
+                b.estimate.map(|e| format!("; {}", e.describe("samples"))).unwrap_or_default()
+            ));
+        }
+        return Ok(());
+    }
+    out.info(&format!("{} is complete; finishing its baseline", dir.display()));
+    let run_id = manifest.run_id.clone();
+    let extra = match run_baseline(&dir, &run_id, &spec, &args, 0, out, interrupt) {
+        Ok(files) => files,
+        Err(e) => {
+            if !args.no_report {
+                if let Err(r) = occ_report::write_report(&dir) {
+                    out.warn(&format!("writing the report of {}: {r:#}", dir.display()));
+                }
+            }
+            return Err(e);
+        }
+    };
+    let failed = runs::finish_run_with(&dir, &mut manifest, !args.no_report, &extra, out)?;
+    if failed > 0 {
+        bail!("{failed} samples failed (status render_error or engine_error in samples.parquet); the other results are written");
+    }
+    Ok(())
+}
+
+/// The baseline of the main run in `main_dir` (spec `spec`, run id `main_run_id`): its run of the
+/// same pages in `<main_dir>/baseline-<engine>` (new, continued, or left as it is when complete),
+/// its report, the comparison (baseline first) in `<main_dir>/compare`, and the `baseline` message.
+/// Returns the entries it adds to the main run's `summary` files. `main_seen`: samples the main run
+/// journaled in this process (the test hooks count on from there).
+#[allow(clippy::too_many_arguments)]
+fn run_baseline(
+    main_dir: &Path,
+    main_run_id: &str,
+    spec: &ExperimentSpec,
+    args: &Args,
+    main_seen: usize,
+    out: &Output,
+    interrupt: &Interrupt,
+) -> anyhow::Result<Vec<(&'static str, String)>> {
+    let Some(bspec) = sweep::baseline_spec(spec) else { return Ok(Vec::new()) };
+    let b = bspec.engine;
+    let bdir = sweep::baseline_dir(main_dir, b);
+    let recorded = if bdir.join(occ_eval::results::MANIFEST_FILE).is_file() {
+        Some(Manifest::load(&bdir).with_context(|| format!("reading the baseline run {}", bdir.display()))?)
+    } else {
+        None
+    };
+    let manifest = match recorded {
+        Some(m) if m.status == RunStatus::Complete => {
+            out.info(&format!("baseline {b}: {} is complete", bdir.display()));
+            m
+        }
+        recorded => {
+            let start = match recorded {
+                Some(_) => Start::Resume {
+                    dir: bdir.clone(),
+                    command: std::env::args().collect::<Vec<_>>().join(" "),
+                    datasets_dir: Some(spec.datasets_dir.clone()),
+                },
+                None => Start::New { spec: Box::new(bspec), shard: None },
+            };
+            let mut prepared = sweep::prepare(start)?;
+            if let Some(old) = prepared.took_over() {
+                out.warn(&format!(
+                    "took over the stale lock of process {} (started {}), which is gone",
+                    old.pid, old.started_utc
+                ));
+            }
+            let tesseract = TesseractSettings { psm: prepared.spec.tesseract_psm, threads: args.threads };
+            let mut engines = engine::build_engines(b, &prepared.langs, tesseract, &args.model, out)
+                .with_context(|| format!("loading the baseline engine {b} (--baseline)"))?;
+            let infos = engines.infos();
+            let (values, switches) = reader_flag_names();
+            let invocation = sweep::Invocation {
+                reader_flags: Some(runs::reader_flags(&std::env::args().collect::<Vec<_>>(), &values, &switches)),
+                prompt: runs::prompt_of(b, &args.model),
+                ..runs::invocation()
+            };
+            let run_id = format!("{main_run_id}-baseline-{b}");
+            let mut run = prepared.open_in(&bdir, run_id, &infos, &invocation)?;
+            out.info(&format!("baseline {b}: {} samples -> {}", prepared.plan.len(), bdir.display()));
+            let mut observer = CliObserver {
+                out,
+                samples: false,
+                bar: None,
+                run_start: None,
+                seen: main_seen,
+                crash_after: args.crash_after,
+                interrupt_after: args.interrupt_after,
+                interrupt: interrupt.clone(),
+            };
+            let counts = run.execute(&prepared, &mut engines, &mut observer);
+            if let Some(mut bar) = observer.bar.take() {
+                bar.finish();
+            }
+            let stopped = match &counts {
+                Ok(c) => c.interrupted,
+                Err(_) => interrupt.requested(),
+            };
+            if stopped {
+                let written = run.interrupt().with_context(|| format!("marking {} interrupted", bdir.display()))?;
+                return Err(Interrupted {
+                    state: format!("the baseline run {} is marked interrupted", bdir.display()),
+                    done: format!("{} of {} baseline samples", written.samples, run.manifest.n_samples_planned),
+                    resume: resume_command(main_dir),
+                }
+                .into());
+            }
+            if let Err(e) = counts {
+                let e = anyhow::Error::new(e).context(format!(
+                    "the baseline sweep ({b}) stopped; continue it with: {}",
+                    resume_command(main_dir)
+                ));
+                if let Err(m) = sweep::mark_failed(&bdir, &mut run.manifest, crate::output::causes(&e)) {
+                    out.warn(&format!("marking {} failed: {m}", bdir.display()));
+                }
+                return Err(e);
+            }
+            sweep::finish(&bdir, &mut run.manifest)
+                .with_context(|| format!("writing the results of the baseline run {}", bdir.display()))?;
+            run.manifest.clone()
+        }
+    };
+    let mut files: BTreeMap<String, String> = BTreeMap::new();
+    for f in [results::SAMPLES_FILE, results::PREDICTIONS_FILE, results::SUMMARY_FILE, results::MANIFEST_FILE] {
+        files.insert(format!("baseline/{f}"), bdir.join(f).display().to_string());
+    }
+    if !args.no_report {
+        let r = occ_report::write_report(&bdir)
+            .with_context(|| format!("writing the report of the baseline run {}", bdir.display()))?;
+        files.insert("baseline/report.md".into(), r.markdown.display().to_string());
+        files.insert("baseline/report.html".into(), r.html.display().to_string());
+    }
+    let tables = [RunTables::load(&bdir, b.name())?, RunTables::load(main_dir, spec.engine.name())?];
+    let cdir = main_dir.join(sweep::BASELINE_COMPARE_DIR);
+    let (cfiles, comparison) = occ_report::compare::write_compare_into(&tables, &cdir, spec.seed)
+        .with_context(|| format!("comparing the baseline run {} with {}", bdir.display(), main_dir.display()))?;
+    for (name, path) in [
+        (occ_report::compare::MARKDOWN_FILE, &cfiles.markdown),
+        (occ_report::compare::HTML_FILE, &cfiles.html),
+        (occ_report::compare::CSV_FILE, &cfiles.csv),
+        (occ_report::compare::JSON_FILE, &cfiles.json),
+    ] {
+        files.insert(format!("compare/{name}"), path.display().to_string());
+    }
+    let n_pairs = comparison.pairings.iter().map(|p| p.n_paired).sum();
+    let headline = comparison
+        .rows
+        .iter()
+        .filter(|r| r.target_ratio.is_none() && r.metric == "char_precision")
+        .map(|r| CompareHeadline {
+            baseline: &r.baseline,
+            other: &r.other,
+            corpus: &r.corpus,
+            mode: &r.mode,
+            other_mode: &r.other_mode,
+            n_pairs: r.n_pairs,
+            char_precision_baseline: finite(r.mean_baseline),
+            char_precision_other: finite(r.mean_other),
+            char_precision_diff: finite(r.mean_diff),
+            char_precision_diff_ci: finite(r.ci_low).zip(finite(r.ci_high)).map(|(a, b)| [a, b]),
+            ci_method: &r.ci_method,
+        })
+        .collect::<Vec<_>>();
+    out.send(&SweepBaseline {
+        engine: b.name(),
+        main_engine: spec.engine.name(),
+        run_dir: bdir.display().to_string(),
+        run_id: &manifest.run_id,
+        status: manifest.status,
+        n_samples: manifest.n_samples_done,
+        n_failed: manifest.n_failed,
+        compare_dir: cfiles.dir.display().to_string(),
+        files,
+        n_pairs,
+        headline,
+    })?;
+    for p in &comparison.pairings {
+        out.info(&format!(
+            "baseline {b}: {} samples ({} failed) -> {}; {} pages paired with {} -> {}",
+            manifest.n_samples_done,
+            manifest.n_failed,
+            bdir.display(),
+            p.n_paired,
+            spec.engine,
+            cfiles.html.display()
+        ));
+    }
+    Ok(vec![("baseline_run", bdir.display().to_string()), ("compare", cfiles.dir.display().to_string())])
+}
+
+fn finite(v: f64) -> Option<f64> {
+    v.is_finite().then_some(v)
 }
 
 /// The spec a new run of this command has: the spec file (or the defaults) with the flags over it.
@@ -405,6 +783,7 @@ pub(super) fn resolve_spec(args: &Args) -> anyhow::Result<ExperimentSpec> {
         engine: args.engine,
         max_new_tokens: args.max_new_tokens,
         datasets_dir: args.datasets.clone(),
+        baseline: args.baseline,
     };
     Ok(ExperimentSpec::resolve(file, overrides)?)
 }

@@ -1,5 +1,6 @@
 //! End-to-end tests of the `compress-bench` binary. One module per subcommand family.
 
+mod baseline;
 mod bench;
 mod compare;
 mod decay;
