@@ -57,14 +57,11 @@ canvas=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["canvas
 mode="custom:${canvas}x${canvas}"
 out="$tmp/heldout"
 mkdir -p "$out"
-echo "ship-reader: held-out sweep of the reader ($mode, ratios $RATIOS, $PAGES pages each) and Tesseract on the same pages" >&2
-"${cb[@]}" sweep --engine mini --weights "$tmp" --modes "$mode" --ratios "$RATIOS" --pages "$PAGES" \
-  --out "$out" --name mini --quiet
-"${cb[@]}" sweep --engine tesseract --modes "$mode" --ratios "$RATIOS" --pages "$PAGES" \
-  --out "$out" --name tesseract --quiet
-mini_run=$(ls -d "$out"/mini/*/ | head -1)
-tess_run=$(ls -d "$out"/tesseract/*/ | head -1)
-"${cb[@]}" compare "$tess_run" "$mini_run" --labels tesseract,mini --out "$out" --name compare --quiet
+echo "ship-reader: held-out sweep of the reader ($mode, ratios $RATIOS, $PAGES pages each), Tesseract on the same pages" >&2
+"${cb[@]}" sweep --engine mini --weights "$tmp" --baseline tesseract --modes "$mode" --ratios "$RATIOS" \
+  --pages "$PAGES" --out "$out" --name heldout --quiet
+mini_run=$(ls -d "$out"/heldout/*/ | head -1)
+tess_run="$mini_run/baseline-tesseract"
 
 python3 "$root/scripts/model_card.py" --reader "$tmp" --mini-run "$mini_run" --tesseract-run "$tess_run" \
   --history "${HISTORY:-}" --name "$(basename "$DEST")" > "$tmp/README.md"
@@ -73,7 +70,7 @@ mkdir -p "$tmp/heldout-summary"
 cp "$mini_run/summary.csv" "$tmp/heldout-summary/mini-summary.csv"
 cp "$tess_run/summary.csv" "$tmp/heldout-summary/tesseract-summary.csv"
 # the comparison's report and charts (both readers' curves on shared axes, paired differences)
-find "$out/compare" \( -name '*.svg' -o -name 'compare.md' -o -name 'paired.csv' \) -exec cp {} "$tmp/heldout-summary/" \;
+find "$mini_run/compare" \( -name '*.svg' -o -name 'compare.md' -o -name 'paired.csv' \) -exec cp {} "$tmp/heldout-summary/" \;
 rm -rf "$out"
 rm -rf "$DEST"
 mv "$tmp" "$DEST"
