@@ -403,6 +403,41 @@ pub struct CompareHeadline<'a> {
     pub ci_method: &'a str,
 }
 
+impl<'a> CompareHeadline<'a> {
+    /// One headline per comparison, corpus and mode: the rows over every ratio of character precision
+    /// (`compare`'s message and `sweep --baseline`'s).
+    pub fn of(comparison: &'a occ_eval::compare::Comparison) -> Vec<CompareHeadline<'a>> {
+        let finite = |v: f64| v.is_finite().then_some(v);
+        comparison
+            .rows
+            .iter()
+            .filter(|r| r.target_ratio.is_none() && r.metric == "char_precision")
+            .map(|r| CompareHeadline {
+                baseline: &r.baseline,
+                other: &r.other,
+                corpus: &r.corpus,
+                mode: &r.mode,
+                other_mode: &r.other_mode,
+                n_pairs: r.n_pairs,
+                char_precision_baseline: finite(r.mean_baseline),
+                char_precision_other: finite(r.mean_other),
+                char_precision_diff: finite(r.mean_diff),
+                char_precision_diff_ci: finite(r.ci_low).zip(finite(r.ci_high)).map(|(a, b)| [a, b]),
+                ci_method: &r.ci_method,
+            })
+            .collect()
+    }
+}
+
+/// The files of a written comparison by name (`compare.md`, `compare.html`, `paired.csv`, `compare.json`).
+pub fn compare_files(files: &occ_report::compare::CompareFiles) -> BTreeMap<&'static str, String> {
+    use occ_report::compare::{CSV_FILE, HTML_FILE, JSON_FILE, MARKDOWN_FILE};
+    [(MARKDOWN_FILE, &files.markdown), (HTML_FILE, &files.html), (CSV_FILE, &files.csv), (JSON_FILE, &files.json)]
+        .into_iter()
+        .map(|(name, path)| (name, path.display().to_string()))
+        .collect()
+}
+
 /// `compare`: the written comparison (one message at the end).
 #[derive(Debug, Serialize)]
 pub struct Compare<'a> {

@@ -1,14 +1,13 @@
 //! `compress-bench compare`: one report over several runs, with paired differences on the pages they
 //! share (`occ_eval::compare` pairs, `occ_report::compare` writes).
 
-use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 use anyhow::Context;
 use occ_eval::compare::{default_label, RunTables};
 use occ_report::compare::RunEntry;
 
-use crate::messages::{Compare, CompareHeadline};
+use crate::messages::{compare_files, Compare, CompareHeadline};
 use crate::output::Output;
 
 /// One report over several runs: curves on shared charts, paired differences with bootstrap CIs.
@@ -32,10 +31,6 @@ pub struct Args {
     pub name: String,
 }
 
-fn finite(v: f64) -> Option<f64> {
-    v.is_finite().then_some(v)
-}
-
 pub fn run(args: Args, out: &Output) -> anyhow::Result<()> {
     let labels: Vec<String> = match &args.labels {
         Some(l) if l.len() != args.runs.len() => {
@@ -54,29 +49,8 @@ pub fn run(args: Args, out: &Output) -> anyhow::Result<()> {
     let (files, comparison) =
         occ_report::compare::write_compare(&runs, &args.out, &args.name, args.seed).context("comparing the runs")?;
     let entries: Vec<RunEntry> = runs.iter().map(RunEntry::of).collect();
-    let headline = comparison
-        .rows
-        .iter()
-        .filter(|r| r.target_ratio.is_none() && r.metric == "char_precision")
-        .map(|r| CompareHeadline {
-            baseline: &r.baseline,
-            other: &r.other,
-            corpus: &r.corpus,
-            mode: &r.mode,
-            other_mode: &r.other_mode,
-            n_pairs: r.n_pairs,
-            char_precision_baseline: finite(r.mean_baseline),
-            char_precision_other: finite(r.mean_other),
-            char_precision_diff: finite(r.mean_diff),
-            char_precision_diff_ci: finite(r.ci_low).zip(finite(r.ci_high)).map(|(a, b)| [a, b]),
-            ci_method: &r.ci_method,
-        })
-        .collect::<Vec<_>>();
-    let mut file_map = BTreeMap::new();
-    file_map.insert(occ_report::compare::MARKDOWN_FILE, files.markdown.display().to_string());
-    file_map.insert(occ_report::compare::HTML_FILE, files.html.display().to_string());
-    file_map.insert(occ_report::compare::CSV_FILE, files.csv.display().to_string());
-    file_map.insert(occ_report::compare::JSON_FILE, files.json.display().to_string());
+    let headline = CompareHeadline::of(&comparison);
+    let file_map = compare_files(&files);
     out.send(&Compare {
         out_dir: files.dir.display().to_string(),
         files: file_map,

@@ -24,7 +24,9 @@ use occ_eval::RunStatus;
 
 use crate::engine::{self, EngineKind, ModelArgs, TesseractSettings};
 use crate::interrupt::{Interrupt, Interrupted};
-use crate::messages::{CompareHeadline, DryRun, DryRunBaseline, Estimate, Sample, SweepBaseline, SweepStart};
+use crate::messages::{
+    compare_files, CompareHeadline, DryRun, DryRunBaseline, Estimate, Sample, SweepBaseline, SweepStart,
+};
 use crate::output::{duration_text, Output, Progress, JSON_SCHEMA_VERSION};
 use crate::runs;
 
@@ -210,6 +212,45 @@ fn start(args: &Args) -> anyhow::Result<Start> {
 }
 
 /// The command that continues the run in `dir` (engine and output flags kept).
+/// Runs `run` with `observer` and finishes its bar. A stop request (or an engine stopped by the same
+/// signal: its processes got it too) marks the run interrupted and is returned as the [`Interrupted`]
+/// error naming `resume_dir`'s resume command; otherwise the run's own outcome is returned. `what`
+/// prefixes the run in messages (`""` for the main run, `"baseline "`).
+fn execute(
+    run: &mut sweep::Run,
+    prepared: &Prepared,
+    engines: &mut Engines,
+    observer: &mut CliObserver<'_>,
+    interrupt: &Interrupt,
+    what: &str,
+    resume_dir: &Path,
+) -> anyhow::Result<Result<runner::RunCounts, sweep::SweepError>> {
+    let counts = run.execute(prepared, engines, observer);
+    if let Some(mut bar) = observer.bar.take() {
+        bar.finish();
+    }
+    let stopped = match &counts {
+        Ok(c) => c.interrupted,
+        Err(_) => interrupt.requested(),
+    };
+    if stopped {
+        let dir = run.dir.clone();
+        let written = run.interrupt().with_context(|| format!("marking {} interrupted", dir.display()))?;
+        let state = if what.is_empty() {
+            format!("{} is marked interrupted", dir.display())
+        } else {
+            format!("the {what}run {} is marked interrupted", dir.display())
+        };
+        return Err(Interrupted {
+            state,
+            done: format!("{} of {} {what}samples", written.samples, run.manifest.n_samples_planned),
+            resume: resume_command(resume_dir),
+        }
+        .into());
+    }
+    Ok(counts)
+}
+
 fn resume_command(dir: &std::path::Path) -> String {
     let argv: Vec<String> = std::env::args().collect();
     let values = [&runs::MODEL_VALUE_FLAGS[..], &["--threads", "--datasets"]].concat();
@@ -443,24 +484,7 @@ pub fn run(args: Args, out: &Output) -> anyhow::Result<()> {
         interrupt_after: args.interrupt_after,
         interrupt: interrupt.clone(),
     };
-    let counts = run.execute(&prepared, &mut engines, &mut observer);
-    if let Some(mut bar) = observer.bar.take() {
-        bar.finish();
-    }
-    let stopped = match &counts {
-        Ok(c) => c.interrupted,
-        // An engine stopped by the same signal (its processes got it too) is an interrupt as well.
-        Err(_) => interrupt.requested(),
-    };
-    if stopped {
-        let written = run.interrupt().with_context(|| format!("marking {} interrupted", dir.display()))?;
-        return Err(Interrupted {
-            state: format!("{} is marked interrupted", dir.display()),
-            done: format!("{} of {} samples", written.samples, run.manifest.n_samples_planned),
-            resume: resume_command(&dir),
-        }
-        .into());
-    }
+    let counts = execute(&mut run, &prepared, &mut engines, &mut observer, &interrupt, "", &dir)?;
     match counts {
         // Resuming cannot get past a damaged journal: say what to repair instead.
         Err(e @ sweep::SweepError::Run(RunError::Journal(JournalError::Corrupt { .. }))) => {
@@ -663,23 +687,7 @@ fn run_baseline(
                 interrupt_after: args.interrupt_after,
                 interrupt: interrupt.clone(),
             };
-            let counts = run.execute(&prepared, &mut engines, &mut observer);
-            if let Some(mut bar) = observer.bar.take() {
-                bar.finish();
-            }
-            let stopped = match &counts {
-                Ok(c) => c.interrupted,
-                Err(_) => interrupt.requested(),
-            };
-            if stopped {
-                let written = run.interrupt().with_context(|| format!("marking {} interrupted", bdir.display()))?;
-                return Err(Interrupted {
-                    state: format!("the baseline run {} is marked interrupted", bdir.display()),
-                    done: format!("{} of {} baseline samples", written.samples, run.manifest.n_samples_planned),
-                    resume: resume_command(main_dir),
-                }
-                .into());
-            }
+            let counts = execute(&mut run, &prepared, &mut engines, &mut observer, interrupt, "baseline ", main_dir)?;
             if let Err(e) = counts {
                 let e = anyhow::Error::new(e).context(format!(
                     "the baseline sweep ({b}) stopped; continue it with: {}",
@@ -709,33 +717,11 @@ fn run_baseline(
     let cdir = main_dir.join(sweep::BASELINE_COMPARE_DIR);
     let (cfiles, comparison) = occ_report::compare::write_compare_into(&tables, &cdir, spec.seed)
         .with_context(|| format!("comparing the baseline run {} with {}", bdir.display(), main_dir.display()))?;
-    for (name, path) in [
-        (occ_report::compare::MARKDOWN_FILE, &cfiles.markdown),
-        (occ_report::compare::HTML_FILE, &cfiles.html),
-        (occ_report::compare::CSV_FILE, &cfiles.csv),
-        (occ_report::compare::JSON_FILE, &cfiles.json),
-    ] {
-        files.insert(format!("compare/{name}"), path.display().to_string());
+    for (name, path) in compare_files(&cfiles) {
+        files.insert(format!("compare/{name}"), path);
     }
     let n_pairs = comparison.pairings.iter().map(|p| p.n_paired).sum();
-    let headline = comparison
-        .rows
-        .iter()
-        .filter(|r| r.target_ratio.is_none() && r.metric == "char_precision")
-        .map(|r| CompareHeadline {
-            baseline: &r.baseline,
-            other: &r.other,
-            corpus: &r.corpus,
-            mode: &r.mode,
-            other_mode: &r.other_mode,
-            n_pairs: r.n_pairs,
-            char_precision_baseline: finite(r.mean_baseline),
-            char_precision_other: finite(r.mean_other),
-            char_precision_diff: finite(r.mean_diff),
-            char_precision_diff_ci: finite(r.ci_low).zip(finite(r.ci_high)).map(|(a, b)| [a, b]),
-            ci_method: &r.ci_method,
-        })
-        .collect::<Vec<_>>();
+    let headline = CompareHeadline::of(&comparison);
     out.send(&SweepBaseline {
         engine: b.name(),
         main_engine: spec.engine.name(),
@@ -761,10 +747,6 @@ fn run_baseline(
         ));
     }
     Ok(vec![("baseline_run", bdir.display().to_string()), ("compare", cfiles.dir.display().to_string())])
-}
-
-fn finite(v: f64) -> Option<f64> {
-    v.is_finite().then_some(v)
 }
 
 /// The spec a new run of this command has: the spec file (or the defaults) with the flags over it.
