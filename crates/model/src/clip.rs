@@ -131,19 +131,7 @@ impl Clip {
     }
 
     fn resized_pos_embed(&self, tokens: usize) -> Result<Tensor> {
-        let src = self.cfg.pos_grid();
-        let tgt = (tokens as f64).sqrt() as usize;
-        if tgt == src {
-            return self.position_embedding.unsqueeze(0);
-        }
-        if tgt * tgt + 1 != tokens {
-            candle_core::bail!("clip position embeddings: {tokens} tokens are not a square grid plus a class token");
-        }
-        let dim = self.cfg.width;
-        let cls = self.position_embedding.narrow(0, 0, 1)?;
-        let grid = self.position_embedding.narrow(0, 1, src * src)?.reshape((src, src, dim))?;
-        let grid = resize_grid_bicubic_aa(&grid, tgt, tgt)?.reshape((tgt * tgt, dim))?;
-        Tensor::cat(&[&cls, &grid], 0)?.unsqueeze(0)
+        resize_position_table(&self.position_embedding, tokens)?.unsqueeze(0)
     }
 
     /// # Shapes
@@ -171,4 +159,29 @@ impl Clip {
         }
         Ok(x)
     }
+}
+
+/// A class row and a square grid of position embeddings, `(1 + s², dim)`, for `tokens` tokens: the
+/// class row kept, the grid resized (bicubic with antialiasing) to side `⌊√tokens⌋` when it differs
+/// (`get_abs_pos`). The global encoder's table at inference, and `train --init` on another page side.
+///
+/// # Shapes
+/// `table`: (1 + s², dim) → (tokens, dim).
+pub fn resize_position_table(table: &Tensor, tokens: usize) -> Result<Tensor> {
+    let (rows, dim) = table.dims2()?;
+    let src = ((rows - 1) as f64).sqrt() as usize;
+    let tgt = (tokens as f64).sqrt() as usize;
+    if src * src + 1 != rows {
+        candle_core::bail!("clip position embeddings: {rows} rows are not a class row and a square grid");
+    }
+    if tgt == src {
+        return Ok(table.clone());
+    }
+    if tgt * tgt + 1 != tokens {
+        candle_core::bail!("clip position embeddings: {tokens} tokens are not a square grid plus a class token");
+    }
+    let cls = table.narrow(0, 0, 1)?;
+    let grid = table.narrow(0, 1, src * src)?.reshape((src, src, dim))?;
+    let grid = resize_grid_bicubic_aa(&grid, tgt, tgt)?.reshape((tgt * tgt, dim))?;
+    Tensor::cat(&[&cls, &grid], 0)
 }

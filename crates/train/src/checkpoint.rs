@@ -329,11 +329,11 @@ pub fn init_from(
         let t = if t.dims() == var.dims() {
             t
         } else {
-            let r = resize_position_table(name, &t, var.dims())
+            let r = resized_for_page(name, &t, var.dims())
                 .map_err(|e| ckpt_err(&wp, format!("tensor {name}: {e}")))?
                 .ok_or_else(|| {
-                    ckpt_err(&wp, format!("tensor {name} has shape {:?}, expected {:?}", t.dims(), var.dims()))
-                })?;
+                ckpt_err(&wp, format!("tensor {name} has shape {:?}, expected {:?}", t.dims(), var.dims()))
+            })?;
             resized.push(name.clone());
             r
         };
@@ -344,7 +344,7 @@ pub fn init_from(
 
 /// `table` resized to `want` when it is one of the reader's position tables (see [`init_from`]);
 /// `None` for any other tensor.
-fn resize_position_table(name: &str, table: &Tensor, want: &[usize]) -> candle_core::Result<Option<Tensor>> {
+fn resized_for_page(name: &str, table: &Tensor, want: &[usize]) -> candle_core::Result<Option<Tensor>> {
     use occ_model::nn::interpolate::{resize_grid_bicubic_aa, resize_rows_linear};
     let t = if name.ends_with("sam_model.pos_embed") && want.len() == 4 && want[1] == want[2] {
         // (1, g, g, width)
@@ -354,15 +354,7 @@ fn resize_position_table(name: &str, table: &Tensor, want: &[usize]) -> candle_c
         resize_rows_linear(table, want[0])?
     } else if name.ends_with("embeddings.position_embedding.weight") && want.len() == 2 {
         // (1 + g², width): the class row, then the grid row-major
-        let (rows, dim) = table.dims2()?;
-        let src = ((rows - 1) as f64).sqrt() as usize;
-        let tgt = ((want[0] - 1) as f64).sqrt() as usize;
-        if src * src + 1 != rows || tgt * tgt + 1 != want[0] || dim != want[1] {
-            candle_core::bail!("{rows} x {dim} rows are not a class row and a square grid of {} values", want[1]);
-        }
-        let grid = table.narrow(0, 1, src * src)?.reshape((src, src, dim))?;
-        let grid = resize_grid_bicubic_aa(&grid, tgt, tgt)?.reshape((tgt * tgt, dim))?;
-        Tensor::cat(&[&table.narrow(0, 0, 1)?, &grid], 0)?
+        occ_model::clip::resize_position_table(table, want[0])?
     } else {
         return Ok(None);
     };
