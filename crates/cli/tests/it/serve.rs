@@ -67,9 +67,11 @@ impl Drop for Served {
     }
 }
 
-/// `serve` on a free port; returns it and its base URL (read from its first stdout line).
-fn serve(extra: &[&str]) -> (Served, String) {
+/// `compress-bench {global} serve --synthetic-weights tiny --port 0 {extra}`: the running server and
+/// its stdout.
+fn spawn_serve(global: &[&str], extra: &[&str]) -> (Served, BufReader<std::process::ChildStdout>) {
     let mut child = Command::new(BIN)
+        .args(global)
         .args(["serve", "--synthetic-weights", "tiny", "--port", "0"])
         .args(extra)
         .stdout(Stdio::piped())
@@ -77,9 +79,14 @@ fn serve(extra: &[&str]) -> (Served, String) {
         .spawn()
         .expect("starting compress-bench serve");
     let stdout = child.stdout.take().unwrap();
-    let served = Served(Some(child));
+    (Served(Some(child)), BufReader::new(stdout))
+}
+
+/// `serve` on a free port; returns it and its base URL (read from its first stdout line).
+fn serve(extra: &[&str]) -> (Served, String) {
+    let (served, mut stdout) = spawn_serve(&[], extra);
     let mut line = String::new();
-    BufReader::new(stdout).read_line(&mut line).unwrap();
+    stdout.read_line(&mut line).unwrap();
     let url = line.split_whitespace().find(|w| w.starts_with("http://")).unwrap_or_else(|| panic!("{line}"));
     (served, url.to_string())
 }
@@ -258,16 +265,8 @@ fn a_sweep_through_the_openai_engine_killed_and_resumed_equals_the_in_process_sw
 
 /// `serve --json` on a free port with `extra`: the running server and its `serve_start` message.
 fn serve_json(extra: &[&str]) -> (Served, Value) {
-    let mut child = Command::new(BIN)
-        .args(["--json", "serve", "--synthetic-weights", "tiny", "--port", "0"])
-        .args(extra)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("starting compress-bench serve");
-    let stdout = child.stdout.take().unwrap();
-    let served = Served(Some(child));
-    let start = BufReader::new(stdout)
+    let (served, stdout) = spawn_serve(&["--json"], extra);
+    let start = stdout
         .lines()
         .map(|l| serde_json::from_str::<Value>(&l.unwrap()).unwrap())
         .find(|m| m["type"] == "serve_start")
