@@ -37,11 +37,13 @@ mkdir -p "$RUN" "$META"
 # or be the previous call's run folder on a warm machine (then set RUN to another folder).
 INIT_ARGS=()
 if [ -n "${INIT:-}" ]; then
-  # a run folder (a previous call's $RUN on a warm machine): its latest checkpoint, in float32
-  if [ -f "$INIT/latest" ]; then INIT="$INIT/$(cat "$INIT/latest")"; fi
-  rm -rf /tmp/init && mkdir -p /tmp/init && cp "$INIT"/mini.json "$INIT"/vocab.json /tmp/init/
-  if [ -f "$INIT/model.safetensors" ]; then cp "$INIT/model.safetensors" /tmp/init/; else cat "$INIT"/model.safetensors.part-* > /tmp/init/model.safetensors; fi
-  INIT_ARGS=(--init /tmp/init)
+  if [ -f "$INIT/latest" ] || [ -f "$INIT/model.safetensors" ]; then
+    INIT_ARGS=(--init "$INIT")  # a run folder (its latest checkpoint, float32) or a reader folder
+  else
+    rm -rf /tmp/init && mkdir -p /tmp/init && cp "$INIT"/mini.json "$INIT"/vocab.json /tmp/init/
+    cat "$INIT"/model.safetensors.part-* > /tmp/init/model.safetensors
+    INIT_ARGS=(--init /tmp/init)
+  fi
 fi
 cb_train() { /tmp/cb train --config "$CONFIG" --out "$RUN" --device "${DEVICE:-cuda}" --export /tmp/export "$@" 2>&1 | tee -a "$META/train.log"; }
 steps_of() { python3 -c 'import json,sys; s=json.load(open(sys.argv[1])); print(s[sys.argv[2]] if sys.argv[2] in s else s["config"]["optim"]["steps"])' "$@"; }
